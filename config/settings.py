@@ -1,0 +1,55 @@
+"""All settings, read once from the environment (prefix PAYOUTS_) and an optional `.env`.
+
+Settings are read at the edges (CLI callback, worker start, web start) and passed inward as
+plain values; the domain never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_STATE_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAYOUTS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    #: Folder for the embedded defaults (SQLite ledger, exports) when no URL is given.
+    state_dir: Path = DEFAULT_STATE_DIR
+    #: SQLAlchemy URL of the ledger; SQLite in `state_dir` by default, PostgreSQL in production
+    #: (postgresql+psycopg://user:password@host/db). Secret because it may hold a password.
+    database_url: SecretStr | None = None
+    #: Bring the ledger schema to the newest migration when a command opens it.
+    auto_migrate: bool = True
+
+    log_format: Literal["auto", "console", "json"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    #: Review caps in TFT units: a run exceeding one must be explicitly approved past it.
+    cap_node_tft_units: int | None = Field(default=None, ge=0)
+    cap_farm_tft_units: int | None = Field(default=None, ge=0)
+    cap_run_tft_units: int | None = Field(default=None, ge=0)
+    #: A payout address that is new or changed against the previous period is flagged in review.
+    flag_address_changes: bool = True
+
+    def ledger_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.state_dir / 'payouts.sqlite3'}"
+
+    def ledger_url_for_display(self) -> str:
+        """The ledger URL with any password masked, safe for logs and error messages."""
+        return make_url(self.ledger_url()).render_as_string(hide_password=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

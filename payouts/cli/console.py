@@ -1,0 +1,25 @@
+"""Terminal output for operators: status to stderr, data to stdout, `--json` for scripts."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+
+#: Human status, progress bars and tables that are not the command's data.
+err_console = Console(stderr=True, highlight=False)
+#: The command's data (tables, JSON).
+out_console = Console(highlight=False)
+
+
+def abort(message: str, code: int = 1) -> NoReturn:
+    """Print a clear error for the operator and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def print_json(document: object) -> None:
+    """One JSON document on stdout (sorted keys off: documents keep their declared order)."""
+    typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())

@@ -1,0 +1,49 @@
+"""What every command shares: settings and a lazily opened, migrated ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import typer
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from config.settings import Settings
+from payouts.cli.console import abort
+from payouts.ledger.db import make_engine, migrate, session_scope
+
+
+@dataclass
+class CliContext:
+    settings: Settings
+    _engine: Engine | None = field(default=None, repr=False)
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            engine = make_engine(self.settings.ledger_url())
+            try:
+                if self.settings.auto_migrate:
+                    migrate(engine)
+            except OperationalError as exc:
+                # the driver's message can quote the URL; show the masked one only
+                abort(
+                    f"cannot open the ledger at {self.settings.ledger_url_for_display()}: "
+                    f"{type(exc.orig).__name__}"
+                )
+            self._engine = engine
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.engine()) as session:
+            yield session
+
+
+def get_context(ctx: typer.Context) -> CliContext:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliContext):
+        root.obj = CliContext(settings=Settings())
+    return root.obj

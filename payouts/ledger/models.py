@@ -1,0 +1,112 @@
+"""The payout ledger's tables (SQLModel). Amounts are integers with their unit in the name."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, LargeBinary, MetaData, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from payouts.ledger.types import UtcDateTime, utcnow
+
+# Constraint names fixed by convention so migrations are the same on SQLite and PostgreSQL.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+_LIVE_RUN = "status NOT IN ('replaced', 'rejected')"
+
+
+def _created() -> Column:
+    return Column(UtcDateTime(), nullable=False, default=utcnow)
+
+
+class Run(SQLModel, table=True):
+    """One calculation of one period from one frozen snapshot, and its way to payment."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        # at most one live run per period: a second calculation is a no-op or a replacement
+        Index(
+            "uq_runs_live_period",
+            "period_offset",
+            unique=True,
+            sqlite_where=text(_LIVE_RUN),
+            postgresql_where=text(_LIVE_RUN),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    period_offset: int = Field(index=True)
+    period_start_ts: int = Field(sa_type=BigInteger)
+    period_end_ts: int = Field(sa_type=BigInteger)
+    network: str
+    snapshot_sha256: str = Field(max_length=64, index=True)
+    snapshot_name: str = ""
+    code_version: str
+    status: str = Field(max_length=20, index=True)
+    total_musd: int = Field(sa_type=BigInteger)
+    total_tft_units: int = Field(sa_type=BigInteger)
+    #: what the run would pay now: positive rewards with a usable address
+    payable_tft_units: int = Field(sa_type=BigInteger)
+    node_count: int
+    rewarded_node_count: int
+    #: CalculationReport as JSON (counts, invalid records, quirks, dropped events, notes)
+    report_json: str = Field(sa_column=Column(Text, nullable=False))
+    replaces_run_id: int | None = Field(default=None, sa_column=Column(ForeignKey("runs.id")))
+    status_reason: str = ""
+    created_at: datetime = Field(sa_column=_created())
+    updated_at: datetime = Field(sa_column=_created())
+
+
+class Receipt(SQLModel, table=True):
+    """One node's minting-compatible receipt for one run, with its canonical bytes and hash."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (
+        UniqueConstraint("run_id", "node_id"),
+        Index("ix_receipts_farm_id_run_id", "farm_id", "run_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    node_id: int = Field(index=True)
+    farm_id: int
+    twin_id: int
+    farm_name: str
+    farming_policy_id: int
+    node_type: str = Field(max_length=10)
+    measured_uptime_s: int = Field(sa_type=BigInteger)
+    uptime_permille: int
+    violation: str | None = None
+    eligibility: str = Field(max_length=20, index=True)
+    reason: str = ""
+    reward_musd: int = Field(sa_type=BigInteger)
+    reward_tft_units: int = Field(sa_type=BigInteger)
+    stellar_payout_address: str
+    cu_pm: int = Field(sa_type=BigInteger)
+    su_pm: int = Field(sa_type=BigInteger)
+    nu_pm: int = Field(sa_type=BigInteger)
+    receipt_bytes: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    receipt_hash: str = Field(max_length=64, index=True)
+
+
+class LedgerEvent(SQLModel, table=True):
+    """Append-only history of every state change (database triggers refuse edits)."""
+
+    __tablename__ = "event_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurred_at: datetime = Field(sa_column=_created())
+    run_id: int | None = Field(default=None, index=True)
+    entity: str = Field(max_length=32)
+    entity_id: int | None = None
+    event: str = Field(max_length=80)
+    from_status: str | None = None
+    to_status: str | None = None
+    detail_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))

@@ -1,0 +1,63 @@
+"""Every query of the ledger, so services read like the SPEC and SQL stays in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func, insert
+from sqlmodel import Session, col, select
+
+from payouts.ledger.models import LedgerEvent, Receipt, Run
+from payouts.ledger.states import RunStatus
+
+_LIVE = [status.value for status in RunStatus if status.is_live]
+
+
+def get_run(session: Session, run_id: int) -> Run | None:
+    return session.get(Run, run_id)
+
+
+def live_run_for_period(session: Session, period_offset: int) -> Run | None:
+    statement = select(Run).where(Run.period_offset == period_offset, col(Run.status).in_(_LIVE))
+    return session.exec(statement).first()
+
+
+def previous_live_run(session: Session, run: Run) -> Run | None:
+    """The live run of the period before `run`'s, if any (for review comparisons)."""
+    return live_run_for_period(session, run.period_offset - 1)
+
+
+def list_runs(session: Session, *, period_offset: int | None = None) -> Sequence[Run]:
+    statement = select(Run).order_by(col(Run.period_offset).desc(), col(Run.id).desc())
+    if period_offset is not None:
+        statement = statement.where(Run.period_offset == period_offset)
+    return session.exec(statement).all()
+
+
+def add_receipts(session: Session, rows: Iterable[dict]) -> None:
+    """Bulk insert (executemany): thousands of receipts in one statement batch."""
+    rows = list(rows)
+    if rows:
+        session.execute(insert(Receipt), rows)
+
+
+def receipts_of_run(session: Session, run_id: int) -> Sequence[Receipt]:
+    statement = select(Receipt).where(Receipt.run_id == run_id).order_by(col(Receipt.node_id))
+    return session.exec(statement).all()
+
+
+def receipts_by_hash(session: Session, receipt_hash: str) -> Sequence[Receipt]:
+    statement = (
+        select(Receipt).where(Receipt.receipt_hash == receipt_hash.lower()).order_by(col(Receipt.id))
+    )
+    return session.exec(statement).all()
+
+
+def receipt_count(session: Session, run_id: int) -> int:
+    statement = select(func.count()).select_from(Receipt).where(Receipt.run_id == run_id)
+    return session.exec(statement).one()
+
+
+def events_of_run(session: Session, run_id: int) -> Sequence[LedgerEvent]:
+    statement = select(LedgerEvent).where(LedgerEvent.run_id == run_id).order_by(col(LedgerEvent.id))
+    return session.exec(statement).all()

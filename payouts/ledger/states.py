@@ -1,0 +1,121 @@
+"""Run statuses and their allowed transitions, as data next to the models.
+
+`transition()` is a compare-and-set (`UPDATE ... WHERE status = :from`) plus an event row in the
+same database transaction, so two workers racing on one row cannot both move it, and every move
+leaves a trace. It works on SQLite, which ignores `FOR UPDATE`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import update
+from sqlmodel import Session
+
+from payouts.ledger.errors import InvalidTransition, StaleStatus
+from payouts.ledger.events import record_event
+from payouts.ledger.types import utcnow
+
+
+class RunStatus(StrEnum):
+    CALCULATED = "calculated"
+    APPROVED = "approved"
+    FUNDING = "funding"
+    FUNDED = "funded"
+    PAYING = "paying"
+    PAID = "paid"
+    RECONCILED = "reconciled"
+    EXPORTED = "exported"
+    REPLACED = "replaced"
+    REJECTED = "rejected"
+    STOPPED = "stopped"
+
+    @property
+    def is_live(self) -> bool:
+        """A live run holds its period: at most one live run per period."""
+        return self not in (RunStatus.REPLACED, RunStatus.REJECTED)
+
+    @property
+    def is_replaceable(self) -> bool:
+        """Only a run nobody has approved yet may be replaced by a recalculation."""
+        return self is RunStatus.CALCULATED
+
+    @property
+    def waits_for(self) -> str:
+        return RUN_WAITS_FOR[self]
+
+
+RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    # review done, enough valid approvals; a recalculation replaces; an operator may reject
+    RunStatus.CALCULATED: frozenset({RunStatus.APPROVED, RunStatus.REPLACED, RunStatus.REJECTED}),
+    # single tier goes straight to paying; two tier first funds the hot payout account
+    RunStatus.APPROVED: frozenset(
+        {RunStatus.FUNDING, RunStatus.PAYING, RunStatus.REJECTED, RunStatus.CALCULATED}
+    ),
+    RunStatus.FUNDING: frozenset({RunStatus.FUNDED, RunStatus.STOPPED}),
+    RunStatus.FUNDED: frozenset({RunStatus.PAYING}),
+    # underfunded or bad auth stops the run until an operator continues it
+    RunStatus.PAYING: frozenset({RunStatus.PAID, RunStatus.STOPPED}),
+    RunStatus.PAID: frozenset({RunStatus.RECONCILED, RunStatus.STOPPED}),
+    RunStatus.RECONCILED: frozenset({RunStatus.EXPORTED}),
+    RunStatus.EXPORTED: frozenset(),
+    RunStatus.REPLACED: frozenset(),
+    RunStatus.REJECTED: frozenset(),
+    # an operator continues a stopped run where it stopped
+    RunStatus.STOPPED: frozenset(
+        {RunStatus.FUNDING, RunStatus.PAYING, RunStatus.PAID, RunStatus.REJECTED}
+    ),
+}
+
+RUN_WAITS_FOR: dict[RunStatus, str] = {
+    RunStatus.CALCULATED: "review and approvals",
+    RunStatus.APPROVED: "payment (or funding in two-tier mode)",
+    RunStatus.FUNDING: "the funding transaction to land",
+    RunStatus.FUNDED: "payment",
+    RunStatus.PAYING: "payments to be confirmed",
+    RunStatus.PAID: "reconciliation with the chain",
+    RunStatus.RECONCILED: "the farmer export",
+    RunStatus.EXPORTED: "nothing (done)",
+    RunStatus.REPLACED: "nothing (replaced by a recalculation)",
+    RunStatus.REJECTED: "nothing (rejected)",
+    RunStatus.STOPPED: "an operator (payouts continue RUN)",
+}
+
+
+def transition(
+    session: Session,
+    model: type,
+    row_id: int,
+    from_status: StrEnum,
+    to_status: StrEnum,
+    *,
+    transitions: dict,
+    event: str,
+    run_id: int | None = None,
+    detail: dict | None = None,
+    **values,
+) -> None:
+    """Move one row from `from_status` to `to_status`, or raise.
+
+    Raises InvalidTransition when the edge is not in the table and StaleStatus when the row is
+    no longer in `from_status` (someone else moved it first).
+    """
+    if to_status not in transitions[from_status]:
+        raise InvalidTransition(f"{model.__tablename__} {row_id}: {from_status} -> {to_status} is not allowed")
+    result = session.execute(
+        update(model)
+        .where(model.id == row_id, model.status == from_status)
+        .values(status=to_status, updated_at=utcnow(), **values)
+    )
+    if result.rowcount != 1:
+        raise StaleStatus(f"{model.__tablename__} {row_id} is no longer {from_status}")
+    record_event(
+        session,
+        entity=model.__tablename__,
+        entity_id=row_id,
+        run_id=run_id if run_id is not None else row_id,
+        event=event,
+        from_status=str(from_status),
+        to_status=str(to_status),
+        detail=detail,
+    )

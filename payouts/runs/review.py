@@ -1,0 +1,186 @@
+"""The review an approver reads before approving a run (SPEC section 7)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import orjson
+from sqlmodel import Session
+
+from payouts.ledger import repository
+from payouts.ledger.models import Receipt, Run
+from payouts.periods import Period
+
+HELD_FOR_ADDRESS = ("no_address", "invalid_address")
+TOP_CHANGES = 10
+
+
+@dataclass(frozen=True)
+class Change:
+    key: int  # farm id or node id
+    label: str
+    previous_tft_units: int
+    current_tft_units: int
+
+    @property
+    def delta_tft_units(self) -> int:
+        return self.current_tft_units - self.previous_tft_units
+
+
+@dataclass(frozen=True)
+class AddressChange:
+    farm_id: int
+    farm_name: str
+    previous_address: str | None  # None: the farm was not in the previous run
+    current_address: str
+
+
+@dataclass(frozen=True)
+class CapBreach:
+    scope: str  # "node", "farm" or "run"
+    key: int | None
+    amount_tft_units: int
+    cap_tft_units: int
+
+
+@dataclass
+class Review:
+    run_id: int
+    period: str
+    status: str
+    snapshot_sha256: str
+    code_version: str
+    previous_run_id: int | None
+    total_musd: int
+    total_tft_units: int
+    payable_tft_units: int
+    previous_total_tft_units: int | None
+    nodes: int
+    previous_nodes: int | None
+    by_eligibility: dict[str, int]
+    previous_by_eligibility: dict[str, int]
+    violations: dict[str, int]
+    held_for_address: list[dict]
+    farm_changes: list[Change]
+    node_changes: list[Change]
+    address_changes: list[AddressChange]
+    quirk_policy_ids: list[int]
+    invalid_records: list[dict]
+    cap_breaches: list[CapBreach]
+    notes: list[str] = field(default_factory=list)
+
+    def to_document(self) -> dict:
+        document = asdict(self)
+        for key in ("farm_changes", "node_changes"):
+            for row, change in zip(document[key], getattr(self, key), strict=True):
+                row["delta_tft_units"] = change.delta_tft_units
+        return document
+
+
+def _sum_by(receipts: Sequence[Receipt], key: str) -> dict[int, int]:
+    sums: dict[int, int] = defaultdict(int)
+    for r in receipts:
+        sums[getattr(r, key)] += r.reward_tft_units
+    return sums
+
+
+def _largest_changes(current: dict[int, int], previous: dict[int, int], labels: dict[int, str]) -> list[Change]:
+    changes = [
+        Change(key, labels.get(key, ""), previous.get(key, 0), current.get(key, 0))
+        for key in current.keys() | previous.keys()
+    ]
+    changes = [c for c in changes if c.delta_tft_units != 0]
+    changes.sort(key=lambda c: (-abs(c.delta_tft_units), c.key))
+    return changes[:TOP_CHANGES]
+
+
+def build_review(
+    session: Session,
+    run: Run,
+    *,
+    cap_node_tft_units: int | None = None,
+    cap_farm_tft_units: int | None = None,
+    cap_run_tft_units: int | None = None,
+) -> Review:
+    receipts = repository.receipts_of_run(session, run.id)
+    previous_run = repository.previous_live_run(session, run)
+    previous = repository.receipts_of_run(session, previous_run.id) if previous_run else []
+    report = orjson.loads(run.report_json)
+
+    farm_names = {r.farm_id: r.farm_name for r in receipts}
+    farm_names.update({r.farm_id: r.farm_name for r in previous if r.farm_id not in farm_names})
+    farm_changes = _largest_changes(_sum_by(receipts, "farm_id"), _sum_by(previous, "farm_id"), farm_names)
+    node_changes = _largest_changes(
+        _sum_by(receipts, "node_id"), _sum_by(previous, "node_id"),
+        {r.node_id: f"farm {r.farm_id}" for r in receipts},
+    )
+
+    address_changes: list[AddressChange] = []
+    if previous_run is not None:
+        before = {r.farm_id: r.stellar_payout_address for r in previous}
+        seen: set[int] = set()
+        for r in receipts:
+            if r.farm_id in seen or not r.stellar_payout_address:
+                continue
+            seen.add(r.farm_id)
+            if before.get(r.farm_id) != r.stellar_payout_address:
+                address_changes.append(
+                    AddressChange(r.farm_id, r.farm_name, before.get(r.farm_id), r.stellar_payout_address)
+                )
+
+    held: dict[int, dict] = {}
+    for r in receipts:
+        if r.eligibility in HELD_FOR_ADDRESS:
+            entry = held.setdefault(
+                r.farm_id,
+                {"farm_id": r.farm_id, "farm_name": r.farm_name, "eligibility": r.eligibility,
+                 "address": r.stellar_payout_address, "nodes": 0, "held_tft_units": 0},
+            )
+            entry["nodes"] += 1
+            entry["held_tft_units"] += r.reward_tft_units
+
+    breaches: list[CapBreach] = []
+    if cap_node_tft_units is not None:
+        breaches += [
+            CapBreach("node", r.node_id, r.reward_tft_units, cap_node_tft_units)
+            for r in receipts if r.reward_tft_units > cap_node_tft_units
+        ]
+    if cap_farm_tft_units is not None:
+        breaches += [
+            CapBreach("farm", farm_id, amount, cap_farm_tft_units)
+            for farm_id, amount in sorted(_sum_by(receipts, "farm_id").items())
+            if amount > cap_farm_tft_units
+        ]
+    if cap_run_tft_units is not None and run.total_tft_units > cap_run_tft_units:
+        breaches.append(CapBreach("run", None, run.total_tft_units, cap_run_tft_units))
+
+    return Review(
+        run_id=run.id,
+        period=Period(run.period_offset).label,
+        status=run.status,
+        snapshot_sha256=run.snapshot_sha256,
+        code_version=run.code_version,
+        previous_run_id=previous_run.id if previous_run else None,
+        total_musd=run.total_musd,
+        total_tft_units=run.total_tft_units,
+        payable_tft_units=run.payable_tft_units,
+        previous_total_tft_units=previous_run.total_tft_units if previous_run else None,
+        nodes=run.node_count,
+        previous_nodes=previous_run.node_count if previous_run else None,
+        by_eligibility=dict(sorted(Counter(r.eligibility for r in receipts).items())),
+        previous_by_eligibility=dict(sorted(Counter(r.eligibility for r in previous).items())),
+        violations=dict(sorted(Counter(r.violation for r in receipts if r.violation).items())),
+        held_for_address=sorted(held.values(), key=lambda e: -e["held_tft_units"]),
+        farm_changes=farm_changes,
+        node_changes=node_changes,
+        address_changes=address_changes,
+        quirk_policy_ids=list(report.get("quirk_policy_ids", [])),
+        invalid_records=[
+            {"node_id": r.node_id, "farm_id": r.farm_id, "reason": r.reason}
+            for r in receipts if r.eligibility == "invalid_record"
+        ],
+        cap_breaches=breaches,
+        notes=list(report.get("notes", [])),
+    )

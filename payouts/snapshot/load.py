@@ -1,0 +1,554 @@
+"""Load and validate `tfgrid-snapshot/1` files (JSON, or gzip when the name ends in `.gz`).
+
+Two layers of validation (shared spec, section 3):
+
+- Structure and JSON types: a file that is not JSON, has the wrong format tag, lacks a required
+  key, has an unknown key or a value of the wrong JSON type is refused with a `SnapshotError`
+  naming the file, the JSON path and the problem. Nothing is written before the whole file has
+  been read, so a refused file leaves the ledger untouched.
+- Odd but well-typed values pass here; the calculation zeroes only the node concerned.
+
+A month of today's grid holds millions of uptime reports, so the event arrays are never turned
+into one big Python structure. The file's bytes are kept, the header is parsed from them, and
+the events are decoded in chunks of a few MB (orjson) and handed out node by node. Builders
+write events grouped by node; a file that is not is still read correctly, by buffering
+(`iter_node_events(buffered=True)`), at the cost of memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+
+import orjson
+from pydantic import ValidationError
+
+from payouts.snapshot.schema import (
+    EVENT_ARRAY_KEYS,
+    EVENT_POWER_STATE,
+    EVENT_POWER_TARGET,
+    EVENT_UPTIME,
+    FORMAT_TAG,
+    OPTIONAL_KEYS,
+    REQUIRED_KEYS,
+    Event,
+    SnapshotHeader,
+)
+
+#: Largest value a timestamp or uptime may take: the chain stores them as u64, and anything
+#: past i64 cannot be a real second count.
+_MAX_EVENT_INT = 2**63 - 1
+_CHUNK_BYTES = 4 * 1024 * 1024
+#: A cut that lands inside a string makes the chunk unparsable; try this many later cuts
+#: before reporting the chunk as malformed.
+_MAX_CUT_RETRIES = 64
+
+_WS = re.compile(rb"[ \t\n\r]*")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_SCALAR = re.compile(rb"[^,\]}\s]+")
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+_UPTIME_KEYS = frozenset(("node_id", "timestamp", "uptime"))
+_POWER_KEYS = frozenset(("node_id", "timestamp", "kind", "value"))
+_POWER_KINDS = {"target": EVENT_POWER_TARGET, "state": EVENT_POWER_STATE}
+_POWER_VALUES = {"Up": True, "Down": False}
+_KNOWN_KEYS = frozenset(REQUIRED_KEYS) | frozenset(OPTIONAL_KEYS)
+
+
+class SnapshotError(ValueError):
+    """A snapshot file that is refused; names the file, the JSON path and the problem."""
+
+    def __init__(self, file: str | Path, json_path: str, problem: str) -> None:
+        self.file = str(file)
+        self.json_path = json_path
+        self.problem = problem
+        super().__init__(f"{self.file}: {json_path}: {problem}")
+
+
+class EventsNotGrouped(Exception):
+    """The uptime reports of a node are not contiguous: read again with buffered=True."""
+
+
+@dataclass
+class EventStats:
+    """What reading the event arrays found; reset on every pass over the events."""
+
+    uptime_events: int = 0
+    power_events: int = 0
+    duplicates_dropped: int = 0
+    unknown_node_events: int = 0
+    unknown_node_ids: set[int] = field(default_factory=set)
+    #: node id -> why one of its events was dropped (the node's record is then invalid).
+    invalid_event_nodes: dict[int, str] = field(default_factory=dict)
+
+
+def _huge_int(value: object) -> int:
+    """orjson reads integers past 64 bits as floats: keep them as out-of-range integers so the
+    node is zeroed as an odd value; any other non-integer is a wrong JSON type."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer() and abs(value) > _MAX_EVENT_INT:
+        return int(value)
+    raise TypeError(value)
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {json.dumps(shown, ensure_ascii=False)}"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _json_path(loc: tuple) -> str:
+    path = "$"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SnapshotError(path, "$", "file not found") from None
+    except IsADirectoryError:
+        raise SnapshotError(path, "$", "is a directory, not a snapshot file") from None
+    except OSError as exc:
+        raise SnapshotError(path, "$", f"cannot be read: {exc.strerror}") from None
+    if path.name.endswith(".gz"):
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SnapshotError(path, "$", f"not a valid gzip file ({exc})") from None
+    return raw
+
+
+def _line_col(data: bytes, pos: int) -> str:
+    line = data.count(b"\n", 0, pos) + 1
+    col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+    return f"line {line} column {col}"
+
+
+class _Scanner:
+    """Finds the top-level keys of the snapshot object and the byte range of each value."""
+
+    def __init__(self, path: Path, data: bytes) -> None:
+        self.path = path
+        self.data = data
+
+    def fail(self, json_path: str, problem: str, pos: int) -> SnapshotError:
+        return SnapshotError(
+            self.path, json_path, f"{problem} at {_line_col(self.data, pos)} (byte {pos})"
+        )
+
+    def skip_ws(self, pos: int) -> int:
+        return _WS.match(self.data, pos).end()
+
+    def top_level(self) -> dict[str, tuple[int, int]]:
+        data = self.data
+        pos = self.skip_ws(0)
+        if data[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark is harmless
+            pos = self.skip_ws(3)
+        if pos >= len(data):
+            raise SnapshotError(self.path, "$", "file is empty, expected a JSON object")
+        if data[pos : pos + 1] != b"{":
+            raise self.fail("$", "not valid JSON: expected a JSON object '{'", pos)
+        pos = self.skip_ws(pos + 1)
+        spans: dict[str, tuple[int, int]] = {}
+        if data[pos : pos + 1] == b"}":
+            return spans
+        while True:
+            match = _STRING.match(data, pos)
+            if match is None:
+                raise self.fail("$", "not valid JSON: expected a quoted key", pos)
+            try:
+                key = orjson.loads(match.group())
+            except orjson.JSONDecodeError:
+                raise self.fail("$", "not valid JSON: bad key string", pos) from None
+            pos = self.skip_ws(match.end())
+            if data[pos : pos + 1] != b":":
+                raise self.fail(f"$.{key}", "not valid JSON: expected ':' after the key", pos)
+            pos = self.skip_ws(pos + 1)
+            if key in spans:
+                raise self.fail(f"$.{key}", "key appears twice", pos)
+            if key not in _KNOWN_KEYS:
+                known = ", ".join(sorted(_KNOWN_KEYS))
+                raise self.fail(f"$.{key}", f"unknown key {key!r} (known keys: {known})", pos)
+            if key in EVENT_ARRAY_KEYS:
+                end = self.event_array_end(key, pos)
+            else:
+                end = self.value_end(f"$.{key}", pos)
+            spans[key] = (pos, end)
+            pos = self.skip_ws(end)
+            sep = data[pos : pos + 1]
+            if sep == b"}":
+                rest = self.skip_ws(pos + 1)
+                if rest != len(data):
+                    raise self.fail("$", "not valid JSON: extra data after the object", rest)
+                return spans
+            if sep != b",":
+                raise self.fail(f"$.{key}", "not valid JSON: expected ',' or '}'", pos)
+            pos = self.skip_ws(pos + 1)
+
+    def value_end(self, json_path: str, pos: int) -> int:
+        """End (exclusive) of the JSON value starting at pos; brackets balanced, strings skipped."""
+        data = self.data
+        first = data[pos : pos + 1]
+        if first == b'"':
+            match = _STRING.match(data, pos)
+            if match is None:
+                raise self.fail(json_path, "not valid JSON: unterminated string", pos)
+            return match.end()
+        if first not in (b"[", b"{"):
+            match = _SCALAR.match(data, pos)
+            if match is None:
+                raise self.fail(json_path, "not valid JSON: expected a value", pos)
+            return match.end()
+        depth = 0
+        for token in _STRUCTURE.finditer(data, pos):
+            char = data[token.start()]
+            if char in b"[{":
+                depth += 1
+            elif char in b"]}":
+                depth -= 1
+                if depth == 0:
+                    return token.end()
+        raise self.fail(json_path, "not valid JSON: unterminated array or object", pos)
+
+    def event_array_end(self, key: str, pos: int) -> int:
+        """End of an event array: its first ']' (events hold no arrays and no ']' in strings;
+        a file where they do fails when the events are parsed)."""
+        data = self.data
+        if data[pos : pos + 1] != b"[":
+            try:
+                end = self.value_end(f"$.{key}", pos)
+                shown = _describe(orjson.loads(data[pos:end]))
+            except (SnapshotError, orjson.JSONDecodeError):
+                shown = "something else"
+            raise SnapshotError(self.path, f"$.{key}", f"expected an array, got {shown}")
+        end = data.find(b"]", pos)
+        if end < 0:
+            raise self.fail(f"$.{key}", "not valid JSON: unterminated array", pos)
+        after = self.skip_ws(end + 1)
+        if data[after : after + 1] == b"," and data[self.skip_ws(after + 1) : self.skip_ws(after + 1) + 1] == b'"':
+            return end + 1
+        if data[after : after + 1] == b"}":
+            return end + 1
+        # not followed by the next key or the end of the object: something inside the array
+        # holds a ']' (a nested array, a string); find the real end the slow, exact way
+        return self.value_end(f"$.{key}", pos)
+
+
+class LoadedSnapshot:
+    """A validated snapshot header plus lazy, chunked access to its events."""
+
+    def __init__(self, path: Path, data: bytes, header: SnapshotHeader, spans: dict) -> None:
+        self.path = path
+        self._data = data
+        self.header = header
+        self._spans = spans
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.size_bytes = len(data)
+        self.stats = EventStats()
+        self._node_ids = frozenset(node.node_id for node in header.nodes)
+
+    # -- event chunks ---------------------------------------------------------------------
+
+    def _array_items(self, key: str) -> Iterator[tuple[int, list]]:
+        """Yield (index of first item, items) for the event array `key`, a few MB at a time."""
+        data = self._data
+        start, end = self._spans[key]
+        pos = _WS.match(data, start + 1).end()
+        close = end - 1  # position of the closing ']'
+        index = 0
+        while pos < close:
+            cut = pos + _CHUNK_BYTES
+            items = None
+            for _attempt in range(_MAX_CUT_RETRIES):
+                if cut >= close:
+                    piece_end = close
+                else:
+                    brace = data.find(b"}", cut, close)
+                    piece_end = close if brace < 0 else brace + 1
+                items = self._parse_piece(data, pos, piece_end)
+                if items is not None or piece_end == close:
+                    break
+                cut = piece_end  # the cut fell inside a string: try the next '}'
+            if items is None:
+                raise self._locate_error(key, index, pos, piece_end)
+            yield index, items
+            index += len(items)
+            pos = _WS.match(data, piece_end).end()
+            if pos < close:
+                if data[pos : pos + 1] != b",":
+                    raise self._locate_error(key, index, pos, close)
+                pos = _WS.match(data, pos + 1).end()
+
+    @staticmethod
+    def _parse_piece(data: bytes, start: int, end: int) -> list | None:
+        piece = bytearray(b"[")
+        piece += data[start:end]
+        piece += b"]"
+        try:
+            return orjson.loads(piece)
+        except orjson.JSONDecodeError:
+            pass
+        try:  # integers past 64 bits: valid JSON, refused later as hostile values
+            return json.loads(piece)
+        except (ValueError, RecursionError):
+            return None
+
+    def _locate_error(self, key: str, index: int, start: int, end: int) -> SnapshotError:
+        """Find the first bad item between start and end and describe it precisely."""
+        text = self._data[start:end].decode("utf-8", errors="replace")
+        decoder = json.JSONDecoder()
+        pos = 0
+        while True:
+            while pos < len(text) and text[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(text):
+                problem = "not valid JSON (unterminated array, or a ']' inside a string)"
+                return SnapshotError(self.path, f"$.{key}[{index}]", problem)
+            try:
+                _, pos = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                byte = start + len(text[: exc.pos].encode())
+                problem = f"not valid JSON: {exc.msg} at {_line_col(self._data, byte)}"
+                return SnapshotError(self.path, f"$.{key}[{index}]", problem)
+            index += 1
+
+    def _bad_event(self, key: str, index: int, item: object) -> SnapshotError:
+        path = f"$.{key}[{index}]"
+        if not isinstance(item, dict):
+            return SnapshotError(self.path, path, f"expected an object, got {_describe(item)}")
+        wanted = _UPTIME_KEYS if key == "uptime_events" else _POWER_KEYS
+        for name in sorted(set(item) - wanted):
+            return SnapshotError(self.path, f"{path}.{name}", f"unknown key {name!r}")
+        for name in sorted(wanted - set(item)):
+            return SnapshotError(self.path, path, f"missing required key {name!r}")
+        for name in ("node_id", "timestamp", "uptime"):
+            if name in item and type(item[name]) is not int:
+                got = _describe(item[name])
+                return SnapshotError(self.path, f"{path}.{name}", f"expected an integer, got {got}")
+        if key == "power_events":
+            if item["kind"] not in _POWER_KINDS:
+                got = _describe(item["kind"])
+                return SnapshotError(
+                    self.path, f"{path}.kind", f"expected \"target\" or \"state\", got {got}"
+                )
+            if item["value"] not in _POWER_VALUES:
+                got = _describe(item["value"])
+                return SnapshotError(
+                    self.path, f"{path}.value", f"expected \"Up\" or \"Down\", got {got}"
+                )
+        return SnapshotError(self.path, path, "malformed event")
+
+    def _invalid(self, node_id: int, why: str) -> None:
+        self.stats.invalid_event_nodes.setdefault(node_id, why)
+
+    # -- power events (few: read whole) ---------------------------------------------------
+
+    def _power_by_node(self) -> dict[int, list[Event]]:
+        by_node: dict[int, list[Event]] = {}
+        stats = self.stats
+        kinds, values = _POWER_KINDS, _POWER_VALUES
+        for base, items in self._array_items("power_events"):
+            for offset, item in enumerate(items):
+                try:
+                    if type(item) is not dict or item.keys() != _POWER_KEYS:
+                        raise KeyError
+                    node_id, ts = item["node_id"], item["timestamp"]
+                    kind, value = kinds[item["kind"]], values[item["value"]]
+                    if type(node_id) is not int or type(ts) is not int:
+                        node_id, ts = _huge_int(node_id), _huge_int(ts)
+                except (KeyError, TypeError):
+                    raise self._bad_event("power_events", base + offset, item) from None
+                stats.power_events += 1
+                if node_id not in self._node_ids:
+                    stats.unknown_node_events += 1
+                    stats.unknown_node_ids.add(node_id)
+                    continue
+                if not 0 <= ts <= _MAX_EVENT_INT:
+                    self._invalid(node_id, f"power_events[{base + offset}]: timestamp {ts} is out of range")
+                    continue
+                by_node.setdefault(node_id, []).append((ts, kind, value))
+        for node_id, events in by_node.items():
+            events.sort(key=itemgetter(0))  # stable: same-second events keep file order
+            by_node[node_id] = self._dedupe(events)
+        return by_node
+
+    def _dedupe(self, events: list[Event]) -> list[Event]:
+        """Drop exact duplicates (same timestamp, kind and value) from a time-sorted list."""
+        out: list[Event] = []
+        same_second: set[Event] = set()
+        last_ts = None
+        for event in events:
+            if event[0] != last_ts:
+                last_ts = event[0]
+                same_second = {event}
+                out.append(event)
+            elif event in same_second:
+                self.stats.duplicates_dropped += 1
+            else:
+                same_second.add(event)
+                out.append(event)
+        return out
+
+    def _finish(self, events: list[Event], needs_sort: bool, has_ties: bool,
+                power: list[Event] | None) -> list[Event]:
+        if needs_sort:
+            events.sort(key=itemgetter(0))
+        if needs_sort or has_ties:
+            events = self._dedupe(events)
+        if power:
+            events = power + events
+            # a power event before an uptime report of the same second; stable otherwise
+            events.sort(key=lambda e: (e[0], e[1] == EVENT_UPTIME))
+        return events
+
+    # -- node by node ---------------------------------------------------------------------
+
+    def iter_node_events(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event]]]:
+        """Yield (node_id, events) once per known node that has events, in processing order.
+
+        Streaming (default) needs each node's uptime reports to be contiguous in the file and
+        raises EventsNotGrouped otherwise; buffered=True reads everything first.
+        """
+        self.stats = EventStats()
+        power = self._power_by_node()
+        if buffered:
+            yield from self._iter_buffered(power)
+        else:
+            yield from self._iter_streaming(power)
+
+    def _uptime_records(self) -> Iterator[tuple[int, int, int, int]]:
+        """(index, node_id, timestamp, uptime_s) per uptime report, type-checked."""
+        stats = self.stats
+        for base, items in self._array_items("uptime_events"):
+            stats.uptime_events += len(items)
+            for offset, item in enumerate(items):
+                try:
+                    node_id, ts, uptime_s = item["node_id"], item["timestamp"], item["uptime"]
+                    if (type(node_id) is not int or type(ts) is not int
+                            or type(uptime_s) is not int or len(item) != 3):
+                        node_id, ts, uptime_s = (_huge_int(node_id), _huge_int(ts),
+                                                 _huge_int(uptime_s))
+                        if len(item) != 3:
+                            raise KeyError
+                except (KeyError, TypeError):
+                    raise self._bad_event("uptime_events", base + offset, item) from None
+                yield base + offset, node_id, ts, uptime_s
+
+    def _iter_streaming(self, power: dict[int, list[Event]]) -> Iterator[tuple[int, list[Event]]]:
+        stats, node_ids = self.stats, self._node_ids
+        seen: set[int] = set()
+        current = None
+        events: list[Event] = []
+        needs_sort = has_ties = False
+        last_ts = -1
+        for index, node_id, ts, uptime_s in self._uptime_records():
+            if node_id != current:
+                if current is not None and current in node_ids:
+                    yield current, self._finish(events, needs_sort, has_ties, power.pop(current, None))
+                if node_id in seen:
+                    raise EventsNotGrouped(f"uptime reports of node {node_id} are not contiguous")
+                seen.add(node_id)
+                current, events, needs_sort, has_ties, last_ts = node_id, [], False, False, -1
+            if node_id not in node_ids:
+                stats.unknown_node_events += 1
+                stats.unknown_node_ids.add(node_id)
+                continue
+            if not (0 <= ts <= _MAX_EVENT_INT and 0 <= uptime_s <= _MAX_EVENT_INT):
+                self._invalid(node_id, f"uptime_events[{index}]: timestamp {ts} or uptime {uptime_s} is out of range")
+                continue
+            if ts <= last_ts:
+                if ts < last_ts:
+                    needs_sort = True
+                else:
+                    has_ties = True
+            last_ts = ts
+            events.append((ts, EVENT_UPTIME, uptime_s))
+        if current is not None and current in node_ids:
+            yield current, self._finish(events, needs_sort, has_ties, power.pop(current, None))
+        for node_id in sorted(power):  # nodes with power events but no uptime report
+            yield node_id, power[node_id]
+
+    def _iter_buffered(self, power: dict[int, list[Event]]) -> Iterator[tuple[int, list[Event]]]:
+        stats, node_ids = self.stats, self._node_ids
+        by_node: dict[int, list[Event]] = {}
+        for index, node_id, ts, uptime_s in self._uptime_records():
+            if node_id not in node_ids:
+                stats.unknown_node_events += 1
+                stats.unknown_node_ids.add(node_id)
+                continue
+            if not (0 <= ts <= _MAX_EVENT_INT and 0 <= uptime_s <= _MAX_EVENT_INT):
+                self._invalid(node_id, f"uptime_events[{index}]: timestamp {ts} or uptime {uptime_s} is out of range")
+                continue
+            by_node.setdefault(node_id, []).append((ts, EVENT_UPTIME, uptime_s))
+        for node_id in sorted(by_node.keys() | power.keys()):
+            yield node_id, self._finish(by_node.get(node_id, []), True, True, power.get(node_id))
+
+
+def _header_error(path: Path, exc: ValidationError, header: dict) -> SnapshotError:
+    error = exc.errors(include_url=False)[0]
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "missing":
+        return SnapshotError(path, _json_path(loc[:-1]), f"missing required key {loc[-1]!r}")
+    if kind == "extra_forbidden":
+        return SnapshotError(path, _json_path(loc), f"unknown key {loc[-1]!r}")
+    problem = error["msg"][0].lower() + error["msg"][1:]
+    if kind == "literal_error" and loc == ("format",):
+        problem = f"expected the format tag {FORMAT_TAG!r}"
+    return SnapshotError(path, _json_path(loc), f"{problem}, got {_describe(error.get('input'))}")
+
+
+def load_snapshot(path: str | Path) -> LoadedSnapshot:
+    """Read a snapshot file and validate its structure; events are checked as they are read.
+
+    Raises SnapshotError naming the file, the JSON path and the problem.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    spans = _Scanner(path, data).top_level()
+    header: dict = {}
+    for key, (start, end) in spans.items():
+        if key in EVENT_ARRAY_KEYS:
+            continue
+        try:
+            # the standard library keeps integers of any size exact (orjson turns huge ones
+            # into floats), so an impossible resource reaches the calculation as an odd value
+            header[key] = json.loads(data[start:end])
+        except (ValueError, RecursionError) as exc:
+            raise SnapshotError(path, f"$.{key}", f"not valid JSON: {exc}") from None
+    if "format" in header and header["format"] != FORMAT_TAG:
+        raise SnapshotError(
+            path, "$.format", f"expected the format tag {FORMAT_TAG!r}, got {_describe(header['format'])}"
+        )
+    for key in REQUIRED_KEYS:
+        if key not in spans:
+            raise SnapshotError(path, "$", f"missing required key {key!r}")
+    try:
+        model = SnapshotHeader.model_validate(header)
+    except ValidationError as exc:
+        raise _header_error(path, exc, header) from None
+    return LoadedSnapshot(path, data, model, spans)

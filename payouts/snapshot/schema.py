@@ -1,0 +1,135 @@
+"""The `tfgrid-snapshot/1` input contract (shared spec, section 3).
+
+The header (everything but the two event arrays) is validated with strict pydantic models:
+a wrong JSON type, a missing key or an unknown key refuses the whole file. Well-typed but odd
+values (negative resources, unknown farm, price 0, ...) pass here and zero only that node later.
+
+Events are far too many for models (a month of today's grid is millions of uptime reports), so
+they travel as plain tuples ``(timestamp, kind, value)``:
+
+- ``kind == EVENT_POWER_TARGET``: ``value`` is True for "Up", False for "Down"
+- ``kind == EVENT_POWER_STATE``:  ``value`` is True for "Up", False for "Down"
+- ``kind == EVENT_UPTIME``:       ``value`` is the reported uptime in seconds (int)
+
+A node's event list is in processing order: by timestamp, a power event before an uptime
+report of the same second, otherwise file order.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+FORMAT_TAG = "tfgrid-snapshot/1"
+
+EVENT_POWER_TARGET = 0
+EVENT_POWER_STATE = 1
+EVENT_UPTIME = 2
+
+Event = tuple[int, int, int | bool]
+
+Network = Literal["main", "test", "dev"]
+NodeCertification = Literal["Diy", "Certified"]
+FarmCertification = Literal["NotCertified", "Gold"]
+PowerWord = Literal["Up", "Down"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class FarmingPolicy(_Strict):
+    id: int
+    name: str
+    cu: int  # mUSD per CU per period
+    su: int  # mUSD per SU per period
+    nu: int  # mUSD per NU (GiB of public traffic)
+    ipv4: int  # mUSD per public IP per hour
+    minimal_uptime: int  # percent
+    immutable: bool
+    default: bool
+    node_certification: NodeCertification
+    farm_certification: FarmCertification
+
+
+class Farm(_Strict):
+    farm_id: int
+    name: str
+    twin_id: int
+    certification: FarmCertification
+    stellar_address: str  # as set at period end; "" when unset
+
+
+class Twin(_Strict):
+    twin_id: int
+    relay: str | None
+    pk: str | None  # hex, or null
+
+
+class Resources(_Strict):
+    cru: int  # cores
+    mru: int  # bytes
+    sru: int  # bytes
+    hru: int  # bytes
+
+
+class Consumption(_Strict):
+    nru: int  # bytes of public traffic over the period
+    ip_seconds: int  # public IPs x seconds reserved
+    cru_seconds: int
+    mru_seconds: int
+    sru_seconds: int
+    hru_seconds: int
+
+
+class Node(_Strict):
+    node_id: int
+    farm_id: int
+    twin_id: int
+    resources: Resources
+    certification: NodeCertification
+    farming_policy_id: int
+    connection_price: int  # mUSD per TFT, normally 80
+    virtualized: bool
+    created: int  # unix seconds
+    consumption: Consumption
+
+
+class PowerAtStart(_Strict):
+    node_id: int
+    state: PowerWord
+    down_since: int | None  # null on a Down node means START
+    target: PowerWord
+
+
+class SnapshotHeader(_Strict):
+    """Everything in a snapshot except `uptime_events` and `power_events`."""
+
+    format: Literal["tfgrid-snapshot/1"]
+    network: Network
+    period_offset: int
+    farming_policies: list[FarmingPolicy]
+    farms: list[Farm]
+    twins: list[Twin]
+    nodes: list[Node]
+    power_at_start: list[PowerAtStart]
+    notes: list[str] = []
+    source: dict = {}
+
+
+#: Keys that hold events: streamed, validated record by record, never modelled.
+EVENT_ARRAY_KEYS = ("uptime_events", "power_events")
+REQUIRED_KEYS = (
+    "format",
+    "network",
+    "period_offset",
+    "farming_policies",
+    "farms",
+    "twins",
+    "nodes",
+    "uptime_events",
+    "power_events",
+    "power_at_start",
+)
+OPTIONAL_KEYS = ("notes", "source")
