@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     #: Bring the ledger schema to the newest migration when a command opens it.
     auto_migrate: bool = True
 
+    #: Celery broker (Redis). Tasks carry ids and paths only; the ledger decides "once".
+    broker_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    #: Seconds before Redis hands an unacknowledged task to another worker; above the longest task.
+    visibility_timeout_s: int = Field(default=3600, ge=10)
+
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

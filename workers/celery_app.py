@@ -1,0 +1,53 @@
+"""The Celery app: Redis broker, settings for money work, structured logs with task context."""
+
+from __future__ import annotations
+
+import structlog
+from celery import Celery, signals
+
+from config.logging import configure_logging
+from config.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings()
+    app = Celery("payouts", include=["workers.tasks"])
+    app.conf.update(
+        broker_url=settings.broker_url.get_secret_value(),
+        # a task is acknowledged only when it finished; a killed worker's task comes back
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        enable_utc=True,
+        timezone="UTC",
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    app.conf.payouts_settings = settings
+    return app
+
+
+app = create_app()
+
+
+@signals.worker_process_init.connect
+@signals.worker_init.connect
+def _configure_worker_logging(**_kwargs) -> None:
+    settings = app.conf.payouts_settings
+    configure_logging(settings.log_format, settings.log_level)
+
+
+@signals.task_prerun.connect
+def _bind_task_context(task_id=None, task=None, **_kwargs) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
+
+
+@signals.task_postrun.connect
+def _clear_task_context(**_kwargs) -> None:
+    structlog.contextvars.clear_contextvars()
