@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import json
 from pathlib import Path
 
 import orjson
@@ -84,7 +85,10 @@ def snapshot(
 
 
 def write(path: Path, document: dict) -> Path:
-    data = orjson.dumps(document)
+    try:
+        data = orjson.dumps(document)
+    except TypeError:  # integers past 64 bits: the standard library writes them exactly
+        data = json.dumps(document, separators=(",", ":")).encode()
     if path.name.endswith(".gz"):
         data = gzip.compress(data, mtime=0)
     path.write_bytes(data)

@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import re
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -258,18 +259,43 @@ class _Scanner:
         return self.value_end(f"$.{key}", pos)
 
 
+class _Digest:
+    """SHA-256 of a large buffer, computed on a thread: hashlib releases the GIL on big
+    updates, so hashing overlaps with parsing and validating the header."""
+
+    def __init__(self, data: bytes) -> None:
+        self._hex: str | None = None
+        self._thread = threading.Thread(target=self._run, args=(data,), daemon=True)
+        self._thread.start()
+
+    def _run(self, data: bytes) -> None:
+        self._hex = hashlib.sha256(data).hexdigest()
+
+    def result(self) -> str:
+        self._thread.join()
+        assert self._hex is not None
+        return self._hex
+
+
 class LoadedSnapshot:
     """A validated snapshot header plus lazy, chunked access to its events."""
 
-    def __init__(self, path: Path, data: bytes, header: SnapshotHeader, spans: dict) -> None:
+    def __init__(
+        self, path: Path, data: bytes, header: SnapshotHeader, spans: dict, sha256: _Digest
+    ) -> None:
         self.path = path
         self._data = data
         self.header = header
         self._spans = spans
-        self.sha256 = hashlib.sha256(data).hexdigest()
+        self._sha256 = sha256
         self.size_bytes = len(data)
         self.stats = EventStats()
         self._node_ids = frozenset(node.node_id for node in header.nodes)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the JSON bytes after gzip decompression."""
+        return self._sha256.result()
 
     # -- event chunks ---------------------------------------------------------------------
 
@@ -529,6 +555,7 @@ def load_snapshot(path: str | Path) -> LoadedSnapshot:
     """
     path = Path(path)
     data = _read_bytes(path)
+    digest = _Digest(data)
     spans = _Scanner(path, data).top_level()
     header: dict = {}
     for key, (start, end) in spans.items():
@@ -551,4 +578,4 @@ def load_snapshot(path: str | Path) -> LoadedSnapshot:
         model = SnapshotHeader.model_validate(header)
     except ValidationError as exc:
         raise _header_error(path, exc, header) from None
-    return LoadedSnapshot(path, data, model, spans)
+    return LoadedSnapshot(path, data, model, spans, digest)

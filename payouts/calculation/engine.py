@@ -1,0 +1,319 @@
+"""A period's calculation: every node of the snapshot gets exactly one receipt.
+
+Pure: no database, HTTP or Celery. The caller records the result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from stellar_sdk import StrKey
+
+from payouts.calculation import units
+from payouts.calculation.receipts import minting_receipt_bytes, receipt_hash
+from payouts.calculation.rewards import (
+    CERTIFIED_MIN_PERMILLE,
+    DIY_MIN_PERMILLE,
+    base_musd,
+    node_reward,
+    scales_with_uptime,
+    uptime_permille,
+)
+from payouts.calculation.uptime import UptimeMeasurement, measure_uptime
+from payouts.periods import PERIOD_LENGTH_S, Period
+from payouts.snapshot.load import EventsNotGrouped
+from payouts.snapshot.schema import FarmingPolicy, Node
+
+GIB = units.GIB
+#: minting_v3 writes this price into every receipt, whatever the node's connection price
+RECEIPT_CONNECTION_PRICE_MUSD = 80
+#: the chain stores resources and prices as u64; anything larger cannot be real
+_U64_MAX = 2**64 - 1
+
+
+class Eligibility(StrEnum):
+    OK = "ok"
+    VIOLATION = "violation"
+    BELOW_SLA = "below_sla"
+    NO_UPTIME = "no_uptime"
+    VIRTUALIZED = "virtualized"
+    INVALID_RECORD = "invalid_record"
+    OPTED_OUT = "opted_out"
+    NO_ADDRESS = "no_address"
+    INVALID_ADDRESS = "invalid_address"
+
+
+#: words for farmers, per violation
+VIOLATION_WORDS = {
+    "UptimeTooHigh": "an uptime report increased faster than time passed",
+    "UptimeTooLow": "an uptime report increased less than time passed without a reboot",
+    "ClockSkew": "the node's clock drifted (boot time moved by 2 minutes or more)",
+    "InvalidReboot": "an uptime report went back without a valid reboot",
+    "BootRequestExpired": "the node did not wake up in time after farmerbot requests (more than one boot failure)",
+    "MissingTwin": "the node's twin does not exist",
+    "MissingRelay": "the node's twin has no relay",
+    "InvalidPublicKey": "the node's twin public key is not 33 bytes of hex",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReceipt:
+    node_id: int
+    farm_id: int
+    twin_id: int
+    farm_name: str
+    farming_policy_id: int
+    node_type: str  # "DIY" or "CERTIFIED"
+    measured_uptime_s: int
+    uptime_permille: int
+    violation: str | None
+    eligibility: str
+    reason: str  # plain words for the farmer; "" when ok
+    reward_musd: int
+    reward_tft_units: int
+    stellar_payout_address: str
+    cu_pm: int
+    su_pm: int
+    nu_pm: int
+    receipt_bytes: bytes
+    receipt_hash: str
+
+
+@dataclass
+class CalculationReport:
+    by_eligibility: dict[str, int] = field(default_factory=dict)
+    invalid_records: dict[int, str] = field(default_factory=dict)  # node id -> reason
+    quirk_policy_ids: list[int] = field(default_factory=list)
+    duplicate_events_dropped: int = 0
+    unknown_node_events: int = 0
+    unknown_node_ids: list[int] = field(default_factory=list)
+    uptime_events: int = 0
+    power_events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    musd: int
+    tft: int  # TFT units
+    nodes: int
+    rewarded_nodes: int
+
+
+@dataclass
+class PeriodCalculation:
+    period: Period
+    snapshot_sha256: str
+    network: str
+    receipts: list[NodeReceipt]
+    report: CalculationReport
+
+    @property
+    def totals(self) -> Totals:
+        return Totals(
+            musd=sum(r.reward_musd for r in self.receipts),
+            tft=sum(r.reward_tft_units for r in self.receipts),
+            nodes=len(self.receipts),
+            rewarded_nodes=sum(1 for r in self.receipts if r.reward_tft_units > 0),
+        )
+
+
+def _odd_values(node: Node, policies: dict, farms: dict, twins: dict, id_count: int) -> str | None:
+    """The first well-typed but impossible value of a node record, in words; None if fine."""
+    if id_count > 1:
+        return f"node id {node.node_id} appears {id_count} times in the snapshot"
+    if node.farm_id not in farms:
+        return f"farm {node.farm_id} is not in the snapshot"
+    if node.twin_id not in twins:
+        return f"twin {node.twin_id} is not in the snapshot"
+    if node.farming_policy_id not in policies:
+        return f"farming policy {node.farming_policy_id} is not in the snapshot"
+    resources = node.resources
+    for name in ("cru", "mru", "sru", "hru"):
+        value = getattr(resources, name)
+        if not 0 <= value <= _U64_MAX:
+            return f"resources.{name} is {value}, outside 0..2^64-1"
+    if resources.mru < GIB:
+        return f"resources.mru is {resources.mru} bytes, below 1 GiB"
+    if not 0 < node.connection_price <= _U64_MAX:
+        return f"connection_price is {node.connection_price} mUSD, must be positive"
+    for name, value in node.consumption:
+        if not 0 <= value <= _U64_MAX:
+            return f"consumption.{name} is {value}, outside 0..2^64-1"
+    return None
+
+
+def _utilization(used_seconds: int, total: int) -> float:
+    return 0.0 if total <= 0 else float(max(used_seconds, 0) // PERIOD_LENGTH_S * 100) / float(total)
+
+
+def _measure_all(snapshot, period: Period, nodes: dict[int, Node], power: dict, twins: dict,
+                 progress: Callable[[int], None] | None) -> dict[int, UptimeMeasurement]:
+    def run(buffered: bool) -> dict[int, UptimeMeasurement]:
+        results: dict[int, UptimeMeasurement] = {}
+        for done, (node_id, events) in enumerate(snapshot.iter_node_events(buffered=buffered), 1):
+            node = nodes[node_id]
+            results[node_id] = measure_uptime(
+                events, period=period, power_at_start=power.get(node_id), twin=twins.get(node.twin_id)
+            )
+            if progress is not None and done % 256 == 0:
+                progress(done)
+        return results
+
+    try:
+        return run(buffered=False)
+    except EventsNotGrouped:
+        return run(buffered=True)
+
+
+def calculate_period(
+    snapshot,
+    *,
+    progress: Callable[[int], None] | None = None,
+    opted_out_since: dict[int, int] | None = None,
+) -> PeriodCalculation:
+    """Every node's receipt for the snapshot's period. `progress(n)` reports nodes measured;
+    `opted_out_since` maps node id -> time it moved to the revenue model."""
+    header = snapshot.header
+    period = Period(header.period_offset)
+    policies: dict[int, FarmingPolicy] = {p.id: p for p in header.farming_policies}
+    farms = {f.farm_id: f for f in header.farms}
+    twins = {t.twin_id: t for t in header.twins}
+    id_counts = Counter(n.node_id for n in header.nodes)
+    nodes: dict[int, Node] = {}
+    for node in header.nodes:
+        nodes.setdefault(node.node_id, node)  # a duplicate id is invalid; keep the first
+    power = {p.node_id: p for p in header.power_at_start}
+    opted_out_since = opted_out_since or {}
+
+    measurements = _measure_all(snapshot, period, nodes, power, twins, progress)
+    stats = snapshot.stats
+    report = CalculationReport(
+        duplicate_events_dropped=stats.duplicates_dropped,
+        unknown_node_events=stats.unknown_node_events,
+        unknown_node_ids=sorted(stats.unknown_node_ids),
+        uptime_events=stats.uptime_events,
+        power_events=stats.power_events,
+        notes=list(header.notes),
+    )
+    no_events = UptimeMeasurement(0, None, 0, False)
+    receipts: list[NodeReceipt] = []
+    quirks: set[int] = set()
+    for node_id in sorted(nodes):
+        node = nodes[node_id]
+        measurement = measurements.get(node_id)
+        if measurement is None:
+            measurement = measure_uptime([], period=period, power_at_start=power.get(node_id),
+                                         twin=twins.get(node.twin_id)) if node_id in power else no_events
+        odd = _odd_values(node, policies, farms, twins, id_counts[node_id])
+        if odd is None and node_id in stats.invalid_event_nodes:
+            odd = f"an event is out of range ({stats.invalid_event_nodes[node_id]})"
+        receipt = _receipt(node, period, measurement, policies, farms, odd, opted_out_since.get(node_id))
+        if odd is not None:
+            report.invalid_records[node_id] = odd
+        policy = policies.get(node.farming_policy_id)
+        if policy is not None and not scales_with_uptime(policy):
+            quirks.add(policy.id)
+        receipts.append(receipt)
+    if progress is not None:
+        progress(len(nodes))
+    report.quirk_policy_ids = sorted(quirks)
+    report.by_eligibility = dict(sorted(Counter(r.eligibility for r in receipts).items()))
+    return PeriodCalculation(period, snapshot.sha256, header.network, receipts, report)
+
+
+def _receipt(node: Node, period: Period, measurement: UptimeMeasurement, policies: dict,
+             farms: dict, odd: str | None, opted_out_ts: int | None) -> NodeReceipt:
+    resources, consumption = node.resources, node.consumption
+    policy = policies.get(node.farming_policy_id)
+    farm = farms.get(node.farm_id)
+    address = farm.stellar_address if farm is not None else ""
+    certified = node.certification == "Certified"
+    permille = uptime_permille(measurement.measured_uptime_s)
+
+    if odd is None:
+        cu = units.cu_pm(resources.cru, resources.mru, resources.sru)
+        su = units.su_pm(resources.hru, resources.sru)
+        nu = units.nu_pm(consumption.nru)
+    else:
+        cu = su = nu = 0
+    musd = tft_units = 0
+    eligibility, reason = Eligibility.OK, ""
+    if odd is not None:
+        eligibility, reason = Eligibility.INVALID_RECORD, f"invalid record: {odd}"
+    elif opted_out_ts is not None and opted_out_ts <= period.end_ts:
+        eligibility, reason = Eligibility.OPTED_OUT, "the node moved to the revenue model (v4)"
+    elif node.virtualized:
+        eligibility, reason = Eligibility.VIRTUALIZED, "virtualized nodes are not rewarded"
+    elif measurement.violation is not None:
+        words = VIOLATION_WORDS.get(measurement.violation, measurement.violation)
+        eligibility, reason = Eligibility.VIOLATION, f"violation {measurement.violation}: {words}"
+    elif not measurement.has_report:
+        eligibility, reason = Eligibility.NO_UPTIME, "no uptime report in the period"
+    else:
+        assert policy is not None
+        full = base_musd(cu, su, nu, consumption.ip_seconds, policy)
+        reward = node_reward(musd=full, connection_price_musd=node.connection_price,
+                             permille=permille, certified=certified, policy=policy)
+        musd, tft_units = reward.musd, reward.tft_units
+        if musd == 0 and tft_units == 0 and full > 0:
+            eligibility = Eligibility.BELOW_SLA
+            if scales_with_uptime(policy):
+                minimum = CERTIFIED_MIN_PERMILLE if certified else DIY_MIN_PERMILLE
+                kind = "Certified" if certified else "DIY"
+                reason = (f"uptime {permille / 10:.1f} % is below the {minimum / 10:g} % "
+                          f"{kind} minimum")
+            else:
+                reason = (f"uptime {permille / 10:.1f} % is below policy {policy.id}'s "
+                          f"minimum of {policy.minimal_uptime} permille")
+        elif tft_units > 0 and not address:
+            eligibility, reason = Eligibility.NO_ADDRESS, "no payout address set on the farm"
+        elif tft_units > 0 and not StrKey.is_valid_ed25519_public_key(address):
+            eligibility, reason = (Eligibility.INVALID_ADDRESS,
+                                   "the farm's payout address is not a valid Stellar address")
+
+    document = {
+        "period": {"start": period.start_ts, "end": period.end_ts},
+        "node_id": node.node_id,
+        "twin_id": node.twin_id,
+        "farm_id": node.farm_id,
+        "farm_name": farm.name if farm is not None else "",
+        "stellar_payout_address": address,
+        "measured_uptime": measurement.measured_uptime_s,
+        "tft_connection_price": RECEIPT_CONNECTION_PRICE_MUSD,
+        "cloud_units": {"cu": cu / 1e6, "su": su / 1e6, "nu": nu / 1e6},
+        "resource_units": (
+            {"cru": float(resources.cru), "mru": resources.mru / GIB,
+             "hru": resources.hru / GIB, "sru": resources.sru / GIB}
+            if odd is None else {"cru": 0.0, "mru": 0.0, "hru": 0.0, "sru": 0.0}
+        ),
+        "resource_utilization": (
+            {"cru": _utilization(consumption.cru_seconds, resources.cru),
+             "mru": _utilization(consumption.mru_seconds, resources.mru),
+             "hru": _utilization(consumption.hru_seconds, resources.hru),
+             "sru": _utilization(consumption.sru_seconds, resources.sru),
+             "ip": consumption.ip_seconds / 3600}
+            if odd is None else {"cru": 0.0, "mru": 0.0, "hru": 0.0, "sru": 0.0, "ip": 0.0}
+        ),
+        "reward": {"musd": musd, "tft": tft_units},
+        "carbon_offset": None,
+        "node_type": "CERTIFIED" if certified else "DIY",
+        "farming_policy_id": node.farming_policy_id,
+        "resource_rewards": (
+            {"cu": policy.cu, "su": policy.su, "nu": policy.nu, "ipv4": policy.ipv4}
+            if policy is not None else {"cu": 0, "su": 0, "nu": 0, "ipv4": 0}
+        ),
+    }
+    data = minting_receipt_bytes(document)
+    return NodeReceipt(
+        node_id=node.node_id, farm_id=node.farm_id, twin_id=node.twin_id,
+        farm_name=document["farm_name"], farming_policy_id=node.farming_policy_id,
+        node_type=document["node_type"], measured_uptime_s=measurement.measured_uptime_s,
+        uptime_permille=permille, violation=measurement.violation, eligibility=str(eligibility),
+        reason=reason, reward_musd=musd, reward_tft_units=tft_units,
+        stellar_payout_address=address, cu_pm=cu, su_pm=su, nu_pm=nu,
+        receipt_bytes=data, receipt_hash=receipt_hash(data),
+    )

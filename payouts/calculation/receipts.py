@@ -1,0 +1,139 @@
+"""Receipts in minting_v3's byte layout, and their BLAKE2b-256 hashes.
+
+The bytes are compact JSON with keys in the reference's struct order, floats written the way
+Rust's serde_json (ryu) writes an f64, strings with `json.dumps(..., ensure_ascii=False)`'s
+escapes. Same bytes, same hash: a farmer's existing tools find the receipt by its memo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+
+FLOAT_GROUPS = ("cloud_units", "resource_units", "resource_utilization")
+_MINTING_KEYS = (
+    "period", "node_id", "twin_id", "farm_id", "farm_name", "stellar_payout_address",
+    "measured_uptime", "tft_connection_price", "cloud_units", "resource_units",
+    "resource_utilization", "reward", "carbon_offset", "node_type", "farming_policy_id",
+    "resource_rewards",
+)
+_GROUP_KEYS = {
+    "period": ("start", "end"),
+    "failed_payout_period": ("start", "end"),
+    "retry_period": ("start", "end"),
+    "cloud_units": ("cu", "su", "nu"),
+    "resource_units": ("cru", "mru", "hru", "sru"),
+    "resource_utilization": ("cru", "mru", "hru", "sru", "ip"),
+    "reward": ("musd", "tft"),
+    "resource_rewards": ("cu", "su", "nu", "ipv4"),
+}
+_RETRY_KEYS = (
+    "failed_payout_period", "retry_period", "farm_id", "previous_stellar_payout_address",
+    "stellar_payout_address", "retry_for_receipt", "reward",
+)
+
+
+def format_f64(value: float) -> str:
+    """An f64 as serde_json writes it (ryu): `16.0`, `0.00005`, `1e-6`, `2.5e-7`, `1e16`."""
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        return "null"  # serde_json writes non-finite floats as null
+    if value == 0:
+        return "-0.0" if str(value).startswith("-") else "0.0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    # scientific exponent of the first digit: value = d.ddd x 10^point
+    point = len(text) + exponent - 1
+    prefix = "-" if sign else ""
+    if -5 <= point < 16:
+        if exponent >= 0:
+            return f"{prefix}{text}{'0' * exponent}.0"
+        if point >= 0:
+            return f"{prefix}{text[: point + 1]}.{text[point + 1 :]}"
+        return f"{prefix}0.{'0' * (-point - 1)}{text}"
+    mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+    return f"{prefix}{mantissa}e{point}"
+
+
+def _string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _int(value: int) -> str:
+    if type(value) is not int:
+        raise ValueError(f"expected an integer, got {value!r}")
+    return str(value)
+
+
+def _object(pairs: list[tuple[str, str]]) -> str:
+    return "{" + ",".join(f"{_string(key)}:{text}" for key, text in pairs) + "}"
+
+
+def _group(name: str, values: dict, floats: bool) -> str:
+    keys = _GROUP_KEYS[name]
+    missing = [key for key in keys if key not in values]
+    if missing:
+        raise ValueError(f"{name} lacks {', '.join(missing)}")
+    return _object([(key, format_f64(values[key]) if floats else _int(values[key])) for key in keys])
+
+
+def minting_receipt_bytes(receipt: dict) -> bytes:
+    """Canonical bytes of a MintingReceipt given as a dict (values as the reference has them:
+    ints for integers, floats for the float groups, None for carbon_offset)."""
+    missing = [key for key in _MINTING_KEYS if key not in receipt]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    pairs = []
+    for key in _MINTING_KEYS:
+        value = receipt[key]
+        if key in _GROUP_KEYS:
+            text = _group(key, value, floats=key in FLOAT_GROUPS)
+        elif key in ("farm_name", "stellar_payout_address", "node_type"):
+            if not isinstance(value, str):
+                raise ValueError(f"{key} must be a string")
+            text = _string(value)
+        elif key == "carbon_offset":
+            text = "null" if value is None else _string(value)
+        else:
+            text = _int(value)
+        pairs.append((key, text))
+    return _object(pairs).encode("utf-8")
+
+
+def retry_receipt_bytes(receipt: dict) -> bytes:
+    """Canonical bytes of a RetryPayoutReceipt (minting_v3 layout)."""
+    missing = [key for key in _RETRY_KEYS if key not in receipt]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    pairs = []
+    for key in _RETRY_KEYS:
+        value = receipt[key]
+        if key in _GROUP_KEYS:
+            text = _group(key, value, floats=False)
+        elif key == "farm_id":
+            text = _int(value)
+        else:
+            if not isinstance(value, str):
+                raise ValueError(f"{key} must be a string")
+            text = _string(value)
+        pairs.append((key, text))
+    return _object(pairs).encode("utf-8")
+
+
+def receipt_hash(receipt_bytes: bytes) -> str:
+    """BLAKE2b-256 of the canonical bytes, hex: the receipt's id and its payment memo."""
+    return hashlib.blake2b(receipt_bytes, digest_size=32).hexdigest()
+
+
+def canonical_bytes_from_json(text: str) -> bytes:
+    """Re-serialize a receipt JSON document (any spacing or key order) canonically."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise ValueError("expected a JSON object")
+    if "retry_for_receipt" in document:
+        return retry_receipt_bytes(document)
+    return minting_receipt_bytes(document)
