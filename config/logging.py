@@ -22,8 +22,21 @@ def _drop_secrets(_logger, _method, event_dict: dict) -> dict:
     return event_dict
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time of the write (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> None:
-    stream = stream or sys.stderr
+    stream = stream or _CurrentStderr()
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     shared = [
         structlog.contextvars.merge_contextvars,
@@ -41,5 +54,5 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> No
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    # Library loggers (alembic, celery) go through the standard library at the same level.
-    logging.basicConfig(level=max(logging.getLevelName(level), logging.WARNING), stream=stream)
+    # Library loggers (alembic, celery) go through the standard library; keep them quiet.
+    logging.basicConfig(level=max(logging.getLevelName(level), logging.WARNING))

@@ -11,6 +11,8 @@ from payouts.ledger.errors import AlreadyDone
 
 class PayoutTask(Task):
     abstract = True
+    #: the session is injected by __call__, so the signature check would count it as missing
+    typing = False
     _engine: Engine | None = None
 
     @property
