@@ -141,7 +141,8 @@ def measure_uptime(
                 t_last, u_last = t, u
                 continue
             if rd - GRACE_S <= ud:  # 4b window (ud <= rd + GRACE_S holds here)
-                if abs((t - u) - boot) >= CLOCK_SKEW_S and violation is None:
+                skew = t - u - boot
+                if (skew >= CLOCK_SKEW_S or skew <= -CLOCK_SKEW_S) and violation is None:
                     violation = CLOCK_SKEW
                 if ud > 0:
                     total += ud if ud < MAX_CREDIT_S else MAX_CREDIT_S
@@ -187,7 +188,8 @@ def measure_uptime(
             t_last, u_last = t, u
             continue
         if rd - GRACE_S <= ud:  # 4b
-            if abs((t - u) - boot) >= CLOCK_SKEW_S and violation is None:
+            skew = t - u - boot
+            if (skew >= CLOCK_SKEW_S or skew <= -CLOCK_SKEW_S) and violation is None:
                 violation = CLOCK_SKEW
             if ud > 0:
                 credit = end - t_last

@@ -466,54 +466,76 @@ class LoadedSnapshot:
         else:
             yield from self._iter_streaming(power)
 
+    def _coerce_uptime(self, items: list, item: object, base: int) -> tuple[int, int, int]:
+        """Slow path for a report that failed the fast checks: big integers pass as
+        out-of-range values, anything else is refused with its JSON path."""
+        try:
+            if len(item) != 3:
+                raise KeyError
+            return (_huge_int(item["node_id"]), _huge_int(item["timestamp"]),
+                    _huge_int(item["uptime"]))
+        except (KeyError, TypeError):
+            index = base + next(i for i, other in enumerate(items) if other is item)
+            raise self._bad_event("uptime_events", index, item) from None
+
     def _uptime_records(self) -> Iterator[tuple[int, int, int, int]]:
         """(index, node_id, timestamp, uptime_s) per uptime report, type-checked."""
         stats = self.stats
         for base, items in self._array_items("uptime_events"):
             stats.uptime_events += len(items)
             for offset, item in enumerate(items):
-                try:
-                    node_id, ts, uptime_s = item["node_id"], item["timestamp"], item["uptime"]
-                    if (type(node_id) is not int or type(ts) is not int
-                            or type(uptime_s) is not int or len(item) != 3):
-                        node_id, ts, uptime_s = (_huge_int(node_id), _huge_int(ts),
-                                                 _huge_int(uptime_s))
-                        if len(item) != 3:
-                            raise KeyError
-                except (KeyError, TypeError):
-                    raise self._bad_event("uptime_events", base + offset, item) from None
-                yield base + offset, node_id, ts, uptime_s
+                yield (base + offset, *self._coerce_uptime(items, item, base))
 
     def _iter_streaming(self, power: dict[int, list[Event]]) -> Iterator[tuple[int, list[Event]]]:
+        # One flat loop over the decoded chunks: this runs once per uptime report (millions
+        # a month), so checks are inlined and anything unusual goes to the slow path.
         stats, node_ids = self.stats, self._node_ids
         seen: set[int] = set()
         current = None
+        known = False
         events: list[Event] = []
+        append = events.append
         needs_sort = has_ties = False
         last_ts = -1
-        for index, node_id, ts, uptime_s in self._uptime_records():
-            if node_id != current:
-                if current is not None and current in node_ids:
-                    yield current, self._finish(events, needs_sort, has_ties, power.pop(current, None))
-                if node_id in seen:
-                    raise EventsNotGrouped(f"uptime reports of node {node_id} are not contiguous")
-                seen.add(node_id)
-                current, events, needs_sort, has_ties, last_ts = node_id, [], False, False, -1
-            if node_id not in node_ids:
-                stats.unknown_node_events += 1
-                stats.unknown_node_ids.add(node_id)
-                continue
-            if not (0 <= ts <= _MAX_EVENT_INT and 0 <= uptime_s <= _MAX_EVENT_INT):
-                self._invalid(node_id, f"uptime_events[{index}]: timestamp {ts} or uptime {uptime_s} is out of range")
-                continue
-            if ts <= last_ts:
-                if ts < last_ts:
-                    needs_sort = True
-                else:
-                    has_ties = True
-            last_ts = ts
-            events.append((ts, EVENT_UPTIME, uptime_s))
-        if current is not None and current in node_ids:
+        limit = _MAX_EVENT_INT
+        for base, items in self._array_items("uptime_events"):
+            stats.uptime_events += len(items)
+            for item in items:
+                try:
+                    node_id = item["node_id"]
+                    ts = item["timestamp"]
+                    uptime_s = item["uptime"]
+                    if (type(ts) is not int or type(uptime_s) is not int
+                            or type(node_id) is not int or len(item) != 3):
+                        raise TypeError
+                except (KeyError, TypeError):
+                    node_id, ts, uptime_s = self._coerce_uptime(items, item, base)
+                if node_id != current:
+                    if known:
+                        yield current, self._finish(events, needs_sort, has_ties, power.pop(current, None))
+                    if node_id in seen:
+                        raise EventsNotGrouped(f"uptime reports of node {node_id} are not contiguous")
+                    seen.add(node_id)
+                    current, known = node_id, node_id in node_ids
+                    events = []
+                    append = events.append
+                    needs_sort = has_ties = False
+                    last_ts = -1
+                if not known:
+                    stats.unknown_node_events += 1
+                    stats.unknown_node_ids.add(node_id)
+                    continue
+                if not (0 <= ts <= limit and 0 <= uptime_s <= limit):
+                    self._invalid(node_id, f"an uptime report has timestamp {ts} or uptime {uptime_s} out of range")
+                    continue
+                if ts <= last_ts:
+                    if ts < last_ts:
+                        needs_sort = True
+                    else:
+                        has_ties = True
+                last_ts = ts
+                append((ts, EVENT_UPTIME, uptime_s))
+        if known:
             yield current, self._finish(events, needs_sort, has_ties, power.pop(current, None))
         for node_id in sorted(power):  # nodes with power events but no uptime report
             yield node_id, power[node_id]
@@ -527,7 +549,7 @@ class LoadedSnapshot:
                 stats.unknown_node_ids.add(node_id)
                 continue
             if not (0 <= ts <= _MAX_EVENT_INT and 0 <= uptime_s <= _MAX_EVENT_INT):
-                self._invalid(node_id, f"uptime_events[{index}]: timestamp {ts} or uptime {uptime_s} is out of range")
+                self._invalid(node_id, f"an uptime report has timestamp {ts} or uptime {uptime_s} out of range")
                 continue
             by_node.setdefault(node_id, []).append((ts, EVENT_UPTIME, uptime_s))
         for node_id in sorted(by_node.keys() | power.keys()):
