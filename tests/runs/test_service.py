@@ -120,3 +120,35 @@ def test_document_from_the_ledger_equals_the_document_from_the_calculation(sessi
     assert fresh == stored
     assert fresh["totals"]["nodes"] == 2
     assert fresh["period"] == {"offset": 81, "start": 1735602280, "end": 1738233160}
+
+
+def test_two_concurrent_calculations_of_one_snapshot_record_one_run(engine, tmp_path):
+    import threading
+
+    from payouts.ledger.db import session_scope
+
+    path = factories.write(tmp_path / "s.json", factories.snapshot(nodes=[factories.node(n) for n in range(1, 40)]))
+    barrier = threading.Barrier(2)
+    outcomes, errors = [], []
+
+    def calculate() -> None:
+        snapshot = load_snapshot(path)
+        barrier.wait()
+        try:
+            with session_scope(engine) as session:
+                outcomes.append(calculate_run(session, snapshot))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=calculate) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(o.created for o in outcomes) == [False, True]
+    assert outcomes[0].run.id == outcomes[1].run.id
+    from sqlmodel import Session
+
+    with Session(engine) as session:
+        assert _counts(session)[:2] == (1, 39)
