@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
+from stellar_sdk import StrKey
 
 DEFAULT_STATE_DIR = Path("var")
 
@@ -35,6 +36,11 @@ class Settings(BaseSettings):
     #: Seconds before Redis hands an unacknowledged task to another worker; above the longest task.
     visibility_timeout_s: int = Field(default=3600, ge=10)
 
+    #: Approvers' Stellar public keys (comma-separated G... keys in the environment).
+    approvers: Annotated[list[str], NoDecode] = []
+    #: Valid approvals a run needs before it can be paid; default 1 on the sandbox, else 2.
+    approvals_required: int | None = Field(default=None, ge=1)
+
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -44,6 +50,21 @@ class Settings(BaseSettings):
     cap_run_tft_units: int | None = Field(default=None, ge=0)
     #: A payout address that is new or changed against the previous period is flagged in review.
     flag_address_changes: bool = True
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _split_approvers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("approvers")
+    @classmethod
+    def _check_approvers(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not StrKey.is_valid_ed25519_public_key(key):
+                raise ValueError(f"approver {key!r} is not a Stellar public key (G...)")
+        return value
 
     def ledger_url(self) -> str:
         if self.database_url is not None:

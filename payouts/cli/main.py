@@ -9,7 +9,7 @@ import typer
 from config.logging import configure_logging
 from config.settings import Settings
 from payouts import CODE_VERSION
-from payouts.cli import db, demo, receipt, run, sandbox, snapshot
+from payouts.cli import approve, db, demo, receipt, run, sandbox, snapshot
 from payouts.cli.context import CliContext
 
 app = typer.Typer(
@@ -51,6 +51,8 @@ def root(
 app.command("calculate")(run.calculate)
 app.command("runs")(run.runs)
 app.command("show")(run.show)
+app.command("approve")(approve.approve)
+app.command("reject")(approve.reject)
 app.command("synth")(snapshot.synth)
 app.command("demo")(demo.demo)
 app.add_typer(receipt.app, name="receipt")

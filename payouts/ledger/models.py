@@ -110,3 +110,56 @@ class LedgerEvent(SQLModel, table=True):
     from_status: str | None = None
     to_status: str | None = None
     detail_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+
+
+class Payment(SQLModel, table=True):
+    """One transfer of TFT for one receipt (or a retry or correction of one), paid at most once.
+
+    `idempotency_key` is unique: a payment exists once however often a run is calculated or
+    its tasks are redelivered. At most one live transaction holds a payment at a time.
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (Index("ix_payments_status_run_id", "status", "run_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    receipt_id: int | None = Field(default=None, foreign_key="receipts.id", index=True)
+    #: "receipt", "retry" or "correction"
+    kind: str = Field(max_length=12)
+    idempotency_key: str = Field(max_length=160, unique=True)
+    #: the hash of the receipt this payment pays (a retry pays its retry receipt): the memo
+    receipt_hash: str = Field(max_length=64, index=True)
+    #: canonical bytes of a retry or correction receipt (the original's are on `receipts`)
+    receipt_bytes: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    retry_of_payment_id: int | None = Field(default=None, foreign_key="payments.id")
+    farm_id: int = Field(index=True)
+    node_id: int | None = None
+    destination: str
+    amount_tft_units: int = Field(sa_type=BigInteger)
+    status: str = Field(max_length=16)
+    hold_reason: str = ""
+    #: covered by the run's manifest (payable when the run was calculated); a payment held at
+    #: calculation is not, and a hold found later at preflight does not change the manifest
+    in_manifest: bool
+    payout_basis: str = Field(default="poc_treasury", max_length=20)
+    tx_hash: str | None = Field(default=None, max_length=64, index=True)
+    ledger: int | None = None
+    paid_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    created_at: datetime = Field(sa_column=_created())
+    updated_at: datetime = Field(sa_column=_created())
+
+
+class Approval(SQLModel, table=True):
+    """An approver's ed25519 signature over the SHA-256 of a run's manifest bytes."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("run_id", "approver_public_key", "manifest_sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    approver_public_key: str = Field(max_length=56)
+    manifest_sha256: str = Field(max_length=64)
+    manifest_json: str = Field(sa_column=Column(Text, nullable=False))
+    signature_b64: str
+    created_at: datetime = Field(sa_column=_created())

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
-from payouts.ledger.models import LedgerEvent, Receipt, Run
+from payouts.ledger.models import Approval, LedgerEvent, Payment, Receipt, Run
 from payouts.ledger.states import RunStatus
 
 _LIVE = [status.value for status in RunStatus if status.is_live]
@@ -60,4 +60,29 @@ def receipt_count(session: Session, run_id: int) -> int:
 
 def events_of_run(session: Session, run_id: int) -> Sequence[LedgerEvent]:
     statement = select(LedgerEvent).where(LedgerEvent.run_id == run_id).order_by(col(LedgerEvent.id))
+    return session.exec(statement).all()
+
+
+def add_payments(session: Session, rows: Iterable[dict]) -> None:
+    rows = list(rows)
+    if rows:
+        session.execute(insert(Payment), rows)
+
+
+def payments_of_run(session: Session, run_id: int) -> Sequence[Payment]:
+    statement = select(Payment).where(Payment.run_id == run_id).order_by(col(Payment.id))
+    return session.exec(statement).all()
+
+
+def manifest_payments(session: Session, run_id: int) -> Sequence[Payment]:
+    statement = (
+        select(Payment)
+        .where(Payment.run_id == run_id, col(Payment.in_manifest).is_(True))
+        .order_by(col(Payment.id))
+    )
+    return session.exec(statement).all()
+
+
+def approvals_of_run(session: Session, run_id: int) -> Sequence[Approval]:
+    statement = select(Approval).where(Approval.run_id == run_id).order_by(col(Approval.id))
     return session.exec(statement).all()

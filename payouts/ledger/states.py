@@ -119,3 +119,32 @@ def transition(
         to_status=str(to_status),
         detail=detail,
     )
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"  # calculated, waiting for the run's approvals and payment
+    HELD = "held"  # cannot be paid now (address, trustline, account); retried later
+    SUBMITTED = "submitted"  # in a live transaction whose outcome is not known yet
+    PAID = "paid"  # the transaction that holds it is in a closed ledger, successful
+    FAILED = "failed"  # its destination refused it for good in this run
+    RETRIED = "retried"  # held, then paid again by a retry payment in a later run
+    CORRECTED = "corrected"  # superseded by a correction entry
+
+    @property
+    def is_outstanding(self) -> bool:
+        """Owed to the farmer and not paid yet."""
+        return self in (PaymentStatus.PENDING, PaymentStatus.HELD, PaymentStatus.SUBMITTED)
+
+
+PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    # preflight holds a failing destination; building puts it into a transaction
+    PaymentStatus.PENDING: frozenset({PaymentStatus.HELD, PaymentStatus.SUBMITTED}),
+    # a later run's retry payment takes it over; an operator may release it back
+    PaymentStatus.HELD: frozenset({PaymentStatus.RETRIED, PaymentStatus.PENDING, PaymentStatus.CORRECTED}),
+    # landed; or provably never landing (rebuild: back to pending); or refused per operation
+    PaymentStatus.SUBMITTED: frozenset({PaymentStatus.PAID, PaymentStatus.PENDING, PaymentStatus.HELD}),
+    PaymentStatus.PAID: frozenset({PaymentStatus.CORRECTED}),
+    PaymentStatus.FAILED: frozenset({PaymentStatus.RETRIED}),
+    PaymentStatus.RETRIED: frozenset(),
+    PaymentStatus.CORRECTED: frozenset(),
+}

@@ -20,7 +20,7 @@ from payouts.calculation.engine import PeriodCalculation, calculate_period
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
 from payouts.ledger.models import Receipt, Run
-from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
+from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.periods import Period
 from payouts.runs.errors import RunExistsForPeriod, RunNotFound, RunNotReplaceable
@@ -28,8 +28,9 @@ from payouts.snapshot.load import LoadedSnapshot
 
 log = structlog.get_logger(__name__)
 
-#: Eligibilities whose positive reward is paid now; the others are zero or held.
+#: Eligibilities whose positive reward is paid now, or held until the farm fixes its address.
 PAYABLE_ELIGIBILITY = "ok"
+HELD_ELIGIBILITY = ("no_address", "invalid_address")
 
 _RECEIPT_COLUMNS = (
     "node_id", "farm_id", "twin_id", "farm_name", "farming_policy_id", "node_type",
@@ -167,12 +168,40 @@ def _record_run(
     session.add(run)
     session.flush()
     repository.add_receipts(session, _receipt_rows(run.id, calculation.receipts))
+    repository.add_payments(session, _payment_rows(session, run, now))
     record_event(
         session, entity="runs", entity_id=run.id, run_id=run.id, event="run.calculated",
         to_status=RunStatus.CALCULATED,
         detail={"snapshot_sha256": snapshot.sha256, "total_tft_units": totals.tft},
     )
     return run
+
+
+def _payment_rows(session: Session, run: Run, now) -> Iterable[dict]:
+    """One payment per positive reward: payable now (in the manifest) or held for its address."""
+    for receipt in repository.receipts_of_run(session, run.id):
+        if receipt.reward_tft_units <= 0:
+            continue  # a zero reward never becomes a payment
+        held = receipt.eligibility in HELD_ELIGIBILITY
+        if receipt.eligibility != PAYABLE_ELIGIBILITY and not held:
+            continue
+        yield {
+            "run_id": run.id,
+            "receipt_id": receipt.id,
+            "kind": "receipt",
+            "idempotency_key": f"receipt:{run.id}:{receipt.receipt_hash}",
+            "receipt_hash": receipt.receipt_hash,
+            "farm_id": receipt.farm_id,
+            "node_id": receipt.node_id,
+            "destination": receipt.stellar_payout_address,
+            "amount_tft_units": receipt.reward_tft_units,
+            "status": PaymentStatus.HELD if held else PaymentStatus.PENDING,
+            "hold_reason": receipt.eligibility if held else "",
+            "in_manifest": not held,
+            "payout_basis": "poc_treasury",
+            "created_at": now,
+            "updated_at": now,
+        }
 
 
 def _receipt_rows(run_id: int, receipts: Iterable) -> Iterable[dict]:

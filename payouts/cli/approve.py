@@ -1,0 +1,79 @@
+"""Approval commands: sign a run's manifest, or reject the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from payouts.cli.console import abort, err_console, out_console
+from payouts.cli.context import get_context
+from payouts.cli.run import print_review
+from payouts.runs.approvals import approve_run, build_manifest, reject_run, required_approvals, sign_manifest
+from payouts.runs.errors import RunsError
+from payouts.runs.review import build_review
+from payouts.runs.service import require_run
+from payouts.ledger.errors import AlreadyDone
+from payouts.stellar.keys import KeyFileError, load_keypair
+
+
+def approve(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="Run id (see `payouts runs`).")],
+    key_file: Annotated[Path, typer.Option("--key-file", "-k", help="File with the approver's secret seed (mode 600).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Sign without asking (after showing the review).")] = False,
+) -> None:
+    """Show a run's review and manifest, then sign the manifest with an approver key.
+
+    The signature counts while the run is unchanged; enough valid approvals move the run to
+    `approved`. The key never leaves this machine: only the signature is recorded.
+    """
+    cli = get_context(ctx)
+    try:
+        keypair = load_keypair(key_file)
+    except KeyFileError as exc:
+        abort(str(exc), code=2)
+    settings = cli.settings
+    with cli.session() as session:
+        try:
+            run = require_run(session, run_id)
+            print_review(build_review(
+                session, run, cap_node_tft_units=settings.cap_node_tft_units,
+                cap_farm_tft_units=settings.cap_farm_tft_units, cap_run_tft_units=settings.cap_run_tft_units,
+            ))
+            manifest = build_manifest(session, run)
+            out_console.print("Manifest to sign:", manifest.to_bytes().decode())
+            out_console.print(f"SHA-256: {manifest.sha256.hex()}   approver: {keypair.public_key}")
+            if not yes and not typer.confirm("Sign this manifest?", err=True):
+                abort("not signed")
+            required = required_approvals(run.network, settings.approvals_required)
+            count = approve_run(
+                session, run, public_key=keypair.public_key,
+                signature_b64=sign_manifest(manifest, keypair),
+                approvers=settings.approvers, required=required,
+            )
+        except AlreadyDone as exc:
+            err_console.print(str(exc))
+            return
+        except RunsError as exc:
+            abort(str(exc))
+        err_console.print(f"run {run.id}: {count} of {required} approval(s); status {run.status}")
+
+
+def reject(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="Run id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the run is rejected (recorded).")],
+) -> None:
+    """Reject a run for good; its period can then be calculated again."""
+    cli = get_context(ctx)
+    with cli.session() as session:
+        try:
+            run = require_run(session, run_id)
+            reject_run(session, run, reason)
+        except RunsError as exc:
+            abort(str(exc))
+        except Exception as exc:  # InvalidTransition: say which state refused it
+            abort(f"run {run_id} cannot be rejected: {exc}")
+    err_console.print(f"run {run_id} rejected: {reason}")
