@@ -1,0 +1,114 @@
+"""Faults the sandbox injects into submissions, by rate, from a seeded generator.
+
+The spec is a comma-separated list of `name=rate` (rate between 0 and 1):
+
+    504_after_apply=R      the transaction lands, the client gets 504 transaction_submission_timeout
+    504_without_apply=R    the client gets 504 at once and the transaction is never queued
+    drop_after_apply=R     the transaction lands, then the connection is closed without a reply
+    delay=R:K              inclusion waits K more ledgers (a synchronous POST may time out)
+    congestion=R           refused with tx_insufficient_fee, as when the queue is full
+    restart=R              after a ledger closes, the server restarts: state is saved and
+                           reloaded, queued transactions are lost, open connections dropped
+
+Example: `504_after_apply=0.1,drop_after_apply=0.05,delay=0.1:3,congestion=0.05`.
+Faults apply to new submissions only; resubmitting an included hash always answers from the
+ledger, so a client that follows the exactly-once rules always converges.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SubmitFault(StrEnum):
+    timeout_after_apply = "504_after_apply"
+    timeout_without_apply = "504_without_apply"
+    drop_after_apply = "drop_after_apply"
+    delay = "delay"
+    congestion = "congestion"
+
+
+_NAMES = {fault.value for fault in SubmitFault} | {"restart"}
+
+
+class FaultSpecError(ValueError):
+    """The --faults text does not parse; the message names the bad entry."""
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    rates: dict[str, float]
+    delay_ledgers: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None) -> FaultSpec:
+        rates: dict[str, float] = {}
+        delay_ledgers = 0
+        for entry in filter(None, (part.strip() for part in (text or "").split(","))):
+            name, sep, value = entry.partition("=")
+            name = name.strip()
+            if not sep or name not in _NAMES:
+                raise FaultSpecError(f"unknown fault {entry!r}; expected one of {sorted(_NAMES)}")
+            rate_text, _, extra = value.partition(":")
+            try:
+                rate = float(rate_text)
+            except ValueError:
+                raise FaultSpecError(f"rate of {name!r} is not a number: {rate_text!r}") from None
+            if not 0.0 <= rate <= 1.0:
+                raise FaultSpecError(f"rate of {name!r} must be between 0 and 1, got {rate}")
+            if name == "delay":
+                if not extra.isdigit() or int(extra) < 1:
+                    raise FaultSpecError(f"delay needs RATE:LEDGERS with LEDGERS >= 1, got {value!r}")
+                delay_ledgers = int(extra)
+            elif extra:
+                raise FaultSpecError(f"{name!r} takes a single rate, got {value!r}")
+            rates[name] = rate
+        return cls(rates, delay_ledgers)
+
+    def __str__(self) -> str:
+        parts = []
+        for name, rate in self.rates.items():
+            parts.append(f"{name}={rate}:{self.delay_ledgers}" if name == "delay" else f"{name}={rate}")
+        return ",".join(parts)
+
+
+class FaultPlan:
+    """Draws faults from a seeded generator, so a run with the same seed and the same order of
+    submissions sees the same faults. Tests may also force the next fault."""
+
+    def __init__(self, spec: FaultSpec | None = None, seed: int | None = None) -> None:
+        self.spec = spec or FaultSpec({})
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._forced: list[SubmitFault] = []
+        self.injected: dict[str, int] = {}
+
+    def force(self, fault: SubmitFault, times: int = 1) -> None:
+        with self._lock:
+            self._forced.extend([fault] * times)
+
+    def next_submit_fault(self) -> SubmitFault | None:
+        with self._lock:
+            if self._forced:
+                fault = self._forced.pop(0)
+            else:
+                fault = None
+                for candidate in SubmitFault:
+                    rate = self.spec.rates.get(candidate.value, 0.0)
+                    if rate and self._random.random() < rate:
+                        fault = candidate
+                        break
+            if fault is not None:
+                self.injected[fault.value] = self.injected.get(fault.value, 0) + 1
+            return fault
+
+    def restart_now(self) -> bool:
+        rate = self.spec.rates.get("restart", 0.0)
+        with self._lock:
+            hit = bool(rate) and self._random.random() < rate
+            if hit:
+                self.injected["restart"] = self.injected.get("restart", 0) + 1
+            return hit
