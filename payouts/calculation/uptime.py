@@ -55,6 +55,14 @@ def twin_violation(twin: Twin | None) -> str | None:
     return None
 
 
+def _woke_in_time(t: int, u: int, asleep_since: int, wake_request: int) -> tuple[bool, bool]:
+    """Farmerbot checks on the first report after a wake request: (sleep may be credited,
+    the boot counts as a failure). Both apply independently."""
+    boot_failed = (t - u) - wake_request > FARMERBOT_MAX_BOOT_S
+    slept_too_long = t - asleep_since > FARMERBOT_MAX_SLEEP_S
+    return not (boot_failed or slept_too_long), boot_failed
+
+
 def measure_uptime(
     events: list[Event],
     *,
@@ -111,12 +119,8 @@ def measure_uptime(
             if asleep_since is not None and wake_request is not None:
                 # 1. asleep with a wake request pending
                 if t - u > asleep_since:
-                    credit_ok = True
-                    if t - asleep_since > FARMERBOT_MAX_SLEEP_S:
-                        credit_ok = False
-                    if (t - u) - wake_request > FARMERBOT_MAX_BOOT_S:
-                        credit_ok = False
-                        boot_failures += 1
+                    credit_ok, boot_failed = _woke_in_time(t, u, asleep_since, wake_request)
+                    boot_failures += boot_failed
                     if credit_ok:
                         total += t - start if asleep_since < start else t - asleep_since
                     asleep_since = wake_request = None
@@ -162,12 +166,8 @@ def measure_uptime(
             # 1. asleep with a wake request pending
             if has_last and t_last > end:
                 continue
-            credit_ok = True
-            if t - asleep_since > FARMERBOT_MAX_SLEEP_S:
-                credit_ok = False
-            if (t - u) - wake_request > FARMERBOT_MAX_BOOT_S:
-                credit_ok = False
-                boot_failures += 1
+            credit_ok, boot_failed = _woke_in_time(t, u, asleep_since, wake_request)
+            boot_failures += boot_failed
             if credit_ok:
                 slept_s = end - max(start, asleep_since)
                 if slept_s >= 0:
