@@ -139,9 +139,12 @@ def test_restart_fault_drops_a_waiting_submitter(tmp_path):
         sandbox.ledger.ops_per_ledger = 0
         envelope = payment(net, alice, bob)
         import threading
-        threading.Timer(0.3, sandbox.restart).start()
+        restarting = threading.Timer(0.3, sandbox.restart)
+        restarting.start()
         with pytest.raises((ConnectionError, BaseHorizonError, requests.RequestException)):
             net.submit(envelope)
+        restarting.join(30)  # the server may still be loading its state when the client sees the drop
+        assert sandbox.restarts == 1
         sandbox.ledger.ops_per_ledger = 1000
         assert net.submit(envelope)["successful"]
 
