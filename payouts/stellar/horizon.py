@@ -1,0 +1,273 @@
+"""A Horizon client for the payment engine (real Horizon or the sandbox, same code).
+
+Submission never guesses: a timeout, a 5xx, a 429 or a dropped connection is an *unknown*
+outcome, to be resolved by looking the transaction hash up (SPEC section 5, rule 4). Reads
+honour 429 with Retry-After and are paced by a configurable request rate, since public Horizon
+servers rate-limit clients.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import httpx
+
+from payouts.money import parse_tft
+
+MAX_READ_ATTEMPTS = 5
+
+
+class StellarError(Exception):
+    """Base error of the Stellar edge."""
+
+
+class HorizonUnavailable(StellarError):
+    """Horizon could not answer a read after bounded retries."""
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    FAILED = "failed"  # the network answered: included and failed, or refused
+    UNKNOWN = "unknown"  # no answer we can trust: look the hash up before anything else
+
+
+class CodeBucket(StrEnum):
+    RETRY = "retry"  # try again: same bytes, a higher fee, or a reloaded sequence
+    DESTINATION = "destination"  # this destination cannot receive; hold it, rebuild the rest
+    RUN = "run"  # stop the run and alert an operator
+    EXPIRED = "expired"  # tx_too_late: acted on only through the "can never land" rule
+    OTHER = "other"
+
+
+RETRY_CODES = frozenset({"tx_insufficient_fee", "tx_bad_seq"})
+DESTINATION_CODES = frozenset({"op_no_trust", "op_no_destination", "op_not_authorized", "op_line_full"})
+RUN_CODES = frozenset({"op_underfunded", "tx_insufficient_balance", "tx_bad_auth", "tx_bad_auth_extra"})
+
+
+def classify(result_codes: dict) -> CodeBucket:
+    """The bucket of a failed submission's result codes; run-level codes win."""
+    tx_code = result_codes.get("transaction", "")
+    if tx_code == "tx_fee_bump_inner_failed":
+        tx_code = result_codes.get("inner_transaction", tx_code)
+    op_codes = set(result_codes.get("operations") or [])
+    if tx_code in RUN_CODES or op_codes & RUN_CODES:
+        return CodeBucket.RUN
+    if tx_code == "tx_too_late":
+        return CodeBucket.EXPIRED
+    if tx_code in RETRY_CODES:
+        return CodeBucket.RETRY
+    if op_codes & DESTINATION_CODES:
+        return CodeBucket.DESTINATION
+    return CodeBucket.OTHER
+
+
+@dataclass(frozen=True)
+class TrustLine:
+    asset_code: str
+    asset_issuer: str
+    balance_units: int
+    limit_units: int
+    is_authorized: bool
+
+    @property
+    def room_units(self) -> int:
+        return self.limit_units - self.balance_units
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    account_id: str
+    sequence: int
+    native_balance_stroops: int
+    trustlines: dict[tuple[str, str], TrustLine] = field(default_factory=dict)
+    thresholds: dict[str, int] = field(default_factory=dict)
+    signers: list[dict] = field(default_factory=list)
+
+    def trustline(self, code: str, issuer: str) -> TrustLine | None:
+        return self.trustlines.get((code, issuer))
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    outcome: Outcome
+    tx_hash: str | None = None
+    ledger: int | None = None
+    closed_at: datetime | None = None
+    result_codes: dict = field(default_factory=dict)
+    reason: str = ""  # why the outcome is unknown, in words (never the envelope)
+
+
+@dataclass(frozen=True)
+class TransactionInfo:
+    tx_hash: str
+    successful: bool
+    ledger: int
+    closed_at: datetime
+    source_account: str
+    source_sequence: int
+    memo_type: str
+    memo: str | None
+
+
+@dataclass(frozen=True)
+class LedgerInfo:
+    sequence: int
+    closed_at: datetime
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _account(document: dict) -> AccountInfo:
+    native = 0
+    trustlines: dict[tuple[str, str], TrustLine] = {}
+    for balance in document.get("balances", []):
+        if balance.get("asset_type") == "native":
+            native = parse_tft(balance["balance"])  # stroops share the 7 decimals
+            continue
+        line = TrustLine(
+            asset_code=balance["asset_code"], asset_issuer=balance["asset_issuer"],
+            balance_units=parse_tft(balance["balance"]), limit_units=parse_tft(balance["limit"]),
+            is_authorized=bool(balance.get("is_authorized", True)),
+        )
+        trustlines[(line.asset_code, line.asset_issuer)] = line
+    return AccountInfo(
+        account_id=document["account_id"], sequence=int(document["sequence"]),
+        native_balance_stroops=native, trustlines=trustlines,
+        thresholds=document.get("thresholds", {}), signers=document.get("signers", []),
+    )
+
+
+class HorizonClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 60.0,
+        max_requests_per_s: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport)
+        self._min_interval_s = 1.0 / max_requests_per_s if max_requests_per_s else 0.0
+        self._next_request_at = 0.0
+        self._pace_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HorizonClient:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def _pace(self) -> None:
+        if not self._min_interval_s:
+            return
+        with self._pace_lock:
+            now = time.monotonic()
+            wait_s = self._next_request_at - now
+            self._next_request_at = max(now, self._next_request_at) + self._min_interval_s
+        if wait_s > 0:
+            time.sleep(wait_s)
+
+    def _get(self, path: str, params: dict | None = None) -> httpx.Response:
+        """A read with bounded retries on 429 (Retry-After), 5xx and connection errors."""
+        delay_s = 0.5
+        for attempt in range(1, MAX_READ_ATTEMPTS + 1):
+            self._pace()
+            try:
+                response = self._http.get(path, params=params)
+            except httpx.TransportError as exc:
+                if attempt == MAX_READ_ATTEMPTS:
+                    raise HorizonUnavailable(f"GET {path}: {type(exc).__name__}") from None
+                time.sleep(delay_s)
+                delay_s *= 2
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                if attempt == MAX_READ_ATTEMPTS:
+                    raise HorizonUnavailable(f"GET {path}: HTTP {response.status_code}")
+                retry_after = response.headers.get("Retry-After", "")
+                time.sleep(float(retry_after) if retry_after.isdigit() else delay_s)
+                delay_s *= 2
+                continue
+            return response
+        raise AssertionError("unreachable")
+
+    def account(self, account_id: str) -> AccountInfo | None:
+        response = self._get(f"/accounts/{account_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return _account(response.json())
+
+    def latest_ledger(self) -> LedgerInfo:
+        response = self._get("/ledgers", {"order": "desc", "limit": 1})
+        response.raise_for_status()
+        record = response.json()["_embedded"]["records"][0]
+        return LedgerInfo(sequence=int(record["sequence"]), closed_at=_time(record["closed_at"]))
+
+    def transaction(self, tx_hash: str) -> TransactionInfo | None:
+        response = self._get(f"/transactions/{tx_hash}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        document = response.json()
+        return TransactionInfo(
+            tx_hash=document["hash"], successful=bool(document["successful"]),
+            ledger=int(document["ledger"]), closed_at=_time(document["created_at"]),
+            source_account=document["source_account"],
+            source_sequence=int(document["source_account_sequence"]),
+            memo_type=document.get("memo_type", "none"), memo=document.get("memo"),
+        )
+
+    def submit(self, envelope_xdr: str) -> SubmitResult:
+        """POST /transactions once. Never retried here: the caller resolves unknowns by hash
+        and resubmits only the byte-identical envelope."""
+        self._pace()
+        try:
+            response = self._http.post("/transactions", data={"tx": envelope_xdr})
+        except httpx.TimeoutException:
+            return SubmitResult(Outcome.UNKNOWN, reason="timed out waiting for Horizon")
+        except httpx.TransportError as exc:
+            return SubmitResult(Outcome.UNKNOWN, reason=f"connection lost ({type(exc).__name__})")
+        if response.status_code == 200:
+            document = response.json()
+            return SubmitResult(Outcome.SUCCESS, tx_hash=document["hash"], ledger=int(document["ledger"]),
+                                closed_at=_time(document["created_at"]))
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {}
+        extras = problem.get("extras") or {}
+        if response.status_code == 400 and "result_codes" in extras:
+            return SubmitResult(Outcome.FAILED, tx_hash=extras.get("hash"), result_codes=extras["result_codes"],
+                                reason=problem.get("title", "transaction failed"))
+        if response.status_code == 400:
+            return SubmitResult(Outcome.FAILED, result_codes={"transaction": "tx_malformed"},
+                                reason=problem.get("title", "bad request"))
+        # 504 submission timeout, 429, 5xx, anything else: the network may still apply it
+        return SubmitResult(Outcome.UNKNOWN, tx_hash=extras.get("hash"),
+                            reason=f"HTTP {response.status_code} {problem.get('title', '')}".strip())
+
+    def payments(self, account_id: str, *, cursor: str | None = None, limit: int = 200) -> Iterator[dict]:
+        """Every payment record of an account in ledger order, following the paging links."""
+        params = {"order": "asc", "limit": limit, "join": "transactions"}
+        if cursor:
+            params["cursor"] = cursor
+        while True:
+            response = self._get(f"/accounts/{account_id}/payments", params)
+            if response.status_code == 404:
+                return
+            response.raise_for_status()
+            records = response.json()["_embedded"]["records"]
+            yield from records
+            if len(records) < limit:
+                return
+            params["cursor"] = records[-1]["paging_token"]

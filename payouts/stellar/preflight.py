@@ -1,0 +1,80 @@
+"""Preflight: before anything is sent, the payout account must cover the run and every
+destination must be able to receive (SPEC section 5).
+
+A payout account short of TFT or XLM stops the run with a clear error; a destination that
+cannot receive is held with its reason (`no_account`, `no_trustline`, `not_authorized`,
+`line_full`), never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from payouts.money import format_tft
+from payouts.stellar.horizon import HorizonClient, StellarError
+
+#: XLM an account must keep: 2 base reserves of 0.5 XLM plus one per subentry (trustline)
+BASE_RESERVE_STROOPS = 5_000_000
+
+
+class PreflightError(StellarError):
+    """The payout account cannot cover the run: the run stops before anything is sent."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    code: str
+    issuer: str
+
+
+def check_payout_account(
+    client: HorizonClient, payout_account: str, asset: Asset, *, total_units: int, fee_budget_stroops: int
+) -> None:
+    """Raise PreflightError when the payout account lacks TFT for the total or XLM for fees."""
+    account = client.account(payout_account)
+    if account is None:
+        raise PreflightError(f"the payout account {payout_account} does not exist on this network")
+    line = account.trustline(asset.code, asset.issuer)
+    if line is None:
+        raise PreflightError(f"the payout account {payout_account} has no {asset.code} trustline")
+    if line.balance_units < total_units:
+        raise PreflightError(
+            f"the payout account holds {format_tft(line.balance_units)} {asset.code}, the run needs "
+            f"{format_tft(total_units)} (short by {format_tft(total_units - line.balance_units)})"
+        )
+    reserve = BASE_RESERVE_STROOPS * (2 + len(account.trustlines))
+    spendable = account.native_balance_stroops - reserve
+    if spendable < fee_budget_stroops:
+        raise PreflightError(
+            f"the payout account has {format_tft(max(spendable, 0))} XLM above its reserve, fees "
+            f"need up to {format_tft(fee_budget_stroops)} XLM"
+        )
+
+
+def check_destinations(
+    client: HorizonClient, asset: Asset, amounts: Iterable[tuple[str, int]]
+) -> dict[str, str]:
+    """Destinations that cannot receive, with the reason; an absent key means it can.
+
+    `amounts` are (destination, amount in units) pairs; a destination's total must fit under
+    its trustline limit.
+    """
+    totals: dict[str, int] = defaultdict(int)
+    for destination, amount_units in amounts:
+        totals[destination] += amount_units
+    held: dict[str, str] = {}
+    for destination, total_units in totals.items():
+        account = client.account(destination)
+        if account is None:
+            held[destination] = "no_account"
+            continue
+        line = account.trustline(asset.code, asset.issuer)
+        if line is None:
+            held[destination] = "no_trustline"
+        elif not line.is_authorized:
+            held[destination] = "not_authorized"
+        elif line.room_units < total_units:
+            held[destination] = "line_full"
+    return held
