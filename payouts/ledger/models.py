@@ -143,6 +143,8 @@ class Payment(SQLModel, table=True):
     #: calculation is not, and a hold found later at preflight does not change the manifest
     in_manifest: bool
     payout_basis: str = Field(default="poc_treasury", max_length=20)
+    #: the live transaction that holds this payment (at most one at a time)
+    transaction_id: int | None = Field(default=None, foreign_key="stellar_transactions.id", index=True)
     tx_hash: str | None = Field(default=None, max_length=64, index=True)
     ledger: int | None = None
     paid_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
@@ -163,3 +165,32 @@ class Approval(SQLModel, table=True):
     manifest_json: str = Field(sa_column=Column(Text, nullable=False))
     signature_b64: str
     created_at: datetime = Field(sa_column=_created())
+
+
+class StellarTransaction(SQLModel, table=True):
+    """One signed envelope. Its XDR, hash, sequence and bounds are committed before the first
+    submission, so a crash at any point can be resumed by looking the hash up."""
+
+    __tablename__ = "stellar_transactions"
+    __table_args__ = (
+        Index("ix_stellar_transactions_status_run_id", "status", "run_id"),
+        Index("ix_stellar_transactions_source_account_sequence", "source_account", "sequence"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    source_account: str = Field(max_length=56)  # channel (or payout) account paying the fee
+    sequence: int = Field(sa_type=BigInteger)
+    min_time: int = Field(sa_type=BigInteger)  # unix seconds
+    max_time: int = Field(sa_type=BigInteger)
+    fee_stroops: int = Field(sa_type=BigInteger)  # maximum fee bid of the whole transaction
+    memo_hash: str = Field(max_length=64)
+    envelope_xdr: str = Field(sa_column=Column(Text, nullable=False))
+    tx_hash: str = Field(max_length=64, unique=True)
+    status: str = Field(max_length=16)
+    attempts: int = 0
+    result_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    ledger: int | None = None
+    closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    created_at: datetime = Field(sa_column=_created())
+    updated_at: datetime = Field(sa_column=_created())

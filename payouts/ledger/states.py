@@ -49,8 +49,9 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     # review done, enough valid approvals; a recalculation replaces; an operator may reject
     RunStatus.CALCULATED: frozenset({RunStatus.APPROVED, RunStatus.REPLACED, RunStatus.REJECTED}),
     # single tier goes straight to paying; two tier first funds the hot payout account
+    # (a failed preflight stops an approved run before anything is sent)
     RunStatus.APPROVED: frozenset(
-        {RunStatus.FUNDING, RunStatus.PAYING, RunStatus.REJECTED, RunStatus.CALCULATED}
+        {RunStatus.FUNDING, RunStatus.PAYING, RunStatus.REJECTED, RunStatus.STOPPED}
     ),
     RunStatus.FUNDING: frozenset({RunStatus.FUNDED, RunStatus.STOPPED}),
     RunStatus.FUNDED: frozenset({RunStatus.PAYING}),
@@ -148,3 +149,61 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.RETRIED: frozenset(),
     PaymentStatus.CORRECTED: frozenset(),
 }
+
+
+class TransactionStatus(StrEnum):
+    BUILT = "built"  # signed and committed, not sent yet
+    SUBMITTED = "submitted"  # sent at least once; outcome not known yet
+    CONFIRMED = "confirmed"  # in a closed ledger, successful
+    FAILED = "failed"  # in a closed ledger, failed (fee and sequence consumed)
+    DEAD = "dead"  # provably never lands: expired, or its sequence was used by another
+
+    @property
+    def is_live(self) -> bool:
+        return self in (TransactionStatus.BUILT, TransactionStatus.SUBMITTED)
+
+
+TRANSACTION_TRANSITIONS: dict[TransactionStatus, frozenset[TransactionStatus]] = {
+    TransactionStatus.BUILT: frozenset(
+        {TransactionStatus.SUBMITTED, TransactionStatus.CONFIRMED, TransactionStatus.FAILED, TransactionStatus.DEAD}
+    ),
+    # only the network's answer or the "can never land" rule moves a submitted transaction
+    TransactionStatus.SUBMITTED: frozenset(
+        {TransactionStatus.CONFIRMED, TransactionStatus.FAILED, TransactionStatus.DEAD}
+    ),
+    TransactionStatus.CONFIRMED: frozenset(),
+    TransactionStatus.FAILED: frozenset(),
+    TransactionStatus.DEAD: frozenset(),
+}
+
+
+def transition_many(
+    session: Session,
+    model: type,
+    row_ids: list[int],
+    from_status: StrEnum,
+    to_status: StrEnum,
+    *,
+    transitions: dict,
+    event: str,
+    run_id: int,
+    detail: dict | None = None,
+    **values,
+) -> None:
+    """`transition` for many rows at once: all move, or none (StaleStatus)."""
+    if not row_ids:
+        return
+    if to_status not in transitions[from_status]:
+        raise InvalidTransition(f"{model.__tablename__}: {from_status} -> {to_status} is not allowed")
+    result = session.execute(
+        update(model)
+        .where(model.id.in_(row_ids), model.status == from_status)
+        .values(status=to_status, updated_at=utcnow(), **values)
+    )
+    if result.rowcount != len(row_ids):
+        raise StaleStatus(f"{len(row_ids) - result.rowcount} {model.__tablename__} rows are no longer {from_status}")
+    for row_id in row_ids:
+        record_event(
+            session, entity=model.__tablename__, entity_id=row_id, run_id=run_id, event=event,
+            from_status=str(from_status), to_status=str(to_status), detail=detail,
+        )

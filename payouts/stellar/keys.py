@@ -41,3 +41,45 @@ def write_keypair(path: str | Path, keypair: Keypair) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="ascii") as handle:
         handle.write(keypair.secret + "\n")
+
+
+class SigningKeys:
+    """The hot keys a payment worker holds: the payout account's and the channels'."""
+
+    def __init__(self, payout: Keypair, channels: list[Keypair] | None = None) -> None:
+        self._payout = payout
+        self._channels = {k.public_key: k for k in channels or []}
+
+    @property
+    def payout_account(self) -> str:
+        return self._payout.public_key
+
+    @property
+    def channel_accounts(self) -> list[str]:
+        return list(self._channels)
+
+    def sign(self, envelope) -> None:
+        """Sign with the transaction source's key, and the payout key for its operations."""
+        source = envelope.transaction.source.account_id
+        if source in self._channels:
+            envelope.sign(self._channels[source])
+        envelope.sign(self._payout)
+
+    def __repr__(self) -> str:  # never the secrets
+        return f"SigningKeys(payout={self.payout_account}, channels={len(self._channels)})"
+
+    @classmethod
+    def from_accounts_file(cls, path: str | Path, *, channels: int | None = None) -> SigningKeys:
+        """Keys from the file `payouts sandbox init` writes (mode 600)."""
+        import json
+
+        path = Path(path)
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(f"accounts file {path} is readable by others; run chmod 600 {path}")
+        try:
+            document = json.loads(path.read_text())
+            payout = Keypair.from_secret(document["payout"]["secret"])
+            channel_keys = [Keypair.from_secret(c["secret"]) for c in document.get("channels", [])]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise KeyFileError(f"accounts file {path} does not hold the payout and channel keys") from None
+        return cls(payout, channel_keys[:channels] if channels is not None else channel_keys)

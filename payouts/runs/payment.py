@@ -1,0 +1,394 @@
+"""Paying an approved run: every payable receipt once, whatever fails in between (SPEC 5).
+
+Each step is its own unit of work, committed before the next one starts, so a crash at any
+line leaves the ledger in a state the next call resumes from:
+1. start: the approvals are checked again, every payment is checked against its hashed receipt,
+   the payout account must cover the run (else the run stops before anything is sent), and
+   destinations that cannot receive are held with their reason;
+2. build: pending payments go into signed transactions, one live transaction per channel; the
+   envelope, its hash, sequence and bounds are committed before the first submission;
+3. submit and resolve: the identical bytes are (re)submitted; a timeout or dropped connection is
+   an unknown outcome, looked up by hash; payments are rebuilt only when their transaction
+   provably can never land; per-operation refusals hold those destinations and free the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+import structlog
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from payouts.ledger.db import session_scope
+from payouts.ledger.errors import AlreadyDone
+from payouts.ledger.events import record_event
+from payouts.ledger.models import Payment, Receipt, Run, StellarTransaction
+from payouts.ledger.states import (
+    PAYMENT_TRANSITIONS,
+    RUN_TRANSITIONS,
+    TRANSACTION_TRANSITIONS,
+    PaymentStatus,
+    RunStatus,
+    TransactionStatus,
+    transition,
+    transition_many,
+)
+from payouts.ledger.types import utcnow
+from payouts.runs.approvals import require_approved
+from payouts.runs.errors import RunsError
+from payouts.runs.service import require_run
+from payouts.stellar.build import MAX_OPERATIONS, PaymentOp, build_payment_envelope
+from payouts.stellar.horizon import DESTINATION_CODES, CodeBucket, HorizonClient, Outcome, SubmitResult, classify
+from payouts.stellar.keys import SigningKeys
+from payouts.stellar.merkle import merkle_root
+from payouts.stellar.preflight import Asset, PreflightError, check_destinations, check_payout_account
+from payouts.stellar.submit import Verdict, landing_verdict
+
+log = structlog.get_logger(__name__)
+
+
+class RunAlreadyPaid(AlreadyDone):
+    pass
+
+
+class RunNotPayable(RunsError):
+    pass
+
+
+class RunStopped(RunsError):
+    """The run stopped and waits for an operator; the reason says why."""
+
+
+@dataclass(frozen=True)
+class PayConfig:
+    network_passphrase: str
+    asset_code: str
+    asset_issuer: str
+    approvers: tuple[str, ...]
+    approvals_required: int
+    memo_mode: Literal["per_receipt", "batch"] = "per_receipt"
+    batch_size: int = MAX_OPERATIONS
+    base_fee_stroops: int = 100  # per operation
+    max_fee_stroops: int = 10_000  # per operation: congestion raises the bid up to here
+    tx_timeout_s: int = 300
+    poll_interval_s: float = 0.5
+
+
+@dataclass
+class PayReport:
+    run_id: int
+    status: str
+    paid: int = 0
+    held: int = 0
+    transactions: int = 0
+    rebuilt: int = 0
+    unknown_outcomes: int = 0
+    ledgers: set[int] = field(default_factory=set)
+    reason: str = ""
+
+
+class PaymentEngine:
+    def __init__(self, db: Engine, client: HorizonClient, keys: SigningKeys, config: PayConfig) -> None:
+        self.db = db
+        self.client = client
+        self.keys = keys
+        self.config = config
+        self.asset = Asset(config.asset_code, config.asset_issuer)
+        self._fee_per_op = config.base_fee_stroops
+
+    # -- 1. start ----------------------------------------------------------------------------
+
+    def start(self, run_id: int) -> None:
+        with session_scope(self.db) as session:
+            run = require_run(session, run_id)
+            status = RunStatus(run.status)
+            if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
+                raise RunAlreadyPaid(f"run {run_id} is already {status}")
+            if status not in (RunStatus.APPROVED, RunStatus.PAYING, RunStatus.STOPPED):
+                raise RunNotPayable(f"run {run_id} is {status}; only an approved run can be paid")
+            require_approved(session, run, approvers=list(self.config.approvers),
+                             required=self.config.approvals_required)
+            self._check_payments_against_receipts(session, run)
+            if status is RunStatus.PAYING:
+                return
+            pending = self._payments(session, run.id, PaymentStatus.PENDING)
+            in_flight = self._payments(session, run.id, PaymentStatus.SUBMITTED)
+            total_units = sum(p.amount_tft_units for p in pending + in_flight)
+            fee_budget = 0 if self.keys.channel_accounts else len(pending) * self.config.max_fee_stroops
+            try:
+                check_payout_account(self.client, self.keys.payout_account, self.asset,
+                                     total_units=total_units, fee_budget_stroops=fee_budget)
+            except PreflightError as exc:
+                self._stop(session, run, f"preflight: {exc}")
+                session.commit()
+                raise RunStopped(f"run {run_id} stopped: {exc}") from None
+            held = check_destinations(self.client, self.asset, [(p.destination, p.amount_tft_units) for p in pending])
+            for reason in sorted(set(held.values())):
+                ids = [p.id for p in pending if held.get(p.destination) == reason]
+                transition_many(session, Payment, ids, PaymentStatus.PENDING, PaymentStatus.HELD,
+                                transitions=PAYMENT_TRANSITIONS, event="payment.held.preflight",
+                                run_id=run.id, detail={"reason": reason}, hold_reason=reason)
+            transition(session, Run, run.id, status, RunStatus.PAYING, transitions=RUN_TRANSITIONS,
+                       event="run.paying", detail={"held_at_preflight": len(held)}, status_reason="")
+            log.info("run.paying", run_id=run.id, pending=len(pending), held_destinations=len(held))
+
+    def _check_payments_against_receipts(self, session: Session, run: Run) -> None:
+        """Before signing: each payment must be what its hashed receipt says (an edited
+        ledger row cannot redirect or resize a payment)."""
+        rows = session.exec(
+            select(Payment, Receipt)
+            .join(Receipt, col(Payment.receipt_id) == col(Receipt.id))
+            .where(Payment.run_id == run.id, col(Payment.in_manifest).is_(True))
+        ).all()
+        for payment, receipt in rows:
+            problems = []
+            if hashlib.blake2b(receipt.receipt_bytes, digest_size=32).hexdigest() != receipt.receipt_hash:
+                problems.append("receipt bytes do not match their hash")
+            if payment.receipt_hash != receipt.receipt_hash:
+                problems.append("payment memo differs from the receipt hash")
+            if payment.amount_tft_units != receipt.reward_tft_units:
+                problems.append("amount differs from the receipt")
+            if payment.destination != receipt.stellar_payout_address:
+                problems.append("destination differs from the receipt")
+            if problems:
+                reason = f"payment {payment.id} (node {payment.node_id}): {'; '.join(problems)}"
+                self._stop(session, run, reason)
+                session.commit()
+                raise RunStopped(f"run {run.id} stopped: {reason}")
+
+    # -- 2. build ----------------------------------------------------------------------------
+
+    def _payments(self, session: Session, run_id: int, status: PaymentStatus, limit: int | None = None) -> list[Payment]:
+        statement = (select(Payment).where(Payment.run_id == run_id, Payment.status == status)
+                     .order_by(col(Payment.id)))
+        if limit is not None:
+            statement = statement.limit(limit)
+        return list(session.exec(statement).all())
+
+    def _live(self, session: Session, run_id: int) -> list[StellarTransaction]:
+        statement = (select(StellarTransaction)
+                     .where(StellarTransaction.run_id == run_id,
+                            col(StellarTransaction.status).in_([TransactionStatus.BUILT, TransactionStatus.SUBMITTED]))
+                     .order_by(col(StellarTransaction.id)))
+        return list(session.exec(statement).all())
+
+    def _sources(self) -> list[str]:
+        return self.keys.channel_accounts or [self.keys.payout_account]
+
+    def build(self, run_id: int) -> int:
+        """Put pending payments into new transactions on every free source; returns how many."""
+        per_tx = 1 if self.config.memo_mode == "per_receipt" else self.config.batch_size
+        with session_scope(self.db) as session:
+            busy = {t.source_account for t in self._live(session, run_id)}
+            free = [s for s in self._sources() if s not in busy]
+            pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=len(free) * per_tx)
+            if not pending:
+                return 0
+            closed_ts = int(self.client.latest_ledger().closed_at.timestamp())
+            built = 0
+            for source, start in zip(free, range(0, len(pending), per_tx)):
+                group = pending[start:start + per_tx]
+                account = self.client.account(source)
+                if account is None:
+                    raise RunsError(f"transaction source {source} does not exist on the network")
+                memo = (bytes.fromhex(group[0].receipt_hash) if per_tx == 1
+                        else merkle_root([p.receipt_hash for p in group]))
+                envelope = build_payment_envelope(
+                    network_passphrase=self.config.network_passphrase, source_account=source,
+                    sequence=account.sequence + 1, payout_account=self.keys.payout_account,
+                    asset_code=self.asset.code, asset_issuer=self.asset.issuer,
+                    operations=[PaymentOp(p.destination, p.amount_tft_units) for p in group],
+                    memo_hash=memo, fee_per_operation_stroops=self._fee_per_op,
+                    min_time=0, max_time=closed_ts + self.config.tx_timeout_s,
+                )
+                self.keys.sign(envelope)
+                now = utcnow()
+                tx = StellarTransaction(
+                    run_id=run_id, source_account=source, sequence=account.sequence + 1, min_time=0,
+                    max_time=closed_ts + self.config.tx_timeout_s,
+                    fee_stroops=self._fee_per_op * len(group), memo_hash=memo.hex(),
+                    envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(),
+                    status=TransactionStatus.BUILT, created_at=now, updated_at=now,
+                )
+                session.add(tx)
+                session.flush()
+                record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=run_id,
+                             event="transaction.built", to_status=TransactionStatus.BUILT,
+                             detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence})
+                transition_many(session, Payment, [p.id for p in group], PaymentStatus.PENDING,
+                                PaymentStatus.SUBMITTED, transitions=PAYMENT_TRANSITIONS,
+                                event="payment.in_transaction", run_id=run_id,
+                                detail={"tx_hash": tx.tx_hash}, transaction_id=tx.id)
+                built += 1
+            return built
+
+    # -- 3. submit and resolve ----------------------------------------------------------------
+
+    def submit_live(self, run_id: int) -> list[tuple[int, SubmitResult]]:
+        """(Re)submit the identical bytes of every live transaction, concurrently."""
+        with session_scope(self.db) as session:
+            live = self._live(session, run_id)
+            for tx in live:
+                if tx.status == TransactionStatus.BUILT:
+                    transition(session, StellarTransaction, tx.id, TransactionStatus.BUILT,
+                               TransactionStatus.SUBMITTED, transitions=TRANSACTION_TRANSITIONS,
+                               event="transaction.submitted", run_id=run_id)
+            work = [(tx.id, tx.envelope_xdr) for tx in live]
+        if not work:
+            return []
+        with ThreadPoolExecutor(max_workers=min(len(work), 32)) as pool:
+            results = list(pool.map(lambda item: self.client.submit(item[1]), work))
+        return [(tx_id, result) for (tx_id, _), result in zip(work, results, strict=True)]
+
+    def resolve(self, run_id: int, tx_id: int, result: SubmitResult, report: PayReport) -> Verdict:
+        with session_scope(self.db) as session:
+            tx = session.get(StellarTransaction, tx_id)
+            if tx is None or not TransactionStatus(tx.status).is_live:
+                return Verdict.LANDED  # resolved already (a doubled call)
+            codes = result.result_codes
+            session.execute(
+                StellarTransaction.__table__.update()
+                .where(StellarTransaction.__table__.c.id == tx.id)
+                .values(attempts=tx.attempts + 1, updated_at=utcnow(),
+                        result_json=orjson.dumps(codes or {"outcome": result.outcome, "reason": result.reason}).decode())
+            )
+            if result.outcome == Outcome.SUCCESS:
+                self._confirm(session, tx, result.ledger, result.closed_at, report)
+                return Verdict.LANDED
+            if result.outcome == Outcome.UNKNOWN:
+                report.unknown_outcomes += 1
+                log.warning("payment.submit.unknown_outcome", run_id=run_id, tx_hash=tx.tx_hash, reason=result.reason)
+            if result.outcome == Outcome.FAILED and classify(codes) == CodeBucket.RUN:
+                run = session.get(Run, run_id)
+                self._stop(session, run, f"transaction {tx.tx_hash[:12]} refused: {codes}")
+                return Verdict.MAYBE
+            info = self.client.transaction(tx.tx_hash)
+            if info is not None:
+                verdict = Verdict.LANDED if info.successful else Verdict.FAILED
+                if verdict is Verdict.LANDED:
+                    self._confirm(session, tx, info.ledger, info.closed_at, report)
+                    return verdict
+            else:
+                latest = self.client.latest_ledger()
+                source = self.client.account(tx.source_account)
+                verdict = landing_verdict(
+                    found=False, successful=None, latest_closed_ts=int(latest.closed_at.timestamp()),
+                    max_time_ts=tx.max_time, source_sequence_now=source.sequence if source else None,
+                    tx_sequence=tx.sequence,
+                )
+            if verdict is Verdict.FAILED:
+                self._failed_on_chain(session, tx, codes, report)
+            elif verdict is Verdict.NEVER:
+                self._dead(session, tx, codes, report)
+            return verdict
+
+    def _confirm(self, session: Session, tx: StellarTransaction, ledger, closed_at, report: PayReport) -> None:
+        transition(session, StellarTransaction, tx.id, TransactionStatus(tx.status), TransactionStatus.CONFIRMED,
+                   transitions=TRANSACTION_TRANSITIONS, event="transaction.confirmed", run_id=tx.run_id,
+                   detail={"ledger": ledger}, ledger=ledger, closed_at=closed_at)
+        ids = [p.id for p in session.exec(select(Payment).where(Payment.transaction_id == tx.id,
+                                                                 Payment.status == PaymentStatus.SUBMITTED)).all()]
+        transition_many(session, Payment, ids, PaymentStatus.SUBMITTED, PaymentStatus.PAID,
+                        transitions=PAYMENT_TRANSITIONS, event="payment.paid", run_id=tx.run_id,
+                        detail={"tx_hash": tx.tx_hash}, tx_hash=tx.tx_hash, ledger=ledger, paid_at=closed_at)
+        report.paid += len(ids)
+        report.transactions += 1
+        if ledger is not None:
+            report.ledgers.add(ledger)
+
+    def _release(self, session: Session, tx: StellarTransaction, codes: dict, report: PayReport) -> None:
+        """The transaction will never pay: hold refused destinations, free the rest to rebuild."""
+        payments = list(session.exec(select(Payment).where(Payment.transaction_id == tx.id,
+                                                            Payment.status == PaymentStatus.SUBMITTED)
+                                     .order_by(col(Payment.id))).all())
+        op_codes = list(codes.get("operations") or [])
+        refused: dict[str, list[int]] = {}
+        free: list[int] = []
+        for index, payment in enumerate(payments):
+            code = op_codes[index] if index < len(op_codes) else None
+            if code in DESTINATION_CODES:
+                refused.setdefault(code.removeprefix("op_"), []).append(payment.id)
+            else:
+                free.append(payment.id)
+        for reason, ids in refused.items():
+            transition_many(session, Payment, ids, PaymentStatus.SUBMITTED, PaymentStatus.HELD,
+                            transitions=PAYMENT_TRANSITIONS, event="payment.held.refused", run_id=tx.run_id,
+                            detail={"tx_hash": tx.tx_hash, "reason": reason}, hold_reason=reason,
+                            transaction_id=None)
+            report.held += len(ids)
+        transition_many(session, Payment, free, PaymentStatus.SUBMITTED, PaymentStatus.PENDING,
+                        transitions=PAYMENT_TRANSITIONS, event="payment.rebuild", run_id=tx.run_id,
+                        detail={"tx_hash": tx.tx_hash}, transaction_id=None)
+        report.rebuilt += 1
+
+    def _failed_on_chain(self, session: Session, tx: StellarTransaction, codes: dict, report: PayReport) -> None:
+        transition(session, StellarTransaction, tx.id, TransactionStatus(tx.status), TransactionStatus.FAILED,
+                   transitions=TRANSACTION_TRANSITIONS, event="transaction.failed", run_id=tx.run_id,
+                   detail={"result_codes": codes})
+        if classify(codes) == CodeBucket.RUN:
+            self._stop(session, session.get(Run, tx.run_id), f"transaction {tx.tx_hash[:12]} failed: {codes}")
+        self._release(session, tx, codes, report)
+
+    def _dead(self, session: Session, tx: StellarTransaction, codes: dict, report: PayReport) -> None:
+        transition(session, StellarTransaction, tx.id, TransactionStatus(tx.status), TransactionStatus.DEAD,
+                   transitions=TRANSACTION_TRANSITIONS, event="transaction.dead", run_id=tx.run_id,
+                   detail={"result_codes": codes})
+        if codes.get("transaction") == "tx_insufficient_fee":
+            raised = min(self._fee_per_op * 2, self.config.max_fee_stroops)
+            log.info("payment.fee.raised", run_id=tx.run_id, fee_per_op_stroops=raised)
+            self._fee_per_op = raised
+        self._release(session, tx, {}, report)
+
+    def _stop(self, session: Session, run: Run, reason: str) -> None:
+        status = RunStatus(run.status)
+        if status is RunStatus.STOPPED:
+            return
+        transition(session, Run, run.id, status, RunStatus.STOPPED, transitions=RUN_TRANSITIONS,
+                   event="run.stopped", detail={"reason": reason}, status_reason=reason)
+        log.error("run.stopped", run_id=run.id, reason=reason)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def pay(self, run_id: int, *, progress: Callable[[PayReport], None] | None = None,
+            max_rounds: int | None = None) -> PayReport:
+        """Pay the run to the end, or until it stops; safe to call again at any time."""
+        self.start(run_id)
+        report = PayReport(run_id=run_id, status=RunStatus.PAYING)
+        rounds = 0
+        while max_rounds is None or rounds < max_rounds:
+            rounds += 1
+            self.build(run_id)
+            results = self.submit_live(run_id)
+            if not results:
+                break
+            waiting = False
+            for tx_id, result in results:
+                verdict = self.resolve(run_id, tx_id, result, report)
+                waiting |= verdict is Verdict.MAYBE
+            if progress is not None:
+                progress(report)
+            with session_scope(self.db) as session:
+                run = session.get(Run, run_id)
+                if run.status == RunStatus.STOPPED:
+                    report.status, report.reason = RunStatus.STOPPED, run.status_reason
+                    return report
+            if waiting:
+                time.sleep(self.config.poll_interval_s)
+        with session_scope(self.db) as session:
+            run = session.get(Run, run_id)
+            open_payments = self._payments(session, run_id, PaymentStatus.PENDING, limit=1) + \
+                self._payments(session, run_id, PaymentStatus.SUBMITTED, limit=1)
+            if run.status == RunStatus.PAYING and not open_payments:
+                transition(session, Run, run_id, RunStatus.PAYING, RunStatus.PAID, transitions=RUN_TRANSITIONS,
+                           event="run.paid", detail={"paid": report.paid})
+                log.info("run.paid", run_id=run_id, paid=report.paid, transactions=report.transactions)
+            session.refresh(run)
+            report.status = run.status
+        return report

@@ -1,0 +1,65 @@
+"""Building payment transactions: bounds, memo, sequence, fees. No secrets here.
+
+The 7-decimal amount strings stellar-sdk wants are made only in this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stellar_sdk import Account, Asset, StrKey, TransactionBuilder, TransactionEnvelope
+
+from payouts.money import format_tft
+
+MAX_OPERATIONS = 100  # Stellar's limit per transaction (the SDK does not enforce it)
+MAX_AMOUNT_UNITS = 2**63 - 1  # int64 amounts on chain
+
+
+class BuildError(ValueError):
+    """A payment that must not go into a transaction (the SDK would not stop it)."""
+
+
+@dataclass(frozen=True)
+class PaymentOp:
+    destination: str
+    amount_units: int
+
+
+def build_payment_envelope(
+    *,
+    network_passphrase: str,
+    source_account: str,
+    sequence: int,
+    payout_account: str,
+    asset_code: str,
+    asset_issuer: str,
+    operations: list[PaymentOp],
+    memo_hash: bytes,
+    fee_per_operation_stroops: int,
+    min_time: int,
+    max_time: int,
+) -> TransactionEnvelope:
+    """An unsigned envelope: `sequence` is the transaction's own number (account's + 1).
+
+    Payment operations come from the payout account; the transaction (and its fee) may come
+    from a channel account so that several transactions land in one ledger.
+    """
+    if not 1 <= len(operations) <= MAX_OPERATIONS:
+        raise BuildError(f"a transaction holds 1 to {MAX_OPERATIONS} payments, not {len(operations)}")
+    if len(memo_hash) != 32:
+        raise BuildError("a hash memo is 32 bytes")
+    asset = Asset(asset_code, asset_issuer)
+    builder = TransactionBuilder(
+        Account(source_account, sequence - 1), network_passphrase,
+        base_fee=fee_per_operation_stroops,
+    )
+    builder.add_time_bounds(min_time, max_time)
+    builder.add_hash_memo(memo_hash)
+    op_source = payout_account if payout_account != source_account else None
+    for op in operations:
+        if not StrKey.is_valid_ed25519_public_key(op.destination):
+            raise BuildError(f"destination {op.destination!r} is not a Stellar account")
+        if not 0 < op.amount_units <= MAX_AMOUNT_UNITS:
+            raise BuildError(f"amount {op.amount_units} units to {op.destination} is not payable")
+        builder.append_payment_op(op.destination, asset, format_tft(op.amount_units), source=op_source)
+    return builder.build()

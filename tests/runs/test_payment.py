@@ -1,0 +1,195 @@
+"""Paying a run on the sandbox network: exactly once, with faults, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+
+import pytest
+from sqlmodel import Session, select
+from stellar_sdk import Asset as SdkAsset, Keypair, TransactionBuilder
+from stellar_sdk import Account as SdkAccount
+
+from payouts.ledger.db import make_engine, session_scope
+from payouts.ledger.models import Payment, Run, StellarTransaction
+from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.money import format_tft
+from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
+from payouts.runs.payment import PayConfig, PaymentEngine, RunAlreadyPaid, RunStopped
+from payouts.runs.approvals import NotApproved
+from payouts.runs.service import calculate_run
+from payouts.sandbox import running_sandbox
+from payouts.sandbox.accounts import init_sandbox
+from payouts.sandbox.faults import FaultSpec
+from payouts.snapshot.load import load_snapshot
+from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.keys import SigningKeys
+from tests import factories
+
+
+def _fund_payout(client: HorizonClient, document: dict, amount_units: int) -> None:
+    treasury = Keypair.from_secret(document["treasury"]["secret"])
+    account = client.account(treasury.public_key)
+    envelope = (
+        TransactionBuilder(SdkAccount(treasury.public_key, account.sequence), document["network_passphrase"], base_fee=100)
+        .append_payment_op(document["payout"]["public_key"],
+                           SdkAsset(document["asset"]["code"], document["asset"]["issuer"]), format_tft(amount_units))
+        .set_timeout(120).build()
+    )
+    envelope.sign(treasury)
+    assert client.submit(envelope.to_xdr()).outcome == "success"
+
+
+def _snapshot(tmp_path, farmers: list[dict], nodes_per_farm: int = 2):
+    farms, nodes = [], []
+    for index, farmer in enumerate(farmers):
+        farm_id = 100 + index
+        farms.append({"farm_id": farm_id, "name": f"farm {farm_id}", "twin_id": 7,
+                      "certification": "NotCertified", "stellar_address": farmer["public_key"]})
+        nodes += [factories.node(farm_id * 10 + n, farm_id=farm_id) for n in range(nodes_per_farm)]
+    document = factories.snapshot(nodes=nodes, farms=farms)
+    return load_snapshot(factories.write(tmp_path / "month.json", document))
+
+
+@pytest.fixture
+def paying(ledger_url, tmp_path):
+    """A sandbox with accounts, a calculated and approved run, and a payment engine."""
+    def make(*, faults: str | None = None, channels: int = 3, fund: bool = True, memo_mode="per_receipt",
+             approve: bool = True):
+        sandbox_cm = running_sandbox(ledger_close_s=0.1, seed=11, submission_timeout_s=2)
+        sandbox = sandbox_cm.__enter__()
+        request_cleanup.append(sandbox_cm)
+        with HorizonClient(sandbox.url) as setup_client:
+            document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=5,
+                                    without_trustline=1, channels=channels).document
+        db = make_engine(ledger_url)
+        with session_scope(db) as session:
+            run = calculate_run(session, _snapshot(tmp_path, document["farmers"])).run
+        approver = Keypair.random()
+        config = PayConfig(
+            network_passphrase=document["network_passphrase"], asset_code=document["asset"]["code"],
+            asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,),
+            approvals_required=1, memo_mode=memo_mode, poll_interval_s=0.1, tx_timeout_s=30,
+        )
+        if approve:
+            with session_scope(db) as session:
+                run_row = session.get(Run, run.id)
+                approve_run(session, run_row, public_key=approver.public_key,
+                            signature_b64=sign_manifest(build_manifest(session, run_row), approver),
+                            approvers=[approver.public_key], required=1)
+        client = HorizonClient(sandbox.url, timeout_s=10)
+        if fund:
+            _fund_payout(client, document, 10**6 * 10**7)
+        keys = SigningKeys.from_accounts_file(tmp_path / "accounts.json")
+        sandbox.faults.spec = FaultSpec.parse(faults)  # faults only once the accounts exist
+        return sandbox, document, db, run.id, PaymentEngine(db, client, keys, config)
+
+    request_cleanup: list = []
+    yield make
+    for cm in request_cleanup:
+        cm.__exit__(None, None, None)
+
+
+def _chain_payments(client: HorizonClient, document: dict) -> list[dict]:
+    payout = document["payout"]["public_key"]
+    return [r for r in client.payments(payout) if r.get("type") == "payment" and r.get("from") == payout
+            and r.get("transaction_successful", True)]
+
+
+def check_invariants(db, client, document, run_id):
+    """Each receipt paid at most once; every payable receipt paid or held with a reason;
+    chain totals equal ledger totals."""
+    with Session(db) as session:
+        payments = session.exec(select(Payment).where(Payment.run_id == run_id)).all()
+        transactions = {t.tx_hash: t for t in session.exec(select(StellarTransaction)).all()}
+    chain = _chain_payments(client, document)
+    memo_of = {}
+    for record in chain:
+        tx = client.transaction(record["transaction_hash"])
+        memo_of[record["transaction_hash"]] = base64.b64decode(tx.memo).hex() if tx.memo else None
+    paid_memos = Counter(memo_of[r["transaction_hash"]] for r in chain)
+    assert all(count == 1 for count in paid_memos.values()), "a receipt was paid twice"
+    for payment in payments:
+        if payment.status == PaymentStatus.PAID:
+            assert paid_memos[payment.receipt_hash] == 1
+            assert transactions[payment.tx_hash].status == "confirmed"
+        else:
+            assert payment.status == PaymentStatus.HELD and payment.hold_reason, payment
+            assert paid_memos[payment.receipt_hash] == 0
+    ledger_total = sum(p.amount_tft_units for p in payments if p.status == PaymentStatus.PAID)
+    chain_total = sum(int(r["amount"].replace(".", "")) for r in chain)
+    assert ledger_total == chain_total
+    return payments
+
+
+def test_an_approved_run_is_paid_once_and_no_trustline_is_held(paying):
+    sandbox, document, db, run_id, engine = paying()
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID
+    payments = check_invariants(db, engine.client, document, run_id)
+    statuses = Counter((p.status, p.hold_reason) for p in payments)
+    assert statuses == {("paid", ""): 8, ("held", "no_trustline"): 2}
+    assert report.paid == 8 and report.transactions == 8
+    # more than one transaction per ledger thanks to the channels
+    assert len(report.ledgers) < report.transactions
+    # paying again is "already done" and sends nothing
+    with pytest.raises(RunAlreadyPaid):
+        engine.pay(run_id)
+    check_invariants(db, engine.client, document, run_id)
+
+
+def test_payments_survive_timeouts_and_dropped_connections(paying):
+    sandbox, document, db, run_id, engine = paying(faults="504_after_apply=0.3,drop_after_apply=0.2,504_without_apply=0.2")
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID
+    assert report.unknown_outcomes > 0
+    payments = check_invariants(db, engine.client, document, run_id)
+    assert sum(p.status == "paid" for p in payments) == 8
+
+
+def test_an_underfunded_payout_account_stops_the_run_before_anything_is_sent(paying):
+    sandbox, document, db, run_id, engine = paying(fund=False)
+    with pytest.raises(RunStopped, match="short by"):
+        engine.pay(run_id)
+    with Session(db) as session:
+        run = session.get(Run, run_id)
+        assert run.status == RunStatus.STOPPED and "short by" in run.status_reason
+        assert session.exec(select(StellarTransaction)).all() == []
+    assert _chain_payments(engine.client, document) == []
+
+
+def test_an_unapproved_run_is_not_paid(paying):
+    sandbox, document, db, run_id, engine = paying(approve=False)
+    with pytest.raises(Exception):
+        engine.pay(run_id)
+    assert _chain_payments(engine.client, document) == []
+
+
+def test_an_edited_payment_row_stops_the_run(paying):
+    sandbox, document, db, run_id, engine = paying()
+    from sqlalchemy import update
+
+    thief = Keypair.random().public_key
+    with session_scope(db) as session:
+        session.execute(update(Payment).where(Payment.run_id == run_id, Payment.node_id == 1000)
+                        .values(destination=thief))
+    with pytest.raises(RunStopped, match="destination differs"):
+        engine.pay(run_id)
+    assert _chain_payments(engine.client, document) == []
+
+
+def test_batch_mode_uses_merkle_memos(paying):
+    sandbox, document, db, run_id, engine = paying(memo_mode="batch", channels=1)
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID
+    with Session(db) as session:
+        paid = session.exec(select(Payment).where(Payment.status == "paid")).all()
+        txs = session.exec(select(StellarTransaction)).all()
+    assert len(paid) == 8
+    from payouts.stellar.merkle import merkle_root
+
+    confirmed = [t for t in txs if t.status == "confirmed"]
+    for tx in confirmed:
+        hashes = [p.receipt_hash for p in paid if p.tx_hash == tx.tx_hash]
+        assert tx.memo_hash == merkle_root(hashes).hex()
+    assert len(confirmed) < len(paid)
