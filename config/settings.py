@@ -41,6 +41,23 @@ class Settings(BaseSettings):
     #: Valid approvals a run needs before it can be paid; default 1 on the sandbox, else 2.
     approvals_required: int | None = Field(default=None, ge=1)
 
+    #: Stellar: `network` picks the passphrase and the TFT issuer (dev = the sandbox).
+    network: Literal["main", "test", "dev"] = "dev"
+    horizon_url: str = "http://127.0.0.1:8000"
+    #: Requests per second to Horizon (public servers rate-limit); none = unpaced.
+    horizon_requests_per_s: float | None = Field(default=None, gt=0)
+    #: TFT issuer; defaults to the mainnet or testnet issuer, or the sandbox accounts file's.
+    tft_issuer: str | None = None
+    #: Keys: the sandbox accounts file (`payouts sandbox init --out`), or key files.
+    stellar_accounts_file: Path | None = None
+    payout_key_file: Path | None = None
+    channel_key_files: Annotated[list[Path], NoDecode] = []
+    memo_mode: Literal["per_receipt", "batch"] = "per_receipt"
+    batch_size: int = Field(default=100, ge=1, le=100)
+    base_fee_stroops: int = Field(default=100, ge=100)
+    max_fee_stroops: int = Field(default=10_000, ge=100)
+    tx_timeout_s: int = Field(default=300, ge=10)
+
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -56,6 +73,13 @@ class Settings(BaseSettings):
     def _split_approvers(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("channel_key_files", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(p.strip()) for p in value.split(",") if p.strip()]
         return value
 
     @field_validator("approvers")

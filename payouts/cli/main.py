@@ -9,7 +9,7 @@ import typer
 from config.logging import configure_logging
 from config.settings import Settings
 from payouts import CODE_VERSION
-from payouts.cli import approve, db, demo, receipt, run, sandbox, snapshot
+from payouts.cli import approve, db, demo, pay, receipt, run, sandbox, snapshot
 from payouts.cli.context import CliContext
 
 app = typer.Typer(
@@ -53,6 +53,9 @@ app.command("runs")(run.runs)
 app.command("show")(run.show)
 app.command("approve")(approve.approve)
 app.command("reject")(approve.reject)
+app.command("pay")(pay.pay)
+app.command("reconcile")(pay.reconcile)
+app.command("held")(pay.held)
 app.command("synth")(snapshot.synth)
 app.command("demo")(demo.demo)
 app.add_typer(receipt.app, name="receipt")

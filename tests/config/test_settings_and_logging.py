@@ -6,7 +6,6 @@ import io
 import json
 
 import structlog
-from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from config.logging import configure_logging

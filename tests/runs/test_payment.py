@@ -2,53 +2,25 @@
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 
 import pytest
+from stellar_sdk import Keypair
 from sqlmodel import Session, select
-from stellar_sdk import Asset as SdkAsset, Keypair, TransactionBuilder
-from stellar_sdk import Account as SdkAccount
 
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Payment, Run, StellarTransaction
-from payouts.ledger.states import PaymentStatus, RunStatus
-from payouts.money import format_tft
+from payouts.ledger.states import RunStatus
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
-from payouts.runs.payment import PayConfig, PaymentEngine, RunAlreadyPaid, RunStopped
+from payouts.runs.payment import PayConfig, PaymentEngine, RunAlreadyPaid, RunNotPayable, RunStopped
 from payouts.runs.approvals import NotApproved
 from payouts.runs.service import calculate_run
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
 from payouts.sandbox.faults import FaultSpec
-from payouts.snapshot.load import load_snapshot
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
-from tests import factories
-
-
-def _fund_payout(client: HorizonClient, document: dict, amount_units: int) -> None:
-    treasury = Keypair.from_secret(document["treasury"]["secret"])
-    account = client.account(treasury.public_key)
-    envelope = (
-        TransactionBuilder(SdkAccount(treasury.public_key, account.sequence), document["network_passphrase"], base_fee=100)
-        .append_payment_op(document["payout"]["public_key"],
-                           SdkAsset(document["asset"]["code"], document["asset"]["issuer"]), format_tft(amount_units))
-        .set_timeout(120).build()
-    )
-    envelope.sign(treasury)
-    assert client.submit(envelope.to_xdr()).outcome == "success"
-
-
-def _snapshot(tmp_path, farmers: list[dict], nodes_per_farm: int = 2):
-    farms, nodes = [], []
-    for index, farmer in enumerate(farmers):
-        farm_id = 100 + index
-        farms.append({"farm_id": farm_id, "name": f"farm {farm_id}", "twin_id": 7,
-                      "certification": "NotCertified", "stellar_address": farmer["public_key"]})
-        nodes += [factories.node(farm_id * 10 + n, farm_id=farm_id) for n in range(nodes_per_farm)]
-    document = factories.snapshot(nodes=nodes, farms=farms)
-    return load_snapshot(factories.write(tmp_path / "month.json", document))
+from tests.support.payments import chain_payments as _chain_payments, check_invariants, fund_payout as _fund_payout, grid_snapshot as _snapshot
 
 
 @pytest.fixture
@@ -59,9 +31,8 @@ def paying(ledger_url, tmp_path):
         sandbox_cm = running_sandbox(ledger_close_s=0.1, seed=11, submission_timeout_s=2)
         sandbox = sandbox_cm.__enter__()
         request_cleanup.append(sandbox_cm)
-        with HorizonClient(sandbox.url) as setup_client:
-            document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=5,
-                                    without_trustline=1, channels=channels).document
+        document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=5,
+                                without_trustline=1, channels=channels).document
         db = make_engine(ledger_url)
         with session_scope(db) as session:
             run = calculate_run(session, _snapshot(tmp_path, document["farmers"])).run
@@ -88,38 +59,6 @@ def paying(ledger_url, tmp_path):
     yield make
     for cm in request_cleanup:
         cm.__exit__(None, None, None)
-
-
-def _chain_payments(client: HorizonClient, document: dict) -> list[dict]:
-    payout = document["payout"]["public_key"]
-    return [r for r in client.payments(payout) if r.get("type") == "payment" and r.get("from") == payout
-            and r.get("transaction_successful", True)]
-
-
-def check_invariants(db, client, document, run_id):
-    """Each receipt paid at most once; every payable receipt paid or held with a reason;
-    chain totals equal ledger totals."""
-    with Session(db) as session:
-        payments = session.exec(select(Payment).where(Payment.run_id == run_id)).all()
-        transactions = {t.tx_hash: t for t in session.exec(select(StellarTransaction)).all()}
-    chain = _chain_payments(client, document)
-    memo_of = {}
-    for record in chain:
-        tx = client.transaction(record["transaction_hash"])
-        memo_of[record["transaction_hash"]] = base64.b64decode(tx.memo).hex() if tx.memo else None
-    paid_memos = Counter(memo_of[r["transaction_hash"]] for r in chain)
-    assert all(count == 1 for count in paid_memos.values()), "a receipt was paid twice"
-    for payment in payments:
-        if payment.status == PaymentStatus.PAID:
-            assert paid_memos[payment.receipt_hash] == 1
-            assert transactions[payment.tx_hash].status == "confirmed"
-        else:
-            assert payment.status == PaymentStatus.HELD and payment.hold_reason, payment
-            assert paid_memos[payment.receipt_hash] == 0
-    ledger_total = sum(p.amount_tft_units for p in payments if p.status == PaymentStatus.PAID)
-    chain_total = sum(int(r["amount"].replace(".", "")) for r in chain)
-    assert ledger_total == chain_total
-    return payments
 
 
 def test_an_approved_run_is_paid_once_and_no_trustline_is_held(paying):
@@ -160,7 +99,17 @@ def test_an_underfunded_payout_account_stops_the_run_before_anything_is_sent(pay
 
 def test_an_unapproved_run_is_not_paid(paying):
     sandbox, document, db, run_id, engine = paying(approve=False)
-    with pytest.raises(Exception):
+    with pytest.raises(RunNotPayable, match="only an approved run"):
+        engine.pay(run_id)
+    assert _chain_payments(engine.client, document) == []
+
+
+def test_an_approval_by_a_key_no_longer_configured_does_not_count(paying):
+    import dataclasses
+
+    sandbox, document, db, run_id, engine = paying()
+    engine.config = dataclasses.replace(engine.config, approvers=(Keypair.random().public_key,))
+    with pytest.raises(NotApproved):
         engine.pay(run_id)
     assert _chain_payments(engine.client, document) == []
 

@@ -1,0 +1,179 @@
+"""Payment commands: pay an approved run, reconcile with the chain, list what is held."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlmodel import col, select
+
+from config.settings import Settings
+from payouts.cli.console import abort, err_console, out_console, print_json
+from payouts.cli.context import get_context
+from payouts.ledger import repository
+from payouts.ledger.errors import AlreadyDone
+from payouts.ledger.models import Payment
+from payouts.ledger.states import PaymentStatus
+from payouts.money import format_tft
+from payouts.periods import Period, PeriodError, resolve_period
+from payouts.runs.approvals import required_approvals
+from payouts.runs.errors import RunsError
+from payouts.runs.payment import PayConfig, PaymentEngine
+from payouts.runs.reconcile import reconcile_run, record_reconciliation
+from payouts.runs.service import require_run
+from payouts.stellar.horizon import HorizonClient, StellarError
+from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
+from payouts.stellar.network import PASSPHRASES, TFT_CODE, tft_issuer
+
+HOLD_ADVICE = {
+    "no_address": "set a payout address on the farm",
+    "invalid_address": "set a valid Stellar address (G...) on the farm",
+    "no_trustline": "add a TFT trustline to the payout address",
+    "no_account": "create (fund) the payout account on Stellar",
+    "not_authorized": "ask the issuer to authorize the TFT trustline",
+    "line_full": "raise the TFT trustline limit",
+}
+
+
+def signing_keys(settings: Settings) -> SigningKeys:
+    if settings.stellar_accounts_file is not None:
+        return SigningKeys.from_accounts_file(settings.stellar_accounts_file)
+    if settings.payout_key_file is None:
+        raise KeyFileError("no payout key: set PAYOUTS_PAYOUT_KEY_FILE (or PAYOUTS_STELLAR_ACCOUNTS_FILE on the sandbox)")
+    return SigningKeys(load_keypair(settings.payout_key_file),
+                       [load_keypair(path) for path in settings.channel_key_files])
+
+
+def pay_config(settings: Settings, network: str) -> PayConfig:
+    return PayConfig(
+        network_passphrase=PASSPHRASES[settings.network], asset_code=TFT_CODE,
+        asset_issuer=tft_issuer(settings.network, settings.tft_issuer, settings.stellar_accounts_file),
+        approvers=tuple(settings.approvers),
+        approvals_required=required_approvals(network, settings.approvals_required),
+        memo_mode=settings.memo_mode, batch_size=settings.batch_size,
+        base_fee_stroops=settings.base_fee_stroops, max_fee_stroops=settings.max_fee_stroops,
+        tx_timeout_s=settings.tx_timeout_s,
+    )
+
+
+def horizon(settings: Settings) -> HorizonClient:
+    return HorizonClient(settings.horizon_url, max_requests_per_s=settings.horizon_requests_per_s)
+
+
+def pay(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="An approved run (see `payouts runs`).")],
+) -> None:
+    """Pay every payable receipt of an approved run exactly once, on the configured network.
+
+    Safe to run again after any interruption: it resumes from the ledger, looks unknown
+    outcomes up by hash and never rebuilds a transaction that could still land.
+    """
+    cli = get_context(ctx)
+    settings = cli.settings
+    with cli.session() as session:
+        try:
+            run = require_run(session, run_id)
+        except RunsError as exc:
+            abort(str(exc))
+        payable = len([p for p in repository.payments_of_run(session, run_id)
+                       if p.status in (PaymentStatus.PENDING, PaymentStatus.SUBMITTED)])
+    if run.network != settings.network:
+        abort(f"run {run_id} was calculated for network {run.network!r}; PAYOUTS_NETWORK is {settings.network!r}")
+    try:
+        keys = signing_keys(settings)
+        config = pay_config(settings, run.network)
+    except (KeyFileError, ValueError, OSError) as exc:
+        abort(str(exc), code=2)
+    with horizon(settings) as client, Progress(
+        TextColumn("[bold]paying[/] run " + str(run_id)), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, transient=True,
+    ) as bar:
+        task = bar.add_task("payments", total=payable)
+        engine = PaymentEngine(cli.engine(), client, keys, config)
+        try:
+            report = engine.pay(run_id, progress=lambda r: bar.update(task, completed=r.paid + r.held))
+        except AlreadyDone as exc:
+            err_console.print(str(exc))
+            return
+        except (RunsError, StellarError) as exc:
+            abort(str(exc))
+    out_console.print(
+        f"run {run_id}: {report.status}; {report.paid} paid in {report.transactions} transactions over "
+        f"{len(report.ledgers)} ledgers; {report.held} held; {report.unknown_outcomes} unknown outcomes resolved"
+    )
+    if report.status == "stopped":
+        abort(f"run {run_id} stopped: {report.reason}")
+
+
+def reconcile(
+    ctx: typer.Context,
+    period: Annotated[str | None, typer.Option(help="Month label, e.g. 2025-11.")] = None,
+    period_offset: Annotated[int | None, typer.Option(help="Period offset, e.g. 91.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Compare the payout account's payments on chain with the ledger for a period's run.
+
+    Differences are reported loudly and stop the run; nothing is ever paid again to fix one.
+    """
+    cli = get_context(ctx)
+    settings = cli.settings
+    try:
+        month = resolve_period(period, period_offset)
+        keys = signing_keys(settings)
+        config = pay_config(settings, settings.network)
+    except (PeriodError, KeyFileError, ValueError, OSError) as exc:
+        abort(str(exc), code=2)
+    with cli.session() as session:
+        run = repository.live_run_for_period(session, month.offset)
+        if run is None:
+            abort(f"no run for period {month}")
+        with horizon(settings) as client:
+            result = reconcile_run(session, run, client, keys.payout_account, config.asset_code, config.asset_issuer)
+        record_reconciliation(session, run, result)
+    if as_json:
+        print_json(result.__dict__ | {"clean": result.clean})
+    else:
+        out_console.print(
+            f"run {run.id} ({month}): {result.paid_in_ledger} paid in the ledger "
+            f"({format_tft(result.ledger_total_units)} TFT), {result.paid_on_chain} on chain "
+            f"({format_tft(result.chain_total_units)} TFT)"
+        )
+        for line in result.differences + result.unknown_on_chain:
+            err_console.print(f"[bold red]difference:[/] {line}")
+    if not result.clean:
+        raise typer.Exit(1)
+
+
+def held(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Everything outstanding: held payments of every run, why, and what the farmer should fix."""
+    cli = get_context(ctx)
+    with cli.session() as session:
+        rows = session.exec(select(Payment).where(Payment.status == PaymentStatus.HELD)
+                            .order_by(col(Payment.farm_id), col(Payment.id))).all()
+        runs = {r.id: r for r in repository.list_runs(session)}
+        entries = [
+            {"run_id": p.run_id, "period": Period(runs[p.run_id].period_offset).label, "farm_id": p.farm_id,
+             "node_id": p.node_id, "amount_tft_units": p.amount_tft_units, "reason": p.hold_reason,
+             "fix": HOLD_ADVICE.get(p.hold_reason, ""), "destination": p.destination,
+             "receipt_hash": p.receipt_hash}
+            for p in rows
+        ]
+    if as_json:
+        print_json(entries)
+        return
+    if not entries:
+        err_console.print("nothing is held")
+        return
+    table = Table(title=f"Held payments ({len(entries)}, {format_tft(sum(e['amount_tft_units'] for e in entries))} TFT)")
+    for column in ("period", "farm", "node", "TFT", "reason", "what to fix"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(e["period"], str(e["farm_id"]), str(e["node_id"]), format_tft(e["amount_tft_units"]),
+                      e["reason"], e["fix"])
+    out_console.print(table)

@@ -1,0 +1,95 @@
+"""Reconciliation: the payout account's payments on chain against the ledger (SPEC 5, rule 7).
+
+A payment on chain that the ledger lacks, or a paid ledger entry the chain lacks, or one whose
+memo, destination or amount differ, is reported loudly and never "fixed" by paying again.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import structlog
+from sqlmodel import Session, select
+
+from payouts.ledger.models import Payment, Run, StellarTransaction
+from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
+from payouts.money import parse_tft
+from payouts.stellar.horizon import HorizonClient
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Reconciliation:
+    run_id: int
+    paid_in_ledger: int = 0
+    paid_on_chain: int = 0
+    ledger_total_units: int = 0
+    chain_total_units: int = 0
+    differences: list[str] = field(default_factory=list)
+    unknown_on_chain: list[str] = field(default_factory=list)  # chain payments no run knows
+
+    @property
+    def clean(self) -> bool:
+        return not self.differences and not self.unknown_on_chain
+
+
+def reconcile_run(session: Session, run: Run, client: HorizonClient, payout_account: str,
+                  asset_code: str, asset_issuer: str) -> Reconciliation:
+    result = Reconciliation(run_id=run.id)
+    paid = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.status == PaymentStatus.PAID)).all()
+    ledger_by_tx: dict[str, Counter] = defaultdict(Counter)
+    for payment in paid:
+        ledger_by_tx[payment.tx_hash][(payment.destination, payment.amount_tft_units)] += 1
+        result.ledger_total_units += payment.amount_tft_units
+    result.paid_in_ledger = len(paid)
+    memos = {t.tx_hash: t.memo_hash for t in session.exec(
+        select(StellarTransaction).where(StellarTransaction.run_id == run.id)).all()}
+    all_known = set(session.exec(select(StellarTransaction.tx_hash)).all())
+
+    chain_by_tx: dict[str, Counter] = defaultdict(Counter)
+    for record in client.payments(payout_account):
+        if record.get("type") != "payment" or record.get("from") != payout_account:
+            continue
+        if not record.get("transaction_successful", True):
+            continue
+        if record.get("asset_code") != asset_code or record.get("asset_issuer") != asset_issuer:
+            continue
+        tx_hash = record["transaction_hash"]
+        amount_units = parse_tft(record["amount"])
+        if tx_hash not in all_known:
+            result.unknown_on_chain.append(f"{tx_hash}: {record['amount']} TFT to {record['to']}")
+            continue
+        if tx_hash in memos:
+            chain_by_tx[tx_hash][(record["to"], amount_units)] += 1
+            result.chain_total_units += amount_units
+            result.paid_on_chain += 1
+
+    for tx_hash in sorted(ledger_by_tx.keys() | chain_by_tx.keys()):
+        if ledger_by_tx[tx_hash] != chain_by_tx[tx_hash]:
+            result.differences.append(
+                f"transaction {tx_hash}: ledger {dict(ledger_by_tx[tx_hash])} != chain {dict(chain_by_tx[tx_hash])}"
+            )
+            continue
+        info = client.transaction(tx_hash)
+        memo_hex = base64.b64decode(info.memo).hex() if info and info.memo else None
+        if memo_hex != memos.get(tx_hash):
+            result.differences.append(f"transaction {tx_hash}: memo {memo_hex} != ledger {memos.get(tx_hash)}")
+    return result
+
+
+def record_reconciliation(session: Session, run: Run, result: Reconciliation) -> None:
+    """A clean paid run becomes `reconciled`; a mismatch stops it for an operator."""
+    if result.clean:
+        if run.status == RunStatus.PAID:
+            transition(session, Run, run.id, RunStatus.PAID, RunStatus.RECONCILED, transitions=RUN_TRANSITIONS,
+                       event="run.reconciled", detail={"payments": result.paid_in_ledger})
+        return
+    reason = "reconciliation mismatch: " + "; ".join((result.differences + result.unknown_on_chain)[:5])
+    log.error("run.reconcile.mismatch", run_id=run.id, differences=result.differences,
+              unknown_on_chain=result.unknown_on_chain)
+    if run.status == RunStatus.PAID:
+        transition(session, Run, run.id, RunStatus.PAID, RunStatus.STOPPED, transitions=RUN_TRANSITIONS,
+                   event="run.stopped", detail={"reason": reason}, status_reason=reason[:500])

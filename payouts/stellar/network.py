@@ -1,0 +1,31 @@
+"""Which Stellar network a setting names: passphrase and TFT issuer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stellar_sdk import Network
+
+from payouts.sandbox.network import SANDBOX_NETWORK_PASSPHRASE
+
+TFT_CODE = "TFT"
+TFT_ISSUERS = {
+    "main": "GBOVQKJYHXRR3DX6NOX2RRYFRCUMSADGDESTDNBDS6CDVLGVESRTAC47",
+    "test": "GA47YZA3PKFUZMPLQ3B5F2E3CJIB57TGGU7SPCQT2WAEYKN766PWIMB3",
+}
+PASSPHRASES = {
+    "main": Network.PUBLIC_NETWORK_PASSPHRASE,
+    "test": Network.TESTNET_NETWORK_PASSPHRASE,
+    "dev": SANDBOX_NETWORK_PASSPHRASE,
+}
+
+
+def tft_issuer(network: str, configured: str | None, accounts_file: Path | None) -> str:
+    if configured:
+        return configured
+    if network in TFT_ISSUERS:
+        return TFT_ISSUERS[network]
+    if accounts_file is not None:
+        return json.loads(Path(accounts_file).read_text())["asset"]["issuer"]
+    raise ValueError("the sandbox's TFT issuer comes from PAYOUTS_STELLAR_ACCOUNTS_FILE or PAYOUTS_TFT_ISSUER")

@@ -1,0 +1,124 @@
+"""The operator's payment workflow through the CLI, and a pay process killed at random points.
+
+The sandbox runs in this process; `payouts pay` runs as a real subprocess that is SIGKILLed
+mid-run, again and again, before one run to the end. Afterwards every receipt is paid exactly
+once and the chain totals equal the ledger's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlmodel import Session, select
+from stellar_sdk import Keypair
+from typer.testing import CliRunner
+
+from payouts.cli.main import app
+from payouts.ledger.db import make_engine
+from payouts.ledger.models import Run
+from payouts.sandbox import running_sandbox
+from payouts.sandbox.accounts import init_sandbox
+from payouts.sandbox.faults import FaultSpec
+from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.keys import write_keypair
+from tests import factories
+from tests.support.payments import chain_payments, check_invariants, fund_payout
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def operator(monkeypatch, tmp_path, sqlite_url):
+    """A sandbox with accounts, an approver key and the environment the CLI reads."""
+    with running_sandbox(ledger_close_s=0.1, submission_timeout_s=2, seed=5) as sandbox:
+        accounts = tmp_path / "accounts.json"
+        document = init_sandbox(sandbox.url, accounts, farmers=5, without_trustline=1, channels=3).document
+        client = HorizonClient(sandbox.url)
+        fund_payout(client, document, 10**6 * 10**7)
+        approver = Keypair.random()
+        write_keypair(tmp_path / "approver.key", approver)
+        env = {
+            "PAYOUTS_DATABASE_URL": sqlite_url, "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
+            "PAYOUTS_HORIZON_URL": sandbox.url, "PAYOUTS_APPROVERS": approver.public_key,
+            "PAYOUTS_NETWORK": "dev", "PAYOUTS_TX_TIMEOUT_S": "30",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        farms = [{"farm_id": 100 + i, "name": f"farm {i}", "twin_id": 7, "certification": "NotCertified",
+                  "stellar_address": f["public_key"]} for i, f in enumerate(document["farmers"])]
+        nodes = [factories.node(1000 + n, farm_id=100 + n % 5) for n in range(30)]
+        snapshot = factories.write(tmp_path / "month.json", factories.snapshot(nodes=nodes, farms=farms))
+        run_id = json.loads(runner.invoke(app, ["calculate", "-s", str(snapshot), "--json"]).stdout)["run_id"]
+        approved = runner.invoke(app, ["approve", str(run_id), "-k", str(tmp_path / "approver.key"), "-y"])
+        assert approved.exit_code == 0, approved.output
+        yield sandbox, document, client, run_id, sqlite_url
+        client.close()
+
+
+def test_pay_reconcile_and_held(operator):
+    sandbox, document, client, run_id, url = operator
+    paid = runner.invoke(app, ["pay", str(run_id)])
+    assert paid.exit_code == 0, paid.output
+    assert "paid; 24 paid" in paid.stdout
+    check_invariants(make_engine(url), client, document, run_id)
+    reconciled = runner.invoke(app, ["reconcile", "--period", "2025-01", "--json"])
+    assert reconciled.exit_code == 0, reconciled.output
+    assert json.loads(reconciled.stdout)["clean"] is True
+    held = json.loads(runner.invoke(app, ["held", "--json"]).stdout)
+    assert {h["reason"] for h in held} == {"no_trustline"} and len(held) == 6
+    assert held[0]["fix"] == "add a TFT trustline to the payout address"
+    with Session(make_engine(url)) as session:
+        assert session.get(Run, run_id).status == "reconciled"
+
+
+def test_reconcile_reports_a_payment_the_ledger_does_not_know(operator):
+    sandbox, document, client, run_id, url = operator
+    assert runner.invoke(app, ["pay", str(run_id)]).exit_code == 0
+    # someone pays from the payout account outside the scheduler
+    from stellar_sdk import Account, Asset, TransactionBuilder
+
+    payout = Keypair.from_secret(document["payout"]["secret"])
+    envelope = (TransactionBuilder(Account(payout.public_key, client.account(payout.public_key).sequence),
+                                   document["network_passphrase"], base_fee=100)
+                .append_payment_op(document["farmers"][0]["public_key"],
+                                   Asset(document["asset"]["code"], document["asset"]["issuer"]), "5")
+                .set_timeout(60).build())
+    envelope.sign(payout)
+    assert client.submit(envelope.to_xdr()).outcome == "success"
+    result = runner.invoke(app, ["reconcile", "--period", "2025-01"])
+    assert result.exit_code == 1
+    assert envelope.hash_hex() in result.stderr
+    with Session(make_engine(url)) as session:
+        run = session.get(Run, run_id)
+        assert run.status == "stopped" and "reconciliation mismatch" in run.status_reason
+    # nothing was paid again to "fix" it
+    assert len(chain_payments(client, document)) == 24 + 1
+
+
+def test_pay_killed_at_random_points_pays_every_receipt_exactly_once(operator):
+    sandbox, document, client, run_id, url = operator
+    sandbox.faults.spec = FaultSpec.parse("504_after_apply=0.2,drop_after_apply=0.1,504_without_apply=0.1")
+    rng = random.Random(1234)
+    env = dict(os.environ)
+    kills = 0
+    for _ in range(5):
+        process = subprocess.Popen([sys.executable, "-m", "payouts.cli.main", "pay", str(run_id)],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 2.5))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait(30)
+    assert kills >= 1
+    final = subprocess.run([sys.executable, "-m", "payouts.cli.main", "pay", str(run_id)], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr[-2000:]
+    payments = check_invariants(make_engine(url), client, document, run_id)
+    assert sum(p.status == "paid" for p in payments) == 24
