@@ -140,8 +140,9 @@ class PaymentStatus(StrEnum):
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     # preflight holds a failing destination; building puts it into a transaction
     PaymentStatus.PENDING: frozenset({PaymentStatus.HELD, PaymentStatus.SUBMITTED}),
-    # a later run's retry payment takes it over; an operator may release it back
-    PaymentStatus.HELD: frozenset({PaymentStatus.RETRIED, PaymentStatus.PENDING, PaymentStatus.CORRECTED}),
+    # a later run's retry payment settles it; a hold is never released back into its own
+    # run, so a held payment and its retry can never both be paid
+    PaymentStatus.HELD: frozenset({PaymentStatus.RETRIED, PaymentStatus.CORRECTED}),
     # landed; or provably never landing (rebuild: back to pending); or refused per operation
     PaymentStatus.SUBMITTED: frozenset({PaymentStatus.PAID, PaymentStatus.PENDING, PaymentStatus.HELD}),
     PaymentStatus.PAID: frozenset({PaymentStatus.CORRECTED}),

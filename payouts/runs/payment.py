@@ -43,6 +43,7 @@ from payouts.ledger.states import (
 from payouts.ledger.types import utcnow
 from payouts.runs.approvals import require_approved
 from payouts.runs.errors import RunsError
+from payouts.runs.retries import retry_receipt_matches
 from payouts.runs.service import require_run
 from payouts.stellar.build import MAX_OPERATIONS, PaymentOp, build_payment_envelope
 from payouts.stellar.horizon import DESTINATION_CODES, CodeBucket, HorizonClient, Outcome, SubmitResult, classify
@@ -147,7 +148,18 @@ class PaymentEngine:
             .join(Receipt, col(Payment.receipt_id) == col(Receipt.id))
             .where(Payment.run_id == run.id, col(Payment.in_manifest).is_(True))
         ).all()
+        retries = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.kind == "retry",
+                                                     col(Payment.in_manifest).is_(True))).all()
+        for payment in retries:
+            problems = retry_receipt_matches(payment)
+            if problems:
+                reason = f"payment {payment.id} (retry): {'; '.join(problems)}"
+                self._stop(session, run, reason)
+                session.commit()
+                raise RunStopped(f"run {run.id} stopped: {reason}")
         for payment, receipt in rows:
+            if payment.kind != "receipt":
+                continue
             problems = []
             if hashlib.blake2b(receipt.receipt_bytes, digest_size=32).hexdigest() != receipt.receipt_hash:
                 problems.append("receipt bytes do not match their hash")
@@ -298,6 +310,12 @@ class PaymentEngine:
         transition_many(session, Payment, ids, PaymentStatus.SUBMITTED, PaymentStatus.PAID,
                         transitions=PAYMENT_TRANSITIONS, event="payment.paid", run_id=tx.run_id,
                         detail={"tx_hash": tx.tx_hash}, tx_hash=tx.tx_hash, ledger=ledger, paid_at=closed_at)
+        # a paid retry settles the held payment it retries
+        originals = [p.retry_of_payment_id for p in session.exec(
+            select(Payment).where(col(Payment.id).in_(ids), col(Payment.retry_of_payment_id).is_not(None))).all()]
+        transition_many(session, Payment, originals, PaymentStatus.HELD, PaymentStatus.RETRIED,
+                        transitions=PAYMENT_TRANSITIONS, event="payment.retried", run_id=tx.run_id,
+                        detail={"tx_hash": tx.tx_hash})
         report.paid += len(ids)
         report.transactions += 1
         if ledger is not None:

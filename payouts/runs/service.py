@@ -24,6 +24,7 @@ from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, tra
 from payouts.ledger.types import utcnow
 from payouts.periods import Period
 from payouts.runs.errors import RunExistsForPeriod, RunNotFound, RunNotReplaceable
+from payouts.runs.retries import retry_rows
 from payouts.snapshot.load import LoadedSnapshot
 
 log = structlog.get_logger(__name__)
@@ -169,6 +170,8 @@ def _record_run(
     session.flush()
     repository.add_receipts(session, _receipt_rows(run.id, calculation.receipts))
     repository.add_payments(session, _payment_rows(session, run, now))
+    farm_addresses = {farm.farm_id: farm.stellar_address for farm in snapshot.header.farms}
+    repository.add_payments(session, retry_rows(session, run, farm_addresses, now))
     record_event(
         session, entity="runs", entity_id=run.id, run_id=run.id, event="run.calculated",
         to_status=RunStatus.CALCULATED,

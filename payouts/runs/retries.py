@@ -1,0 +1,91 @@
+"""Held payments retried by a later run (minting_v3's RetryPayoutReceipt, SPEC 4.2).
+
+When a period is calculated, every payment still held from an earlier period whose farm now has
+a valid address joins the new run as a retry: a retry receipt naming the receipt it retries, paid
+to the farm's current address. Retries are part of the new run's manifest, so its approvals and
+funding cover them. The held original becomes `retried` only once its retry is paid, so a
+replaced or rejected run loses nothing: the original is simply retried again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import orjson
+from sqlmodel import Session, col, select
+from stellar_sdk import StrKey
+
+from payouts.calculation.receipts import receipt_hash, retry_receipt_bytes
+from payouts.ledger.models import Payment, Receipt, Run
+from payouts.ledger.states import PaymentStatus, RunStatus
+
+_DEAD_RUNS = (RunStatus.REPLACED, RunStatus.REJECTED)
+
+
+def retry_rows(session: Session, run: Run, farm_addresses: dict[int, str], now: datetime) -> Iterable[dict]:
+    """Retry payments for the new `run`, one per held payment of an earlier period."""
+    held = session.exec(
+        select(Payment, Run)
+        .join(Run, col(Payment.run_id) == col(Run.id))
+        .where(Payment.status == PaymentStatus.HELD, Run.period_offset < run.period_offset,
+               col(Run.status).not_in(list(_DEAD_RUNS)))
+        .order_by(col(Payment.id))
+    ).all()
+    if not held:
+        return
+    live_retries = set(session.exec(
+        select(Payment.retry_of_payment_id)
+        .join(Run, col(Payment.run_id) == col(Run.id))
+        .where(col(Payment.retry_of_payment_id).is_not(None), col(Run.status).not_in(list(_DEAD_RUNS)))
+    ).all())
+    for payment, held_run in held:
+        if payment.id in live_retries:
+            continue  # a live run already retries it
+        address = farm_addresses.get(payment.farm_id, "")
+        if not StrKey.is_valid_ed25519_public_key(address):
+            continue  # still no usable address: stays held, listed by `payouts held`
+        original = session.get(Receipt, payment.receipt_id) if payment.receipt_id else None
+        document = {
+            "failed_payout_period": {"start": held_run.period_start_ts, "end": held_run.period_end_ts},
+            "retry_period": {"start": run.period_start_ts, "end": run.period_end_ts},
+            "farm_id": payment.farm_id,
+            "previous_stellar_payout_address": payment.destination,
+            "stellar_payout_address": address,
+            "retry_for_receipt": payment.receipt_hash,
+            "reward": {"musd": original.reward_musd if original else 0, "tft": payment.amount_tft_units},
+        }
+        data = retry_receipt_bytes(document)
+        yield {
+            "run_id": run.id,
+            "receipt_id": payment.receipt_id,
+            "kind": "retry",
+            "idempotency_key": f"retry:{run.id}:{payment.id}",
+            "receipt_hash": receipt_hash(data),
+            "receipt_bytes": data,
+            "retry_of_payment_id": payment.id,
+            "farm_id": payment.farm_id,
+            "node_id": payment.node_id,
+            "destination": address,
+            "amount_tft_units": payment.amount_tft_units,
+            "status": PaymentStatus.PENDING,
+            "hold_reason": "",
+            "in_manifest": True,
+            "payout_basis": payment.payout_basis,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+
+def retry_receipt_matches(payment: Payment) -> list[str]:
+    """Problems between a retry payment and its own hashed receipt (empty when it matches)."""
+    problems = []
+    data = payment.receipt_bytes or b""
+    if receipt_hash(data) != payment.receipt_hash:
+        return ["retry receipt bytes do not match their hash"]
+    document = orjson.loads(data)
+    if document["stellar_payout_address"] != payment.destination:
+        problems.append("destination differs from the retry receipt")
+    if document["reward"]["tft"] != payment.amount_tft_units:
+        problems.append("amount differs from the retry receipt")
+    return problems

@@ -1,0 +1,101 @@
+"""A payment held for its address is retried by the next period's run, once the farm has a
+valid address: a minting-style retry receipt, paid once, settling the original."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from sqlmodel import Session, select
+from stellar_sdk import Keypair
+
+from payouts.calculation.receipts import receipt_hash
+from payouts.ledger.db import make_engine, session_scope
+from payouts.ledger.models import Payment, Run
+from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
+from payouts.runs.payment import PayConfig, PaymentEngine
+from payouts.runs.service import calculate_run
+from payouts.sandbox import running_sandbox
+from payouts.sandbox.accounts import init_sandbox
+from payouts.snapshot.load import load_snapshot
+from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.keys import SigningKeys
+from tests import factories
+from tests.support.payments import check_invariants, fund_payout
+
+
+def _month(tmp_path, offset: int, address_of_farm_2: str, farmer: str):
+    farms = [
+        {"farm_id": 1, "name": "one", "twin_id": 7, "certification": "NotCertified", "stellar_address": farmer},
+        {"farm_id": 2, "name": "two", "twin_id": 7, "certification": "NotCertified", "stellar_address": address_of_farm_2},
+    ]
+    nodes = [factories.node(10, farm_id=1), factories.node(20, farm_id=2)]
+    document = factories.snapshot(period_offset=offset, nodes=nodes, farms=farms)
+    return load_snapshot(factories.write(tmp_path / f"m{offset}.json", document))
+
+
+def _approve(db, run_id, approver):
+    with session_scope(db) as session:
+        run = session.get(Run, run_id)
+        approve_run(session, run, public_key=approver.public_key,
+                    signature_b64=sign_manifest(build_manifest(session, run), approver),
+                    approvers=[approver.public_key], required=1)
+
+
+@pytest.mark.parametrize("replace_first_retry_run", [False, True])
+def test_held_payment_is_retried_next_period_and_paid_once(ledger_url, tmp_path, replace_first_retry_run):
+    with running_sandbox(ledger_close_s=0.1) as sandbox:
+        document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=2, channels=2).document
+        client = HorizonClient(sandbox.url)
+        fund_payout(client, document, 10**5 * 10**7)
+        farmer_1, farmer_2 = (f["public_key"] for f in document["farmers"])
+        db = make_engine(ledger_url)
+        approver = Keypair.random()
+        config = PayConfig(network_passphrase=document["network_passphrase"], asset_code="TFT",
+                           asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,),
+                           approvals_required=1, poll_interval_s=0.1, tx_timeout_s=30)
+        engine = PaymentEngine(db, client, SigningKeys.from_accounts_file(tmp_path / "accounts.json"), config)
+
+        # period 81: farm 2 has no address: its payment is held
+        with session_scope(db) as session:
+            first = calculate_run(session, _month(tmp_path, 81, "", farmer_1)).run
+        _approve(db, first.id, approver)
+        assert engine.pay(first.id).paid == 1
+
+        # period 82: farm 2 set an address; the held payment joins the run as a retry
+        with session_scope(db) as session:
+            second = calculate_run(session, _month(tmp_path, 82, farmer_2, farmer_1)).run
+        if replace_first_retry_run:
+            # a replaced run loses nothing: the replacement retries the same held payment
+            other = _month(tmp_path, 82, farmer_2, farmer_1)
+            other_doc = orjson.loads(other.path.read_bytes())
+            other_doc["nodes"][0]["connection_price"] = 90
+            replacement = load_snapshot(factories.write(tmp_path / "m82b.json", other_doc))
+            with session_scope(db) as session:
+                second = calculate_run(session, replacement, replace=True).run
+        with Session(db) as session:
+            retries = session.exec(select(Payment).where(Payment.run_id == second.id, Payment.kind == "retry")).all()
+            original = session.exec(select(Payment).where(Payment.run_id == first.id, Payment.node_id == 20)).one()
+        assert len(retries) == 1
+        retry = retries[0]
+        receipt = orjson.loads(retry.receipt_bytes)
+        assert receipt["retry_for_receipt"] == original.receipt_hash
+        assert receipt["stellar_payout_address"] == farmer_2 and receipt["previous_stellar_payout_address"] == ""
+        assert receipt_hash(retry.receipt_bytes) == retry.receipt_hash
+        assert retry.amount_tft_units == original.amount_tft_units and original.status == PaymentStatus.HELD
+
+        _approve(db, second.id, approver)
+        report = engine.pay(second.id)
+        assert report.status == RunStatus.PAID and report.paid == 3  # nodes 10 and 20, and the retry
+        with Session(db) as session:
+            assert session.get(Payment, original.id).status == PaymentStatus.RETRIED
+            assert session.get(Payment, retry.id).status == PaymentStatus.PAID
+        check_invariants(db, client, document, first.id)
+        check_invariants(db, client, document, second.id)
+
+        # period 83: nothing left to retry
+        with session_scope(db) as session:
+            third = calculate_run(session, _month(tmp_path, 83, farmer_2, farmer_1)).run
+        with Session(db) as session:
+            assert session.exec(select(Payment).where(Payment.run_id == third.id, Payment.kind == "retry")).all() == []
+        client.close()
