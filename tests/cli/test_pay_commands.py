@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session
 from stellar_sdk import Keypair
 from typer.testing import CliRunner
 

@@ -142,3 +142,52 @@ def test_batch_mode_uses_merkle_memos(paying):
         hashes = [p.receipt_hash for p in paid if p.tx_hash == tx.tx_hash]
         assert tx.memo_hash == merkle_root(hashes).hex()
     assert len(confirmed) < len(paid)
+
+
+@pytest.mark.parametrize("faults", ["congestion=0.4", "delay=0.5:3", "504_without_apply=0.5"])
+def test_congestion_and_delays_only_slow_the_run_down(paying, faults):
+    sandbox, document, db, run_id, engine = paying(faults=faults)
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID
+    payments = check_invariants(db, engine.client, document, run_id)
+    assert sum(p.status == "paid" for p in payments) == 8
+
+
+def test_a_sandbox_restart_mid_run_loses_no_payment(paying):
+    import threading
+
+    sandbox, document, db, run_id, engine = paying(faults="delay=0.5:5")
+    restarting = threading.Timer(0.5, sandbox.restart)
+    restarting.start()
+    report = engine.pay(run_id)
+    restarting.join(30)
+    assert sandbox.restarts == 1
+    assert report.status == RunStatus.PAID
+    payments = check_invariants(db, engine.client, document, run_id)
+    assert sum(p.status == "paid" for p in payments) == 8
+
+
+def test_pay_twice_at_once_pays_once(paying):
+    import threading
+
+    sandbox, document, db, run_id, engine = paying()
+    second = PaymentEngine(engine.db, HorizonClient(sandbox.url, timeout_s=10), engine.keys, engine.config)
+    errors = []
+
+    def run(e):
+        try:
+            e.pay(run_id)
+        except Exception as exc:  # noqa: BLE001 - "already paid" or a lost race are fine; checked below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in (engine, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:  # whatever the race left, one more call finishes the run
+        engine.pay(run_id)
+    except RunAlreadyPaid:
+        pass
+    payments = check_invariants(db, engine.client, document, run_id)
+    assert sum(p.status == "paid" for p in payments) == 8
