@@ -169,3 +169,19 @@ def _submit_all(client: httpx.Client, envelopes: list[str], timeout_s: float, *,
                 raise SandboxInitError(f"{what}: {len(hashes) - len(records)} transactions did not land")
             time.sleep(0.05)
     return [records[h] for h in hashes]
+
+
+def fund_payout_account(horizon_url: str, document: dict, amount_units: int, *, timeout_s: float = 60.0) -> str:
+    """Single-tier funding on the sandbox: the treasury pays `amount_units` TFT to the payout
+    account. Returns the transaction hash."""
+    treasury = Keypair.from_secret(document["treasury"]["secret"])
+    tft = Asset(document["asset"]["code"], document["asset"]["issuer"])
+    with httpx.Client(base_url=horizon_url.rstrip("/"), timeout=30.0) as client:
+        sequence = int(client.get(f"/accounts/{treasury.public_key}").raise_for_status().json()["sequence"])
+        tx = (TransactionBuilder(SdkAccount(treasury.public_key, sequence), document["network_passphrase"],
+                                 base_fee=SETUP_FEE_STROOPS)
+              .append_payment_op(document["payout"]["public_key"], tft, format_amount(amount_units))
+              .set_timeout(int(timeout_s) + 60).build())
+        tx.sign(treasury)
+        _submit_all(client, [tx.to_xdr()], timeout_s, what="fund the payout account")
+        return tx.hash_hex()
