@@ -191,3 +191,49 @@ def test_pay_twice_at_once_pays_once(paying):
         pass
     payments = check_invariants(db, engine.client, document, run_id)
     assert sum(p.status == "paid" for p in payments) == 8
+
+
+def test_a_destination_refused_inside_a_batch_is_held_and_the_rest_rebuilt(paying):
+    """Rule 6: per-operation codes hold every failing destination at once; the rest is paid."""
+    from stellar_sdk import Account, Asset, TransactionBuilder
+
+    sandbox, document, db, run_id, engine = paying(memo_mode="batch", channels=1)
+    engine.start(run_id)  # preflight passes: every destination can receive now
+    leaving = [f for f in document["farmers"] if f["trustline"]][0]
+    farmer = Keypair.from_secret(leaving["secret"])
+    account = engine.client.account(farmer.public_key)
+    envelope = (TransactionBuilder(Account(farmer.public_key, account.sequence), document["network_passphrase"], base_fee=100)
+                .append_change_trust_op(Asset(document["asset"]["code"], document["asset"]["issuer"]), limit="0")
+                .set_timeout(60).build())
+    envelope.sign(farmer)
+    assert engine.client.submit(envelope.to_xdr()).outcome == "success"
+
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID
+    payments = check_invariants(db, engine.client, document, run_id)
+    held_now = [p for p in payments if p.destination == farmer.public_key]
+    assert held_now and all(p.status == "held" and p.hold_reason == "no_trust" for p in held_now)
+    assert sum(p.status == "paid" for p in payments) == 8 - len(held_now)
+    with Session(db) as session:
+        statuses = sorted(t.status for t in session.exec(select(StellarTransaction)).all())
+    assert "failed" in statuses and "confirmed" in statuses
+
+
+def test_amounts_a_transaction_must_not_carry_are_refused_before_signing():
+    from payouts.stellar.build import BuildError, PaymentOp, build_payment_envelope
+
+    common = dict(network_passphrase="x", source_account=Keypair.random().public_key, sequence=2,
+                  payout_account=Keypair.random().public_key, asset_code="TFT",
+                  asset_issuer=Keypair.random().public_key, memo_hash=bytes(32),
+                  fee_per_operation_stroops=100, min_time=0, max_time=10)
+    good = Keypair.random().public_key
+    for operations, words in [
+        ([PaymentOp(good, 2**63)], "not payable"),
+        ([PaymentOp(good, 0)], "not payable"),
+        ([PaymentOp(good, -5)], "not payable"),
+        ([PaymentOp("GINVALID", 5)], "not a Stellar account"),
+        ([PaymentOp(good, 1)] * 101, "1 to 100"),
+        ([], "1 to 100"),
+    ]:
+        with pytest.raises(BuildError, match=words):
+            build_payment_envelope(operations=operations, **common)

@@ -16,6 +16,7 @@ from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.snapshot.load import load_snapshot
 from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.merkle import merkle_root
 from tests import factories
 
 
@@ -50,29 +51,43 @@ def chain_payments(client: HorizonClient, document: dict) -> list[dict]:
 
 
 def check_invariants(db, client, document, run_id):
-    """Each receipt paid at most once; every payable receipt of the run paid or held with a
-    reason (or settled by a paid retry); chain totals equal ledger totals over every run."""
+    """The exactly-once invariants, checked against the chain:
+    - every transaction on chain from the payout account is in the ledger, with exactly the
+      payments (destination, amount) the ledger says it holds, and the reverse;
+    - its memo is the receipt hash (one payment) or the Merkle root of its receipt hashes;
+    - no receipt is paid twice, across every run;
+    - every payable receipt of `run_id` is paid, or held (or settled by a paid retry) with a reason;
+    - chain totals equal ledger totals."""
     with Session(db) as session:
         everything = session.exec(select(Payment)).all()
-        payments = [p for p in everything if p.run_id == run_id]
         transactions = {t.tx_hash: t for t in session.exec(select(StellarTransaction)).all()}
+    paid = [p for p in everything if p.status == PaymentStatus.PAID]
+    receipts_paid = Counter(p.receipt_hash for p in paid)
+    assert all(n == 1 for n in receipts_paid.values()), f"a receipt was paid twice: {receipts_paid}"
+
+    ledger_by_tx: dict[str, Counter] = {}
+    for payment in paid:
+        ledger_by_tx.setdefault(payment.tx_hash, Counter())[(payment.destination, payment.amount_tft_units)] += 1
     chain = chain_payments(client, document)
-    memo_of = {}
+    chain_by_tx: dict[str, Counter] = {}
     for record in chain:
-        tx = client.transaction(record["transaction_hash"])
-        memo_of[record["transaction_hash"]] = base64.b64decode(tx.memo).hex() if tx.memo else None
-    paid_memos = Counter(memo_of[r["transaction_hash"]] for r in chain)
-    assert all(count == 1 for count in paid_memos.values()), f"a receipt was paid twice: {paid_memos}"
+        amount_units = int(record["amount"].replace(".", ""))
+        chain_by_tx.setdefault(record["transaction_hash"], Counter())[(record["to"], amount_units)] += 1
+    assert chain_by_tx == ledger_by_tx, "chain and ledger disagree on what was paid"
+
+    for tx_hash in chain_by_tx:
+        info = client.transaction(tx_hash)
+        memo = base64.b64decode(info.memo).hex()
+        hashes = [p.receipt_hash for p in paid if p.tx_hash == tx_hash]
+        expected = hashes[0] if len(hashes) == 1 and transactions[tx_hash].memo_hash == hashes[0] else merkle_root(hashes).hex()
+        assert memo == expected == transactions[tx_hash].memo_hash
+        assert transactions[tx_hash].status == "confirmed"
+
+    payments = [p for p in everything if p.run_id == run_id]
     for payment in payments:
-        if payment.status == PaymentStatus.PAID:
-            assert paid_memos[payment.receipt_hash] == 1
-            assert transactions[payment.tx_hash].status == "confirmed"
-        else:
+        if payment.status != PaymentStatus.PAID:
             assert payment.status in (PaymentStatus.HELD, PaymentStatus.RETRIED) and payment.hold_reason, payment
-            assert paid_memos[payment.receipt_hash] == 0
-    ledger_total = sum(p.amount_tft_units for p in everything if p.status == PaymentStatus.PAID)
+    ledger_total = sum(p.amount_tft_units for p in paid)
     chain_total = sum(int(r["amount"].replace(".", "")) for r in chain)
     assert ledger_total == chain_total
     return payments
-
-
