@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     stellar_accounts_file: Path | None = None
     payout_key_file: Path | None = None
     channel_key_files: Annotated[list[Path], NoDecode] = []
+    #: Two-tier mode: a multisig treasury funds the hot payout account per run (operators sign
+    #: the funding transaction offline); single tier (the default) pays from a funded hot account.
+    two_tier: bool = False
+    treasury_account: str | None = None
     memo_mode: Literal["per_receipt", "batch"] = "per_receipt"
     batch_size: int = Field(default=100, ge=1, le=100)
     base_fee_stroops: int = Field(default=100, ge=100)

@@ -9,7 +9,7 @@ import typer
 from config.logging import configure_logging
 from config.settings import Settings
 from payouts import CODE_VERSION
-from payouts.cli import approve, db, demo, pay, receipt, run, sandbox, snapshot
+from payouts.cli import approve, db, demo, funding, pay, receipt, run, sandbox, snapshot
 from payouts.cli.context import CliContext
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ app.command("reconcile")(pay.reconcile)
 app.command("held")(pay.held)
 app.command("synth")(snapshot.synth)
 app.command("demo")(demo.demo)
+app.add_typer(funding.app, name="funding")
 app.add_typer(receipt.app, name="receipt")
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")

@@ -179,6 +179,8 @@ class StellarTransaction(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="runs.id", index=True)
+    #: "payment" (pays receipts) or "funding" (treasury -> payout account, two-tier mode)
+    purpose: str = Field(default="payment", max_length=10, sa_column_kwargs={"server_default": "payment"})
     source_account: str = Field(max_length=56)  # channel (or payout) account paying the fee
     sequence: int = Field(sa_type=BigInteger)
     min_time: int = Field(sa_type=BigInteger)  # unix seconds

@@ -53,8 +53,9 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.APPROVED: frozenset(
         {RunStatus.FUNDING, RunStatus.PAYING, RunStatus.REJECTED, RunStatus.STOPPED}
     ),
-    RunStatus.FUNDING: frozenset({RunStatus.FUNDED, RunStatus.STOPPED}),
-    RunStatus.FUNDED: frozenset({RunStatus.PAYING}),
+    # a funding transaction that provably expired sends the run back to be funded again
+    RunStatus.FUNDING: frozenset({RunStatus.FUNDED, RunStatus.APPROVED, RunStatus.STOPPED}),
+    RunStatus.FUNDED: frozenset({RunStatus.PAYING, RunStatus.STOPPED}),
     # underfunded or bad auth stops the run until an operator continues it
     RunStatus.PAYING: frozenset({RunStatus.PAID, RunStatus.STOPPED}),
     RunStatus.PAID: frozenset({RunStatus.RECONCILED, RunStatus.STOPPED}),

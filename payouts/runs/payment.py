@@ -80,6 +80,8 @@ class PayConfig:
     max_fee_stroops: int = 10_000  # per operation: congestion raises the bid up to here
     tx_timeout_s: int = 300
     poll_interval_s: float = 0.5
+    #: a multisig treasury funds the hot payout account per run before anything is paid
+    two_tier: bool = False
 
 
 @dataclass
@@ -112,8 +114,13 @@ class PaymentEngine:
             status = RunStatus(run.status)
             if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
                 raise RunAlreadyPaid(f"run {run_id} is already {status}")
-            if status not in (RunStatus.APPROVED, RunStatus.PAYING, RunStatus.STOPPED):
+            if status not in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING, RunStatus.STOPPED):
                 raise RunNotPayable(f"run {run_id} is {status}; only an approved run can be paid")
+            if status is RunStatus.APPROVED and self.config.two_tier:
+                raise RunNotPayable(
+                    f"run {run_id} is approved but not funded: export, sign and submit its funding "
+                    "transaction first (payouts funding export)"
+                )
             require_approved(session, run, approvers=list(self.config.approvers),
                              required=self.config.approvals_required)
             self._check_payments_against_receipts(session, run)
@@ -186,7 +193,7 @@ class PaymentEngine:
 
     def _live(self, session: Session, run_id: int) -> list[StellarTransaction]:
         statement = (select(StellarTransaction)
-                     .where(StellarTransaction.run_id == run_id,
+                     .where(StellarTransaction.run_id == run_id, StellarTransaction.purpose == "payment",
                             col(StellarTransaction.status).in_([TransactionStatus.BUILT, TransactionStatus.SUBMITTED]))
                      .order_by(col(StellarTransaction.id)))
         return list(session.exec(statement).all())

@@ -9,7 +9,7 @@ from collections import Counter
 from sqlmodel import Session, select
 from stellar_sdk import Account as SdkAccount
 from stellar_sdk import Asset as SdkAsset
-from stellar_sdk import Keypair, TransactionBuilder
+from stellar_sdk import Keypair, Signer, TransactionBuilder
 
 from payouts.ledger.models import Payment, StellarTransaction
 from payouts.ledger.states import PaymentStatus
@@ -91,3 +91,16 @@ def check_invariants(db, client, document, run_id):
     chain_total = sum(int(r["amount"].replace(".", "")) for r in chain)
     assert ledger_total == chain_total
     return payments
+
+
+def make_treasury_multisig(client: HorizonClient, document: dict, signers: list[Keypair]) -> None:
+    """Treasury signers each of weight 1, master key off, payments need 2 signatures."""
+    treasury = Keypair.from_secret(document["treasury"]["secret"])
+    builder = TransactionBuilder(SdkAccount(treasury.public_key, client.account(treasury.public_key).sequence),
+                                 document["network_passphrase"], base_fee=100)
+    for signer in signers:
+        builder.append_set_options_op(signer=Signer.ed25519_public_key(signer.public_key, 1))
+    builder.append_set_options_op(master_weight=0, low_threshold=1, med_threshold=2, high_threshold=2)
+    envelope = builder.set_timeout(60).build()
+    envelope.sign(treasury)
+    assert client.submit(envelope.to_xdr()).outcome == "success"

@@ -1,0 +1,90 @@
+"""Two-tier funding commands: export the funding transaction, sign it offline, submit it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from payouts.cli.console import abort, err_console, out_console
+from payouts.cli.context import get_context
+from payouts.cli.pay import horizon, pay_config, signing_keys
+from payouts.runs.errors import RunsError
+from payouts.runs.funding import FundingFile, export_funding, sign_funding, submit_funding
+from payouts.runs.service import require_run
+from payouts.stellar.horizon import StellarError
+from payouts.stellar.keys import KeyFileError, load_keypair
+
+app = typer.Typer(help="Two-tier funding: the treasury funds the payout account with exactly a run's total.",
+                  no_args_is_help=True)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="An approved run.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Funding file to write (no secrets in it).")],
+) -> None:
+    """Write the run's funding transaction (treasury -> payout account, the approved total,
+    valid for 7 days) for the treasury signers. Exporting again gives the same transaction."""
+    cli = get_context(ctx)
+    settings = cli.settings
+    if not settings.treasury_account:
+        abort("set PAYOUTS_TREASURY_ACCOUNT to the treasury's public key", code=2)
+    try:
+        keys = signing_keys(settings)
+        with cli.session() as session, horizon(settings) as client:
+            run = require_run(session, run_id)
+            config = pay_config(settings, run.network)
+            funding = export_funding(
+                session, run, client, treasury=settings.treasury_account, payout_account=keys.payout_account,
+                asset_code=config.asset_code, asset_issuer=config.asset_issuer,
+                network_passphrase=config.network_passphrase, approvers=list(config.approvers),
+                required=config.approvals_required,
+            )
+    except (RunsError, StellarError, KeyFileError, ValueError) as exc:
+        abort(str(exc))
+    funding.write(out)
+    for line in funding.describe():
+        out_console.print(line)
+    err_console.print(f"wrote {out}; have the treasury signers run: payouts funding sign {out} --key-file KEY")
+
+
+@app.command("sign")
+def sign(
+    file: Annotated[Path, typer.Argument(help="The funding file.")],
+    key_file: Annotated[Path, typer.Option("--key-file", "-k", help="A treasury signer's secret seed (mode 600).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Sign without asking (after showing it).")] = False,
+) -> None:
+    """Show what the funding transaction does, then add this key's signature to the file.
+    Works offline: nothing is sent."""
+    try:
+        funding = FundingFile.read(file)
+        keypair = load_keypair(key_file)
+    except (RunsError, KeyFileError) as exc:
+        abort(str(exc), code=2)
+    for line in funding.describe():
+        out_console.print(line)
+    out_console.print(f"signing as {keypair.public_key}")
+    if not yes and not typer.confirm("Sign this funding transaction?", err=True):
+        abort("not signed")
+    sign_funding(funding, keypair).write(file)
+    err_console.print(f"signature added to {file}")
+
+
+@app.command("submit")
+def submit(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="The signed funding file.")],
+) -> None:
+    """Submit the funding transaction once its signatures meet the treasury's threshold.
+    Safe to repeat: an unknown outcome is looked up by hash before anything else."""
+    cli = get_context(ctx)
+    try:
+        funding = FundingFile.read(file)
+        with cli.session() as session, horizon(cli.settings) as client:
+            status = submit_funding(session, funding, client)
+    except (RunsError, StellarError) as exc:
+        abort(str(exc))
+    err_console.print(f"run {funding.run_id}: {status}")

@@ -1,0 +1,251 @@
+"""Two-tier funding: a multisig treasury funds the hot payout account with exactly the run total.
+
+Operators export one funding transaction (treasury -> payout account, the manifest's total,
+MEMO_HASH = the manifest's SHA-256, long time bounds), add their signatures offline, and submit
+it once the treasury's thresholds are met. Workers never hold a treasury key, so a compromised
+worker can move at most what one approved run was funded with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlmodel import Session, select
+from stellar_sdk import Keypair, TransactionEnvelope
+from stellar_sdk.exceptions import BadSignatureError
+from stellar_sdk.operation import Payment as PaymentOperation
+
+from payouts.ledger.events import record_event
+from payouts.ledger.models import Run, StellarTransaction
+from payouts.ledger.states import RUN_TRANSITIONS, TRANSACTION_TRANSITIONS, RunStatus, TransactionStatus, transition
+from payouts.ledger.types import utcnow
+from payouts.money import format_tft, parse_tft
+from payouts.runs.approvals import require_approved
+from payouts.runs.errors import RunsError
+from payouts.stellar.build import PaymentOp, build_payment_envelope
+from payouts.stellar.horizon import HorizonClient, Outcome
+from payouts.stellar.submit import Verdict, landing_verdict
+
+FUNDING_FORMAT = "tft-payouts-funding/1"
+FUNDING_VALIDITY_S = 7 * 24 * 3600
+
+
+class FundingError(RunsError):
+    """A funding file or step that must not go ahead; the message says why."""
+
+
+@dataclass(frozen=True)
+class FundingFile:
+    """What operators pass around to sign: every field is public, none is secret."""
+
+    run_id: int
+    network_passphrase: str
+    treasury: str
+    payout_account: str
+    asset_code: str
+    asset_issuer: str
+    amount_tft_units: int
+    manifest_sha256: str
+    max_time: int
+    tx_hash: str
+    envelope_xdr: str
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"format": FUNDING_FORMAT, **asdict(self)}, indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: str | Path) -> FundingFile:
+        try:
+            document = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise FundingError(f"{path}: not a funding file ({exc})") from None
+        if not isinstance(document, dict) or document.get("format") != FUNDING_FORMAT:
+            raise FundingError(f"{path}: not a {FUNDING_FORMAT} file")
+        document.pop("format")
+        try:
+            funding = cls(**document)
+        except TypeError as exc:
+            raise FundingError(f"{path}: {exc}") from None
+        funding.envelope()  # the envelope must say what the file says
+        return funding
+
+    def envelope(self) -> TransactionEnvelope:
+        """The envelope, checked against the file's own fields (a tampered file is refused)."""
+        try:
+            envelope = TransactionEnvelope.from_xdr(self.envelope_xdr, self.network_passphrase)
+        except Exception:  # noqa: BLE001 - any decoding failure means the same thing here
+            raise FundingError("the funding envelope does not decode") from None
+        tx = envelope.transaction
+        operations = tx.operations
+        problems = []
+        if envelope.hash_hex() != self.tx_hash:
+            problems.append("transaction hash")
+        if tx.source.account_id != self.treasury:
+            problems.append("source (treasury)")
+        if len(operations) != 1 or not isinstance(operations[0], PaymentOperation):
+            problems.append("a single payment operation")
+        else:
+            op = operations[0]
+            if op.destination.account_id != self.payout_account:
+                problems.append("destination (payout account)")
+            if parse_tft(op.amount) != self.amount_tft_units:
+                problems.append("amount")
+            if (op.asset.code, op.asset.issuer) != (self.asset_code, self.asset_issuer):
+                problems.append("asset")
+        if tx.memo is None or getattr(tx.memo, "memo_hash", b"").hex() != self.manifest_sha256:
+            problems.append("memo (manifest SHA-256)")
+        if tx.preconditions is None or tx.preconditions.time_bounds is None or \
+                tx.preconditions.time_bounds.max_time != self.max_time:
+            problems.append("time bounds")
+        if problems:
+            raise FundingError("the funding file does not match its envelope: " + ", ".join(problems))
+        return envelope
+
+    def describe(self) -> list[str]:
+        return [
+            f"run {self.run_id}: fund the payout account for exactly the approved run total",
+            f"from treasury {self.treasury}",
+            f"to payout account {self.payout_account}",
+            f"amount {format_tft(self.amount_tft_units)} {self.asset_code} (issuer {self.asset_issuer})",
+            f"memo: manifest SHA-256 {self.manifest_sha256}",
+            f"valid until unix time {self.max_time}; network: {self.network_passphrase}",
+            f"transaction hash {self.tx_hash}",
+        ]
+
+
+def export_funding(
+    session: Session, run: Run, client: HorizonClient, *, treasury: str, payout_account: str,
+    asset_code: str, asset_issuer: str, network_passphrase: str, approvers: list[str], required: int,
+    validity_s: int = FUNDING_VALIDITY_S,
+) -> FundingFile:
+    """Build (or return the already recorded) funding transaction of an approved run."""
+    recorded = session.exec(select(StellarTransaction).where(
+        StellarTransaction.run_id == run.id, StellarTransaction.purpose == "funding",
+        StellarTransaction.status == TransactionStatus.BUILT)).first()
+    manifest = require_approved(session, run, approvers=approvers, required=required)
+    if recorded is not None:
+        envelope = TransactionEnvelope.from_xdr(recorded.envelope_xdr, network_passphrase)
+        op = envelope.transaction.operations[0]
+        return FundingFile(run.id, network_passphrase, treasury, payout_account, asset_code, asset_issuer,
+                           parse_tft(op.amount), manifest.sha256.hex(), recorded.max_time, recorded.tx_hash,
+                           recorded.envelope_xdr)
+    if RunStatus(run.status) is not RunStatus.APPROVED:
+        raise FundingError(f"run {run.id} is {run.status}; only an approved run is funded")
+    account = client.account(treasury)
+    if account is None:
+        raise FundingError(f"the treasury {treasury} does not exist on this network")
+    max_time = int(client.latest_ledger().closed_at.timestamp()) + validity_s
+    envelope = build_payment_envelope(
+        network_passphrase=network_passphrase, source_account=treasury, sequence=account.sequence + 1,
+        payout_account=treasury, asset_code=asset_code, asset_issuer=asset_issuer,
+        operations=[PaymentOp(payout_account, manifest.total_tft_units)], memo_hash=manifest.sha256,
+        fee_per_operation_stroops=1000, min_time=0, max_time=max_time,
+    )
+    now = utcnow()
+    tx = StellarTransaction(
+        run_id=run.id, purpose="funding", source_account=treasury, sequence=account.sequence + 1, min_time=0,
+        max_time=max_time, fee_stroops=1000, memo_hash=manifest.sha256.hex(), envelope_xdr=envelope.to_xdr(),
+        tx_hash=envelope.hash_hex(), status=TransactionStatus.BUILT, created_at=now, updated_at=now,
+    )
+    session.add(tx)
+    session.flush()
+    record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=run.id,
+                 event="funding.exported", to_status=TransactionStatus.BUILT,
+                 detail={"tx_hash": tx.tx_hash, "amount_tft_units": manifest.total_tft_units})
+    transition(session, Run, run.id, RunStatus.APPROVED, RunStatus.FUNDING, transitions=RUN_TRANSITIONS,
+               event="run.funding", detail={"tx_hash": tx.tx_hash})
+    return FundingFile(run.id, network_passphrase, treasury, payout_account, asset_code, asset_issuer,
+                       manifest.total_tft_units, manifest.sha256.hex(), max_time, tx.tx_hash, tx.envelope_xdr)
+
+
+def sign_funding(funding: FundingFile, keypair: Keypair) -> FundingFile:
+    """Add one signature; the hash (and so the transaction) does not change."""
+    envelope = funding.envelope()
+    envelope.sign(keypair)
+    return FundingFile(**{**asdict(funding), "envelope_xdr": envelope.to_xdr()})
+
+
+def signature_weight(envelope: TransactionEnvelope, signers: list[dict]) -> tuple[int, list[str]]:
+    """Total weight of the distinct treasury signers whose signatures verify, and the hints of
+    signatures that match no signer."""
+    tx_hash = envelope.hash()
+    counted: set[str] = set()
+    weight = 0
+    strangers = []
+    for decorated in envelope.signatures:
+        matched = False
+        for signer in signers:
+            key = signer.get("key", "")
+            if signer.get("type", "ed25519_public_key") != "ed25519_public_key":
+                continue
+            keypair = Keypair.from_public_key(key)
+            if keypair.signature_hint() != decorated.signature_hint:
+                continue
+            try:
+                keypair.verify(tx_hash, decorated.signature)
+            except BadSignatureError:
+                continue
+            matched = True
+            if key not in counted:
+                counted.add(key)
+                weight += int(signer.get("weight", 0))
+        if not matched:
+            strangers.append(decorated.signature_hint.hex())
+    return weight, strangers
+
+
+def submit_funding(session: Session, funding: FundingFile, client: HorizonClient) -> str:
+    """Submit once the treasury's medium threshold is met; the run becomes `funded` when the
+    transaction is in a ledger. Returns the run's status."""
+    run = session.get(Run, funding.run_id)
+    if run is None:
+        raise FundingError(f"run {funding.run_id} does not exist")
+    recorded = session.exec(select(StellarTransaction).where(
+        StellarTransaction.tx_hash == funding.tx_hash, StellarTransaction.purpose == "funding")).first()
+    if recorded is None or recorded.run_id != run.id:
+        raise FundingError("this funding transaction is not the one exported for the run")
+    if RunStatus(run.status) is RunStatus.FUNDED:
+        return run.status
+    envelope = funding.envelope()
+    treasury = client.account(funding.treasury)
+    if treasury is None:
+        raise FundingError(f"the treasury {funding.treasury} does not exist on this network")
+    weight, strangers = signature_weight(envelope, treasury.signers)
+    if strangers:
+        raise FundingError(f"signatures by keys that are not treasury signers (hints {', '.join(strangers)})")
+    needed = max(int(treasury.thresholds.get("med_threshold", 0)), 1)
+    if weight < needed:
+        raise FundingError(f"the signatures weigh {weight}; the treasury needs {needed} to pay")
+    if recorded.status == TransactionStatus.BUILT:
+        transition(session, StellarTransaction, recorded.id, TransactionStatus.BUILT, TransactionStatus.SUBMITTED,
+                   transitions=TRANSACTION_TRANSITIONS, event="funding.submitted", run_id=run.id)
+        session.commit()  # the submission is on record before it is sent
+    result = client.submit(envelope.to_xdr())
+    info = client.transaction(funding.tx_hash) if result.outcome != Outcome.SUCCESS else None
+    if result.outcome == Outcome.SUCCESS or (info is not None and info.successful):
+        ledger = result.ledger if result.outcome == Outcome.SUCCESS else info.ledger
+        closed_at = result.closed_at if result.outcome == Outcome.SUCCESS else info.closed_at
+        transition(session, StellarTransaction, recorded.id, TransactionStatus.SUBMITTED, TransactionStatus.CONFIRMED,
+                   transitions=TRANSACTION_TRANSITIONS, event="funding.confirmed", run_id=run.id,
+                   ledger=ledger, closed_at=closed_at)
+        transition(session, Run, run.id, RunStatus.FUNDING, RunStatus.FUNDED, transitions=RUN_TRANSITIONS,
+                   event="run.funded", detail={"tx_hash": funding.tx_hash})
+        return RunStatus.FUNDED
+    source = client.account(funding.treasury)
+    verdict = landing_verdict(
+        found=info is not None, successful=info.successful if info else None,
+        latest_closed_ts=int(client.latest_ledger().closed_at.timestamp()), max_time_ts=recorded.max_time,
+        source_sequence_now=source.sequence if source else None, tx_sequence=recorded.sequence,
+    )
+    if verdict in (Verdict.FAILED, Verdict.NEVER):
+        transition(session, StellarTransaction, recorded.id, TransactionStatus.SUBMITTED,
+                   TransactionStatus.FAILED if verdict is Verdict.FAILED else TransactionStatus.DEAD,
+                   transitions=TRANSACTION_TRANSITIONS, event="funding.not_landed", run_id=run.id,
+                   detail={"result_codes": result.result_codes})
+        transition(session, Run, run.id, RunStatus.FUNDING, RunStatus.APPROVED, transitions=RUN_TRANSITIONS,
+                   event="run.funding.retry", detail={"result_codes": result.result_codes})
+        raise FundingError(f"the funding transaction did not land ({result.result_codes or result.reason}); "
+                           "export a new one")
+    return run.status  # unknown and may still land: submit the same file again later

@@ -1,0 +1,83 @@
+"""Two-tier funding with a multisig treasury on the sandbox: export, sign offline, submit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from stellar_sdk import Keypair
+
+from payouts.ledger.db import make_engine, session_scope
+from payouts.ledger.models import Run
+from payouts.ledger.states import RunStatus
+from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
+from payouts.runs.funding import FundingError, FundingFile, export_funding, sign_funding, submit_funding
+from payouts.runs.payment import PayConfig, PaymentEngine, RunNotPayable
+from payouts.runs.service import calculate_run
+from payouts.sandbox import running_sandbox
+from payouts.sandbox.accounts import init_sandbox
+from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.keys import SigningKeys
+from tests.support.payments import check_invariants, grid_snapshot, make_treasury_multisig
+
+
+def test_a_multisig_treasury_funds_exactly_the_run_total(ledger_url, tmp_path):
+    with running_sandbox(ledger_close_s=0.1) as sandbox:
+        document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=3, channels=2).document
+        client = HorizonClient(sandbox.url)
+        alice, bob = Keypair.random(), Keypair.random()
+        make_treasury_multisig(client, document, [alice, bob])
+        db = make_engine(ledger_url)
+        approver = Keypair.random()
+        with session_scope(db) as session:
+            run = calculate_run(session, grid_snapshot(tmp_path, document["farmers"])).run
+            approve_run(session, run, public_key=approver.public_key,
+                        signature_b64=sign_manifest(build_manifest(session, run), approver),
+                        approvers=[approver.public_key], required=1)
+        asset = (document["asset"]["code"], document["asset"]["issuer"])
+        config = PayConfig(network_passphrase=document["network_passphrase"], asset_code=asset[0],
+                           asset_issuer=asset[1], approvers=(approver.public_key,), approvals_required=1,
+                           poll_interval_s=0.1, tx_timeout_s=30, two_tier=True)
+        keys = SigningKeys.from_accounts_file(tmp_path / "accounts.json")
+        engine = PaymentEngine(db, client, keys, config)
+        with pytest.raises(RunNotPayable, match="not funded"):
+            engine.pay(run.id)
+
+        exported = tmp_path / "funding.json"
+        with session_scope(db) as session:
+            funding = export_funding(
+                session, session.get(Run, run.id), client, treasury=document["treasury"]["public_key"],
+                payout_account=keys.payout_account, asset_code=asset[0], asset_issuer=asset[1],
+                network_passphrase=document["network_passphrase"], approvers=[approver.public_key], required=1,
+            )
+            total = build_manifest(session, session.get(Run, run.id)).total_tft_units
+        funding.write(exported)
+        assert funding.amount_tft_units == total > 0
+        assert "secret" not in exported.read_text()
+
+        # a tampered file is refused before anyone signs it
+        tampered = json.loads(exported.read_text())
+        tampered["amount_tft_units"] += 10**7
+        (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+        with pytest.raises(FundingError, match="amount"):
+            FundingFile.read(tmp_path / "tampered.json")
+
+        one = sign_funding(FundingFile.read(exported), alice)
+        with session_scope(db) as session, pytest.raises(FundingError, match="weigh 1; the treasury needs 2"):
+            submit_funding(session, one, client)
+        stranger = sign_funding(one, Keypair.random())
+        with session_scope(db) as session, pytest.raises(FundingError, match="not treasury signers"):
+            submit_funding(session, stranger, client)
+
+        both = sign_funding(one, bob)
+        assert both.tx_hash == funding.tx_hash  # signatures do not change the transaction
+        with session_scope(db) as session:
+            assert submit_funding(session, both, client) == RunStatus.FUNDED
+        payout_line = client.account(keys.payout_account).trustline(*asset)
+        assert payout_line.balance_units == total
+
+        report = engine.pay(run.id)
+        assert report.status == RunStatus.PAID
+        check_invariants(db, client, document, run.id)
+        assert client.account(keys.payout_account).trustline(*asset).balance_units == 0
+        client.close()
