@@ -1,4 +1,5 @@
-"""The operator's payment workflow through the CLI, and a pay process killed at random points.
+"""The operator's payment workflow through the CLI, and a pay process killed at random points,
+on SQLite and PostgreSQL.
 
 The sandbox runs in this process; `payouts pay` runs as a real subprocess that is SIGKILLed
 mid-run, again and again, before one run to the end. Afterwards every receipt is paid exactly
@@ -35,7 +36,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def operator(monkeypatch, tmp_path, sqlite_url):
+def operator(monkeypatch, tmp_path, ledger_url):
     """A sandbox with accounts, an approver key and the environment the CLI reads."""
     with running_sandbox(ledger_close_s=0.1, submission_timeout_s=2, seed=5) as sandbox:
         accounts = tmp_path / "accounts.json"
@@ -45,7 +46,7 @@ def operator(monkeypatch, tmp_path, sqlite_url):
         approver = Keypair.random()
         write_keypair(tmp_path / "approver.key", approver)
         env = {
-            "PAYOUTS_DATABASE_URL": sqlite_url, "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
+            "PAYOUTS_DATABASE_URL": ledger_url, "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
             "PAYOUTS_HORIZON_URL": sandbox.url, "PAYOUTS_APPROVERS": approver.public_key,
             "PAYOUTS_NETWORK": "dev", "PAYOUTS_TX_TIMEOUT_S": "30",
         }
@@ -58,7 +59,7 @@ def operator(monkeypatch, tmp_path, sqlite_url):
         run_id = json.loads(runner.invoke(app, ["calculate", "-s", str(snapshot), "--json"]).stdout)["run_id"]
         approved = runner.invoke(app, ["approve", str(run_id), "-k", str(tmp_path / "approver.key"), "-y"])
         assert approved.exit_code == 0, approved.output
-        yield sandbox, document, client, run_id, sqlite_url
+        yield sandbox, document, client, run_id, ledger_url
         client.close()
 
 
