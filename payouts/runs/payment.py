@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -105,6 +105,9 @@ class PaymentEngine:
         self.config = config
         self.asset = Asset(config.asset_code, config.asset_issuer)
         self._fee_per_op = config.base_fee_stroops
+        #: next sequence number per source, known from our own confirmed transactions
+        self._next_sequence: dict[str, int] = {}
+        self._clock: tuple[int, float] | None = None
 
     # -- 1. start ----------------------------------------------------------------------------
 
@@ -201,70 +204,65 @@ class PaymentEngine:
     def _sources(self) -> list[str]:
         return self.keys.channel_accounts or [self.keys.payout_account]
 
-    def build(self, run_id: int) -> int:
-        """Put pending payments into new transactions on every free source; returns how many."""
+    def build(self, run_id: int, source: str) -> StellarTransaction | None:
+        """Put the next pending payments into a signed transaction from `source` (which holds
+        no live transaction), committed before anything is sent; None when nothing is pending."""
         per_tx = 1 if self.config.memo_mode == "per_receipt" else self.config.batch_size
         with session_scope(self.db) as session:
-            busy = {t.source_account for t in self._live(session, run_id)}
-            free = [s for s in self._sources() if s not in busy]
-            pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=len(free) * per_tx)
-            if not pending:
-                return 0
-            closed_ts = int(self.client.latest_ledger().closed_at.timestamp())
-            built = 0
-            for source, start in zip(free, range(0, len(pending), per_tx)):
-                group = pending[start:start + per_tx]
+            group = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx)
+            if not group:
+                return None
+            sequence = self._next_sequence.get(source)
+            if sequence is None:
                 account = self.client.account(source)
                 if account is None:
                     raise RunsError(f"transaction source {source} does not exist on the network")
-                memo = (bytes.fromhex(group[0].receipt_hash) if per_tx == 1
-                        else merkle_root([p.receipt_hash for p in group]))
-                envelope = build_payment_envelope(
-                    network_passphrase=self.config.network_passphrase, source_account=source,
-                    sequence=account.sequence + 1, payout_account=self.keys.payout_account,
-                    asset_code=self.asset.code, asset_issuer=self.asset.issuer,
-                    operations=[PaymentOp(p.destination, p.amount_tft_units) for p in group],
-                    memo_hash=memo, fee_per_operation_stroops=self._fee_per_op,
-                    min_time=0, max_time=closed_ts + self.config.tx_timeout_s,
-                )
-                self.keys.sign(envelope)
-                now = utcnow()
-                tx = StellarTransaction(
-                    run_id=run_id, source_account=source, sequence=account.sequence + 1, min_time=0,
-                    max_time=closed_ts + self.config.tx_timeout_s,
-                    fee_stroops=self._fee_per_op * len(group), memo_hash=memo.hex(),
-                    envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(),
-                    status=TransactionStatus.BUILT, created_at=now, updated_at=now,
-                )
-                session.add(tx)
-                session.flush()
-                record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=run_id,
-                             event="transaction.built", to_status=TransactionStatus.BUILT,
-                             detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence})
-                transition_many(session, Payment, [p.id for p in group], PaymentStatus.PENDING,
-                                PaymentStatus.SUBMITTED, transitions=PAYMENT_TRANSITIONS,
-                                event="payment.in_transaction", run_id=run_id,
-                                detail={"tx_hash": tx.tx_hash}, transaction_id=tx.id)
-                built += 1
-            return built
+                sequence = account.sequence + 1
+            max_time = self._network_now() + self.config.tx_timeout_s
+            memo = (bytes.fromhex(group[0].receipt_hash) if per_tx == 1
+                    else merkle_root([p.receipt_hash for p in group]))
+            envelope = build_payment_envelope(
+                network_passphrase=self.config.network_passphrase, source_account=source,
+                sequence=sequence, payout_account=self.keys.payout_account,
+                asset_code=self.asset.code, asset_issuer=self.asset.issuer,
+                operations=[PaymentOp(p.destination, p.amount_tft_units) for p in group],
+                memo_hash=memo, fee_per_operation_stroops=self._fee_per_op, min_time=0, max_time=max_time,
+            )
+            self.keys.sign(envelope)
+            now = utcnow()
+            tx = StellarTransaction(
+                run_id=run_id, source_account=source, sequence=sequence, min_time=0, max_time=max_time,
+                fee_stroops=self._fee_per_op * len(group), memo_hash=memo.hex(),
+                envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(),
+                status=TransactionStatus.BUILT, created_at=now, updated_at=now,
+            )
+            session.add(tx)
+            session.flush()
+            record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=run_id,
+                         event="transaction.built", to_status=TransactionStatus.BUILT,
+                         detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence})
+            transition_many(session, Payment, [p.id for p in group], PaymentStatus.PENDING,
+                            PaymentStatus.SUBMITTED, transitions=PAYMENT_TRANSITIONS,
+                            event="payment.in_transaction", run_id=run_id,
+                            detail={"tx_hash": tx.tx_hash}, transaction_id=tx.id)
+        self._next_sequence[source] = sequence + 1
+        return tx
+
+    def _network_now(self) -> int:
+        """The network's clock (latest ledger close), re-read at most every few seconds."""
+        now = time.monotonic()
+        if self._clock is None or now - self._clock[1] > 5:
+            self._clock = (int(self.client.latest_ledger().closed_at.timestamp()), now)
+        return self._clock[0] + int(now - self._clock[1])
 
     # -- 3. submit and resolve ----------------------------------------------------------------
 
-    def submit_live(self, run_id: int) -> list[tuple[int, SubmitResult]]:
-        """(Re)submit the identical bytes of every live transaction, concurrently."""
-        with session_scope(self.db) as session:
-            live = self._live(session, run_id)
-            for tx in live:
-                if tx.status == TransactionStatus.BUILT:
-                    transition(session, StellarTransaction, tx.id, TransactionStatus.BUILT,
-                               TransactionStatus.SUBMITTED, transitions=TRANSACTION_TRANSITIONS,
-                               event="transaction.submitted", run_id=run_id)
-            work = [(tx.id, tx.envelope_xdr) for tx in live]
-        if not work:
-            return []
-        with ThreadPoolExecutor(max_workers=min(len(work), 32)) as pool:
-            results = list(pool.map(lambda item: self.client.submit(item[1]), work))
-        return [(tx_id, result) for (tx_id, _), result in zip(work, results, strict=True)]
+    def _mark_submitted(self, run_id: int, tx: StellarTransaction) -> None:
+        if tx.status == TransactionStatus.BUILT:
+            with session_scope(self.db) as session:
+                transition(session, StellarTransaction, tx.id, TransactionStatus.BUILT,
+                           TransactionStatus.SUBMITTED, transitions=TRANSACTION_TRANSITIONS,
+                           event="transaction.submitted", run_id=run_id)
 
     def resolve(self, run_id: int, tx_id: int, result: SubmitResult, report: PayReport) -> Verdict:
         with session_scope(self.db) as session:
@@ -284,6 +282,8 @@ class PaymentEngine:
             if result.outcome == Outcome.UNKNOWN:
                 report.unknown_outcomes += 1
                 log.warning("payment.submit.unknown_outcome", run_id=run_id, tx_hash=tx.tx_hash, reason=result.reason)
+            if codes.get("transaction") == "tx_bad_seq":
+                self._next_sequence.pop(tx.source_account, None)
             if result.outcome == Outcome.FAILED and classify(codes) == CodeBucket.RUN:
                 run = session.get(Run, run_id)
                 self._stop(session, run, f"transaction {tx.tx_hash[:12]} refused: {codes}")
@@ -305,6 +305,7 @@ class PaymentEngine:
             if verdict is Verdict.FAILED:
                 self._failed_on_chain(session, tx, codes, report)
             elif verdict is Verdict.NEVER:
+                self._next_sequence.pop(tx.source_account, None)  # reload: the number may be unused
                 self._dead(session, tx, codes, report)
             return verdict
 
@@ -381,31 +382,56 @@ class PaymentEngine:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def pay(self, run_id: int, *, progress: Callable[[PayReport], None] | None = None,
-            max_rounds: int | None = None) -> PayReport:
-        """Pay the run to the end, or until it stops; safe to call again at any time."""
+    def pay(self, run_id: int, *, progress: Callable[[PayReport], None] | None = None) -> PayReport:
+        """Pay the run to the end, or until it stops; safe to call again at any time.
+
+        Each source (channel) keeps one transaction in flight: as soon as it resolves, the next
+        one is built for that source, so ledgers fill while others are still being confirmed.
+        HTTP runs on a thread per source; every ledger write stays on this thread.
+        """
         self.start(run_id)
         report = PayReport(run_id=run_id, status=RunStatus.PAYING)
-        rounds = 0
-        while max_rounds is None or rounds < max_rounds:
-            rounds += 1
-            self.build(run_id)
-            results = self.submit_live(run_id)
-            if not results:
-                break
-            waiting = False
-            for tx_id, result in results:
-                verdict = self.resolve(run_id, tx_id, result, report)
-                waiting |= verdict is Verdict.MAYBE
-            if progress is not None:
-                progress(report)
-            with session_scope(self.db) as session:
-                run = session.get(Run, run_id)
-                if run.status == RunStatus.STOPPED:
-                    report.status, report.reason = RunStatus.STOPPED, run.status_reason
-                    return report
-            if waiting:
-                time.sleep(self.config.poll_interval_s)
+        poll_s = self.config.poll_interval_s
+
+        def post(envelope_xdr: str, delay_s: float) -> SubmitResult:
+            if delay_s:
+                time.sleep(delay_s)
+            return self.client.submit(envelope_xdr)
+
+        sources = self._sources()
+        with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+            inflight: dict = {}
+
+            def send(tx: StellarTransaction, delay_s: float = 0.0) -> None:
+                self._mark_submitted(run_id, tx)
+                inflight[pool.submit(post, tx.envelope_xdr, delay_s)] = (tx.id, tx.source_account, tx.envelope_xdr)
+
+            with Session(self.db) as session:
+                live = self._live(session, run_id)
+            for tx in live:  # resume: resolve what a previous call left in flight first
+                send(tx)
+            busy = {tx.source_account for tx in live}
+            for source in sources:
+                if source not in busy and (tx := self.build(run_id, source)) is not None:
+                    send(tx)
+            while inflight:
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    tx_id, source, envelope_xdr = inflight.pop(future)
+                    verdict = self.resolve(run_id, tx_id, future.result(), report)
+                    if verdict is Verdict.MAYBE:
+                        inflight[pool.submit(post, envelope_xdr, poll_s)] = (tx_id, source, envelope_xdr)
+                    elif (tx := self.build(run_id, source)) is not None:
+                        send(tx)
+                if progress is not None:
+                    progress(report)
+                with Session(self.db) as session:
+                    run = session.get(Run, run_id)
+                    if run.status == RunStatus.STOPPED:
+                        report.status, report.reason = RunStatus.STOPPED, run.status_reason
+                        for future in inflight:
+                            future.cancel()
+                        return report
         with session_scope(self.db) as session:
             run = session.get(Run, run_id)
             open_payments = self._payments(session, run_id, PaymentStatus.PENDING, limit=1) + \
