@@ -3,6 +3,7 @@ reach logs, the ledger, exports or error messages."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -71,8 +72,6 @@ class SigningKeys:
     @classmethod
     def from_accounts_file(cls, path: str | Path, *, channels: int | None = None) -> SigningKeys:
         """Keys from the file `payouts sandbox init` writes (mode 600)."""
-        import json
-
         path = Path(path)
         if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyFileError(f"accounts file {path} is readable by others; run chmod 600 {path}")
