@@ -10,7 +10,9 @@ Reports wall time, payments per second, and ledgers used against the minimum pos
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +45,29 @@ def sign_only(count: int) -> None:
               f"({count / elapsed:,.0f} payments/s)")
 
 
+def _serve_sandbox(ledger_close_s: float, urls, stop) -> None:
+    from payouts.sandbox import running_sandbox
+
+    with running_sandbox(ledger_close_s=ledger_close_s, ops_per_ledger=10_000, submission_timeout_s=30) as sandbox:
+        urls.put(sandbox.url)
+        stop.wait()
+
+
+@contextlib.contextmanager
+def sandbox_process(ledger_close_s: float):
+    """The sandbox in its own process, as Horizon is its own server: the engine does not
+    share an interpreter (and its lock) with the network it pays on."""
+    context = multiprocessing.get_context("spawn")
+    urls, stop = context.Queue(), context.Event()
+    process = context.Process(target=_serve_sandbox, args=(ledger_close_s, urls, stop), daemon=True)
+    process.start()
+    try:
+        yield urls.get(timeout=60)
+    finally:
+        stop.set()
+        process.join(30)
+
+
 def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> None:
     from stellar_sdk import Keypair
 
@@ -52,7 +77,6 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
     from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
     from payouts.runs.payment import PayConfig, PaymentEngine
     from payouts.runs.service import calculate_run
-    from payouts.sandbox import running_sandbox
     from payouts.sandbox.accounts import fund_payout_account, init_sandbox
     from payouts.snapshot.load import load_snapshot
     from payouts.snapshot.synthetic import write_synthetic_snapshot
@@ -60,13 +84,11 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
     from payouts.stellar.keys import SigningKeys
     from sqlmodel import Session, func, select
 
-    with tempfile.TemporaryDirectory() as folder, running_sandbox(
-        ledger_close_s=ledger_close_s, ops_per_ledger=10_000, submission_timeout_s=30
-    ) as sandbox:
+    with tempfile.TemporaryDirectory() as folder, sandbox_process(ledger_close_s) as sandbox_url:
         folder = Path(folder)
-        document = init_sandbox(sandbox.url, folder / "accounts.json", farmers=100, channels=channels).document
-        client = HorizonClient(sandbox.url)
-        fund_payout_account(sandbox.url, document, document["treasury_tft_units"])
+        document = init_sandbox(sandbox_url, folder / "accounts.json", farmers=100, channels=channels).document
+        client = HorizonClient(sandbox_url)
+        fund_payout_account(sandbox_url, document, document["treasury_tft_units"])
         snapshot_path = folder / "month.json"
         write_synthetic_snapshot(snapshot_path, nodes=nodes, period=Period.from_label("2025-11"), seed=3,
                                  farm_addresses=[f["public_key"] for f in document["farmers"]])

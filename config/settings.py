@@ -62,6 +62,36 @@ class Settings(BaseSettings):
     max_fee_stroops: int = Field(default=10_000, ge=100)
     tx_timeout_s: int = Field(default=300, ge=10)
 
+    #: Where the monthly run gets a period's frozen inputs: a file dropped in
+    #: `snapshot_drop_folder`, or a snapshot built from TFChain's GraphQL indexer.
+    snapshot_source: Literal["drop_folder", "indexer"] = "drop_folder"
+    #: Files named `2025-11.json[.gz]` or `tfgrid-snapshot-91.json[.gz]`; default state_dir/snapshots.
+    snapshot_drop_folder: Path = Field(default_factory=lambda data: data["state_dir"] / "snapshots")
+    #: Indexer and grid proxy URLs; None means the network's public endpoints.
+    graphql_url: str | None = None
+    gridproxy_url: str | None = None
+
+    #: How often a held receipt is retried by later runs; none = until paid (the reference
+    #: allowed one). Receipts past it stay held and are listed by `payouts held`.
+    max_retries: int | None = Field(default=None, ge=0)
+
+    #: The transition program: the first period paid from the treasury and an optional last
+    #: one (operators extend it month by month); the reconciler never touches a period outside.
+    first_period: str = "2025-11"
+    last_period: str | None = None
+    #: When beat fires the reconciler (cron fields, UTC): daily at 02:00 by default.
+    schedule_cron: str = "0 2 * * *"
+    #: Seconds before a standby beat process takes over from one that died (RedBeat's lock).
+    beat_lock_timeout_s: int = Field(default=300, ge=5)
+    #: Seconds one payment task works before it hands over to the next (a small task comes back
+    #: quickly when its worker dies); a payer's lease on a run lasts `lease_ttl_s` unrenewed.
+    pay_task_budget_s: float = Field(default=240.0, gt=0)
+    lease_ttl_s: float = Field(default=60.0, gt=0)
+    #: Optional webhook (POST, JSON) for approval reminders and stopped runs; never gets secrets.
+    alert_webhook_url: str | None = None
+    #: Where the reconciler writes each period's farmer export; `state_dir`/exports by default.
+    export_dir: Path | None = None
+
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 from celery import Celery, signals
+from celery.schedules import crontab
 
 from config.logging import configure_logging
 from config.settings import Settings
@@ -28,8 +29,33 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
+    # beat: one active scheduler across processes (RedBeat's lock in Redis); it fires the
+    # reconciler, which is harmless when late, missed or doubled
+    minute, hour, day_of_month, month_of_year, day_of_week = _cron_fields(settings.schedule_cron)
+    app.conf.update(
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.broker_url.get_secret_value(),
+        redbeat_key_prefix="payouts:redbeat",
+        # a standby beat takes over once the active one's lock lapses
+        redbeat_lock_timeout=settings.beat_lock_timeout_s,
+        beat_max_loop_interval=max(1, settings.beat_lock_timeout_s // 5),
+        beat_schedule={
+            "payouts-reconciler": {
+                "task": "payouts.advance_due",
+                "schedule": crontab(minute=minute, hour=hour, day_of_month=day_of_month,
+                                    month_of_year=month_of_year, day_of_week=day_of_week),
+            },
+        },
+    )
     app.conf.payouts_settings = settings
     return app
+
+
+def _cron_fields(text: str) -> list[str]:
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(f"schedule_cron {text!r} needs five fields: minute hour day month weekday")
+    return fields
 
 
 app = create_app()

@@ -9,7 +9,7 @@ import typer
 from config.logging import configure_logging
 from config.settings import Settings
 from payouts import CODE_VERSION
-from payouts.cli import approve, db, demo, funding, pay, receipt, run, sandbox, snapshot
+from payouts.cli import approve, db, demo, export, funding, operate, pay, receipt, run, sandbox, snapshot
 from payouts.cli.context import CliContext
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ def root(
     ctx.obj = CliContext(settings=settings)
 
 
+app.command("run")(operate.run)
 app.command("calculate")(run.calculate)
 app.command("runs")(run.runs)
 app.command("show")(run.show)
@@ -56,12 +57,22 @@ app.command("reject")(approve.reject)
 app.command("pay")(pay.pay)
 app.command("reconcile")(pay.reconcile)
 app.command("held")(pay.held)
+app.command("pause")(operate.pause)
+app.command("resume")(operate.resume)
+app.command("continue")(operate.continue_)
 app.command("synth")(snapshot.synth)
+app.command("snapshot")(snapshot.snapshot)
 app.command("demo")(demo.demo)
 app.add_typer(funding.app, name="funding")
 app.add_typer(receipt.app, name="receipt")
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")
+app.command("export")(export.export)
+app.command("status")(export.status)
+app.command("publish")(export.publish)
+app.command("web")(export.web)
+app.command("correct")(export.correct)
+app.add_typer(export.farms_app, name="farms")
 
 
 def main() -> None:

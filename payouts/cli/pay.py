@@ -9,7 +9,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlmodel import col, select
 
-from config.settings import Settings
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.ledger import repository
@@ -18,14 +17,14 @@ from payouts.ledger.models import Payment
 from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, resolve_period
-from payouts.runs.approvals import required_approvals
+from payouts.runs.retries import retries_so_far
 from payouts.runs.errors import RunsError
-from payouts.runs.payment import PayConfig, PaymentEngine
+from payouts.runs.payment import PaymentEngine
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.runs.service import require_run
-from payouts.stellar.horizon import HorizonClient, StellarError
-from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
-from payouts.stellar.network import PASSPHRASES, TFT_CODE, tft_issuer
+from payouts.runs.wiring import horizon, pay_config, signing_keys
+from payouts.stellar.horizon import StellarError
+from payouts.stellar.keys import KeyFileError
 
 HOLD_ADVICE = {
     "no_address": "set a payout address on the farm",
@@ -35,31 +34,6 @@ HOLD_ADVICE = {
     "not_authorized": "ask the issuer to authorize the TFT trustline",
     "line_full": "raise the TFT trustline limit",
 }
-
-
-def signing_keys(settings: Settings) -> SigningKeys:
-    if settings.stellar_accounts_file is not None:
-        return SigningKeys.from_accounts_file(settings.stellar_accounts_file)
-    if settings.payout_key_file is None:
-        raise KeyFileError("no payout key: set PAYOUTS_PAYOUT_KEY_FILE (or PAYOUTS_STELLAR_ACCOUNTS_FILE on the sandbox)")
-    return SigningKeys(load_keypair(settings.payout_key_file),
-                       [load_keypair(path) for path in settings.channel_key_files])
-
-
-def pay_config(settings: Settings, network: str) -> PayConfig:
-    return PayConfig(
-        network_passphrase=PASSPHRASES[settings.network], asset_code=TFT_CODE,
-        asset_issuer=tft_issuer(settings.network, settings.tft_issuer, settings.stellar_accounts_file),
-        approvers=tuple(settings.approvers),
-        approvals_required=required_approvals(network, settings.approvals_required),
-        memo_mode=settings.memo_mode, batch_size=settings.batch_size,
-        base_fee_stroops=settings.base_fee_stroops, max_fee_stroops=settings.max_fee_stroops,
-        tx_timeout_s=settings.tx_timeout_s, two_tier=settings.two_tier,
-    )
-
-
-def horizon(settings: Settings) -> HorizonClient:
-    return HorizonClient(settings.horizon_url, max_requests_per_s=settings.horizon_requests_per_s)
 
 
 def pay(
@@ -153,6 +127,7 @@ def held(
 ) -> None:
     """Everything outstanding: held payments of every run, why, and what the farmer should fix."""
     cli = get_context(ctx)
+    max_retries = cli.settings.max_retries
     with cli.session() as session:
         rows = session.exec(select(Payment).where(Payment.status == PaymentStatus.HELD)
                             .order_by(col(Payment.farm_id), col(Payment.id))).all()
@@ -161,7 +136,8 @@ def held(
             {"run_id": p.run_id, "period": Period(runs[p.run_id].period_offset).label, "farm_id": p.farm_id,
              "node_id": p.node_id, "amount_tft_units": p.amount_tft_units, "reason": p.hold_reason,
              "fix": HOLD_ADVICE.get(p.hold_reason, ""), "destination": p.destination,
-             "receipt_hash": p.receipt_hash}
+             "receipt_hash": p.receipt_hash, "retries": retries_so_far(session, p),
+             "retries_exhausted": max_retries is not None and retries_so_far(session, p) >= max_retries}
             for p in rows
         ]
     if as_json:
@@ -171,9 +147,10 @@ def held(
         err_console.print("nothing is held")
         return
     table = Table(title=f"Held payments ({len(entries)}, {format_tft(sum(e['amount_tft_units'] for e in entries))} TFT)")
-    for column in ("period", "farm", "node", "TFT", "reason", "what to fix"):
+    for column in ("period", "farm", "node", "TFT", "reason", "what to fix", "retries"):
         table.add_column(column)
     for e in entries:
+        retries = f"{e['retries']} (no more: settle by hand)" if e["retries_exhausted"] else str(e["retries"])
         table.add_row(e["period"], str(e["farm_id"]), str(e["node_id"]), format_tft(e["amount_tft_units"]),
-                      e["reason"], e["fix"])
+                      e["reason"], e["fix"], retries)
     out_console.print(table)

@@ -12,9 +12,11 @@ from rich.table import Table
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.ledger import repository
-from payouts.ledger.states import RunStatus
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
+from payouts.runs.advance import describe_wait
+from payouts.runs.approvals import required_approvals
+from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
 from payouts.runs.review import Review, build_review
 from payouts.runs.service import calculate_run, calculation_document, require_run
@@ -59,6 +61,7 @@ def calculate(
                 outcome = calculate_run(
                     session, snapshot, replace=replace, dry_run=dry_run,
                     progress=lambda done: bar.update(task, completed=done),
+                    max_retries=cli.settings.max_retries,
                 )
                 receipts = (
                     outcome.calculation.receipts
@@ -109,14 +112,18 @@ def runs(
 ) -> None:
     """List every run with its state and what it waits for."""
     cli = get_context(ctx)
+    settings = cli.settings
+    required = required_approvals(settings.network, settings.approvals_required)
     with cli.session() as session:
+        paused = pause_state(session)
         rows = [
             {
                 "run_id": run.id,
                 "period": Period(run.period_offset).label,
                 "period_offset": run.period_offset,
                 "status": run.status,
-                "waits_for": RunStatus(run.status).waits_for,
+                "waits_for": describe_wait(session, run, approvers=settings.approvers,
+                                           approvals_required=required, two_tier=settings.two_tier),
                 "nodes": run.node_count,
                 "total_tft_units": run.total_tft_units,
                 "snapshot_sha256": run.snapshot_sha256,
@@ -127,8 +134,12 @@ def runs(
     if as_json:
         print_json(rows)
         return
+    if paused.paused:
+        err_console.print(f"[bold yellow]payouts are paused[/] since {paused.since:%Y-%m-%d %H:%M} UTC: "
+                          f"{paused.reason} (payouts resume)")
     if not rows:
-        err_console.print("No runs yet. Calculate one with: payouts calculate --snapshot FILE")
+        err_console.print("No runs yet. Calculate one with: payouts calculate --snapshot FILE, "
+                          "or run a period with: payouts run --period 2025-11 --in-process")
         return
     table = Table(title="Runs")
     for column in ("run", "period", "status", "waits for", "nodes", "total TFT", "snapshot"):

@@ -1,4 +1,4 @@
-"""`payouts synth`: write a synthetic grid month."""
+"""`payouts synth`: write a synthetic grid month; `payouts snapshot`: build one from the indexer."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from payouts.cli.console import abort, err_console
+from payouts.cli.context import get_context
 from payouts.periods import PeriodError, resolve_period
 from payouts.snapshot.synthetic import write_synthetic_snapshot
+from payouts.sources import endpoints
+from payouts.sources.errors import IndexerBehind, SourceError
+from payouts.sources.graphql import RetryPolicy, check_http_url
+from payouts.sources.indexer import BuildOptions, build_snapshot
+
+#: Exit code when the indexer has not processed the period's window yet: try again later.
+EXIT_NOT_YET = 3
 
 
 def synth(
@@ -46,3 +54,88 @@ def synth(
         f"{summary.uptime_events:,} uptime reports, {summary.power_events:,} power events "
         f"({summary.bytes_written / 1e6:.1f} MB of JSON)"
     )
+
+
+class _Bars:
+    """One rich progress bar per entity, on stderr."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, object] = {}
+
+    def start(self, entity: str, total: int | None) -> None:
+        if entity in self._tasks:
+            self._progress.update(self._tasks[entity], total=total)
+        else:
+            self._tasks[entity] = self._progress.add_task(entity, total=total)
+
+    def advance(self, entity: str, amount: int) -> None:
+        if entity not in self._tasks:
+            self.start(entity, None)
+        self._progress.advance(self._tasks[entity], amount)
+
+
+def snapshot(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write (.json, or .json.gz to gzip).")],
+    period: Annotated[str | None, typer.Option(help="Month label, e.g. 2025-11.")] = None,
+    period_offset: Annotated[int | None, typer.Option(help="Period offset, e.g. 91.")] = None,
+    network: Annotated[
+        str | None, typer.Option(help="main, test or dev: picks the default endpoints (default: settings).")
+    ] = None,
+    graphql: Annotated[
+        str | None, typer.Option("--graphql", help="TFChain GraphQL indexer URL (default: the network's).")
+    ] = None,
+    gridproxy: Annotated[
+        str | None, typer.Option("--gridproxy", help="Grid proxy URL for the count cross-check.")
+    ] = None,
+    no_gridproxy: Annotated[
+        bool, typer.Option("--no-gridproxy", help="Skip the cross-check against the grid proxy.")
+    ] = False,
+    retries: Annotated[int, typer.Option(min=1, help="Attempts per request on 5xx, timeouts, lost connections.")] = 5,
+    timeout_s: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request.")] = 60.0,
+) -> None:
+    """Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/1 file.
+
+    Checks first that the indexer has processed the chain past the period end + 27 h (exit 3
+    otherwise: try again later). Finished pages are kept in OUT.parts/ so a rerun resumes;
+    OUT is written atomically once every check passed.
+    """
+    settings = get_context(ctx).settings
+    try:
+        month = resolve_period(period, period_offset)
+    except PeriodError as exc:
+        abort(str(exc), code=2)
+    network = network or settings.network
+    if network not in ("main", "test", "dev"):
+        abort(f"--network must be main, test or dev, not {network!r}", code=2)
+    graphql_default, gridproxy_default = endpoints(settings, network)
+    graphql_url = graphql or graphql_default
+    gridproxy_url = None if no_gridproxy else (gridproxy or gridproxy_default)
+    try:
+        check_http_url(graphql_url, "GraphQL")
+        if gridproxy_url is not None:
+            check_http_url(gridproxy_url, "grid proxy")
+    except SourceError as exc:
+        abort(str(exc), code=2)
+    if not out.parent.is_dir():
+        abort(f"the folder of --out ({out.parent}) does not exist", code=2)
+    options = BuildOptions(timeout_s=timeout_s, retry=RetryPolicy(attempts=retries))
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        try:
+            summary = build_snapshot(out, period=month, network=network, graphql_url=graphql_url,
+                                     gridproxy_url=gridproxy_url, options=options, progress=_Bars(bar))
+        except IndexerBehind as exc:
+            abort(str(exc), code=EXIT_NOT_YET)
+        except SourceError as exc:
+            abort(f"snapshot not written: {exc}")
+    err_console.print(
+        f"wrote {summary.path}: {month}, {summary.nodes:,} nodes, {summary.farms:,} farms, "
+        f"{summary.uptime_events:,} uptime reports, {summary.power_events:,} power events, "
+        f"indexer height {summary.indexer_height:,}, {summary.requests:,} requests"
+        + (f" ({summary.parts_reused:,} finished parts reused)" if summary.parts_reused else ""),
+        soft_wrap=True,
+    )
+    for note in summary.notes:
+        err_console.print(f"note: {note}", markup=False, soft_wrap=True)

@@ -62,6 +62,9 @@ class Run(SQLModel, table=True):
     status_reason: str = ""
     created_at: datetime = Field(sa_column=_created())
     updated_at: datetime = Field(sa_column=_created())
+    #: the worker driving the run's payments, until `lease_expires_at` (renewed while it works)
+    lease_owner: str | None = Field(default=None, max_length=120)
+    lease_expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 class Receipt(SQLModel, table=True):
@@ -94,6 +97,9 @@ class Receipt(SQLModel, table=True):
     nu_pm: int = Field(sa_type=BigInteger)
     receipt_bytes: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     receipt_hash: str = Field(max_length=64, index=True)
+    #: the node's connection price (mUSD per TFT) the reward was converted at; null on rows
+    #: written before revision 0005
+    connection_price_musd: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
 
 
 class LedgerEvent(SQLModel, table=True):
@@ -150,6 +156,8 @@ class Payment(SQLModel, table=True):
     paid_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     created_at: datetime = Field(sa_column=_created())
     updated_at: datetime = Field(sa_column=_created())
+    #: a correction entry points at the payment it corrects (history is never edited)
+    correction_of_payment_id: int | None = Field(default=None, foreign_key="payments.id", index=True)
 
 
 class Approval(SQLModel, table=True):
@@ -165,6 +173,17 @@ class Approval(SQLModel, table=True):
     manifest_json: str = Field(sa_column=Column(Text, nullable=False))
     signature_b64: str
     created_at: datetime = Field(sa_column=_created())
+
+
+class Control(SQLModel, table=True):
+    """Operator switches, e.g. `paused`: a global kill switch for new submissions."""
+
+    __tablename__ = "controls"
+
+    name: str = Field(primary_key=True, max_length=40)
+    value: str = Field(max_length=40)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    updated_at: datetime = Field(sa_column=_created())
 
 
 class StellarTransaction(SQLModel, table=True):
@@ -189,10 +208,37 @@ class StellarTransaction(SQLModel, table=True):
     memo_hash: str = Field(max_length=64)
     envelope_xdr: str = Field(sa_column=Column(Text, nullable=False))
     tx_hash: str = Field(max_length=64, unique=True)
+    #: the fee bump that wraps it when the network asked for a higher fee: the hash on chain
+    fee_bump_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
     status: str = Field(max_length=16)
     attempts: int = 0
     result_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
     ledger: int | None = None
     closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     created_at: datetime = Field(sa_column=_created())
+    updated_at: datetime = Field(sa_column=_created())
+
+
+class NodeTransition(SQLModel, table=True):
+    """A node's move from v3 to v4, for the revenue model: when it opted out of v3 minting and
+    which v4 account it receives on (either unknown until recorded)."""
+
+    __tablename__ = "node_transitions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    node_id: int = Field(unique=True)
+    v3_opted_out_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    v4_account: str | None = None
+    updated_at: datetime = Field(sa_column=_created())
+
+
+class FarmSignon(SQLModel, table=True):
+    """A farm's sign-on to the revenue model, imported from the operators' CSV file."""
+
+    __tablename__ = "farm_signons"
+
+    id: int | None = Field(default=None, primary_key=True)
+    farm_id: int = Field(unique=True)
+    contact_confirmed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    sla_accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     updated_at: datetime = Field(sa_column=_created())

@@ -63,9 +63,11 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.EXPORTED: frozenset(),
     RunStatus.REPLACED: frozenset(),
     RunStatus.REJECTED: frozenset(),
-    # an operator continues a stopped run where it stopped
+    # an operator continues a stopped run where it stopped (payouts continue); a reconciliation
+    # mismatch may be accepted with a reason on record, never paid again
     RunStatus.STOPPED: frozenset(
-        {RunStatus.FUNDING, RunStatus.PAYING, RunStatus.PAID, RunStatus.REJECTED}
+        {RunStatus.APPROVED, RunStatus.FUNDING, RunStatus.FUNDED, RunStatus.PAYING, RunStatus.PAID,
+         RunStatus.RECONCILED, RunStatus.REJECTED}
     ),
 }
 

@@ -15,7 +15,10 @@ line leaves the ledger in a state the next call resumes from:
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -42,10 +45,18 @@ from payouts.ledger.states import (
 )
 from payouts.ledger.types import utcnow
 from payouts.runs.approvals import require_approved
+from payouts.runs.control import acquire_lease, pause_state, release_lease
 from payouts.runs.errors import RunsError
 from payouts.runs.retries import retry_receipt_matches
 from payouts.runs.service import require_run
-from payouts.stellar.build import MAX_OPERATIONS, PaymentOp, build_payment_envelope
+from payouts.stellar.build import (
+    MAX_OPERATIONS,
+    PaymentOp,
+    build_fee_bump_envelope,
+    build_payment_envelope,
+    fee_bid_per_operation,
+    inner_envelope_xdr,
+)
 from payouts.stellar.horizon import DESTINATION_CODES, CodeBucket, HorizonClient, Outcome, SubmitResult, classify
 from payouts.stellar.keys import SigningKeys
 from payouts.stellar.merkle import merkle_root
@@ -61,6 +72,10 @@ class RunAlreadyPaid(AlreadyDone):
 
 class RunNotPayable(RunsError):
     pass
+
+
+class RunBusy(RunsError):
+    """Another worker holds the run's lease and is paying it."""
 
 
 class RunStopped(RunsError):
@@ -82,6 +97,8 @@ class PayConfig:
     poll_interval_s: float = 0.5
     #: a multisig treasury funds the hot payout account per run before anything is paid
     two_tier: bool = False
+    #: seconds a payer's hold on a run lasts without renewal (renewed while it works)
+    lease_ttl_s: float = 60.0
 
 
 @dataclass
@@ -117,7 +134,10 @@ class PaymentEngine:
             status = RunStatus(run.status)
             if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
                 raise RunAlreadyPaid(f"run {run_id} is already {status}")
-            if status not in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING, RunStatus.STOPPED):
+            if status is RunStatus.STOPPED:
+                raise RunNotPayable(f"run {run_id} is stopped: {run.status_reason}; an operator continues it "
+                                    f"with `payouts continue {run_id}` once the cause is fixed")
+            if status not in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
                 raise RunNotPayable(f"run {run_id} is {status}; only an approved run can be paid")
             if status is RunStatus.APPROVED and self.config.two_tier:
                 raise RunNotPayable(
@@ -207,45 +227,65 @@ class PaymentEngine:
     def build(self, run_id: int, source: str) -> StellarTransaction | None:
         """Put the next pending payments into a signed transaction from `source` (which holds
         no live transaction), committed before anything is sent; None when nothing is pending."""
+        built = self.build_many(run_id, [source])
+        return built[0] if built else None
+
+    def build_many(self, run_id: int, sources: list[str]) -> list[StellarTransaction]:
+        """One transaction per free source, as far as pending payments go, in one commit.
+
+        The envelopes, hashes, sequences and bounds are committed (as `submitted`: from here on
+        they may be on the wire) before the caller sends them. One commit for all the channels a
+        ledger close freed keeps them all in time for the next ledger.
+        """
         per_tx = 1 if self.config.memo_mode == "per_receipt" else self.config.batch_size
+        built: list[StellarTransaction] = []
         with session_scope(self.db) as session:
-            group = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx)
-            if not group:
-                return None
-            sequence = self._next_sequence.get(source)
-            if sequence is None:
-                account = self.client.account(source)
-                if account is None:
-                    raise RunsError(f"transaction source {source} does not exist on the network")
-                sequence = account.sequence + 1
-            max_time = self._network_now() + self.config.tx_timeout_s
-            memo = (bytes.fromhex(group[0].receipt_hash) if per_tx == 1
-                    else merkle_root([p.receipt_hash for p in group]))
-            envelope = build_payment_envelope(
-                network_passphrase=self.config.network_passphrase, source_account=source,
-                sequence=sequence, payout_account=self.keys.payout_account,
-                asset_code=self.asset.code, asset_issuer=self.asset.issuer,
-                operations=[PaymentOp(p.destination, p.amount_tft_units) for p in group],
-                memo_hash=memo, fee_per_operation_stroops=self._fee_per_op, min_time=0, max_time=max_time,
-            )
-            self.keys.sign(envelope)
-            now = utcnow()
-            tx = StellarTransaction(
-                run_id=run_id, source_account=source, sequence=sequence, min_time=0, max_time=max_time,
-                fee_stroops=self._fee_per_op * len(group), memo_hash=memo.hex(),
-                envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(),
-                status=TransactionStatus.BUILT, created_at=now, updated_at=now,
-            )
-            session.add(tx)
+            pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources))
+            groups = [pending[i:i + per_tx] for i in range(0, len(pending), per_tx)]
+            for source, group in zip(sources, groups, strict=False):
+                built.append(self._build_one(session, run_id, source, group))
             session.flush()
-            record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=run_id,
-                         event="transaction.built", to_status=TransactionStatus.BUILT,
-                         detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence})
-            transition_many(session, Payment, [p.id for p in group], PaymentStatus.PENDING,
-                            PaymentStatus.SUBMITTED, transitions=PAYMENT_TRANSITIONS,
-                            event="payment.in_transaction", run_id=run_id,
-                            detail={"tx_hash": tx.tx_hash}, transaction_id=tx.id)
-        self._next_sequence[source] = sequence + 1
+            for tx in built:
+                transition(session, StellarTransaction, tx.id, TransactionStatus.BUILT, TransactionStatus.SUBMITTED,
+                           transitions=TRANSACTION_TRANSITIONS, event="transaction.submitted", run_id=run_id)
+        for tx in built:
+            self._next_sequence[tx.source_account] = tx.sequence + 1
+        return built
+
+    def _build_one(self, session: Session, run_id: int, source: str, group: list[Payment]) -> StellarTransaction:
+        sequence = self._next_sequence.get(source)
+        if sequence is None:
+            account = self.client.account(source)
+            if account is None:
+                raise RunsError(f"transaction source {source} does not exist on the network")
+            sequence = account.sequence + 1
+        max_time = self._network_now() + self.config.tx_timeout_s
+        memo = (bytes.fromhex(group[0].receipt_hash) if self.config.memo_mode == "per_receipt"
+                else merkle_root([p.receipt_hash for p in group]))
+        envelope = build_payment_envelope(
+            network_passphrase=self.config.network_passphrase, source_account=source,
+            sequence=sequence, payout_account=self.keys.payout_account,
+            asset_code=self.asset.code, asset_issuer=self.asset.issuer,
+            operations=[PaymentOp(p.destination, p.amount_tft_units) for p in group],
+            memo_hash=memo, fee_per_operation_stroops=self._fee_per_op, min_time=0, max_time=max_time,
+        )
+        self.keys.sign(envelope)
+        now = utcnow()
+        tx = StellarTransaction(
+            run_id=run_id, source_account=source, sequence=sequence, min_time=0, max_time=max_time,
+            fee_stroops=self._fee_per_op * len(group), memo_hash=memo.hex(),
+            envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(),
+            status=TransactionStatus.BUILT, created_at=now, updated_at=now,
+        )
+        session.add(tx)
+        session.flush()
+        record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=run_id,
+                     event="transaction.built", to_status=TransactionStatus.BUILT,
+                     detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence})
+        transition_many(session, Payment, [p.id for p in group], PaymentStatus.PENDING,
+                        PaymentStatus.SUBMITTED, transitions=PAYMENT_TRANSITIONS,
+                        event="payment.in_transaction", run_id=run_id,
+                        detail={"tx_hash": tx.tx_hash}, transaction_id=tx.id)
         return tx
 
     def _network_now(self) -> int:
@@ -257,67 +297,120 @@ class PaymentEngine:
 
     # -- 3. submit and resolve ----------------------------------------------------------------
 
-    def _mark_submitted(self, run_id: int, tx: StellarTransaction) -> None:
-        if tx.status == TransactionStatus.BUILT:
-            with session_scope(self.db) as session:
-                transition(session, StellarTransaction, tx.id, TransactionStatus.BUILT,
-                           TransactionStatus.SUBMITTED, transitions=TRANSACTION_TRANSITIONS,
-                           event="transaction.submitted", run_id=run_id)
-
     def resolve(self, run_id: int, tx_id: int, result: SubmitResult, report: PayReport) -> Verdict:
-        with session_scope(self.db) as session:
-            tx = session.get(StellarTransaction, tx_id)
-            if tx is None or not TransactionStatus(tx.status).is_live:
-                return Verdict.LANDED  # resolved already (a doubled call)
-            codes = result.result_codes
-            session.execute(
-                StellarTransaction.__table__.update()
-                .where(StellarTransaction.__table__.c.id == tx.id)
-                .values(attempts=tx.attempts + 1, updated_at=utcnow(),
-                        result_json=orjson.dumps(codes or {"outcome": result.outcome, "reason": result.reason}).decode())
-            )
-            if result.outcome == Outcome.SUCCESS:
-                self._confirm(session, tx, result.ledger, result.closed_at, report)
-                return Verdict.LANDED
-            if result.outcome == Outcome.UNKNOWN:
-                report.unknown_outcomes += 1
-                log.warning("payment.submit.unknown_outcome", run_id=run_id, tx_hash=tx.tx_hash, reason=result.reason)
-            if codes.get("transaction") == "tx_bad_seq":
-                self._next_sequence.pop(tx.source_account, None)
-            if result.outcome == Outcome.FAILED and classify(codes) == CodeBucket.RUN:
-                run = session.get(Run, run_id)
-                self._stop(session, run, f"transaction {tx.tx_hash[:12]} refused: {codes}")
-                return Verdict.MAYBE
-            info = self.client.transaction(tx.tx_hash)
-            if info is not None:
-                verdict = Verdict.LANDED if info.successful else Verdict.FAILED
-                if verdict is Verdict.LANDED:
-                    self._confirm(session, tx, info.ledger, info.closed_at, report)
-                    return verdict
-            else:
-                latest = self.client.latest_ledger()
-                source = self.client.account(tx.source_account)
-                verdict = landing_verdict(
-                    found=False, successful=None, latest_closed_ts=int(latest.closed_at.timestamp()),
-                    max_time_ts=tx.max_time, source_sequence_now=source.sequence if source else None,
-                    tx_sequence=tx.sequence,
-                )
-            if verdict is Verdict.FAILED:
-                self._failed_on_chain(session, tx, codes, report)
-            elif verdict is Verdict.NEVER:
-                self._next_sequence.pop(tx.source_account, None)  # reload: the number may be unused
-                self._dead(session, tx, codes, report)
-            return verdict
+        return self.resolve_many(run_id, [(tx_id, result)], report)[tx_id][0]
 
-    def _confirm(self, session: Session, tx: StellarTransaction, ledger, closed_at, report: PayReport) -> None:
+    def resolve_many(self, run_id: int, answers: list[tuple[int, SubmitResult]],
+                     report: PayReport) -> dict[int, tuple[Verdict, str]]:
+        """Record what the network said about each transaction, in one commit.
+
+        Returns per transaction its verdict and, for MAYBE, the envelope to send again: the
+        identical bytes, or a fee bump of them when a congested network asked for a higher fee.
+        """
+        verdicts: dict[int, tuple[Verdict, str]] = {}
+        with session_scope(self.db) as session:
+            for tx_id, result in answers:
+                tx = session.get(StellarTransaction, tx_id)
+                if tx is None or not TransactionStatus(tx.status).is_live:
+                    verdicts[tx_id] = (Verdict.LANDED, "")  # resolved already (a doubled call)
+                    continue
+                verdicts[tx_id] = self._resolve_one(session, run_id, tx, result, report)
+        return verdicts
+
+    def _resolve_one(self, session: Session, run_id: int, tx: StellarTransaction, result: SubmitResult,
+                     report: PayReport) -> tuple[Verdict, str]:
+        codes = result.result_codes
+        session.execute(
+            StellarTransaction.__table__.update()
+            .where(StellarTransaction.__table__.c.id == tx.id)
+            .values(attempts=tx.attempts + 1, updated_at=utcnow(),
+                    result_json=orjson.dumps(codes or {"outcome": result.outcome, "reason": result.reason}).decode())
+        )
+        if result.outcome == Outcome.SUCCESS:
+            self._confirm(session, tx, result.ledger, result.closed_at, report, landed_hash=result.tx_hash)
+            return Verdict.LANDED, ""
+        if result.outcome == Outcome.UNKNOWN:
+            report.unknown_outcomes += 1
+            log.warning("payment.submit.unknown_outcome", run_id=run_id, tx_hash=tx.tx_hash, reason=result.reason)
+        if codes.get("transaction") == "tx_bad_seq":
+            self._next_sequence.pop(tx.source_account, None)
+        if result.outcome == Outcome.FAILED and classify(codes) == CodeBucket.RUN:
+            self._stop(session, session.get(Run, run_id), f"transaction {tx.tx_hash[:12]} refused: {codes}")
+            return Verdict.MAYBE, tx.envelope_xdr
+        if result.outcome == Outcome.FAILED and codes.get("transaction") == "tx_insufficient_fee":
+            # refused, not queued: the same transaction with a higher bid cannot double-land
+            if (bumped := self._bump_fee(session, tx)) is not None:
+                return Verdict.MAYBE, bumped
+        info = self.client.transaction(tx.tx_hash)
+        if info is not None:
+            verdict = Verdict.LANDED if info.successful else Verdict.FAILED
+            if verdict is Verdict.LANDED:
+                self._confirm(session, tx, info.ledger, info.closed_at, report, landed_hash=info.tx_hash)
+                return verdict, ""
+        else:
+            latest = self.client.latest_ledger()
+            source = self.client.account(tx.source_account)
+            verdict = landing_verdict(
+                found=False, successful=None, latest_closed_ts=int(latest.closed_at.timestamp()),
+                max_time_ts=tx.max_time, source_sequence_now=source.sequence if source else None,
+                tx_sequence=tx.sequence,
+            )
+        if verdict is Verdict.FAILED:
+            self._failed_on_chain(session, tx, codes, report)
+        elif verdict is Verdict.NEVER:
+            self._next_sequence.pop(tx.source_account, None)  # reload: the number may be unused
+            self._dead(session, tx, codes, report)
+        return verdict, tx.envelope_xdr
+
+    def _bump_fee(self, session: Session, tx: StellarTransaction) -> str | None:
+        """Raise the bid of a transaction the network refused for its fee, within the cap.
+
+        The signed transaction is wrapped in a fee bump paid by its own source: its hash and
+        sequence stay, so whichever envelope lands, it lands once. Later transactions bid the
+        raised fee too. At the cap, the same bytes wait until the queue drains or, under rule 5,
+        the transaction expires and is rebuilt.
+        """
+        passphrase = self.config.network_passphrase
+        current = fee_bid_per_operation(tx.envelope_xdr, passphrase)
+        raised = min(max(current * 2, self._fee_per_op), self.config.max_fee_stroops)
+        self._fee_per_op = max(self._fee_per_op, raised)
+        if raised <= current:
+            log.warning("payment.fee.at_cap", run_id=tx.run_id, tx_hash=tx.tx_hash, fee_per_op_stroops=current)
+            return None
+        inner_xdr = inner_envelope_xdr(tx.envelope_xdr, passphrase)
+        bump = build_fee_bump_envelope(network_passphrase=passphrase, inner_envelope_xdr=inner_xdr,
+                                       fee_per_operation_stroops=raised)
+        self.keys.sign(bump)
+        operations = len(bump.transaction.inner_transaction_envelope.transaction.operations)
+        bump_xdr = bump.to_xdr()
+        session.execute(
+            StellarTransaction.__table__.update()
+            .where(StellarTransaction.__table__.c.id == tx.id)
+            .values(envelope_xdr=bump_xdr, fee_bump_hash=bump.hash_hex(), fee_stroops=raised * (operations + 1),
+                    updated_at=utcnow())
+        )
+        record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=tx.run_id,
+                     event="transaction.fee_bumped",
+                     detail={"tx_hash": tx.tx_hash, "fee_bump_hash": bump.hash_hex(),
+                             "fee_per_op_stroops": raised, "previous_fee_per_op_stroops": current})
+        log.info("payment.fee.raised", run_id=tx.run_id, tx_hash=tx.tx_hash, fee_per_op_stroops=raised)
+        return bump_xdr
+
+    def _confirm(self, session: Session, tx: StellarTransaction, ledger, closed_at, report: PayReport,
+                 landed_hash: str | None = None) -> None:
+        """Mark the transaction and its payments paid. `landed_hash` is the hash on chain: the
+        transaction's own, or that of the fee bump around it (what explorers and farmers see)."""
+        landed_hash = landed_hash or tx.tx_hash
+        # a fee bump that lost to the transaction it wrapped is only history (its event keeps it)
+        bump = {"fee_bump_hash": landed_hash if landed_hash != tx.tx_hash else None}
         transition(session, StellarTransaction, tx.id, TransactionStatus(tx.status), TransactionStatus.CONFIRMED,
                    transitions=TRANSACTION_TRANSITIONS, event="transaction.confirmed", run_id=tx.run_id,
-                   detail={"ledger": ledger}, ledger=ledger, closed_at=closed_at)
+                   detail={"ledger": ledger, "landed_hash": landed_hash}, ledger=ledger, closed_at=closed_at, **bump)
         ids = [p.id for p in session.exec(select(Payment).where(Payment.transaction_id == tx.id,
                                                                  Payment.status == PaymentStatus.SUBMITTED)).all()]
         transition_many(session, Payment, ids, PaymentStatus.SUBMITTED, PaymentStatus.PAID,
                         transitions=PAYMENT_TRANSITIONS, event="payment.paid", run_id=tx.run_id,
-                        detail={"tx_hash": tx.tx_hash}, tx_hash=tx.tx_hash, ledger=ledger, paid_at=closed_at)
+                        detail={"tx_hash": landed_hash}, tx_hash=landed_hash, ledger=ledger, paid_at=closed_at)
         # a paid retry settles the held payment it retries
         originals = [p.retry_of_payment_id for p in session.exec(
             select(Payment).where(col(Payment.id).in_(ids), col(Payment.retry_of_payment_id).is_not(None))).all()]
@@ -382,16 +475,35 @@ class PaymentEngine:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def pay(self, run_id: int, *, progress: Callable[[PayReport], None] | None = None) -> PayReport:
+    def pay(self, run_id: int, *, progress: Callable[[PayReport], None] | None = None,
+            budget_s: float | None = None) -> PayReport:
         """Pay the run to the end, or until it stops; safe to call again at any time.
 
         Each source (channel) keeps one transaction in flight: as soon as it resolves, the next
         one is built for that source, so ledgers fill while others are still being confirmed.
         HTTP runs on a thread per source; every ledger write stays on this thread.
+
+        One payer drives a run at a time (a lease renewed as it works; RunBusy otherwise). The
+        pause switch, or `budget_s` running out, stops new transactions: what is in flight is
+        still resolved, and the report says `paying` with the reason, to be called again.
         """
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        with session_scope(self.db) as session:
+            if not acquire_lease(session, run_id, owner, self.config.lease_ttl_s):
+                raise RunBusy(f"run {run_id} is being paid by another worker")
+        try:
+            return self._pay(run_id, owner, progress, budget_s)
+        finally:
+            with session_scope(self.db) as session:
+                release_lease(session, run_id, owner)
+
+    def _pay(self, run_id: int, owner: str, progress: Callable[[PayReport], None] | None,
+             budget_s: float | None) -> PayReport:
         self.start(run_id)
         report = PayReport(run_id=run_id, status=RunStatus.PAYING)
         poll_s = self.config.poll_interval_s
+        deadline = time.monotonic() + budget_s if budget_s is not None else None
+        renewed_at = time.monotonic()
 
         def post(envelope_xdr: str, delay_s: float) -> SubmitResult:
             if delay_s:
@@ -402,36 +514,53 @@ class PaymentEngine:
         with ThreadPoolExecutor(max_workers=len(sources)) as pool:
             inflight: dict = {}
 
-            def send(tx: StellarTransaction, delay_s: float = 0.0) -> None:
-                self._mark_submitted(run_id, tx)
-                inflight[pool.submit(post, tx.envelope_xdr, delay_s)] = (tx.id, tx.source_account, tx.envelope_xdr)
+            def send(tx_id: int, source: str, envelope_xdr: str, delay_s: float = 0.0) -> None:
+                inflight[pool.submit(post, envelope_xdr, delay_s)] = (tx_id, source, envelope_xdr)
 
             with Session(self.db) as session:
                 live = self._live(session, run_id)
+                paused = pause_state(session).paused
             for tx in live:  # resume: resolve what a previous call left in flight first
-                send(tx)
-            busy = {tx.source_account for tx in live}
-            for source in sources:
-                if source not in busy and (tx := self.build(run_id, source)) is not None:
-                    send(tx)
+                send(tx.id, tx.source_account, tx.envelope_xdr)
+            if paused:
+                report.reason = "paused"
+            else:
+                busy = {tx.source_account for tx in live}
+                for tx in self.build_many(run_id, [s for s in sources if s not in busy]):
+                    send(tx.id, tx.source_account, tx.envelope_xdr)
             while inflight:
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    tx_id, source, envelope_xdr = inflight.pop(future)
-                    verdict = self.resolve(run_id, tx_id, future.result(), report)
+                wait(inflight, return_when=FIRST_COMPLETED)
+                # a ledger close answers many channels at once: resolve and refill them together
+                answered = [(*inflight.pop(future), future.result())
+                            for future in [f for f in inflight if f.done()]]
+                verdicts = self.resolve_many(run_id, [(tx_id, result) for tx_id, _, _, result in answered], report)
+                free: list[str] = []
+                for tx_id, source, sent_xdr, _ in answered:
+                    verdict, envelope_xdr = verdicts[tx_id]
                     if verdict is Verdict.MAYBE:
-                        inflight[pool.submit(post, envelope_xdr, poll_s)] = (tx_id, source, envelope_xdr)
-                    elif (tx := self.build(run_id, source)) is not None:
-                        send(tx)
+                        # the same bytes again after a pause; a fee bump goes out at once
+                        send(tx_id, source, envelope_xdr, poll_s if envelope_xdr == sent_xdr else 0.0)
+                    else:
+                        free.append(source)
                 if progress is not None:
                     progress(report)
                 with Session(self.db) as session:
                     run = session.get(Run, run_id)
-                    if run.status == RunStatus.STOPPED:
-                        report.status, report.reason = RunStatus.STOPPED, run.status_reason
-                        for future in inflight:
-                            future.cancel()
-                        return report
+                    paused = pause_state(session).paused
+                if run.status == RunStatus.STOPPED:
+                    report.status, report.reason = RunStatus.STOPPED, run.status_reason
+                    for future in inflight:
+                        future.cancel()
+                    return report
+                if time.monotonic() - renewed_at > self.config.lease_ttl_s / 3:
+                    with session_scope(self.db) as session:
+                        acquire_lease(session, run_id, owner, self.config.lease_ttl_s)
+                    renewed_at = time.monotonic()
+                if paused or (deadline is not None and time.monotonic() > deadline):
+                    report.reason = "paused" if paused else "time budget used; continue in the next task"
+                    continue  # build nothing new; resolve what is in flight
+                for tx in self.build_many(run_id, free):
+                    send(tx.id, tx.source_account, tx.envelope_xdr)
         with session_scope(self.db) as session:
             run = session.get(Run, run_id)
             open_payments = self._payments(session, run_id, PaymentStatus.PENDING, limit=1) + \
@@ -440,6 +569,7 @@ class PaymentEngine:
                 transition(session, Run, run_id, RunStatus.PAYING, RunStatus.PAID, transitions=RUN_TRANSITIONS,
                            event="run.paid", detail={"paid": report.paid})
                 log.info("run.paid", run_id=run_id, paid=report.paid, transactions=report.transactions)
+                report.reason = ""
             session.refresh(run)
             report.status = run.status
         return report

@@ -45,9 +45,15 @@ def reconcile_run(session: Session, run: Run, client: HorizonClient, payout_acco
         ledger_by_tx[payment.tx_hash][(payment.destination, payment.amount_tft_units)] += 1
         result.ledger_total_units += payment.amount_tft_units
     result.paid_in_ledger = len(paid)
-    memos = {t.tx_hash: t.memo_hash for t in session.exec(
-        select(StellarTransaction).where(StellarTransaction.run_id == run.id)).all()}
-    all_known = set(session.exec(select(StellarTransaction.tx_hash)).all())
+    # a transaction is on chain under its own hash, or that of the fee bump around it
+    memos: dict[str, str] = {}
+    for tx in session.exec(select(StellarTransaction).where(StellarTransaction.run_id == run.id)).all():
+        memos[tx.tx_hash] = tx.memo_hash
+        if tx.fee_bump_hash:
+            memos[tx.fee_bump_hash] = tx.memo_hash
+    all_known = {h for pair in session.exec(select(StellarTransaction.tx_hash, StellarTransaction.fee_bump_hash))
+                 for h in pair if h}
+    chain_memos: dict[str, str | None] = {}
 
     chain_by_tx: dict[str, Counter] = defaultdict(Counter)
     for record in client.payments(payout_account):
@@ -63,6 +69,8 @@ def reconcile_run(session: Session, run: Run, client: HorizonClient, payout_acco
             result.unknown_on_chain.append(f"{tx_hash}: {record['amount']} TFT to {record['to']}")
             continue
         if tx_hash in memos:
+            if "transaction" in record:  # joined: the memo comes with the payment, no extra request
+                chain_memos[tx_hash] = _memo_hex(record["transaction"].get("memo"))
             chain_by_tx[tx_hash][(record["to"], amount_units)] += 1
             result.chain_total_units += amount_units
             result.paid_on_chain += 1
@@ -73,11 +81,18 @@ def reconcile_run(session: Session, run: Run, client: HorizonClient, payout_acco
                 f"transaction {tx_hash}: ledger {dict(ledger_by_tx[tx_hash])} != chain {dict(chain_by_tx[tx_hash])}"
             )
             continue
-        info = client.transaction(tx_hash)
-        memo_hex = base64.b64decode(info.memo).hex() if info and info.memo else None
+        if tx_hash in chain_memos:
+            memo_hex = chain_memos[tx_hash]
+        else:
+            info = client.transaction(tx_hash)
+            memo_hex = _memo_hex(info.memo if info else None)
         if memo_hex != memos.get(tx_hash):
             result.differences.append(f"transaction {tx_hash}: memo {memo_hex} != ledger {memos.get(tx_hash)}")
     return result
+
+
+def _memo_hex(memo_b64: str | None) -> str | None:
+    return base64.b64decode(memo_b64).hex() if memo_b64 else None
 
 
 def record_reconciliation(session: Session, run: Run, result: Reconciliation) -> None:

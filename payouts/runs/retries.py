@@ -23,8 +23,22 @@ from payouts.ledger.states import PaymentStatus, RunStatus
 _DEAD_RUNS = (RunStatus.REPLACED, RunStatus.REJECTED)
 
 
-def retry_rows(session: Session, run: Run, farm_addresses: dict[int, str], now: datetime) -> Iterable[dict]:
-    """Retry payments for the new `run`, one per held payment of an earlier period."""
+def retries_so_far(session: Session, payment: Payment) -> int:
+    """How many times the receipt behind `payment` has been retried: 0 for an original."""
+    count = 0
+    while payment.retry_of_payment_id is not None:
+        count += 1
+        payment = session.get(Payment, payment.retry_of_payment_id)
+    return count
+
+
+def retry_rows(session: Session, run: Run, farm_addresses: dict[int, str], now: datetime,
+               max_retries: int | None = None) -> Iterable[dict]:
+    """Retry payments for the new `run`, one per held payment of an earlier period.
+
+    `max_retries` bounds how often one receipt is retried (None: until paid); a receipt past it
+    stays held and listed by `payouts held` for an operator to settle by hand.
+    """
     held = session.exec(
         select(Payment, Run)
         .join(Run, col(Payment.run_id) == col(Run.id))
@@ -42,6 +56,8 @@ def retry_rows(session: Session, run: Run, farm_addresses: dict[int, str], now: 
     for payment, held_run in held:
         if payment.id in live_retries:
             continue  # a live run already retries it
+        if max_retries is not None and retries_so_far(session, payment) >= max_retries:
+            continue
         address = farm_addresses.get(payment.farm_id, "")
         if not StrKey.is_valid_ed25519_public_key(address):
             continue  # still no usable address: stays held, listed by `payouts held`

@@ -66,6 +66,7 @@ def calculate_run(
     replace: bool = False,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    max_retries: int | None = None,
 ) -> CalculationOutcome:
     """Calculate the snapshot's period and record it as a run (unless `dry_run`).
 
@@ -92,7 +93,7 @@ def calculate_run(
                     transitions=RUN_TRANSITIONS, event="run.replaced",
                     detail={"snapshot_sha256": snapshot.sha256},
                 )
-            run = _record_run(session, snapshot, calculation, replaces=existing)
+            run = _record_run(session, snapshot, calculation, replaces=existing, max_retries=max_retries)
     except IntegrityError:
         # another process recorded this period between our check and our insert
         raced = repository.live_run_for_period(session, period.offset)
@@ -140,7 +141,8 @@ def _check_existing(session: Session, period: Period, sha256: str, replace: bool
 
 
 def _record_run(
-    session: Session, snapshot: LoadedSnapshot, calculation: PeriodCalculation, *, replaces: Run | None
+    session: Session, snapshot: LoadedSnapshot, calculation: PeriodCalculation, *, replaces: Run | None,
+    max_retries: int | None = None,
 ) -> Run:
     totals = calculation.totals
     now = utcnow()
@@ -171,7 +173,7 @@ def _record_run(
     repository.add_receipts(session, _receipt_rows(run.id, calculation.receipts))
     repository.add_payments(session, _payment_rows(session, run, now))
     farm_addresses = {farm.farm_id: farm.stellar_address for farm in snapshot.header.farms}
-    repository.add_payments(session, retry_rows(session, run, farm_addresses, now))
+    repository.add_payments(session, retry_rows(session, run, farm_addresses, now, max_retries))
     record_event(
         session, entity="runs", entity_id=run.id, run_id=run.id, event="run.calculated",
         to_status=RunStatus.CALCULATED,

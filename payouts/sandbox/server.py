@@ -423,9 +423,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._problem(views.not_found())
             chosen = self._slice(tokens, cursor, order, limit)
             records = [render(self.base, items[i]) for i in chosen]
+            if sub == "payments" and query.get("join", [""])[-1] == "transactions":
+                for record in records:  # Horizon's join: each payment carries its transaction
+                    record["transaction"] = views.transaction(
+                        self.base, ledger.transactions[record["transaction_hash"]])
         first = records[0]["paging_token"] if records else ("" if cursor is None else str(cursor))
         last = records[-1]["paging_token"] if records else ("" if cursor is None else str(cursor))
         extra = "include_failed=true&" if include_failed else ""
+        if sub == "payments" and query.get("join", [""])[-1] == "transactions":
+            extra += "join=transactions&"
         self._send(200, views.page(*self._links(path, extra, cursor, order, limit, first, last), records))
 
     def _ledgers(self, query: dict) -> None:

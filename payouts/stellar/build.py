@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stellar_sdk import Account, Asset, StrKey, TransactionBuilder, TransactionEnvelope
+from stellar_sdk import (
+    Account,
+    Asset,
+    FeeBumpTransactionEnvelope,
+    StrKey,
+    TransactionBuilder,
+    TransactionEnvelope,
+)
+from stellar_sdk import xdr as stellar_xdr
 
 from payouts.money import format_tft
 
@@ -63,3 +71,45 @@ def build_payment_envelope(
             raise BuildError(f"amount {op.amount_units} units to {op.destination} is not payable")
         builder.append_payment_op(op.destination, asset, format_tft(op.amount_units), source=op_source)
     return builder.build()
+
+
+def build_fee_bump_envelope(
+    *,
+    network_passphrase: str,
+    inner_envelope_xdr: str,
+    fee_per_operation_stroops: int,
+) -> FeeBumpTransactionEnvelope:
+    """An unsigned fee bump of a signed transaction, paid by the inner transaction's source.
+
+    The inner transaction keeps its bytes, hash and sequence number, so the original and any
+    of its bumps can land at most once between them: raising the fee is not a rebuild.
+    """
+    inner = TransactionEnvelope.from_xdr(inner_envelope_xdr, network_passphrase)
+    return TransactionBuilder.build_fee_bump_transaction(
+        fee_source=inner.transaction.source.account_id, base_fee=fee_per_operation_stroops,
+        inner_transaction_envelope=inner, network_passphrase=network_passphrase,
+    )
+
+
+def parse_envelope(envelope_xdr: str, network_passphrase: str) -> TransactionEnvelope | FeeBumpTransactionEnvelope:
+    raw = stellar_xdr.TransactionEnvelope.from_xdr(envelope_xdr)
+    if raw.type == stellar_xdr.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP:
+        return FeeBumpTransactionEnvelope.from_xdr_object(raw, network_passphrase)
+    return TransactionEnvelope.from_xdr_object(raw, network_passphrase)
+
+
+def fee_bid_per_operation(envelope_xdr: str, network_passphrase: str) -> int:
+    """The per-operation fee a (possibly fee-bumped) envelope bids."""
+    envelope = parse_envelope(envelope_xdr, network_passphrase)
+    if isinstance(envelope, FeeBumpTransactionEnvelope):
+        outer = envelope.transaction  # the bump bids for the inner operations and itself
+        return outer.fee // (len(outer.inner_transaction_envelope.transaction.operations) + 1)
+    return envelope.transaction.fee // len(envelope.transaction.operations)
+
+
+def inner_envelope_xdr(envelope_xdr: str, network_passphrase: str) -> str:
+    """The transaction itself, without any fee bump around it."""
+    envelope = parse_envelope(envelope_xdr, network_passphrase)
+    if isinstance(envelope, FeeBumpTransactionEnvelope):
+        return envelope.transaction.inner_transaction_envelope.to_xdr()
+    return envelope_xdr

@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path
 
-from stellar_sdk import Keypair
+from stellar_sdk import FeeBumpTransactionEnvelope, Keypair
 from stellar_sdk.exceptions import Ed25519SecretSeedInvalidError
 
 
@@ -60,7 +60,12 @@ class SigningKeys:
         return list(self._channels)
 
     def sign(self, envelope) -> None:
-        """Sign with the transaction source's key, and the payout key for its operations."""
+        """Sign with the transaction source's key, and the payout key for its operations; a
+        fee bump only with its fee source's key (the inner transaction is signed already)."""
+        if isinstance(envelope, FeeBumpTransactionEnvelope):
+            fee_source = envelope.transaction.fee_source.account_id
+            envelope.sign(self._channels.get(fee_source) or self._payout)
+            return
         source = envelope.transaction.source.account_id
         if source in self._channels:
             envelope.sign(self._channels[source])

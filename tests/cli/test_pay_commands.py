@@ -75,6 +75,7 @@ def test_pay_reconcile_and_held(operator):
     held = json.loads(runner.invoke(app, ["held", "--json"]).stdout)
     assert {h["reason"] for h in held} == {"no_trustline"} and len(held) == 6
     assert held[0]["fix"] == "add a TFT trustline to the payout address"
+    assert {(h["retries"], h["retries_exhausted"]) for h in held} == {(0, False)}
     with Session(make_engine(url)) as session:
         assert session.get(Run, run_id).status == "reconciled"
 

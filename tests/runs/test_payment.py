@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 
+import orjson
 import pytest
 from stellar_sdk import Keypair
 from sqlmodel import Session, select
 
 from payouts.ledger.db import make_engine, session_scope
-from payouts.ledger.models import Payment, Run, StellarTransaction
+from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction
 from payouts.ledger.states import RunStatus
+from payouts.runs.advance import continue_run
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
 from payouts.runs.payment import PayConfig, PaymentEngine, RunAlreadyPaid, RunNotPayable, RunStopped
 from payouts.runs.approvals import NotApproved
@@ -27,7 +29,7 @@ from tests.support.payments import chain_payments as _chain_payments, check_inva
 def paying(ledger_url, tmp_path):
     """A sandbox with accounts, a calculated and approved run, and a payment engine."""
     def make(*, faults: str | None = None, channels: int = 3, fund: bool = True, memo_mode="per_receipt",
-             approve: bool = True):
+             approve: bool = True, **config_overrides):
         sandbox_cm = running_sandbox(ledger_close_s=0.1, seed=11, submission_timeout_s=2)
         sandbox = sandbox_cm.__enter__()
         request_cleanup.append(sandbox_cm)
@@ -41,6 +43,7 @@ def paying(ledger_url, tmp_path):
             network_passphrase=document["network_passphrase"], asset_code=document["asset"]["code"],
             asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,),
             approvals_required=1, memo_mode=memo_mode, poll_interval_s=0.1, tx_timeout_s=30,
+            **config_overrides,
         )
         if approve:
             with session_scope(db) as session:
@@ -95,6 +98,15 @@ def test_an_underfunded_payout_account_stops_the_run_before_anything_is_sent(pay
         assert run.status == RunStatus.STOPPED and "short by" in run.status_reason
         assert session.exec(select(StellarTransaction)).all() == []
     assert _chain_payments(engine.client, document) == []
+    # a stopped run waits for an operator: paying again is refused, funding alone changes nothing
+    _fund_payout(engine.client, document, 10**6 * 10**7)
+    with pytest.raises(RunNotPayable, match="payouts continue"):
+        engine.pay(run_id)
+    with session_scope(db) as session:
+        assert continue_run(session, session.get(Run, run_id)) == RunStatus.APPROVED  # where it stopped
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID
+    check_invariants(db, engine.client, document, run_id)
 
 
 def test_an_unapproved_run_is_not_paid(paying):
@@ -151,6 +163,37 @@ def test_congestion_and_delays_only_slow_the_run_down(paying, faults):
     assert report.status == RunStatus.PAID
     payments = check_invariants(db, engine.client, document, run_id)
     assert sum(p.status == "paid" for p in payments) == 8
+
+
+def test_congestion_raises_the_fee_with_a_fee_bump_within_the_cap(paying):
+    sandbox, document, db, run_id, engine = paying(faults="congestion=0.5", max_fee_stroops=400)
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID
+    payments = check_invariants(db, engine.client, document, run_id)
+    with Session(db) as session:
+        txs = session.exec(select(StellarTransaction)).all()
+        bumps = session.exec(select(LedgerEvent).where(LedgerEvent.event == "transaction.fee_bumped")).all()
+    assert bumps, "a congested network never got a higher bid"
+    for event in bumps:
+        detail = orjson.loads(event.detail_json)
+        assert detail["previous_fee_per_op_stroops"] < detail["fee_per_op_stroops"] <= 400
+    bumped = [t for t in txs if t.fee_bump_hash]
+    assert bumped
+    for tx in bumped:  # the same transaction, on chain under its fee bump's hash
+        info = engine.client.transaction(tx.tx_hash)
+        assert info.tx_hash == tx.fee_bump_hash
+        assert tx.fee_stroops <= 400 * 2
+        assert [p.tx_hash for p in payments if p.transaction_id == tx.id] == [tx.fee_bump_hash]
+
+
+def test_at_the_fee_cap_the_same_bytes_wait_for_room(paying):
+    sandbox, document, db, run_id, engine = paying(faults="congestion=0.5", max_fee_stroops=100)
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID
+    check_invariants(db, engine.client, document, run_id)
+    with Session(db) as session:
+        assert not session.exec(select(LedgerEvent).where(LedgerEvent.event == "transaction.fee_bumped")).all()
+        assert all(t.fee_bump_hash is None for t in session.exec(select(StellarTransaction)).all())
 
 
 def test_a_sandbox_restart_mid_run_loses_no_payment(paying):
@@ -237,3 +280,34 @@ def test_amounts_a_transaction_must_not_carry_are_refused_before_signing():
     ]:
         with pytest.raises(BuildError, match=words):
             build_payment_envelope(operations=operations, **common)
+
+
+def test_reconciliation_reads_memos_from_the_joined_payments(paying):
+    import httpx
+    from sqlalchemy import update
+
+    from payouts.runs.reconcile import reconcile_run
+
+    sandbox, document, db, run_id, engine = paying()
+    assert engine.pay(run_id).status == RunStatus.PAID
+    requests: list[str] = []
+
+    class Counting(httpx.HTTPTransport):
+        def handle_request(self, request):
+            requests.append(request.url.path)
+            return super().handle_request(request)
+
+    client = HorizonClient(sandbox.url, transport=Counting())
+    payout, asset = document["payout"]["public_key"], document["asset"]
+    with Session(db) as session:
+        result = reconcile_run(session, session.get(Run, run_id), client, payout, asset["code"], asset["issuer"])
+    assert result.clean and result.paid_on_chain == result.paid_in_ledger == 8
+    assert not [path for path in requests if path.startswith("/transactions/")]
+    # an edited memo in the ledger is still caught
+    with session_scope(db) as session:
+        tx_hash = session.exec(select(StellarTransaction.tx_hash)).first()
+        session.execute(update(StellarTransaction).where(StellarTransaction.tx_hash == tx_hash)
+                        .values(memo_hash="00" * 32))
+    with Session(db) as session:
+        result = reconcile_run(session, session.get(Run, run_id), client, payout, asset["code"], asset["issuer"])
+    assert not result.clean and any(f"transaction {tx_hash}: memo" in d for d in result.differences)

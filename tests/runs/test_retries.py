@@ -11,9 +11,10 @@ from stellar_sdk import Keypair
 from payouts.calculation.receipts import receipt_hash
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Payment, Run
-from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.ledger.states import PAYMENT_TRANSITIONS, PaymentStatus, RunStatus, transition
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
 from payouts.runs.payment import PayConfig, PaymentEngine
+from payouts.runs.retries import retries_so_far
 from payouts.runs.service import calculate_run
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
@@ -99,3 +100,32 @@ def test_held_payment_is_retried_next_period_and_paid_once(ledger_url, tmp_path,
         with Session(db) as session:
             assert session.exec(select(Payment).where(Payment.run_id == third.id, Payment.kind == "retry")).all() == []
         client.close()
+
+
+@pytest.mark.parametrize("max_retries", [None, 0, 1])
+def test_the_retry_count_setting_bounds_how_often_a_receipt_is_retried(ledger_url, tmp_path, max_retries):
+    farmer_1, farmer_2 = Keypair.random().public_key, Keypair.random().public_key
+    db = make_engine(ledger_url)
+    with session_scope(db) as session:
+        first = calculate_run(session, _month(tmp_path, 81, "", farmer_1), max_retries=max_retries).run
+    with session_scope(db) as session:
+        second = calculate_run(session, _month(tmp_path, 82, farmer_2, farmer_1), max_retries=max_retries).run
+        retry = session.exec(select(Payment).where(Payment.run_id == second.id, Payment.kind == "retry")).all()
+    if max_retries == 0:
+        assert retry == []
+        return
+    assert len(retry) == 1
+    # the retry's destination turns out to have no trustline at preflight: it is held in turn
+    with session_scope(db) as session:
+        transition(session, Payment, retry[0].id, PaymentStatus.PENDING, PaymentStatus.HELD,
+                   transitions=PAYMENT_TRANSITIONS, event="payment.held.preflight", run_id=second.id,
+                   hold_reason="no_trustline")
+        assert retries_so_far(session, session.get(Payment, retry[0].id)) == 1
+    with session_scope(db) as session:
+        third = calculate_run(session, _month(tmp_path, 83, farmer_2, farmer_1), max_retries=max_retries).run
+        again = session.exec(select(Payment).where(Payment.run_id == third.id, Payment.kind == "retry")).all()
+    if max_retries == 1:
+        assert again == []  # stays held, listed by `payouts held` as settled by hand
+    else:
+        assert len(again) == 1  # until paid: a retry of the retry
+        assert orjson.loads(again[0].receipt_bytes)["retry_for_receipt"] == retry[0].receipt_hash

@@ -77,6 +77,22 @@ def test_payments_page_with_cursor_and_links(net):
     assert newest["_embedded"]["records"][0]["amount"] == "5.0000000"
 
 
+def test_payments_joined_with_their_transactions(net):
+    payer, payee = net.new_accounts(2)
+    issuer, tft = net.issue(payee)
+    envelope = net.signed(net.builder(issuer).add_hash_memo(bytes(range(32)))
+                          .append_payment_op(payee.public_key, tft, "7"), issuer)
+    net.submit(envelope)
+    page = net.horizon.payments().for_account(payee.public_key).join("transactions").call()
+    payment = page["_embedded"]["records"][-1]
+    assert payment["transaction"]["hash"] == payment["transaction_hash"] == envelope.hash_hex()
+    assert payment["transaction"]["memo_type"] == "hash"
+    assert base64.b64decode(payment["transaction"]["memo"]) == bytes(range(32))
+    assert "join=transactions" in page["_links"]["next"]["href"]
+    plain = net.horizon.payments().for_account(payee.public_key).call()
+    assert "transaction" not in plain["_embedded"]["records"][-1]
+
+
 def test_account_transactions_page(net):
     alice, bob = net.new_accounts(2)
     for _ in range(3):

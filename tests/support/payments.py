@@ -60,7 +60,8 @@ def check_invariants(db, client, document, run_id):
     - chain totals equal ledger totals."""
     with Session(db) as session:
         everything = session.exec(select(Payment)).all()
-        transactions = {t.tx_hash: t for t in session.exec(select(StellarTransaction)).all()}
+        # keyed by the hash on chain: the transaction's own or its fee bump's
+        transactions = {t.fee_bump_hash or t.tx_hash: t for t in session.exec(select(StellarTransaction)).all()}
     paid = [p for p in everything if p.status == PaymentStatus.PAID]
     receipts_paid = Counter(p.receipt_hash for p in paid)
     assert all(n == 1 for n in receipts_paid.values()), f"a receipt was paid twice: {receipts_paid}"

@@ -1,0 +1,256 @@
+"""Farmer-facing commands: export the ledger, a farmer's status, the static status site, the
+read-only web server, correction entries and the farms' revenue-model sign-on."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from payouts import CODE_VERSION
+from payouts.cli.console import abort, err_console, out_console, print_json
+from payouts.cli.context import get_context
+from payouts.export.corrections import CorrectionError, parse_correction_amount, record_correction
+from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
+from payouts.export.signons import SignonFileError, import_signons
+from payouts.export.site import publish_site
+from payouts.export.status import status_rows
+from payouts.export.summary import SUMMARY_FIELDS, farm_summaries
+from payouts.export.writers import EXPORT_FORMAT, FORMATS, write_csv, write_export
+from payouts.ledger.types import utcnow
+from payouts.money import format_tft
+from payouts.periods import Period, PeriodError, offset_for_label
+
+farms_app = typer.Typer(help="Farms' sign-on to the revenue model.", no_args_is_help=True)
+
+
+def _period_offset(period: str | None) -> int | None:
+    if period is None:
+        return None
+    text = period.strip()
+    try:
+        offset = int(text) if text.isdigit() else offset_for_label(text)
+        Period(offset).label  # noqa: B018 (validates the offset)
+    except PeriodError as exc:
+        abort(str(exc), code=2)
+    return offset
+
+
+def _filters(period: str | None, farm: int | None, node: int | None, addresses: list[str] | None,
+             receipt: str | None) -> ExportFilter:
+    receipt_hash = receipt.strip().lower() if receipt else None
+    if receipt_hash is not None and (len(receipt_hash) != 64 or any(c not in "0123456789abcdef" for c in receipt_hash)):
+        abort(f"{receipt!r} is not a receipt or memo hash (64 hex digits)", code=2)
+    return ExportFilter(period_offset=_period_offset(period), farm_id=farm, node_id=node,
+                        addresses=tuple(a.strip() for a in addresses or ()), receipt_hash=receipt_hash)
+
+
+class _Output:
+    """--out FILE written to a temporary name and renamed when complete, or stdout."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}") if path else None
+
+    def __enter__(self):
+        if self.partial is None:
+            return sys.stdout
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.partial.open("w", encoding="utf-8", newline="")
+        return self.handle
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if self.partial is None:
+            sys.stdout.flush()
+            return
+        self.handle.close()
+        if kind is None:
+            self.partial.replace(self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
+
+
+def export(
+    ctx: typer.Context,
+    period: Annotated[str | None, typer.Option(help="Only this period: a month (2025-11) or an offset (91).")] = None,
+    farm: Annotated[int | None, typer.Option(help="Only this farm id.")] = None,
+    node: Annotated[int | None, typer.Option(help="Only this node id.")] = None,
+    address: Annotated[list[str] | None, typer.Option(help="Only this payout address (repeatable).")] = None,
+    receipt: Annotated[str | None, typer.Option(help="Only this receipt, retry, correction or memo hash.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or jsonl.")] = "csv",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file (default: stdout).")] = None,
+    summary: Annotated[
+        str | None, typer.Option(help="'farms': per-farm totals (owed, paid, held, by basis) instead of entries.")
+    ] = None,
+) -> None:
+    """Export every receipt with its state and proof (SPEC 7), streamed row by row.
+
+    JSON carries each run's signed manifest and approvals; batch-mode entries carry their Merkle
+    proof and the transaction memo. Amounts in TFT have exactly 7 decimals; times are UTC.
+    """
+    if fmt not in FORMATS:
+        abort(f"--format must be one of {', '.join(FORMATS)}", code=2)
+    if summary not in (None, "farms"):
+        abort("--summary takes 'farms'", code=2)
+    filters = _filters(period, farm, node, address, receipt)
+    cli = get_context(ctx)
+    header = {"format": EXPORT_FORMAT, "generated_at": iso_utc(utcnow()), "code_version": CODE_VERSION,
+              "network": cli.settings.network, "filters": filters.document()}
+    with cli.session() as session, _Output(out) as stream:
+        if summary == "farms":
+            rows = farm_summaries(session, filters)
+            if fmt == "csv":
+                count = write_csv(rows, stream, SUMMARY_FIELDS)
+            else:
+                count = write_export(fmt, {**header, "summary": "farms"}, [], rows, stream)
+        else:
+            runs = runs_document(session, filters) if fmt != "csv" else []
+            count = write_export(fmt, header, runs, iter_entries(session, filters), stream)
+    what = "farm summaries" if summary else "entries"
+    err_console.print(f"exported {count:,} {what}" + (f" to {out}" if out else ""))
+
+
+def status(
+    ctx: typer.Context,
+    node: Annotated[int | None, typer.Option(help="A node id.")] = None,
+    farm: Annotated[int | None, typer.Option(help="A farm id.")] = None,
+    address: Annotated[list[str] | None, typer.Option(help="A payout address (repeatable).")] = None,
+    receipt: Annotated[str | None, typer.Option(help="A receipt or memo hash.")] = None,
+    period: Annotated[str | None, typer.Option(help="Only this period (2025-11 or an offset).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+) -> None:
+    """A farmer's payouts per period: eligible or not and why, reward, state, transaction and
+    date; a period not paid yet says so and why."""
+    if sum(x is not None for x in (node, farm, receipt)) + bool(address) != 1:
+        abort("give exactly one of --node, --farm, --address or --receipt", code=2)
+    filters = _filters(period, farm, node, address, receipt)
+    cli = get_context(ctx)
+    with cli.session() as session:
+        rows = list(status_rows(session, filters))
+    query = {k: v for k, v in filters.document().items() if v not in (None, [])}
+    if as_json:
+        print_json({"query": query, "entries": rows})
+        if not rows:
+            raise typer.Exit(1)
+        return
+    if not rows:
+        abort(f"nothing in the ledger for {_describe(query)}")
+    _print_status(query, rows)
+
+
+def _describe(query: dict) -> str:
+    return ", ".join(f"{key.replace('_id', '')} {', '.join(value) if isinstance(value, list) else value}"
+                     for key, value in query.items())
+
+
+def _print_status(query: dict, rows: list[dict]) -> None:
+    farms = {(r["farm_id"], r["farm_name"]) for r in rows}
+    title = Text(f"Payouts for {_describe(query)}")
+    if len(farms) == 1:
+        farm_id, farm_name = next(iter(farms))
+        title.append(f" — farm {farm_id} ")
+        title.append(repr(farm_name))
+    table = Table(title=title, title_justify="left", show_lines=True)
+    for column, justify in (("period", "left"), ("node", "right"), ("uptime", "right"),
+                            ("eligibility", "left"), ("TFT", "right"), ("state", "left"),
+                            ("transaction", "left"), ("paid at (UTC)", "left")):
+        table.add_column(column, justify=justify)
+    paid_units = owed_units = 0
+    for r in rows:
+        eligibility = Text("eligible" if r["eligible"] else r["eligibility"])
+        eligibility.append("\n" + r["why"], style="dim")
+        state = Text(r["status"], style={"paid": "green", "held": "red", "failed": "red"}.get(r["status"], "yellow"))
+        if r["note"]:
+            state.append("\n" + r["note"], style="dim")
+        if r["what_to_fix"]:
+            state.append("\nto fix: " + r["what_to_fix"])
+        kind = "" if r["entry_kind"] == "receipt" else f"\n{r['entry_kind']}"
+        amount = r["amount_tft"] if r["amount_tft_units"] else r["reward_tft"]
+        if r["status"] == "paid":
+            paid_units += r["amount_tft_units"]
+        elif r["status"] in ("calculated", "approved", "submitted", "held"):
+            owed_units += r["amount_tft_units"]
+        table.add_row(
+            Text(r["period"] + kind), str(r["node_id"]), f"{r['uptime_percent']} %", eligibility,
+            amount, state, Text(r["stellar_tx_hash"] or "—"), (r["paid_at"] or "—").replace("T", " ").replace("Z", ""),
+        )
+    out_console.print(table)
+    out_console.print(f"paid {format_tft(paid_units)} TFT; not paid yet {format_tft(owed_units)} TFT")
+
+
+def publish(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the static site.")],
+) -> None:
+    """Write the farmers' status page: a static site with JSON shards, hostable anywhere."""
+    cli = get_context(ctx)
+    with cli.session() as session:
+        report = publish_site(session, out, network=cli.settings.network, horizon_url=cli.settings.horizon_url)
+    err_console.print(
+        f"published {report.entries:,} entries ({report.nodes:,} nodes, {report.farms:,} farms) to {out}"
+    )
+
+
+def web(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    site: Annotated[Path | None, typer.Option(help="Published site folder (payouts publish --out).")] = None,
+) -> None:
+    """Serve the published site and read-only exports (/export.json, /export.csv)."""
+    from payouts.export.server import serve
+
+    cli = get_context(ctx)
+    site_dir = site if site is not None else cli.settings.state_dir / "site"
+    err_console.print(f"serving on http://{host}:{port} (site: {site_dir}); Ctrl-C stops")
+    serve(cli.settings, host, port, site_dir)
+
+
+def correct(
+    ctx: typer.Context,
+    receipt_hash: Annotated[str, typer.Argument(metavar="RECEIPT_HASH", help="The receipt (or retry receipt) to correct.")],
+    amount: Annotated[str, typer.Option(help="TFT owed on top of the receipt, e.g. 12.5 (at most 7 decimals).")],
+    reason: Annotated[str, typer.Option(help="Why, in words the farmer will read.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the correction as JSON.")] = False,
+) -> None:
+    """Record a correction entry; it never edits history and joins the next run to be paid."""
+    cli = get_context(ctx)
+    try:
+        units = parse_correction_amount(amount, cap_tft_units=cli.settings.cap_node_tft_units)
+        with cli.session() as session:
+            correction = record_correction(session, receipt_hash, units, reason)
+    except CorrectionError as exc:
+        abort(str(exc), code=2)
+    document = {
+        "payment_id": correction.payment_id, "receipt_hash": correction.receipt_hash,
+        "correction_hash": correction.correction_hash, "amount_tft_units": correction.amount_tft_units,
+        "amount_tft": format_tft(correction.amount_tft_units),
+        "corrects_payment_id": correction.corrects_payment_id, "idempotency_key": correction.idempotency_key,
+    }
+    if as_json:
+        print_json(document)
+        return
+    err_console.print(
+        f"recorded correction {correction.idempotency_key}: {document['amount_tft']} TFT "
+        f"(payment {correction.payment_id}); it joins the next run"
+    )
+
+
+@farms_app.command("import")
+def farms_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV with farm_id, contact_confirmed_at, sla_accepted_at.")],
+) -> None:
+    """Import the farms' sign-on to the revenue model (contact confirmed, SLA accepted)."""
+    cli = get_context(ctx)
+    try:
+        with cli.session() as session:
+            report = import_signons(session, file)
+    except SignonFileError as exc:
+        abort(str(exc), code=2)
+    err_console.print(f"farms: {report.added} added, {report.updated} updated, {report.unchanged} unchanged")

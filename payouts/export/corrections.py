@@ -1,0 +1,143 @@
+"""Correction entries (`payouts correct`): an amount owed on top of a receipt, never an edit.
+
+A correction is a new payment (kind and payout basis "correction", pending, outside the run's
+manifest) that points at the payment it corrects; the corrected row is left as it is, so the
+chain, the reconciliation and the history keep agreeing. The export shows the original as
+"corrected" and the correction as an entry of its own. It joins the manifest of the next run,
+which pays it. Its memo is the BLAKE2b-256 hash of a small canonical correction receipt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+from stellar_sdk import StrKey
+
+from payouts.calculation.receipts import receipt_hash as blake2b_hex
+from payouts.export.rows import LIVE_RUN_STATUSES
+from payouts.ledger.errors import LedgerError
+from payouts.ledger.events import record_event
+from payouts.ledger.models import Payment, Receipt, Run
+from payouts.ledger.states import PaymentStatus
+from payouts.ledger.types import utcnow
+from payouts.money import format_tft, parse_tft
+
+#: Stellar amounts are int64 stroops-like units
+MAX_STELLAR_UNITS = 2**63 - 1
+#: a correction of a receipt that has been corrected this many times needs a look first
+MAX_CORRECTIONS_PER_RECEIPT = 100
+
+
+class CorrectionError(LedgerError):
+    """A correction that cannot be recorded (unknown receipt, bad amount, no reason)."""
+
+
+@dataclass(frozen=True)
+class Correction:
+    payment_id: int
+    receipt_hash: str
+    correction_hash: str
+    amount_tft_units: int
+    corrects_payment_id: int | None
+    idempotency_key: str
+
+
+def parse_correction_amount(text: str, *, cap_tft_units: int | None) -> int:
+    """TFT text -> units; refuses zero, negative, more than 7 decimals and above the cap."""
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        raise CorrectionError(f"a correction adds TFT; {text!r} is negative (the chain cannot take back)")
+    try:
+        units = parse_tft(stripped)
+    except ValueError:
+        raise CorrectionError(f"{text!r} is not a TFT amount with at most 7 decimals (e.g. 12.5)") from None
+    if units <= 0:
+        raise CorrectionError("a correction of 0 TFT records nothing; give a positive amount")
+    if units > MAX_STELLAR_UNITS:
+        raise CorrectionError(f"{text} TFT is more than a Stellar payment can carry")
+    if cap_tft_units is not None and units > cap_tft_units:
+        raise CorrectionError(
+            f"{format_tft(units)} TFT is over the per-node cap of {format_tft(cap_tft_units)} TFT "
+            "(PAYOUTS_CAP_NODE_TFT_UNITS)"
+        )
+    return units
+
+
+def record_correction(session: Session, receipt_hash: str, amount_tft_units: int, reason: str) -> Correction:
+    """Record a correction of the receipt (or retry receipt) `receipt_hash`; the caller commits."""
+    wanted = receipt_hash.strip().lower()
+    if len(wanted) != 64 or any(c not in "0123456789abcdef" for c in wanted):
+        raise CorrectionError(f"{receipt_hash!r} is not a receipt hash (64 hex digits)")
+    if not reason.strip():
+        raise CorrectionError("a correction needs a reason (--reason), shown to the farmer")
+    if amount_tft_units <= 0:
+        raise CorrectionError("a correction needs a positive amount")
+
+    corrected = session.execute(
+        select(Payment).join(Run, Run.id == Payment.run_id)
+        .where(Payment.receipt_hash == wanted, Payment.kind != "correction",
+               Run.status.in_(LIVE_RUN_STATUSES))
+        .order_by(Payment.id.desc()).limit(1)
+    ).scalar()
+    receipt = session.execute(
+        select(Receipt).join(Run, Run.id == Receipt.run_id)
+        .where(Receipt.id == corrected.receipt_id if corrected is not None else Receipt.receipt_hash == wanted,
+               Run.status.in_(LIVE_RUN_STATUSES))
+        .limit(1)
+    ).scalar()
+    if receipt is None:
+        raise CorrectionError(f"no receipt with hash {wanted} in a live run of the ledger")
+
+    destination = corrected.destination if corrected is not None else receipt.stellar_payout_address
+    if not StrKey.is_valid_ed25519_public_key(destination):
+        destination = receipt.stellar_payout_address  # the address the receipt names
+
+    existing = session.execute(
+        select(func.count()).select_from(Payment)
+        .where(Payment.kind == "correction", Payment.idempotency_key.like(f"correction:{wanted}:%"))
+    ).scalar_one()
+    if existing >= MAX_CORRECTIONS_PER_RECEIPT:
+        raise CorrectionError(f"receipt {wanted} already has {existing} corrections")
+    sequence = existing + 1
+    key = f"correction:{wanted}:{sequence}"
+    document = {
+        "correction_of_receipt": wanted,
+        "sequence": sequence,
+        "run_id": receipt.run_id,
+        "node_id": receipt.node_id,
+        "farm_id": receipt.farm_id,
+        "stellar_payout_address": destination,
+        "amount": {"tft": amount_tft_units},
+        "reason": reason.strip(),
+    }
+    data = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    now = utcnow()
+    payment = Payment(
+        run_id=receipt.run_id, receipt_id=receipt.id, kind="correction", idempotency_key=key,
+        receipt_hash=blake2b_hex(data), receipt_bytes=data, farm_id=receipt.farm_id,
+        node_id=receipt.node_id, destination=destination, amount_tft_units=amount_tft_units,
+        status=PaymentStatus.PENDING, hold_reason="", in_manifest=False, payout_basis="correction",
+        correction_of_payment_id=corrected.id if corrected is not None else None,
+        created_at=now, updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(payment)
+            session.flush()
+    except IntegrityError:
+        raise CorrectionError(f"another correction of {wanted} was recorded at the same time; run it again") from None
+    record_event(
+        session, entity="payments", entity_id=payment.id, run_id=receipt.run_id,
+        event="payment.correction.recorded", from_status=None, to_status=PaymentStatus.PENDING.value,
+        detail={"receipt_hash": wanted, "amount_tft_units": amount_tft_units, "reason": reason.strip(),
+                "correction_of_payment_id": payment.correction_of_payment_id},
+    )
+    return Correction(
+        payment_id=payment.id, receipt_hash=wanted, correction_hash=payment.receipt_hash,
+        amount_tft_units=amount_tft_units, corrects_payment_id=payment.correction_of_payment_id,
+        idempotency_key=key,
+    )

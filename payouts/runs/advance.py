@@ -1,0 +1,290 @@
+"""The monthly job as a reconciler: bring every due period one state forward (SPEC 8).
+
+Beat fires `advance_due` daily. It looks at every period of the transition program whose
+post-period window has closed and does the next thing that period needs: freeze its inputs and
+calculate, remind approvers, pay, reconcile, export. Each step is idempotent and reads the
+ledger first, so a missed, late or doubled trigger does no harm and a period is calculated
+once. Waiting states (approvals, funding, an operator after a stop, the pause switch) are left
+alone: the reconciler only says what they wait for.
+
+The orchestration is plain Python: Celery tasks and `payouts run --in-process` call the same
+functions, and payment is handed to a callback so that workers can queue it as its own task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import structlog
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from payouts.ledger import repository
+from payouts.ledger.db import session_scope
+from payouts.ledger.events import record_event
+from payouts.ledger.models import LedgerEvent, Run
+from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
+from payouts.ledger.types import utcnow
+from payouts.periods import Period
+from payouts.runs.approvals import valid_approvals
+from payouts.runs.control import pause_state
+from payouts.runs.errors import RunsError
+from payouts.runs.service import calculate_run
+from payouts.snapshot.load import load_snapshot
+
+log = structlog.get_logger(__name__)
+
+REMIND_EVERY = timedelta(hours=23)  # a daily trigger reminds once a day, a doubled one not twice
+
+
+class InputsUnavailable(RunsError):
+    """The period's inputs cannot be frozen yet (no drop file, indexer behind): try later."""
+
+
+class Freezer(Protocol):
+    def __call__(self, period_offset: int) -> Path: ...
+
+
+@dataclass(frozen=True)
+class ProgramWindow:
+    """The periods paid from the treasury: from `first_offset` to `last_offset` (open if None)."""
+
+    first_offset: int
+    last_offset: int | None = None
+
+    def __contains__(self, offset: int) -> bool:
+        return offset >= self.first_offset and (self.last_offset is None or offset <= self.last_offset)
+
+    def due(self, now_ts: int) -> list[Period]:
+        """Periods in the window whose post-period window has closed by `now_ts`."""
+        periods = []
+        offset = self.first_offset
+        while (self.last_offset is None or offset <= self.last_offset) and Period(offset).window_end_ts <= now_ts:
+            periods.append(Period(offset))
+            offset += 1
+        return periods
+
+
+@dataclass
+class Step:
+    """What one call did for a period, and what the period waits for now."""
+
+    period: str
+    run_id: int | None
+    did: list[str] = field(default_factory=list)
+    status: str = ""
+    waits_for: str = ""
+
+    def as_dict(self) -> dict:
+        return {"period": self.period, "run_id": self.run_id, "did": self.did, "status": self.status,
+                "waits_for": self.waits_for}
+
+
+@dataclass
+class Orchestrator:
+    """Advances periods. `pay(run_id)` pays (or queues the payment of) a run and returns the
+    run's status afterwards; `reconcile(session, run)` and `export(session, run)` do those
+    steps; `freeze(offset)` returns a frozen snapshot file or raises InputsUnavailable."""
+
+    db: Engine
+    window: ProgramWindow
+    freeze: Freezer
+    pay: Callable[[int], str]
+    reconcile: Callable[[Session, Run], None]
+    export: Callable[[Session, Run], str]
+    approvers: tuple[str, ...] = ()
+    approvals_required: int = 2
+    two_tier: bool = False
+    max_retries: int | None = None
+    webhook_url: str | None = None
+
+    # -- the daily trigger -------------------------------------------------------------------
+
+    def due_periods(self, now: datetime | None = None) -> list[Period]:
+        return self.window.due(int((now or utcnow()).timestamp()))
+
+    def advance_due(self, now: datetime | None = None) -> list[Step]:
+        return [self.advance(period.offset) for period in self.due_periods(now)]
+
+    # -- one period --------------------------------------------------------------------------
+
+    def advance(self, period_offset: int, *, max_steps: int = 8) -> Step:
+        """Move the period forward until it waits for something (or `max_steps` moves)."""
+        period = Period(period_offset)
+        step = Step(period=period.label, run_id=None)
+        if period_offset not in self.window:
+            step.waits_for = "nothing: outside the transition program (settings first_period/last_period)"
+            return step
+        structlog.contextvars.bind_contextvars(period=period.label)
+        for _ in range(max_steps):
+            if not self._advance_once(period, step):
+                break
+        return step
+
+    def _advance_once(self, period: Period, step: Step) -> bool:
+        """One move; False when the period waits."""
+        with Session(self.db) as session:
+            run = repository.live_run_for_period(session, period.offset)
+            paused = pause_state(session)
+        if run is None:
+            return self._calculate(period, step)
+        step.run_id, step.status = run.id, run.status
+        structlog.contextvars.bind_contextvars(run_id=run.id)
+        status = RunStatus(run.status)
+        if status is RunStatus.CALCULATED:
+            self._remind_approvers(run, step)
+            return False
+        if status is RunStatus.APPROVED and self.two_tier:
+            step.waits_for = "funding: payouts funding export, sign and submit"
+            return False
+        if status is RunStatus.FUNDING:
+            step.waits_for = "the funding transaction to land (payouts funding submit)"
+            return False
+        if status in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
+            if paused.paused:
+                step.waits_for = f"resume: payouts are paused ({paused.reason})"
+                return False
+            after = self.pay(run.id)
+            step.did.append("pay")
+            step.status = after
+            if after in (RunStatus.PAYING, RunStatus.APPROVED, RunStatus.FUNDED):
+                step.waits_for = "payments to be confirmed"
+                return False
+            return after == RunStatus.PAID
+        if status is RunStatus.PAID:
+            with session_scope(self.db) as session:
+                self.reconcile(session, session.get(Run, run.id))
+            step.did.append("reconcile")
+            return True
+        if status is RunStatus.RECONCILED:
+            with session_scope(self.db) as session:
+                fresh = session.get(Run, run.id)
+                location = self.export(session, fresh)
+                transition(session, Run, run.id, RunStatus.RECONCILED, RunStatus.EXPORTED,
+                           transitions=RUN_TRANSITIONS, event="run.exported", detail={"location": location})
+            log.info("run.exported", location=location)
+            step.did.append("export")
+            return True
+        if status is RunStatus.STOPPED:
+            self._alert_stopped(run, step)
+            return False
+        step.waits_for = status.waits_for
+        return False
+
+    def _calculate(self, period: Period, step: Step) -> bool:
+        try:
+            path = self.freeze(period.offset)
+        except InputsUnavailable as exc:
+            step.waits_for = f"inputs: {exc}"
+            log.info("period.inputs.unavailable", reason=str(exc))
+            return False
+        snapshot = load_snapshot(path)
+        with session_scope(self.db) as session:
+            outcome = calculate_run(session, snapshot, max_retries=self.max_retries)
+        step.did.append("calculate" if outcome.created else "calculate (already done)")
+        step.run_id = outcome.run.id
+        return True
+
+    # -- waiting states ----------------------------------------------------------------------
+
+    def _remind_approvers(self, run: Run, step: Step) -> None:
+        with session_scope(self.db) as session:
+            fresh = session.get(Run, run.id)
+            count = len(valid_approvals(session, fresh, list(self.approvers)))
+            step.waits_for = f"approvals: {count} of {self.approvals_required} (payouts show {run.id}, payouts approve)"
+            if _recent_event(session, run.id, "run.approvals.reminded", REMIND_EVERY):
+                return
+            summary = {
+                "run_id": run.id, "period": step.period, "total_tft_units": run.total_tft_units,
+                "payable_tft_units": run.payable_tft_units, "nodes": run.node_count,
+                "rewarded_nodes": run.rewarded_node_count, "approvals": count,
+                "approvals_required": self.approvals_required,
+            }
+            record_event(session, entity="runs", entity_id=run.id, run_id=run.id,
+                         event="run.approvals.reminded", detail=summary)
+        log.warning("run.approvals.reminder", **summary)
+        step.did.append("remind approvers")
+        self._webhook("run.awaiting_approval", summary)
+
+    def _alert_stopped(self, run: Run, step: Step) -> None:
+        step.waits_for = f"an operator: {run.status_reason} (then payouts continue {run.id})"
+        with session_scope(self.db) as session:
+            if _recent_event(session, run.id, "run.stopped.alerted", REMIND_EVERY):
+                return
+            record_event(session, entity="runs", entity_id=run.id, run_id=run.id, event="run.stopped.alerted",
+                         detail={"reason": run.status_reason})
+        log.error("run.stopped.alert", reason=run.status_reason)
+        self._webhook("run.stopped", {"run_id": run.id, "period": step.period, "reason": run.status_reason})
+
+    def _webhook(self, event: str, payload: dict) -> None:
+        if not self.webhook_url:
+            return
+        try:
+            httpx.post(self.webhook_url, json={"event": event, **payload}, timeout=10).raise_for_status()
+        except httpx.HTTPError as exc:  # an alert channel being down must not stop the run
+            log.warning("alert.webhook.failed", alert=event, error=type(exc).__name__)
+
+
+def _recent_event(session: Session, run_id: int, event: str, within: timedelta) -> bool:
+    latest = session.exec(
+        select(LedgerEvent.occurred_at).where(LedgerEvent.run_id == run_id, LedgerEvent.event == event)
+        .order_by(col(LedgerEvent.id).desc()).limit(1)
+    ).first()
+    return latest is not None and utcnow() - latest < within
+
+
+# -- operators ---------------------------------------------------------------------------
+
+
+def describe_wait(session: Session, run: Run, *, approvers: list[str], approvals_required: int,
+                  two_tier: bool) -> str:
+    """What the run waits for, in words an operator can act on."""
+    status = RunStatus(run.status)
+    if status is RunStatus.CALCULATED:
+        count = len(valid_approvals(session, run, approvers))
+        return f"approvals: {count} of {approvals_required} (payouts show {run.id}; payouts approve {run.id})"
+    if status is RunStatus.STOPPED:
+        return f"an operator: {run.status_reason} (then payouts continue {run.id})"
+    if status is RunStatus.APPROVED and two_tier:
+        return f"funding: payouts funding export {run.id}, sign and submit"
+    paused = pause_state(session)
+    if paused.paused and status in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
+        return f"payouts resume (paused: {paused.reason})"
+    return status.waits_for
+
+
+
+def continue_run(session: Session, run: Run, *, accept_differences: str | None = None) -> str:
+    """Take a stopped run back to where it stopped; returns the status it continues from.
+
+    A run stopped by a reconciliation mismatch goes back to `paid` to be reconciled again, or,
+    with `accept_differences` (the operator's reason), on to `reconciled` with the reason on
+    record. Nothing is ever paid again to make a difference go away.
+    """
+    if RunStatus(run.status) is not RunStatus.STOPPED:
+        raise RunsError(f"run {run.id} is {run.status}, not stopped; nothing to continue")
+    stopped = session.exec(
+        select(LedgerEvent).where(LedgerEvent.run_id == run.id, LedgerEvent.event == "run.stopped")
+        .order_by(col(LedgerEvent.id).desc()).limit(1)
+    ).first()
+    stopped_from = RunStatus(stopped.from_status) if stopped and stopped.from_status else RunStatus.PAYING
+    target = stopped_from
+    if accept_differences is not None:
+        if stopped_from is not RunStatus.PAID:
+            raise RunsError("--accept-differences only applies to a run stopped by reconciliation")
+        if not accept_differences.strip():
+            raise RunsError("accepting differences needs a reason")
+        target = RunStatus.RECONCILED
+    transition(session, Run, run.id, RunStatus.STOPPED, target, transitions=RUN_TRANSITIONS,
+               event="run.continued",
+               detail={"stopped_for": run.status_reason, "accepted_differences": accept_differences},
+               status_reason="")
+    session.refresh(run)
+    log.info("run.continued", run_id=run.id, status=target)
+    return target
+

@@ -1,0 +1,144 @@
+"""Building the services from settings: the one place the CLI and the workers share.
+
+Settings are read at the edges and handed in here; the services below never read the
+environment themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from config.settings import Settings
+from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
+from payouts.export.site import publish_site
+from payouts.export.writers import EXPORT_FORMAT, write_export
+from payouts.ledger.db import session_scope
+from payouts.ledger.models import Run
+from payouts.ledger.types import utcnow
+from payouts.periods import Period, PeriodError, offset_for_label
+from payouts.runs.advance import InputsUnavailable, Orchestrator, ProgramWindow
+from payouts.runs.approvals import required_approvals
+from payouts.runs.payment import PayConfig, PaymentEngine
+from payouts.runs.reconcile import reconcile_run, record_reconciliation
+from payouts.sources import freeze_snapshot
+from payouts.sources.errors import SnapshotUnavailable
+from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
+from payouts.stellar.network import PASSPHRASES, TFT_CODE, tft_issuer
+
+log = structlog.get_logger(__name__)
+
+
+def signing_keys(settings: Settings) -> SigningKeys:
+    if settings.stellar_accounts_file is not None:
+        return SigningKeys.from_accounts_file(settings.stellar_accounts_file)
+    if settings.payout_key_file is None:
+        raise KeyFileError("no payout key: set PAYOUTS_PAYOUT_KEY_FILE (or PAYOUTS_STELLAR_ACCOUNTS_FILE on the sandbox)")
+    return SigningKeys(load_keypair(settings.payout_key_file),
+                       [load_keypair(path) for path in settings.channel_key_files])
+
+
+def pay_config(settings: Settings, network: str) -> PayConfig:
+    return PayConfig(
+        network_passphrase=PASSPHRASES[settings.network], asset_code=TFT_CODE,
+        asset_issuer=tft_issuer(settings.network, settings.tft_issuer, settings.stellar_accounts_file),
+        approvers=tuple(settings.approvers),
+        approvals_required=required_approvals(network, settings.approvals_required),
+        memo_mode=settings.memo_mode, batch_size=settings.batch_size,
+        base_fee_stroops=settings.base_fee_stroops, max_fee_stroops=settings.max_fee_stroops,
+        tx_timeout_s=settings.tx_timeout_s, two_tier=settings.two_tier, lease_ttl_s=settings.lease_ttl_s,
+    )
+
+
+def horizon(settings: Settings) -> HorizonClient:
+    return HorizonClient(settings.horizon_url, max_requests_per_s=settings.horizon_requests_per_s)
+
+
+def program_window(settings: Settings) -> ProgramWindow:
+    try:
+        first = offset_for_label(settings.first_period)
+        last = offset_for_label(settings.last_period) if settings.last_period else None
+    except PeriodError as exc:
+        raise ValueError(f"settings first_period/last_period: {exc}") from None
+    return ProgramWindow(first, last)
+
+
+def export_dir(settings: Settings) -> Path:
+    return settings.export_dir or settings.state_dir / "exports"
+
+
+def pay_with_engine(settings: Settings, db: Engine, *, budget_s: float | None = None) -> Callable[[int], str]:
+    """Pay a run in this process (to the end, or for `budget_s`); returns its status after."""
+
+    def pay(run_id: int) -> str:
+        with horizon(settings) as client:
+            engine = PaymentEngine(db, client, signing_keys(settings), pay_config(settings, settings.network))
+            return engine.pay(run_id, budget_s=budget_s).status
+
+    return pay
+
+
+def reconcile_step(settings: Settings) -> Callable[[Session, Run], None]:
+    def reconcile(session: Session, run: Run) -> None:
+        config = pay_config(settings, run.network)
+        with horizon(settings) as client:
+            result = reconcile_run(session, run, client, signing_keys(settings).payout_account,
+                                   config.asset_code, config.asset_issuer)
+        record_reconciliation(session, run, result)
+
+    return reconcile
+
+
+def export_step(settings: Settings) -> Callable[[Session, Run], str]:
+    """The period's farmer export (CSV and JSON) and the status site, written atomically."""
+
+    def export(session: Session, run: Run) -> str:
+        label = Period(run.period_offset).label
+        folder = export_dir(settings) / label
+        folder.mkdir(parents=True, exist_ok=True)
+        filters = ExportFilter(period_offset=run.period_offset)
+        header = {"format": EXPORT_FORMAT, "generated_at": iso_utc(utcnow()), "filters": filters.document()}
+        for fmt in ("csv", "json"):
+            target = folder / f"payouts-{label}.{fmt}"
+            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            with partial.open("w", encoding="utf-8", newline="") as stream:
+                runs = runs_document(session, filters) if fmt == "json" else []
+                write_export(fmt, header, runs, iter_entries(session, filters), stream)
+            partial.replace(target)
+        publish_site(session, export_dir(settings) / "site", network=settings.network,
+                     horizon_url=settings.horizon_url)
+        return str(folder)
+
+    return export
+
+
+def freezer(settings: Settings) -> Callable[[int], Path]:
+    def freeze(period_offset: int) -> Path:
+        try:
+            return freeze_snapshot(settings, period_offset, settings.state_dir / "frozen")
+        except SnapshotUnavailable as exc:
+            raise InputsUnavailable(str(exc)) from None
+
+    return freeze
+
+
+def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], str] | None = None) -> Orchestrator:
+    """The reconciler; `pay` defaults to paying in this process to the end."""
+    return Orchestrator(
+        db=db, window=program_window(settings), freeze=freezer(settings),
+        pay=pay or pay_with_engine(settings, db), reconcile=reconcile_step(settings),
+        export=export_step(settings), approvers=tuple(settings.approvers),
+        approvals_required=required_approvals(settings.network, settings.approvals_required),
+        two_tier=settings.two_tier, max_retries=settings.max_retries, webhook_url=settings.alert_webhook_url,
+    )
+
+
+def run_status(db: Engine, run_id: int) -> str:
+    with session_scope(db) as session:
+        return session.get(Run, run_id).status

@@ -1,0 +1,133 @@
+"""HTTP for the snapshot sources: JSON over httpx with timeouts and bounded retries, and a
+GraphQL client.
+
+Retry rule: a connection error, a timeout, a 5xx or a 429 is retried (the query is a read, so
+repeating it is harmless), with exponential backoff and `Retry-After` honoured, at most
+`RetryPolicy.attempts` times in all. Any other 4xx, a GraphQL `errors` list or an answer that is
+not JSON is the query's fault and is not retried.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from payouts import CODE_VERSION
+from payouts.sources.errors import IndexerQueryError, IndexerUnreachable, SourceError
+
+USER_AGENT = f"tft-payouts/{CODE_VERSION} (snapshot builder)"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    #: Requests in all (the first one included) before giving up.
+    attempts: int = 5
+    #: First pause; doubled after every failed attempt, capped at `backoff_cap_s`.
+    backoff_s: float = 0.5
+    backoff_cap_s: float = 30.0
+
+    def pause_s(self, failed_attempts: int, retry_after_s: float | None) -> float:
+        pause = min(self.backoff_s * 2 ** (failed_attempts - 1), self.backoff_cap_s)
+        if retry_after_s is not None:
+            pause = max(pause, min(retry_after_s, self.backoff_cap_s))
+        return pause
+
+
+def check_http_url(url: str, what: str) -> str:
+    """An http(s) URL with a host, or a SourceError saying what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SourceError(f"{what} URL {url!r} is not an http:// or https:// URL")
+    return url
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+class JsonHttp:
+    """One httpx client for one server: JSON answers, timeouts, bounded retries."""
+
+    def __init__(self, *, timeout_s: float = 60.0, connect_timeout_s: float = 10.0,
+                 retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)),
+            headers={"user-agent": USER_AGENT, "accept": "application/json"},
+            follow_redirects=True,
+        )
+        #: HTTP requests sent, retries included.
+        self.requests = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request_json(self, method: str, url: str, *, body: object = None, what: str) -> object:
+        content = orjson.dumps(body) if body is not None else None
+        headers = {"content-type": "application/json"} if content is not None else None
+        failed = 0
+        while True:
+            retry_after = None
+            try:
+                self.requests += 1
+                response = self._http.request(method, url, content=content, headers=headers)
+            except httpx.TimeoutException as exc:
+                problem = f"timed out ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                problem = f"connection failed ({type(exc).__name__}: {exc})"
+            else:
+                status = response.status_code
+                if status < 400:
+                    try:
+                        return orjson.loads(response.content)
+                    except orjson.JSONDecodeError:
+                        raise IndexerQueryError(
+                            f"{url}: {what}: the answer is not JSON "
+                            f"(HTTP {status}, {response.content[:80]!r})"
+                        ) from None
+                if status != 429 and status < 500:
+                    raise IndexerQueryError(
+                        f"{url}: {what}: HTTP {status}: {response.text[:300].strip()}"
+                    )
+                problem = f"HTTP {status}"
+                retry_after = _retry_after_s(response)
+            failed += 1
+            if failed >= self.retry.attempts:
+                raise IndexerUnreachable(
+                    f"{url}: {what}: gave up after {failed} attempt(s), last: {problem}"
+                )
+            self._sleep(self.retry.pause_s(failed, retry_after))
+
+
+class GraphQLClient:
+    """Queries a Subsquid GraphQL server (TFChain's indexer)."""
+
+    def __init__(self, url: str, http: JsonHttp) -> None:
+        self.url = check_http_url(url, "GraphQL")
+        self.http = http
+
+    def query(self, document: str, variables: dict | None = None, *, what: str) -> dict:
+        """The `data` object of the answer; GraphQL errors raise IndexerQueryError."""
+        body = {"query": document, "variables": variables or {}}
+        answer = self.http.request_json("POST", self.url, body=body, what=what)
+        if not isinstance(answer, dict):
+            raise IndexerQueryError(f"{self.url}: {what}: expected a JSON object, got {type(answer).__name__}")
+        errors = answer.get("errors")
+        if errors:
+            first = errors[0] if isinstance(errors, list) and errors else errors
+            message = first.get("message", first) if isinstance(first, dict) else first
+            raise IndexerQueryError(f"{self.url}: {what}: the indexer answered with an error: {message}")
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            raise IndexerQueryError(f"{self.url}: {what}: the answer has no data object")
+        return data

@@ -1,0 +1,308 @@
+"""Building a snapshot from the loopback indexer: the same receipts as the grid it serves,
+clear errors for everything that can go wrong, and never a half-written file."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from payouts.calculation.engine import calculate_period
+from payouts.periods import Period
+from payouts.snapshot.load import load_snapshot
+from payouts.snapshot.synthetic import write_synthetic_snapshot
+from payouts.sources.errors import (
+    CrossCheckFailed,
+    IndexerBehind,
+    IndexerDataError,
+    IndexerUnreachable,
+    SnapshotUnavailable,
+)
+from payouts.sources.graphql import RetryPolicy
+from payouts.sources.indexer import BuildOptions, build_snapshot
+from tests.sources.indexer_server import DELETED_NODE_ID, IndexerData, IndexerServer
+
+PERIOD = Period.from_label("2025-11")
+NODES = 120
+#: Small pages and chunks, so that every entity spans several pages (and some end on an
+#: exactly full page, followed by an empty one).
+OPTIONS = BuildOptions(page_size=40, event_page_size=2000, nodes_per_chunk=25, ids_per_query=10,
+                       timeout_s=5.0, retry=RetryPolicy(attempts=4, backoff_s=0.01))
+NOW = datetime(2026, 1, 10, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    path = tmp_path_factory.mktemp("grid") / "synthetic.json"
+    write_synthetic_snapshot(path, nodes=NODES, period=PERIOD, seed=11)
+    return path
+
+
+@pytest.fixture(scope="module")
+def expected(synthetic):
+    return calculate_period(load_snapshot(synthetic))
+
+
+@pytest.fixture
+def server(synthetic):
+    with IndexerServer(IndexerData.from_snapshot(synthetic)) as server:
+        yield server
+
+
+def build(server, out, *, options=OPTIONS, gridproxy=True):
+    return build_snapshot(out, period=PERIOD, network="dev", graphql_url=server.graphql_url,
+                          gridproxy_url=server.gridproxy_url if gridproxy else None,
+                          options=options, now=lambda: NOW)
+
+
+def assert_same_receipts(expected, built_path):
+    got = calculate_period(load_snapshot(built_path))
+    assert got.totals == expected.totals
+    assert [(r.node_id, r.receipt_hash, r.reward_musd, r.reward_tft_units) for r in got.receipts] == \
+        [(r.node_id, r.receipt_hash, r.reward_musd, r.reward_tft_units) for r in expected.receipts]
+    return got
+
+
+def assert_nothing_written(out):
+    assert not out.exists()
+    assert not list(out.parent.glob(out.name + ".tmp-*"))
+
+
+# -- the key property ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["built.json", "built.json.gz"])
+def test_the_built_snapshot_gives_the_same_receipts_as_the_grid_it_came_from(server, expected, tmp_path, name):
+    out = tmp_path / name
+    summary = build(server, out)
+    got = assert_same_receipts(expected, out)
+    # the month exercises the rules, so equal hashes mean something
+    assert {"ok", "violation", "below_sla", "no_uptime"} <= set(got.report.by_eligibility)
+    assert sum(r.nu_pm > 0 for r in got.receipts) > 10  # traffic was aggregated
+    assert summary.nodes == NODES and summary.path == out
+    assert not (tmp_path / f"{name}.parts").exists()  # the finished download is cleaned up
+    snapshot = load_snapshot(out)
+    # events are grouped by node and sorted: the streaming reader needs no buffering
+    assert sum(len(events) for _, events in snapshot.iter_node_events()) > NODES * 1000
+    source = snapshot.header.source
+    assert source["graphql_url"] == server.graphql_url and source["indexer_height"] == summary.indexer_height
+    assert source["built_at"] == NOW.isoformat()
+    if name.endswith(".gz"):
+        assert gzip.decompress(out.read_bytes()).startswith(b'{"format":"tfgrid-snapshot/1"')
+
+
+def test_usage_is_aggregated_per_node_from_contracts_bills_and_traffic(server, synthetic, tmp_path):
+    out = tmp_path / "built.json"
+    build(server, out)
+    built = {n.node_id: n.consumption for n in load_snapshot(out).header.nodes}
+    original = {n.node_id: n.consumption for n in load_snapshot(synthetic).header.nodes}
+    assert built == original
+    # node 3 is served as a contract deleted half-way plus one created then; node 1 carries a
+    # contract deleted before the period and traffic reported outside it: none of that counts
+    assert any(c.cru_seconds for node_id, c in built.items() if node_id % 3 == 0)
+
+
+def test_notes_say_what_the_indexer_could_not_give_exactly(server, tmp_path):
+    out = tmp_path / "built.json"
+    notes = build(server, out).notes
+    assert notes == load_snapshot(out).header.notes
+    assert "Farm.stellarAddress" in notes[0] and "current state" in notes[0]
+    assert any("resourcesUsed" in note for note in notes)
+    deleted_reports = len(range(PERIOD.start_ts + 600, PERIOD.end_ts, 86_400))
+    assert f"{deleted_reports} uptime report(s) in the window belong to nodes the indexer no longer has" in \
+        " ".join(notes)
+    assert "1 node(s) created after the period end are left out" in notes
+    assert DELETED_NODE_ID not in {n.node_id for n in load_snapshot(out).header.nodes}
+
+
+def test_pages_that_end_exactly_full_are_followed_by_an_empty_page(server, tmp_path):
+    build(server, tmp_path / "built.json")
+    offsets = [variables["offset"] for names, variables, _ in server.requests if names == ("nodes",)]
+    assert offsets == [0, 40, 80, 120]  # 120 nodes in pages of 40, then an empty page
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+def test_an_indexer_behind_the_window_is_refused_with_how_far_behind(server, tmp_path):
+    server.data.processed_ts = PERIOD.window_end_ts - 3 * 3600 - 600
+    out = tmp_path / "built.json"
+    with pytest.raises(IndexerBehind, match=r"3 h 10 min short of it") as caught:
+        build(server, out)
+    assert isinstance(caught.value, SnapshotUnavailable)
+    assert "period end + 27 h" in str(caught.value) and "Try again later" in str(caught.value)
+    assert caught.value.needed_ts == PERIOD.window_end_ts
+    assert_nothing_written(out)
+    assert not (tmp_path / "built.json.parts").exists()
+
+
+def test_5xx_bursts_and_slow_answers_during_the_download_are_absorbed(server, expected, tmp_path):
+    server.faults.errors_left = 3
+    server.faults.slow_left, server.faults.slow_s = 2, 0.6
+    options = BuildOptions(**{**OPTIONS.__dict__, "timeout_s": 0.3})
+    out = tmp_path / "built.json"
+    build(server, out, options=options)
+    assert sum(status == 503 for _, _, status in server.requests) == 3
+    assert_same_receipts(expected, out)
+
+
+def test_an_indexer_that_keeps_failing_stops_the_build_without_a_file(server, tmp_path):
+    server.faults.fail_after = 25
+    out = tmp_path / "built.json"
+    with pytest.raises(IndexerUnreachable, match="gave up after 4 attempt"):
+        build(server, out)
+    assert_nothing_written(out)
+
+
+def _in_period(server, table, key):
+    """The first row of `table` whose `key` time lies in the period (so the build reads it)."""
+    return next(row for row in server.data.tables[table] if PERIOD.contains(int(row[key])))
+
+
+def _node(server, index=5):
+    return server.data.tables["nodes"][index]
+
+
+@pytest.mark.parametrize(("corrupt", "entity", "words"), [
+    (lambda s: _node(s).pop("farmID"), "nodes", "missing field 'farmID'"),
+    (lambda s: _node(s)["resourcesTotal"].update(cru="four"), "nodes",
+     "resourcesTotal.cru: expected an integer or a string of digits (BigInt), got string \"four\""),
+    (lambda s: _node(s).update(twinID="7"), "nodes", "twinID: expected an integer, got string \"7\""),
+    (lambda s: _node(s).update(nodeID=None), "nodes", "nodeID is null"),
+    (lambda s: s.data.tables["farms"][2].update(certification="Platinum"), "farms",
+     "certification: expected one of NotCertified, Gold"),
+    (lambda s: s.data.tables["twins"][3].update(relay=5), "twins", "relay: expected a string, got number 5"),
+    (lambda s: s.data.tables["farmingPolicies"][0].update(cu=None), "farmingPolicies", "cu is null"),
+    (lambda s: s.data.uptime_overrides.update({(4, 7): {"nodeID": 4, "timestamp": "x1", "uptime": "5"}}),
+     "uptimeEvents", "timestamp: expected an integer or a string of digits"),
+    (lambda s: s.data.uptime_overrides.update({(4, 8): "garbage"}), "uptimeEvents",
+     "expected an object, got string \"garbage\""),
+    (lambda s: s.data.uptime_overrides.update({(4, 9): {"nodeID": 4, "timestamp": str(PERIOD.start_ts + 9)}}),
+     "uptimeEvents",
+     "missing field 'uptime'"),
+    (lambda s: _in_period(s, "nodeContracts", "createdAt")["resourcesUsed"].update(cru="-4"), "nodeContracts",
+     "resourcesUsed.cru is -4, must be at least 0"),
+    (lambda s: s.data.tables["nruConsumptions"][2].update(nru="-100"), "nruConsumptions",
+     "nru is -100, must be at least 0"),
+    (lambda s: _in_period(s, "powerStateReports", "timestamp").update(newPowerState="Sleeping"),
+     "powerStateReports",
+     "newPowerState: expected one of Up, Down"),
+])
+def test_malformed_records_stop_the_build_naming_the_record_and_field(server, tmp_path, corrupt, entity, words):
+    corrupt(server)
+    out = tmp_path / "built.json"
+    with pytest.raises(IndexerDataError) as caught:
+        build(server, out)
+    assert caught.value.entity == entity
+    assert words in str(caught.value)
+    assert "page at offset" in caught.value.where or "last report" in caught.value.where
+    assert_nothing_written(out)
+
+
+def test_odd_node_values_pass_through_and_only_that_node_is_refused(server, expected, tmp_path):
+    _node(server, 5)["resourcesTotal"]["cru"] = "-4"
+    _node(server, 6)["connectionPrice"] = None
+    node_id = _node(server, 5)["nodeID"]
+    out = tmp_path / "built.json"
+    notes = build(server, out).notes
+    assert "1 node(s) have no connectionPrice in the indexer: written as the default 80 mUSD" in notes
+    result = calculate_period(load_snapshot(out))
+    odd = next(r for r in result.receipts if r.node_id == node_id)
+    assert odd.eligibility == "invalid_record" and odd.reward_tft_units == 0
+    assert "resources.cru is -4" in result.report.invalid_records[node_id]
+    # every other node keeps its receipt (node 7's default price is its real price, 80)
+    others = {r.node_id: r.receipt_hash for r in result.receipts if r.node_id != node_id}
+    assert others == {r.node_id: r.receipt_hash for r in expected.receipts if r.node_id != node_id}
+
+
+def test_a_missing_farm_or_twin_is_a_note_and_zeroes_those_nodes(server, tmp_path):
+    farm = server.data.tables["farms"].pop(0)
+    orphans = sorted(n["nodeID"] for n in server.data.tables["nodes"]
+                     if n["farmID"] == farm["farmID"] and n["created"] <= PERIOD.end_ts)
+    twin_node = _node(server, 9)
+    server.data.tables["twins"] = [t for t in server.data.tables["twins"] if t["twinID"] != twin_node["twinID"]]
+    out = tmp_path / "built.json"
+    notes = " ".join(build(server, out, gridproxy=False).notes)
+    assert f"{len(orphans)} node(s) reference a farm the indexer does not have" in notes
+    assert f"nodes {twin_node['nodeID']}" in notes
+    receipts = {r.node_id: r for r in calculate_period(load_snapshot(out)).receipts}
+    assert all(receipts[n].eligibility == "invalid_record" for n in orphans + [twin_node["nodeID"]])
+
+
+def test_a_grid_proxy_that_disagrees_stops_the_build(server, tmp_path):
+    server.faults.stats_override = {"nodes": NODES + 40}
+    out = tmp_path / "built.json"
+    with pytest.raises(CrossCheckFailed, match=rf"indexer counts {NODES + 1} nodes now, the grid proxy .* {NODES + 40}"):
+        build(server, out)
+    assert_nothing_written(out)
+
+
+def test_a_small_grid_proxy_difference_is_a_note(server, tmp_path):
+    # 1 % of the ~130 twins allows a difference of one
+    server.faults.stats_override = {"twins": len(server.data.tables["twins"]) + 1}
+    notes = build(server, tmp_path / "built.json").notes
+    assert any("twins now, the grid proxy" in note and "within the tolerance" in note for note in notes)
+
+
+# -- resuming ------------------------------------------------------------------------------
+
+
+def _page_requests(server) -> list[tuple]:
+    """Successful requests that fetch data (the status and totals queries are always asked)."""
+    keep = []
+    for names, variables, status in server.requests:
+        if status == 200 and names not in (("squidStatus", "uptimeEvents"),
+                                           ("nodesConnection", "farmsConnection", "twinsConnection")):
+            keep.append((names, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)))
+    return keep
+
+
+def test_a_stopped_download_resumes_without_refetching_finished_parts(server, expected, synthetic, tmp_path):
+    # a clean build, for the request count and the bytes to compare against
+    clean = tmp_path / "clean" / "built.json"
+    clean.parent.mkdir()
+    build(server, clean)
+    all_requests = len(_page_requests(server))
+
+    server.requests.clear()
+    server.faults.fail_after = all_requests // 2  # the indexer dies half-way
+    out = tmp_path / "built.json"
+    with pytest.raises(IndexerUnreachable):
+        build(server, out)
+    assert_nothing_written(out)
+    parts = tmp_path / "built.json.parts"
+    assert len(list(parts.glob("*.json"))) > 10
+    first_run = _page_requests(server)
+
+    server.requests.clear()
+    server.faults.fail_after = None
+    summary = build(server, out)
+    second_run = _page_requests(server)
+    assert not set(first_run) & set(second_run)  # nothing finished is asked again
+    assert len(first_run) + len(second_run) == all_requests
+    assert summary.parts_reused >= len(first_run) - 1
+    assert out.read_bytes() == clean.read_bytes()
+    assert not parts.exists()
+    assert_same_receipts(expected, out)
+
+
+def test_parts_of_another_build_are_not_reused(server, tmp_path):
+    out = tmp_path / "built.json"
+    server.faults.fail_after = 30
+    with pytest.raises(IndexerUnreachable):
+        build(server, out)
+    server.faults.fail_after = None
+    server.requests.clear()
+    other = BuildOptions(**{**OPTIONS.__dict__, "page_size": 60})
+    assert build(server, out, options=other).parts_reused == 0
+
+
+def test_contract_creation_times_in_milliseconds_are_read_as_seconds(server, synthetic, tmp_path):
+    for contract in server.data.tables["nodeContracts"]:
+        contract["createdAt"] = str(int(contract["createdAt"]) * 1000)
+    out = tmp_path / "built.json"
+    build(server, out)
+    built = {n.node_id: n.consumption for n in load_snapshot(out).header.nodes}
+    assert built == {n.node_id: n.consumption for n in load_snapshot(synthetic).header.nodes}
