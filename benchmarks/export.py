@@ -1,6 +1,9 @@
 """Benchmark: the farmer export (CSV, JSON) and `publish` on a large SQLite ledger.
 
-    .venv/bin/python benchmarks/export.py --receipts 100000
+    .venv/bin/python benchmarks/export.py --receipts 100000 --dir var/bench
+
+--dir picks where the ledger and outputs go (default: the system temp folder). publish creates
+one file per node and farm, so a slow temp file system shows in its time.
 
 Fills a ledger with --receipts receipts (10 periods of receipts/10 nodes; most paid in batch
 transactions of 100 so every paid row carries a Merkle proof, some held, some zero) with
@@ -26,7 +29,12 @@ PERIODS = 10
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the parent
+    through fork and exec, so a child would report the filler's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def step(url: str, what: str, out: Path) -> dict:
@@ -76,6 +84,7 @@ def fill(url: str, receipts: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--receipts", type=int, action="append", help="receipts in the ledger (repeatable)")
+    parser.add_argument("--dir", type=Path, help="folder for the ledger and outputs (default: temp)")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -84,7 +93,9 @@ def main() -> None:
         print(json.dumps(step(args.url, args.step, args.out)))
         return
     for receipts in args.receipts or [100_000]:
-        with tempfile.TemporaryDirectory() as folder:
+        if args.dir is not None:
+            args.dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=args.dir) as folder:
             url = f"sqlite:///{folder}/ledger.sqlite3"
             filled_s = fill(url, receipts)
             print(f"ledger: {receipts:,} receipts in {PERIODS} periods, filled in {filled_s:.1f} s")

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     #: Celery broker (Redis). Tasks carry ids and paths only; the ledger decides "once".
     broker_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     #: Seconds before Redis hands an unacknowledged task to another worker; above the longest task.
-    visibility_timeout_s: int = Field(default=3600, ge=10)
+    visibility_timeout_s: int = Field(default=3600, ge=1)
 
     #: Approvers' Stellar public keys (comma-separated G... keys in the environment).
     approvers: Annotated[list[str], NoDecode] = []
@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     last_period: str | None = None
     #: When beat fires the reconciler (cron fields, UTC): daily at 02:00 by default.
     schedule_cron: str = "0 2 * * *"
+    #: Fire every so many seconds instead of the cron schedule (rehearsals and tests).
+    schedule_every_s: float | None = Field(default=None, gt=0)
     #: Seconds before a standby beat process takes over from one that died (RedBeat's lock).
     beat_lock_timeout_s: int = Field(default=300, ge=5)
     #: Seconds one payment task works before it hands over to the next (a small task comes back

@@ -81,6 +81,9 @@ class NodeReceipt:
     nu_pm: int
     receipt_bytes: bytes
     receipt_hash: str
+    #: the node's connection price (mUSD per TFT) the reward was converted at: the reference
+    #: price of the entry for the revenue model (the receipt itself always says 80, as minting did)
+    connection_price_musd: int | None = None
 
 
 @dataclass
@@ -325,4 +328,6 @@ def _receipt(node: Node, period: Period, measurement: UptimeMeasurement, policie
         reason=reason, reward_musd=musd, reward_tft_units=tft_units,
         stellar_payout_address=address, cu_pm=cu, su_pm=su, nu_pm=nu,
         receipt_bytes=data, receipt_hash=receipt_hash(data),
+        # a hostile price beyond the ledger's 64-bit column is an invalid record: no reference price
+        connection_price_musd=node.connection_price if 0 < node.connection_price < 2**63 else None,
     )

@@ -200,13 +200,16 @@ def web(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    site: Annotated[Path | None, typer.Option(help="Published site folder (payouts publish --out).")] = None,
+    site: Annotated[Path | None, typer.Option(
+        help="Published site folder (payouts publish --out); default: the reconciler's, under the export dir.")] = None,
 ) -> None:
     """Serve the published site and read-only exports (/export.json, /export.csv)."""
     from payouts.export.server import serve
+    from payouts.runs.wiring import export_dir
 
     cli = get_context(ctx)
-    site_dir = site if site is not None else cli.settings.state_dir / "site"
+    # the reconciler publishes each exported period's site here
+    site_dir = site if site is not None else export_dir(cli.settings) / "site"
     err_console.print(f"serving on http://{host}:{port} (site: {site_dir}); Ctrl-C stops")
     serve(cli.settings, host, port, site_dir)
 

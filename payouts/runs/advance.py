@@ -147,7 +147,7 @@ class Orchestrator:
             return False
         if status in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
             if paused.paused:
-                step.waits_for = f"resume: payouts are paused ({paused.reason})"
+                step.waits_for = f"payouts resume (paused: {paused.reason})"
                 return False
             after = self.pay(run.id)
             step.did.append("pay")
@@ -155,7 +155,7 @@ class Orchestrator:
             if after in (RunStatus.PAYING, RunStatus.APPROVED, RunStatus.FUNDED):
                 step.waits_for = "payments to be confirmed"
                 return False
-            return after == RunStatus.PAID
+            return after in (RunStatus.PAID, RunStatus.STOPPED)
         if status is RunStatus.PAID:
             with session_scope(self.db) as session:
                 self.reconcile(session, session.get(Run, run.id))

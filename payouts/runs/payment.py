@@ -180,10 +180,12 @@ class PaymentEngine:
         ).all()
         retries = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.kind == "retry",
                                                      col(Payment.in_manifest).is_(True))).all()
-        for payment in retries:
+        corrections = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.kind == "correction",
+                                                         col(Payment.in_manifest).is_(True))).all()
+        for payment in list(retries) + list(corrections):
             problems = retry_receipt_matches(payment)
             if problems:
-                reason = f"payment {payment.id} (retry): {'; '.join(problems)}"
+                reason = f"payment {payment.id} ({payment.kind}): {'; '.join(problems)}"
                 self._stop(session, run, reason)
                 session.commit()
                 raise RunStopped(f"run {run.id} stopped: {reason}")
@@ -208,7 +210,10 @@ class PaymentEngine:
     # -- 2. build ----------------------------------------------------------------------------
 
     def _payments(self, session: Session, run_id: int, status: PaymentStatus, limit: int | None = None) -> list[Payment]:
-        statement = (select(Payment).where(Payment.run_id == run_id, Payment.status == status)
+        # only what the approvers signed: an entry recorded after the manifest (a correction)
+        # waits for the next run's approvals
+        statement = (select(Payment).where(Payment.run_id == run_id, Payment.status == status,
+                                           col(Payment.in_manifest).is_(True))
                      .order_by(col(Payment.id)))
         if limit is not None:
             statement = statement.limit(limit)

@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import orjson
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 from stellar_sdk import StrKey
 
 from payouts.calculation.receipts import receipt_hash, retry_receipt_bytes
+from payouts.ledger.events import record_event
 from payouts.ledger.models import Payment, Receipt, Run
 from payouts.ledger.states import PaymentStatus, RunStatus
 
@@ -94,14 +96,41 @@ def retry_rows(session: Session, run: Run, farm_addresses: dict[int, str], now: 
 
 
 def retry_receipt_matches(payment: Payment) -> list[str]:
-    """Problems between a retry payment and its own hashed receipt (empty when it matches)."""
+    """Problems between a retry or correction payment and its own hashed receipt (empty when
+    it matches): an edited ledger row cannot redirect or resize it."""
     problems = []
     data = payment.receipt_bytes or b""
     if receipt_hash(data) != payment.receipt_hash:
-        return ["retry receipt bytes do not match their hash"]
-    document = orjson.loads(data)
-    if document["stellar_payout_address"] != payment.destination:
-        problems.append("destination differs from the retry receipt")
-    if document["reward"]["tft"] != payment.amount_tft_units:
-        problems.append("amount differs from the retry receipt")
+        return [f"{payment.kind} receipt bytes do not match their hash"]
+    try:
+        document = orjson.loads(data)
+        amount = document["amount"]["tft"] if payment.kind == "correction" else document["reward"]["tft"]
+        address = document["stellar_payout_address"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return [f"{payment.kind} receipt is not readable"]
+    if address != payment.destination:
+        problems.append(f"destination differs from the {payment.kind} receipt")
+    if amount != payment.amount_tft_units:
+        problems.append(f"amount differs from the {payment.kind} receipt")
     return problems
+
+
+def join_corrections(session: Session, run: Run) -> int:
+    """Corrections recorded since the last calculation join the new run: its manifest, its
+    approvals and its funding total cover them. Returns how many joined."""
+    pending = session.exec(
+        select(Payment).join(Run, col(Payment.run_id) == col(Run.id))
+        .where(Payment.kind == "correction", Payment.status == PaymentStatus.PENDING, Payment.run_id != run.id,
+               # recorded since, or joined a run that was then replaced or rejected
+               or_(and_(col(Payment.in_manifest).is_(False), Run.period_offset < run.period_offset),
+                   col(Run.status).in_(list(_DEAD_RUNS))))
+    ).all()
+    for payment in pending:
+        record_event(session, entity="payments", entity_id=payment.id, run_id=run.id,
+                     event="payment.correction.joined_run",
+                     detail={"from_run_id": payment.run_id, "receipt_hash": payment.receipt_hash})
+        payment.run_id = run.id
+        payment.in_manifest = True
+        session.add(payment)
+    session.flush()
+    return len(pending)

@@ -24,7 +24,7 @@ from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, tra
 from payouts.ledger.types import utcnow
 from payouts.periods import Period
 from payouts.runs.errors import RunExistsForPeriod, RunNotFound, RunNotReplaceable
-from payouts.runs.retries import retry_rows
+from payouts.runs.retries import join_corrections, retry_rows
 from payouts.snapshot.load import LoadedSnapshot
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ _RECEIPT_COLUMNS = (
     "node_id", "farm_id", "twin_id", "farm_name", "farming_policy_id", "node_type",
     "measured_uptime_s", "uptime_permille", "violation", "eligibility", "reason",
     "reward_musd", "reward_tft_units", "stellar_payout_address", "cu_pm", "su_pm", "nu_pm",
-    "receipt_bytes", "receipt_hash",
+    "receipt_bytes", "receipt_hash", "connection_price_musd",
 )
 
 
@@ -174,6 +174,7 @@ def _record_run(
     repository.add_payments(session, _payment_rows(session, run, now))
     farm_addresses = {farm.farm_id: farm.stellar_address for farm in snapshot.header.farms}
     repository.add_payments(session, retry_rows(session, run, farm_addresses, now, max_retries))
+    join_corrections(session, run)
     record_event(
         session, entity="runs", entity_id=run.id, run_id=run.id, event="run.calculated",
         to_status=RunStatus.CALCULATED,

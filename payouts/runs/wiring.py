@@ -20,11 +20,12 @@ from payouts.export.site import publish_site
 from payouts.export.writers import EXPORT_FORMAT, write_export
 from payouts.ledger.db import session_scope
 from payouts.ledger.models import Run
+from payouts.ledger.states import RunStatus
 from payouts.ledger.types import utcnow
 from payouts.periods import Period, PeriodError, offset_for_label
 from payouts.runs.advance import InputsUnavailable, Orchestrator, ProgramWindow
 from payouts.runs.approvals import required_approvals
-from payouts.runs.payment import PayConfig, PaymentEngine
+from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.sources import freeze_snapshot
 from payouts.sources.errors import SnapshotUnavailable
@@ -79,7 +80,10 @@ def pay_with_engine(settings: Settings, db: Engine, *, budget_s: float | None = 
     def pay(run_id: int) -> str:
         with horizon(settings) as client:
             engine = PaymentEngine(db, client, signing_keys(settings), pay_config(settings, settings.network))
-            return engine.pay(run_id, budget_s=budget_s).status
+            try:
+                return engine.pay(run_id, budget_s=budget_s).status
+            except RunStopped:
+                return RunStatus.STOPPED  # on record with its reason; the reconciler alerts
 
     return pay
 

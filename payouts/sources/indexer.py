@@ -621,10 +621,10 @@ class _Builder:
             if rows is None:
                 fields = []
                 for node_id in batch:
-                    for prefix, field, value in (("s", "powerStateReports", "newPowerState"),
-                                                 ("t", "powerTargetReports", "newPowerTarget")):
+                    for prefix, root, value in (("s", "powerStateReports", "newPowerState"),
+                                                ("t", "powerTargetReports", "newPowerTarget")):
                         fields.append(
-                            f'{prefix}{node_id}: {field}(where: {{nodeID_eq: {node_id}, timestamp_lt: "{before}"}}, '
+                            f'{prefix}{node_id}: {root}(where: {{nodeID_eq: {node_id}, timestamp_lt: "{before}"}}, '
                             f"orderBy: [timestamp_DESC, id_DESC], limit: 1) {{ nodeID {value} timestamp }}")
                 data = self.gql.query("query power_at_start { " + " ".join(fields) + " }",
                                       what=f"power at start (batch {number})")
@@ -677,7 +677,8 @@ class _Builder:
             return rows
 
         contracts = []
-        where = {"createdAt_lte": str(self.end_ts)}
+        scale = self._created_at_scale()
+        where = {"createdAt_lte": str(self.end_ts * scale + scale - 1)}
         for page in self._paged("contracts", CONTRACTS, where, parse, page_size=self.options.page_size,
                                 progress="contracts"):
             for contract_id, node_id, ips, state, created_ts, used in page:
@@ -685,6 +686,24 @@ class _Builder:
                     contracts.append(_Contract(contract_id, node_id, ips, state == "Deleted", created_ts,
                                                tuple(used) if used is not None else None))
         return contracts
+
+    def _created_at_scale(self) -> int:
+        """1 when contracts' `createdAt` block times are in seconds, 1000 in milliseconds (the
+        filter on it must use the same unit), judged from the newest contract."""
+        cached = self.parts.get("contracts.unit")
+        if cached is not None:
+            return cached
+        data = self.gql.query("query newest_contract { nodeContracts(orderBy: contractID_DESC, limit: 1) "
+                              "{ contractID createdAt } }", what="newest contract")
+        items = data.get("nodeContracts")
+        if not isinstance(items, list):
+            raise IndexerQueryError(f"{self.gql.url}: newest contract: expected a list under 'nodeContracts'")
+        scale = 1
+        if items:
+            created = _Record("nodeContracts", items[0], "newest contract").int("createdAt", bigint=True)
+            scale = 1000 if created > _MILLISECONDS_ABOVE else 1
+        self.parts.put("contracts.unit", scale)
+        return scale
 
     def last_bills(self, deleted: list[int]) -> dict[int, int]:
         """contract id -> its last bill report time in [START, window end], for deleted contracts."""

@@ -49,6 +49,7 @@ def test_every_entry_matches_the_ledger_and_the_chain(paid):
     entries = document["entries"]
     with Session(paid.engine) as session:
         receipts = {r.receipt_hash: r for r in session.exec(select(Receipt)).all()}
+        receipts_by_id = {r.id: r for r in receipts.values()}
         payments = {p.receipt_hash: p for p in session.exec(select(Payment)).all()}
         runs = {r.id: r for r in session.exec(select(Run)).all()}
 
@@ -60,8 +61,8 @@ def test_every_entry_matches_the_ledger_and_the_chain(paid):
 
     chain = {}
     for entry in entries:
-        receipt = receipts.get(entry["receipt_hash"]) or receipts[payments[entry["receipt_hash"]].receipt_id and next(
-            r.receipt_hash for r in receipts.values() if r.id == payments[entry["receipt_hash"]].receipt_id)]
+        # a retry entry carries the retry receipt's hash; its node data is the original receipt's
+        receipt = receipts.get(entry["receipt_hash"]) or receipts_by_id[payments[entry["receipt_hash"]].receipt_id]
         run = runs[receipt.run_id]
         assert (entry["node_id"], entry["farm_id"], entry["farm_name"]) == (receipt.node_id, receipt.farm_id, receipt.farm_name)
         assert entry["period_start"] == datetime.fromtimestamp(run.period_start_ts, UTC).isoformat().replace("+00:00", "Z")

@@ -3,6 +3,7 @@ valid address: a minting-style retry receipt, paid once, settling the original."
 
 from __future__ import annotations
 
+import base64
 import orjson
 import pytest
 from sqlmodel import Session, select
@@ -129,3 +130,48 @@ def test_the_retry_count_setting_bounds_how_often_a_receipt_is_retried(ledger_ur
     else:
         assert len(again) == 1  # until paid: a retry of the retry
         assert orjson.loads(again[0].receipt_bytes)["retry_for_receipt"] == retry[0].receipt_hash
+
+
+def test_a_correction_joins_the_next_run_and_is_paid_once_with_its_approval(ledger_url, tmp_path):
+    from payouts.export.corrections import record_correction
+
+    with running_sandbox(ledger_close_s=0.1) as sandbox:
+        document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=2, channels=2).document
+        client = HorizonClient(sandbox.url)
+        fund_payout(client, document, 10**5 * 10**7)
+        farmer_1, farmer_2 = (f["public_key"] for f in document["farmers"])
+        db = make_engine(ledger_url)
+        approver = Keypair.random()
+        config = PayConfig(network_passphrase=document["network_passphrase"], asset_code="TFT",
+                           asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,),
+                           approvals_required=1, poll_interval_s=0.1, tx_timeout_s=30)
+        engine = PaymentEngine(db, client, SigningKeys.from_accounts_file(tmp_path / "accounts.json"), config)
+        with session_scope(db) as session:
+            first = calculate_run(session, _month(tmp_path, 81, farmer_2, farmer_1)).run
+        _approve(db, first.id, approver)
+        with Session(db) as session:
+            node_10 = session.exec(select(Payment).where(Payment.run_id == first.id, Payment.node_id == 10)).one()
+        with session_scope(db) as session:
+            correction = record_correction(session, node_10.receipt_hash, 5 * 10**7, "uptime under-counted")
+        # recorded after the manifest was signed: the run being paid does not pay it
+        assert engine.pay(first.id).paid == 2
+        with Session(db) as session:
+            assert session.get(Payment, correction.payment_id).status == PaymentStatus.PENDING
+
+        with session_scope(db) as session:
+            second = calculate_run(session, _month(tmp_path, 82, farmer_2, farmer_1)).run
+        with Session(db) as session:
+            joined = session.get(Payment, correction.payment_id)
+            assert joined.run_id == second.id and joined.in_manifest
+            manifest = build_manifest(session, session.get(Run, second.id))
+        assert manifest.payment_count == 3  # two receipts and the correction, all approved together
+        _approve(db, second.id, approver)
+        assert engine.pay(second.id).paid == 3
+        with Session(db) as session:
+            paid = session.get(Payment, correction.payment_id)
+        assert paid.status == PaymentStatus.PAID and paid.destination == farmer_1
+        assert paid.amount_tft_units == 5 * 10**7
+        info = client.transaction(paid.tx_hash)
+        assert base64.b64decode(info.memo).hex() == paid.receipt_hash
+        check_invariants(db, client, document, second.id)
+        client.close()

@@ -309,11 +309,19 @@ class UptimeTable:
     def select(self, where: dict, keys: list, cap_ts: int, offset: int, limit: int | None) -> list:
         natural = [name for name, desc in keys if not desc] == [name for name, _ in keys] and \
             [name for name, _ in keys] in (["nodeID", "timestamp", "id"], ["nodeID", "timestamp"], ["nodeID"])
-        if natural:
+        if natural:  # storage order: skip to the page without touching the rows before it
             refs = []
+            skip = offset
             for node_id, lo, hi in self._ranges(where, cap_ts):
-                refs.extend((node_id, i) for i in range(lo, hi))
-            return refs[offset: None if limit is None else offset + limit]
+                if skip >= hi - lo:
+                    skip -= hi - lo
+                    continue
+                first, skip = lo + skip, 0
+                last = hi if limit is None else min(hi, first + limit - len(refs))
+                refs.extend((node_id, i) for i in range(first, last))
+                if limit is not None and len(refs) >= limit:
+                    break
+            return refs
         # any other order: each node's candidates at its ends, then a real sort
         take = None if limit is None else offset + limit
         refs = []

@@ -105,6 +105,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed; the test command installs Debian's redis-server")
         port = port or free_port()
         dir = dir or Path(tempfile.mkdtemp(prefix="payouts-redis-"))
+        dir.mkdir(parents=True, exist_ok=True)
         process = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(dir),
              "--save", "", "--appendonly", "yes", "--daemonize", "no"],
