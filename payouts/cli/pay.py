@@ -68,7 +68,9 @@ def pay(
         task = bar.add_task("payments", total=payable)
         engine = PaymentEngine(cli.engine(), client, keys, config)
         try:
-            report = engine.pay(run_id, progress=lambda r: bar.update(task, completed=r.paid + r.held))
+            # after a crash the dead payer's lease lapses within the lease time: wait for it
+            report = engine.pay(run_id, progress=lambda r: bar.update(task, completed=r.paid + r.held),
+                                wait_for_lease_s=settings.lease_ttl_s + 1)
         except AlreadyDone as exc:
             err_console.print(str(exc))
             return

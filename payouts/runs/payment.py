@@ -481,7 +481,7 @@ class PaymentEngine:
     # -- the loop ----------------------------------------------------------------------------
 
     def pay(self, run_id: int, *, progress: Callable[[PayReport], None] | None = None,
-            budget_s: float | None = None) -> PayReport:
+            budget_s: float | None = None, wait_for_lease_s: float = 0.0) -> PayReport:
         """Pay the run to the end, or until it stops; safe to call again at any time.
 
         Each source (channel) keeps one transaction in flight: as soon as it resolves, the next
@@ -491,11 +491,21 @@ class PaymentEngine:
         One payer drives a run at a time (a lease renewed as it works; RunBusy otherwise). The
         pause switch, or `budget_s` running out, stops new transactions: what is in flight is
         still resolved, and the report says `paying` with the reason, to be called again.
+        `wait_for_lease_s`: how long to wait for another payer's lease (one that crashed
+        lapses after the lease time).
         """
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        with session_scope(self.db) as session:
-            if not acquire_lease(session, run_id, owner, self.config.lease_ttl_s):
-                raise RunBusy(f"run {run_id} is being paid by another worker")
+        deadline = time.monotonic() + wait_for_lease_s
+        while True:
+            with session_scope(self.db) as session:
+                if acquire_lease(session, run_id, owner, self.config.lease_ttl_s):
+                    break
+                run = session.get(Run, run_id)
+                holder, until = run.lease_owner, run.lease_expires_at
+            if time.monotonic() >= deadline:
+                raise RunBusy(f"run {run_id} is being paid by {holder} (its lease runs until "
+                              f"{until:%H:%M:%S} UTC unless renewed)")
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
         try:
             return self._pay(run_id, owner, progress, budget_s)
         finally:

@@ -108,7 +108,8 @@ def test_pay_killed_at_random_points_pays_every_receipt_exactly_once(operator):
     sandbox, document, client, run_id, url = operator
     sandbox.faults.spec = FaultSpec.parse("504_after_apply=0.2,drop_after_apply=0.1,504_without_apply=0.1")
     rng = random.Random(1234)
-    env = dict(os.environ)
+    # a killed payer's lease lapses after this; the next `pay` waits for it
+    env = dict(os.environ, PAYOUTS_LEASE_TTL_S="2")
     kills = 0
     for _ in range(5):
         process = subprocess.Popen([sys.executable, "-m", "payouts.cli.main", "pay", str(run_id)],

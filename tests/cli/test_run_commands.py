@@ -66,7 +66,7 @@ def test_malformed_snapshot_exits_2_with_file_and_path(tmp_path):
 def test_runs_show_and_receipt_lookup(snapshot_file, tmp_path):
     document = json.loads(invoke("calculate", "--snapshot", str(snapshot_file), "--json").stdout)
     runs = json.loads(invoke("runs", "--json").stdout)
-    assert runs[0]["status"] == "calculated" and runs[0]["waits_for"] == "review and approvals"
+    assert runs[0]["status"] == "calculated" and runs[0]["waits_for"].startswith("approvals: 0 of 1 (payouts show 1")
     review = json.loads(invoke("show", str(document["run_id"]), "--json").stdout)
     assert review["total_tft_units"] == document["totals"]["tft"]
     assert review["nodes"] == 2

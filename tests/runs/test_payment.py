@@ -311,3 +311,29 @@ def test_reconciliation_reads_memos_from_the_joined_payments(paying):
     with Session(db) as session:
         result = reconcile_run(session, session.get(Run, run_id), client, payout, asset["code"], asset["issuer"])
     assert not result.clean and any(f"transaction {tx_hash}: memo" in d for d in result.differences)
+
+
+def test_pause_stops_new_submissions_within_one_cycle_and_resume_finishes(paying):
+    from payouts.runs.control import set_paused
+
+    sandbox, document, db, run_id, engine = paying(channels=1)
+    paused_at: list[int] = []
+
+    def pause_after_two(report):
+        if report.paid >= 2 and not paused_at:
+            with session_scope(db) as session:
+                set_paused(session, True, "drill")
+            paused_at.append(report.transactions)
+
+    report = engine.pay(run_id, progress=pause_after_two)
+    assert report.status == RunStatus.PAYING and report.reason == "paused"
+    with Session(db) as session:
+        txs = session.exec(select(StellarTransaction)).all()
+    assert len(txs) == paused_at[0]  # nothing built after the switch
+    assert all(t.status == "confirmed" for t in txs)  # what was in flight was resolved
+    again = engine.pay(run_id)  # still paused: builds nothing
+    assert again.reason == "paused" and again.transactions == 0
+    with session_scope(db) as session:
+        set_paused(session, False)
+    assert engine.pay(run_id).status == RunStatus.PAID
+    check_invariants(db, engine.client, document, run_id)

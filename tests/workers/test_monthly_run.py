@@ -19,6 +19,7 @@ from payouts.sandbox import running_sandbox
 from payouts.stellar.horizon import HorizonClient
 from tests.support.monthly import Month, approve, count_events, paid_count, prepare_month, run_of, wait_until
 from tests.support.payments import check_invariants
+from tests.support.celery import use_settings
 from tests.support.servers import RedisServer
 from workers import tasks
 from workers.base import PayoutTask
@@ -39,15 +40,7 @@ def sandbox():
 
 
 def _use(month: Month) -> None:
-    """Point the app of this process (producer and in-thread worker) at the month's settings."""
-    settings = month.settings
-    app.conf.update(broker_url=settings.broker_url.get_secret_value(), payouts_settings=settings,
-                    broker_transport_options={"visibility_timeout": settings.visibility_timeout_s})
-    if app._pool is not None:  # connections to an earlier test's broker
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
-    PayoutTask._engine = None
+    use_settings(month.settings)
 
 
 @pytest.fixture

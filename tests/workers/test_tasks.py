@@ -11,6 +11,7 @@ from config.settings import Settings
 from payouts.ledger.db import make_engine
 from payouts.ledger.models import Run
 from tests import factories
+from tests.support.celery import use_settings
 from tests.support.servers import RedisServer
 from workers import tasks
 from workers.base import PayoutTask
@@ -27,8 +28,7 @@ def redis_server():
 @pytest.fixture
 def worker(redis_server, sqlite_url):
     settings = Settings(database_url=SecretStr(sqlite_url), broker_url=SecretStr(redis_server.url))
-    app.conf.update(broker_url=redis_server.url, payouts_settings=settings)
-    PayoutTask._engine = None
+    use_settings(settings)
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
         yield sqlite_url
     PayoutTask._engine = None
