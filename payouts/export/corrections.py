@@ -25,9 +25,9 @@ from payouts.ledger.models import Payment, Receipt, Run
 from payouts.ledger.states import PaymentStatus
 from payouts.ledger.types import utcnow
 from payouts.money import format_tft, parse_tft
+from payouts.stellar.build import MAX_AMOUNT_UNITS
 
 #: Stellar amounts are int64 stroops-like units
-MAX_STELLAR_UNITS = 2**63 - 1
 #: a correction of a receipt that has been corrected this many times needs a look first
 MAX_CORRECTIONS_PER_RECEIPT = 100
 
@@ -57,7 +57,7 @@ def parse_correction_amount(text: str, *, cap_tft_units: int | None) -> int:
         raise CorrectionError(f"{text!r} is not a TFT amount with at most 7 decimals (e.g. 12.5)") from None
     if units <= 0:
         raise CorrectionError("a correction of 0 TFT records nothing; give a positive amount")
-    if units > MAX_STELLAR_UNITS:
+    if units > MAX_AMOUNT_UNITS:
         raise CorrectionError(f"{text} TFT is more than a Stellar payment can carry")
     if cap_tft_units is not None and units > cap_tft_units:
         raise CorrectionError(

@@ -18,7 +18,7 @@ from payouts.runs.control import set_paused
 from payouts.runs.wiring import build_orchestrator, export_dir
 from payouts.sandbox import running_sandbox
 from payouts.stellar.horizon import HorizonClient
-from tests.support.monthly import approve, count_events, prepare_month, run_of
+from tests.support.monthly import approve, count_events, prepare_month
 from tests.support.payments import check_invariants
 
 

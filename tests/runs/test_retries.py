@@ -44,63 +44,69 @@ def _approve(db, run_id, approver):
                     approvers=[approver.public_key], required=1)
 
 
-@pytest.mark.parametrize("replace_first_retry_run", [False, True])
-def test_held_payment_is_retried_next_period_and_paid_once(ledger_url, tmp_path, replace_first_retry_run):
+@pytest.fixture
+def two_farms(ledger_url, tmp_path):
+    """A sandbox with two farmers, a funded payout account, a ledger and a payment engine."""
     with running_sandbox(ledger_close_s=0.1) as sandbox:
         document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=2, channels=2).document
         client = HorizonClient(sandbox.url)
         fund_payout(client, document, 10**5 * 10**7)
-        farmer_1, farmer_2 = (f["public_key"] for f in document["farmers"])
         db = make_engine(ledger_url)
         approver = Keypair.random()
         config = PayConfig(network_passphrase=document["network_passphrase"], asset_code="TFT",
                            asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,),
                            approvals_required=1, poll_interval_s=0.1, tx_timeout_s=30)
         engine = PaymentEngine(db, client, SigningKeys.from_accounts_file(tmp_path / "accounts.json"), config)
+        yield document, client, db, approver, engine
 
-        # period 81: farm 2 has no address: its payment is held
+
+@pytest.mark.parametrize("replace_first_retry_run", [False, True])
+def test_held_payment_is_retried_next_period_and_paid_once(two_farms, tmp_path, replace_first_retry_run):
+    document, client, db, approver, engine = two_farms
+    farmer_1, farmer_2 = (f["public_key"] for f in document["farmers"])
+
+    # period 81: farm 2 has no address: its payment is held
+    with session_scope(db) as session:
+        first = calculate_run(session, _month(tmp_path, 81, "", farmer_1)).run
+    _approve(db, first.id, approver)
+    assert engine.pay(first.id).paid == 1
+
+    # period 82: farm 2 set an address; the held payment joins the run as a retry
+    with session_scope(db) as session:
+        second = calculate_run(session, _month(tmp_path, 82, farmer_2, farmer_1)).run
+    if replace_first_retry_run:
+        # a replaced run loses nothing: the replacement retries the same held payment
+        other = _month(tmp_path, 82, farmer_2, farmer_1)
+        other_doc = orjson.loads(other.path.read_bytes())
+        other_doc["nodes"][0]["connection_price"] = 90
+        replacement = load_snapshot(factories.write(tmp_path / "m82b.json", other_doc))
         with session_scope(db) as session:
-            first = calculate_run(session, _month(tmp_path, 81, "", farmer_1)).run
-        _approve(db, first.id, approver)
-        assert engine.pay(first.id).paid == 1
+            second = calculate_run(session, replacement, replace=True).run
+    with Session(db) as session:
+        retries = session.exec(select(Payment).where(Payment.run_id == second.id, Payment.kind == "retry")).all()
+        original = session.exec(select(Payment).where(Payment.run_id == first.id, Payment.node_id == 20)).one()
+    assert len(retries) == 1
+    retry = retries[0]
+    receipt = orjson.loads(retry.receipt_bytes)
+    assert receipt["retry_for_receipt"] == original.receipt_hash
+    assert receipt["stellar_payout_address"] == farmer_2 and receipt["previous_stellar_payout_address"] == ""
+    assert receipt_hash(retry.receipt_bytes) == retry.receipt_hash
+    assert retry.amount_tft_units == original.amount_tft_units and original.status == PaymentStatus.HELD
 
-        # period 82: farm 2 set an address; the held payment joins the run as a retry
-        with session_scope(db) as session:
-            second = calculate_run(session, _month(tmp_path, 82, farmer_2, farmer_1)).run
-        if replace_first_retry_run:
-            # a replaced run loses nothing: the replacement retries the same held payment
-            other = _month(tmp_path, 82, farmer_2, farmer_1)
-            other_doc = orjson.loads(other.path.read_bytes())
-            other_doc["nodes"][0]["connection_price"] = 90
-            replacement = load_snapshot(factories.write(tmp_path / "m82b.json", other_doc))
-            with session_scope(db) as session:
-                second = calculate_run(session, replacement, replace=True).run
-        with Session(db) as session:
-            retries = session.exec(select(Payment).where(Payment.run_id == second.id, Payment.kind == "retry")).all()
-            original = session.exec(select(Payment).where(Payment.run_id == first.id, Payment.node_id == 20)).one()
-        assert len(retries) == 1
-        retry = retries[0]
-        receipt = orjson.loads(retry.receipt_bytes)
-        assert receipt["retry_for_receipt"] == original.receipt_hash
-        assert receipt["stellar_payout_address"] == farmer_2 and receipt["previous_stellar_payout_address"] == ""
-        assert receipt_hash(retry.receipt_bytes) == retry.receipt_hash
-        assert retry.amount_tft_units == original.amount_tft_units and original.status == PaymentStatus.HELD
+    _approve(db, second.id, approver)
+    report = engine.pay(second.id)
+    assert report.status == RunStatus.PAID and report.paid == 3  # nodes 10 and 20, and the retry
+    with Session(db) as session:
+        assert session.get(Payment, original.id).status == PaymentStatus.RETRIED
+        assert session.get(Payment, retry.id).status == PaymentStatus.PAID
+    check_invariants(db, client, document, first.id)
+    check_invariants(db, client, document, second.id)
 
-        _approve(db, second.id, approver)
-        report = engine.pay(second.id)
-        assert report.status == RunStatus.PAID and report.paid == 3  # nodes 10 and 20, and the retry
-        with Session(db) as session:
-            assert session.get(Payment, original.id).status == PaymentStatus.RETRIED
-            assert session.get(Payment, retry.id).status == PaymentStatus.PAID
-        check_invariants(db, client, document, first.id)
-        check_invariants(db, client, document, second.id)
-
-        # period 83: nothing left to retry
-        with session_scope(db) as session:
-            third = calculate_run(session, _month(tmp_path, 83, farmer_2, farmer_1)).run
-        with Session(db) as session:
-            assert session.exec(select(Payment).where(Payment.run_id == third.id, Payment.kind == "retry")).all() == []
-        client.close()
+    # period 83: nothing left to retry
+    with session_scope(db) as session:
+        third = calculate_run(session, _month(tmp_path, 83, farmer_2, farmer_1)).run
+    with Session(db) as session:
+        assert session.exec(select(Payment).where(Payment.run_id == third.id, Payment.kind == "retry")).all() == []
 
 
 @pytest.mark.parametrize("max_retries", [None, 0, 1])
@@ -108,7 +114,7 @@ def test_the_retry_count_setting_bounds_how_often_a_receipt_is_retried(ledger_ur
     farmer_1, farmer_2 = Keypair.random().public_key, Keypair.random().public_key
     db = make_engine(ledger_url)
     with session_scope(db) as session:
-        first = calculate_run(session, _month(tmp_path, 81, "", farmer_1), max_retries=max_retries).run
+        calculate_run(session, _month(tmp_path, 81, "", farmer_1), max_retries=max_retries)
     with session_scope(db) as session:
         second = calculate_run(session, _month(tmp_path, 82, farmer_2, farmer_1), max_retries=max_retries).run
         retry = session.exec(select(Payment).where(Payment.run_id == second.id, Payment.kind == "retry")).all()
@@ -132,46 +138,36 @@ def test_the_retry_count_setting_bounds_how_often_a_receipt_is_retried(ledger_ur
         assert orjson.loads(again[0].receipt_bytes)["retry_for_receipt"] == retry[0].receipt_hash
 
 
-def test_a_correction_joins_the_next_run_and_is_paid_once_with_its_approval(ledger_url, tmp_path):
+def test_a_correction_joins_the_next_run_and_is_paid_once_with_its_approval(two_farms, tmp_path):
     from payouts.export.corrections import record_correction
 
-    with running_sandbox(ledger_close_s=0.1) as sandbox:
-        document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=2, channels=2).document
-        client = HorizonClient(sandbox.url)
-        fund_payout(client, document, 10**5 * 10**7)
-        farmer_1, farmer_2 = (f["public_key"] for f in document["farmers"])
-        db = make_engine(ledger_url)
-        approver = Keypair.random()
-        config = PayConfig(network_passphrase=document["network_passphrase"], asset_code="TFT",
-                           asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,),
-                           approvals_required=1, poll_interval_s=0.1, tx_timeout_s=30)
-        engine = PaymentEngine(db, client, SigningKeys.from_accounts_file(tmp_path / "accounts.json"), config)
-        with session_scope(db) as session:
-            first = calculate_run(session, _month(tmp_path, 81, farmer_2, farmer_1)).run
-        _approve(db, first.id, approver)
-        with Session(db) as session:
-            node_10 = session.exec(select(Payment).where(Payment.run_id == first.id, Payment.node_id == 10)).one()
-        with session_scope(db) as session:
-            correction = record_correction(session, node_10.receipt_hash, 5 * 10**7, "uptime under-counted")
-        # recorded after the manifest was signed: the run being paid does not pay it
-        assert engine.pay(first.id).paid == 2
-        with Session(db) as session:
-            assert session.get(Payment, correction.payment_id).status == PaymentStatus.PENDING
+    document, client, db, approver, engine = two_farms
+    farmer_1, farmer_2 = (f["public_key"] for f in document["farmers"])
+    with session_scope(db) as session:
+        first = calculate_run(session, _month(tmp_path, 81, farmer_2, farmer_1)).run
+    _approve(db, first.id, approver)
+    with Session(db) as session:
+        node_10 = session.exec(select(Payment).where(Payment.run_id == first.id, Payment.node_id == 10)).one()
+    with session_scope(db) as session:
+        correction = record_correction(session, node_10.receipt_hash, 5 * 10**7, "uptime under-counted")
+    # recorded after the manifest was signed: the run being paid does not pay it
+    assert engine.pay(first.id).paid == 2
+    with Session(db) as session:
+        assert session.get(Payment, correction.payment_id).status == PaymentStatus.PENDING
 
-        with session_scope(db) as session:
-            second = calculate_run(session, _month(tmp_path, 82, farmer_2, farmer_1)).run
-        with Session(db) as session:
-            joined = session.get(Payment, correction.payment_id)
-            assert joined.run_id == second.id and joined.in_manifest
-            manifest = build_manifest(session, session.get(Run, second.id))
-        assert manifest.payment_count == 3  # two receipts and the correction, all approved together
-        _approve(db, second.id, approver)
-        assert engine.pay(second.id).paid == 3
-        with Session(db) as session:
-            paid = session.get(Payment, correction.payment_id)
-        assert paid.status == PaymentStatus.PAID and paid.destination == farmer_1
-        assert paid.amount_tft_units == 5 * 10**7
-        info = client.transaction(paid.tx_hash)
-        assert base64.b64decode(info.memo).hex() == paid.receipt_hash
-        check_invariants(db, client, document, second.id)
-        client.close()
+    with session_scope(db) as session:
+        second = calculate_run(session, _month(tmp_path, 82, farmer_2, farmer_1)).run
+    with Session(db) as session:
+        joined = session.get(Payment, correction.payment_id)
+        assert joined.run_id == second.id and joined.in_manifest
+        manifest = build_manifest(session, session.get(Run, second.id))
+    assert manifest.payment_count == 3  # two receipts and the correction, all approved together
+    _approve(db, second.id, approver)
+    assert engine.pay(second.id).paid == 3
+    with Session(db) as session:
+        paid = session.get(Payment, correction.payment_id)
+    assert paid.status == PaymentStatus.PAID and paid.destination == farmer_1
+    assert paid.amount_tft_units == 5 * 10**7
+    info = client.transaction(paid.tx_hash)
+    assert base64.b64decode(info.memo).hex() == paid.receipt_hash
+    check_invariants(db, client, document, second.id)
