@@ -8,7 +8,9 @@ done in the ledger and changes nothing.
 
 from __future__ import annotations
 
+import httpx
 import structlog
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from payouts.ledger.models import Run
@@ -17,13 +19,17 @@ from payouts.runs.payment import PaymentEngine, RunBusy, RunNotPayable, RunStopp
 from payouts.runs.service import calculate_run
 from payouts.runs.wiring import build_orchestrator, horizon, pay_config, signing_keys
 from payouts.snapshot.load import load_snapshot
+from payouts.sources.errors import IndexerUnreachable
+from payouts.stellar.horizon import HorizonUnavailable
 from workers.base import PayoutTask
 from workers.celery_app import app
 
 log = structlog.get_logger(__name__)
 
-#: transient trouble (Horizon or the ledger unreachable) is retried with backoff, a few times
-TRANSIENT = (ConnectionError, TimeoutError, OSError)
+#: transient trouble (Horizon, the indexer or the ledger unreachable) is retried with backoff, a
+#: few times; after that the next daily trigger tries again
+TRANSIENT = (ConnectionError, TimeoutError, OSError, HorizonUnavailable, IndexerUnreachable,
+             httpx.TransportError, OperationalError)
 
 
 @app.task(base=PayoutTask, name="payouts.runs.calculate")

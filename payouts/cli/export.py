@@ -17,7 +17,7 @@ from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.export.corrections import CorrectionError, parse_correction_amount, record_correction
 from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
-from payouts.export.signons import SignonFileError, import_signons
+from payouts.export.signons import SignonFileError, import_node_transitions, import_signons
 from payouts.export.site import publish_site
 from payouts.export.status import status_rows
 from payouts.export.summary import SUMMARY_FIELDS, farm_summaries
@@ -27,6 +27,7 @@ from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, offset_for_label
 
 farms_app = typer.Typer(help="Farms' sign-on to the revenue model.", no_args_is_help=True)
+nodes_app = typer.Typer(help="Nodes' move to the revenue model (v3 opt-out, v4 account).", no_args_is_help=True)
 
 
 def _period_offset(period: str | None) -> int | None:
@@ -257,3 +258,19 @@ def farms_import(
     except SignonFileError as exc:
         abort(str(exc), code=2)
     err_console.print(f"farms: {report.added} added, {report.updated} updated, {report.unchanged} unchanged")
+
+
+@nodes_app.command("import")
+def nodes_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV with node_id, v3_opted_out_at, v4_account.")],
+) -> None:
+    """Import nodes' move to the revenue model: the v3 opt-out time (no proof-of-capacity payout
+    from the period that holds it) and the v4 account."""
+    cli = get_context(ctx)
+    try:
+        with cli.session() as session:
+            report = import_node_transitions(session, file)
+    except SignonFileError as exc:
+        abort(str(exc), code=2)
+    err_console.print(f"nodes: {report.added} added, {report.updated} updated, {report.unchanged} unchanged")

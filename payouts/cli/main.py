@@ -73,6 +73,7 @@ app.command("publish")(export.publish)
 app.command("web")(export.web)
 app.command("correct")(export.correct)
 app.add_typer(export.farms_app, name="farms")
+app.add_typer(export.nodes_app, name="nodes")
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
-"""Farms' sign-on to the revenue model, imported from the CSV file the operators keep.
+"""Farms' sign-on to the revenue model and nodes' move to v4, imported from the CSV files the
+operators keep.
 
-The file has a header with `farm_id`, `contact_confirmed_at` and `sla_accepted_at`; times are
+The sign-on file has a header with `farm_id`, `contact_confirmed_at` and `sla_accepted_at`;
+the nodes file `node_id`, `v3_opted_out_at` and `v4_account` (a Stellar or TFChain account,
+free text). Times are
 ISO 8601 with a zone (`2025-11-03T10:00:00Z`) or a date (`2025-11-03`, read as midnight UTC);
 an empty cell means "not yet". Importing the same file again changes nothing; a later file
 updates the farms it lists and leaves the others as they were. The whole file is checked
@@ -18,10 +21,11 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from payouts.ledger.errors import LedgerError
-from payouts.ledger.models import FarmSignon
+from payouts.ledger.models import FarmSignon, NodeTransition
 from payouts.ledger.types import utcnow
 
 COLUMNS = ("farm_id", "contact_confirmed_at", "sla_accepted_at")
+NODE_COLUMNS = ("node_id", "v3_opted_out_at", "v4_account")
 
 
 class SignonFileError(LedgerError):
@@ -51,30 +55,68 @@ def _time(text: str, where: str) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def read_signons(path: Path) -> dict[int, tuple[datetime | None, datetime | None]]:
+def _read_rows(path: Path, columns: tuple[str, ...], parse) -> dict[int, tuple]:
+    """Rows keyed by the first column (an id); `parse(record, where)` gives the rest."""
+    key = columns[0]
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise SignonFileError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise SignonFileError(f"{path}: the header lacks {', '.join(missing)} (expected {', '.join(COLUMNS)})")
-        rows: dict[int, tuple[datetime | None, datetime | None]] = {}
+            raise SignonFileError(f"{path}: the header lacks {', '.join(missing)} (expected {', '.join(columns)})")
+        rows: dict[int, tuple] = {}
         for line, record in enumerate(reader, start=2):
             where = f"{path.name} line {line}"
-            farm_text = (record.get("farm_id") or "").strip()
-            if not farm_text.isdigit():
-                raise SignonFileError(f"{where}: farm_id {farm_text!r} is not a farm id")
-            farm_id = int(farm_text)
-            if farm_id in rows:
-                raise SignonFileError(f"{where}: farm {farm_id} is listed twice")
-            rows[farm_id] = (
-                _time(record.get("contact_confirmed_at") or "", f"{where} contact_confirmed_at"),
-                _time(record.get("sla_accepted_at") or "", f"{where} sla_accepted_at"),
-            )
+            id_text = (record.get(key) or "").strip()
+            if not id_text.isdigit():
+                raise SignonFileError(f"{where}: {key} {id_text!r} is not an id")
+            row_id = int(id_text)
+            if row_id in rows:
+                raise SignonFileError(f"{where}: {key} {row_id} is listed twice")
+            rows[row_id] = parse(record, where)
     return rows
+
+
+def read_signons(path: Path) -> dict[int, tuple[datetime | None, datetime | None]]:
+    return _read_rows(path, COLUMNS, lambda record, where: (
+        _time(record.get("contact_confirmed_at") or "", f"{where} contact_confirmed_at"),
+        _time(record.get("sla_accepted_at") or "", f"{where} sla_accepted_at"),
+    ))
+
+
+def read_node_transitions(path: Path) -> dict[int, tuple[datetime | None, str | None]]:
+    def parse(record: dict, where: str) -> tuple[datetime | None, str | None]:
+        account = (record.get("v4_account") or "").strip()
+        if len(account) > 120 or any(ord(c) < 32 for c in account):
+            raise SignonFileError(f"{where}: v4_account is not an account name")
+        return _time(record.get("v3_opted_out_at") or "", f"{where} v3_opted_out_at"), account or None
+
+    return _read_rows(path, NODE_COLUMNS, parse)
+
+
+def import_node_transitions(session: Session, path: Path) -> ImportReport:
+    """Upsert every node of the file; the caller commits. A node's v3 opt-out time stops its
+    proof-of-capacity payouts from the period that holds it (the next calculation reads it)."""
+    rows = read_node_transitions(path)
+    added = updated = unchanged = 0
+    now = utcnow()
+    for node_id, (opted_out_at, account) in rows.items():
+        existing = session.execute(select(NodeTransition).where(NodeTransition.node_id == node_id)).scalar()
+        if existing is None:
+            session.add(NodeTransition(node_id=node_id, v3_opted_out_at=opted_out_at, v4_account=account,
+                                       updated_at=now))
+            added += 1
+        elif (existing.v3_opted_out_at, existing.v4_account) == (opted_out_at, account):
+            unchanged += 1
+        else:
+            existing.v3_opted_out_at, existing.v4_account, existing.updated_at = opted_out_at, account, now
+            session.add(existing)
+            updated += 1
+    session.flush()
+    return ImportReport(added=added, updated=updated, unchanged=unchanged)
 
 
 def import_signons(session: Session, path: Path) -> ImportReport:

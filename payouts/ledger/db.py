@@ -70,3 +70,52 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+class BackupError(RuntimeError):
+    """A backup that could not be taken; the message never holds the database password."""
+
+
+def backup(url: str, out: Path) -> Path:
+    """A consistent copy of the ledger at `out`, readable by its owner only.
+
+    SQLite: the online backup API (a snapshot even while workers write). PostgreSQL: pg_dump's
+    custom format (restore with pg_restore), the password passed in the environment, never on
+    the command line.
+    """
+    import os
+    import shutil
+    import sqlite3
+    import subprocess
+
+    parsed = make_url(url)
+    out = Path(out)
+    if out.exists():
+        raise BackupError(f"{out} exists; choose a new file (a backup never overwrites one)")
+    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(descriptor)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            source = sqlite3.connect(f"file:{parsed.database}?mode=ro", uri=True)
+            target = sqlite3.connect(out)
+            with target:
+                source.backup(target)
+            source.close()
+            target.close()
+            return out
+        pg_dump = shutil.which("pg_dump") or next(
+            (str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None)
+        if pg_dump is None:
+            raise BackupError("pg_dump is not installed (Debian package postgresql-client)")
+        env = dict(os.environ, PGPASSWORD=parsed.password or "")
+        command = [pg_dump, "--format=custom", "--file", str(out), "--host", parsed.host or "127.0.0.1",
+                   "--port", str(parsed.port or 5432), "--username", parsed.username or "postgres",
+                   parsed.database or "postgres"]
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            detail = result.stderr.replace(parsed.password or "\0", "***").strip().splitlines()[-1:] or [""]
+            raise BackupError(f"pg_dump failed: {detail[0]}")
+        return out
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise

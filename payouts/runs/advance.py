@@ -185,6 +185,9 @@ class Orchestrator:
             return False
         snapshot = load_snapshot(path)
         with session_scope(self.db) as session:
+            record_event(session, entity="periods", entity_id=period.offset, run_id=None,
+                         event="period.inputs_frozen",
+                         detail={"snapshot": path.name, "snapshot_sha256": snapshot.sha256})
             outcome = calculate_run(session, snapshot, max_retries=self.max_retries)
         step.did.append("calculate" if outcome.created else "calculate (already done)")
         step.run_id = outcome.run.id

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import orjson
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from payouts import CODE_VERSION
 from payouts.calculation.engine import PeriodCalculation, calculate_period
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
-from payouts.ledger.models import Receipt, Run
+from payouts.ledger.models import NodeTransition, Receipt, Run
 from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.periods import Period
@@ -80,7 +80,7 @@ def calculate_run(
         log.info("run.calculate.already_done", run_id=existing.id)
         return CalculationOutcome(period, snapshot.sha256, existing, None, created=False)
 
-    calculation = calculate_period(snapshot, progress=progress)
+    calculation = calculate_period(snapshot, progress=progress, opted_out_since=_opt_outs(session))
     if dry_run:
         log.info("run.calculate.dry_run", nodes=calculation.totals.nodes)
         return CalculationOutcome(period, snapshot.sha256, None, calculation, created=False)
@@ -112,6 +112,13 @@ def calculate_run(
         period, snapshot.sha256, run, calculation, created=True,
         replaced_run_id=existing.id if existing else None,
     )
+
+
+def _opt_outs(session: Session) -> dict[int, int]:
+    """Nodes that moved to the revenue model: node id -> v3 opt-out time (unix seconds)."""
+    rows = session.exec(select(NodeTransition.node_id, NodeTransition.v3_opted_out_at)
+                        .where(col(NodeTransition.v3_opted_out_at).is_not(None))).all()
+    return {node_id: int(opted_out_at.timestamp()) for node_id, opted_out_at in rows}
 
 
 def _exists_message(run: Run | None, period: Period) -> str:

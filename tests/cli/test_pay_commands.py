@@ -78,6 +78,17 @@ def test_pay_reconcile_and_held(operator):
     assert {(h["retries"], h["retries_exhausted"]) for h in held} == {(0, False)}
     with Session(make_engine(url)) as session:
         assert session.get(Run, run_id).status == "reconciled"
+    # no secret seed in any output, in the ledger or in the export
+    exported = runner.invoke(app, ["export", "--format", "json"])
+    assert exported.exit_code == 0, exported.output
+    seeds = [document["payout"]["secret"], document["treasury"]["secret"]] + \
+        [c["secret"] for c in document["channels"]]
+    with make_engine(url).connect() as connection:
+        tables = ("event_history", "stellar_transactions", "payments", "runs", "approvals")
+        ledger_text = " ".join(str(row) for table in tables
+                               for row in connection.exec_driver_sql(f"SELECT * FROM {table}").all())
+    for text in (paid.output, reconciled.output, exported.output, ledger_text):
+        assert not any(seed in text for seed in seeds)
 
 
 def test_reconcile_reports_a_payment_the_ledger_does_not_know(operator):

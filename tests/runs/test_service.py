@@ -152,3 +152,25 @@ def test_two_concurrent_calculations_of_one_snapshot_record_one_run(engine, tmp_
 
     with Session(engine) as session:
         assert _counts(session)[:2] == (1, 39)
+
+
+def test_a_node_that_moved_to_the_revenue_model_gets_no_proof_of_capacity_payout(session, tmp_path):
+    from payouts.export.signons import SignonFileError, import_node_transitions
+    from payouts.periods import Period
+
+    snapshot = _two_node_snapshot(tmp_path)
+    node_ids = sorted(n.node_id for n in snapshot.header.nodes)
+    period = Period(snapshot.header.period_offset)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("node_id,v3_opted_out_at,v4_account\n1,2025-01-10,acc\nx,,\n")
+    with pytest.raises(SignonFileError, match="bad.csv line 3: node_id 'x'"):
+        import_node_transitions(session, bad)
+    moves = tmp_path / "nodes.csv"
+    opted = period.start.isoformat().replace("+00:00", "Z")
+    moves.write_text(f"node_id,v3_opted_out_at,v4_account\n{node_ids[0]},{opted},GV4ACCOUNT\n{node_ids[1]},,\n")
+    report = import_node_transitions(session, moves)
+    assert (report.added, report.updated) == (2, 0)
+    assert import_node_transitions(session, moves).unchanged == 2  # importing again changes nothing
+    receipts = {r.node_id: r for r in calculate_run(session, snapshot).calculation.receipts}
+    assert receipts[node_ids[0]].eligibility == "opted_out" and receipts[node_ids[0]].reward_tft_units == 0
+    assert receipts[node_ids[1]].eligibility == "ok" and receipts[node_ids[1]].reward_tft_units > 0
