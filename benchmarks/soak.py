@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,10 +73,11 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--faults", default=FAULTS, help="sandbox submission faults (payouts sandbox up --help)")
-    parser.add_argument("--chaos-every", type=float, default=4.0, help="seconds between injected outages")
+    parser.add_argument("--chaos-every", type=float, default=2.0, help="seconds between injected outages")
     parser.add_argument("--minutes", type=float, default=20.0, help="stop starting new periods after this")
     parser.add_argument("--period-timeout", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the soak's folder (logs, ledger) afterwards")
     args = parser.parse_args()
 
     from pydantic import SecretStr
@@ -94,6 +96,8 @@ def main() -> int:
     from payouts.stellar.horizon import HorizonClient
     from tests.support.servers import PostgresServer, RedisServer
 
+    # a SIGTERM (a time limit) still stops the workers and servers this soak started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rng = random.Random(args.seed)
     started = time.monotonic()
     first = Period.from_label("2025-11")
@@ -239,6 +243,8 @@ def main() -> int:
                 os.killpg(worker.pid, signal.SIGKILL)
         redis_server.stop()
         postgres.stop()
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
     print(f"{'period':<8} {'status':<9} {'paid':>5} {'held':>5} {'time':>6}  invariants")
     for row in rows:

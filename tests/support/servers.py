@@ -82,8 +82,9 @@ class PostgresServer:
     def restart(self) -> None:
         """Stop (fast: open connections are cut) and start again on the same port and data."""
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, _pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "restart"],
-                       check=True, capture_output=True)
+        # the server's output goes to its log: a pipe would stay open as long as the server runs
+        subprocess.run([*prefix, _pg_bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir.parent / "postgres.log"),
+                        "-m", "fast", "-w", "restart"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_port(self.port, 30, "PostgreSQL")
 
     def stop(self) -> None:
