@@ -86,7 +86,8 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
 
     with tempfile.TemporaryDirectory() as folder, sandbox_process(ledger_close_s) as sandbox_url:
         folder = Path(folder)
-        document = init_sandbox(sandbox_url, folder / "accounts.json", farmers=100, channels=channels).document
+        document = init_sandbox(sandbox_url, folder / "accounts.json", farmers=100, channels=channels,
+                                treasury_tft_units=10**9 * 10**7).document
         client = HorizonClient(sandbox_url)
         fund_payout_account(sandbox_url, document, document["treasury_tft_units"])
         snapshot_path = folder / "month.json"
