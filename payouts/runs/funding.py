@@ -61,6 +61,8 @@ class FundingFile:
             document = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise FundingError(f"{path}: not a funding file ({exc})") from None
+        except RecursionError:  # JSON nested deeper than any funding file
+            raise FundingError(f"{path}: not a funding file (nested too deeply)") from None
         if not isinstance(document, dict) or document.get("format") != FUNDING_FORMAT:
             raise FundingError(f"{path}: not a {FUNDING_FORMAT} file")
         document.pop("format")

@@ -289,6 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _guard(self, action: Callable[[], None]) -> None:
+        if self.command != "POST" and self.headers.get("Content-Length", "0").strip() not in ("", "0"):
+            # a body nobody reads would be taken for the next request on this connection
+            self.close_connection = True
         try:
             action()
         except _Dropped:
@@ -313,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:  # noqa: N802
         self._guard(self._not_allowed)
 
-    do_DELETE = do_PATCH = do_PUT
+    do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_PUT
 
     def _not_allowed(self) -> None:
         self.close_connection = True
