@@ -6,6 +6,8 @@ process; several worker processes need PostgreSQL.
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +37,12 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            ledger_file = Path(parsed.database)
+            ledger_file.parent.mkdir(parents=True, exist_ok=True)
+            if not ledger_file.exists():
+                # the ledger decides payments: only its owner reads or writes it (SQLite gives
+                # its -wal and -shm files the same mode)
+                os.close(os.open(ledger_file, os.O_WRONLY | os.O_CREAT, 0o600))
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -83,7 +90,6 @@ def backup(url: str, out: Path) -> Path:
     custom format (restore with pg_restore), the password passed in the environment, never on
     the command line.
     """
-    import os
     import shutil
     import sqlite3
     import subprocess

@@ -208,3 +208,50 @@ def test_found_by_fuzzing_a_get_with_a_body_does_not_poison_the_connection(sandb
         assert client.get("/").status_code == 200
         head = client.request("HEAD", "/")
         assert head.status_code == 405  # not http.server's bare 501
+
+
+@FUZZ
+@given(field=st.sampled_from(["APPROVERS", "NETWORK", "MAX_RETRIES", "BATCH_SIZE", "SCHEDULE_CRON", "FIRST_PERIOD",
+                              "LAST_PERIOD", "LEASE_TTL_S", "MEMO_MODE", "CHANNEL_KEY_FILES"]),
+       value=st.text(alphabet=string.ascii_letters + string.digits + " ,.-*/:=\t", max_size=40))
+def test_settings_from_hostile_environment_values(monkeypatch, field, value):
+    from pydantic import ValidationError
+
+    from config.settings import Settings
+    from payouts.runs.wiring import program_window
+    from workers.celery_app import _cron_fields
+
+    monkeypatch.setenv(f"PAYOUTS_{field}", value)
+    try:
+        settings = Settings()
+    except ValidationError:
+        return
+    for check in (lambda: _cron_fields(settings.schedule_cron), lambda: program_window(settings)):
+        try:
+            check()
+        except ValueError as exc:  # refused with the setting named
+            assert "schedule_cron" in str(exc) or "first_period" in str(exc)
+
+
+@FUZZ
+@given(password=st.text(alphabet=string.ascii_letters + string.digits + "!$%", min_size=8, max_size=24))
+def test_the_database_password_is_never_shown(password):
+    from pydantic import SecretStr
+
+    from config.settings import Settings
+
+    settings = Settings(database_url=SecretStr(f"postgresql+psycopg://payouts:{password}@db.internal/payouts"))
+    assert password not in repr(settings) and password not in str(settings)
+    assert password not in settings.ledger_url_for_display()
+
+
+def test_a_new_sqlite_ledger_is_readable_by_its_owner_only(tmp_path):
+    import stat
+
+    from payouts.ledger.db import make_engine, migrate
+
+    migrate(make_engine(f"sqlite:///{tmp_path / 'ledger.sqlite3'}"))
+    for name in ("ledger.sqlite3", "ledger.sqlite3-wal"):
+        path = tmp_path / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
