@@ -97,44 +97,35 @@ def read_node_transitions(path: Path) -> dict[int, tuple[datetime | None, str | 
     return _read_rows(path, NODE_COLUMNS, parse)
 
 
-def import_node_transitions(session: Session, path: Path) -> ImportReport:
-    """Upsert every node of the file; the caller commits. A node's v3 opt-out time stops its
-    proof-of-capacity payouts from the period that holds it (the next calculation reads it)."""
-    rows = read_node_transitions(path)
+def _upsert(session: Session, model: type, key: str, fields: tuple[str, str], rows: dict[int, tuple]) -> ImportReport:
+    """Insert or update one row per id of the file; rows the file does not list stay as they are."""
     added = updated = unchanged = 0
     now = utcnow()
-    for node_id, (opted_out_at, account) in rows.items():
-        existing = session.execute(select(NodeTransition).where(NodeTransition.node_id == node_id)).scalar()
+    for row_id, values in rows.items():
+        wanted = dict(zip(fields, values, strict=True))
+        existing = session.execute(select(model).where(getattr(model, key) == row_id)).scalar()
         if existing is None:
-            session.add(NodeTransition(node_id=node_id, v3_opted_out_at=opted_out_at, v4_account=account,
-                                       updated_at=now))
+            session.add(model(**{key: row_id}, **wanted, updated_at=now))
             added += 1
-        elif (existing.v3_opted_out_at, existing.v4_account) == (opted_out_at, account):
+        elif all(getattr(existing, name) == value for name, value in wanted.items()):
             unchanged += 1
         else:
-            existing.v3_opted_out_at, existing.v4_account, existing.updated_at = opted_out_at, account, now
+            for name, value in wanted.items():
+                setattr(existing, name, value)
+            existing.updated_at = now
             session.add(existing)
             updated += 1
     session.flush()
     return ImportReport(added=added, updated=updated, unchanged=unchanged)
+
+
+def import_node_transitions(session: Session, path: Path) -> ImportReport:
+    """Upsert every node of the file; the caller commits. A node's v3 opt-out time stops its
+    proof-of-capacity payouts from the period that holds it (the next calculation reads it)."""
+    return _upsert(session, NodeTransition, "node_id", ("v3_opted_out_at", "v4_account"),
+                   read_node_transitions(path))
 
 
 def import_signons(session: Session, path: Path) -> ImportReport:
     """Upsert every farm of the file; the caller commits."""
-    rows = read_signons(path)
-    added = updated = unchanged = 0
-    now = utcnow()
-    for farm_id, (contact, sla) in rows.items():
-        existing = session.execute(select(FarmSignon).where(FarmSignon.farm_id == farm_id)).scalar()
-        if existing is None:
-            session.add(FarmSignon(farm_id=farm_id, contact_confirmed_at=contact, sla_accepted_at=sla,
-                                   updated_at=now))
-            added += 1
-        elif (existing.contact_confirmed_at, existing.sla_accepted_at) == (contact, sla):
-            unchanged += 1
-        else:
-            existing.contact_confirmed_at, existing.sla_accepted_at, existing.updated_at = contact, sla, now
-            session.add(existing)
-            updated += 1
-    session.flush()
-    return ImportReport(added=added, updated=updated, unchanged=unchanged)
+    return _upsert(session, FarmSignon, "farm_id", ("contact_confirmed_at", "sla_accepted_at"), read_signons(path))
