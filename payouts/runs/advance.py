@@ -131,6 +131,9 @@ class Orchestrator:
         with Session(self.db) as session:
             run = repository.live_run_for_period(session, period.offset)
             paused = pause_state(session)
+            if run is not None:  # what it waits for, in the words `payouts runs` uses
+                step.waits_for = describe_wait(session, run, approvers=list(self.approvers),
+                                               approvals_required=self.approvals_required, two_tier=self.two_tier)
         if run is None:
             return self._calculate(period, step)
         step.run_id, step.status = run.id, run.status
@@ -139,15 +142,10 @@ class Orchestrator:
         if status is RunStatus.CALCULATED:
             self._remind_approvers(run, step)
             return False
-        if status is RunStatus.APPROVED and self.two_tier:
-            step.waits_for = "funding: payouts funding export, sign and submit"
-            return False
-        if status is RunStatus.FUNDING:
-            step.waits_for = "the funding transaction to land (payouts funding submit)"
+        if (status is RunStatus.APPROVED and self.two_tier) or status is RunStatus.FUNDING:
             return False
         if status in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
             if paused.paused:
-                step.waits_for = f"payouts resume (paused: {paused.reason})"
                 return False
             after = self.pay(run.id)
             step.did.append("pay")
@@ -199,7 +197,6 @@ class Orchestrator:
         with session_scope(self.db) as session:
             fresh = session.get(Run, run.id)
             count = len(valid_approvals(session, fresh, list(self.approvers)))
-            step.waits_for = f"approvals: {count} of {self.approvals_required} (payouts show {run.id}, payouts approve)"
             if _recent_event(session, run.id, "run.approvals.reminded", REMIND_EVERY):
                 return
             summary = {
@@ -215,7 +212,6 @@ class Orchestrator:
         self._webhook("run.awaiting_approval", summary)
 
     def _alert_stopped(self, run: Run, step: Step) -> None:
-        step.waits_for = f"an operator: {run.status_reason} (then payouts continue {run.id})"
         with session_scope(self.db) as session:
             if _recent_event(session, run.id, "run.stopped.alerted", REMIND_EVERY):
                 return
@@ -255,6 +251,8 @@ def describe_wait(session: Session, run: Run, *, approvers: list[str], approvals
         return f"an operator: {run.status_reason} (then payouts continue {run.id})"
     if status is RunStatus.APPROVED and two_tier:
         return f"funding: payouts funding export {run.id}, sign and submit"
+    if status is RunStatus.FUNDING:
+        return "the funding transaction to land (payouts funding submit)"
     paused = pause_state(session)
     if paused.paused and status in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
         return f"payouts resume (paused: {paused.reason})"

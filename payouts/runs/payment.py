@@ -178,11 +178,10 @@ class PaymentEngine:
             .join(Receipt, col(Payment.receipt_id) == col(Receipt.id))
             .where(Payment.run_id == run.id, col(Payment.in_manifest).is_(True))
         ).all()
-        retries = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.kind == "retry",
-                                                     col(Payment.in_manifest).is_(True))).all()
-        corrections = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.kind == "correction",
-                                                         col(Payment.in_manifest).is_(True))).all()
-        for payment in list(retries) + list(corrections):
+        own_receipts = session.exec(select(Payment).where(
+            Payment.run_id == run.id, col(Payment.kind).in_(["retry", "correction"]),
+            col(Payment.in_manifest).is_(True))).all()
+        for payment in own_receipts:
             problems = retry_receipt_matches(payment)
             if problems:
                 reason = f"payment {payment.id} ({payment.kind}): {'; '.join(problems)}"

@@ -18,7 +18,6 @@ from config.settings import Settings
 from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
 from payouts.export.site import publish_site
 from payouts.export.writers import EXPORT_FORMAT, write_export
-from payouts.ledger.db import session_scope
 from payouts.ledger.models import Run
 from payouts.ledger.states import RunStatus
 from payouts.ledger.types import utcnow
@@ -142,7 +141,3 @@ def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], s
         two_tier=settings.two_tier, max_retries=settings.max_retries, webhook_url=settings.alert_webhook_url,
     )
 
-
-def run_status(db: Engine, run_id: int) -> str:
-    with session_scope(db) as session:
-        return session.get(Run, run_id).status
