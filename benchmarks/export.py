@@ -57,15 +57,23 @@ def step(url: str, what: str, out: Path) -> dict:
                 rows = write_csv(iter_entries(session), handle)
         elif what == "json":
             with out.open("w", encoding="utf-8") as handle:
-                rows = write_json({"format": "bench"}, runs_document(session), iter_entries(session, ExportFilter()), handle)
+                rows = write_json(
+                    {"format": "bench"}, runs_document(session), iter_entries(session, ExportFilter()), handle
+                )
         elif what == "publish":
             rows = publish_site(session, out, network="dev", horizon_url="http://127.0.0.1:8000").entries
         else:
             raise SystemExit(f"unknown step {what}")
         elapsed = time.perf_counter() - started
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else out.stat().st_size
-    return {"step": what, "rows": rows, "seconds": round(elapsed, 2), "peak_rss_before_mb": round(before, 1),
-            "peak_rss_after_mb": round(_peak_mb(), 1), "output_mb": round(size / 2**20, 1)}
+    return {
+        "step": what,
+        "rows": rows,
+        "seconds": round(elapsed, 2),
+        "peak_rss_before_mb": round(before, 1),
+        "peak_rss_after_mb": round(_peak_mb(), 1),
+        "output_mb": round(size / 2**20, 1),
+    }
 
 
 def fill(url: str, receipts: int) -> float:
@@ -102,15 +110,18 @@ def main() -> None:
             for what, name in (("csv", "export.csv"), ("json", "export.json"), ("publish", "site")):
                 result = subprocess.run(
                     [sys.executable, __file__, "--step", what, "--url", url, "--out", str(Path(folder) / name)],
-                    capture_output=True, text=True,
+                    capture_output=True,
+                    text=True,
                 )
                 if result.returncode != 0:
                     raise SystemExit(f"{what} failed:\n{result.stderr[-3000:]}")
                 report = json.loads(result.stdout.strip().splitlines()[-1])
                 goal = "ok" if report["seconds"] < 10 else "OVER 10 s"
-                print(f"  {what:8s} {report['rows']:>8,} rows {report['seconds']:>6.2f} s  peak RSS "
-                      f"{report['peak_rss_before_mb']:.0f} -> {report['peak_rss_after_mb']:.0f} MB  "
-                      f"output {report['output_mb']:.1f} MB  [{goal}]")
+                print(
+                    f"  {what:8s} {report['rows']:>8,} rows {report['seconds']:>6.2f} s  peak RSS "
+                    f"{report['peak_rss_before_mb']:.0f} -> {report['peak_rss_after_mb']:.0f} MB  "
+                    f"output {report['output_mb']:.1f} MB  [{goal}]"
+                )
             os.sync()
 
 

@@ -62,8 +62,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as folder, sandbox_process(args.ledger_close) as horizon_url:
         folder = Path(folder)
         port = _free_port()
-        redis = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                                  "--save", "", "--dir", str(folder)], stdout=subprocess.DEVNULL)
+        redis = subprocess.Popen(
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(folder),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         worker = None
         try:
             accounts = folder / "accounts.json"
@@ -71,25 +83,54 @@ def main() -> None:
             fund_payout_account(horizon_url, document, document["treasury_tft_units"])
             drop = folder / "state" / "snapshots"
             drop.mkdir(parents=True)
-            write_synthetic_snapshot(drop / f"{period.label}.json.gz", nodes=args.nodes, period=period, seed=3,
-                                     network="dev", farm_addresses=[f["public_key"] for f in document["farmers"]])
+            write_synthetic_snapshot(
+                drop / f"{period.label}.json.gz",
+                nodes=args.nodes,
+                period=period,
+                seed=3,
+                network="dev",
+                farm_addresses=[f["public_key"] for f in document["farmers"]],
+            )
             approver = Keypair.random()
             ledger_url = f"sqlite:///{folder}/ledger.sqlite3"
             env = {
-                **os.environ, "PAYOUTS_STATE_DIR": str(folder / "state"), "PAYOUTS_DATABASE_URL": ledger_url,
-                "PAYOUTS_BROKER_URL": f"redis://127.0.0.1:{port}/0", "PAYOUTS_NETWORK": "dev",
-                "PAYOUTS_HORIZON_URL": horizon_url, "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
-                "PAYOUTS_APPROVERS": approver.public_key, "PAYOUTS_APPROVALS_REQUIRED": "1",
-                "PAYOUTS_FIRST_PERIOD": period.label, "PAYOUTS_LAST_PERIOD": period.label,
-                "PAYOUTS_LOG_LEVEL": "WARNING", "PAYOUTS_LOG_FORMAT": "json",
+                **os.environ,
+                "PAYOUTS_STATE_DIR": str(folder / "state"),
+                "PAYOUTS_DATABASE_URL": ledger_url,
+                "PAYOUTS_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+                "PAYOUTS_NETWORK": "dev",
+                "PAYOUTS_HORIZON_URL": horizon_url,
+                "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
+                "PAYOUTS_APPROVERS": approver.public_key,
+                "PAYOUTS_APPROVALS_REQUIRED": "1",
+                "PAYOUTS_FIRST_PERIOD": period.label,
+                "PAYOUTS_LAST_PERIOD": period.label,
+                "PAYOUTS_LOG_LEVEL": "WARNING",
+                "PAYOUTS_LOG_FORMAT": "json",
             }
             os.environ.update({k: v for k, v in env.items() if k.startswith("PAYOUTS_")})
             db = make_engine(ledger_url)
             migrate(db)
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", "solo",
-                 "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-                env=env, stdout=open(folder / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers.celery_app",
+                    "worker",
+                    "--pool",
+                    "solo",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--loglevel",
+                    "WARNING",
+                ],
+                env=env,
+                stdout=open(folder / "worker.log", "w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             from workers.tasks import advance_period
 
             def status() -> str | None:
@@ -103,17 +144,24 @@ def main() -> None:
             calculated_s = time.perf_counter() - started
             with session_scope(db) as session:
                 run = session.exec(select(Run).where(Run.period_offset == period.offset)).one()
-                approve_run(session, run, public_key=approver.public_key,
-                            signature_b64=sign_manifest(build_manifest(session, run), approver),
-                            approvers=[approver.public_key], required=1)
+                approve_run(
+                    session,
+                    run,
+                    public_key=approver.public_key,
+                    signature_b64=sign_manifest(build_manifest(session, run), approver),
+                    approvers=[approver.public_key],
+                    required=1,
+                )
             approved_at = time.perf_counter()
             advance_period.delay(period.offset)
             _wait(lambda: status() == "exported", 1800, "payment, reconciliation and export")
             paid_s = time.perf_counter() - approved_at
             with Session(db) as session:
                 paid = session.exec(select(func.count()).select_from(Payment).where(Payment.status == "paid")).one()
-            print(f"{args.nodes} nodes on one worker: calculate {calculated_s:.1f} s; pay {paid} payments, "
-                  f"reconcile and export {paid_s:.1f} s; {args.channels} channels, {args.ledger_close} s ledgers")
+            print(
+                f"{args.nodes} nodes on one worker: calculate {calculated_s:.1f} s; pay {paid} payments, "
+                f"reconcile and export {paid_s:.1f} s; {args.channels} channels, {args.ledger_close} s ledgers"
+            )
         finally:
             if worker is not None:
                 os.killpg(worker.pid, signal.SIGTERM)

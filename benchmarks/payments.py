@@ -33,16 +33,24 @@ def sign_only(count: int) -> None:
         for index in range(0, count, per_tx):
             envelope = build_payment_envelope(
                 network_passphrase=SANDBOX_NETWORK_PASSPHRASE,
-                source_account=keys.channel_accounts[index % 20], sequence=index + 1,
-                payout_account=keys.payout_account, asset_code="TFT", asset_issuer=issuer,
+                source_account=keys.channel_accounts[index % 20],
+                sequence=index + 1,
+                payout_account=keys.payout_account,
+                asset_code="TFT",
+                asset_issuer=issuer,
                 operations=[PaymentOp(destinations[(index + i) % 100], 1_807_625_000) for i in range(per_tx)],
-                memo_hash=bytes(32), fee_per_operation_stroops=100, min_time=0, max_time=2**40,
+                memo_hash=bytes(32),
+                fee_per_operation_stroops=100,
+                min_time=0,
+                max_time=2**40,
             )
             keys.sign(envelope)
             envelope.to_xdr()
         elapsed = time.perf_counter() - started
-        print(f"build and sign {count} payments, {per_tx} per transaction: {elapsed:.1f} s "
-              f"({count / elapsed:,.0f} payments/s)")
+        print(
+            f"build and sign {count} payments, {per_tx} per transaction: {elapsed:.1f} s "
+            f"({count / elapsed:,.0f} payments/s)"
+        )
 
 
 def _serve_sandbox(ledger_close_s: float, urls, stop) -> None:
@@ -86,24 +94,41 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
 
     with tempfile.TemporaryDirectory() as folder, sandbox_process(ledger_close_s) as sandbox_url:
         folder = Path(folder)
-        document = init_sandbox(sandbox_url, folder / "accounts.json", farmers=100, channels=channels,
-                                treasury_tft_units=10**9 * 10**7).document
+        document = init_sandbox(
+            sandbox_url, folder / "accounts.json", farmers=100, channels=channels, treasury_tft_units=10**9 * 10**7
+        ).document
         client = HorizonClient(sandbox_url)
         fund_payout_account(sandbox_url, document, document["treasury_tft_units"])
         snapshot_path = folder / "month.json"
-        write_synthetic_snapshot(snapshot_path, nodes=nodes, period=Period.from_label("2025-11"), seed=3,
-                                 farm_addresses=[f["public_key"] for f in document["farmers"]])
+        write_synthetic_snapshot(
+            snapshot_path,
+            nodes=nodes,
+            period=Period.from_label("2025-11"),
+            seed=3,
+            farm_addresses=[f["public_key"] for f in document["farmers"]],
+        )
         db = make_engine(f"sqlite:///{folder}/ledger.sqlite3")
         migrate(db)
         approver = Keypair.random()
         with session_scope(db) as session:
             run = calculate_run(session, load_snapshot(snapshot_path)).run
-            approve_run(session, run, public_key=approver.public_key,
-                        signature_b64=sign_manifest(build_manifest(session, run), approver),
-                        approvers=[approver.public_key], required=1)
-        config = PayConfig(network_passphrase=document["network_passphrase"], asset_code="TFT",
-                           asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,),
-                           approvals_required=1, memo_mode=memo_mode, poll_interval_s=0.05)
+            approve_run(
+                session,
+                run,
+                public_key=approver.public_key,
+                signature_b64=sign_manifest(build_manifest(session, run), approver),
+                approvers=[approver.public_key],
+                required=1,
+            )
+        config = PayConfig(
+            network_passphrase=document["network_passphrase"],
+            asset_code="TFT",
+            asset_issuer=document["asset"]["issuer"],
+            approvers=(approver.public_key,),
+            approvals_required=1,
+            memo_mode=memo_mode,
+            poll_interval_s=0.05,
+        )
         engine = PaymentEngine(db, client, SigningKeys.from_accounts_file(folder / "accounts.json"), config)
         first_ledger = client.latest_ledger().sequence
         started = time.perf_counter()
@@ -115,10 +140,12 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
         per_tx = 1 if memo_mode == "per_receipt" else 100
         minimum = math.ceil(paid / (channels * per_tx))
         used = len(report.ledgers)
-        print(f"{memo_mode}: {paid} payments in {elapsed:.1f} s ({paid / elapsed:,.0f}/s), "
-              f"{report.transactions} transactions in {used} ledgers (minimum {minimum}, "
-              f"{100 * (used - minimum) / minimum:+.0f} %), ledger close {ledger_close_s} s, "
-              f"{channels} channels, ledgers elapsed {client.latest_ledger().sequence - first_ledger}")
+        print(
+            f"{memo_mode}: {paid} payments in {elapsed:.1f} s ({paid / elapsed:,.0f}/s), "
+            f"{report.transactions} transactions in {used} ledgers (minimum {minimum}, "
+            f"{100 * (used - minimum) / minimum:+.0f} %), ledger close {ledger_close_s} s, "
+            f"{channels} channels, ledgers elapsed {client.latest_ledger().sequence - first_ledger}"
+        )
 
 
 def main() -> None:
@@ -132,7 +159,7 @@ def main() -> None:
     if args.sign_only:
         sign_only(args.sign_only)
         return
-    for mode in (["per_receipt", "batch"] if args.mode == "both" else [args.mode]):
+    for mode in ["per_receipt", "batch"] if args.mode == "both" else [args.mode]:
         pay(args.nodes, args.channels, args.ledger_close, mode)
 
 

@@ -26,8 +26,7 @@ def main() -> None:
     parser.add_argument("--ledger-close", type=float, default=0.25, help="seconds between ledgers")
     args = parser.parse_args()
 
-    with running_sandbox(ledger_close_s=args.ledger_close, ops_per_ledger=10_000,
-                         submission_timeout_s=60) as sandbox:
+    with running_sandbox(ledger_close_s=args.ledger_close, ops_per_ledger=10_000, submission_timeout_s=60) as sandbox:
         root = root_keypair()
         sources = [Keypair.random() for _ in range(args.sources)]
         payees = [Keypair.random() for _ in range(100)]
@@ -63,7 +62,7 @@ def main() -> None:
                 return worker.post("/transactions_async", data={"tx": envelope}).status_code
 
         # chained sequence numbers from one source must arrive in order: one thread per source
-        by_source: list[list[str]] = [envelopes[i::len(sources)] for i in range(len(sources))]
+        by_source: list[list[str]] = [envelopes[i :: len(sources)] for i in range(len(sources))]
         with ThreadPoolExecutor(max_workers=4) as pool:
             statuses = [s for batch in pool.map(lambda batch: [post(e) for e in batch], by_source) for s in batch]
         accepted_s = time.perf_counter() - started
@@ -72,12 +71,14 @@ def main() -> None:
             sandbox.ledger.closed.wait_for(lambda: not sandbox.ledger.queue, 120)
         applied_s = time.perf_counter() - started
         ledger = sandbox.ledger
-        successful = sum(1 for h in ledger.tx_order[-args.envelopes:] if ledger.transactions[h].successful)
+        successful = sum(1 for h in ledger.tx_order[-args.envelopes :] if ledger.transactions[h].successful)
         payments = args.envelopes * 100
     print(f"built and signed {args.envelopes} envelopes of 100 payments in {build_s:.2f} s (client side)")
     print(f"accepted {args.envelopes / accepted_s:.0f} envelopes/s ({payments / accepted_s:.0f} payments/s)")
-    print(f"applied {payments} payments in {applied_s:.2f} s over {ledger.latest.sequence - ledger_before} "
-          f"ledgers: {payments / applied_s:.0f} payments/s ({successful}/{args.envelopes} envelopes successful)")
+    print(
+        f"applied {payments} payments in {applied_s:.2f} s over {ledger.latest.sequence - ledger_before} "
+        f"ledgers: {payments / applied_s:.0f} payments/s ({successful}/{args.envelopes} envelopes successful)"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ def measure(graphql_url: str, gridproxy_url: str, period_label: str, out: Path) 
     from payouts.sources.indexer import build_snapshot
 
     started = time.perf_counter()
-    summary = build_snapshot(out, period=Period.from_label(period_label), network="dev",
-                             graphql_url=graphql_url, gridproxy_url=gridproxy_url)
+    summary = build_snapshot(
+        out, period=Period.from_label(period_label), network="dev", graphql_url=graphql_url, gridproxy_url=gridproxy_url
+    )
     wall_s = time.perf_counter() - started
     return {
         "nodes": summary.nodes,
@@ -77,16 +78,29 @@ def main() -> None:
         started = time.perf_counter()
         server = subprocess.Popen(
             [sys.executable, "-m", "tests.sources.indexer_server", "--snapshot", str(synthetic)],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             port = int(server.stdout.readline().split()[1])
             print(f"loopback indexer for {nodes} nodes ready in {time.perf_counter() - started:.1f} s")
             built = args.data / f"built-{nodes}-{args.period}.json"
             result = subprocess.run(
-                [sys.executable, __file__, "--period", args.period, "--one",
-                 f"http://127.0.0.1:{port}/graphql", f"http://127.0.0.1:{port}", str(built)],
-                check=True, capture_output=True, text=True, cwd=ROOT,
+                [
+                    sys.executable,
+                    __file__,
+                    "--period",
+                    args.period,
+                    "--one",
+                    f"http://127.0.0.1:{port}/graphql",
+                    f"http://127.0.0.1:{port}",
+                    str(built),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
             )
             print(result.stdout.strip().splitlines()[-1])
         finally:

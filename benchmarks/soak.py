@@ -40,8 +40,11 @@ def invariant_violations(db, client, document: dict, run_id: int) -> list[str]:
 
     problems: list[str] = []
     payout = document["payout"]["public_key"]
-    chain = [r for r in client.payments(payout) if r.get("type") == "payment" and r.get("from") == payout
-             and r.get("transaction_successful", True)]
+    chain = [
+        r
+        for r in client.payments(payout)
+        if r.get("type") == "payment" and r.get("from") == payout and r.get("transaction_successful", True)
+    ]
     with Session(db) as session:
         payments = session.exec(select(Payment)).all()
         run = session.get(Run, run_id)
@@ -58,8 +61,11 @@ def invariant_violations(db, client, document: dict, run_id: int) -> list[str]:
     if chain_units != ledger_units:
         problems.append(f"chain total {chain_units} units != ledger total {ledger_units}")
     for payment in payments:
-        if payment.run_id == run_id and payment.status not in ("paid", "retried") and not (
-                payment.status == "held" and payment.hold_reason):
+        if (
+            payment.run_id == run_id
+            and payment.status not in ("paid", "retried")
+            and not (payment.status == "held" and payment.hold_reason)
+        ):
             problems.append(f"payment {payment.id} is {payment.status} without a reason")
             break
     if run.status not in ("exported", "stopped") or (run.status == "stopped" and not run.status_reason):
@@ -111,14 +117,20 @@ def main() -> int:
     try:
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
             conn.execute("CREATE DATABASE soak")
         ledger_url = postgres.url("soak")
         db = make_engine(ledger_url)
         migrate(db)
-        with running_sandbox(ledger_close_s=0.2, ops_per_ledger=10_000, submission_timeout_s=3,
-                             state_dir=folder / "sandbox", seed=args.seed) as sandbox:
+        with running_sandbox(
+            ledger_close_s=0.2,
+            ops_per_ledger=10_000,
+            submission_timeout_s=3,
+            state_dir=folder / "sandbox",
+            seed=args.seed,
+        ) as sandbox:
             accounts = folder / "accounts.json"
             document = init_sandbox(sandbox.url, accounts, farmers=20, channels=4, without_trustline=1).document
             fund_payout_account(sandbox.url, document, document["treasury_tft_units"])
@@ -128,20 +140,41 @@ def main() -> int:
             approver = Keypair.random()
             last = Period(first.offset + args.periods - 1)
             settings = Settings(
-                state_dir=folder / "state", database_url=SecretStr(ledger_url), broker_url=SecretStr(redis_server.url),
-                network="dev", horizon_url=sandbox.url, stellar_accounts_file=accounts,
-                approvers=[approver.public_key], approvals_required=1, first_period=first.label,
-                last_period=last.label, snapshot_drop_folder=drop, tx_timeout_s=20, lease_ttl_s=3,
-                pay_task_budget_s=3, visibility_timeout_s=5,
+                state_dir=folder / "state",
+                database_url=SecretStr(ledger_url),
+                broker_url=SecretStr(redis_server.url),
+                network="dev",
+                horizon_url=sandbox.url,
+                stellar_accounts_file=accounts,
+                approvers=[approver.public_key],
+                approvals_required=1,
+                first_period=first.label,
+                last_period=last.label,
+                snapshot_drop_folder=drop,
+                tx_timeout_s=20,
+                lease_ttl_s=3,
+                pay_task_budget_s=3,
+                visibility_timeout_s=5,
             )
-            env = {**os.environ, "PAYOUTS_STATE_DIR": str(settings.state_dir), "PAYOUTS_DATABASE_URL": ledger_url,
-                   "PAYOUTS_BROKER_URL": redis_server.url, "PAYOUTS_NETWORK": "dev",
-                   "PAYOUTS_HORIZON_URL": sandbox.url, "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
-                   "PAYOUTS_APPROVERS": approver.public_key, "PAYOUTS_APPROVALS_REQUIRED": "1",
-                   "PAYOUTS_FIRST_PERIOD": first.label, "PAYOUTS_LAST_PERIOD": last.label,
-                   "PAYOUTS_SNAPSHOT_DROP_FOLDER": str(drop), "PAYOUTS_TX_TIMEOUT_S": "20",
-                   "PAYOUTS_LEASE_TTL_S": "3", "PAYOUTS_PAY_TASK_BUDGET_S": "3",
-                   "PAYOUTS_VISIBILITY_TIMEOUT_S": "5", "PAYOUTS_LOG_FORMAT": "json"}
+            env = {
+                **os.environ,
+                "PAYOUTS_STATE_DIR": str(settings.state_dir),
+                "PAYOUTS_DATABASE_URL": ledger_url,
+                "PAYOUTS_BROKER_URL": redis_server.url,
+                "PAYOUTS_NETWORK": "dev",
+                "PAYOUTS_HORIZON_URL": sandbox.url,
+                "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
+                "PAYOUTS_APPROVERS": approver.public_key,
+                "PAYOUTS_APPROVALS_REQUIRED": "1",
+                "PAYOUTS_FIRST_PERIOD": first.label,
+                "PAYOUTS_LAST_PERIOD": last.label,
+                "PAYOUTS_SNAPSHOT_DROP_FOLDER": str(drop),
+                "PAYOUTS_TX_TIMEOUT_S": "20",
+                "PAYOUTS_LEASE_TTL_S": "3",
+                "PAYOUTS_PAY_TASK_BUDGET_S": "3",
+                "PAYOUTS_VISIBILITY_TIMEOUT_S": "5",
+                "PAYOUTS_LOG_FORMAT": "json",
+            }
             os.environ.update({k: v for k, v in env.items() if k.startswith("PAYOUTS_")})
             from tests.support.celery import use_settings
             from workers.tasks import advance_due
@@ -151,9 +184,27 @@ def main() -> int:
             def start_worker(name: str) -> subprocess.Popen:
                 log = open(folder / f"{name}.log", "w")  # noqa: SIM115 - lives with the process
                 return subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", "solo",
-                     "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h", "--loglevel", "WARNING"],
-                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "workers.celery_app",
+                        "worker",
+                        "--pool",
+                        "solo",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--hostname",
+                        f"{name}@%h",
+                        "--loglevel",
+                        "WARNING",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
 
             workers.extend(start_worker(f"w{n}") for n in range(args.workers))
             spawned = args.workers
@@ -166,8 +217,9 @@ def main() -> int:
 
             def chaos() -> None:
                 nonlocal spawned
-                fault = rng.choice(["kill worker", "restart redis", "restart postgresql", "restart sandbox",
-                                    "duplicate trigger"])
+                fault = rng.choice(
+                    ["kill worker", "restart redis", "restart postgresql", "restart sandbox", "duplicate trigger"]
+                )
                 if fault == "kill worker":
                     victim = workers.pop(rng.randrange(len(workers)))
                     os.killpg(victim.pid, signal.SIGKILL)
@@ -192,9 +244,14 @@ def main() -> int:
                 if time.monotonic() - started > args.minutes * 60:
                     break
                 period = Period(first.offset + index)
-                write_synthetic_snapshot(drop / f"{period.label}.json.gz", nodes=args.nodes, period=period,
-                                         seed=args.seed + index, network="dev",
-                                         farm_addresses=[f["public_key"] for f in document["farmers"]])
+                write_synthetic_snapshot(
+                    drop / f"{period.label}.json.gz",
+                    nodes=args.nodes,
+                    period=period,
+                    seed=args.seed + index,
+                    network="dev",
+                    farm_addresses=[f["public_key"] for f in document["farmers"]],
+                )
                 sandbox.faults.spec = FaultSpec.parse(args.faults)
                 period_started = time.monotonic()
                 trigger()
@@ -203,8 +260,11 @@ def main() -> int:
                 def run_row() -> Run | None:
                     try:
                         with Session(db) as session:
-                            return session.exec(select(Run).where(Run.period_offset == period.offset,
-                                                                  Run.status.notin_(["replaced", "rejected"]))).first()
+                            return session.exec(
+                                select(Run).where(
+                                    Run.period_offset == period.offset, Run.status.notin_(["replaced", "rejected"])
+                                )
+                            ).first()
                     except Exception:  # noqa: BLE001 - PostgreSQL may be restarting
                         return None
 
@@ -215,9 +275,14 @@ def main() -> int:
                     if run is not None and run.status == "calculated" and not approved:
                         with session_scope(db) as session:
                             fresh = session.get(Run, run.id)
-                            approve_run(session, fresh, public_key=approver.public_key,
-                                        signature_b64=sign_manifest(build_manifest(session, fresh), approver),
-                                        approvers=[approver.public_key], required=1)
+                            approve_run(
+                                session,
+                                fresh,
+                                public_key=approver.public_key,
+                                signature_b64=sign_manifest(build_manifest(session, fresh), approver),
+                                approvers=[approver.public_key],
+                                required=1,
+                            )
                         approved = True
                         trigger()
                     if run is not None and run.status in ("exported", "stopped"):
@@ -235,8 +300,16 @@ def main() -> int:
                     from payouts.ledger.models import Payment
 
                     counts = Counter(p.status for p in session.exec(select(Payment).where(Payment.run_id == run.id)))
-                rows.append((period.label, run.status if run else "-", counts.get("paid", 0), counts.get("held", 0),
-                             f"{time.monotonic() - period_started:.0f} s", "ok" if not found else "VIOLATED"))
+                rows.append(
+                    (
+                        period.label,
+                        run.status if run else "-",
+                        counts.get("paid", 0),
+                        counts.get("held", 0),
+                        f"{time.monotonic() - period_started:.0f} s",
+                        "ok" if not found else "VIOLATED",
+                    )
+                )
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -249,10 +322,15 @@ def main() -> int:
     print(f"{'period':<8} {'status':<9} {'paid':>5} {'held':>5} {'time':>6}  invariants")
     for row in rows:
         print(f"{row[0]:<8} {row[1]:<9} {row[2]:>5} {row[3]:>5} {row[4]:>6}  {row[5]}")
-    print("faults injected and survived: " + (", ".join(f"{k} x{v}" for k, v in sorted(injected.items())) or "none")
-          + f"; sandbox submission faults: {args.faults}")
-    print(f"periods {len(rows)}, payments paid {sum(r[2] for r in rows)}, "
-          f"invariant violations {len(violations)}, {time.monotonic() - started:.0f} s")
+    print(
+        "faults injected and survived: "
+        + (", ".join(f"{k} x{v}" for k, v in sorted(injected.items())) or "none")
+        + f"; sandbox submission faults: {args.faults}"
+    )
+    print(
+        f"periods {len(rows)}, payments paid {sum(r[2] for r in rows)}, "
+        f"invariant violations {len(violations)}, {time.monotonic() - started:.0f} s"
+    )
     for violation in violations:
         print(f"VIOLATION {violation}")
     return 1 if violations or len(rows) < min(args.periods, 1) else 0

@@ -19,9 +19,7 @@ DEFAULT_STATE_DIR = Path("var")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PAYOUTS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="PAYOUTS_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     #: Folder for the embedded defaults (SQLite ledger, exports) when no URL is given.
     state_dir: Path = DEFAULT_STATE_DIR

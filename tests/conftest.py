@@ -28,8 +28,9 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_template(postgres_server: PostgresServer) -> str:
     """A database migrated once; each test copies it (CREATE DATABASE ... TEMPLATE)."""
     name = "payouts_template"
-    with psycopg.connect(f"host=127.0.0.1 port={postgres_server.port} user=postgres dbname=postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        f"host=127.0.0.1 port={postgres_server.port} user=postgres dbname=postgres", autocommit=True
+    ) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     engine = make_engine(postgres_server.url(name))
     migrate(engine)
@@ -39,8 +40,7 @@ def postgres_template(postgres_server: PostgresServer) -> str:
 
 def _new_postgres_database(server: PostgresServer, template: str) -> str:
     name = f"payouts_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     return server.url(name)
 

@@ -14,25 +14,52 @@ from payouts.periods import Period
 GIB = 2**30
 EXAMPLE_ADDRESS = "GAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAWHF"
 POLICY_DIY = {
-    "id": 1, "name": "DIY", "cu": 2400, "su": 1000, "nu": 30, "ipv4": 5, "minimal_uptime": 95,
-    "immutable": False, "default": True, "node_certification": "Diy",
+    "id": 1,
+    "name": "DIY",
+    "cu": 2400,
+    "su": 1000,
+    "nu": 30,
+    "ipv4": 5,
+    "minimal_uptime": 95,
+    "immutable": False,
+    "default": True,
+    "node_certification": "Diy",
     "farm_certification": "NotCertified",
 }
 POLICY_CERTIFIED = {
-    "id": 2, "name": "Certified", "cu": 3000, "su": 1250, "nu": 38, "ipv4": 6,
-    "minimal_uptime": 95, "immutable": False, "default": True,
-    "node_certification": "Certified", "farm_certification": "NotCertified",
+    "id": 2,
+    "name": "Certified",
+    "cu": 3000,
+    "su": 1250,
+    "nu": 38,
+    "ipv4": 6,
+    "minimal_uptime": 95,
+    "immutable": False,
+    "default": True,
+    "node_certification": "Certified",
+    "farm_certification": "NotCertified",
 }
 
 
 def node(node_id: int = 1234, *, farm_id: int = 42, twin_id: int = 5678, **overrides) -> dict:
     record = {
-        "node_id": node_id, "farm_id": farm_id, "twin_id": twin_id,
+        "node_id": node_id,
+        "farm_id": farm_id,
+        "twin_id": twin_id,
         "resources": {"cru": 4, "mru": 16 * GIB, "sru": 512 * GIB, "hru": 4096 * GIB},
-        "certification": "Diy", "farming_policy_id": 1, "connection_price": 80,
-        "virtualized": False, "created": 1735000000,
-        "consumption": {"nru": 0, "ip_seconds": 0, "cru_seconds": 0, "mru_seconds": 0,
-                        "sru_seconds": 0, "hru_seconds": 0},
+        "certification": "Diy",
+        "farming_policy_id": 1,
+        "connection_price": 80,
+        "virtualized": False,
+        "created": 1735000000,
+        "consumption": {
+            "nru": 0,
+            "ip_seconds": 0,
+            "cru_seconds": 0,
+            "mru_seconds": 0,
+            "sru_seconds": 0,
+            "hru_seconds": 0,
+        },
     }
     record.update(overrides)
     return record
@@ -65,20 +92,29 @@ def snapshot(
         "network": "dev",
         "period_offset": period_offset,
         "farming_policies": [copy.deepcopy(POLICY_DIY), copy.deepcopy(POLICY_CERTIFIED)],
-        "farms": farms if farms is not None else [
-            {"farm_id": 42, "name": "my_farm", "twin_id": 7, "certification": "NotCertified",
-             "stellar_address": EXAMPLE_ADDRESS},
+        "farms": farms
+        if farms is not None
+        else [
+            {
+                "farm_id": 42,
+                "name": "my_farm",
+                "twin_id": 7,
+                "certification": "NotCertified",
+                "stellar_address": EXAMPLE_ADDRESS,
+            },
         ],
-        "twins": twins if twins is not None else [
+        "twins": twins
+        if twins is not None
+        else [
             {"twin_id": 7, "relay": "relay.grid.tf", "pk": None},
             {"twin_id": 5678, "relay": "relay.grid.tf", "pk": None},
         ],
         "nodes": nodes,
         "power_events": [],
         "power_at_start": [],
-        "uptime_events": uptime_events if uptime_events is not None else [
-            event for n in nodes for event in full_uptime_reports(n["node_id"], period)
-        ],
+        "uptime_events": uptime_events
+        if uptime_events is not None
+        else [event for n in nodes for event in full_uptime_reports(n["node_id"], period)],
     }
     document.update(extra)
     return document

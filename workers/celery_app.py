@@ -42,9 +42,14 @@ def create_app(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "payouts-reconciler": {
                 "task": "payouts.advance_due",
-                "schedule": settings.schedule_every_s or crontab(
-                    minute=minute, hour=hour, day_of_month=day_of_month,
-                    month_of_year=month_of_year, day_of_week=day_of_week),
+                "schedule": settings.schedule_every_s
+                or crontab(
+                    minute=minute,
+                    hour=hour,
+                    day_of_month=day_of_month,
+                    month_of_year=month_of_year,
+                    day_of_week=day_of_week,
+                ),
             },
         },
     )

@@ -28,8 +28,15 @@ log = structlog.get_logger(__name__)
 
 #: transient trouble (Horizon, the indexer or the ledger unreachable) is retried with backoff, a
 #: few times; after that the next daily trigger tries again
-TRANSIENT = (ConnectionError, TimeoutError, OSError, HorizonUnavailable, IndexerUnreachable,
-             httpx.TransportError, OperationalError)
+TRANSIENT = (
+    ConnectionError,
+    TimeoutError,
+    OSError,
+    HorizonUnavailable,
+    IndexerUnreachable,
+    httpx.TransportError,
+    OperationalError,
+)
 
 
 @app.task(base=PayoutTask, name="payouts.runs.calculate")
@@ -48,8 +55,14 @@ def advance_due(session: Session) -> dict:
     return {"periods": [p.offset for p in periods]}
 
 
-@app.task(base=PayoutTask, name="payouts.advance_period", autoretry_for=TRANSIENT, retry_backoff=True,
-          retry_backoff_max=300, max_retries=5)
+@app.task(
+    base=PayoutTask,
+    name="payouts.advance_period",
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
 def advance_period(session: Session, period_offset: int) -> dict:
     """Bring one period forward until it waits; payment is queued as its own task."""
 
@@ -63,8 +76,15 @@ def advance_period(session: Session, period_offset: int) -> dict:
     return step.as_dict()
 
 
-@app.task(base=PayoutTask, name="payouts.pay_run", bind=True, autoretry_for=TRANSIENT, retry_backoff=True,
-          retry_backoff_max=300, max_retries=5)
+@app.task(
+    base=PayoutTask,
+    name="payouts.pay_run",
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
 def pay_run(self, session: Session, run_id: int) -> dict:
     """Pay a run for one time budget; queue the next slice, or the next step once paid."""
     settings = app.conf.payouts_settings
@@ -84,5 +104,10 @@ def pay_run(self, session: Session, run_id: int) -> dict:
         pay_run.delay(run_id)
     elif report.status == RunStatus.PAID:
         advance_period.delay(run.period_offset)
-    return {"run_id": run_id, "status": report.status, "paid": report.paid, "held": report.held,
-            "reason": report.reason}
+    return {
+        "run_id": run_id,
+        "status": report.status,
+        "paid": report.paid,
+        "held": report.held,
+        "reason": report.reason,
+    }

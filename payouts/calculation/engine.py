@@ -154,8 +154,9 @@ def _utilization(used_seconds: int, total: int) -> float:
     return 0.0 if total <= 0 else float(max(used_seconds, 0) // PERIOD_LENGTH_S * 100) / float(total)
 
 
-def _measure_all(snapshot, period: Period, nodes: dict[int, Node], power: dict, twins: dict,
-                 progress: Callable[[int], None] | None) -> dict[int, UptimeMeasurement]:
+def _measure_all(
+    snapshot, period: Period, nodes: dict[int, Node], power: dict, twins: dict, progress: Callable[[int], None] | None
+) -> dict[int, UptimeMeasurement]:
     def run(buffered: bool) -> dict[int, UptimeMeasurement]:
         results: dict[int, UptimeMeasurement] = {}
         for done, (node_id, events) in enumerate(snapshot.iter_node_events(buffered=buffered), 1):
@@ -218,8 +219,11 @@ def calculate_period(
         node = nodes[node_id]
         measurement = measurements.get(node_id)
         if measurement is None:
-            measurement = measure_uptime([], period=period, power_at_start=power.get(node_id),
-                                         twin=twins.get(node.twin_id)) if node_id in power else no_events
+            measurement = (
+                measure_uptime([], period=period, power_at_start=power.get(node_id), twin=twins.get(node.twin_id))
+                if node_id in power
+                else no_events
+            )
         odd = _odd_values(node, policies, farms, twins, id_counts[node_id])
         if odd is None and node_id in stats.invalid_event_nodes:
             odd = f"an event is out of range ({stats.invalid_event_nodes[node_id]})"
@@ -237,8 +241,15 @@ def calculate_period(
     return PeriodCalculation(period, snapshot.sha256, header.network, receipts, report)
 
 
-def _receipt(node: Node, period: Period, measurement: UptimeMeasurement, policies: dict,
-             farms: dict, odd: str | None, opted_out_ts: int | None) -> NodeReceipt:
+def _receipt(
+    node: Node,
+    period: Period,
+    measurement: UptimeMeasurement,
+    policies: dict,
+    farms: dict,
+    odd: str | None,
+    opted_out_ts: int | None,
+) -> NodeReceipt:
     resources, consumption = node.resources, node.consumption
     policy = policies.get(node.farming_policy_id)
     farm = farms.get(node.farm_id)
@@ -268,24 +279,32 @@ def _receipt(node: Node, period: Period, measurement: UptimeMeasurement, policie
     else:
         assert policy is not None
         full = base_musd(cu, su, nu, consumption.ip_seconds, policy)
-        reward = node_reward(musd=full, connection_price_musd=node.connection_price,
-                             permille=permille, certified=certified, policy=policy)
+        reward = node_reward(
+            musd=full,
+            connection_price_musd=node.connection_price,
+            permille=permille,
+            certified=certified,
+            policy=policy,
+        )
         musd, tft_units = reward.musd, reward.tft_units
         if musd == 0 and tft_units == 0 and full > 0:
             eligibility = Eligibility.BELOW_SLA
             if scales_with_uptime(policy):
                 minimum = CERTIFIED_MIN_PERMILLE if certified else DIY_MIN_PERMILLE
                 kind = "Certified" if certified else "DIY"
-                reason = (f"uptime {permille / 10:.1f} % is below the {minimum / 10:g} % "
-                          f"{kind} minimum")
+                reason = f"uptime {permille / 10:.1f} % is below the {minimum / 10:g} % {kind} minimum"
             else:
-                reason = (f"uptime {permille / 10:.1f} % is below policy {policy.id}'s "
-                          f"minimum of {policy.minimal_uptime} permille")
+                reason = (
+                    f"uptime {permille / 10:.1f} % is below policy {policy.id}'s "
+                    f"minimum of {policy.minimal_uptime} permille"
+                )
         elif tft_units > 0 and not address:
             eligibility, reason = Eligibility.NO_ADDRESS, "no payout address set on the farm"
         elif tft_units > 0 and not StrKey.is_valid_ed25519_public_key(address):
-            eligibility, reason = (Eligibility.INVALID_ADDRESS,
-                                   "the farm's payout address is not a valid Stellar address")
+            eligibility, reason = (
+                Eligibility.INVALID_ADDRESS,
+                "the farm's payout address is not a valid Stellar address",
+            )
 
     document = {
         "period": {"start": period.start_ts, "end": period.end_ts},
@@ -298,17 +317,25 @@ def _receipt(node: Node, period: Period, measurement: UptimeMeasurement, policie
         "tft_connection_price": RECEIPT_CONNECTION_PRICE_MUSD,
         "cloud_units": {"cu": cu / 1e6, "su": su / 1e6, "nu": nu / 1e6},
         "resource_units": (
-            {"cru": float(resources.cru), "mru": resources.mru / GIB,
-             "hru": resources.hru / GIB, "sru": resources.sru / GIB}
-            if odd is None else {"cru": 0.0, "mru": 0.0, "hru": 0.0, "sru": 0.0}
+            {
+                "cru": float(resources.cru),
+                "mru": resources.mru / GIB,
+                "hru": resources.hru / GIB,
+                "sru": resources.sru / GIB,
+            }
+            if odd is None
+            else {"cru": 0.0, "mru": 0.0, "hru": 0.0, "sru": 0.0}
         ),
         "resource_utilization": (
-            {"cru": _utilization(consumption.cru_seconds, resources.cru),
-             "mru": _utilization(consumption.mru_seconds, resources.mru),
-             "hru": _utilization(consumption.hru_seconds, resources.hru),
-             "sru": _utilization(consumption.sru_seconds, resources.sru),
-             "ip": consumption.ip_seconds / 3600}
-            if odd is None else {"cru": 0.0, "mru": 0.0, "hru": 0.0, "sru": 0.0, "ip": 0.0}
+            {
+                "cru": _utilization(consumption.cru_seconds, resources.cru),
+                "mru": _utilization(consumption.mru_seconds, resources.mru),
+                "hru": _utilization(consumption.hru_seconds, resources.hru),
+                "sru": _utilization(consumption.sru_seconds, resources.sru),
+                "ip": consumption.ip_seconds / 3600,
+            }
+            if odd is None
+            else {"cru": 0.0, "mru": 0.0, "hru": 0.0, "sru": 0.0, "ip": 0.0}
         ),
         "reward": {"musd": musd, "tft": tft_units},
         "carbon_offset": None,
@@ -316,18 +343,31 @@ def _receipt(node: Node, period: Period, measurement: UptimeMeasurement, policie
         "farming_policy_id": node.farming_policy_id,
         "resource_rewards": (
             {"cu": policy.cu, "su": policy.su, "nu": policy.nu, "ipv4": policy.ipv4}
-            if policy is not None else {"cu": 0, "su": 0, "nu": 0, "ipv4": 0}
+            if policy is not None
+            else {"cu": 0, "su": 0, "nu": 0, "ipv4": 0}
         ),
     }
     data = minting_receipt_bytes(document)
     return NodeReceipt(
-        node_id=node.node_id, farm_id=node.farm_id, twin_id=node.twin_id,
-        farm_name=document["farm_name"], farming_policy_id=node.farming_policy_id,
-        node_type=document["node_type"], measured_uptime_s=measurement.measured_uptime_s,
-        uptime_permille=permille, violation=measurement.violation, eligibility=str(eligibility),
-        reason=reason, reward_musd=musd, reward_tft_units=tft_units,
-        stellar_payout_address=address, cu_pm=cu, su_pm=su, nu_pm=nu,
-        receipt_bytes=data, receipt_hash=receipt_hash(data),
+        node_id=node.node_id,
+        farm_id=node.farm_id,
+        twin_id=node.twin_id,
+        farm_name=document["farm_name"],
+        farming_policy_id=node.farming_policy_id,
+        node_type=document["node_type"],
+        measured_uptime_s=measurement.measured_uptime_s,
+        uptime_permille=permille,
+        violation=measurement.violation,
+        eligibility=str(eligibility),
+        reason=reason,
+        reward_musd=musd,
+        reward_tft_units=tft_units,
+        stellar_payout_address=address,
+        cu_pm=cu,
+        su_pm=su,
+        nu_pm=nu,
+        receipt_bytes=data,
+        receipt_hash=receipt_hash(data),
         # a hostile price beyond the ledger's 64-bit column is an invalid record: no reference price
         connection_price_musd=node.connection_price if 0 < node.connection_price < 2**63 else None,
     )

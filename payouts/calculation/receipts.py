@@ -13,9 +13,21 @@ from decimal import Decimal
 
 FLOAT_GROUPS = ("cloud_units", "resource_units", "resource_utilization")
 _MINTING_KEYS = (
-    "period", "node_id", "twin_id", "farm_id", "farm_name", "stellar_payout_address",
-    "measured_uptime", "tft_connection_price", "cloud_units", "resource_units",
-    "resource_utilization", "reward", "carbon_offset", "node_type", "farming_policy_id",
+    "period",
+    "node_id",
+    "twin_id",
+    "farm_id",
+    "farm_name",
+    "stellar_payout_address",
+    "measured_uptime",
+    "tft_connection_price",
+    "cloud_units",
+    "resource_units",
+    "resource_utilization",
+    "reward",
+    "carbon_offset",
+    "node_type",
+    "farming_policy_id",
     "resource_rewards",
 )
 _GROUP_KEYS = {
@@ -29,8 +41,13 @@ _GROUP_KEYS = {
     "resource_rewards": ("cu", "su", "nu", "ipv4"),
 }
 _RETRY_KEYS = (
-    "failed_payout_period", "retry_period", "farm_id", "previous_stellar_payout_address",
-    "stellar_payout_address", "retry_for_receipt", "reward",
+    "failed_payout_period",
+    "retry_period",
+    "farm_id",
+    "previous_stellar_payout_address",
+    "stellar_payout_address",
+    "retry_for_receipt",
+    "reward",
 )
 
 

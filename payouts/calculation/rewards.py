@@ -30,9 +30,7 @@ def uptime_permille(measured_uptime_s: int) -> int:
 
 def base_musd(cu_pm: int, su_pm: int, nu_pm: int, ip_seconds: int, policy: FarmingPolicy) -> int:
     """mUSD for a full period: unit prices per period, public IPs per IP-hour."""
-    return (cu_pm * policy.cu + su_pm * policy.su + nu_pm * policy.nu) // MILLION + (
-        ip_seconds * policy.ipv4 // 3600
-    )
+    return (cu_pm * policy.cu + su_pm * policy.su + nu_pm * policy.nu) // MILLION + (ip_seconds * policy.ipv4 // 3600)
 
 
 def scales_with_uptime(policy: FarmingPolicy) -> bool:

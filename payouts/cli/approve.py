@@ -21,7 +21,9 @@ from payouts.stellar.keys import KeyFileError, load_keypair
 def approve(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="Run id (see `payouts runs`).")],
-    key_file: Annotated[Path, typer.Option("--key-file", "-k", help="File with the approver's secret seed (mode 600).")],
+    key_file: Annotated[
+        Path, typer.Option("--key-file", "-k", help="File with the approver's secret seed (mode 600).")
+    ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Sign without asking (after showing the review).")] = False,
 ) -> None:
     """Show a run's review and manifest, then sign the manifest with an approver key.
@@ -38,10 +40,15 @@ def approve(
     with cli.session() as session:
         try:
             run = require_run(session, run_id)
-            print_review(build_review(
-                session, run, cap_node_tft_units=settings.cap_node_tft_units,
-                cap_farm_tft_units=settings.cap_farm_tft_units, cap_run_tft_units=settings.cap_run_tft_units,
-            ))
+            print_review(
+                build_review(
+                    session,
+                    run,
+                    cap_node_tft_units=settings.cap_node_tft_units,
+                    cap_farm_tft_units=settings.cap_farm_tft_units,
+                    cap_run_tft_units=settings.cap_run_tft_units,
+                )
+            )
             manifest = build_manifest(session, run)
             out_console.print("Manifest to sign:", manifest.to_bytes().decode())
             out_console.print(f"SHA-256: {manifest.sha256.hex()}   approver: {keypair.public_key}")
@@ -49,9 +56,12 @@ def approve(
                 abort("not signed")
             required = required_approvals(run.network, settings.approvals_required)
             count = approve_run(
-                session, run, public_key=keypair.public_key,
+                session,
+                run,
+                public_key=keypair.public_key,
                 signature_b64=sign_manifest(manifest, keypair),
-                approvers=settings.approvers, required=required,
+                approvers=settings.approvers,
+                required=required,
             )
         except AlreadyDone as exc:
             err_console.print(str(exc))

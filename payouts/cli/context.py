@@ -29,10 +29,7 @@ class CliContext:
                     migrate(engine)
             except OperationalError as exc:
                 # the driver's message can quote the URL; show the masked one only
-                abort(
-                    f"cannot open the ledger at {self.settings.ledger_url_for_display()}: "
-                    f"{type(exc.orig).__name__}"
-                )
+                abort(f"cannot open the ledger at {self.settings.ledger_url_for_display()}: {type(exc.orig).__name__}")
             self._engine = engine
         return self._engine
 

@@ -45,5 +45,6 @@ def backup_command(
         path = backup(settings.ledger_url(), out)
     except (BackupError, OSError) as exc:
         abort(f"backup of {settings.ledger_url_for_display()} failed: {exc}")
-    err_console.print(f"ledger at {settings.ledger_url_for_display()} backed up to {path} "
-                      f"({path.stat().st_size:,} bytes)")
+    err_console.print(
+        f"ledger at {settings.ledger_url_for_display()} backed up to {path} ({path.stat().st_size:,} bytes)"
+    )

@@ -52,24 +52,37 @@ def demo(
     folder.mkdir(parents=True)
     month = Period.from_label(period)
 
-    with running_sandbox(ledger_close_s=ledger_close_s, ops_per_ledger=10_000, seed=seed,
-                         submission_timeout_s=30) as sandbox:
+    with running_sandbox(
+        ledger_close_s=ledger_close_s, ops_per_ledger=10_000, seed=seed, submission_timeout_s=30
+    ) as sandbox:
         err_console.print(f"sandbox network at {sandbox.url} ({ledger_close_s} s ledgers)")
         accounts = folder / "sandbox-accounts.json"
-        document = init_sandbox(sandbox.url, accounts, farmers=60, channels=channels,
-                                without_trustline=2).document
+        document = init_sandbox(sandbox.url, accounts, farmers=60, channels=channels, without_trustline=2).document
         approver = Keypair.random()
         write_keypair(folder / "approver.key", approver)
         drop_folder = folder / "snapshots"
         drop_folder.mkdir()
         snapshot_path = drop_folder / f"{month.label}.json.gz"
         err_console.print(f"synthesizing {nodes} nodes for {month} -> {snapshot_path}")
-        write_synthetic_snapshot(snapshot_path, nodes=nodes, period=month, seed=seed, network="dev",
-                                 farm_addresses=[f["public_key"] for f in document["farmers"]])
+        write_synthetic_snapshot(
+            snapshot_path,
+            nodes=nodes,
+            period=month,
+            seed=seed,
+            network="dev",
+            farm_addresses=[f["public_key"] for f in document["farmers"]],
+        )
         settings = Settings(
-            state_dir=folder, database_url=None, network="dev", horizon_url=sandbox.url,
-            stellar_accounts_file=accounts, approvers=[approver.public_key], approvals_required=1,
-            first_period=month.label, snapshot_source="drop_folder", snapshot_drop_folder=drop_folder,
+            state_dir=folder,
+            database_url=None,
+            network="dev",
+            horizon_url=sandbox.url,
+            stellar_accounts_file=accounts,
+            approvers=[approver.public_key],
+            approvals_required=1,
+            first_period=month.label,
+            snapshot_source="drop_folder",
+            snapshot_drop_folder=drop_folder,
         )
         cli = CliContext(settings=settings)
         ctx.find_root().obj = cli
@@ -82,22 +95,32 @@ def demo(
         with session_scope(db) as session:
             run = session.get(Run, step.run_id)
             fund_payout_account(sandbox.url, document, run.total_tft_units)  # single tier: the hot account
-            approve_run(session, run, public_key=approver.public_key,
-                        signature_b64=sign_manifest(build_manifest(session, run), approver),
-                        approvers=[approver.public_key], required=1)
+            approve_run(
+                session,
+                run,
+                public_key=approver.public_key,
+                signature_b64=sign_manifest(build_manifest(session, run), approver),
+                approvers=[approver.public_key],
+                required=1,
+            )
         err_console.print(f"run {step.run_id} calculated and approved by {approver.public_key[:8]}…; paying")
         with err_console.status("paying on the sandbox, reconciling, exporting"):
             step = orchestrator.advance(month.offset)
         with HorizonClient(sandbox.url) as client:
             payout = document["payout"]["public_key"]
-            on_chain = [r for r in client.payments(payout)
-                        if r.get("type") == "payment" and r.get("from") == payout]
+            on_chain = [r for r in client.payments(payout) if r.get("type") == "payment" and r.get("from") == payout]
         with Session(db) as session:
             run = session.get(Run, step.run_id)
-            counts = dict(session.exec(select(Payment.status, func.count()).where(Payment.run_id == run.id)
-                                       .group_by(Payment.status)).all())
-            paid_units = session.exec(select(func.coalesce(func.sum(Payment.amount_tft_units), 0))
-                                      .where(Payment.run_id == run.id, Payment.status == PaymentStatus.PAID)).one()
+            counts = dict(
+                session.exec(
+                    select(Payment.status, func.count()).where(Payment.run_id == run.id).group_by(Payment.status)
+                ).all()
+            )
+            paid_units = session.exec(
+                select(func.coalesce(func.sum(Payment.amount_tft_units), 0)).where(
+                    Payment.run_id == run.id, Payment.status == PaymentStatus.PAID
+                )
+            ).one()
     table = Table(title=f"{month}: run {run.id}", show_header=False)
     rows = {
         "status": run.status,
@@ -115,5 +138,6 @@ def demo(
     out_console.print(table)
     if step.waits_for:
         err_console.print(f"waits for: {step.waits_for}")
-    err_console.print(f"done in {time.perf_counter() - started:.1f} s; look around with: "
-                      f"PAYOUTS_STATE_DIR={folder} payouts runs")
+    err_console.print(
+        f"done in {time.perf_counter() - started:.1f} s; look around with: PAYOUTS_STATE_DIR={folder} payouts runs"
+    )

@@ -42,13 +42,19 @@ def _period_offset(period: str | None) -> int | None:
     return offset
 
 
-def _filters(period: str | None, farm: int | None, node: int | None, addresses: list[str] | None,
-             receipt: str | None) -> ExportFilter:
+def _filters(
+    period: str | None, farm: int | None, node: int | None, addresses: list[str] | None, receipt: str | None
+) -> ExportFilter:
     receipt_hash = receipt.strip().lower() if receipt else None
     if receipt_hash is not None and (len(receipt_hash) != 64 or any(c not in "0123456789abcdef" for c in receipt_hash)):
         abort(f"{receipt!r} is not a receipt or memo hash (64 hex digits)", code=2)
-    return ExportFilter(period_offset=_period_offset(period), farm_id=farm, node_id=node,
-                        addresses=tuple(a.strip() for a in addresses or ()), receipt_hash=receipt_hash)
+    return ExportFilter(
+        period_offset=_period_offset(period),
+        farm_id=farm,
+        node_id=node,
+        addresses=tuple(a.strip() for a in addresses or ()),
+        receipt_hash=receipt_hash,
+    )
 
 
 class _Output:
@@ -100,8 +106,13 @@ def export(
         abort("--summary takes 'farms'", code=2)
     filters = _filters(period, farm, node, address, receipt)
     cli = get_context(ctx)
-    header = {"format": EXPORT_FORMAT, "generated_at": iso_utc(utcnow()), "code_version": CODE_VERSION,
-              "network": cli.settings.network, "filters": filters.document()}
+    header = {
+        "format": EXPORT_FORMAT,
+        "generated_at": iso_utc(utcnow()),
+        "code_version": CODE_VERSION,
+        "network": cli.settings.network,
+        "filters": filters.document(),
+    }
     with cli.session() as session, _Output(out) as stream:
         if summary == "farms":
             rows = farm_summaries(session, filters)
@@ -145,8 +156,10 @@ def status(
 
 
 def _describe(query: dict) -> str:
-    return ", ".join(f"{key.replace('_id', '')} {', '.join(value) if isinstance(value, list) else value}"
-                     for key, value in query.items())
+    return ", ".join(
+        f"{key.replace('_id', '')} {', '.join(value) if isinstance(value, list) else value}"
+        for key, value in query.items()
+    )
 
 
 def _print_status(query: dict, rows: list[dict]) -> None:
@@ -157,9 +170,16 @@ def _print_status(query: dict, rows: list[dict]) -> None:
         title.append(f" — farm {farm_id} ")
         title.append(repr(farm_name))
     table = Table(title=title, title_justify="left", show_lines=True)
-    for column, justify in (("period", "left"), ("node", "right"), ("uptime", "right"),
-                            ("eligibility", "left"), ("TFT", "right"), ("state", "left"),
-                            ("transaction", "left"), ("paid at (UTC)", "left")):
+    for column, justify in (
+        ("period", "left"),
+        ("node", "right"),
+        ("uptime", "right"),
+        ("eligibility", "left"),
+        ("TFT", "right"),
+        ("state", "left"),
+        ("transaction", "left"),
+        ("paid at (UTC)", "left"),
+    ):
         table.add_column(column, justify=justify)
     paid_units = owed_units = 0
     for r in rows:
@@ -177,8 +197,14 @@ def _print_status(query: dict, rows: list[dict]) -> None:
         elif r["status"] in ("calculated", "approved", "submitted", "held"):
             owed_units += r["amount_tft_units"]
         table.add_row(
-            Text(r["period"] + kind), str(r["node_id"]), f"{r['uptime_percent']} %", eligibility,
-            amount, state, Text(r["stellar_tx_hash"] or "—"), (r["paid_at"] or "—").replace("T", " ").replace("Z", ""),
+            Text(r["period"] + kind),
+            str(r["node_id"]),
+            f"{r['uptime_percent']} %",
+            eligibility,
+            amount,
+            state,
+            Text(r["stellar_tx_hash"] or "—"),
+            (r["paid_at"] or "—").replace("T", " ").replace("Z", ""),
         )
     out_console.print(table)
     out_console.print(f"paid {format_tft(paid_units)} TFT; not paid yet {format_tft(owed_units)} TFT")
@@ -192,17 +218,19 @@ def publish(
     cli = get_context(ctx)
     with cli.session() as session:
         report = publish_site(session, out, network=cli.settings.network, horizon_url=cli.settings.horizon_url)
-    err_console.print(
-        f"published {report.entries:,} entries ({report.nodes:,} nodes, {report.farms:,} farms) to {out}"
-    )
+    err_console.print(f"published {report.entries:,} entries ({report.nodes:,} nodes, {report.farms:,} farms) to {out}")
 
 
 def web(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    site: Annotated[Path | None, typer.Option(
-        help="Published site folder (payouts publish --out); default: the reconciler's, under the export dir.")] = None,
+    site: Annotated[
+        Path | None,
+        typer.Option(
+            help="Published site folder (payouts publish --out); default: the reconciler's, under the export dir."
+        ),
+    ] = None,
 ) -> None:
     """Serve the published site and read-only exports (/export.json, /export.csv)."""
     from payouts.export.server import serve
@@ -217,7 +245,9 @@ def web(
 
 def correct(
     ctx: typer.Context,
-    receipt_hash: Annotated[str, typer.Argument(metavar="RECEIPT_HASH", help="The receipt (or retry receipt) to correct.")],
+    receipt_hash: Annotated[
+        str, typer.Argument(metavar="RECEIPT_HASH", help="The receipt (or retry receipt) to correct.")
+    ],
     amount: Annotated[str, typer.Option(help="TFT owed on top of the receipt, e.g. 12.5 (at most 7 decimals).")],
     reason: Annotated[str, typer.Option(help="Why, in words the farmer will read.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the correction as JSON.")] = False,
@@ -231,10 +261,13 @@ def correct(
     except CorrectionError as exc:
         abort(str(exc), code=2)
     document = {
-        "payment_id": correction.payment_id, "receipt_hash": correction.receipt_hash,
-        "correction_hash": correction.correction_hash, "amount_tft_units": correction.amount_tft_units,
+        "payment_id": correction.payment_id,
+        "receipt_hash": correction.receipt_hash,
+        "correction_hash": correction.correction_hash,
+        "amount_tft_units": correction.amount_tft_units,
         "amount_tft": format_tft(correction.amount_tft_units),
-        "corrects_payment_id": correction.corrects_payment_id, "idempotency_key": correction.idempotency_key,
+        "corrects_payment_id": correction.corrects_payment_id,
+        "idempotency_key": correction.idempotency_key,
     }
     if as_json:
         print_json(document)

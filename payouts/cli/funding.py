@@ -16,8 +16,9 @@ from payouts.runs.service import require_run
 from payouts.stellar.horizon import StellarError
 from payouts.stellar.keys import KeyFileError, load_keypair
 
-app = typer.Typer(help="Two-tier funding: the treasury funds the payout account with exactly a run's total.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Two-tier funding: the treasury funds the payout account with exactly a run's total.", no_args_is_help=True
+)
 
 
 @app.command("export")
@@ -38,9 +39,15 @@ def export(
             run = require_run(session, run_id)
             config = pay_config(settings, run.network)
             funding = export_funding(
-                session, run, client, treasury=settings.treasury_account, payout_account=keys.payout_account,
-                asset_code=config.asset_code, asset_issuer=config.asset_issuer,
-                network_passphrase=config.network_passphrase, approvers=list(config.approvers),
+                session,
+                run,
+                client,
+                treasury=settings.treasury_account,
+                payout_account=keys.payout_account,
+                asset_code=config.asset_code,
+                asset_issuer=config.asset_issuer,
+                network_passphrase=config.network_passphrase,
+                approvers=list(config.approvers),
                 required=config.approvals_required,
             )
     except (RunsError, StellarError, KeyFileError, ValueError) as exc:

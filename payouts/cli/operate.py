@@ -25,8 +25,9 @@ def run(
     ctx: typer.Context,
     period: Annotated[str | None, typer.Option(help="Month label, e.g. 2025-11.")] = None,
     period_offset: Annotated[int | None, typer.Option(help="Period offset, e.g. 91.")] = None,
-    in_process: Annotated[bool, typer.Option(
-        "--in-process", help="Do the work here, without a broker or workers (pays to the end).")] = False,
+    in_process: Annotated[
+        bool, typer.Option("--in-process", help="Do the work here, without a broker or workers (pays to the end).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
 ) -> None:
     """Bring a period forward now: freeze inputs, calculate, pay, reconcile, export.
@@ -46,13 +47,14 @@ def run(
         try:
             result = advance_period.apply_async(args=[month.offset], retry=False)
         except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the broker is down
-            abort(f"cannot queue the run for {month}: broker unreachable ({type(exc).__name__}); "
-                  "start Redis and a worker, or use --in-process")
+            abort(
+                f"cannot queue the run for {month}: broker unreachable ({type(exc).__name__}); "
+                "start Redis and a worker, or use --in-process"
+            )
         if as_json:
             print_json({"period": month.label, "queued": True, "task_id": result.id})
         else:
-            out_console.print(f"queued period {month} for the workers (task {result.id}); "
-                              "follow it with: payouts runs")
+            out_console.print(f"queued period {month} for the workers (task {result.id}); follow it with: payouts runs")
         return
     try:
         orchestrator = build_orchestrator(cli.settings, cli.engine())
@@ -100,9 +102,13 @@ def resume(ctx: typer.Context) -> None:
 def continue_(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="A stopped run (see `payouts runs`).")],
-    accept_differences: Annotated[str | None, typer.Option(
-        help="For a reconciliation mismatch that was investigated: the reason it is accepted. "
-             "The run is marked reconciled with the reason on record; nothing is paid again.")] = None,
+    accept_differences: Annotated[
+        str | None,
+        typer.Option(
+            help="For a reconciliation mismatch that was investigated: the reason it is accepted. "
+            "The run is marked reconciled with the reason on record; nothing is paid again."
+        ),
+    ] = None,
 ) -> None:
     """Continue a stopped run exactly where it stopped, once its cause is fixed."""
     cli = get_context(ctx)
@@ -114,5 +120,7 @@ def continue_(
     except RunsError as exc:
         abort(str(exc))
     out_console.print(f"run {run_id} continues as {status} (it had stopped: {reason})")
-    err_console.print("the workers take it from here at the next trigger, or now with: "
-                      f"payouts run --period-offset {run.period_offset}")
+    err_console.print(
+        "the workers take it from here at the next trigger, or now with: "
+        f"payouts run --period-offset {run.period_offset}"
+    )

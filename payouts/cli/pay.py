@@ -52,8 +52,13 @@ def pay(
             run = require_run(session, run_id)
         except RunsError as exc:
             abort(str(exc))
-        payable = len([p for p in repository.payments_of_run(session, run_id)
-                       if p.status in (PaymentStatus.PENDING, PaymentStatus.SUBMITTED)])
+        payable = len(
+            [
+                p
+                for p in repository.payments_of_run(session, run_id)
+                if p.status in (PaymentStatus.PENDING, PaymentStatus.SUBMITTED)
+            ]
+        )
     if run.network != settings.network:
         abort(f"run {run_id} was calculated for network {run.network!r}; PAYOUTS_NETWORK is {settings.network!r}")
     try:
@@ -61,16 +66,26 @@ def pay(
         config = pay_config(settings, run.network)
     except (KeyFileError, ValueError, OSError) as exc:
         abort(str(exc), code=2)
-    with horizon(settings) as client, Progress(
-        TextColumn("[bold]paying[/] run " + str(run_id)), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, transient=True,
-    ) as bar:
+    with (
+        horizon(settings) as client,
+        Progress(
+            TextColumn("[bold]paying[/] run " + str(run_id)),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task("payments", total=payable)
         engine = PaymentEngine(cli.engine(), client, keys, config)
         try:
             # after a crash the dead payer's lease lapses within the lease time: wait for it
-            report = engine.pay(run_id, progress=lambda r: bar.update(task, completed=r.paid + r.held),
-                                wait_for_lease_s=settings.lease_ttl_s + 1)
+            report = engine.pay(
+                run_id,
+                progress=lambda r: bar.update(task, completed=r.paid + r.held),
+                wait_for_lease_s=settings.lease_ttl_s + 1,
+            )
         except AlreadyDone as exc:
             err_console.print(str(exc))
             return
@@ -131,15 +146,24 @@ def held(
     cli = get_context(ctx)
     max_retries = cli.settings.max_retries
     with cli.session() as session:
-        rows = session.exec(select(Payment).where(Payment.status == PaymentStatus.HELD)
-                            .order_by(col(Payment.farm_id), col(Payment.id))).all()
+        rows = session.exec(
+            select(Payment).where(Payment.status == PaymentStatus.HELD).order_by(col(Payment.farm_id), col(Payment.id))
+        ).all()
         runs = {r.id: r for r in repository.list_runs(session)}
         entries = [
-            {"run_id": p.run_id, "period": Period(runs[p.run_id].period_offset).label, "farm_id": p.farm_id,
-             "node_id": p.node_id, "amount_tft_units": p.amount_tft_units, "reason": p.hold_reason,
-             "fix": HOLD_ADVICE.get(p.hold_reason, ""), "destination": p.destination,
-             "receipt_hash": p.receipt_hash, "retries": retries_so_far(session, p),
-             "retries_exhausted": max_retries is not None and retries_so_far(session, p) >= max_retries}
+            {
+                "run_id": p.run_id,
+                "period": Period(runs[p.run_id].period_offset).label,
+                "farm_id": p.farm_id,
+                "node_id": p.node_id,
+                "amount_tft_units": p.amount_tft_units,
+                "reason": p.hold_reason,
+                "fix": HOLD_ADVICE.get(p.hold_reason, ""),
+                "destination": p.destination,
+                "receipt_hash": p.receipt_hash,
+                "retries": retries_so_far(session, p),
+                "retries_exhausted": max_retries is not None and retries_so_far(session, p) >= max_retries,
+            }
             for p in rows
         ]
     if as_json:
@@ -148,11 +172,20 @@ def held(
     if not entries:
         err_console.print("nothing is held")
         return
-    table = Table(title=f"Held payments ({len(entries)}, {format_tft(sum(e['amount_tft_units'] for e in entries))} TFT)")
+    table = Table(
+        title=f"Held payments ({len(entries)}, {format_tft(sum(e['amount_tft_units'] for e in entries))} TFT)"
+    )
     for column in ("period", "farm", "node", "TFT", "reason", "what to fix", "retries"):
         table.add_column(column)
     for e in entries:
         retries = f"{e['retries']} (no more: settle by hand)" if e["retries_exhausted"] else str(e["retries"])
-        table.add_row(e["period"], str(e["farm_id"]), str(e["node_id"]), format_tft(e["amount_tft_units"]),
-                      e["reason"], e["fix"], retries)
+        table.add_row(
+            e["period"],
+            str(e["farm_id"]),
+            str(e["node_id"]),
+            format_tft(e["amount_tft_units"]),
+            e["reason"],
+            e["fix"],
+            retries,
+        )
     out_console.print(table)

@@ -59,7 +59,10 @@ def calculate(
         try:
             with cli.session() as session:
                 outcome = calculate_run(
-                    session, snapshot, replace=replace, dry_run=dry_run,
+                    session,
+                    snapshot,
+                    replace=replace,
+                    dry_run=dry_run,
                     progress=lambda done: bar.update(task, completed=done),
                     max_retries=cli.settings.max_retries,
                 )
@@ -69,8 +72,10 @@ def calculate(
                     else repository.receipts_of_run(session, outcome.run.id)
                 )
                 document = calculation_document(
-                    outcome.period, outcome.run.id if outcome.run else None,
-                    outcome.snapshot_sha256, receipts,
+                    outcome.period,
+                    outcome.run.id if outcome.run else None,
+                    outcome.snapshot_sha256,
+                    receipts,
                 )
         except SnapshotError as exc:
             abort(f"snapshot refused: {exc}", code=2)
@@ -122,8 +127,9 @@ def runs(
                 "period": Period(run.period_offset).label,
                 "period_offset": run.period_offset,
                 "status": run.status,
-                "waits_for": describe_wait(session, run, approvers=settings.approvers,
-                                           approvals_required=required, two_tier=settings.two_tier),
+                "waits_for": describe_wait(
+                    session, run, approvers=settings.approvers, approvals_required=required, two_tier=settings.two_tier
+                ),
                 "nodes": run.node_count,
                 "total_tft_units": run.total_tft_units,
                 "snapshot_sha256": run.snapshot_sha256,
@@ -135,19 +141,28 @@ def runs(
         print_json(rows)
         return
     if paused.paused:
-        err_console.print(f"[bold yellow]payouts are paused[/] since {paused.since:%Y-%m-%d %H:%M} UTC: "
-                          f"{paused.reason} (payouts resume)")
+        err_console.print(
+            f"[bold yellow]payouts are paused[/] since {paused.since:%Y-%m-%d %H:%M} UTC: "
+            f"{paused.reason} (payouts resume)"
+        )
     if not rows:
-        err_console.print("No runs yet. Calculate one with: payouts calculate --snapshot FILE, "
-                          "or run a period with: payouts run --period 2025-11 --in-process")
+        err_console.print(
+            "No runs yet. Calculate one with: payouts calculate --snapshot FILE, "
+            "or run a period with: payouts run --period 2025-11 --in-process"
+        )
         return
     table = Table(title="Runs")
     for column in ("run", "period", "status", "waits for", "nodes", "total TFT", "snapshot"):
         table.add_column(column, justify="right" if column in ("run", "nodes", "total TFT") else "left")
     for row in rows:
         table.add_row(
-            str(row["run_id"]), row["period"], row["status"], row["waits_for"],
-            f"{row['nodes']:,}", format_tft(row["total_tft_units"]), row["snapshot_sha256"][:12],
+            str(row["run_id"]),
+            row["period"],
+            row["status"],
+            row["waits_for"],
+            f"{row['nodes']:,}",
+            format_tft(row["total_tft_units"]),
+            row["snapshot_sha256"][:12],
         )
     out_console.print(table)
 
@@ -167,7 +182,8 @@ def show(
         except RunsError as exc:
             abort(str(exc))
         review = build_review(
-            session, run,
+            session,
+            run,
             cap_node_tft_units=settings.cap_node_tft_units,
             cap_farm_tft_units=settings.cap_farm_tft_units,
             cap_run_tft_units=settings.cap_run_tft_units,
@@ -188,7 +204,8 @@ def _delta(current: int, previous: int | None) -> str:
 def print_review(review: Review) -> None:
     summary = Table(
         title=f"Run {review.run_id} — period {review.period} — {review.status}",
-        show_header=False, title_justify="left",
+        show_header=False,
+        title_justify="left",
     )
     summary.add_row("snapshot sha256", review.snapshot_sha256)
     summary.add_row("code version", review.code_version)
@@ -197,11 +214,14 @@ def print_review(review: Review) -> None:
         f"run {review.previous_run_id}" if review.previous_run_id else "no previous period in the ledger",
     )
     summary.add_row(
-        "total TFT", f"{format_tft(review.total_tft_units)}  ({_delta(review.total_tft_units, review.previous_total_tft_units)})"
+        "total TFT",
+        f"{format_tft(review.total_tft_units)}  ({_delta(review.total_tft_units, review.previous_total_tft_units)})",
     )
     summary.add_row("payable now TFT", format_tft(review.payable_tft_units))
     summary.add_row("total USD", format_usd(review.total_musd))
-    summary.add_row("nodes", f"{review.nodes:,}  (previous {review.previous_nodes if review.previous_nodes is not None else '—'})")
+    summary.add_row(
+        "nodes", f"{review.nodes:,}  (previous {review.previous_nodes if review.previous_nodes is not None else '—'})"
+    )
     out_console.print(summary)
 
     eligibility = Table(title="Receipts by eligibility", title_justify="left")
@@ -214,8 +234,10 @@ def print_review(review: Review) -> None:
         )
     out_console.print(eligibility)
 
-    for title, changes in (("Largest changes by farm", review.farm_changes),
-                           ("Largest changes by node", review.node_changes)):
+    for title, changes in (
+        ("Largest changes by farm", review.farm_changes),
+        ("Largest changes by node", review.node_changes),
+    ):
         if not changes:
             continue
         table = Table(title=title, title_justify="left")
@@ -223,8 +245,11 @@ def print_review(review: Review) -> None:
             table.add_column(column, justify="left" if column in ("id", "") else "right")
         for change in changes:
             table.add_row(
-                str(change.key), change.label, format_tft(change.previous_tft_units),
-                format_tft(change.current_tft_units), _delta(change.current_tft_units, change.previous_tft_units),
+                str(change.key),
+                change.label,
+                format_tft(change.previous_tft_units),
+                format_tft(change.current_tft_units),
+                _delta(change.current_tft_units, change.previous_tft_units),
             )
         out_console.print(table)
 
@@ -235,17 +260,24 @@ def print_review(review: Review) -> None:
         for column in ("farm", "name", "problem", "nodes", "held TFT"):
             table.add_column(column)
         for entry in review.held_for_address:
-            table.add_row(str(entry["farm_id"]), entry["farm_name"], entry["eligibility"],
-                          str(entry["nodes"]), format_tft(entry["held_tft_units"]))
+            table.add_row(
+                str(entry["farm_id"]),
+                entry["farm_name"],
+                entry["eligibility"],
+                str(entry["nodes"]),
+                format_tft(entry["held_tft_units"]),
+            )
         out_console.print(table)
     if review.address_changes:
-        table = Table(title="Payout addresses new or changed since the previous period (check for hijacks)",
-                      title_justify="left")
+        table = Table(
+            title="Payout addresses new or changed since the previous period (check for hijacks)", title_justify="left"
+        )
         for column in ("farm", "name", "previous", "now"):
             table.add_column(column)
         for change in review.address_changes:
-            table.add_row(str(change.farm_id), change.farm_name, change.previous_address or "(new farm)",
-                          change.current_address)
+            table.add_row(
+                str(change.farm_id), change.farm_name, change.previous_address or "(new farm)", change.current_address
+            )
         out_console.print(table)
     if review.quirk_policy_ids:
         out_console.print(

@@ -37,22 +37,35 @@ _FAULTS_HELP = (
 @app.command("up")
 def up(
     port: Annotated[int, typer.Option(help="Loopback port (0 picks a free one).")] = 8000,
-    state: Annotated[Path | None, typer.Option("--state", help="Folder for the ledger state (kept across restarts).")] = None,
-    ledger_close: Annotated[float, typer.Option("--ledger-close", min=0.01, help="Seconds between ledger closes.")] = 5.0,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="Folder for the ledger state (kept across restarts).")
+    ] = None,
+    ledger_close: Annotated[
+        float, typer.Option("--ledger-close", min=0.01, help="Seconds between ledger closes.")
+    ] = 5.0,
     ops_per_ledger: Annotated[int, typer.Option(min=1, help="Operations per ledger (capacity).")] = 1000,
     faults: Annotated[str, typer.Option(help=_FAULTS_HELP)] = "",
     seed: Annotated[int | None, typer.Option(help="Seed of the fault generator.")] = None,
-    submission_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a synchronous POST /transactions waits before 504.")] = 30.0,
+    submission_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a synchronous POST /transactions waits before 504.")
+    ] = 30.0,
 ) -> None:
     """Serve the sandbox on 127.0.0.1 until SIGINT or SIGTERM; state is saved on every ledger."""
     try:
         spec = FaultSpec.parse(faults)
     except FaultSpecError as exc:
         abort(f"--faults: {exc}")
-    server = SandboxServer(SandboxConfig(
-        port=port, state_dir=state, ledger_close_s=ledger_close, ops_per_ledger=ops_per_ledger,
-        faults=spec, seed=seed, submission_timeout_s=submission_timeout,
-    ))
+    server = SandboxServer(
+        SandboxConfig(
+            port=port,
+            state_dir=state,
+            ledger_close_s=ledger_close,
+            ops_per_ledger=ops_per_ledger,
+            faults=spec,
+            seed=seed,
+            submission_timeout_s=submission_timeout,
+        )
+    )
     try:
         server.start()
     except OSError as exc:
@@ -90,8 +103,14 @@ def init(
     except ValueError as exc:
         abort(f"--treasury-tft: {exc}")
     try:
-        result = init_sandbox(horizon, out, farmers=farmers, without_trustline=without_trustline,
-                              channels=channels, treasury_tft_units=treasury_tft_units)
+        result = init_sandbox(
+            horizon,
+            out,
+            farmers=farmers,
+            without_trustline=without_trustline,
+            channels=channels,
+            treasury_tft_units=treasury_tft_units,
+        )
     except SandboxInitError as exc:
         abort(str(exc))
     except OSError as exc:

@@ -42,11 +42,21 @@ def synth(
         abort(str(exc), code=2)
     if network not in ("main", "test", "dev"):
         abort(f"--network must be main, test or dev, not {network!r}", code=2)
-    with Progress(TextColumn("[bold]synthesizing[/]"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]synthesizing[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("nodes", total=nodes)
         summary = write_synthetic_snapshot(
-            out, nodes=nodes, period=month, seed=seed, network=network,
+            out,
+            nodes=nodes,
+            period=month,
+            seed=seed,
+            network=network,
             progress=lambda done: bar.update(task, completed=done),
         )
     err_console.print(
@@ -121,11 +131,24 @@ def snapshot(
     if not out.parent.is_dir():
         abort(f"the folder of --out ({out.parent}) does not exist", code=2)
     options = BuildOptions(timeout_s=timeout_s, retry=RetryPolicy(attempts=retries))
-    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
         try:
-            summary = build_snapshot(out, period=month, network=network, graphql_url=graphql_url,
-                                     gridproxy_url=gridproxy_url, options=options, progress=_Bars(bar))
+            summary = build_snapshot(
+                out,
+                period=month,
+                network=network,
+                graphql_url=graphql_url,
+                gridproxy_url=gridproxy_url,
+                options=options,
+                progress=_Bars(bar),
+            )
         except IndexerBehind as exc:
             abort(str(exc), code=EXIT_NOT_YET)
         except SourceError as exc:

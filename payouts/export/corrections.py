@@ -78,15 +78,19 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
         raise CorrectionError("a correction needs a positive amount")
 
     corrected = session.execute(
-        select(Payment).join(Run, Run.id == Payment.run_id)
-        .where(Payment.receipt_hash == wanted, Payment.kind != "correction",
-               Run.status.in_(LIVE_RUN_STATUSES))
-        .order_by(Payment.id.desc()).limit(1)
+        select(Payment)
+        .join(Run, Run.id == Payment.run_id)
+        .where(Payment.receipt_hash == wanted, Payment.kind != "correction", Run.status.in_(LIVE_RUN_STATUSES))
+        .order_by(Payment.id.desc())
+        .limit(1)
     ).scalar()
     receipt = session.execute(
-        select(Receipt).join(Run, Run.id == Receipt.run_id)
-        .where(Receipt.id == corrected.receipt_id if corrected is not None else Receipt.receipt_hash == wanted,
-               Run.status.in_(LIVE_RUN_STATUSES))
+        select(Receipt)
+        .join(Run, Run.id == Receipt.run_id)
+        .where(
+            Receipt.id == corrected.receipt_id if corrected is not None else Receipt.receipt_hash == wanted,
+            Run.status.in_(LIVE_RUN_STATUSES),
+        )
         .limit(1)
     ).scalar()
     if receipt is None:
@@ -97,7 +101,8 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
         destination = receipt.stellar_payout_address  # the address the receipt names
 
     existing = session.execute(
-        select(func.count()).select_from(Payment)
+        select(func.count())
+        .select_from(Payment)
         .where(Payment.kind == "correction", Payment.idempotency_key.like(f"correction:{wanted}:%"))
     ).scalar_one()
     if existing >= MAX_CORRECTIONS_PER_RECEIPT:
@@ -117,12 +122,23 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
     data = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     now = utcnow()
     payment = Payment(
-        run_id=receipt.run_id, receipt_id=receipt.id, kind="correction", idempotency_key=key,
-        receipt_hash=blake2b_hex(data), receipt_bytes=data, farm_id=receipt.farm_id,
-        node_id=receipt.node_id, destination=destination, amount_tft_units=amount_tft_units,
-        status=PaymentStatus.PENDING, hold_reason="", in_manifest=False, payout_basis="correction",
+        run_id=receipt.run_id,
+        receipt_id=receipt.id,
+        kind="correction",
+        idempotency_key=key,
+        receipt_hash=blake2b_hex(data),
+        receipt_bytes=data,
+        farm_id=receipt.farm_id,
+        node_id=receipt.node_id,
+        destination=destination,
+        amount_tft_units=amount_tft_units,
+        status=PaymentStatus.PENDING,
+        hold_reason="",
+        in_manifest=False,
+        payout_basis="correction",
         correction_of_payment_id=corrected.id if corrected is not None else None,
-        created_at=now, updated_at=now,
+        created_at=now,
+        updated_at=now,
     )
     try:
         with session.begin_nested():
@@ -131,13 +147,25 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
     except IntegrityError:
         raise CorrectionError(f"another correction of {wanted} was recorded at the same time; run it again") from None
     record_event(
-        session, entity="payments", entity_id=payment.id, run_id=receipt.run_id,
-        event="payment.correction.recorded", from_status=None, to_status=PaymentStatus.PENDING.value,
-        detail={"receipt_hash": wanted, "amount_tft_units": amount_tft_units, "reason": reason.strip(),
-                "correction_of_payment_id": payment.correction_of_payment_id},
+        session,
+        entity="payments",
+        entity_id=payment.id,
+        run_id=receipt.run_id,
+        event="payment.correction.recorded",
+        from_status=None,
+        to_status=PaymentStatus.PENDING.value,
+        detail={
+            "receipt_hash": wanted,
+            "amount_tft_units": amount_tft_units,
+            "reason": reason.strip(),
+            "correction_of_payment_id": payment.correction_of_payment_id,
+        },
     )
     return Correction(
-        payment_id=payment.id, receipt_hash=wanted, correction_hash=payment.receipt_hash,
-        amount_tft_units=amount_tft_units, corrects_payment_id=payment.correction_of_payment_id,
+        payment_id=payment.id,
+        receipt_hash=wanted,
+        correction_hash=payment.receipt_hash,
+        amount_tft_units=amount_tft_units,
+        corrects_payment_id=payment.correction_of_payment_id,
         idempotency_key=key,
     )

@@ -27,7 +27,13 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from payouts.ledger.models import (
-    Approval, FarmSignon, NodeTransition, Payment, Receipt, Run, StellarTransaction,
+    Approval,
+    FarmSignon,
+    NodeTransition,
+    Payment,
+    Receipt,
+    Run,
+    StellarTransaction,
 )
 from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus
 from payouts.money import format_tft
@@ -58,22 +64,73 @@ HOLD_FIX = {
 
 #: run states in which a pending payment is approved but not sent yet
 _APPROVED_RUN = {
-    RunStatus.APPROVED, RunStatus.FUNDING, RunStatus.FUNDED, RunStatus.PAYING, RunStatus.STOPPED,
-    RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED,
+    RunStatus.APPROVED,
+    RunStatus.FUNDING,
+    RunStatus.FUNDED,
+    RunStatus.PAYING,
+    RunStatus.STOPPED,
+    RunStatus.PAID,
+    RunStatus.RECONCILED,
+    RunStatus.EXPORTED,
 }
 
 #: the export's columns, in order (the CSV header; JSON entries have the same keys)
 FIELDS = (
-    "period", "period_start", "period_end", "run_id", "run_status", "code_version", "entry_kind",
-    "node_id", "farm_id", "farm_name", "twin_id", "node_type", "farming_policy_id",
-    "cu_pm", "su_pm", "nu_pm", "cru", "mru_gib", "sru_gib", "hru_gib",
-    "measured_uptime_s", "uptime_percent", "eligibility", "violation", "reason",
-    "reward_musd", "reward_tft_units", "reward_tft", "amount_tft_units", "amount_tft",
-    "currency", "reference_price_musd", "payout_basis", "payout_address", "receipt_hash",
-    "status", "hold_reason", "status_note", "what_to_fix", "next_retry_period",
-    "stellar_tx_hash", "stellar_ledger", "paid_at", "paying_run_id", "paying_period",
-    "retry_of", "correction_of", "in_manifest", "memo", "merkle_leaf_index", "merkle_tree_size",
-    "merkle_proof", "v3_opted_out_at", "v4_account", "farm_contact_confirmed_at",
+    "period",
+    "period_start",
+    "period_end",
+    "run_id",
+    "run_status",
+    "code_version",
+    "entry_kind",
+    "node_id",
+    "farm_id",
+    "farm_name",
+    "twin_id",
+    "node_type",
+    "farming_policy_id",
+    "cu_pm",
+    "su_pm",
+    "nu_pm",
+    "cru",
+    "mru_gib",
+    "sru_gib",
+    "hru_gib",
+    "measured_uptime_s",
+    "uptime_percent",
+    "eligibility",
+    "violation",
+    "reason",
+    "reward_musd",
+    "reward_tft_units",
+    "reward_tft",
+    "amount_tft_units",
+    "amount_tft",
+    "currency",
+    "reference_price_musd",
+    "payout_basis",
+    "payout_address",
+    "receipt_hash",
+    "status",
+    "hold_reason",
+    "status_note",
+    "what_to_fix",
+    "next_retry_period",
+    "stellar_tx_hash",
+    "stellar_ledger",
+    "paid_at",
+    "paying_run_id",
+    "paying_period",
+    "retry_of",
+    "correction_of",
+    "in_manifest",
+    "memo",
+    "merkle_leaf_index",
+    "merkle_tree_size",
+    "merkle_proof",
+    "v3_opted_out_at",
+    "v4_account",
+    "farm_contact_confirmed_at",
     "farm_sla_accepted_at",
 )
 
@@ -92,7 +149,9 @@ class ExportFilter:
     def document(self) -> dict:
         return {
             "period": Period(self.period_offset).label if self.period_offset is not None else None,
-            "farm_id": self.farm_id, "node_id": self.node_id, "addresses": list(self.addresses),
+            "farm_id": self.farm_id,
+            "node_id": self.node_id,
+            "addresses": list(self.addresses),
             "receipt_hash": self.receipt_hash,
         }
 
@@ -115,8 +174,9 @@ def uptime_percent(permille: int) -> str:
     return f"{permille // 10}.{permille % 10}"
 
 
-def farmer_status(payment_status: str | None, run_status: str, *, corrected: bool, kind: str | None,
-                  in_manifest: bool) -> str:
+def farmer_status(
+    payment_status: str | None, run_status: str, *, corrected: bool, kind: str | None, in_manifest: bool
+) -> str:
     """The SPEC 7 word for an entry, from its payment's and run's states.
 
     A correction entry does not change the corrected payment's row (history is never edited,
@@ -150,9 +210,9 @@ class ProofSource:
     def proof(self, tx_hash: str, receipt_hash: str) -> tuple[int, int, list[str]] | None:
         tree = self._trees.get(tx_hash)
         if tree is None:
-            hashes = self.session.execute(
-                select(Payment.receipt_hash).where(Payment.tx_hash == tx_hash)
-            ).scalars().all()
+            hashes = (
+                self.session.execute(select(Payment.receipt_hash).where(Payment.tx_hash == tx_hash)).scalars().all()
+            )
             tree = self._build(hashes)
             self._trees[tx_hash] = tree
             if len(self._trees) > self.capacity:
@@ -193,9 +253,7 @@ def all_inclusion_proofs(receipt_hashes: list[str]) -> dict[str, tuple[int, int,
 
 def next_retry_period(session: Session) -> str:
     """The period whose run retries what is held now: the one after the newest live run."""
-    newest = session.execute(
-        select(func.max(Run.period_offset)).where(Run.status.in_(LIVE_RUN_STATUSES))
-    ).scalar()
+    newest = session.execute(select(func.max(Run.period_offset)).where(Run.status.in_(LIVE_RUN_STATUSES))).scalar()
     return Period(newest + 1).label if newest is not None else ""
 
 
@@ -209,34 +267,70 @@ def _statement(filters: ExportFilter, order: str):
     has_correction = exists(
         select(correction.id)
         .join(correction_run, correction_run.id == correction.run_id)
-        .where(correction.correction_of_payment_id == Payment.id, correction.kind == "correction",
-               correction_run.status.in_(LIVE_RUN_STATUSES))
+        .where(
+            correction.correction_of_payment_id == Payment.id,
+            correction.kind == "correction",
+            correction_run.status.in_(LIVE_RUN_STATUSES),
+        )
     )
     own_payment = aliased(Payment, name="own_payment")
     has_own_payment = exists(
         select(own_payment.id).where(own_payment.receipt_id == Receipt.id, own_payment.kind == "receipt")
     )
     columns = [
-        receipt_run.period_offset, receipt_run.period_start_ts, receipt_run.period_end_ts,
-        receipt_run.id.label("receipt_run_id"), receipt_run.status.label("receipt_run_status"),
+        receipt_run.period_offset,
+        receipt_run.period_start_ts,
+        receipt_run.period_end_ts,
+        receipt_run.id.label("receipt_run_id"),
+        receipt_run.status.label("receipt_run_status"),
         receipt_run.code_version,
-        Receipt.id.label("receipt_id"), Receipt.node_id, Receipt.farm_id, Receipt.farm_name,
-        Receipt.twin_id, Receipt.node_type, Receipt.farming_policy_id, Receipt.cu_pm, Receipt.su_pm,
-        Receipt.nu_pm, Receipt.measured_uptime_s, Receipt.uptime_permille, Receipt.eligibility,
-        Receipt.violation, Receipt.reason, Receipt.reward_musd, Receipt.reward_tft_units,
-        Receipt.stellar_payout_address, Receipt.receipt_hash, Receipt.receipt_bytes,
+        Receipt.id.label("receipt_id"),
+        Receipt.node_id,
+        Receipt.farm_id,
+        Receipt.farm_name,
+        Receipt.twin_id,
+        Receipt.node_type,
+        Receipt.farming_policy_id,
+        Receipt.cu_pm,
+        Receipt.su_pm,
+        Receipt.nu_pm,
+        Receipt.measured_uptime_s,
+        Receipt.uptime_permille,
+        Receipt.eligibility,
+        Receipt.violation,
+        Receipt.reason,
+        Receipt.reward_musd,
+        Receipt.reward_tft_units,
+        Receipt.stellar_payout_address,
+        Receipt.receipt_hash,
+        Receipt.receipt_bytes,
         Receipt.connection_price_musd,
-        Payment.id.label("payment_id"), Payment.kind, Payment.receipt_hash.label("payment_receipt_hash"),
-        Payment.receipt_bytes.label("payment_receipt_bytes"), Payment.destination,
-        Payment.amount_tft_units, Payment.status.label("payment_status"), Payment.hold_reason,
-        Payment.in_manifest, Payment.payout_basis, Payment.tx_hash, Payment.ledger, Payment.paid_at,
-        paying_run.id.label("paying_run_id"), paying_run.period_offset.label("paying_period_offset"),
+        Payment.id.label("payment_id"),
+        Payment.kind,
+        Payment.receipt_hash.label("payment_receipt_hash"),
+        Payment.receipt_bytes.label("payment_receipt_bytes"),
+        Payment.destination,
+        Payment.amount_tft_units,
+        Payment.status.label("payment_status"),
+        Payment.hold_reason,
+        Payment.in_manifest,
+        Payment.payout_basis,
+        Payment.tx_hash,
+        Payment.ledger,
+        Payment.paid_at,
+        paying_run.id.label("paying_run_id"),
+        paying_run.period_offset.label("paying_period_offset"),
         paying_run.status.label("paying_run_status"),
-        retried.receipt_hash.label("retry_of"), corrected.receipt_hash.label("correction_of"),
-        has_correction.label("is_corrected"), has_own_payment.label("has_own_payment"),
-        StellarTransaction.memo_hash, StellarTransaction.status.label("tx_status"),
-        NodeTransition.v3_opted_out_at, NodeTransition.v4_account,
-        FarmSignon.contact_confirmed_at, FarmSignon.sla_accepted_at,
+        retried.receipt_hash.label("retry_of"),
+        corrected.receipt_hash.label("correction_of"),
+        has_correction.label("is_corrected"),
+        has_own_payment.label("has_own_payment"),
+        StellarTransaction.memo_hash,
+        StellarTransaction.status.label("tx_status"),
+        NodeTransition.v3_opted_out_at,
+        NodeTransition.v4_account,
+        FarmSignon.contact_confirmed_at,
+        FarmSignon.sla_accepted_at,
     ]
     statement = (
         select(*columns)
@@ -269,9 +363,13 @@ def _statement(filters: ExportFilter, order: str):
     if filters.receipt_hash is not None:
         wanted = filters.receipt_hash.lower()
         statement = statement.where(
-            or_(Receipt.receipt_hash == wanted, Payment.receipt_hash == wanted,
-                StellarTransaction.memo_hash == wanted, retried.receipt_hash == wanted,
-                corrected.receipt_hash == wanted)
+            or_(
+                Receipt.receipt_hash == wanted,
+                Payment.receipt_hash == wanted,
+                StellarTransaction.memo_hash == wanted,
+                retried.receipt_hash == wanted,
+                corrected.receipt_hash == wanted,
+            )
         )
     if order == "farm":  # the static site groups by farm, then node
         keys = (Receipt.farm_id, Receipt.node_id, receipt_run.period_offset)
@@ -281,7 +379,10 @@ def _statement(filters: ExportFilter, order: str):
 
 
 def iter_entries(
-    session: Session, filters: ExportFilter = ExportFilter(), *, order: str = "period",
+    session: Session,
+    filters: ExportFilter = ExportFilter(),
+    *,
+    order: str = "period",
     batch_size: int = 1000,
 ) -> Iterator[dict]:
     """Export entries in order (by period then node, or `order="farm"`), streamed."""
@@ -388,29 +489,45 @@ def _entry(row, proofs: ProofSource, retry_label: str, *, own: bool) -> dict:
         entry["status_note"] = f"nothing to pay: {words}"
         return entry
 
-    status = farmer_status(row["payment_status"], row["paying_run_status"], corrected=bool(row["is_corrected"]),
-                           kind=row["kind"], in_manifest=bool(row["in_manifest"]))
-    entry.update({
-        "amount_tft_units": row["amount_tft_units"],
-        "amount_tft": format_tft(row["amount_tft_units"]),
-        "payout_basis": row["payout_basis"],
-        "payout_address": row["destination"],
-        "receipt_hash": row["payment_receipt_hash"],
-        "status": status,
-        "hold_reason": row["hold_reason"] if status in ("held", "failed", "retried") else "",
-        "paying_run_id": row["paying_run_id"],
-        "paying_period": _label(row["paying_period_offset"]),
-        "retry_of": row["retry_of"],
-        "correction_of": row["correction_of"] if row["kind"] == "correction" else None,
-        "in_manifest": bool(row["in_manifest"]),
-    })
+    status = farmer_status(
+        row["payment_status"],
+        row["paying_run_status"],
+        corrected=bool(row["is_corrected"]),
+        kind=row["kind"],
+        in_manifest=bool(row["in_manifest"]),
+    )
+    entry.update(
+        {
+            "amount_tft_units": row["amount_tft_units"],
+            "amount_tft": format_tft(row["amount_tft_units"]),
+            "payout_basis": row["payout_basis"],
+            "payout_address": row["destination"],
+            "receipt_hash": row["payment_receipt_hash"],
+            "status": status,
+            "hold_reason": row["hold_reason"] if status in ("held", "failed", "retried") else "",
+            "paying_run_id": row["paying_run_id"],
+            "paying_period": _label(row["paying_period_offset"]),
+            "retry_of": row["retry_of"],
+            "correction_of": row["correction_of"] if row["kind"] == "correction" else None,
+            "in_manifest": bool(row["in_manifest"]),
+        }
+    )
     if row["kind"] == "correction" and entry["correction_of"] is None:
         entry["correction_of"] = row["receipt_hash"]  # corrects a receipt that had no payment
     if row["tx_hash"] is not None and row["paid_at"] is not None:
-        entry.update({"stellar_tx_hash": row["tx_hash"], "stellar_ledger": row["ledger"],
-                      "paid_at": iso_utc(row["paid_at"]), "memo": row["memo_hash"]})
-        if (row["memo_hash"] and row["memo_hash"] != row["payment_receipt_hash"]
-                and row["tx_status"] == TransactionStatus.CONFIRMED):
+        entry.update(
+            {
+                "stellar_tx_hash": row["tx_hash"],
+                "stellar_ledger": row["ledger"],
+                "paid_at": iso_utc(row["paid_at"]),
+                "memo": row["memo_hash"],
+            }
+        )
+        if (
+            row["memo_hash"]
+            and row["memo_hash"] != row["payment_receipt_hash"]
+            and row["tx_status"] == TransactionStatus.CONFIRMED
+        ):
             # batch memo mode: the memo is the Merkle root of the transaction's receipt hashes
             proof = proofs.proof(row["tx_hash"], row["payment_receipt_hash"])
             if proof is not None:
@@ -427,11 +544,9 @@ def _note(row, status: str, retry_label: str) -> tuple[str, str, str]:
         day = row["paid_at"].astimezone(UTC).date().isoformat()
         return f"paid on {day} (Stellar ledger {row['ledger']})", "", ""
     if status == "held":
-        return (f"held: {why}; the next period's run ({retry_label}) retries it once that is fixed",
-                fix, retry_label)
+        return (f"held: {why}; the next period's run ({retry_label}) retries it once that is fixed", fix, retry_label)
     if status == "failed":
-        return (f"refused by the destination: {why}; a later run retries it once that is fixed",
-                fix, retry_label)
+        return (f"refused by the destination: {why}; a later run retries it once that is fixed", fix, retry_label)
     if status == "retried":
         held = f" ({why})" if why else ""
         return f"held{held}, then paid again by a retry in a later run (see the retry entry)", "", ""
@@ -467,27 +582,34 @@ def runs_document(session: Session, filters: ExportFilter = ExportFilter()) -> l
         statement = statement.where(Run.period_offset == filters.period_offset)
     runs = []
     for run in session.execute(statement).scalars():
-        approvals = session.execute(
-            select(Approval).where(Approval.run_id == run.id).order_by(Approval.id)
-        ).scalars().all()
+        approvals = (
+            session.execute(select(Approval).where(Approval.run_id == run.id).order_by(Approval.id)).scalars().all()
+        )
         # the manifest that gathered approvals last (an approval of an earlier state does not count)
         signed = approvals[-1] if approvals else None
-        runs.append({
-            "run_id": run.id,
-            "period": Period(run.period_offset).label,
-            "period_offset": run.period_offset,
-            "status": run.status,
-            "code_version": run.code_version,
-            "snapshot_sha256": run.snapshot_sha256,
-            "total_tft_units": run.total_tft_units,
-            "total_tft": format_tft(run.total_tft_units),
-            "manifest": orjson.loads(signed.manifest_json) if signed else None,
-            "manifest_json": signed.manifest_json if signed else None,
-            "manifest_sha256": signed.manifest_sha256 if signed else None,
-            "approvals": [
-                {"approver_public_key": a.approver_public_key, "signature_b64": a.signature_b64,
-                 "manifest_sha256": a.manifest_sha256, "approved_at": iso_utc(a.created_at)}
-                for a in approvals if signed and a.manifest_sha256 == signed.manifest_sha256
-            ],
-        })
+        runs.append(
+            {
+                "run_id": run.id,
+                "period": Period(run.period_offset).label,
+                "period_offset": run.period_offset,
+                "status": run.status,
+                "code_version": run.code_version,
+                "snapshot_sha256": run.snapshot_sha256,
+                "total_tft_units": run.total_tft_units,
+                "total_tft": format_tft(run.total_tft_units),
+                "manifest": orjson.loads(signed.manifest_json) if signed else None,
+                "manifest_json": signed.manifest_json if signed else None,
+                "manifest_sha256": signed.manifest_sha256 if signed else None,
+                "approvals": [
+                    {
+                        "approver_public_key": a.approver_public_key,
+                        "signature_b64": a.signature_b64,
+                        "manifest_sha256": a.manifest_sha256,
+                        "approved_at": iso_utc(a.created_at),
+                    }
+                    for a in approvals
+                    if signed and a.manifest_sha256 == signed.manifest_sha256
+                ],
+            }
+        )
     return runs

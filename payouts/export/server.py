@@ -91,8 +91,13 @@ def filters_from_query(query: str) -> ExportFilter:
     receipt = one("receipt")
     if receipt is not None and not _HEX64.match(receipt):
         raise BadQuery("receipt must be a hash of 64 hex digits")
-    return ExportFilter(period_offset=period_offset, farm_id=number("farm"), node_id=number("node"),
-                        addresses=addresses, receipt_hash=receipt.lower() if receipt else None)
+    return ExportFilter(
+        period_offset=period_offset,
+        farm_id=number("farm"),
+        node_id=number("node"),
+        addresses=addresses,
+        receipt_hash=receipt.lower() if receipt else None,
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -173,8 +178,13 @@ class _Handler(BaseHTTPRequestHandler):
         with Session(self.server.engine) as session:
             session.connection(execution_options=self.server.read_only)
             runs = runs_document(session, filters) if fmt != "csv" else []
-            header = {"format": EXPORT_FORMAT, "generated_at": iso_utc(utcnow()), "code_version": CODE_VERSION,
-                      "network": self.server.network, "filters": filters.document()}
+            header = {
+                "format": EXPORT_FORMAT,
+                "generated_at": iso_utc(utcnow()),
+                "code_version": CODE_VERSION,
+                "network": self.server.network,
+                "filters": filters.document(),
+            }
             self._started = True
             self._headers(HTTPStatus.OK, _CONTENT_TYPES[fmt], **{"Cache-Control": "no-store"})
             if self.command == "HEAD":
@@ -227,8 +237,13 @@ class PayoutsWebServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
-def make_server(settings: Settings, host: str = "127.0.0.1", port: int = 8080,
-                site_dir: Path | None = None, engine: Engine | None = None) -> PayoutsWebServer:
+def make_server(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    site_dir: Path | None = None,
+    engine: Engine | None = None,
+) -> PayoutsWebServer:
     """Bind the server (port 0 picks a free port); `serve_forever()` runs it."""
     engine = engine or make_engine(settings.ledger_url())
     if site_dir is not None and not (site_dir / "index.html").is_file():

@@ -81,10 +81,14 @@ def _read_rows(path: Path, columns: tuple[str, ...], parse) -> dict[int, tuple]:
 
 
 def read_signons(path: Path) -> dict[int, tuple[datetime | None, datetime | None]]:
-    return _read_rows(path, COLUMNS, lambda record, where: (
-        _time(record.get("contact_confirmed_at") or "", f"{where} contact_confirmed_at"),
-        _time(record.get("sla_accepted_at") or "", f"{where} sla_accepted_at"),
-    ))
+    return _read_rows(
+        path,
+        COLUMNS,
+        lambda record, where: (
+            _time(record.get("contact_confirmed_at") or "", f"{where} contact_confirmed_at"),
+            _time(record.get("sla_accepted_at") or "", f"{where} sla_accepted_at"),
+        ),
+    )
 
 
 def read_node_transitions(path: Path) -> dict[int, tuple[datetime | None, str | None]]:
@@ -122,8 +126,7 @@ def _upsert(session: Session, model: type, key: str, fields: tuple[str, str], ro
 def import_node_transitions(session: Session, path: Path) -> ImportReport:
     """Upsert every node of the file; the caller commits. A node's v3 opt-out time stops its
     proof-of-capacity payouts from the period that holds it (the next calculation reads it)."""
-    return _upsert(session, NodeTransition, "node_id", ("v3_opted_out_at", "v4_account"),
-                   read_node_transitions(path))
+    return _upsert(session, NodeTransition, "node_id", ("v3_opted_out_at", "v4_account"), read_node_transitions(path))
 
 
 def import_signons(session: Session, path: Path) -> ImportReport:

@@ -42,10 +42,32 @@ EXPLORERS = {
 }
 #: the columns of a farm shard (a node shard has every column)
 FARM_ENTRY_FIELDS = (
-    "period", "entry_kind", "node_id", "farm_id", "farm_name", "uptime_percent", "eligibility",
-    "violation", "reason", "reward_tft", "amount_tft_units", "amount_tft", "status", "status_note", "what_to_fix",
-    "next_retry_period", "stellar_tx_hash", "paid_at", "payout_address", "receipt_hash",
-    "retry_of", "correction_of", "memo", "merkle_leaf_index", "merkle_tree_size", "merkle_proof",
+    "period",
+    "entry_kind",
+    "node_id",
+    "farm_id",
+    "farm_name",
+    "uptime_percent",
+    "eligibility",
+    "violation",
+    "reason",
+    "reward_tft",
+    "amount_tft_units",
+    "amount_tft",
+    "status",
+    "status_note",
+    "what_to_fix",
+    "next_retry_period",
+    "stellar_tx_hash",
+    "paid_at",
+    "payout_address",
+    "receipt_hash",
+    "retry_of",
+    "correction_of",
+    "memo",
+    "merkle_leaf_index",
+    "merkle_tree_size",
+    "merkle_proof",
 )
 _ADDRESS = re.compile(r"^G[A-Z2-7]{55}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -104,10 +126,15 @@ class _SiteWriter:
         _write_json(path, {"node_id": node_id, "entries": entries})
 
     def farm(self, farm_id: int, entries: list[dict], signon: dict) -> None:
-        _write_json(self.data / "farms" / f"{farm_id}.json", {
-            "farm_id": farm_id, "farm_name": self.farm_names.get(farm_id, ""), "signon": signon,
-            "entries": entries,
-        })
+        _write_json(
+            self.data / "farms" / f"{farm_id}.json",
+            {
+                "farm_id": farm_id,
+                "farm_name": self.farm_names.get(farm_id, ""),
+                "signon": signon,
+                "entries": entries,
+            },
+        )
 
     def index(self, entry: dict) -> None:
         self.entries += 1
@@ -143,8 +170,10 @@ class _SiteWriter:
 
 
 def _signon(entry: dict) -> dict:
-    return {"contact_confirmed_at": entry["farm_contact_confirmed_at"],
-            "sla_accepted_at": entry["farm_sla_accepted_at"]}
+    return {
+        "contact_confirmed_at": entry["farm_contact_confirmed_at"],
+        "sla_accepted_at": entry["farm_sla_accepted_at"],
+    }
 
 
 def write_site(entries: Iterable[dict], data: Path) -> _SiteWriter:
@@ -178,7 +207,11 @@ def write_site(entries: Iterable[dict], data: Path) -> _SiteWriter:
 
 
 def publish_site(
-    session: Session, out_dir: Path, *, network: str, horizon_url: str,
+    session: Session,
+    out_dir: Path,
+    *,
+    network: str,
+    horizon_url: str,
     generated_at: datetime | None = None,
 ) -> PublishReport:
     """Write the whole site into `out_dir` (its `data/` folder is replaced as a whole)."""
@@ -189,16 +222,19 @@ def publish_site(
     try:
         writer = write_site(iter_entries(session, ExportFilter(), order="farm"), staging)
         _write_json(staging / "runs.json", runs_document(session))
-        _write_json(staging / "meta.json", {
-            "format": "tft-payouts-site/1",
-            "network": network,
-            "explorer_tx_base": explorer_tx_base(network, horizon_url),
-            "generated_at": iso_utc(generated_at or utcnow()),
-            "code_version": CODE_VERSION,
-            "next_retry_period": next_retry_period(session),
-            "entries": writer.entries,
-            "receipt_prefix_length": 2,
-        })
+        _write_json(
+            staging / "meta.json",
+            {
+                "format": "tft-payouts-site/1",
+                "network": network,
+                "explorer_tx_base": explorer_tx_base(network, horizon_url),
+                "generated_at": iso_utc(generated_at or utcnow()),
+                "code_version": CODE_VERSION,
+                "next_retry_period": next_retry_period(session),
+                "entries": writer.entries,
+                "receipt_prefix_length": 2,
+            },
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -210,5 +246,10 @@ def publish_site(
         old.rename(retired)
     staging.rename(old)
     shutil.rmtree(retired, ignore_errors=True)
-    return PublishReport(out_dir=out_dir, entries=writer.entries, nodes=len(writer.nodes_written),
-                         farms=len(writer.farm_names), addresses=len(writer.address_farms))
+    return PublishReport(
+        out_dir=out_dir,
+        entries=writer.entries,
+        nodes=len(writer.nodes_written),
+        farms=len(writer.farm_names),
+        addresses=len(writer.address_farms),
+    )

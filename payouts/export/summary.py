@@ -24,11 +24,19 @@ from payouts.money import format_tft
 
 BASES = ("poc_treasury", "poc_minted", "revenue_share", "correction")
 SUMMARY_FIELDS = (
-    "farm_id", "farm_name", "owed_tft_units", "owed_tft", "paid_tft_units", "paid_tft",
-    "held_tft_units", "held_tft", "payments",
+    "farm_id",
+    "farm_name",
+    "owed_tft_units",
+    "owed_tft",
+    "paid_tft_units",
+    "paid_tft",
+    "held_tft_units",
+    "held_tft",
+    "payments",
     *(f"paid_{basis}_tft_units" for basis in BASES),
     *(f"owed_{basis}_tft_units" for basis in BASES),
-    "contact_confirmed_at", "sla_accepted_at",
+    "contact_confirmed_at",
+    "sla_accepted_at",
 )
 
 
@@ -37,7 +45,8 @@ def farm_summaries(session: Session, filters: ExportFilter = ExportFilter()) -> 
     retry = aliased(Payment, name="retry")
     retry_run = aliased(Run, name="retry_run")
     carried_by_retry = exists(
-        select(retry.id).join(retry_run, retry_run.id == retry.run_id)
+        select(retry.id)
+        .join(retry_run, retry_run.id == retry.run_id)
         .where(retry.retry_of_payment_id == Payment.id, retry_run.status.in_(LIVE_RUN_STATUSES))
     )
     went_out = Payment.paid_at.is_not(None)
@@ -48,7 +57,8 @@ def farm_summaries(session: Session, filters: ExportFilter = ExportFilter()) -> 
     amount = Payment.amount_tft_units
     statement = (
         select(
-            Payment.farm_id, Payment.payout_basis,
+            Payment.farm_id,
+            Payment.payout_basis,
             func.sum(case((went_out, amount), else_=0)).label("paid"),
             func.sum(case((Payment.status == PaymentStatus.HELD, amount), else_=0)).label("held"),
             func.sum(case((outstanding, amount), else_=0)).label("owed"),
@@ -86,16 +96,18 @@ def farm_summaries(session: Session, filters: ExportFilter = ExportFilter()) -> 
 
 def _empty(farm_id: int) -> dict:
     summary = {name: 0 for name in SUMMARY_FIELDS}
-    summary.update({"farm_id": farm_id, "farm_name": "", "contact_confirmed_at": None,
-                    "sla_accepted_at": None})
+    summary.update({"farm_id": farm_id, "farm_name": "", "contact_confirmed_at": None, "sla_accepted_at": None})
     return summary
 
 
 def _finish(session: Session, summary: dict) -> dict:
     farm_id = summary["farm_id"]
-    summary["farm_name"] = session.execute(
-        select(Receipt.farm_name).where(Receipt.farm_id == farm_id).order_by(Receipt.id.desc()).limit(1)
-    ).scalar() or ""
+    summary["farm_name"] = (
+        session.execute(
+            select(Receipt.farm_name).where(Receipt.farm_id == farm_id).order_by(Receipt.id.desc()).limit(1)
+        ).scalar()
+        or ""
+    )
     signon = session.execute(select(FarmSignon).where(FarmSignon.farm_id == farm_id)).scalar()
     if signon is not None:
         summary["contact_confirmed_at"] = iso_utc(signon.contact_confirmed_at)

@@ -110,13 +110,24 @@ def backup(url: str, out: Path) -> Path:
             target.close()
             return out
         pg_dump = shutil.which("pg_dump") or next(
-            (str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None)
+            (str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None
+        )
         if pg_dump is None:
             raise BackupError("pg_dump is not installed (Debian package postgresql-client)")
         env = dict(os.environ, PGPASSWORD=parsed.password or "")
-        command = [pg_dump, "--format=custom", "--file", str(out), "--host", parsed.host or "127.0.0.1",
-                   "--port", str(parsed.port or 5432), "--username", parsed.username or "postgres",
-                   parsed.database or "postgres"]
+        command = [
+            pg_dump,
+            "--format=custom",
+            "--file",
+            str(out),
+            "--host",
+            parsed.host or "127.0.0.1",
+            "--port",
+            str(parsed.port or 5432),
+            "--username",
+            parsed.username or "postgres",
+            parsed.database or "postgres",
+        ]
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             detail = result.stderr.replace(parsed.password or "\0", "***").strip().splitlines()[-1:] or [""]

@@ -47,9 +47,7 @@ def receipts_of_run(session: Session, run_id: int) -> Sequence[Receipt]:
 
 
 def receipts_by_hash(session: Session, receipt_hash: str) -> Sequence[Receipt]:
-    statement = (
-        select(Receipt).where(Receipt.receipt_hash == receipt_hash.lower()).order_by(col(Receipt.id))
-    )
+    statement = select(Receipt).where(Receipt.receipt_hash == receipt_hash.lower()).order_by(col(Receipt.id))
     return session.exec(statement).all()
 
 
@@ -76,9 +74,7 @@ def payments_of_run(session: Session, run_id: int) -> Sequence[Payment]:
 
 def manifest_payments(session: Session, run_id: int) -> Sequence[Payment]:
     statement = (
-        select(Payment)
-        .where(Payment.run_id == run_id, col(Payment.in_manifest).is_(True))
-        .order_by(col(Payment.id))
+        select(Payment).where(Payment.run_id == run_id, col(Payment.in_manifest).is_(True)).order_by(col(Payment.id))
     )
     return session.exec(statement).all()
 

@@ -50,9 +50,7 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.CALCULATED: frozenset({RunStatus.APPROVED, RunStatus.REPLACED, RunStatus.REJECTED}),
     # single tier goes straight to paying; two tier first funds the hot payout account
     # (a failed preflight stops an approved run before anything is sent)
-    RunStatus.APPROVED: frozenset(
-        {RunStatus.FUNDING, RunStatus.PAYING, RunStatus.REJECTED, RunStatus.STOPPED}
-    ),
+    RunStatus.APPROVED: frozenset({RunStatus.FUNDING, RunStatus.PAYING, RunStatus.REJECTED, RunStatus.STOPPED}),
     # a funding transaction that provably expired sends the run back to be funded again
     RunStatus.FUNDING: frozenset({RunStatus.FUNDED, RunStatus.APPROVED, RunStatus.STOPPED}),
     RunStatus.FUNDED: frozenset({RunStatus.PAYING, RunStatus.STOPPED}),
@@ -66,8 +64,15 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     # an operator continues a stopped run where it stopped (payouts continue); a reconciliation
     # mismatch may be accepted with a reason on record, never paid again
     RunStatus.STOPPED: frozenset(
-        {RunStatus.APPROVED, RunStatus.FUNDING, RunStatus.FUNDED, RunStatus.PAYING, RunStatus.PAID,
-         RunStatus.RECONCILED, RunStatus.REJECTED}
+        {
+            RunStatus.APPROVED,
+            RunStatus.FUNDING,
+            RunStatus.FUNDED,
+            RunStatus.PAYING,
+            RunStatus.PAID,
+            RunStatus.RECONCILED,
+            RunStatus.REJECTED,
+        }
     ),
 }
 
@@ -208,6 +213,12 @@ def transition_many(
         raise StaleStatus(f"{len(row_ids) - result.rowcount} {model.__tablename__} rows are no longer {from_status}")
     for row_id in row_ids:
         record_event(
-            session, entity=model.__tablename__, entity_id=row_id, run_id=run_id, event=event,
-            from_status=str(from_status), to_status=str(to_status), detail=detail,
+            session,
+            entity=model.__tablename__,
+            entity_id=row_id,
+            run_id=run_id,
+            event=event,
+            from_status=str(from_status),
+            to_status=str(to_status),
+            detail=detail,
         )

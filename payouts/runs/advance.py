@@ -81,8 +81,13 @@ class Step:
     waits_for: str = ""
 
     def as_dict(self) -> dict:
-        return {"period": self.period, "run_id": self.run_id, "did": self.did, "status": self.status,
-                "waits_for": self.waits_for}
+        return {
+            "period": self.period,
+            "run_id": self.run_id,
+            "did": self.did,
+            "status": self.status,
+            "waits_for": self.waits_for,
+        }
 
 
 @dataclass
@@ -132,8 +137,13 @@ class Orchestrator:
             run = repository.live_run_for_period(session, period.offset)
             paused = pause_state(session)
             if run is not None:  # what it waits for, in the words `payouts runs` uses
-                step.waits_for = describe_wait(session, run, approvers=list(self.approvers),
-                                               approvals_required=self.approvals_required, two_tier=self.two_tier)
+                step.waits_for = describe_wait(
+                    session,
+                    run,
+                    approvers=list(self.approvers),
+                    approvals_required=self.approvals_required,
+                    two_tier=self.two_tier,
+                )
         if run is None:
             return self._calculate(period, step)
         step.run_id, step.status = run.id, run.status
@@ -163,8 +173,16 @@ class Orchestrator:
             with session_scope(self.db) as session:
                 fresh = session.get(Run, run.id)
                 location = self.export(session, fresh)
-                transition(session, Run, run.id, RunStatus.RECONCILED, RunStatus.EXPORTED,
-                           transitions=RUN_TRANSITIONS, event="run.exported", detail={"location": location})
+                transition(
+                    session,
+                    Run,
+                    run.id,
+                    RunStatus.RECONCILED,
+                    RunStatus.EXPORTED,
+                    transitions=RUN_TRANSITIONS,
+                    event="run.exported",
+                    detail={"location": location},
+                )
             log.info("run.exported", location=location)
             step.did.append("export")
             return True
@@ -183,9 +201,14 @@ class Orchestrator:
             return False
         snapshot = load_snapshot(path)
         with session_scope(self.db) as session:
-            record_event(session, entity="periods", entity_id=period.offset, run_id=None,
-                         event="period.inputs_frozen",
-                         detail={"snapshot": path.name, "snapshot_sha256": snapshot.sha256})
+            record_event(
+                session,
+                entity="periods",
+                entity_id=period.offset,
+                run_id=None,
+                event="period.inputs_frozen",
+                detail={"snapshot": path.name, "snapshot_sha256": snapshot.sha256},
+            )
             outcome = calculate_run(session, snapshot, max_retries=self.max_retries)
         step.did.append("calculate" if outcome.created else "calculate (already done)")
         step.run_id = outcome.run.id
@@ -200,13 +223,18 @@ class Orchestrator:
             if _recent_event(session, run.id, "run.approvals.reminded", REMIND_EVERY):
                 return
             summary = {
-                "run_id": run.id, "period": step.period, "total_tft_units": run.total_tft_units,
-                "payable_tft_units": run.payable_tft_units, "nodes": run.node_count,
-                "rewarded_nodes": run.rewarded_node_count, "approvals": count,
+                "run_id": run.id,
+                "period": step.period,
+                "total_tft_units": run.total_tft_units,
+                "payable_tft_units": run.payable_tft_units,
+                "nodes": run.node_count,
+                "rewarded_nodes": run.rewarded_node_count,
+                "approvals": count,
                 "approvals_required": self.approvals_required,
             }
-            record_event(session, entity="runs", entity_id=run.id, run_id=run.id,
-                         event="run.approvals.reminded", detail=summary)
+            record_event(
+                session, entity="runs", entity_id=run.id, run_id=run.id, event="run.approvals.reminded", detail=summary
+            )
         log.warning("run.approvals.reminder", **summary)
         step.did.append("remind approvers")
         self._webhook("run.awaiting_approval", summary)
@@ -215,8 +243,14 @@ class Orchestrator:
         with session_scope(self.db) as session:
             if _recent_event(session, run.id, "run.stopped.alerted", REMIND_EVERY):
                 return
-            record_event(session, entity="runs", entity_id=run.id, run_id=run.id, event="run.stopped.alerted",
-                         detail={"reason": run.status_reason})
+            record_event(
+                session,
+                entity="runs",
+                entity_id=run.id,
+                run_id=run.id,
+                event="run.stopped.alerted",
+                detail={"reason": run.status_reason},
+            )
         log.error("run.stopped.alert", reason=run.status_reason)
         self._webhook("run.stopped", {"run_id": run.id, "period": step.period, "reason": run.status_reason})
 
@@ -231,8 +265,10 @@ class Orchestrator:
 
 def _recent_event(session: Session, run_id: int, event: str, within: timedelta) -> bool:
     latest = session.exec(
-        select(LedgerEvent.occurred_at).where(LedgerEvent.run_id == run_id, LedgerEvent.event == event)
-        .order_by(col(LedgerEvent.id).desc()).limit(1)
+        select(LedgerEvent.occurred_at)
+        .where(LedgerEvent.run_id == run_id, LedgerEvent.event == event)
+        .order_by(col(LedgerEvent.id).desc())
+        .limit(1)
     ).first()
     return latest is not None and utcnow() - latest < within
 
@@ -240,8 +276,7 @@ def _recent_event(session: Session, run_id: int, event: str, within: timedelta) 
 # -- operators ---------------------------------------------------------------------------
 
 
-def describe_wait(session: Session, run: Run, *, approvers: list[str], approvals_required: int,
-                  two_tier: bool) -> str:
+def describe_wait(session: Session, run: Run, *, approvers: list[str], approvals_required: int, two_tier: bool) -> str:
     """What the run waits for, in words an operator can act on."""
     status = RunStatus(run.status)
     if status is RunStatus.CALCULATED:
@@ -259,7 +294,6 @@ def describe_wait(session: Session, run: Run, *, approvers: list[str], approvals
     return status.waits_for
 
 
-
 def continue_run(session: Session, run: Run, *, accept_differences: str | None = None) -> str:
     """Take a stopped run back to where it stopped; returns the status it continues from.
 
@@ -270,8 +304,10 @@ def continue_run(session: Session, run: Run, *, accept_differences: str | None =
     if RunStatus(run.status) is not RunStatus.STOPPED:
         raise RunsError(f"run {run.id} is {run.status}, not stopped; nothing to continue")
     stopped = session.exec(
-        select(LedgerEvent).where(LedgerEvent.run_id == run.id, LedgerEvent.event == "run.stopped")
-        .order_by(col(LedgerEvent.id).desc()).limit(1)
+        select(LedgerEvent)
+        .where(LedgerEvent.run_id == run.id, LedgerEvent.event == "run.stopped")
+        .order_by(col(LedgerEvent.id).desc())
+        .limit(1)
     ).first()
     stopped_from = RunStatus(stopped.from_status) if stopped and stopped.from_status else RunStatus.PAYING
     target = stopped_from
@@ -281,11 +317,17 @@ def continue_run(session: Session, run: Run, *, accept_differences: str | None =
         if not accept_differences.strip():
             raise RunsError("accepting differences needs a reason")
         target = RunStatus.RECONCILED
-    transition(session, Run, run.id, RunStatus.STOPPED, target, transitions=RUN_TRANSITIONS,
-               event="run.continued",
-               detail={"stopped_for": run.status_reason, "accepted_differences": accept_differences},
-               status_reason="")
+    transition(
+        session,
+        Run,
+        run.id,
+        RunStatus.STOPPED,
+        target,
+        transitions=RUN_TRANSITIONS,
+        event="run.continued",
+        detail={"stopped_for": run.status_reason, "accepted_differences": accept_differences},
+        status_reason="",
+    )
     session.refresh(run)
     log.info("run.continued", run_id=run.id, status=target)
     return target
-

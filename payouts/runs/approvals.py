@@ -157,9 +157,12 @@ def approve_run(
         with session.begin_nested():
             session.add(
                 Approval(
-                    run_id=run.id, approver_public_key=public_key,
-                    manifest_sha256=manifest.sha256.hex(), manifest_json=manifest.to_bytes().decode(),
-                    signature_b64=signature_b64, created_at=utcnow(),
+                    run_id=run.id,
+                    approver_public_key=public_key,
+                    manifest_sha256=manifest.sha256.hex(),
+                    manifest_json=manifest.to_bytes().decode(),
+                    signature_b64=signature_b64,
+                    created_at=utcnow(),
                 )
             )
     except IntegrityError:
@@ -168,8 +171,13 @@ def approve_run(
     log.info("run.approval.recorded", run_id=run.id, approver=public_key, valid=count, required=required)
     if count >= required:
         transition(
-            session, Run, run.id, RunStatus.CALCULATED, RunStatus.APPROVED,
-            transitions=RUN_TRANSITIONS, event="run.approved",
+            session,
+            Run,
+            run.id,
+            RunStatus.CALCULATED,
+            RunStatus.APPROVED,
+            transitions=RUN_TRANSITIONS,
+            event="run.approved",
             detail={"manifest_sha256": manifest.sha256.hex(), "approvals": count},
         )
         session.refresh(run)
@@ -180,9 +188,7 @@ def require_approved(session: Session, run: Run, *, approvers: list[str], requir
     """Refuse to pay a run without enough valid approvals of its current manifest."""
     count = len(valid_approvals(session, run, approvers))
     if count < required:
-        raise NotApproved(
-            f"run {run.id} has {count} valid approval(s) of its current manifest; {required} required"
-        )
+        raise NotApproved(f"run {run.id} has {count} valid approval(s) of its current manifest; {required} required")
     return build_manifest(session, run)
 
 
@@ -190,8 +196,14 @@ def reject_run(session: Session, run: Run, reason: str) -> None:
     if not reason.strip():
         raise RunsError("a rejection needs a reason")
     transition(
-        session, Run, run.id, RunStatus(run.status), RunStatus.REJECTED,
-        transitions=RUN_TRANSITIONS, event="run.rejected", detail={"reason": reason},
+        session,
+        Run,
+        run.id,
+        RunStatus(run.status),
+        RunStatus.REJECTED,
+        transitions=RUN_TRANSITIONS,
+        event="run.rejected",
+        detail={"reason": reason},
         status_reason=reason,
     )
     session.refresh(run)

@@ -53,8 +53,14 @@ def set_paused(session: Session, paused: bool, reason: str = "") -> bool:
     control.value = "on" if paused else "off"
     control.reason = reason if paused else ""
     control.updated_at = now
-    record_event(session, entity="controls", entity_id=None, run_id=None,
-                 event="control.paused" if paused else "control.resumed", detail={"reason": reason})
+    record_event(
+        session,
+        entity="controls",
+        entity_id=None,
+        run_id=None,
+        event="control.paused" if paused else "control.resumed",
+        detail={"reason": reason},
+    )
     log.warning("payouts.paused" if paused else "payouts.resumed", reason=reason)
     return True
 
@@ -64,8 +70,15 @@ def acquire_lease(session: Session, run_id: int, owner: str, ttl_s: float) -> bo
     now = utcnow()
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, or_(Run.lease_owner.is_(None), Run.lease_owner == owner,
-                                     Run.lease_expires_at.is_(None), Run.lease_expires_at < now))
+        .where(
+            Run.id == run_id,
+            or_(
+                Run.lease_owner.is_(None),
+                Run.lease_owner == owner,
+                Run.lease_expires_at.is_(None),
+                Run.lease_expires_at < now,
+            ),
+        )
         .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl_s))
         .execution_options(synchronize_session=False)
     )
@@ -74,7 +87,8 @@ def acquire_lease(session: Session, run_id: int, owner: str, ttl_s: float) -> bo
 
 def release_lease(session: Session, run_id: int, owner: str) -> None:
     session.execute(
-        update(Run).where(Run.id == run_id, Run.lease_owner == owner)
+        update(Run)
+        .where(Run.id == run_id, Run.lease_owner == owner)
         .values(lease_owner=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )

@@ -98,8 +98,11 @@ class FundingFile:
                 problems.append("asset")
         if tx.memo is None or getattr(tx.memo, "memo_hash", b"").hex() != self.manifest_sha256:
             problems.append("memo (manifest SHA-256)")
-        if tx.preconditions is None or tx.preconditions.time_bounds is None or \
-                tx.preconditions.time_bounds.max_time != self.max_time:
+        if (
+            tx.preconditions is None
+            or tx.preconditions.time_bounds is None
+            or tx.preconditions.time_bounds.max_time != self.max_time
+        ):
             problems.append("time bounds")
         if problems:
             raise FundingError("the funding file does not match its envelope: " + ", ".join(problems))
@@ -118,21 +121,44 @@ class FundingFile:
 
 
 def export_funding(
-    session: Session, run: Run, client: HorizonClient, *, treasury: str, payout_account: str,
-    asset_code: str, asset_issuer: str, network_passphrase: str, approvers: list[str], required: int,
+    session: Session,
+    run: Run,
+    client: HorizonClient,
+    *,
+    treasury: str,
+    payout_account: str,
+    asset_code: str,
+    asset_issuer: str,
+    network_passphrase: str,
+    approvers: list[str],
+    required: int,
     validity_s: int = FUNDING_VALIDITY_S,
 ) -> FundingFile:
     """Build (or return the already recorded) funding transaction of an approved run."""
-    recorded = session.exec(select(StellarTransaction).where(
-        StellarTransaction.run_id == run.id, StellarTransaction.purpose == "funding",
-        StellarTransaction.status == TransactionStatus.BUILT)).first()
+    recorded = session.exec(
+        select(StellarTransaction).where(
+            StellarTransaction.run_id == run.id,
+            StellarTransaction.purpose == "funding",
+            StellarTransaction.status == TransactionStatus.BUILT,
+        )
+    ).first()
     manifest = require_approved(session, run, approvers=approvers, required=required)
     if recorded is not None:
         envelope = TransactionEnvelope.from_xdr(recorded.envelope_xdr, network_passphrase)
         op = envelope.transaction.operations[0]
-        return FundingFile(run.id, network_passphrase, treasury, payout_account, asset_code, asset_issuer,
-                           parse_tft(op.amount), manifest.sha256.hex(), recorded.max_time, recorded.tx_hash,
-                           recorded.envelope_xdr)
+        return FundingFile(
+            run.id,
+            network_passphrase,
+            treasury,
+            payout_account,
+            asset_code,
+            asset_issuer,
+            parse_tft(op.amount),
+            manifest.sha256.hex(),
+            recorded.max_time,
+            recorded.tx_hash,
+            recorded.envelope_xdr,
+        )
     if RunStatus(run.status) is not RunStatus.APPROVED:
         raise FundingError(f"run {run.id} is {run.status}; only an approved run is funded")
     account = client.account(treasury)
@@ -140,26 +166,68 @@ def export_funding(
         raise FundingError(f"the treasury {treasury} does not exist on this network")
     max_time = int(client.latest_ledger().closed_at.timestamp()) + validity_s
     envelope = build_payment_envelope(
-        network_passphrase=network_passphrase, source_account=treasury, sequence=account.sequence + 1,
-        payout_account=treasury, asset_code=asset_code, asset_issuer=asset_issuer,
-        operations=[PaymentOp(payout_account, manifest.total_tft_units)], memo_hash=manifest.sha256,
-        fee_per_operation_stroops=1000, min_time=0, max_time=max_time,
+        network_passphrase=network_passphrase,
+        source_account=treasury,
+        sequence=account.sequence + 1,
+        payout_account=treasury,
+        asset_code=asset_code,
+        asset_issuer=asset_issuer,
+        operations=[PaymentOp(payout_account, manifest.total_tft_units)],
+        memo_hash=manifest.sha256,
+        fee_per_operation_stroops=1000,
+        min_time=0,
+        max_time=max_time,
     )
     now = utcnow()
     tx = StellarTransaction(
-        run_id=run.id, purpose="funding", source_account=treasury, sequence=account.sequence + 1, min_time=0,
-        max_time=max_time, fee_stroops=1000, memo_hash=manifest.sha256.hex(), envelope_xdr=envelope.to_xdr(),
-        tx_hash=envelope.hash_hex(), status=TransactionStatus.BUILT, created_at=now, updated_at=now,
+        run_id=run.id,
+        purpose="funding",
+        source_account=treasury,
+        sequence=account.sequence + 1,
+        min_time=0,
+        max_time=max_time,
+        fee_stroops=1000,
+        memo_hash=manifest.sha256.hex(),
+        envelope_xdr=envelope.to_xdr(),
+        tx_hash=envelope.hash_hex(),
+        status=TransactionStatus.BUILT,
+        created_at=now,
+        updated_at=now,
     )
     session.add(tx)
     session.flush()
-    record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=run.id,
-                 event="funding.exported", to_status=TransactionStatus.BUILT,
-                 detail={"tx_hash": tx.tx_hash, "amount_tft_units": manifest.total_tft_units})
-    transition(session, Run, run.id, RunStatus.APPROVED, RunStatus.FUNDING, transitions=RUN_TRANSITIONS,
-               event="run.funding", detail={"tx_hash": tx.tx_hash})
-    return FundingFile(run.id, network_passphrase, treasury, payout_account, asset_code, asset_issuer,
-                       manifest.total_tft_units, manifest.sha256.hex(), max_time, tx.tx_hash, tx.envelope_xdr)
+    record_event(
+        session,
+        entity="stellar_transactions",
+        entity_id=tx.id,
+        run_id=run.id,
+        event="funding.exported",
+        to_status=TransactionStatus.BUILT,
+        detail={"tx_hash": tx.tx_hash, "amount_tft_units": manifest.total_tft_units},
+    )
+    transition(
+        session,
+        Run,
+        run.id,
+        RunStatus.APPROVED,
+        RunStatus.FUNDING,
+        transitions=RUN_TRANSITIONS,
+        event="run.funding",
+        detail={"tx_hash": tx.tx_hash},
+    )
+    return FundingFile(
+        run.id,
+        network_passphrase,
+        treasury,
+        payout_account,
+        asset_code,
+        asset_issuer,
+        manifest.total_tft_units,
+        manifest.sha256.hex(),
+        max_time,
+        tx.tx_hash,
+        tx.envelope_xdr,
+    )
 
 
 def sign_funding(funding: FundingFile, keypair: Keypair) -> FundingFile:
@@ -204,8 +272,11 @@ def submit_funding(session: Session, funding: FundingFile, client: HorizonClient
     run = session.get(Run, funding.run_id)
     if run is None:
         raise FundingError(f"run {funding.run_id} does not exist")
-    recorded = session.exec(select(StellarTransaction).where(
-        StellarTransaction.tx_hash == funding.tx_hash, StellarTransaction.purpose == "funding")).first()
+    recorded = session.exec(
+        select(StellarTransaction).where(
+            StellarTransaction.tx_hash == funding.tx_hash, StellarTransaction.purpose == "funding"
+        )
+    ).first()
     if recorded is None or recorded.run_id != run.id:
         raise FundingError("this funding transaction is not the one exported for the run")
     if RunStatus(run.status) is RunStatus.FUNDED:
@@ -221,33 +292,77 @@ def submit_funding(session: Session, funding: FundingFile, client: HorizonClient
     if weight < needed:
         raise FundingError(f"the signatures weigh {weight}; the treasury needs {needed} to pay")
     if recorded.status == TransactionStatus.BUILT:
-        transition(session, StellarTransaction, recorded.id, TransactionStatus.BUILT, TransactionStatus.SUBMITTED,
-                   transitions=TRANSACTION_TRANSITIONS, event="funding.submitted", run_id=run.id)
+        transition(
+            session,
+            StellarTransaction,
+            recorded.id,
+            TransactionStatus.BUILT,
+            TransactionStatus.SUBMITTED,
+            transitions=TRANSACTION_TRANSITIONS,
+            event="funding.submitted",
+            run_id=run.id,
+        )
         session.commit()  # the submission is on record before it is sent
     result = client.submit(envelope.to_xdr())
     info = client.transaction(funding.tx_hash) if result.outcome != Outcome.SUCCESS else None
     if result.outcome == Outcome.SUCCESS or (info is not None and info.successful):
         ledger = result.ledger if result.outcome == Outcome.SUCCESS else info.ledger
         closed_at = result.closed_at if result.outcome == Outcome.SUCCESS else info.closed_at
-        transition(session, StellarTransaction, recorded.id, TransactionStatus.SUBMITTED, TransactionStatus.CONFIRMED,
-                   transitions=TRANSACTION_TRANSITIONS, event="funding.confirmed", run_id=run.id,
-                   ledger=ledger, closed_at=closed_at)
-        transition(session, Run, run.id, RunStatus.FUNDING, RunStatus.FUNDED, transitions=RUN_TRANSITIONS,
-                   event="run.funded", detail={"tx_hash": funding.tx_hash})
+        transition(
+            session,
+            StellarTransaction,
+            recorded.id,
+            TransactionStatus.SUBMITTED,
+            TransactionStatus.CONFIRMED,
+            transitions=TRANSACTION_TRANSITIONS,
+            event="funding.confirmed",
+            run_id=run.id,
+            ledger=ledger,
+            closed_at=closed_at,
+        )
+        transition(
+            session,
+            Run,
+            run.id,
+            RunStatus.FUNDING,
+            RunStatus.FUNDED,
+            transitions=RUN_TRANSITIONS,
+            event="run.funded",
+            detail={"tx_hash": funding.tx_hash},
+        )
         return RunStatus.FUNDED
     source = client.account(funding.treasury)
     verdict = landing_verdict(
-        found=info is not None, successful=info.successful if info else None,
-        latest_closed_ts=int(client.latest_ledger().closed_at.timestamp()), max_time_ts=recorded.max_time,
-        source_sequence_now=source.sequence if source else None, tx_sequence=recorded.sequence,
+        found=info is not None,
+        successful=info.successful if info else None,
+        latest_closed_ts=int(client.latest_ledger().closed_at.timestamp()),
+        max_time_ts=recorded.max_time,
+        source_sequence_now=source.sequence if source else None,
+        tx_sequence=recorded.sequence,
     )
     if verdict in (Verdict.FAILED, Verdict.NEVER):
-        transition(session, StellarTransaction, recorded.id, TransactionStatus.SUBMITTED,
-                   TransactionStatus.FAILED if verdict is Verdict.FAILED else TransactionStatus.DEAD,
-                   transitions=TRANSACTION_TRANSITIONS, event="funding.not_landed", run_id=run.id,
-                   detail={"result_codes": result.result_codes})
-        transition(session, Run, run.id, RunStatus.FUNDING, RunStatus.APPROVED, transitions=RUN_TRANSITIONS,
-                   event="run.funding.retry", detail={"result_codes": result.result_codes})
-        raise FundingError(f"the funding transaction did not land ({result.result_codes or result.reason}); "
-                           "export a new one")
+        transition(
+            session,
+            StellarTransaction,
+            recorded.id,
+            TransactionStatus.SUBMITTED,
+            TransactionStatus.FAILED if verdict is Verdict.FAILED else TransactionStatus.DEAD,
+            transitions=TRANSACTION_TRANSITIONS,
+            event="funding.not_landed",
+            run_id=run.id,
+            detail={"result_codes": result.result_codes},
+        )
+        transition(
+            session,
+            Run,
+            run.id,
+            RunStatus.FUNDING,
+            RunStatus.APPROVED,
+            transitions=RUN_TRANSITIONS,
+            event="run.funding.retry",
+            detail={"result_codes": result.result_codes},
+        )
+        raise FundingError(
+            f"the funding transaction did not land ({result.result_codes or result.reason}); export a new one"
+        )
     return run.status  # unknown and may still land: submit the same file again later

@@ -135,8 +135,10 @@ class PaymentEngine:
             if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
                 raise RunAlreadyPaid(f"run {run_id} is already {status}")
             if status is RunStatus.STOPPED:
-                raise RunNotPayable(f"run {run_id} is stopped: {run.status_reason}; an operator continues it "
-                                    f"with `payouts continue {run_id}` once the cause is fixed")
+                raise RunNotPayable(
+                    f"run {run_id} is stopped: {run.status_reason}; an operator continues it "
+                    f"with `payouts continue {run_id}` once the cause is fixed"
+                )
             if status not in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
                 raise RunNotPayable(f"run {run_id} is {status}; only an approved run can be paid")
             if status is RunStatus.APPROVED and self.config.two_tier:
@@ -144,8 +146,9 @@ class PaymentEngine:
                     f"run {run_id} is approved but not funded: export, sign and submit its funding "
                     "transaction first (payouts funding export)"
                 )
-            require_approved(session, run, approvers=list(self.config.approvers),
-                             required=self.config.approvals_required)
+            require_approved(
+                session, run, approvers=list(self.config.approvers), required=self.config.approvals_required
+            )
             self._check_payments_against_receipts(session, run)
             if status is RunStatus.PAYING:
                 return
@@ -154,8 +157,13 @@ class PaymentEngine:
             total_units = sum(p.amount_tft_units for p in pending + in_flight)
             fee_budget = 0 if self.keys.channel_accounts else len(pending) * self.config.max_fee_stroops
             try:
-                check_payout_account(self.client, self.keys.payout_account, self.asset,
-                                     total_units=total_units, fee_budget_stroops=fee_budget)
+                check_payout_account(
+                    self.client,
+                    self.keys.payout_account,
+                    self.asset,
+                    total_units=total_units,
+                    fee_budget_stroops=fee_budget,
+                )
             except PreflightError as exc:
                 self._stop(session, run, f"preflight: {exc}")
                 session.commit()
@@ -163,11 +171,29 @@ class PaymentEngine:
             held = check_destinations(self.client, self.asset, [(p.destination, p.amount_tft_units) for p in pending])
             for reason in sorted(set(held.values())):
                 ids = [p.id for p in pending if held.get(p.destination) == reason]
-                transition_many(session, Payment, ids, PaymentStatus.PENDING, PaymentStatus.HELD,
-                                transitions=PAYMENT_TRANSITIONS, event="payment.held.preflight",
-                                run_id=run.id, detail={"reason": reason}, hold_reason=reason)
-            transition(session, Run, run.id, status, RunStatus.PAYING, transitions=RUN_TRANSITIONS,
-                       event="run.paying", detail={"held_at_preflight": len(held)}, status_reason="")
+                transition_many(
+                    session,
+                    Payment,
+                    ids,
+                    PaymentStatus.PENDING,
+                    PaymentStatus.HELD,
+                    transitions=PAYMENT_TRANSITIONS,
+                    event="payment.held.preflight",
+                    run_id=run.id,
+                    detail={"reason": reason},
+                    hold_reason=reason,
+                )
+            transition(
+                session,
+                Run,
+                run.id,
+                status,
+                RunStatus.PAYING,
+                transitions=RUN_TRANSITIONS,
+                event="run.paying",
+                detail={"held_at_preflight": len(held)},
+                status_reason="",
+            )
             log.info("run.paying", run_id=run.id, pending=len(pending), held_destinations=len(held))
 
     def _check_payments_against_receipts(self, session: Session, run: Run) -> None:
@@ -178,9 +204,13 @@ class PaymentEngine:
             .join(Receipt, col(Payment.receipt_id) == col(Receipt.id))
             .where(Payment.run_id == run.id, col(Payment.in_manifest).is_(True))
         ).all()
-        own_receipts = session.exec(select(Payment).where(
-            Payment.run_id == run.id, col(Payment.kind).in_(["retry", "correction"]),
-            col(Payment.in_manifest).is_(True))).all()
+        own_receipts = session.exec(
+            select(Payment).where(
+                Payment.run_id == run.id,
+                col(Payment.kind).in_(["retry", "correction"]),
+                col(Payment.in_manifest).is_(True),
+            )
+        ).all()
         for payment in own_receipts:
             problems = retry_receipt_matches(payment)
             if problems:
@@ -208,21 +238,30 @@ class PaymentEngine:
 
     # -- 2. build ----------------------------------------------------------------------------
 
-    def _payments(self, session: Session, run_id: int, status: PaymentStatus, limit: int | None = None) -> list[Payment]:
+    def _payments(
+        self, session: Session, run_id: int, status: PaymentStatus, limit: int | None = None
+    ) -> list[Payment]:
         # only what the approvers signed: an entry recorded after the manifest (a correction)
         # waits for the next run's approvals
-        statement = (select(Payment).where(Payment.run_id == run_id, Payment.status == status,
-                                           col(Payment.in_manifest).is_(True))
-                     .order_by(col(Payment.id)))
+        statement = (
+            select(Payment)
+            .where(Payment.run_id == run_id, Payment.status == status, col(Payment.in_manifest).is_(True))
+            .order_by(col(Payment.id))
+        )
         if limit is not None:
             statement = statement.limit(limit)
         return list(session.exec(statement).all())
 
     def _live(self, session: Session, run_id: int) -> list[StellarTransaction]:
-        statement = (select(StellarTransaction)
-                     .where(StellarTransaction.run_id == run_id, StellarTransaction.purpose == "payment",
-                            col(StellarTransaction.status).in_([TransactionStatus.BUILT, TransactionStatus.SUBMITTED]))
-                     .order_by(col(StellarTransaction.id)))
+        statement = (
+            select(StellarTransaction)
+            .where(
+                StellarTransaction.run_id == run_id,
+                StellarTransaction.purpose == "payment",
+                col(StellarTransaction.status).in_([TransactionStatus.BUILT, TransactionStatus.SUBMITTED]),
+            )
+            .order_by(col(StellarTransaction.id))
+        )
         return list(session.exec(statement).all())
 
     def _sources(self) -> list[str]:
@@ -245,13 +284,21 @@ class PaymentEngine:
         built: list[StellarTransaction] = []
         with session_scope(self.db) as session:
             pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources))
-            groups = [pending[i:i + per_tx] for i in range(0, len(pending), per_tx)]
+            groups = [pending[i : i + per_tx] for i in range(0, len(pending), per_tx)]
             for source, group in zip(sources, groups, strict=False):
                 built.append(self._build_one(session, run_id, source, group))
             session.flush()
             for tx in built:
-                transition(session, StellarTransaction, tx.id, TransactionStatus.BUILT, TransactionStatus.SUBMITTED,
-                           transitions=TRANSACTION_TRANSITIONS, event="transaction.submitted", run_id=run_id)
+                transition(
+                    session,
+                    StellarTransaction,
+                    tx.id,
+                    TransactionStatus.BUILT,
+                    TransactionStatus.SUBMITTED,
+                    transitions=TRANSACTION_TRANSITIONS,
+                    event="transaction.submitted",
+                    run_id=run_id,
+                )
         for tx in built:
             self._next_sequence[tx.source_account] = tx.sequence + 1
         return built
@@ -264,32 +311,63 @@ class PaymentEngine:
                 raise RunsError(f"transaction source {source} does not exist on the network")
             sequence = account.sequence + 1
         max_time = self._network_now() + self.config.tx_timeout_s
-        memo = (bytes.fromhex(group[0].receipt_hash) if self.config.memo_mode == "per_receipt"
-                else merkle_root([p.receipt_hash for p in group]))
+        memo = (
+            bytes.fromhex(group[0].receipt_hash)
+            if self.config.memo_mode == "per_receipt"
+            else merkle_root([p.receipt_hash for p in group])
+        )
         envelope = build_payment_envelope(
-            network_passphrase=self.config.network_passphrase, source_account=source,
-            sequence=sequence, payout_account=self.keys.payout_account,
-            asset_code=self.asset.code, asset_issuer=self.asset.issuer,
+            network_passphrase=self.config.network_passphrase,
+            source_account=source,
+            sequence=sequence,
+            payout_account=self.keys.payout_account,
+            asset_code=self.asset.code,
+            asset_issuer=self.asset.issuer,
             operations=[PaymentOp(p.destination, p.amount_tft_units) for p in group],
-            memo_hash=memo, fee_per_operation_stroops=self._fee_per_op, min_time=0, max_time=max_time,
+            memo_hash=memo,
+            fee_per_operation_stroops=self._fee_per_op,
+            min_time=0,
+            max_time=max_time,
         )
         self.keys.sign(envelope)
         now = utcnow()
         tx = StellarTransaction(
-            run_id=run_id, source_account=source, sequence=sequence, min_time=0, max_time=max_time,
-            fee_stroops=self._fee_per_op * len(group), memo_hash=memo.hex(),
-            envelope_xdr=envelope.to_xdr(), tx_hash=envelope.hash_hex(),
-            status=TransactionStatus.BUILT, created_at=now, updated_at=now,
+            run_id=run_id,
+            source_account=source,
+            sequence=sequence,
+            min_time=0,
+            max_time=max_time,
+            fee_stroops=self._fee_per_op * len(group),
+            memo_hash=memo.hex(),
+            envelope_xdr=envelope.to_xdr(),
+            tx_hash=envelope.hash_hex(),
+            status=TransactionStatus.BUILT,
+            created_at=now,
+            updated_at=now,
         )
         session.add(tx)
         session.flush()
-        record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=run_id,
-                     event="transaction.built", to_status=TransactionStatus.BUILT,
-                     detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence})
-        transition_many(session, Payment, [p.id for p in group], PaymentStatus.PENDING,
-                        PaymentStatus.SUBMITTED, transitions=PAYMENT_TRANSITIONS,
-                        event="payment.in_transaction", run_id=run_id,
-                        detail={"tx_hash": tx.tx_hash}, transaction_id=tx.id)
+        record_event(
+            session,
+            entity="stellar_transactions",
+            entity_id=tx.id,
+            run_id=run_id,
+            event="transaction.built",
+            to_status=TransactionStatus.BUILT,
+            detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence},
+        )
+        transition_many(
+            session,
+            Payment,
+            [p.id for p in group],
+            PaymentStatus.PENDING,
+            PaymentStatus.SUBMITTED,
+            transitions=PAYMENT_TRANSITIONS,
+            event="payment.in_transaction",
+            run_id=run_id,
+            detail={"tx_hash": tx.tx_hash},
+            transaction_id=tx.id,
+        )
         return tx
 
     def _network_now(self) -> int:
@@ -304,8 +382,9 @@ class PaymentEngine:
     def resolve(self, run_id: int, tx_id: int, result: SubmitResult, report: PayReport) -> Verdict:
         return self.resolve_many(run_id, [(tx_id, result)], report)[tx_id][0]
 
-    def resolve_many(self, run_id: int, answers: list[tuple[int, SubmitResult]],
-                     report: PayReport) -> dict[int, tuple[Verdict, str]]:
+    def resolve_many(
+        self, run_id: int, answers: list[tuple[int, SubmitResult]], report: PayReport
+    ) -> dict[int, tuple[Verdict, str]]:
         """Record what the network said about each transaction, in one commit.
 
         Returns per transaction its verdict and, for MAYBE, the envelope to send again: the
@@ -321,14 +400,18 @@ class PaymentEngine:
                 verdicts[tx_id] = self._resolve_one(session, run_id, tx, result, report)
         return verdicts
 
-    def _resolve_one(self, session: Session, run_id: int, tx: StellarTransaction, result: SubmitResult,
-                     report: PayReport) -> tuple[Verdict, str]:
+    def _resolve_one(
+        self, session: Session, run_id: int, tx: StellarTransaction, result: SubmitResult, report: PayReport
+    ) -> tuple[Verdict, str]:
         codes = result.result_codes
         session.execute(
             StellarTransaction.__table__.update()
             .where(StellarTransaction.__table__.c.id == tx.id)
-            .values(attempts=tx.attempts + 1, updated_at=utcnow(),
-                    result_json=orjson.dumps(codes or {"outcome": result.outcome, "reason": result.reason}).decode())
+            .values(
+                attempts=tx.attempts + 1,
+                updated_at=utcnow(),
+                result_json=orjson.dumps(codes or {"outcome": result.outcome, "reason": result.reason}).decode(),
+            )
         )
         if result.outcome == Outcome.SUCCESS:
             self._confirm(session, tx, result.ledger, result.closed_at, report, landed_hash=result.tx_hash)
@@ -355,8 +438,11 @@ class PaymentEngine:
             latest = self.client.latest_ledger()
             source = self.client.account(tx.source_account)
             verdict = landing_verdict(
-                found=False, successful=None, latest_closed_ts=int(latest.closed_at.timestamp()),
-                max_time_ts=tx.max_time, source_sequence_now=source.sequence if source else None,
+                found=False,
+                successful=None,
+                latest_closed_ts=int(latest.closed_at.timestamp()),
+                max_time_ts=tx.max_time,
+                source_sequence_now=source.sequence if source else None,
                 tx_sequence=tx.sequence,
             )
         if verdict is Verdict.FAILED:
@@ -382,45 +468,104 @@ class PaymentEngine:
             log.warning("payment.fee.at_cap", run_id=tx.run_id, tx_hash=tx.tx_hash, fee_per_op_stroops=current)
             return None
         inner_xdr = inner_envelope_xdr(tx.envelope_xdr, passphrase)
-        bump = build_fee_bump_envelope(network_passphrase=passphrase, inner_envelope_xdr=inner_xdr,
-                                       fee_per_operation_stroops=raised)
+        bump = build_fee_bump_envelope(
+            network_passphrase=passphrase, inner_envelope_xdr=inner_xdr, fee_per_operation_stroops=raised
+        )
         self.keys.sign(bump)
         operations = len(bump.transaction.inner_transaction_envelope.transaction.operations)
         bump_xdr = bump.to_xdr()
         session.execute(
             StellarTransaction.__table__.update()
             .where(StellarTransaction.__table__.c.id == tx.id)
-            .values(envelope_xdr=bump_xdr, fee_bump_hash=bump.hash_hex(), fee_stroops=raised * (operations + 1),
-                    updated_at=utcnow())
+            .values(
+                envelope_xdr=bump_xdr,
+                fee_bump_hash=bump.hash_hex(),
+                fee_stroops=raised * (operations + 1),
+                updated_at=utcnow(),
+            )
         )
-        record_event(session, entity="stellar_transactions", entity_id=tx.id, run_id=tx.run_id,
-                     event="transaction.fee_bumped",
-                     detail={"tx_hash": tx.tx_hash, "fee_bump_hash": bump.hash_hex(),
-                             "fee_per_op_stroops": raised, "previous_fee_per_op_stroops": current})
+        record_event(
+            session,
+            entity="stellar_transactions",
+            entity_id=tx.id,
+            run_id=tx.run_id,
+            event="transaction.fee_bumped",
+            detail={
+                "tx_hash": tx.tx_hash,
+                "fee_bump_hash": bump.hash_hex(),
+                "fee_per_op_stroops": raised,
+                "previous_fee_per_op_stroops": current,
+            },
+        )
         log.info("payment.fee.raised", run_id=tx.run_id, tx_hash=tx.tx_hash, fee_per_op_stroops=raised)
         return bump_xdr
 
-    def _confirm(self, session: Session, tx: StellarTransaction, ledger, closed_at, report: PayReport,
-                 landed_hash: str | None = None) -> None:
+    def _confirm(
+        self,
+        session: Session,
+        tx: StellarTransaction,
+        ledger,
+        closed_at,
+        report: PayReport,
+        landed_hash: str | None = None,
+    ) -> None:
         """Mark the transaction and its payments paid. `landed_hash` is the hash on chain: the
         transaction's own, or that of the fee bump around it (what explorers and farmers see)."""
         landed_hash = landed_hash or tx.tx_hash
         # a fee bump that lost to the transaction it wrapped is only history (its event keeps it)
         bump = {"fee_bump_hash": landed_hash if landed_hash != tx.tx_hash else None}
-        transition(session, StellarTransaction, tx.id, TransactionStatus(tx.status), TransactionStatus.CONFIRMED,
-                   transitions=TRANSACTION_TRANSITIONS, event="transaction.confirmed", run_id=tx.run_id,
-                   detail={"ledger": ledger, "landed_hash": landed_hash}, ledger=ledger, closed_at=closed_at, **bump)
-        ids = [p.id for p in session.exec(select(Payment).where(Payment.transaction_id == tx.id,
-                                                                 Payment.status == PaymentStatus.SUBMITTED)).all()]
-        transition_many(session, Payment, ids, PaymentStatus.SUBMITTED, PaymentStatus.PAID,
-                        transitions=PAYMENT_TRANSITIONS, event="payment.paid", run_id=tx.run_id,
-                        detail={"tx_hash": landed_hash}, tx_hash=landed_hash, ledger=ledger, paid_at=closed_at)
+        transition(
+            session,
+            StellarTransaction,
+            tx.id,
+            TransactionStatus(tx.status),
+            TransactionStatus.CONFIRMED,
+            transitions=TRANSACTION_TRANSITIONS,
+            event="transaction.confirmed",
+            run_id=tx.run_id,
+            detail={"ledger": ledger, "landed_hash": landed_hash},
+            ledger=ledger,
+            closed_at=closed_at,
+            **bump,
+        )
+        ids = [
+            p.id
+            for p in session.exec(
+                select(Payment).where(Payment.transaction_id == tx.id, Payment.status == PaymentStatus.SUBMITTED)
+            ).all()
+        ]
+        transition_many(
+            session,
+            Payment,
+            ids,
+            PaymentStatus.SUBMITTED,
+            PaymentStatus.PAID,
+            transitions=PAYMENT_TRANSITIONS,
+            event="payment.paid",
+            run_id=tx.run_id,
+            detail={"tx_hash": landed_hash},
+            tx_hash=landed_hash,
+            ledger=ledger,
+            paid_at=closed_at,
+        )
         # a paid retry settles the held payment it retries
-        originals = [p.retry_of_payment_id for p in session.exec(
-            select(Payment).where(col(Payment.id).in_(ids), col(Payment.retry_of_payment_id).is_not(None))).all()]
-        transition_many(session, Payment, originals, PaymentStatus.HELD, PaymentStatus.RETRIED,
-                        transitions=PAYMENT_TRANSITIONS, event="payment.retried", run_id=tx.run_id,
-                        detail={"tx_hash": tx.tx_hash})
+        originals = [
+            p.retry_of_payment_id
+            for p in session.exec(
+                select(Payment).where(col(Payment.id).in_(ids), col(Payment.retry_of_payment_id).is_not(None))
+            ).all()
+        ]
+        transition_many(
+            session,
+            Payment,
+            originals,
+            PaymentStatus.HELD,
+            PaymentStatus.RETRIED,
+            transitions=PAYMENT_TRANSITIONS,
+            event="payment.retried",
+            run_id=tx.run_id,
+            detail={"tx_hash": tx.tx_hash},
+        )
         report.paid += len(ids)
         report.transactions += 1
         if ledger is not None:
@@ -428,9 +573,13 @@ class PaymentEngine:
 
     def _release(self, session: Session, tx: StellarTransaction, codes: dict, report: PayReport) -> None:
         """The transaction will never pay: hold refused destinations, free the rest to rebuild."""
-        payments = list(session.exec(select(Payment).where(Payment.transaction_id == tx.id,
-                                                            Payment.status == PaymentStatus.SUBMITTED)
-                                     .order_by(col(Payment.id))).all())
+        payments = list(
+            session.exec(
+                select(Payment)
+                .where(Payment.transaction_id == tx.id, Payment.status == PaymentStatus.SUBMITTED)
+                .order_by(col(Payment.id))
+            ).all()
+        )
         op_codes = list(codes.get("operations") or [])
         refused: dict[str, list[int]] = {}
         free: list[int] = []
@@ -441,28 +590,62 @@ class PaymentEngine:
             else:
                 free.append(payment.id)
         for reason, ids in refused.items():
-            transition_many(session, Payment, ids, PaymentStatus.SUBMITTED, PaymentStatus.HELD,
-                            transitions=PAYMENT_TRANSITIONS, event="payment.held.refused", run_id=tx.run_id,
-                            detail={"tx_hash": tx.tx_hash, "reason": reason}, hold_reason=reason,
-                            transaction_id=None)
+            transition_many(
+                session,
+                Payment,
+                ids,
+                PaymentStatus.SUBMITTED,
+                PaymentStatus.HELD,
+                transitions=PAYMENT_TRANSITIONS,
+                event="payment.held.refused",
+                run_id=tx.run_id,
+                detail={"tx_hash": tx.tx_hash, "reason": reason},
+                hold_reason=reason,
+                transaction_id=None,
+            )
             report.held += len(ids)
-        transition_many(session, Payment, free, PaymentStatus.SUBMITTED, PaymentStatus.PENDING,
-                        transitions=PAYMENT_TRANSITIONS, event="payment.rebuild", run_id=tx.run_id,
-                        detail={"tx_hash": tx.tx_hash}, transaction_id=None)
+        transition_many(
+            session,
+            Payment,
+            free,
+            PaymentStatus.SUBMITTED,
+            PaymentStatus.PENDING,
+            transitions=PAYMENT_TRANSITIONS,
+            event="payment.rebuild",
+            run_id=tx.run_id,
+            detail={"tx_hash": tx.tx_hash},
+            transaction_id=None,
+        )
         report.rebuilt += 1
 
     def _failed_on_chain(self, session: Session, tx: StellarTransaction, codes: dict, report: PayReport) -> None:
-        transition(session, StellarTransaction, tx.id, TransactionStatus(tx.status), TransactionStatus.FAILED,
-                   transitions=TRANSACTION_TRANSITIONS, event="transaction.failed", run_id=tx.run_id,
-                   detail={"result_codes": codes})
+        transition(
+            session,
+            StellarTransaction,
+            tx.id,
+            TransactionStatus(tx.status),
+            TransactionStatus.FAILED,
+            transitions=TRANSACTION_TRANSITIONS,
+            event="transaction.failed",
+            run_id=tx.run_id,
+            detail={"result_codes": codes},
+        )
         if classify(codes) == CodeBucket.RUN:
             self._stop(session, session.get(Run, tx.run_id), f"transaction {tx.tx_hash[:12]} failed: {codes}")
         self._release(session, tx, codes, report)
 
     def _dead(self, session: Session, tx: StellarTransaction, codes: dict, report: PayReport) -> None:
-        transition(session, StellarTransaction, tx.id, TransactionStatus(tx.status), TransactionStatus.DEAD,
-                   transitions=TRANSACTION_TRANSITIONS, event="transaction.dead", run_id=tx.run_id,
-                   detail={"result_codes": codes})
+        transition(
+            session,
+            StellarTransaction,
+            tx.id,
+            TransactionStatus(tx.status),
+            TransactionStatus.DEAD,
+            transitions=TRANSACTION_TRANSITIONS,
+            event="transaction.dead",
+            run_id=tx.run_id,
+            detail={"result_codes": codes},
+        )
         if codes.get("transaction") == "tx_insufficient_fee":
             raised = min(self._fee_per_op * 2, self.config.max_fee_stroops)
             log.info("payment.fee.raised", run_id=tx.run_id, fee_per_op_stroops=raised)
@@ -473,14 +656,29 @@ class PaymentEngine:
         status = RunStatus(run.status)
         if status is RunStatus.STOPPED:
             return
-        transition(session, Run, run.id, status, RunStatus.STOPPED, transitions=RUN_TRANSITIONS,
-                   event="run.stopped", detail={"reason": reason}, status_reason=reason)
+        transition(
+            session,
+            Run,
+            run.id,
+            status,
+            RunStatus.STOPPED,
+            transitions=RUN_TRANSITIONS,
+            event="run.stopped",
+            detail={"reason": reason},
+            status_reason=reason,
+        )
         log.error("run.stopped", run_id=run.id, reason=reason)
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def pay(self, run_id: int, *, progress: Callable[[PayReport], None] | None = None,
-            budget_s: float | None = None, wait_for_lease_s: float = 0.0) -> PayReport:
+    def pay(
+        self,
+        run_id: int,
+        *,
+        progress: Callable[[PayReport], None] | None = None,
+        budget_s: float | None = None,
+        wait_for_lease_s: float = 0.0,
+    ) -> PayReport:
         """Pay the run to the end, or until it stops; safe to call again at any time.
 
         Each source (channel) keeps one transaction in flight: as soon as it resolves, the next
@@ -502,8 +700,9 @@ class PaymentEngine:
                 run = session.get(Run, run_id)
                 holder, until = run.lease_owner, run.lease_expires_at
             if time.monotonic() >= deadline:
-                raise RunBusy(f"run {run_id} is being paid by {holder} (its lease runs until "
-                              f"{until:%H:%M:%S} UTC unless renewed)")
+                raise RunBusy(
+                    f"run {run_id} is being paid by {holder} (its lease runs until {until:%H:%M:%S} UTC unless renewed)"
+                )
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
         try:
             return self._pay(run_id, owner, progress, budget_s)
@@ -511,8 +710,9 @@ class PaymentEngine:
             with session_scope(self.db) as session:
                 release_lease(session, run_id, owner)
 
-    def _pay(self, run_id: int, owner: str, progress: Callable[[PayReport], None] | None,
-             budget_s: float | None) -> PayReport:
+    def _pay(
+        self, run_id: int, owner: str, progress: Callable[[PayReport], None] | None, budget_s: float | None
+    ) -> PayReport:
         self.start(run_id)
         report = PayReport(run_id=run_id, status=RunStatus.PAYING)
         poll_s = self.config.poll_interval_s
@@ -545,8 +745,7 @@ class PaymentEngine:
             while inflight:
                 wait(inflight, return_when=FIRST_COMPLETED)
                 # a ledger close answers many channels at once: resolve and refill them together
-                answered = [(*inflight.pop(future), future.result())
-                            for future in [f for f in inflight if f.done()]]
+                answered = [(*inflight.pop(future), future.result()) for future in [f for f in inflight if f.done()]]
                 verdicts = self.resolve_many(run_id, [(tx_id, result) for tx_id, _, _, result in answered], report)
                 free: list[str] = []
                 for tx_id, source, sent_xdr, _ in answered:
@@ -577,11 +776,20 @@ class PaymentEngine:
                     send(tx.id, tx.source_account, tx.envelope_xdr)
         with session_scope(self.db) as session:
             run = session.get(Run, run_id)
-            open_payments = self._payments(session, run_id, PaymentStatus.PENDING, limit=1) + \
-                self._payments(session, run_id, PaymentStatus.SUBMITTED, limit=1)
+            open_payments = self._payments(session, run_id, PaymentStatus.PENDING, limit=1) + self._payments(
+                session, run_id, PaymentStatus.SUBMITTED, limit=1
+            )
             if run.status == RunStatus.PAYING and not open_payments:
-                transition(session, Run, run_id, RunStatus.PAYING, RunStatus.PAID, transitions=RUN_TRANSITIONS,
-                           event="run.paid", detail={"paid": report.paid})
+                transition(
+                    session,
+                    Run,
+                    run_id,
+                    RunStatus.PAYING,
+                    RunStatus.PAID,
+                    transitions=RUN_TRANSITIONS,
+                    event="run.paid",
+                    detail={"paid": report.paid},
+                )
                 log.info("run.paid", run_id=run_id, paid=report.paid, transactions=report.transactions)
                 report.reason = ""
             session.refresh(run)

@@ -36,8 +36,9 @@ class Reconciliation:
         return not self.differences and not self.unknown_on_chain
 
 
-def reconcile_run(session: Session, run: Run, client: HorizonClient, payout_account: str,
-                  asset_code: str, asset_issuer: str) -> Reconciliation:
+def reconcile_run(
+    session: Session, run: Run, client: HorizonClient, payout_account: str, asset_code: str, asset_issuer: str
+) -> Reconciliation:
     result = Reconciliation(run_id=run.id)
     paid = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.status == PaymentStatus.PAID)).all()
     ledger_by_tx: dict[str, Counter] = defaultdict(Counter)
@@ -51,8 +52,12 @@ def reconcile_run(session: Session, run: Run, client: HorizonClient, payout_acco
         memos[tx.tx_hash] = tx.memo_hash
         if tx.fee_bump_hash:
             memos[tx.fee_bump_hash] = tx.memo_hash
-    all_known = {h for pair in session.exec(select(StellarTransaction.tx_hash, StellarTransaction.fee_bump_hash))
-                 for h in pair if h}
+    all_known = {
+        h
+        for pair in session.exec(select(StellarTransaction.tx_hash, StellarTransaction.fee_bump_hash))
+        for h in pair
+        if h
+    }
     chain_memos: dict[str, str | None] = {}
 
     chain_by_tx: dict[str, Counter] = defaultdict(Counter)
@@ -99,12 +104,33 @@ def record_reconciliation(session: Session, run: Run, result: Reconciliation) ->
     """A clean paid run becomes `reconciled`; a mismatch stops it for an operator."""
     if result.clean:
         if run.status == RunStatus.PAID:
-            transition(session, Run, run.id, RunStatus.PAID, RunStatus.RECONCILED, transitions=RUN_TRANSITIONS,
-                       event="run.reconciled", detail={"payments": result.paid_in_ledger})
+            transition(
+                session,
+                Run,
+                run.id,
+                RunStatus.PAID,
+                RunStatus.RECONCILED,
+                transitions=RUN_TRANSITIONS,
+                event="run.reconciled",
+                detail={"payments": result.paid_in_ledger},
+            )
         return
     reason = "reconciliation mismatch: " + "; ".join((result.differences + result.unknown_on_chain)[:5])
-    log.error("run.reconcile.mismatch", run_id=run.id, differences=result.differences,
-              unknown_on_chain=result.unknown_on_chain)
+    log.error(
+        "run.reconcile.mismatch",
+        run_id=run.id,
+        differences=result.differences,
+        unknown_on_chain=result.unknown_on_chain,
+    )
     if run.status == RunStatus.PAID:
-        transition(session, Run, run.id, RunStatus.PAID, RunStatus.STOPPED, transitions=RUN_TRANSITIONS,
-                   event="run.stopped", detail={"reason": reason}, status_reason=reason[:500])
+        transition(
+            session,
+            Run,
+            run.id,
+            RunStatus.PAID,
+            RunStatus.STOPPED,
+            transitions=RUN_TRANSITIONS,
+            event="run.stopped",
+            detail={"reason": reason},
+            status_reason=reason[:500],
+        )

@@ -34,8 +34,9 @@ def retries_so_far(session: Session, payment: Payment) -> int:
     return count
 
 
-def retry_rows(session: Session, run: Run, farm_addresses: dict[int, str], now: datetime,
-               max_retries: int | None = None) -> Iterable[dict]:
+def retry_rows(
+    session: Session, run: Run, farm_addresses: dict[int, str], now: datetime, max_retries: int | None = None
+) -> Iterable[dict]:
     """Retry payments for the new `run`, one per held payment of an earlier period.
 
     `max_retries` bounds how often one receipt is retried (None: until paid); a receipt past it
@@ -44,17 +45,22 @@ def retry_rows(session: Session, run: Run, farm_addresses: dict[int, str], now: 
     held = session.exec(
         select(Payment, Run)
         .join(Run, col(Payment.run_id) == col(Run.id))
-        .where(Payment.status == PaymentStatus.HELD, Run.period_offset < run.period_offset,
-               col(Run.status).not_in(list(_DEAD_RUNS)))
+        .where(
+            Payment.status == PaymentStatus.HELD,
+            Run.period_offset < run.period_offset,
+            col(Run.status).not_in(list(_DEAD_RUNS)),
+        )
         .order_by(col(Payment.id))
     ).all()
     if not held:
         return
-    live_retries = set(session.exec(
-        select(Payment.retry_of_payment_id)
-        .join(Run, col(Payment.run_id) == col(Run.id))
-        .where(col(Payment.retry_of_payment_id).is_not(None), col(Run.status).not_in(list(_DEAD_RUNS)))
-    ).all())
+    live_retries = set(
+        session.exec(
+            select(Payment.retry_of_payment_id)
+            .join(Run, col(Payment.run_id) == col(Run.id))
+            .where(col(Payment.retry_of_payment_id).is_not(None), col(Run.status).not_in(list(_DEAD_RUNS)))
+        ).all()
+    )
     for payment, held_run in held:
         if payment.id in live_retries:
             continue  # a live run already retries it
@@ -119,16 +125,28 @@ def join_corrections(session: Session, run: Run) -> int:
     """Corrections recorded since the last calculation join the new run: its manifest, its
     approvals and its funding total cover them. Returns how many joined."""
     pending = session.exec(
-        select(Payment).join(Run, col(Payment.run_id) == col(Run.id))
-        .where(Payment.kind == "correction", Payment.status == PaymentStatus.PENDING, Payment.run_id != run.id,
-               # recorded since, or joined a run that was then replaced or rejected
-               or_(and_(col(Payment.in_manifest).is_(False), Run.period_offset < run.period_offset),
-                   col(Run.status).in_(list(_DEAD_RUNS))))
+        select(Payment)
+        .join(Run, col(Payment.run_id) == col(Run.id))
+        .where(
+            Payment.kind == "correction",
+            Payment.status == PaymentStatus.PENDING,
+            Payment.run_id != run.id,
+            # recorded since, or joined a run that was then replaced or rejected
+            or_(
+                and_(col(Payment.in_manifest).is_(False), Run.period_offset < run.period_offset),
+                col(Run.status).in_(list(_DEAD_RUNS)),
+            ),
+        )
     ).all()
     for payment in pending:
-        record_event(session, entity="payments", entity_id=payment.id, run_id=run.id,
-                     event="payment.correction.joined_run",
-                     detail={"from_run_id": payment.run_id, "receipt_hash": payment.receipt_hash})
+        record_event(
+            session,
+            entity="payments",
+            entity_id=payment.id,
+            run_id=run.id,
+            event="payment.correction.joined_run",
+            detail={"from_run_id": payment.run_id, "receipt_hash": payment.receipt_hash},
+        )
         payment.run_id = run.id
         payment.in_manifest = True
         session.add(payment)

@@ -113,7 +113,8 @@ def build_review(
     farm_names.update({r.farm_id: r.farm_name for r in previous if r.farm_id not in farm_names})
     farm_changes = _largest_changes(_sum_by(receipts, "farm_id"), _sum_by(previous, "farm_id"), farm_names)
     node_changes = _largest_changes(
-        _sum_by(receipts, "node_id"), _sum_by(previous, "node_id"),
+        _sum_by(receipts, "node_id"),
+        _sum_by(previous, "node_id"),
         {r.node_id: f"farm {r.farm_id}" for r in receipts},
     )
 
@@ -135,8 +136,14 @@ def build_review(
         if r.eligibility in HELD_FOR_ADDRESS:
             entry = held.setdefault(
                 r.farm_id,
-                {"farm_id": r.farm_id, "farm_name": r.farm_name, "eligibility": r.eligibility,
-                 "address": r.stellar_payout_address, "nodes": 0, "held_tft_units": 0},
+                {
+                    "farm_id": r.farm_id,
+                    "farm_name": r.farm_name,
+                    "eligibility": r.eligibility,
+                    "address": r.stellar_payout_address,
+                    "nodes": 0,
+                    "held_tft_units": 0,
+                },
             )
             entry["nodes"] += 1
             entry["held_tft_units"] += r.reward_tft_units
@@ -145,7 +152,8 @@ def build_review(
     if cap_node_tft_units is not None:
         breaches += [
             CapBreach("node", r.node_id, r.reward_tft_units, cap_node_tft_units)
-            for r in receipts if r.reward_tft_units > cap_node_tft_units
+            for r in receipts
+            if r.reward_tft_units > cap_node_tft_units
         ]
     if cap_farm_tft_units is not None:
         breaches += [
@@ -179,7 +187,8 @@ def build_review(
         quirk_policy_ids=list(report.get("quirk_policy_ids", [])),
         invalid_records=[
             {"node_id": r.node_id, "farm_id": r.farm_id, "reason": r.reason}
-            for r in receipts if r.eligibility == "invalid_record"
+            for r in receipts
+            if r.eligibility == "invalid_record"
         ],
         cap_breaches=breaches,
         notes=list(report.get("notes", [])),

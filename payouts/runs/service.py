@@ -34,10 +34,26 @@ PAYABLE_ELIGIBILITY = "ok"
 HELD_ELIGIBILITY = ("no_address", "invalid_address")
 
 _RECEIPT_COLUMNS = (
-    "node_id", "farm_id", "twin_id", "farm_name", "farming_policy_id", "node_type",
-    "measured_uptime_s", "uptime_permille", "violation", "eligibility", "reason",
-    "reward_musd", "reward_tft_units", "stellar_payout_address", "cu_pm", "su_pm", "nu_pm",
-    "receipt_bytes", "receipt_hash", "connection_price_musd",
+    "node_id",
+    "farm_id",
+    "twin_id",
+    "farm_name",
+    "farming_policy_id",
+    "node_type",
+    "measured_uptime_s",
+    "uptime_permille",
+    "violation",
+    "eligibility",
+    "reason",
+    "reward_musd",
+    "reward_tft_units",
+    "stellar_payout_address",
+    "cu_pm",
+    "su_pm",
+    "nu_pm",
+    "receipt_bytes",
+    "receipt_hash",
+    "connection_price_musd",
 )
 
 
@@ -89,8 +105,13 @@ def calculate_run(
         with session.begin_nested():
             if existing is not None:
                 transition(
-                    session, Run, existing.id, RunStatus(existing.status), RunStatus.REPLACED,
-                    transitions=RUN_TRANSITIONS, event="run.replaced",
+                    session,
+                    Run,
+                    existing.id,
+                    RunStatus(existing.status),
+                    RunStatus.REPLACED,
+                    transitions=RUN_TRANSITIONS,
+                    event="run.replaced",
                     detail={"snapshot_sha256": snapshot.sha256},
                 )
             run = _record_run(session, snapshot, calculation, replaces=existing, max_retries=max_retries)
@@ -109,15 +130,22 @@ def calculate_run(
         replaced_run_id=existing.id if existing else None,
     )
     return CalculationOutcome(
-        period, snapshot.sha256, run, calculation, created=True,
+        period,
+        snapshot.sha256,
+        run,
+        calculation,
+        created=True,
         replaced_run_id=existing.id if existing else None,
     )
 
 
 def _opt_outs(session: Session) -> dict[int, int]:
     """Nodes that moved to the revenue model: node id -> v3 opt-out time (unix seconds)."""
-    rows = session.exec(select(NodeTransition.node_id, NodeTransition.v3_opted_out_at)
-                        .where(col(NodeTransition.v3_opted_out_at).is_not(None))).all()
+    rows = session.exec(
+        select(NodeTransition.node_id, NodeTransition.v3_opted_out_at).where(
+            col(NodeTransition.v3_opted_out_at).is_not(None)
+        )
+    ).all()
     return {node_id: int(opted_out_at.timestamp()) for node_id, opted_out_at in rows}
 
 
@@ -136,26 +164,24 @@ def _check_existing(session: Session, period: Period, sha256: str, replace: bool
         return existing
     if not RunStatus(existing.status).is_replaceable:
         raise RunNotReplaceable(
-            _exists_message(existing, period)
-            + f"; a run that is {existing.status} can no longer be replaced"
+            _exists_message(existing, period) + f"; a run that is {existing.status} can no longer be replaced"
         )
     if not replace:
-        raise RunExistsForPeriod(
-            _exists_message(existing, period)
-            + "; pass --replace to replace the unapproved run"
-        )
+        raise RunExistsForPeriod(_exists_message(existing, period) + "; pass --replace to replace the unapproved run")
     return existing
 
 
 def _record_run(
-    session: Session, snapshot: LoadedSnapshot, calculation: PeriodCalculation, *, replaces: Run | None,
+    session: Session,
+    snapshot: LoadedSnapshot,
+    calculation: PeriodCalculation,
+    *,
+    replaces: Run | None,
     max_retries: int | None = None,
 ) -> Run:
     totals = calculation.totals
     now = utcnow()
-    payable = sum(
-        r.reward_tft_units for r in calculation.receipts if r.eligibility == PAYABLE_ELIGIBILITY
-    )
+    payable = sum(r.reward_tft_units for r in calculation.receipts if r.eligibility == PAYABLE_ELIGIBILITY)
     run = Run(
         period_offset=calculation.period.offset,
         period_start_ts=calculation.period.start_ts,
@@ -183,7 +209,11 @@ def _record_run(
     repository.add_payments(session, retry_rows(session, run, farm_addresses, now, max_retries))
     join_corrections(session, run)
     record_event(
-        session, entity="runs", entity_id=run.id, run_id=run.id, event="run.calculated",
+        session,
+        entity="runs",
+        entity_id=run.id,
+        run_id=run.id,
+        event="run.calculated",
         to_status=RunStatus.CALCULATED,
         detail={"snapshot_sha256": snapshot.sha256, "total_tft_units": totals.tft},
     )
@@ -231,9 +261,7 @@ def require_run(session: Session, run_id: int) -> Run:
     return run
 
 
-def calculation_document(
-    period: Period, run_id: int | None, snapshot_sha256: str, receipts: Iterable[Receipt]
-) -> dict:
+def calculation_document(period: Period, run_id: int | None, snapshot_sha256: str, receipts: Iterable[Receipt]) -> dict:
     """The `payouts calculate --json` document (SPEC 4.3); receipts sorted by node id."""
     rows = []
     total_musd = total_tft_units = rewarded = 0

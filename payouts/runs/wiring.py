@@ -39,20 +39,28 @@ def signing_keys(settings: Settings) -> SigningKeys:
     if settings.stellar_accounts_file is not None:
         return SigningKeys.from_accounts_file(settings.stellar_accounts_file)
     if settings.payout_key_file is None:
-        raise KeyFileError("no payout key: set PAYOUTS_PAYOUT_KEY_FILE (or PAYOUTS_STELLAR_ACCOUNTS_FILE on the sandbox)")
-    return SigningKeys(load_keypair(settings.payout_key_file),
-                       [load_keypair(path) for path in settings.channel_key_files])
+        raise KeyFileError(
+            "no payout key: set PAYOUTS_PAYOUT_KEY_FILE (or PAYOUTS_STELLAR_ACCOUNTS_FILE on the sandbox)"
+        )
+    return SigningKeys(
+        load_keypair(settings.payout_key_file), [load_keypair(path) for path in settings.channel_key_files]
+    )
 
 
 def pay_config(settings: Settings, network: str) -> PayConfig:
     return PayConfig(
-        network_passphrase=PASSPHRASES[settings.network], asset_code=TFT_CODE,
+        network_passphrase=PASSPHRASES[settings.network],
+        asset_code=TFT_CODE,
         asset_issuer=tft_issuer(settings.network, settings.tft_issuer, settings.stellar_accounts_file),
         approvers=tuple(settings.approvers),
         approvals_required=required_approvals(network, settings.approvals_required),
-        memo_mode=settings.memo_mode, batch_size=settings.batch_size,
-        base_fee_stroops=settings.base_fee_stroops, max_fee_stroops=settings.max_fee_stroops,
-        tx_timeout_s=settings.tx_timeout_s, two_tier=settings.two_tier, lease_ttl_s=settings.lease_ttl_s,
+        memo_mode=settings.memo_mode,
+        batch_size=settings.batch_size,
+        base_fee_stroops=settings.base_fee_stroops,
+        max_fee_stroops=settings.max_fee_stroops,
+        tx_timeout_s=settings.tx_timeout_s,
+        two_tier=settings.two_tier,
+        lease_ttl_s=settings.lease_ttl_s,
     )
 
 
@@ -91,8 +99,9 @@ def reconcile_step(settings: Settings) -> Callable[[Session, Run], None]:
     def reconcile(session: Session, run: Run) -> None:
         config = pay_config(settings, run.network)
         with horizon(settings) as client:
-            result = reconcile_run(session, run, client, signing_keys(settings).payout_account,
-                                   config.asset_code, config.asset_issuer)
+            result = reconcile_run(
+                session, run, client, signing_keys(settings).payout_account, config.asset_code, config.asset_issuer
+            )
         record_reconciliation(session, run, result)
 
     return reconcile
@@ -114,8 +123,7 @@ def export_step(settings: Settings) -> Callable[[Session, Run], str]:
                 runs = runs_document(session, filters) if fmt == "json" else []
                 write_export(fmt, header, runs, iter_entries(session, filters), stream)
             partial.replace(target)
-        publish_site(session, export_dir(settings) / "site", network=settings.network,
-                     horizon_url=settings.horizon_url)
+        publish_site(session, export_dir(settings) / "site", network=settings.network, horizon_url=settings.horizon_url)
         return str(folder)
 
     return export
@@ -134,10 +142,15 @@ def freezer(settings: Settings) -> Callable[[int], Path]:
 def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], str] | None = None) -> Orchestrator:
     """The reconciler; `pay` defaults to paying in this process to the end."""
     return Orchestrator(
-        db=db, window=program_window(settings), freeze=freezer(settings),
-        pay=pay or pay_with_engine(settings, db), reconcile=reconcile_step(settings),
-        export=export_step(settings), approvers=tuple(settings.approvers),
+        db=db,
+        window=program_window(settings),
+        freeze=freezer(settings),
+        pay=pay or pay_with_engine(settings, db),
+        reconcile=reconcile_step(settings),
+        export=export_step(settings),
+        approvers=tuple(settings.approvers),
         approvals_required=required_approvals(settings.network, settings.approvals_required),
-        two_tier=settings.two_tier, max_retries=settings.max_retries, webhook_url=settings.alert_webhook_url,
+        two_tier=settings.two_tier,
+        max_retries=settings.max_retries,
+        webhook_url=settings.alert_webhook_url,
     )
-

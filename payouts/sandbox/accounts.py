@@ -72,16 +72,14 @@ def init_sandbox(
         farmer_keys = [Keypair.random() for _ in range(farmers)]
         tft = Asset(TFT_CODE, issuer.public_key)
 
-        creations = [(issuer, ISSUER_XLM_STROOPS), (treasury, TREASURY_XLM_STROOPS),
-                     (payout, PAYOUT_XLM_STROOPS)]
+        creations = [(issuer, ISSUER_XLM_STROOPS), (treasury, TREASURY_XLM_STROOPS), (payout, PAYOUT_XLM_STROOPS)]
         creations += [(k, CHANNEL_XLM_STROOPS) for k in channel_keys]
         creations += [(k, FARMER_XLM_STROOPS) for k in farmer_keys]
         root_seq = int(client.get(f"/accounts/{root.public_key}").raise_for_status().json()["sequence"])
         envelopes = []
         for start in range(0, len(creations), MAX_OPS_PER_TX):
-            builder = TransactionBuilder(SdkAccount(root.public_key, root_seq), passphrase,
-                                         base_fee=SETUP_FEE_STROOPS)
-            for keypair, stroops in creations[start:start + MAX_OPS_PER_TX]:
+            builder = TransactionBuilder(SdkAccount(root.public_key, root_seq), passphrase, base_fee=SETUP_FEE_STROOPS)
+            for keypair, stroops in creations[start : start + MAX_OPS_PER_TX]:
                 builder.append_create_account_op(keypair.public_key, format_amount(stroops))
             tx = builder.set_timeout(int(timeout_s) + 60).build()
             tx.sign(root)
@@ -97,17 +95,24 @@ def init_sandbox(
         trust_envelopes = []
         for keypair in trusting:
             account = SdkAccount(keypair.public_key, ledger_of[keypair.public_key] << 32)
-            tx = (TransactionBuilder(account, passphrase, base_fee=SETUP_FEE_STROOPS)
-                  .append_change_trust_op(tft).set_timeout(int(timeout_s) + 60).build())
+            tx = (
+                TransactionBuilder(account, passphrase, base_fee=SETUP_FEE_STROOPS)
+                .append_change_trust_op(tft)
+                .set_timeout(int(timeout_s) + 60)
+                .build()
+            )
             tx.sign(keypair)
             trust_envelopes.append(tx.to_xdr())
         _submit_all(client, trust_envelopes, timeout_s, what="add TFT trustlines")
 
         if treasury_tft_units > 0:
             account = SdkAccount(issuer.public_key, ledger_of[issuer.public_key] << 32)
-            tx = (TransactionBuilder(account, passphrase, base_fee=SETUP_FEE_STROOPS)
-                  .append_payment_op(treasury.public_key, tft, format_amount(treasury_tft_units))
-                  .set_timeout(int(timeout_s) + 60).build())
+            tx = (
+                TransactionBuilder(account, passphrase, base_fee=SETUP_FEE_STROOPS)
+                .append_payment_op(treasury.public_key, tft, format_amount(treasury_tft_units))
+                .set_timeout(int(timeout_s) + 60)
+                .build()
+            )
             tx.sign(issuer)
             _submit_all(client, [tx.to_xdr()], timeout_s, what="fund the treasury with TFT")
 
@@ -121,8 +126,7 @@ def init_sandbox(
         "treasury": _keys(treasury),
         "payout": _keys(payout),
         "channels": [_keys(k) for k in channel_keys],
-        "farmers": [_keys(k) | {"trustline": i < farmers - without_trustline}
-                    for i, k in enumerate(farmer_keys)],
+        "farmers": [_keys(k) | {"trustline": i < farmers - without_trustline} for i, k in enumerate(farmer_keys)],
     }
     write_private_json(out_path, document)
     return SandboxAccounts(out_path, document)
@@ -178,10 +182,14 @@ def fund_payout_account(horizon_url: str, document: dict, amount_units: int, *, 
     tft = Asset(document["asset"]["code"], document["asset"]["issuer"])
     with httpx.Client(base_url=horizon_url.rstrip("/"), timeout=30.0) as client:
         sequence = int(client.get(f"/accounts/{treasury.public_key}").raise_for_status().json()["sequence"])
-        tx = (TransactionBuilder(SdkAccount(treasury.public_key, sequence), document["network_passphrase"],
-                                 base_fee=SETUP_FEE_STROOPS)
-              .append_payment_op(document["payout"]["public_key"], tft, format_amount(amount_units))
-              .set_timeout(int(timeout_s) + 60).build())
+        tx = (
+            TransactionBuilder(
+                SdkAccount(treasury.public_key, sequence), document["network_passphrase"], base_fee=SETUP_FEE_STROOPS
+            )
+            .append_payment_op(document["payout"]["public_key"], tft, format_amount(amount_units))
+            .set_timeout(int(timeout_s) + 60)
+            .build()
+        )
         tx.sign(treasury)
         _submit_all(client, [tx.to_xdr()], timeout_s, what="fund the payout account")
         return tx.hash_hex()

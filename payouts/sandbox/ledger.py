@@ -102,8 +102,14 @@ class Trustline:
     last_modified_ledger: int = 0
 
     def clone(self) -> Trustline:
-        return Trustline(self.asset_code, self.asset_issuer, self.balance_units, self.limit_units,
-                         self.flags, self.last_modified_ledger)
+        return Trustline(
+            self.asset_code,
+            self.asset_issuer,
+            self.balance_units,
+            self.limit_units,
+            self.flags,
+            self.last_modified_ledger,
+        )
 
     @property
     def authorized(self) -> bool:
@@ -132,11 +138,21 @@ class Account:
 
     def clone(self) -> Account:
         return Account(
-            self.account_id, self.balance_stroops, self.seq_num, self.master_weight,
-            self.low_threshold, self.med_threshold, self.high_threshold, self.flags,
-            self.home_domain, dict(self.signers),
+            self.account_id,
+            self.balance_stroops,
+            self.seq_num,
+            self.master_weight,
+            self.low_threshold,
+            self.med_threshold,
+            self.high_threshold,
+            self.flags,
+            self.home_domain,
+            dict(self.signers),
             {key: line.clone() for key, line in self.trustlines.items()},
-            self.last_modified_ledger, self.last_modified_time_s, self.seq_ledger, self.seq_time_s,
+            self.last_modified_ledger,
+            self.last_modified_time_s,
+            self.seq_ledger,
+            self.seq_time_s,
         )
 
     @property
@@ -165,12 +181,18 @@ class Account:
 
     def to_doc(self) -> dict:
         return {
-            "account_id": self.account_id, "balance_stroops": self.balance_stroops,
-            "seq_num": self.seq_num, "master_weight": self.master_weight,
+            "account_id": self.account_id,
+            "balance_stroops": self.balance_stroops,
+            "seq_num": self.seq_num,
+            "master_weight": self.master_weight,
             "thresholds": [self.low_threshold, self.med_threshold, self.high_threshold],
-            "flags": self.flags, "home_domain": self.home_domain, "signers": self.signers,
-            "trustlines": [[t.asset_code, t.asset_issuer, t.balance_units, t.limit_units, t.flags,
-                            t.last_modified_ledger] for t in self.trustlines.values()],
+            "flags": self.flags,
+            "home_domain": self.home_domain,
+            "signers": self.signers,
+            "trustlines": [
+                [t.asset_code, t.asset_issuer, t.balance_units, t.limit_units, t.flags, t.last_modified_ledger]
+                for t in self.trustlines.values()
+            ],
             "last_modified": [self.last_modified_ledger, self.last_modified_time_s],
             "seq_at": [self.seq_ledger, self.seq_time_s],
         }
@@ -181,9 +203,21 @@ class Account:
         for code, issuer, balance, limit, flags, modified in doc["trustlines"]:
             lines[(code, issuer)] = Trustline(code, issuer, balance, limit, flags, modified)
         low, med, high = doc["thresholds"]
-        return cls(doc["account_id"], doc["balance_stroops"], doc["seq_num"], doc["master_weight"],
-                   low, med, high, doc["flags"], doc["home_domain"], dict(doc["signers"]), lines,
-                   *doc["last_modified"], *doc["seq_at"])
+        return cls(
+            doc["account_id"],
+            doc["balance_stroops"],
+            doc["seq_num"],
+            doc["master_weight"],
+            low,
+            med,
+            high,
+            doc["flags"],
+            doc["home_domain"],
+            dict(doc["signers"]),
+            lines,
+            *doc["last_modified"],
+            *doc["seq_at"],
+        )
 
 
 @dataclass(slots=True)
@@ -215,15 +249,26 @@ class LedgerHeader:
 class SubmissionRejected(Exception):
     """The transaction was refused before reaching a ledger (core's checkValid)."""
 
-    def __init__(self, tx_code: str, ops: list[OpResult] | None = None, *, fee_charged_stroops: int = 0,
-                 fee_bump: bool = False, inner_hash: bytes | None = None, detail: str = ""):
+    def __init__(
+        self,
+        tx_code: str,
+        ops: list[OpResult] | None = None,
+        *,
+        fee_charged_stroops: int = 0,
+        fee_bump: bool = False,
+        inner_hash: bytes | None = None,
+        detail: str = "",
+    ):
         super().__init__(tx_code)
         self.tx_code = tx_code
         self.ops = ops
         self.fee_bump = fee_bump
         self.result_xdr = transaction_result_xdr(
-            fee_charged_stroops=fee_charged_stroops, tx_code=tx_code, ops=ops,
-            inner_hash=inner_hash if fee_bump else None)
+            fee_charged_stroops=fee_charged_stroops,
+            tx_code=tx_code,
+            ops=ops,
+            inner_hash=inner_hash if fee_bump else None,
+        )
         self.result_codes = result_codes(tx_code, ops, fee_bump=fee_bump)
         self.detail = detail
 
@@ -284,14 +329,29 @@ class TxRecord:
         return result_codes(self.tx_code, self.op_results, fee_bump="inner_transaction" in self.doc)
 
     def to_doc(self) -> dict:
-        return {"hash": self.hash_hex, "ledger": self.ledger_seq, "order": self.application_order,
-                "closed_at_s": self.closed_at_s, "successful": self.successful, "tx_code": self.tx_code,
-                "ops": [[op.kind, op.code] for op in self.op_results], "doc": self.doc}
+        return {
+            "hash": self.hash_hex,
+            "ledger": self.ledger_seq,
+            "order": self.application_order,
+            "closed_at_s": self.closed_at_s,
+            "successful": self.successful,
+            "tx_code": self.tx_code,
+            "ops": [[op.kind, op.code] for op in self.op_results],
+            "doc": self.doc,
+        }
 
     @classmethod
     def from_doc(cls, doc: dict) -> TxRecord:
-        return cls(doc["hash"], doc["ledger"], doc["order"], doc["closed_at_s"], doc["successful"],
-                   doc["tx_code"], [OpResult(kind, code) for kind, code in doc["ops"]], doc["doc"])
+        return cls(
+            doc["hash"],
+            doc["ledger"],
+            doc["order"],
+            doc["closed_at_s"],
+            doc["successful"],
+            doc["tx_code"],
+            [OpResult(kind, code) for kind, code in doc["ops"]],
+            doc["doc"],
+        )
 
 
 @dataclass(slots=True)
@@ -306,8 +366,14 @@ class OpRecord:
     participants: tuple[str, ...]
 
     def to_doc(self) -> dict:
-        return {"toid": self.toid, "tx": self.tx_hash_hex, "ok": self.successful,
-                "at": self.closed_at_s, "doc": self.doc, "p": list(self.participants)}
+        return {
+            "toid": self.toid,
+            "tx": self.tx_hash_hex,
+            "ok": self.successful,
+            "at": self.closed_at_s,
+            "doc": self.doc,
+            "p": list(self.participants),
+        }
 
     @classmethod
     def from_doc(cls, doc: dict) -> OpRecord:
@@ -368,9 +434,14 @@ def _asset_key(asset: Asset) -> tuple[str, str] | None:
 
 
 def _op_kind(op: Operation) -> str:
-    return {Payment: "payment", CreateAccount: "create_account", ChangeTrust: "change_trust",
-            AllowTrust: "allow_trust", SetTrustLineFlags: "set_trust_line_flags",
-            SetOptions: "set_options"}.get(type(op), "other")
+    return {
+        Payment: "payment",
+        CreateAccount: "create_account",
+        ChangeTrust: "change_trust",
+        AllowTrust: "allow_trust",
+        SetTrustLineFlags: "set_trust_line_flags",
+        SetOptions: "set_options",
+    }.get(type(op), "other")
 
 
 def _op_threshold(op: Operation) -> str:
@@ -378,8 +449,11 @@ def _op_threshold(op: Operation) -> str:
     if isinstance(op, (AllowTrust, SetTrustLineFlags)):
         return "low"
     if isinstance(op, SetOptions) and (
-        op.master_weight is not None or op.low_threshold is not None or op.med_threshold is not None
-        or op.high_threshold is not None or op.signer is not None
+        op.master_weight is not None
+        or op.low_threshold is not None
+        or op.med_threshold is not None
+        or op.high_threshold is not None
+        or op.signer is not None
     ):
         return "high"
     return "med"
@@ -479,10 +553,10 @@ class Ledger:
     def _genesis(self) -> None:
         now = self.now_s()
         root = root_keypair(self.network_passphrase).public_key
-        self.accounts[root] = Account(root, TOTAL_COINS_STROOPS, 0, last_modified_ledger=1,
-                                      last_modified_time_s=now)
-        self.headers.append(LedgerHeader(1, now, BASE_FEE_STROOPS, max_ops=self.ops_per_ledger,
-                                         hash_hex=self._ledger_hash(1, now)))
+        self.accounts[root] = Account(root, TOTAL_COINS_STROOPS, 0, last_modified_ledger=1, last_modified_time_s=now)
+        self.headers.append(
+            LedgerHeader(1, now, BASE_FEE_STROOPS, max_ops=self.ops_per_ledger, hash_hex=self._ledger_hash(1, now))
+        )
 
     @staticmethod
     def _ledger_hash(seq: int, closed_at_s: int) -> str:
@@ -562,8 +636,9 @@ class Ledger:
             fee_bid = tx.fee
 
         def reject(code: str, ops: list[OpResult] | None = None, fee: int = 0, detail: str = ""):
-            return SubmissionRejected(code, ops, fee_charged_stroops=fee, fee_bump=fee_bump,
-                                      inner_hash=inner_hash, detail=detail)
+            return SubmissionRejected(
+                code, ops, fee_charged_stroops=fee, fee_bump=fee_bump, inner_hash=inner_hash, detail=detail
+            )
 
         op_count = len(tx.operations)
         if op_count == 0:
@@ -606,7 +681,8 @@ class Ledger:
             if fee_source is None:
                 raise SubmissionRejected("tx_no_source_account", fee_bump=False)
             outer_signed, outer_unused = _verified_keys(
-                envelope.hash(), envelope.signatures, set(fee_source.signer_weights()) | {fee_source_id})
+                envelope.hash(), envelope.signatures, set(fee_source.signer_weights()) | {fee_source_id}
+            )
             if not fee_source.meets(fee_source.low_threshold, outer_signed):
                 raise SubmissionRejected("tx_bad_auth", fee_bump=False)
             if outer_unused:
@@ -620,14 +696,25 @@ class Ledger:
         if fee_source is None or fee_source.available_stroops() < fee_bid:
             raise reject("tx_insufficient_balance")
         if per_op_bid < min_fee:
-            raise reject("tx_insufficient_fee", fee=min_fee * fee_ops,
-                         detail="the transaction queue is full: bid above the cheapest queued fee")
+            raise reject(
+                "tx_insufficient_fee",
+                fee=min_fee * fee_ops,
+                detail="the transaction queue is full: bid above the cheapest queued fee",
+            )
         self._arrivals += 1
         return PendingTx(
-            hash_hex=hash_hex, envelope=envelope, envelope_xdr=envelope_xdr, source_id=source_id,
-            fee_source_id=fee_source_id, sequence=tx.sequence, op_count=op_count,
-            fee_bid_stroops=fee_bid, per_op_bid_stroops=per_op_bid, arrival=self._arrivals,
-            inner_signed_by=inner_signed, outer_signed_by=outer_signed,
+            hash_hex=hash_hex,
+            envelope=envelope,
+            envelope_xdr=envelope_xdr,
+            source_id=source_id,
+            fee_source_id=fee_source_id,
+            sequence=tx.sequence,
+            op_count=op_count,
+            fee_bid_stroops=fee_bid,
+            per_op_bid_stroops=per_op_bid,
+            arrival=self._arrivals,
+            inner_signed_by=inner_signed,
+            outer_signed_by=outer_signed,
             inner_hash_hex=inner_hash.hex() if inner_hash else None,
         )
 
@@ -648,8 +735,12 @@ class Ledger:
             # max_ledger is exclusive, as in CAP-21
             if pre.ledger_bounds.max_ledger and next_ledger >= pre.ledger_bounds.max_ledger:
                 raise reject("tx_too_late")
-        if pre.min_sequence_number is not None or pre.min_sequence_age or pre.min_sequence_ledger_gap \
-                or pre.extra_signers:
+        if (
+            pre.min_sequence_number is not None
+            or pre.min_sequence_age
+            or pre.min_sequence_ledger_gap
+            or pre.extra_signers
+        ):
             raise reject("tx_not_supported", detail="only time and ledger bounds are supported")
 
     def _check_ops(self, tx, source_id: str, signed_by: set[str]) -> tuple[list[OpResult], bool]:
@@ -665,8 +756,11 @@ class Ledger:
                     code = "op_no_source_account"
                 else:
                     level = _op_threshold(op)
-                    threshold = {"low": holder.low_threshold, "med": holder.med_threshold,
-                                 "high": holder.high_threshold}[level]
+                    threshold = {
+                        "low": holder.low_threshold,
+                        "med": holder.med_threshold,
+                        "high": holder.high_threshold,
+                    }[level]
                     if not holder.meets(threshold, signed_by):
                         code = "op_bad_auth"
             ops.append(OpResult(kind, code or "op_success"))
@@ -684,8 +778,10 @@ class Ledger:
             del self.queue[cheapest.hash_hex]
             queued -= cheapest.op_count
             self.dropped[cheapest.hash_hex] = SubmissionRejected(
-                "tx_insufficient_fee", fee_charged_stroops=(cheapest.per_op_bid_stroops + 1) * cheapest.op_count,
-                detail="evicted from a full queue by a higher bid")
+                "tx_insufficient_fee",
+                fee_charged_stroops=(cheapest.per_op_bid_stroops + 1) * cheapest.op_count,
+                detail="evicted from a full queue by a higher bid",
+            )
 
     def drop_queue(self) -> list[str]:
         """Forget every queued transaction (a restart: core's queue is not persisted)."""
@@ -715,9 +811,12 @@ class Ledger:
                 if pending.sequence != source.seq_num + 1:
                     continue  # its predecessor from the same source goes first
                 try:
-                    self._check_bounds(pending.transaction,
-                                       lambda code, **_: SubmissionRejected(code, fee_bump=pending.fee_bump),
-                                       ledger_seq=seq, now_s=now_s)
+                    self._check_bounds(
+                        pending.transaction,
+                        lambda code, **_: SubmissionRejected(code, fee_bump=pending.fee_bump),
+                        ledger_seq=seq,
+                        now_s=now_s,
+                    )
                 except SubmissionRejected as exc:
                     self._drop(pending, exc.tx_code)
                     continue
@@ -733,9 +832,15 @@ class Ledger:
             if surge and chosen:
                 charged_per_op = max(BASE_FEE_STROOPS, min(p.per_op_bid_stroops for p in chosen))
 
-            header = LedgerHeader(seq, now_s, charged_per_op, max_ops=self.ops_per_ledger,
-                                  prev_hash_hex=self.latest.hash_hex, hash_hex=self._ledger_hash(seq, now_s),
-                                  fee_pool_stroops=self.latest.fee_pool_stroops)
+            header = LedgerHeader(
+                seq,
+                now_s,
+                charged_per_op,
+                max_ops=self.ops_per_ledger,
+                prev_hash_hex=self.latest.hash_hex,
+                hash_hex=self._ledger_hash(seq, now_s),
+                fee_pool_stroops=self.latest.fee_pool_stroops,
+            )
             touched: set[str] = set()
             records: list[TxRecord] = []
             op_records: list[OpRecord] = []
@@ -763,8 +868,9 @@ class Ledger:
                 for index, (doc, participants) in enumerate(op_docs, start=1):
                     if doc is None:
                         continue
-                    op_records.append(OpRecord(toid(seq, order, index), pending.hash_hex,
-                                               record.successful, now_s, doc, participants))
+                    op_records.append(
+                        OpRecord(toid(seq, order, index), pending.hash_hex, record.successful, now_s, doc, participants)
+                    )
                 if record.successful:
                     header.successful_tx_count += 1
                     header.operation_count += pending.op_count
@@ -843,12 +949,21 @@ class Ledger:
             return "tx_failed", op_results, op_docs, set()
         return "tx_success", op_results, op_docs, set(originals)
 
-    def _record(self, pending: PendingTx, seq: int, order: int, now_s: int, tx_code: str,
-                op_results: list[OpResult], fee_stroops: int) -> TxRecord:
+    def _record(
+        self,
+        pending: PendingTx,
+        seq: int,
+        order: int,
+        now_s: int,
+        tx_code: str,
+        op_results: list[OpResult],
+        fee_stroops: int,
+    ) -> TxRecord:
         tx = pending.transaction
         inner_hash = bytes.fromhex(pending.inner_hash_hex) if pending.inner_hash_hex else None
         result_xdr = transaction_result_xdr(
-            fee_charged_stroops=fee_stroops, tx_code=tx_code, ops=op_results, inner_hash=inner_hash)
+            fee_charged_stroops=fee_stroops, tx_code=tx_code, ops=op_results, inner_hash=inner_hash
+        )
         participants = {pending.source_id, pending.fee_source_id}
         for op in tx.operations:
             if op.source is not None:
@@ -876,11 +991,15 @@ class Ledger:
         if pre is not None and (pre.time_bounds is not None or pre.ledger_bounds is not None):
             doc["preconditions"] = {}
             if pre.time_bounds is not None:
-                doc["preconditions"]["timebounds"] = {"min_time": str(pre.time_bounds.min_time),
-                                                      "max_time": str(pre.time_bounds.max_time)}
+                doc["preconditions"]["timebounds"] = {
+                    "min_time": str(pre.time_bounds.min_time),
+                    "max_time": str(pre.time_bounds.max_time),
+                }
             if pre.ledger_bounds is not None:
-                doc["preconditions"]["ledgerbounds"] = {"min_ledger": pre.ledger_bounds.min_ledger,
-                                                        "max_ledger": pre.ledger_bounds.max_ledger}
+                doc["preconditions"]["ledgerbounds"] = {
+                    "min_ledger": pre.ledger_bounds.min_ledger,
+                    "max_ledger": pre.ledger_bounds.max_ledger,
+                }
             if pre.time_bounds is not None:
                 doc["valid_after"] = rfc3339(pre.time_bounds.min_time)
                 if pre.time_bounds.max_time:
@@ -896,8 +1015,15 @@ class Ledger:
 
     # ---- persistence hooks ----
 
-    def load(self, *, accounts: list[Account], headers: list[LedgerHeader], transactions: list[TxRecord],
-             operations: list[OpRecord], clock_offset_s: int) -> None:
+    def load(
+        self,
+        *,
+        accounts: list[Account],
+        headers: list[LedgerHeader],
+        transactions: list[TxRecord],
+        operations: list[OpRecord],
+        clock_offset_s: int,
+    ) -> None:
         """Replace the state with a saved one (records in ledger order)."""
         with self.lock:
             self.accounts = {a.account_id: a for a in accounts}
@@ -932,8 +1058,7 @@ class _OperationApplier:
         if code is not None:
             return code, None, ()
         level = _op_threshold(op)
-        threshold = {"low": source.low_threshold, "med": source.med_threshold,
-                     "high": source.high_threshold}[level]
+        threshold = {"low": source.low_threshold, "med": source.med_threshold, "high": source.high_threshold}[level]
         if not source.meets(threshold, signed_by):
             return "op_bad_auth", None, ()
         if isinstance(op, Payment):
@@ -948,9 +1073,14 @@ class _OperationApplier:
             return self.trust_flags(source, op.trustor, op.asset.code, set_flags, clear_flags), None, ()
         if isinstance(op, AllowTrust):
             authorize = int(op.authorize)
-            code = self.trust_flags(source, op.trustor, op.asset_code, authorize,
-                                    (TL_AUTHORIZED | TL_AUTHORIZED_TO_MAINTAIN_LIABILITIES) & ~authorize,
-                                    allow_trust=True)
+            code = self.trust_flags(
+                source,
+                op.trustor,
+                op.asset_code,
+                authorize,
+                (TL_AUTHORIZED | TL_AUTHORIZED_TO_MAINTAIN_LIABILITIES) & ~authorize,
+                allow_trust=True,
+            )
             return code, None, ()
         if isinstance(op, SetOptions):
             return self.set_options(op, source), None, ()
@@ -960,8 +1090,14 @@ class _OperationApplier:
         amount_units = _units(op.amount)
         destination_id = op.destination.account_id
         asset = op.asset
-        doc = {"type": "payment", "type_i": 1, "from": source.account_id, "to": destination_id,
-               "amount": format_amount(amount_units), **_asset_fields(asset)}
+        doc = {
+            "type": "payment",
+            "type_i": 1,
+            "from": source.account_id,
+            "to": destination_id,
+            "amount": format_amount(amount_units),
+            **_asset_fields(asset),
+        }
         parties = (source.account_id, destination_id)
         destination = self.load(destination_id)
         key = _asset_key(asset)
@@ -1008,8 +1144,13 @@ class _OperationApplier:
 
     def create_account(self, op: CreateAccount, source: Account):
         starting_stroops = _units(op.starting_balance)
-        doc = {"type": "create_account", "type_i": 0, "account": op.destination,
-               "funder": source.account_id, "starting_balance": format_amount(starting_stroops)}
+        doc = {
+            "type": "create_account",
+            "type_i": 0,
+            "account": op.destination,
+            "funder": source.account_id,
+            "starting_balance": format_amount(starting_stroops),
+        }
         parties = (source.account_id, op.destination)
         if self.load(op.destination) is not None:
             return "op_already_exists", doc, parties
@@ -1019,8 +1160,15 @@ class _OperationApplier:
             return "op_underfunded", doc, parties
         self.touch(source).balance_stroops -= starting_stroops
         # A new account's sequence starts at its creation ledger << 32, as on Stellar.
-        self.create(Account(op.destination, starting_stroops, self.seq << 32,
-                            last_modified_ledger=self.seq, last_modified_time_s=self.now_s))
+        self.create(
+            Account(
+                op.destination,
+                starting_stroops,
+                self.seq << 32,
+                last_modified_ledger=self.seq,
+                last_modified_time_s=self.now_s,
+            )
+        )
         return "op_success", doc, parties
 
     def change_trust(self, op: ChangeTrust, source: Account) -> str:
@@ -1048,12 +1196,19 @@ class _OperationApplier:
         flags = 0 if issuer.flags & AUTH_REQUIRED else TL_AUTHORIZED
         if issuer.flags & AUTH_CLAWBACK_ENABLED:
             flags |= TL_CLAWBACK_ENABLED
-        self.touch(source).trustlines[key] = Trustline(op.asset.code, op.asset.issuer, 0, limit_units,
-                                                       flags, self.seq)
+        self.touch(source).trustlines[key] = Trustline(op.asset.code, op.asset.issuer, 0, limit_units, flags, self.seq)
         return "op_success"
 
-    def trust_flags(self, issuer: Account, trustor_id: str, asset_code: str, set_flags: int,
-                    clear_flags: int, *, allow_trust: bool = False) -> str:
+    def trust_flags(
+        self,
+        issuer: Account,
+        trustor_id: str,
+        asset_code: str,
+        set_flags: int,
+        clear_flags: int,
+        *,
+        allow_trust: bool = False,
+    ) -> str:
         auth_bits = TL_AUTHORIZED | TL_AUTHORIZED_TO_MAINTAIN_LIABILITIES
         if allow_trust and not issuer.flags & AUTH_REQUIRED and not issuer.flags & AUTH_REVOCABLE:
             return "op_not_required"
@@ -1118,8 +1273,11 @@ def _memo_fields(memo) -> dict:
         return {"memo_type": "none"}
     if isinstance(memo, TextMemo):
         raw = memo.memo_text
-        return {"memo_type": "text", "memo": raw.decode("utf-8", errors="replace"),
-                "memo_bytes": base64.b64encode(raw).decode()}
+        return {
+            "memo_type": "text",
+            "memo": raw.decode("utf-8", errors="replace"),
+            "memo_bytes": base64.b64encode(raw).decode(),
+        }
     if isinstance(memo, IdMemo):
         return {"memo_type": "id", "memo": str(memo.memo_id)}
     if isinstance(memo, HashMemo):
@@ -1130,7 +1288,18 @@ def _memo_fields(memo) -> dict:
 
 
 __all__ = [
-    "Account", "Accepted", "ClosedLedger", "EnvelopeMalformed", "Ledger", "LedgerHeader",
-    "OpRecord", "PendingTx", "SubmissionRejected", "Trustline", "TxRecord", "format_amount", "rfc3339",
+    "Account",
+    "Accepted",
+    "ClosedLedger",
+    "EnvelopeMalformed",
+    "Ledger",
+    "LedgerHeader",
+    "OpRecord",
+    "PendingTx",
+    "SubmissionRejected",
+    "Trustline",
+    "TxRecord",
+    "format_amount",
+    "rfc3339",
     "toid",
 ]

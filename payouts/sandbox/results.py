@@ -43,36 +43,89 @@ _A, _F, _S = x.AllowTrustResultCode, x.SetTrustLineFlagsResultCode, x.SetOptions
 
 #: operation kind -> (OperationType, OperationResultTr field, result class, code class, codes)
 _OP_CODES: dict[str, tuple] = {
-    "payment": (x.OperationType.PAYMENT, "payment_result", x.PaymentResult, {
-        "op_success": _P.PAYMENT_SUCCESS, "op_malformed": _P.PAYMENT_MALFORMED,
-        "op_underfunded": _P.PAYMENT_UNDERFUNDED, "op_src_no_trust": _P.PAYMENT_SRC_NO_TRUST,
-        "op_src_not_authorized": _P.PAYMENT_SRC_NOT_AUTHORIZED,
-        "op_no_destination": _P.PAYMENT_NO_DESTINATION, "op_no_trust": _P.PAYMENT_NO_TRUST,
-        "op_not_authorized": _P.PAYMENT_NOT_AUTHORIZED, "op_line_full": _P.PAYMENT_LINE_FULL,
-        "op_no_issuer": _P.PAYMENT_NO_ISSUER}),
-    "create_account": (x.OperationType.CREATE_ACCOUNT, "create_account_result", x.CreateAccountResult, {
-        "op_success": _C.CREATE_ACCOUNT_SUCCESS, "op_malformed": _C.CREATE_ACCOUNT_MALFORMED,
-        "op_underfunded": _C.CREATE_ACCOUNT_UNDERFUNDED, "op_low_reserve": _C.CREATE_ACCOUNT_LOW_RESERVE,
-        "op_already_exists": _C.CREATE_ACCOUNT_ALREADY_EXIST}),
-    "change_trust": (x.OperationType.CHANGE_TRUST, "change_trust_result", x.ChangeTrustResult, {
-        "op_success": _T.CHANGE_TRUST_SUCCESS, "op_malformed": _T.CHANGE_TRUST_MALFORMED,
-        "op_no_issuer": _T.CHANGE_TRUST_NO_ISSUER, "op_invalid_limit": _T.CHANGE_TRUST_INVALID_LIMIT,
-        "op_low_reserve": _T.CHANGE_TRUST_LOW_RESERVE, "op_self_not_allowed": _T.CHANGE_TRUST_SELF_NOT_ALLOWED}),
-    "allow_trust": (x.OperationType.ALLOW_TRUST, "allow_trust_result", x.AllowTrustResult, {
-        "op_success": _A.ALLOW_TRUST_SUCCESS, "op_malformed": _A.ALLOW_TRUST_MALFORMED,
-        "op_no_trust": _A.ALLOW_TRUST_NO_TRUST_LINE, "op_not_required": _A.ALLOW_TRUST_TRUST_NOT_REQUIRED,
-        "op_cant_revoke": _A.ALLOW_TRUST_CANT_REVOKE, "op_self_not_allowed": _A.ALLOW_TRUST_SELF_NOT_ALLOWED}),
-    "set_trust_line_flags": (x.OperationType.SET_TRUST_LINE_FLAGS, "set_trust_line_flags_result",
-                             x.SetTrustLineFlagsResult, {
-        "op_success": _F.SET_TRUST_LINE_FLAGS_SUCCESS, "op_malformed": _F.SET_TRUST_LINE_FLAGS_MALFORMED,
-        "op_no_trust": _F.SET_TRUST_LINE_FLAGS_NO_TRUST_LINE, "op_cant_revoke": _F.SET_TRUST_LINE_FLAGS_CANT_REVOKE,
-        "op_invalid_state": _F.SET_TRUST_LINE_FLAGS_INVALID_STATE}),
-    "set_options": (x.OperationType.SET_OPTIONS, "set_options_result", x.SetOptionsResult, {
-        "op_success": _S.SET_OPTIONS_SUCCESS, "op_low_reserve": _S.SET_OPTIONS_LOW_RESERVE,
-        "op_too_many_signers": _S.SET_OPTIONS_TOO_MANY_SIGNERS, "op_bad_flags": _S.SET_OPTIONS_BAD_FLAGS,
-        "op_cant_change": _S.SET_OPTIONS_CANT_CHANGE, "op_unknown_flag": _S.SET_OPTIONS_UNKNOWN_FLAG,
-        "op_threshold_out_of_range": _S.SET_OPTIONS_THRESHOLD_OUT_OF_RANGE,
-        "op_bad_signer": _S.SET_OPTIONS_BAD_SIGNER, "op_invalid_home_domain": _S.SET_OPTIONS_INVALID_HOME_DOMAIN}),
+    "payment": (
+        x.OperationType.PAYMENT,
+        "payment_result",
+        x.PaymentResult,
+        {
+            "op_success": _P.PAYMENT_SUCCESS,
+            "op_malformed": _P.PAYMENT_MALFORMED,
+            "op_underfunded": _P.PAYMENT_UNDERFUNDED,
+            "op_src_no_trust": _P.PAYMENT_SRC_NO_TRUST,
+            "op_src_not_authorized": _P.PAYMENT_SRC_NOT_AUTHORIZED,
+            "op_no_destination": _P.PAYMENT_NO_DESTINATION,
+            "op_no_trust": _P.PAYMENT_NO_TRUST,
+            "op_not_authorized": _P.PAYMENT_NOT_AUTHORIZED,
+            "op_line_full": _P.PAYMENT_LINE_FULL,
+            "op_no_issuer": _P.PAYMENT_NO_ISSUER,
+        },
+    ),
+    "create_account": (
+        x.OperationType.CREATE_ACCOUNT,
+        "create_account_result",
+        x.CreateAccountResult,
+        {
+            "op_success": _C.CREATE_ACCOUNT_SUCCESS,
+            "op_malformed": _C.CREATE_ACCOUNT_MALFORMED,
+            "op_underfunded": _C.CREATE_ACCOUNT_UNDERFUNDED,
+            "op_low_reserve": _C.CREATE_ACCOUNT_LOW_RESERVE,
+            "op_already_exists": _C.CREATE_ACCOUNT_ALREADY_EXIST,
+        },
+    ),
+    "change_trust": (
+        x.OperationType.CHANGE_TRUST,
+        "change_trust_result",
+        x.ChangeTrustResult,
+        {
+            "op_success": _T.CHANGE_TRUST_SUCCESS,
+            "op_malformed": _T.CHANGE_TRUST_MALFORMED,
+            "op_no_issuer": _T.CHANGE_TRUST_NO_ISSUER,
+            "op_invalid_limit": _T.CHANGE_TRUST_INVALID_LIMIT,
+            "op_low_reserve": _T.CHANGE_TRUST_LOW_RESERVE,
+            "op_self_not_allowed": _T.CHANGE_TRUST_SELF_NOT_ALLOWED,
+        },
+    ),
+    "allow_trust": (
+        x.OperationType.ALLOW_TRUST,
+        "allow_trust_result",
+        x.AllowTrustResult,
+        {
+            "op_success": _A.ALLOW_TRUST_SUCCESS,
+            "op_malformed": _A.ALLOW_TRUST_MALFORMED,
+            "op_no_trust": _A.ALLOW_TRUST_NO_TRUST_LINE,
+            "op_not_required": _A.ALLOW_TRUST_TRUST_NOT_REQUIRED,
+            "op_cant_revoke": _A.ALLOW_TRUST_CANT_REVOKE,
+            "op_self_not_allowed": _A.ALLOW_TRUST_SELF_NOT_ALLOWED,
+        },
+    ),
+    "set_trust_line_flags": (
+        x.OperationType.SET_TRUST_LINE_FLAGS,
+        "set_trust_line_flags_result",
+        x.SetTrustLineFlagsResult,
+        {
+            "op_success": _F.SET_TRUST_LINE_FLAGS_SUCCESS,
+            "op_malformed": _F.SET_TRUST_LINE_FLAGS_MALFORMED,
+            "op_no_trust": _F.SET_TRUST_LINE_FLAGS_NO_TRUST_LINE,
+            "op_cant_revoke": _F.SET_TRUST_LINE_FLAGS_CANT_REVOKE,
+            "op_invalid_state": _F.SET_TRUST_LINE_FLAGS_INVALID_STATE,
+        },
+    ),
+    "set_options": (
+        x.OperationType.SET_OPTIONS,
+        "set_options_result",
+        x.SetOptionsResult,
+        {
+            "op_success": _S.SET_OPTIONS_SUCCESS,
+            "op_low_reserve": _S.SET_OPTIONS_LOW_RESERVE,
+            "op_too_many_signers": _S.SET_OPTIONS_TOO_MANY_SIGNERS,
+            "op_bad_flags": _S.SET_OPTIONS_BAD_FLAGS,
+            "op_cant_change": _S.SET_OPTIONS_CANT_CHANGE,
+            "op_unknown_flag": _S.SET_OPTIONS_UNKNOWN_FLAG,
+            "op_threshold_out_of_range": _S.SET_OPTIONS_THRESHOLD_OUT_OF_RANGE,
+            "op_bad_signer": _S.SET_OPTIONS_BAD_SIGNER,
+            "op_invalid_home_domain": _S.SET_OPTIONS_INVALID_HOME_DOMAIN,
+        },
+    ),
 }
 
 
@@ -91,8 +144,7 @@ def _operation_result(kind: str, code: str) -> x.OperationResult:
         return x.OperationResult(code=_GENERIC_OP_CODES[code])
     op_type, field, result_cls, codes = _OP_CODES[kind]
     inner = result_cls(code=codes[code])
-    return x.OperationResult(code=x.OperationResultCode.opINNER,
-                             tr=x.OperationResultTr(type=op_type, **{field: inner}))
+    return x.OperationResult(code=x.OperationResultCode.opINNER, tr=x.OperationResultTr(type=op_type, **{field: inner}))
 
 
 def _result_body(tx_code: str, ops: list[OpResult] | None) -> tuple[x.TransactionResultCode, list | None]:
@@ -135,8 +187,10 @@ def transaction_result_xdr(
 def result_codes(tx_code: str, ops: list[OpResult] | None, *, fee_bump: bool) -> dict:
     """`extras.result_codes` as Horizon renders it."""
     if fee_bump and tx_code in ("tx_success", "tx_failed"):
-        codes: dict = {"transaction": "tx_fee_bump_inner_success" if tx_code == "tx_success"
-                       else "tx_fee_bump_inner_failed", "inner_transaction": tx_code}
+        codes: dict = {
+            "transaction": "tx_fee_bump_inner_success" if tx_code == "tx_success" else "tx_fee_bump_inner_failed",
+            "inner_transaction": tx_code,
+        }
     else:
         codes = {"transaction": tx_code}
     if ops and tx_code in ("tx_success", "tx_failed"):

@@ -68,8 +68,7 @@ class SandboxServer:
             config = SandboxConfig(**overrides)
         self.config = config
         self.faults = FaultPlan(config.faults, config.seed)
-        self.ledger = Ledger(network_passphrase=config.network_passphrase,
-                             ops_per_ledger=config.ops_per_ledger)
+        self.ledger = Ledger(network_passphrase=config.network_passphrase, ops_per_ledger=config.ops_per_ledger)
         self.store: StateStore | None = None
         self.port = config.port
         self.generation = 0
@@ -100,16 +99,21 @@ class SandboxServer:
         if self.config.ledger_close_s > 0:
             self._closer = threading.Thread(target=self._close_loop, name="sandbox-ledger-close", daemon=True)
             self._closer.start()
-        log.info("sandbox.started", url=self.url, ledger=self.ledger.latest.sequence,
-                 state_dir=str(self.config.state_dir) if self.config.state_dir else None)
+        log.info(
+            "sandbox.started",
+            url=self.url,
+            ledger=self.ledger.latest.sequence,
+            state_dir=str(self.config.state_dir) if self.config.state_dir else None,
+        )
         return self
 
     def _serve(self) -> None:
         handler = type("SandboxHandler", (_Handler,), {"sandbox": self})
         self._httpd = _HttpServer((self.config.host, self.port), handler)
         self.port = self._httpd.server_address[1]
-        self._http_thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                             name="sandbox-http", daemon=True)
+        self._http_thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-http", daemon=True
+        )
         self._http_thread.start()
 
     def _unserve(self) -> None:
@@ -135,13 +139,18 @@ class SandboxServer:
             self._unserve()
             self.ledger.drop_queue()
             if self.store is not None:
-                fresh = Ledger(network_passphrase=self.config.network_passphrase,
-                               ops_per_ledger=self.config.ops_per_ledger)
+                fresh = Ledger(
+                    network_passphrase=self.config.network_passphrase, ops_per_ledger=self.config.ops_per_ledger
+                )
                 self.store.load_into(fresh)
                 with self.ledger.lock:
-                    self.ledger.load(accounts=list(fresh.accounts.values()), headers=fresh.headers,
-                                     transactions=[fresh.transactions[h] for h in fresh.tx_order],
-                                     operations=fresh.operations, clock_offset_s=fresh.clock_offset_s)
+                    self.ledger.load(
+                        accounts=list(fresh.accounts.values()),
+                        headers=fresh.headers,
+                        transactions=[fresh.transactions[h] for h in fresh.tx_order],
+                        operations=fresh.operations,
+                        clock_offset_s=fresh.clock_offset_s,
+                    )
             self.restarts += 1
             self._serve()
             # only now wake the submitters still waiting on the old server: they lose their
@@ -156,8 +165,9 @@ class SandboxServer:
         with self._restart_lock:
             closed = self.ledger.close_ledger()
             if self.store is not None:
-                self.store.append(closed, network_passphrase=self.ledger.network_passphrase,
-                                  clock_offset_s=self.ledger.clock_offset_s)
+                self.store.append(
+                    closed, network_passphrase=self.ledger.network_passphrase, clock_offset_s=self.ledger.clock_offset_s
+                )
             return closed
 
     def _close_loop(self) -> None:
@@ -207,10 +217,16 @@ class SandboxServer:
         with self.ledger.lock:
             root_entry = self.ledger.accounts[root.public_key]
             pending = sum(1 for p in self.ledger.queue.values() if p.source_id == root.public_key)
-            tx = (TransactionBuilder(SdkAccount(root.public_key, root_entry.seq_num + pending),
-                                     self.ledger.network_passphrase, base_fee=BASE_FEE_STROOPS * 10)
-                  .append_create_account_op(account_id, FRIENDBOT_STARTING_XLM)
-                  .set_timeout(60).build())
+            tx = (
+                TransactionBuilder(
+                    SdkAccount(root.public_key, root_entry.seq_num + pending),
+                    self.ledger.network_passphrase,
+                    base_fee=BASE_FEE_STROOPS * 10,
+                )
+                .append_create_account_op(account_id, FRIENDBOT_STARTING_XLM)
+                .set_timeout(60)
+                .build()
+            )
             tx.sign(root)
             envelope_xdr = tx.to_xdr()
             self.ledger.submit(envelope_xdr)
@@ -270,8 +286,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, document: dict, *, problem: bool = False) -> None:
         body = orjson.dumps(document)
         self.send_response(status)
-        self.send_header("Content-Type", "application/problem+json; charset=utf-8" if problem
-                         else "application/hal+json; charset=utf-8")
+        self.send_header(
+            "Content-Type",
+            "application/problem+json; charset=utf-8" if problem else "application/hal+json; charset=utf-8",
+        )
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -302,8 +320,11 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("sandbox.request_failed", path=self.path[:200])
             self.close_connection = True
             try:
-                self._problem(views.problem(500, "server_error", "Internal Server Error",
-                                            "An error occurred while processing this request."))
+                self._problem(
+                    views.problem(
+                        500, "server_error", "Internal Server Error", "An error occurred while processing this request."
+                    )
+                )
             except OSError:
                 pass
 
@@ -320,8 +341,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _not_allowed(self) -> None:
         self.close_connection = True
-        self._problem(views.problem(405, "method_not_allowed", "Method Not Allowed",
-                                    "This resource does not support the method used."))
+        self._problem(
+            views.problem(
+                405, "method_not_allowed", "Method Not Allowed", "This resource does not support the method used."
+            )
+        )
 
     # ---- GET ----
 
@@ -342,15 +366,18 @@ class _Handler(BaseHTTPRequestHandler):
         if match := _LEDGER_ROUTE.match(path):
             sequence = int(match.group(1))
             with ledger.lock:
-                headers = [h for h in ledger.headers[-1:] if h.sequence == sequence] or \
-                          [h for h in ledger.headers if h.sequence == sequence]
+                headers = [h for h in ledger.headers[-1:] if h.sequence == sequence] or [
+                    h for h in ledger.headers if h.sequence == sequence
+                ]
             if not headers:
                 return self._problem(views.not_found())
             return self._send(200, views.ledger_record(self.base, headers[0]))
         if match := _TX_ROUTE.match(path):
             hash_hex = match.group(1).lower()
             if not _HASH_RE.match(hash_hex):
-                return self._problem(views.bad_request("tx_id", "Transaction hash must be a hex-encoded, lowercase SHA-256 hash"))
+                return self._problem(
+                    views.bad_request("tx_id", "Transaction hash must be a hex-encoded, lowercase SHA-256 hash")
+                )
             record = ledger.transaction(hash_hex)
             if record is None:
                 return self._problem(views.not_found())
@@ -394,13 +421,17 @@ class _Handler(BaseHTTPRequestHandler):
         end = len(tokens) if cursor is None else bisect.bisect_left(tokens, cursor)
         return list(range(end - 1, max(-1, end - 1 - limit), -1))
 
-    def _links(self, path: str, extra: str, cursor: int | None, order: str, limit: int,
-               first: str, last: str) -> tuple[str, str, str]:
+    def _links(
+        self, path: str, extra: str, cursor: int | None, order: str, limit: int, first: str, last: str
+    ) -> tuple[str, str, str]:
         base = f"{self.base}{path}?{extra}"
         this = f"{base}cursor={'' if cursor is None else cursor}&limit={limit}&order={order}"
         reverse = "desc" if order == "asc" else "asc"
-        return (this, f"{base}cursor={last}&limit={limit}&order={order}",
-                f"{base}cursor={first}&limit={limit}&order={reverse}")
+        return (
+            this,
+            f"{base}cursor={last}&limit={limit}&order={order}",
+            f"{base}cursor={first}&limit={limit}&order={reverse}",
+        )
 
     def _account_page(self, account_id: str, sub: str, path: str, query: dict) -> None:
         paging = self._paging(query)
@@ -429,7 +460,8 @@ class _Handler(BaseHTTPRequestHandler):
             if sub == "payments" and query.get("join", [""])[-1] == "transactions":
                 for record in records:  # Horizon's join: each payment carries its transaction
                     record["transaction"] = views.transaction(
-                        self.base, ledger.transactions[record["transaction_hash"]])
+                        self.base, ledger.transactions[record["transaction_hash"]]
+                    )
         first = records[0]["paging_token"] if records else ("" if cursor is None else str(cursor))
         last = records[-1]["paging_token"] if records else ("" if cursor is None else str(cursor))
         extra = "include_failed=true&" if include_failed else ""
@@ -539,8 +571,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer_record(self, record: TxRecord) -> None:
         if record.successful:
             return self._send(200, views.transaction(self.base, record))
-        self._problem(views.transaction_failed(record.doc["envelope_xdr"], record.doc["result_xdr"],
-                                               record.result_codes))
+        self._problem(
+            views.transaction_failed(record.doc["envelope_xdr"], record.doc["result_xdr"], record.result_codes)
+        )
 
     def _congested(self, envelope, envelope_xdr: str) -> None:
         """The congestion fault: refuse as a full queue would, asking for ten times the base fee."""
@@ -582,8 +615,9 @@ def _insufficient_fee(envelope) -> tuple[str, dict]:
     fee_ops = len(tx.operations) + (1 if fee_bump else 0)
     required = max(BASE_FEE_STROOPS * 10 * max(fee_ops, 1), (envelope.transaction.fee + 1))
     inner_hash = envelope.transaction.inner_transaction_envelope.hash() if fee_bump else None
-    result_xdr = transaction_result_xdr(fee_charged_stroops=required, tx_code="tx_insufficient_fee",
-                                        inner_hash=inner_hash)
+    result_xdr = transaction_result_xdr(
+        fee_charged_stroops=required, tx_code="tx_insufficient_fee", inner_hash=inner_hash
+    )
     return result_xdr, result_codes("tx_insufficient_fee", None, fee_bump=False)
 
 
@@ -602,11 +636,18 @@ def running_sandbox(
     """A sandbox on a free loopback port for the length of the block: `server.url` is the
     Horizon URL, `server.ledger` the model, `server.faults` the fault plan."""
     spec = FaultSpec.parse(faults) if isinstance(faults, str) or faults is None else faults
-    server = SandboxServer(SandboxConfig(
-        port=port, state_dir=state_dir, ledger_close_s=ledger_close_s, ops_per_ledger=ops_per_ledger,
-        faults=spec, seed=seed, submission_timeout_s=submission_timeout_s,
-        network_passphrase=network_passphrase,
-    ))
+    server = SandboxServer(
+        SandboxConfig(
+            port=port,
+            state_dir=state_dir,
+            ledger_close_s=ledger_close_s,
+            ops_per_ledger=ops_per_ledger,
+            faults=spec,
+            seed=seed,
+            submission_timeout_s=submission_timeout_s,
+            network_passphrase=network_passphrase,
+        )
+    )
     server.start()
     try:
         yield server

@@ -73,8 +73,14 @@ class StateStore:
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._write(closed.accounts, [closed.header], closed.transactions, closed.operations,
-                            network_passphrase, clock_offset_s)
+                self._write(
+                    closed.accounts,
+                    [closed.header],
+                    closed.transactions,
+                    closed.operations,
+                    network_passphrase,
+                    clock_offset_s,
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -82,27 +88,45 @@ class StateStore:
 
     def _write(self, accounts, headers, records, operations, network_passphrase: str, offset: int) -> None:
         db = self._db
-        db.executemany("INSERT OR REPLACE INTO accounts VALUES (?, ?)",
-                       [(a.account_id, orjson.dumps(a.to_doc())) for a in accounts])
-        db.executemany("INSERT OR REPLACE INTO ledgers VALUES (?, ?)",
-                       [(h.sequence, orjson.dumps(h.to_doc())) for h in headers])
-        db.executemany("INSERT OR REPLACE INTO transactions VALUES (?, ?, ?)",
-                       [(r.paging_token, r.hash_hex, orjson.dumps(r.to_doc())) for r in records])
-        db.executemany("INSERT OR REPLACE INTO operations VALUES (?, ?)",
-                       [(o.toid, orjson.dumps(o.to_doc())) for o in operations])
-        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                       [("network_passphrase", network_passphrase), ("clock_offset_s", str(offset))])
+        db.executemany(
+            "INSERT OR REPLACE INTO accounts VALUES (?, ?)",
+            [(a.account_id, orjson.dumps(a.to_doc())) for a in accounts],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO ledgers VALUES (?, ?)", [(h.sequence, orjson.dumps(h.to_doc())) for h in headers]
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO transactions VALUES (?, ?, ?)",
+            [(r.paging_token, r.hash_hex, orjson.dumps(r.to_doc())) for r in records],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO operations VALUES (?, ?)", [(o.toid, orjson.dumps(o.to_doc())) for o in operations]
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("network_passphrase", network_passphrase), ("clock_offset_s", str(offset))],
+        )
 
     def load_into(self, ledger: Ledger) -> None:
         with self._lock:
             db = self._db
             accounts = [Account.from_doc(orjson.loads(d)) for (d,) in db.execute("SELECT doc FROM accounts")]
-            headers = [LedgerHeader.from_doc(orjson.loads(d))
-                       for (d,) in db.execute("SELECT doc FROM ledgers ORDER BY sequence")]
-            records = [TxRecord.from_doc(orjson.loads(d))
-                       for (d,) in db.execute("SELECT doc FROM transactions ORDER BY paging_token")]
-            operations = [OpRecord.from_doc(orjson.loads(d))
-                          for (d,) in db.execute("SELECT doc FROM operations ORDER BY toid")]
+            headers = [
+                LedgerHeader.from_doc(orjson.loads(d))
+                for (d,) in db.execute("SELECT doc FROM ledgers ORDER BY sequence")
+            ]
+            records = [
+                TxRecord.from_doc(orjson.loads(d))
+                for (d,) in db.execute("SELECT doc FROM transactions ORDER BY paging_token")
+            ]
+            operations = [
+                OpRecord.from_doc(orjson.loads(d)) for (d,) in db.execute("SELECT doc FROM operations ORDER BY toid")
+            ]
             row = db.execute("SELECT value FROM meta WHERE key = 'clock_offset_s'").fetchone()
-        ledger.load(accounts=accounts, headers=headers, transactions=records, operations=operations,
-                    clock_offset_s=int(row[0]) if row else 0)
+        ledger.load(
+            accounts=accounts,
+            headers=headers,
+            transactions=records,
+            operations=operations,
+            clock_offset_s=int(row[0]) if row else 0,
+        )

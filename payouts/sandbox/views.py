@@ -47,24 +47,39 @@ def not_found() -> dict:
 
 
 def bad_request(field: str, reason: str) -> dict:
-    return problem(400, "bad_request", "Bad Request",
-                   "The request you sent was invalid in some way.",
-                   {"invalid_field": field, "reason": reason})
+    return problem(
+        400,
+        "bad_request",
+        "Bad Request",
+        "The request you sent was invalid in some way.",
+        {"invalid_field": field, "reason": reason},
+    )
 
 
 def transaction_failed(envelope_xdr: str, result_xdr: str, codes: dict) -> dict:
-    return problem(400, "transaction_failed", "Transaction Failed", TX_FAILED_DETAIL,
-                   {"envelope_xdr": envelope_xdr, "result_xdr": result_xdr, "result_codes": codes})
+    return problem(
+        400,
+        "transaction_failed",
+        "Transaction Failed",
+        TX_FAILED_DETAIL,
+        {"envelope_xdr": envelope_xdr, "result_xdr": result_xdr, "result_codes": codes},
+    )
 
 
 def transaction_malformed(envelope_xdr: str) -> dict:
-    return problem(400, "transaction_malformed", "Transaction Malformed", MALFORMED_DETAIL,
-                   {"envelope_xdr": envelope_xdr})
+    return problem(
+        400, "transaction_malformed", "Transaction Malformed", MALFORMED_DETAIL, {"envelope_xdr": envelope_xdr}
+    )
 
 
 def submission_timeout(hash_hex: str, envelope_xdr: str) -> dict:
-    return problem(504, "transaction_submission_timeout", "Transaction Submission Timeout",
-                   TIMEOUT_DETAIL, {"hash": hash_hex, "envelope_xdr": envelope_xdr})
+    return problem(
+        504,
+        "transaction_submission_timeout",
+        "Transaction Submission Timeout",
+        TIMEOUT_DETAIL,
+        {"hash": hash_hex, "envelope_xdr": envelope_xdr},
+    )
 
 
 def root(base: str, ledger: Ledger) -> dict:
@@ -97,26 +112,37 @@ def account(base: str, entry: Account) -> dict:
     account_id = entry.account_id
     balances = []
     for line in entry.trustlines.values():
-        balances.append({
-            "balance": format_amount(line.balance_units),
-            "limit": format_amount(line.limit_units),
+        balances.append(
+            {
+                "balance": format_amount(line.balance_units),
+                "limit": format_amount(line.limit_units),
+                "buying_liabilities": "0.0000000",
+                "selling_liabilities": "0.0000000",
+                "last_modified_ledger": line.last_modified_ledger,
+                "is_authorized": bool(line.flags & 1),
+                "is_authorized_to_maintain_liabilities": bool(line.flags & 3),
+                "is_clawback_enabled": bool(line.flags & 4),
+                "asset_type": "credit_alphanum4" if len(line.asset_code) <= 4 else "credit_alphanum12",
+                "asset_code": line.asset_code,
+                "asset_issuer": line.asset_issuer,
+            }
+        )
+    balances.append(
+        {
+            "balance": format_amount(entry.balance_stroops),
             "buying_liabilities": "0.0000000",
             "selling_liabilities": "0.0000000",
-            "last_modified_ledger": line.last_modified_ledger,
-            "is_authorized": bool(line.flags & 1),
-            "is_authorized_to_maintain_liabilities": bool(line.flags & 3),
-            "is_clawback_enabled": bool(line.flags & 4),
-            "asset_type": "credit_alphanum4" if len(line.asset_code) <= 4 else "credit_alphanum12",
-            "asset_code": line.asset_code,
-            "asset_issuer": line.asset_issuer,
-        })
-    balances.append({"balance": format_amount(entry.balance_stroops), "buying_liabilities": "0.0000000",
-                     "selling_liabilities": "0.0000000", "asset_type": "native"})
-    signers = [{"weight": weight, "key": key, "type": "ed25519_public_key"}
-               for key, weight in sorted(entry.signers.items())]
+            "asset_type": "native",
+        }
+    )
+    signers = [
+        {"weight": weight, "key": key, "type": "ed25519_public_key"} for key, weight in sorted(entry.signers.items())
+    ]
     signers.append({"weight": entry.master_weight, "key": account_id, "type": "ed25519_public_key"})
-    links = {name: {"href": f"{base}/accounts/{account_id}/{name}{{?cursor,limit,order}}", "templated": True}
-             for name in ("transactions", "operations", "payments", "effects", "offers", "trades")}
+    links = {
+        name: {"href": f"{base}/accounts/{account_id}/{name}{{?cursor,limit,order}}", "templated": True}
+        for name in ("transactions", "operations", "payments", "effects", "offers", "trades")
+    }
     links["self"] = {"href": f"{base}/accounts/{account_id}"}
     links["data"] = {"href": f"{base}/accounts/{account_id}/data/{{key}}", "templated": True}
     document = {
@@ -127,10 +153,17 @@ def account(base: str, entry: Account) -> dict:
         "subentry_count": entry.num_subentries,
         "last_modified_ledger": entry.last_modified_ledger,
         "last_modified_time": rfc3339(entry.last_modified_time_s),
-        "thresholds": {"low_threshold": entry.low_threshold, "med_threshold": entry.med_threshold,
-                       "high_threshold": entry.high_threshold},
-        "flags": {"auth_required": bool(entry.flags & 1), "auth_revocable": bool(entry.flags & 2),
-                  "auth_immutable": bool(entry.flags & 4), "auth_clawback_enabled": bool(entry.flags & 8)},
+        "thresholds": {
+            "low_threshold": entry.low_threshold,
+            "med_threshold": entry.med_threshold,
+            "high_threshold": entry.high_threshold,
+        },
+        "flags": {
+            "auth_required": bool(entry.flags & 1),
+            "auth_revocable": bool(entry.flags & 2),
+            "auth_immutable": bool(entry.flags & 4),
+            "auth_clawback_enabled": bool(entry.flags & 8),
+        },
         "balances": balances,
         "signers": signers,
         "data": {},
@@ -155,10 +188,11 @@ def transaction(base: str, record: TxRecord) -> dict:
             "self": {"href": f"{base}/transactions/{hash_hex}"},
             "account": {"href": f"{base}/accounts/{record.doc['source_account']}"},
             "ledger": {"href": f"{base}/ledgers/{record.ledger_seq}"},
-            "operations": {"href": f"{base}/transactions/{hash_hex}/operations{{?cursor,limit,order}}",
-                           "templated": True},
-            "effects": {"href": f"{base}/transactions/{hash_hex}/effects{{?cursor,limit,order}}",
-                        "templated": True},
+            "operations": {
+                "href": f"{base}/transactions/{hash_hex}/operations{{?cursor,limit,order}}",
+                "templated": True,
+            },
+            "effects": {"href": f"{base}/transactions/{hash_hex}/effects{{?cursor,limit,order}}", "templated": True},
             "precedes": {"href": f"{base}/transactions?order=asc&cursor={token}"},
             "succeeds": {"href": f"{base}/transactions?order=desc&cursor={token}"},
             "transaction": {"href": f"{base}/transactions/{hash_hex}"},
@@ -200,8 +234,10 @@ def ledger_record(base: str, header: LedgerHeader) -> dict:
     return {
         "_links": {
             "self": {"href": f"{base}/ledgers/{header.sequence}"},
-            "transactions": {"href": f"{base}/ledgers/{header.sequence}/transactions{{?cursor,limit,order}}",
-                             "templated": True},
+            "transactions": {
+                "href": f"{base}/ledgers/{header.sequence}/transactions{{?cursor,limit,order}}",
+                "templated": True,
+            },
         },
         "id": header.hash_hex,
         "paging_token": token,
@@ -223,8 +259,10 @@ def ledger_record(base: str, header: LedgerHeader) -> dict:
 
 
 def page(self_href: str, next_href: str, prev_href: str, records: list[dict]) -> dict:
-    return {"_links": {"self": {"href": self_href}, "next": {"href": next_href}, "prev": {"href": prev_href}},
-            "_embedded": {"records": records}}
+    return {
+        "_links": {"self": {"href": self_href}, "next": {"href": next_href}, "prev": {"href": prev_href}},
+        "_embedded": {"records": records},
+    }
 
 
 def fee_stats(ledger: Ledger, last_ledgers: int = 5) -> dict:
@@ -257,8 +295,7 @@ def _distribution(values: list[int]) -> dict:
     counts: dict[int, int] = {}
     for value in values:
         counts[value] = counts.get(value, 0) + 1
-    result = {"max": str(values[-1]), "min": str(values[0]),
-              "mode": str(max(counts, key=lambda v: (counts[v], -v)))}
+    result = {"max": str(values[-1]), "min": str(values[0]), "mode": str(max(counts, key=lambda v: (counts[v], -v)))}
     for p in (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99):
         index = min(len(values) - 1, max(0, (p * len(values) + 99) // 100 - 1))
         result[f"p{p}"] = str(values[index])

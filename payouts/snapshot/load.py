@@ -157,9 +157,7 @@ class _Scanner:
         self.data = data
 
     def fail(self, json_path: str, problem: str, pos: int) -> SnapshotError:
-        return SnapshotError(
-            self.path, json_path, f"{problem} at {_line_col(self.data, pos)} (byte {pos})"
-        )
+        return SnapshotError(self.path, json_path, f"{problem} at {_line_col(self.data, pos)} (byte {pos})")
 
     def skip_ws(self, pos: int) -> int:
         return _WS.match(self.data, pos).end()
@@ -280,9 +278,7 @@ class _Digest:
 class LoadedSnapshot:
     """A validated snapshot header plus lazy, chunked access to its events."""
 
-    def __init__(
-        self, path: Path, data: bytes, header: SnapshotHeader, spans: dict, sha256: _Digest
-    ) -> None:
+    def __init__(self, path: Path, data: bytes, header: SnapshotHeader, spans: dict, sha256: _Digest) -> None:
         self.path = path
         self._data = data
         self.header = header
@@ -378,14 +374,10 @@ class LoadedSnapshot:
         if key == "power_events":
             if item["kind"] not in _POWER_KINDS:
                 got = _describe(item["kind"])
-                return SnapshotError(
-                    self.path, f"{path}.kind", f"expected \"target\" or \"state\", got {got}"
-                )
+                return SnapshotError(self.path, f"{path}.kind", f'expected "target" or "state", got {got}')
             if item["value"] not in _POWER_VALUES:
                 got = _describe(item["value"])
-                return SnapshotError(
-                    self.path, f"{path}.value", f"expected \"Up\" or \"Down\", got {got}"
-                )
+                return SnapshotError(self.path, f"{path}.value", f'expected "Up" or "Down", got {got}')
         return SnapshotError(self.path, path, "malformed event")
 
     def _invalid(self, node_id: int, why: str) -> None:
@@ -439,8 +431,7 @@ class LoadedSnapshot:
                 out.append(event)
         return out
 
-    def _finish(self, events: list[Event], needs_sort: bool, has_ties: bool,
-                power: list[Event] | None) -> list[Event]:
+    def _finish(self, events: list[Event], needs_sort: bool, has_ties: bool, power: list[Event] | None) -> list[Event]:
         if needs_sort:
             events.sort(key=itemgetter(0))
         if needs_sort or has_ties:
@@ -472,8 +463,7 @@ class LoadedSnapshot:
         try:
             if len(item) != 3:
                 raise KeyError
-            return (_huge_int(item["node_id"]), _huge_int(item["timestamp"]),
-                    _huge_int(item["uptime"]))
+            return (_huge_int(item["node_id"]), _huge_int(item["timestamp"]), _huge_int(item["uptime"]))
         except (KeyError, TypeError):
             index = base + next(i for i, other in enumerate(items) if other is item)
             raise self._bad_event("uptime_events", index, item) from None
@@ -505,8 +495,7 @@ class LoadedSnapshot:
                     node_id = item["node_id"]
                     ts = item["timestamp"]
                     uptime_s = item["uptime"]
-                    if (type(ts) is not int or type(uptime_s) is not int
-                            or type(node_id) is not int or len(item) != 3):
+                    if type(ts) is not int or type(uptime_s) is not int or type(node_id) is not int or len(item) != 3:
                         raise TypeError
                 except (KeyError, TypeError):
                     node_id, ts, uptime_s = self._coerce_uptime(items, item, base)

@@ -26,18 +26,48 @@ HOUR = 3600
 DAY = 24 * HOUR
 
 POLICIES = [
-    {"id": 1, "name": "DIY", "cu": 2400, "su": 1000, "nu": 30, "ipv4": 5, "minimal_uptime": 95,
-     "immutable": False, "default": True, "node_certification": "Diy",
-     "farm_certification": "NotCertified"},
-    {"id": 2, "name": "Certified", "cu": 3000, "su": 1250, "nu": 38, "ipv4": 6,
-     "minimal_uptime": 95, "immutable": False, "default": True,
-     "node_certification": "Certified", "farm_certification": "NotCertified"},
+    {
+        "id": 1,
+        "name": "DIY",
+        "cu": 2400,
+        "su": 1000,
+        "nu": 30,
+        "ipv4": 5,
+        "minimal_uptime": 95,
+        "immutable": False,
+        "default": True,
+        "node_certification": "Diy",
+        "farm_certification": "NotCertified",
+    },
+    {
+        "id": 2,
+        "name": "Certified",
+        "cu": 3000,
+        "su": 1250,
+        "nu": 38,
+        "ipv4": 6,
+        "minimal_uptime": 95,
+        "immutable": False,
+        "default": True,
+        "node_certification": "Certified",
+        "farm_certification": "NotCertified",
+    },
     # a custom policy: paid with the reference's quirk (no uptime scaling)
-    {"id": 7, "name": "Partner", "cu": 2600, "su": 1100, "nu": 30, "ipv4": 5,
-     "minimal_uptime": 95, "immutable": True, "default": False, "node_certification": "Diy",
-     "farm_certification": "NotCertified"},
+    {
+        "id": 7,
+        "name": "Partner",
+        "cu": 2600,
+        "su": 1100,
+        "nu": 30,
+        "ipv4": 5,
+        "minimal_uptime": 95,
+        "immutable": True,
+        "default": False,
+        "node_certification": "Diy",
+        "farm_certification": "NotCertified",
+    },
 ]
-_FARM_NAMES = ["Freefarm", "Ferme d'été, \"Nord\"", "Grid & Co", "北京农场", "=SUM(A1)", "<b>farm</b>"]
+_FARM_NAMES = ["Freefarm", 'Ferme d\'été, "Nord"', "Grid & Co", "北京农场", "=SUM(A1)", "<b>farm</b>"]
 
 
 @dataclass(frozen=True)
@@ -69,8 +99,13 @@ def _node_rng(seed: int, node_id: int, stream: str) -> random.Random:
 
 def _pick_behaviour(rng: random.Random) -> str:
     roll = rng.random()
-    for behaviour, share in (("silent", 0.02), ("below_sla", 0.05), ("too_high", 0.02),
-                             ("clock_skew", 0.005), ("farmerbot", 0.08)):
+    for behaviour, share in (
+        ("silent", 0.02),
+        ("below_sla", 0.05),
+        ("too_high", 0.02),
+        ("clock_skew", 0.005),
+        ("farmerbot", 0.08),
+    ):
         if roll < share:
             return behaviour
         roll -= share
@@ -81,8 +116,12 @@ def _plan(seed: int, node_id: int, period: Period) -> _NodePlan:
     rng = _node_rng(seed, node_id, "plan")
     start, end = period.start_ts, period.end_ts
     behaviour = _pick_behaviour(rng)
-    plan = _NodePlan(node_id, behaviour, boot_ts=start - rng.randint(HOUR, 60 * DAY),
-                     first_report_ts=start + rng.randint(1, REPORT_INTERVAL_S))
+    plan = _NodePlan(
+        node_id,
+        behaviour,
+        boot_ts=start - rng.randint(HOUR, 60 * DAY),
+        first_report_ts=start + rng.randint(1, REPORT_INTERVAL_S),
+    )
     # ordinary life: a reboot or two, sometimes an outage of a few hours
     for _ in range(rng.choice((0, 0, 1, 1, 2))):
         down = rng.randint(start + DAY, end - DAY)
@@ -98,8 +137,12 @@ def _plan(seed: int, node_id: int, period: Period) -> _NodePlan:
         t = start + rng.randint(2 * HOUR, DAY)
         if rng.random() < 0.3:
             # asleep at the period start, woken at START
-            plan.power_at_start = {"node_id": node_id, "state": "Down",
-                                   "down_since": start - rng.randint(HOUR, 10 * HOUR), "target": "Up"}
+            plan.power_at_start = {
+                "node_id": node_id,
+                "state": "Down",
+                "down_since": start - rng.randint(HOUR, 10 * HOUR),
+                "target": "Up",
+            }
             boot = start + rng.randint(120, 900)
             plan.boot_ts = boot
             plan.first_report_ts = boot + rng.randint(60, 300)
@@ -165,15 +208,22 @@ def _farm_address(rng: random.Random, farm_id: int, farm_addresses: list[str] | 
     return StrKey.encode_ed25519_public_key(rng.randbytes(32))
 
 
-def _header(nodes: int, farms: int, period: Period, seed: int, network: str,
-            farm_addresses: list[str] | None) -> tuple[dict, list[dict]]:
+def _header(
+    nodes: int, farms: int, period: Period, seed: int, network: str, farm_addresses: list[str] | None
+) -> tuple[dict, list[dict]]:
     rng = random.Random(f"tfgrid-synthetic:{seed}:grid")
     farm_rows, twins = [], []
     for farm_id in range(1, farms + 1):
         name = f"{rng.choice(_FARM_NAMES)} {farm_id}" if farm_id % 7 == 0 else f"farm-{farm_id}"
-        farm_rows.append({"farm_id": farm_id, "name": name, "twin_id": farm_id,
-                          "certification": "Gold" if rng.random() < 0.05 else "NotCertified",
-                          "stellar_address": _farm_address(rng, farm_id, farm_addresses)})
+        farm_rows.append(
+            {
+                "farm_id": farm_id,
+                "name": name,
+                "twin_id": farm_id,
+                "certification": "Gold" if rng.random() < 0.05 else "NotCertified",
+                "stellar_address": _farm_address(rng, farm_id, farm_addresses),
+            }
+        )
         twins.append({"twin_id": farm_id, "relay": "relay.grid.tf", "pk": rng.randbytes(33).hex()})
     node_rows = []
     for node_id in range(1, nodes + 1):
@@ -192,25 +242,27 @@ def _header(nodes: int, farms: int, period: Period, seed: int, network: str,
         sru = rng.choice((256, 512, 1024, 2048, 4096, 8192)) * GIB
         hru = rng.choice((0, 0, 2048, 4096, 8192, 16384, 32768)) * GIB
         length = period.end_ts - period.start_ts
-        node_rows.append({
-            "node_id": node_id,
-            "farm_id": rng.randint(1, farms),
-            "twin_id": twin_id,
-            "resources": {"cru": cru, "mru": mru, "sru": sru, "hru": hru},
-            "certification": "Certified" if certified else "Diy",
-            "farming_policy_id": policy_id,
-            "connection_price": 80,
-            "virtualized": rng.random() < 0.01,
-            "created": period.start_ts - rng.randint(DAY, 900 * DAY),
-            "consumption": {
-                "nru": rng.randint(0, 500) * GIB if used else 0,
-                "ip_seconds": rng.choice((0, 1, 2)) * length if used else 0,
-                "cru_seconds": rng.randint(0, cru) * length if used else 0,
-                "mru_seconds": rng.randint(0, min(mru // GIB, 1024)) * GIB * length if used else 0,
-                "sru_seconds": rng.randint(0, min(sru // GIB, 1024)) * GIB * length if used else 0,
-                "hru_seconds": 0,
-            },
-        })
+        node_rows.append(
+            {
+                "node_id": node_id,
+                "farm_id": rng.randint(1, farms),
+                "twin_id": twin_id,
+                "resources": {"cru": cru, "mru": mru, "sru": sru, "hru": hru},
+                "certification": "Certified" if certified else "Diy",
+                "farming_policy_id": policy_id,
+                "connection_price": 80,
+                "virtualized": rng.random() < 0.01,
+                "created": period.start_ts - rng.randint(DAY, 900 * DAY),
+                "consumption": {
+                    "nru": rng.randint(0, 500) * GIB if used else 0,
+                    "ip_seconds": rng.choice((0, 1, 2)) * length if used else 0,
+                    "cru_seconds": rng.randint(0, cru) * length if used else 0,
+                    "mru_seconds": rng.randint(0, min(mru // GIB, 1024)) * GIB * length if used else 0,
+                    "sru_seconds": rng.randint(0, min(sru // GIB, 1024)) * GIB * length if used else 0,
+                    "hru_seconds": 0,
+                },
+            }
+        )
     header = {
         "format": "tfgrid-snapshot/1",
         "network": network,
@@ -248,10 +300,12 @@ def write_synthetic_snapshot(
     raw = path.open("wb")
     out: io.BufferedIOBase = (
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0)
-        if path.name.endswith(".gz") else raw
+        if path.name.endswith(".gz")
+        else raw
     )
     written = uptime_count = power_count = 0
     try:
+
         def emit(data: bytes) -> None:
             nonlocal written
             out.write(data)
@@ -271,9 +325,7 @@ def write_synthetic_snapshot(
             reports = _reports(seed, plan, period)
             if reports:
                 node_id = plan.node_id
-                text = ",".join(
-                    f'{{"node_id":{node_id},"timestamp":{t},"uptime":{u}}}' for t, u in reports
-                )
+                text = ",".join(f'{{"node_id":{node_id},"timestamp":{t},"uptime":{u}}}' for t, u in reports)
                 emit(((",") if not first else "").encode() + text.encode())
                 first = False
                 uptime_count += len(reports)

@@ -48,8 +48,7 @@ def endpoints(settings: Settings, network: str | None = None) -> tuple[str, str 
     return settings.graphql_url or graphql_default, settings.gridproxy_url or gridproxy_default
 
 
-def freeze_snapshot(settings: Settings, period_offset: int, out_dir: Path,
-                    options: BuildOptions | None = None) -> Path:
+def freeze_snapshot(settings: Settings, period_offset: int, out_dir: Path, options: BuildOptions | None = None) -> Path:
     """The path of a frozen snapshot file of the period in out_dir.
 
     drop_folder: the period's file from `settings.snapshot_drop_folder`, validated and copied.
@@ -68,7 +67,13 @@ def freeze_snapshot(settings: Settings, period_offset: int, out_dir: Path,
         return target
     out_dir.mkdir(parents=True, exist_ok=True)
     graphql_url, gridproxy_url = endpoints(settings)
-    build_snapshot(target, period=period, network=settings.network, graphql_url=graphql_url,
-                   gridproxy_url=gridproxy_url, options=options)
+    build_snapshot(
+        target,
+        period=period,
+        network=settings.network,
+        graphql_url=graphql_url,
+        gridproxy_url=gridproxy_url,
+        options=options,
+    )
     load_snapshot(target)  # the header as the calculation will read it
     return target

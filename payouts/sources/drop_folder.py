@@ -30,9 +30,7 @@ def find_period_file(folder: Path, period: Period) -> Path:
     found = [folder / name for name in names if (folder / name).is_file()]
     if not found:
         where = f"the drop folder {folder}" + ("" if folder.is_dir() else " (which does not exist)")
-        raise SnapshotUnavailable(
-            f"no snapshot for period {period} in {where}: expected one of {', '.join(names)}"
-        )
+        raise SnapshotUnavailable(f"no snapshot for period {period} in {where}: expected one of {', '.join(names)}")
     if len(found) > 1:
         raise DropFolderAmbiguous(
             f"more than one snapshot for period {period} in {folder}: "
@@ -49,8 +47,9 @@ def validate_period_file(path: Path, period: Period, network: str) -> str:
     snapshot = load_snapshot(path)
     header = snapshot.header
     if header.period_offset != period.offset:
-        raise SnapshotError(path, "$.period_offset",
-                            f"expected {period.offset} for period {period.label}, got {header.period_offset}")
+        raise SnapshotError(
+            path, "$.period_offset", f"expected {period.offset} for period {period.label}, got {header.period_offset}"
+        )
     if header.network != network:
         raise SnapshotError(path, "$.network", f"expected {network!r} (the configured network), got {header.network!r}")
     # events are checked as they are read: read them all now, not halfway through a run

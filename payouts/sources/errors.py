@@ -19,8 +19,7 @@ class SnapshotUnavailable(SourceError):
 class IndexerBehind(SnapshotUnavailable):
     """The indexer has not processed the chain past the end of the post-period window."""
 
-    def __init__(self, message: str, *, height: int | None, processed_ts: int | None,
-                 needed_ts: int) -> None:
+    def __init__(self, message: str, *, height: int | None, processed_ts: int | None, needed_ts: int) -> None:
         self.height = height
         self.processed_ts = processed_ts
         self.needed_ts = needed_ts

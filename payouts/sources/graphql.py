@@ -57,8 +57,14 @@ def _retry_after_s(response: httpx.Response) -> float | None:
 class JsonHttp:
     """One httpx client for one server: JSON answers, timeouts, bounded retries."""
 
-    def __init__(self, *, timeout_s: float = 60.0, connect_timeout_s: float = 10.0,
-                 retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._http = httpx.Client(
@@ -92,20 +98,15 @@ class JsonHttp:
                         return orjson.loads(response.content)
                     except orjson.JSONDecodeError:
                         raise IndexerQueryError(
-                            f"{url}: {what}: the answer is not JSON "
-                            f"(HTTP {status}, {response.content[:80]!r})"
+                            f"{url}: {what}: the answer is not JSON (HTTP {status}, {response.content[:80]!r})"
                         ) from None
                 if status != 429 and status < 500:
-                    raise IndexerQueryError(
-                        f"{url}: {what}: HTTP {status}: {response.text[:300].strip()}"
-                    )
+                    raise IndexerQueryError(f"{url}: {what}: HTTP {status}: {response.text[:300].strip()}")
                 problem = f"HTTP {status}"
                 retry_after = _retry_after_s(response)
             failed += 1
             if failed >= self.retry.attempts:
-                raise IndexerUnreachable(
-                    f"{url}: {what}: gave up after {failed} attempt(s), last: {problem}"
-                )
+                raise IndexerUnreachable(f"{url}: {what}: gave up after {failed} attempt(s), last: {problem}")
             self._sleep(self.retry.pause_s(failed, retry_after))
 
 

@@ -41,8 +41,9 @@ def fetch_stats(http: JsonHttp, gridproxy_url: str) -> dict[str, int]:
     return counts
 
 
-def compare_counts(indexer: dict[str, int], gridproxy: dict[str, int], *,
-                   tolerance_ratio: float, gridproxy_url: str) -> list[str]:
+def compare_counts(
+    indexer: dict[str, int], gridproxy: dict[str, int], *, tolerance_ratio: float, gridproxy_url: str
+) -> list[str]:
     """Notes for small differences; CrossCheckFailed when one exceeds the tolerance."""
     notes = []
     for key in COMPARED:
@@ -50,8 +51,7 @@ def compare_counts(indexer: dict[str, int], gridproxy: dict[str, int], *,
         if check.difference == 0:
             continue
         allowed = int(max(check.indexer, check.gridproxy) * tolerance_ratio)
-        text = (f"the indexer counts {check.indexer} {key} now, the grid proxy at {gridproxy_url} "
-                f"{check.gridproxy}")
+        text = f"the indexer counts {check.indexer} {key} now, the grid proxy at {gridproxy_url} {check.gridproxy}"
         if check.difference > allowed:
             raise CrossCheckFailed(
                 f"{text}: a difference of {check.difference}, more than the {allowed} allowed "

@@ -106,39 +106,61 @@ class _Entity:
 
     @property
     def document(self) -> str:
-        return (f"query {self.field}($where: {self.type_name}WhereInput, $limit: Int, $offset: Int) "
-                f"{{ {self.field}(where: $where, orderBy: {self.order}, limit: $limit, offset: $offset) "
-                f"{{ {self.selection} }} }}")
+        return (
+            f"query {self.field}($where: {self.type_name}WhereInput, $limit: Int, $offset: Int) "
+            f"{{ {self.field}(where: $where, orderBy: {self.order}, limit: $limit, offset: $offset) "
+            f"{{ {self.selection} }} }}"
+        )
 
     @property
     def count_document(self) -> str:
-        return (f"query {self.field}Count($where: {self.type_name}WhereInput) "
-                f"{{ {self.field}Connection(where: $where, orderBy: {self.order}) {{ totalCount }} }}")
+        return (
+            f"query {self.field}Count($where: {self.type_name}WhereInput) "
+            f"{{ {self.field}Connection(where: $where, orderBy: {self.order}) {{ totalCount }} }}"
+        )
 
 
-POLICIES = _Entity("farmingPolicies", "FarmingPolicy", "farmingPolicyID_ASC",
-                   "farmingPolicyID name cu su nu ipv4 minimalUptime immutable default "
-                   "nodeCertification farmCertification")
-NODES = _Entity("nodes", "Node", "nodeID_ASC",
-                "nodeID farmID twinID created farmingPolicyId certification virtualized "
-                "connectionPrice resourcesTotal { cru mru sru hru } power { state target }")
+POLICIES = _Entity(
+    "farmingPolicies",
+    "FarmingPolicy",
+    "farmingPolicyID_ASC",
+    "farmingPolicyID name cu su nu ipv4 minimalUptime immutable default nodeCertification farmCertification",
+)
+NODES = _Entity(
+    "nodes",
+    "Node",
+    "nodeID_ASC",
+    "nodeID farmID twinID created farmingPolicyId certification virtualized "
+    "connectionPrice resourcesTotal { cru mru sru hru } power { state target }",
+)
 FARMS = _Entity("farms", "Farm", "farmID_ASC", "farmID name twinID certification stellarAddress")
 TWINS = _Entity("twins", "Twin", "twinID_ASC", "twinID relay publicKey")
-UPTIME = _Entity("uptimeEvents", "UptimeEvent", "[nodeID_ASC, timestamp_ASC, id_ASC]",
-                 "nodeID timestamp uptime")
-POWER_TARGETS = _Entity("powerTargetReports", "PowerTargetReport", "[nodeID_ASC, timestamp_ASC, id_ASC]",
-                        "id nodeID newPowerTarget timestamp")
-POWER_STATES = _Entity("powerStateReports", "PowerStateReport", "[nodeID_ASC, timestamp_ASC, id_ASC]",
-                       "id nodeID newPowerState timestamp")
-CONTRACTS = _Entity("nodeContracts", "NodeContract", "contractID_ASC",
-                    "contractID nodeID numberOfPublicIPs state createdAt resourcesUsed { cru mru sru hru }")
+UPTIME = _Entity("uptimeEvents", "UptimeEvent", "[nodeID_ASC, timestamp_ASC, id_ASC]", "nodeID timestamp uptime")
+POWER_TARGETS = _Entity(
+    "powerTargetReports",
+    "PowerTargetReport",
+    "[nodeID_ASC, timestamp_ASC, id_ASC]",
+    "id nodeID newPowerTarget timestamp",
+)
+POWER_STATES = _Entity(
+    "powerStateReports", "PowerStateReport", "[nodeID_ASC, timestamp_ASC, id_ASC]", "id nodeID newPowerState timestamp"
+)
+CONTRACTS = _Entity(
+    "nodeContracts",
+    "NodeContract",
+    "contractID_ASC",
+    "contractID nodeID numberOfPublicIPs state createdAt resourcesUsed { cru mru sru hru }",
+)
 NRU = _Entity("nruConsumptions", "NruConsumption", "id_ASC", "id contractID timestamp nru")
 
-_STATUS_QUERY = ("query status { squidStatus { height } "
-                 "uptimeEvents(orderBy: [timestamp_DESC, id_DESC], limit: 1) { timestamp } }")
-_TOTALS_QUERY = ("query totals { nodesConnection(orderBy: nodeID_ASC) { totalCount } "
-                 "farmsConnection(orderBy: farmID_ASC) { totalCount } "
-                 "twinsConnection(orderBy: twinID_ASC) { totalCount } }")
+_STATUS_QUERY = (
+    "query status { squidStatus { height } uptimeEvents(orderBy: [timestamp_DESC, id_DESC], limit: 1) { timestamp } }"
+)
+_TOTALS_QUERY = (
+    "query totals { nodesConnection(orderBy: nodeID_ASC) { totalCount } "
+    "farmsConnection(orderBy: farmID_ASC) { totalCount } "
+    "twinsConnection(orderBy: twinID_ASC) { totalCount } }"
+)
 
 
 # -- record parsing: every field checked, errors name the record ---------------------------
@@ -179,8 +201,7 @@ class _Record:
             value = value[part]
         return value
 
-    def int(self, path: str, *, nullable: bool = False, bigint: bool = False,
-            minimum: int | None = None) -> int | None:
+    def int(self, path: str, *, nullable: bool = False, bigint: bool = False, minimum: int | None = None) -> int | None:
         value = self.get(path)
         if value is None:
             if nullable:
@@ -287,7 +308,7 @@ def _duration(seconds: int) -> str:
 
 
 def _chunks(values: list, size: int) -> list[list]:
-    return [values[i:i + size] for i in range(0, len(values), size)]
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 @dataclass
@@ -301,9 +322,18 @@ class _Contract:
 
 
 class _Builder:
-    def __init__(self, out: Path, *, period: Period, network: str, graphql_url: str,
-                 gridproxy_url: str | None, options: BuildOptions, progress: Progress,
-                 now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        out: Path,
+        *,
+        period: Period,
+        network: str,
+        graphql_url: str,
+        gridproxy_url: str | None,
+        options: BuildOptions,
+        progress: Progress,
+        now: Callable[[], datetime],
+    ) -> None:
         self.out = out
         self.period = period
         self.network = network
@@ -331,8 +361,17 @@ class _Builder:
         self.parts.put(f"{key}.count", total)
         return total
 
-    def _paged(self, key: str, entity: _Entity, where: dict, parse: Callable[[list, int], list], *,
-               page_size: int, counted: bool = True, progress: str | None = None) -> Iterator[list]:
+    def _paged(
+        self,
+        key: str,
+        entity: _Entity,
+        where: dict,
+        parse: Callable[[list, int], list],
+        *,
+        page_size: int,
+        counted: bool = True,
+        progress: str | None = None,
+    ) -> Iterator[list]:
         """Parsed rows page by page, finished parts first; with `counted`, the total is checked
         against `<field>Connection.totalCount` so that a page lost to paging cannot go unseen."""
         expected = self._count(key, entity, where) if counted else None
@@ -345,8 +384,9 @@ class _Builder:
             if part is None:
                 offset = page * page_size
                 what = f"{entity.field} (offset {offset})"
-                data = self.gql.query(entity.document, {"where": where, "limit": page_size, "offset": offset},
-                                      what=what)
+                data = self.gql.query(
+                    entity.document, {"where": where, "limit": page_size, "offset": offset}, what=what
+                )
                 items = data.get(entity.field)
                 if not isinstance(items, list):
                     raise IndexerQueryError(f"{self.gql.url}: {what}: expected a list under {entity.field!r}")
@@ -363,7 +403,8 @@ class _Builder:
         if expected is not None and seen != expected:
             self.parts.discard(key)  # refetch this entity on the next run
             raise IndexerDataError(
-                entity.field, f"query {key}",
+                entity.field,
+                f"query {key}",
                 f"paging returned {seen} records but the indexer counts {expected}: it changed "
                 f"during the download; run the build again",
             )
@@ -389,15 +430,19 @@ class _Builder:
         needed = self.window_end_ts
         if processed_ts is None or processed_ts < needed:
             now_ts = int(self.now().timestamp())
-            seen = ("has no uptime event yet" if processed_ts is None else
-                    f"has processed the chain up to {_iso(processed_ts)}, "
-                    f"{_duration(needed - processed_ts)} short of it")
-            future = (f"; that moment is still {_duration(needed - now_ts)} away"
-                      if now_ts < needed else "")
+            seen = (
+                "has no uptime event yet"
+                if processed_ts is None
+                else f"has processed the chain up to {_iso(processed_ts)}, "
+                f"{_duration(needed - processed_ts)} short of it"
+            )
+            future = f"; that moment is still {_duration(needed - now_ts)} away" if now_ts < needed else ""
             raise IndexerBehind(
                 f"the indexer at {self.gql.url} (height {height}) {seen}: period {self.period} needs "
                 f"uptime reports up to {_iso(needed)} (period end + 27 h){future}. Try again later.",
-                height=height, processed_ts=processed_ts, needed_ts=needed,
+                height=height,
+                processed_ts=processed_ts,
+                needed_ts=needed,
             )
         return height, processed_ts
 
@@ -406,19 +451,30 @@ class _Builder:
             rows = []
             for index, item in enumerate(items):
                 r = _Record("farmingPolicies", item, self._where(offset, index, item, "farmingPolicyID"))
-                rows.append({
-                    "id": r.int("farmingPolicyID"), "name": r.str("name"),
-                    "cu": r.int("cu"), "su": r.int("su"), "nu": r.int("nu"), "ipv4": r.int("ipv4"),
-                    "minimal_uptime": r.int("minimalUptime"),
-                    "immutable": bool(r.bool("immutable", nullable=True)),
-                    "default": bool(r.bool("default", nullable=True)),
-                    "node_certification": r.str("nodeCertification", choices=("Diy", "Certified")),
-                    "farm_certification": r.str("farmCertification", choices=("NotCertified", "Gold")),
-                })
+                rows.append(
+                    {
+                        "id": r.int("farmingPolicyID"),
+                        "name": r.str("name"),
+                        "cu": r.int("cu"),
+                        "su": r.int("su"),
+                        "nu": r.int("nu"),
+                        "ipv4": r.int("ipv4"),
+                        "minimal_uptime": r.int("minimalUptime"),
+                        "immutable": bool(r.bool("immutable", nullable=True)),
+                        "default": bool(r.bool("default", nullable=True)),
+                        "node_certification": r.str("nodeCertification", choices=("Diy", "Certified")),
+                        "farm_certification": r.str("farmCertification", choices=("NotCertified", "Gold")),
+                    }
+                )
             return rows
 
-        return [row for page in self._paged("policies", POLICIES, {}, parse, page_size=self.options.page_size,
-                                            progress="farming policies") for row in page]
+        return [
+            row
+            for page in self._paged(
+                "policies", POLICIES, {}, parse, page_size=self.options.page_size, progress="farming policies"
+            )
+            for row in page
+        ]
 
     def nodes(self) -> list[dict]:
         nulls = {"connectionPrice": 0, "certification": 0, "virtualized": 0, "resourcesTotal": 0}
@@ -433,28 +489,38 @@ class _Builder:
                     resources_row = {"cru": 0, "mru": 0, "sru": 0, "hru": 0, "_null": True}
                 else:
                     # odd values (negative, huge) pass: the calculation zeroes only this node
-                    resources_row = {name: r.int(f"resourcesTotal.{name}", bigint=True)
-                                     for name in ("cru", "mru", "sru", "hru")}
+                    resources_row = {
+                        name: r.int(f"resourcesTotal.{name}", bigint=True) for name in ("cru", "mru", "sru", "hru")
+                    }
                 power = r.get("power")
                 power_row = None
                 if power is not None:
-                    power_row = [r.str("power.state", choices=("Up", "Down")),
-                                 r.str("power.target", choices=("Up", "Down"))]
-                rows.append({
-                    "node_id": r.int("nodeID"), "farm_id": r.int("farmID"), "twin_id": r.int("twinID"),
-                    "resources": resources_row,
-                    "certification": r.str("certification", nullable=True, choices=("Diy", "Certified")),
-                    "farming_policy_id": r.int("farmingPolicyId"),
-                    "connection_price": r.int("connectionPrice", nullable=True),
-                    "virtualized": r.bool("virtualized", nullable=True),
-                    "created": r.int("created"),
-                    "_power": power_row,
-                })
+                    power_row = [
+                        r.str("power.state", choices=("Up", "Down")),
+                        r.str("power.target", choices=("Up", "Down")),
+                    ]
+                rows.append(
+                    {
+                        "node_id": r.int("nodeID"),
+                        "farm_id": r.int("farmID"),
+                        "twin_id": r.int("twinID"),
+                        "resources": resources_row,
+                        "certification": r.str("certification", nullable=True, choices=("Diy", "Certified")),
+                        "farming_policy_id": r.int("farmingPolicyId"),
+                        "connection_price": r.int("connectionPrice", nullable=True),
+                        "virtualized": r.bool("virtualized", nullable=True),
+                        "created": r.int("created"),
+                        "_power": power_row,
+                    }
+                )
             return rows
 
         where = {"created_lte": self.end_ts}
-        nodes = [row for page in self._paged("nodes", NODES, where, parse, page_size=self.options.page_size,
-                                             progress="nodes") for row in page]
+        nodes = [
+            row
+            for page in self._paged("nodes", NODES, where, parse, page_size=self.options.page_size, progress="nodes")
+            for row in page
+        ]
         for node in nodes:
             if node["connection_price"] is None:
                 nulls["connectionPrice"] += 1
@@ -467,9 +533,12 @@ class _Builder:
                 node["virtualized"] = False
             if node["resources"].pop("_null", False):
                 nulls["resourcesTotal"] += 1
-        meaning = {"connectionPrice": f"written as the default {DEFAULT_CONNECTION_PRICE_MUSD} mUSD",
-                   "certification": "written as Diy", "virtualized": "written as false",
-                   "resourcesTotal": "written as zeros, so the calculation refuses the node"}
+        meaning = {
+            "connectionPrice": f"written as the default {DEFAULT_CONNECTION_PRICE_MUSD} mUSD",
+            "certification": "written as Diy",
+            "virtualized": "written as false",
+            "resourcesTotal": "written as zeros, so the calculation refuses the node",
+        }
         for name, count in nulls.items():
             if count:
                 self.notes.append(f"{count} node(s) have no {name} in the indexer: {meaning[name]}")
@@ -481,21 +550,31 @@ class _Builder:
             for index, item in enumerate(items):
                 r = _Record("farms", item, self._where(offset, index, item, "farmID"))
                 certification = r.str("certification", nullable=True, choices=("NotCertified", "Gold"))
-                rows.append({"farm_id": r.int("farmID"), "name": r.str("name"), "twin_id": r.int("twinID"),
-                             "certification": certification,
-                             "stellar_address": r.str("stellarAddress", nullable=True) or ""})
+                rows.append(
+                    {
+                        "farm_id": r.int("farmID"),
+                        "name": r.str("name"),
+                        "twin_id": r.int("twinID"),
+                        "certification": certification,
+                        "stellar_address": r.str("stellarAddress", nullable=True) or "",
+                    }
+                )
             return rows
 
-        farms = [row for page in self._paged("farms", FARMS, {}, parse, page_size=self.options.page_size,
-                                             progress="farms") for row in page]
+        farms = [
+            row
+            for page in self._paged("farms", FARMS, {}, parse, page_size=self.options.page_size, progress="farms")
+            for row in page
+        ]
         null_certification = 0
         for farm in farms:
             if farm["certification"] is None:
                 null_certification += 1
                 farm["certification"] = "NotCertified"
         if null_certification:
-            self.notes.append(f"{null_certification} farm(s) have no certification in the indexer: "
-                              f"written as NotCertified")
+            self.notes.append(
+                f"{null_certification} farm(s) have no certification in the indexer: written as NotCertified"
+            )
         return farms
 
     def twins(self, twin_ids: list[int]) -> dict[int, dict]:
@@ -513,15 +592,22 @@ class _Builder:
         chunks = _chunks(twin_ids, self.options.ids_per_query)
         self.progress.start("twins", len(chunks))
         for number, chunk in enumerate(chunks):
-            for page in self._paged(f"twins.{number:04d}", TWINS, {"twinID_in": chunk}, parse,
-                                    page_size=self.options.page_size, counted=False):
+            for page in self._paged(
+                f"twins.{number:04d}",
+                TWINS,
+                {"twinID_in": chunk},
+                parse,
+                page_size=self.options.page_size,
+                counted=False,
+            ):
                 for row in page:
                     twins[row["twin_id"]] = row
             self.progress.advance("twins", 1)
         return twins
 
-    def _window_row(self, r: _Record, node_ids: set[int], ts_path: str = "timestamp",
-                    lowest: int | None = None) -> tuple[int, int]:
+    def _window_row(
+        self, r: _Record, node_ids: set[int], ts_path: str = "timestamp", lowest: int | None = None
+    ) -> tuple[int, int]:
         node_id = r.int("nodeID")
         ts = r.int(ts_path, bigint=True)
         lowest = self.start_ts if lowest is None else lowest
@@ -548,8 +634,15 @@ class _Builder:
                     # checked field by field so that the error names the record
                     try:
                         node_id, ts, up = item["nodeID"], item["timestamp"], item["uptime"]
-                        if (type(node_id) is int and node_id in asked and type(ts) is str and ts.isdigit()
-                                and type(up) is str and up.isdigit() and len(item) == 3):
+                        if (
+                            type(node_id) is int
+                            and node_id in asked
+                            and type(ts) is str
+                            and ts.isdigit()
+                            and type(up) is str
+                            and up.isdigit()
+                            and len(item) == 3
+                        ):
                             ts_i, up_i = int(ts), int(up)
                             if low <= ts_i <= high and up_i <= _U64_MAX:
                                 append([node_id, ts_i, up_i])
@@ -565,8 +658,7 @@ class _Builder:
                     append([node_id, ts_i, up_i])
                 return rows
 
-            where = {"nodeID_in": chunk, "timestamp_gte": str(self.start_ts),
-                     "timestamp_lte": str(self.window_end_ts)}
+            where = {"nodeID_in": chunk, "timestamp_gte": str(self.start_ts), "timestamp_lte": str(self.window_end_ts)}
             for page in self._paged(f"uptime.{number:04d}", UPTIME, where, parse, page_size=page_size):
                 total += len(page)
             self.progress.advance("uptime reports", 1)
@@ -586,10 +678,12 @@ class _Builder:
                 continue
             asked = set(chunk)
             merged = []
-            where = {"nodeID_in": chunk, "timestamp_gte": str(self.start_ts),
-                     "timestamp_lte": str(self.window_end_ts)}
-            for entity, kind, value_field in ((POWER_TARGETS, "target", "newPowerTarget"),
-                                              (POWER_STATES, "state", "newPowerState")):
+            where = {"nodeID_in": chunk, "timestamp_gte": str(self.start_ts), "timestamp_lte": str(self.window_end_ts)}
+            for entity, kind, value_field in (
+                (POWER_TARGETS, "target", "newPowerTarget"),
+                (POWER_STATES, "state", "newPowerState"),
+            ):
+
                 def parse(items: list, offset: int, entity=entity, kind=kind, value_field=value_field) -> list:
                     rows = []
                     for index, item in enumerate(items):
@@ -621,13 +715,17 @@ class _Builder:
             if rows is None:
                 fields = []
                 for node_id in batch:
-                    for prefix, root, value in (("s", "powerStateReports", "newPowerState"),
-                                                ("t", "powerTargetReports", "newPowerTarget")):
+                    for prefix, root, value in (
+                        ("s", "powerStateReports", "newPowerState"),
+                        ("t", "powerTargetReports", "newPowerTarget"),
+                    ):
                         fields.append(
                             f'{prefix}{node_id}: {root}(where: {{nodeID_eq: {node_id}, timestamp_lt: "{before}"}}, '
-                            f"orderBy: [timestamp_DESC, id_DESC], limit: 1) {{ nodeID {value} timestamp }}")
-                data = self.gql.query("query power_at_start { " + " ".join(fields) + " }",
-                                      what=f"power at start (batch {number})")
+                            f"orderBy: [timestamp_DESC, id_DESC], limit: 1) {{ nodeID {value} timestamp }}"
+                        )
+                data = self.gql.query(
+                    "query power_at_start { " + " ".join(fields) + " }", what=f"power at start (batch {number})"
+                )
                 rows = []
                 for node_id in batch:
                     state = self._last_report(data, f"s{node_id}", "powerStateReports", "newPowerState", node_id)
@@ -636,16 +734,22 @@ class _Builder:
                     target_word = target[1] if target else "Up"
                     if state_word == "Up" and target_word == "Up":
                         continue  # the same as not being listed
-                    rows.append({"node_id": node_id, "state": state_word,
-                                 "down_since": state[0] if state and state_word == "Down" else None,
-                                 "target": target_word})
+                    rows.append(
+                        {
+                            "node_id": node_id,
+                            "state": state_word,
+                            "down_since": state[0] if state and state_word == "Down" else None,
+                            "target": target_word,
+                        }
+                    )
                 self.parts.put(key, rows)
             result.extend(rows)
             self.progress.advance("power at start", 1)
         return result
 
-    def _last_report(self, data: dict, alias: str, entity: str, value_field: str,
-                     node_id: int) -> tuple[int, str] | None:
+    def _last_report(
+        self, data: dict, alias: str, entity: str, value_field: str, node_id: int
+    ) -> tuple[int, str] | None:
         items = data.get(alias)
         if not isinstance(items, list):
             raise IndexerQueryError(f"{self.gql.url}: power at start: no list under {alias!r}")
@@ -668,23 +772,39 @@ class _Builder:
                 used_row = None
                 if used is not None:
                     # summed into usage seconds: a negative value would hide in the sum
-                    used_row = [r.int(f"resourcesUsed.{name}", bigint=True, minimum=0)
-                                for name in ("cru", "mru", "sru", "hru")]
-                rows.append([r.int("contractID", bigint=True), r.int("nodeID"),
-                             r.int("numberOfPublicIPs", minimum=0),
-                             r.str("state", choices=("Created", "Deleted", "OutOfFunds", "GracePeriod")),
-                             _seconds(r.int("createdAt", bigint=True)), used_row])
+                    used_row = [
+                        r.int(f"resourcesUsed.{name}", bigint=True, minimum=0) for name in ("cru", "mru", "sru", "hru")
+                    ]
+                rows.append(
+                    [
+                        r.int("contractID", bigint=True),
+                        r.int("nodeID"),
+                        r.int("numberOfPublicIPs", minimum=0),
+                        r.str("state", choices=("Created", "Deleted", "OutOfFunds", "GracePeriod")),
+                        _seconds(r.int("createdAt", bigint=True)),
+                        used_row,
+                    ]
+                )
             return rows
 
         contracts = []
         scale = self._created_at_scale()
         where = {"createdAt_lte": str(self.end_ts * scale + scale - 1)}
-        for page in self._paged("contracts", CONTRACTS, where, parse, page_size=self.options.page_size,
-                                progress="contracts"):
+        for page in self._paged(
+            "contracts", CONTRACTS, where, parse, page_size=self.options.page_size, progress="contracts"
+        ):
             for contract_id, node_id, ips, state, created_ts, used in page:
                 if node_id in node_ids:
-                    contracts.append(_Contract(contract_id, node_id, ips, state == "Deleted", created_ts,
-                                               tuple(used) if used is not None else None))
+                    contracts.append(
+                        _Contract(
+                            contract_id,
+                            node_id,
+                            ips,
+                            state == "Deleted",
+                            created_ts,
+                            tuple(used) if used is not None else None,
+                        )
+                    )
         return contracts
 
     def _created_at_scale(self) -> int:
@@ -693,8 +813,10 @@ class _Builder:
         cached = self.parts.get("contracts.unit")
         if cached is not None:
             return cached
-        data = self.gql.query("query newest_contract { nodeContracts(orderBy: contractID_DESC, limit: 1) "
-                              "{ contractID createdAt } }", what="newest contract")
+        data = self.gql.query(
+            "query newest_contract { nodeContracts(orderBy: contractID_DESC, limit: 1) { contractID createdAt } }",
+            what="newest contract",
+        )
         items = data.get("nodeContracts")
         if not isinstance(items, list):
             raise IndexerQueryError(f"{self.gql.url}: newest contract: expected a list under 'nodeContracts'")
@@ -720,8 +842,9 @@ class _Builder:
                     f"orderBy: [timestamp_DESC, id_DESC], limit: 1) {{ contractID timestamp }}"
                     for cid in batch
                 ]
-                data = self.gql.query("query last_bills { " + " ".join(fields) + " }",
-                                      what=f"last bill reports (batch {number})")
+                data = self.gql.query(
+                    "query last_bills { " + " ".join(fields) + " }", what=f"last bill reports (batch {number})"
+                )
                 rows = []
                 for cid in batch:
                     items = data.get(f"b{cid}")
@@ -757,8 +880,11 @@ class _Builder:
                     rows.append([cid, r.int("nru", bigint=True, nullable=True, minimum=0) or 0])
                 return rows
 
-            where = {"contractID_in": [str(cid) for cid in batch], "timestamp_gt": str(self.start_ts),
-                     "timestamp_lte": str(self.end_ts)}
+            where = {
+                "contractID_in": [str(cid) for cid in batch],
+                "timestamp_gt": str(self.start_ts),
+                "timestamp_lte": str(self.end_ts),
+            }
             for page in self._paged(f"nru.{number:04d}", NRU, where, parse, page_size=self.options.page_size):
                 for cid, nru in page:
                     totals[cid] = totals.get(cid, 0) + nru
@@ -783,8 +909,10 @@ class _Builder:
         usage: dict[int, dict] = {}
         no_resources = 0
         for contract in contracts:
-            row = usage.setdefault(contract.node_id, dict.fromkeys(
-                ("nru", "ip_seconds", "cru_seconds", "mru_seconds", "sru_seconds", "hru_seconds"), 0))
+            row = usage.setdefault(
+                contract.node_id,
+                dict.fromkeys(("nru", "ip_seconds", "cru_seconds", "mru_seconds", "sru_seconds", "hru_seconds"), 0),
+            )
             seconds = active[contract.contract_id]
             row["nru"] += traffic.get(contract.contract_id, 0)
             row["ip_seconds"] += contract.public_ips * seconds
@@ -798,10 +926,13 @@ class _Builder:
             "contract usage: each node contract's current resourcesUsed and numberOfPublicIPs times the "
             "seconds it was active in the period (from createdAt, until its last bill report when "
             "deleted); the indexer keeps no history of resource changes; traffic is the sum of "
-            "NruConsumption reports in (start, end]")
+            "NruConsumption reports in (start, end]"
+        )
         if unbilled:
-            self.notes.append(f"{unbilled} deleted contract(s) have no bill report in the period's window: "
-                              f"counted as ended before the period")
+            self.notes.append(
+                f"{unbilled} deleted contract(s) have no bill report in the period's window: "
+                f"counted as ended before the period"
+            )
         if no_resources:
             self.notes.append(f"{no_resources} active contract(s) have no resourcesUsed: counted as using none")
         return usage
@@ -814,14 +945,20 @@ class _Builder:
         without_twin = [n["node_id"] for n in nodes if n["twin_id"] not in twins]
         farms_without_twin = [f["farm_id"] for f in farms if f["twin_id"] not in twins]
         if without_farm:
-            self.notes.append(f"{len(without_farm)} node(s) reference a farm the indexer does not have, "
-                              f"so they get no reward (invalid_record): nodes {_id_list(without_farm)}")
+            self.notes.append(
+                f"{len(without_farm)} node(s) reference a farm the indexer does not have, "
+                f"so they get no reward (invalid_record): nodes {_id_list(without_farm)}"
+            )
         if without_twin:
-            self.notes.append(f"{len(without_twin)} node(s) reference a twin the indexer does not have, "
-                              f"so they get no reward (invalid_record): nodes {_id_list(without_twin)}")
+            self.notes.append(
+                f"{len(without_twin)} node(s) reference a twin the indexer does not have, "
+                f"so they get no reward (invalid_record): nodes {_id_list(without_twin)}"
+            )
         if farms_without_twin:
-            self.notes.append(f"{len(farms_without_twin)} farm(s) reference a twin the indexer does not "
-                              f"have: farms {_id_list(farms_without_twin)}")
+            self.notes.append(
+                f"{len(farms_without_twin)} farm(s) reference a twin the indexer does not "
+                f"have: farms {_id_list(farms_without_twin)}"
+            )
 
     def totals(self) -> dict[str, int]:
         data = self.gql.query(_TOTALS_QUERY, what="totals")
@@ -840,11 +977,16 @@ class _Builder:
 
     def run(self) -> BuildSummary:
         height, processed_ts = self.check_indexer()
-        fingerprint = {"layout": _PARTS_LAYOUT, "period_offset": self.period.offset, "network": self.network,
-                       "graphql_url": self.gql.url, "page_size": self.options.page_size,
-                       "event_page_size": self.options.event_page_size,
-                       "nodes_per_chunk": self.options.nodes_per_chunk,
-                       "ids_per_query": self.options.ids_per_query}
+        fingerprint = {
+            "layout": _PARTS_LAYOUT,
+            "period_offset": self.period.offset,
+            "network": self.network,
+            "graphql_url": self.gql.url,
+            "page_size": self.options.page_size,
+            "event_page_size": self.options.event_page_size,
+            "nodes_per_chunk": self.options.nodes_per_chunk,
+            "ids_per_query": self.options.ids_per_query,
+        }
         self.parts = _Parts(self.out.with_name(self.out.name + ".parts"), fingerprint)
         built_at = self.now().astimezone(UTC)
 
@@ -863,20 +1005,32 @@ class _Builder:
         self.references(nodes, farms, twins)
         outside = self.window_uptime_count() - uptime_count
         if outside > 0:
-            self.notes.append(f"{outside} uptime report(s) in the window belong to nodes the indexer no longer "
-                              f"has (deleted since) or that were created after the period: left out")
+            self.notes.append(
+                f"{outside} uptime report(s) in the window belong to nodes the indexer no longer "
+                f"has (deleted since) or that were created after the period: left out"
+            )
         totals = self.totals()
         if totals["nodes"] > len(nodes):
             self.notes.append(f"{totals['nodes'] - len(nodes)} node(s) created after the period end are left out")
         if self.gridproxy_url:
             stats = fetch_stats(self.http, self.gridproxy_url)
-            self.notes.extend(compare_counts(totals, stats, tolerance_ratio=self.options.gridproxy_tolerance_ratio,
-                                             gridproxy_url=self.gridproxy_url))
-        self.notes.insert(0, (
-            f"farm payout addresses (Farm.stellarAddress) and node records (farm, twin, resources, "
-            f"certification, farming policy, connection price, virtualized) are the indexer's current "
-            f"state at height {height}, read from {built_at:%Y-%m-%d %H:%M} UTC; the indexer keeps no "
-            f"history of them, so a change made after the period end ({_iso(self.end_ts)}) shows here"))
+            self.notes.extend(
+                compare_counts(
+                    totals,
+                    stats,
+                    tolerance_ratio=self.options.gridproxy_tolerance_ratio,
+                    gridproxy_url=self.gridproxy_url,
+                )
+            )
+        self.notes.insert(
+            0,
+            (
+                f"farm payout addresses (Farm.stellarAddress) and node records (farm, twin, resources, "
+                f"certification, farming policy, connection price, virtualized) are the indexer's current "
+                f"state at height {height}, read from {built_at:%Y-%m-%d %H:%M} UTC; the indexer keeps no "
+                f"history of them, so a change made after the period end ({_iso(self.end_ts)}) shows here"
+            ),
+        )
 
         zero = dict.fromkeys(("nru", "ip_seconds", "cru_seconds", "mru_seconds", "sru_seconds", "hru_seconds"), 0)
         node_rows = []
@@ -889,11 +1043,13 @@ class _Builder:
             "period_offset": self.period.offset,
             "notes": self.notes,
             "source": {
-                "builder": "tfchain-graphql", "code_version": CODE_VERSION,
-                "graphql_url": self.gql.url, "gridproxy_url": self.gridproxy_url,
-                "indexer_height": height, "indexer_processed_ts": processed_ts,
-                "window": {"start_ts": self.start_ts, "end_ts": self.end_ts,
-                           "window_end_ts": self.window_end_ts},
+                "builder": "tfchain-graphql",
+                "code_version": CODE_VERSION,
+                "graphql_url": self.gql.url,
+                "gridproxy_url": self.gridproxy_url,
+                "indexer_height": height,
+                "indexer_processed_ts": processed_ts,
+                "window": {"start_ts": self.start_ts, "end_ts": self.end_ts, "window_end_ts": self.window_end_ts},
                 "built_at": built_at.isoformat(),
             },
             "farming_policies": policies,
@@ -906,9 +1062,18 @@ class _Builder:
         reused = self.parts.reused
         self.parts.remove()
         return BuildSummary(
-            path=self.out, period=self.period, nodes=len(nodes), farms=len(farms), twins=len(twins),
-            uptime_events=uptime_count, power_events=power_count, notes=list(self.notes),
-            indexer_height=height, requests=self.http.requests, parts_reused=reused, bytes_written=written,
+            path=self.out,
+            period=self.period,
+            nodes=len(nodes),
+            farms=len(farms),
+            twins=len(twins),
+            uptime_events=uptime_count,
+            power_events=power_count,
+            notes=list(self.notes),
+            indexer_height=height,
+            requests=self.http.requests,
+            parts_reused=reused,
+            bytes_written=written,
         )
 
     def _event_pages(self, chunks: list[list[int]]) -> Iterator[list]:
@@ -926,9 +1091,13 @@ class _Builder:
         temp = self.out.with_name(f"{self.out.name}.tmp-{os.getpid()}")
         written = 0
         raw = temp.open("wb")
-        out = (gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0)
-               if self.out.name.endswith(".gz") else raw)
+        out = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0)
+            if self.out.name.endswith(".gz")
+            else raw
+        )
         try:
+
             def emit(data: bytes) -> None:
                 nonlocal written
                 out.write(data)
@@ -993,8 +1162,13 @@ def build_snapshot(
     malformed records and failed cross-checks. `out` is written only when everything passed.
     """
     builder = _Builder(
-        Path(out), period=period, network=network, graphql_url=graphql_url, gridproxy_url=gridproxy_url,
-        options=options or BuildOptions(), progress=progress or NoProgress(),
+        Path(out),
+        period=period,
+        network=network,
+        graphql_url=graphql_url,
+        gridproxy_url=gridproxy_url,
+        options=options or BuildOptions(),
+        progress=progress or NoProgress(),
         now=now or (lambda: datetime.now(UTC)),
     )
     try:

@@ -58,7 +58,8 @@ def build_payment_envelope(
         raise BuildError("a hash memo is 32 bytes")
     asset = Asset(asset_code, asset_issuer)
     builder = TransactionBuilder(
-        Account(source_account, sequence - 1), network_passphrase,
+        Account(source_account, sequence - 1),
+        network_passphrase,
         base_fee=fee_per_operation_stroops,
     )
     builder.add_time_bounds(min_time, max_time)
@@ -86,8 +87,10 @@ def build_fee_bump_envelope(
     """
     inner = TransactionEnvelope.from_xdr(inner_envelope_xdr, network_passphrase)
     return TransactionBuilder.build_fee_bump_transaction(
-        fee_source=inner.transaction.source.account_id, base_fee=fee_per_operation_stroops,
-        inner_transaction_envelope=inner, network_passphrase=network_passphrase,
+        fee_source=inner.transaction.source.account_id,
+        base_fee=fee_per_operation_stroops,
+        inner_transaction_envelope=inner,
+        network_passphrase=network_passphrase,
     )
 
 

@@ -132,15 +132,20 @@ def _account(document: dict) -> AccountInfo:
             native = parse_tft(balance["balance"])  # stroops share the 7 decimals
             continue
         line = TrustLine(
-            asset_code=balance["asset_code"], asset_issuer=balance["asset_issuer"],
-            balance_units=parse_tft(balance["balance"]), limit_units=parse_tft(balance["limit"]),
+            asset_code=balance["asset_code"],
+            asset_issuer=balance["asset_issuer"],
+            balance_units=parse_tft(balance["balance"]),
+            limit_units=parse_tft(balance["limit"]),
             is_authorized=bool(balance.get("is_authorized", True)),
         )
         trustlines[(line.asset_code, line.asset_issuer)] = line
     return AccountInfo(
-        account_id=document["account_id"], sequence=int(document["sequence"]),
-        native_balance_stroops=native, trustlines=trustlines,
-        thresholds=document.get("thresholds", {}), signers=document.get("signers", []),
+        account_id=document["account_id"],
+        sequence=int(document["sequence"]),
+        native_balance_stroops=native,
+        trustlines=trustlines,
+        thresholds=document.get("thresholds", {}),
+        signers=document.get("signers", []),
     )
 
 
@@ -220,11 +225,14 @@ class HorizonClient:
         response.raise_for_status()
         document = response.json()
         return TransactionInfo(
-            tx_hash=document["hash"], successful=bool(document["successful"]),
-            ledger=int(document["ledger"]), closed_at=_time(document["created_at"]),
+            tx_hash=document["hash"],
+            successful=bool(document["successful"]),
+            ledger=int(document["ledger"]),
+            closed_at=_time(document["created_at"]),
             source_account=document["source_account"],
             source_sequence=int(document["source_account_sequence"]),
-            memo_type=document.get("memo_type", "none"), memo=document.get("memo"),
+            memo_type=document.get("memo_type", "none"),
+            memo=document.get("memo"),
         )
 
     def submit(self, envelope_xdr: str) -> SubmitResult:
@@ -239,22 +247,34 @@ class HorizonClient:
             return SubmitResult(Outcome.UNKNOWN, reason=f"connection lost ({type(exc).__name__})")
         if response.status_code == 200:
             document = response.json()
-            return SubmitResult(Outcome.SUCCESS, tx_hash=document["hash"], ledger=int(document["ledger"]),
-                                closed_at=_time(document["created_at"]))
+            return SubmitResult(
+                Outcome.SUCCESS,
+                tx_hash=document["hash"],
+                ledger=int(document["ledger"]),
+                closed_at=_time(document["created_at"]),
+            )
         try:
             problem = response.json()
         except ValueError:
             problem = {}
         extras = problem.get("extras") or {}
         if response.status_code == 400 and "result_codes" in extras:
-            return SubmitResult(Outcome.FAILED, tx_hash=extras.get("hash"), result_codes=extras["result_codes"],
-                                reason=problem.get("title", "transaction failed"))
+            return SubmitResult(
+                Outcome.FAILED,
+                tx_hash=extras.get("hash"),
+                result_codes=extras["result_codes"],
+                reason=problem.get("title", "transaction failed"),
+            )
         if response.status_code == 400:
-            return SubmitResult(Outcome.FAILED, result_codes={"transaction": "tx_malformed"},
-                                reason=problem.get("title", "bad request"))
+            return SubmitResult(
+                Outcome.FAILED, result_codes={"transaction": "tx_malformed"}, reason=problem.get("title", "bad request")
+            )
         # 504 submission timeout, 429, 5xx, anything else: the network may still apply it
-        return SubmitResult(Outcome.UNKNOWN, tx_hash=extras.get("hash"),
-                            reason=f"HTTP {response.status_code} {problem.get('title', '')}".strip())
+        return SubmitResult(
+            Outcome.UNKNOWN,
+            tx_hash=extras.get("hash"),
+            reason=f"HTTP {response.status_code} {problem.get('title', '')}".strip(),
+        )
 
     def payments(self, account_id: str, *, cursor: str | None = None, limit: int = 200) -> Iterator[dict]:
         """Every payment record of an account in ledger order, following the paging links."""

@@ -27,9 +27,7 @@ def load_keypair(path: str | Path) -> Keypair:
     except (OSError, UnicodeDecodeError):
         raise KeyFileError(f"key file {path} cannot be read") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"key file {path} is readable by others (mode {stat.S_IMODE(mode):o}); run chmod 600 {path}"
-        )
+        raise KeyFileError(f"key file {path} is readable by others (mode {stat.S_IMODE(mode):o}); run chmod 600 {path}")
     try:
         return Keypair.from_secret(text)
     except (Ed25519SecretSeedInvalidError, ValueError):

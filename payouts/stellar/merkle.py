@@ -78,9 +78,7 @@ def inclusion_proof(receipt_hash: str | bytes, receipt_hashes: Sequence[str | by
     return index, len(leaves), _path(index, leaves)
 
 
-def verify_inclusion(
-    receipt_hash: str | bytes, index: int, tree_size: int, path: Sequence[bytes], root: bytes
-) -> bool:
+def verify_inclusion(receipt_hash: str | bytes, index: int, tree_size: int, path: Sequence[bytes], root: bytes) -> bool:
     """RFC 9162 section 2.1.3.2: recompute the root from the leaf and its audit path."""
     if not 0 <= index < tree_size:
         return False

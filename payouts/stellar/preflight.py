@@ -53,9 +53,7 @@ def check_payout_account(
         )
 
 
-def check_destinations(
-    client: HorizonClient, asset: Asset, amounts: Iterable[tuple[str, int]]
-) -> dict[str, str]:
+def check_destinations(client: HorizonClient, asset: Asset, amounts: Iterable[tuple[str, int]]) -> dict[str, str]:
     """Destinations that cannot receive, with the reason; an absent key means it can.
 
     `amounts` are (destination, amount in units) pairs; a destination's total must fit under

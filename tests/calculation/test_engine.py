@@ -77,7 +77,9 @@ def test_virtualized_violation_and_below_sla(tmp_path):
     events = factories.full_uptime_reports(1, PERIOD) + factories.full_uptime_reports(2, PERIOD)
     events[len(events) // 2 + 5]["uptime"] += 10_000  # node 2 jumps: UptimeTooHigh
     # node 3 reports for only 90 % of the period
-    events += [e for e in factories.full_uptime_reports(3, PERIOD) if e["timestamp"] < PERIOD.start_ts + 0.9 * 2_630_880]
+    events += [
+        e for e in factories.full_uptime_reports(3, PERIOD) if e["timestamp"] < PERIOD.start_ts + 0.9 * 2_630_880
+    ]
     result = by_node(calculate(tmp_path, factories.snapshot(nodes=nodes, uptime_events=events)))
     assert result[1].eligibility == "virtualized" and result[1].reward_tft_units == 0
     assert (result[2].eligibility, result[2].violation) == ("violation", "UptimeTooHigh")
@@ -88,8 +90,7 @@ def test_virtualized_violation_and_below_sla(tmp_path):
 
 @pytest.mark.parametrize(("address", "eligibility"), [("", "no_address"), ("GNOTAKEY", "invalid_address")])
 def test_address_problems_hold_the_payment_but_keep_the_reward(tmp_path, address, eligibility):
-    farms = [{"farm_id": 42, "name": "f", "twin_id": 7, "certification": "NotCertified",
-              "stellar_address": address}]
+    farms = [{"farm_id": 42, "name": "f", "twin_id": 7, "certification": "NotCertified", "stellar_address": address}]
     result = calculate(tmp_path, factories.snapshot(farms=farms)).receipts[0]
     assert result.eligibility == eligibility
     assert (result.reward_musd, result.reward_tft_units) == (14_461, 1_807_625_000)

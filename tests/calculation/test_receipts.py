@@ -21,14 +21,20 @@ VECTOR_HASH = "4abbc2aa8a8416f76feba94c93b866e5da3847597a79c074953193bada82ac14"
 def vector_receipt() -> dict:
     return {
         "period": {"start": 1735602280, "end": 1738233160},
-        "node_id": 1234, "twin_id": 5678, "farm_id": 42, "farm_name": "my_farm",
-        "stellar_payout_address": EXAMPLE_ADDRESS, "measured_uptime": 2628780,
+        "node_id": 1234,
+        "twin_id": 5678,
+        "farm_id": 42,
+        "farm_name": "my_farm",
+        "stellar_payout_address": EXAMPLE_ADDRESS,
+        "measured_uptime": 2628780,
         "tft_connection_price": 80,
         "cloud_units": {"cu": 3.75, "su": 5.461333, "nu": 0.0},
         "resource_units": {"cru": 4.0, "mru": 16.0, "hru": 4096.0, "sru": 512.0},
         "resource_utilization": {"cru": 0.0, "mru": 0.0, "hru": 0.0, "sru": 0.0, "ip": 0.0},
         "reward": {"musd": 14446, "tft": 1805817375},
-        "carbon_offset": None, "node_type": "DIY", "farming_policy_id": 1,
+        "carbon_offset": None,
+        "node_type": "DIY",
+        "farming_policy_id": 1,
         "resource_rewards": {"cu": 2400, "su": 1000, "nu": 30, "ipv4": 5},
     }
 
@@ -49,11 +55,23 @@ def test_any_changed_field_changes_the_hash():
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (16.0, "16.0"), (0.0, "0.0"), (3.75, "3.75"), (5.461333, "5.461333"),
-        (1e-6, "1e-6"), (2.5e-7, "2.5e-7"), (0.00005, "0.00005"), (0.00001, "0.00001"),
-        (9.99e-6, "9.99e-6"), (1e15, "1000000000000000.0"), (1e16, "1e16"),
-        (1.5e16, "1.5e16"), (123456789012345.6, "123456789012345.6"), (0.1, "0.1"),
-        (1 / 3, "0.3333333333333333"), (4096.0, "4096.0"), (-2.5, "-2.5"),
+        (16.0, "16.0"),
+        (0.0, "0.0"),
+        (3.75, "3.75"),
+        (5.461333, "5.461333"),
+        (1e-6, "1e-6"),
+        (2.5e-7, "2.5e-7"),
+        (0.00005, "0.00005"),
+        (0.00001, "0.00001"),
+        (9.99e-6, "9.99e-6"),
+        (1e15, "1000000000000000.0"),
+        (1e16, "1e16"),
+        (1.5e16, "1.5e16"),
+        (123456789012345.6, "123456789012345.6"),
+        (0.1, "0.1"),
+        (1 / 3, "0.3333333333333333"),
+        (4096.0, "4096.0"),
+        (-2.5, "-2.5"),
     ],
 )
 def test_floats_are_written_like_serde_json(value, text):
@@ -70,8 +88,12 @@ def test_pretty_printed_or_reordered_receipt_reserializes_to_the_same_hash():
 
 @pytest.mark.parametrize(
     ("text", "words"),
-    [("[]", "object"), ("{", "not valid JSON"), ('{"node_id": 1}', "missing"),
-     (json.dumps({**vector_receipt(), "node_id": "1234"}), "integer")],
+    [
+        ("[]", "object"),
+        ("{", "not valid JSON"),
+        ('{"node_id": 1}', "missing"),
+        (json.dumps({**vector_receipt(), "node_id": "1234"}), "integer"),
+    ],
 )
 def test_non_receipts_are_refused(text, words):
     with pytest.raises(ValueError, match=words):
@@ -97,5 +119,7 @@ def test_retry_receipt_layout():
     }
     data = retry_receipt_bytes(retry)
     assert data.startswith(b'{"failed_payout_period":{"start":1,"end":2},"retry_period":')
-    assert data.endswith(b'"retry_for_receipt":"' + VECTOR_HASH.encode() + b'","reward":{"musd":14446,"tft":1805817375}}')
+    assert data.endswith(
+        b'"retry_for_receipt":"' + VECTOR_HASH.encode() + b'","reward":{"musd":14446,"tft":1805817375}}'
+    )
     assert canonical_bytes_from_json(json.dumps(retry, indent=1)) == data

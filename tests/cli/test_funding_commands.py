@@ -29,9 +29,12 @@ def test_two_tier_funding_through_the_cli(monkeypatch, tmp_path, sqlite_url):
         approver = Keypair.random()
         write_keypair(tmp_path / "approver.key", approver)
         for key, value in {
-            "PAYOUTS_DATABASE_URL": sqlite_url, "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
-            "PAYOUTS_HORIZON_URL": sandbox.url, "PAYOUTS_APPROVERS": approver.public_key,
-            "PAYOUTS_TWO_TIER": "true", "PAYOUTS_TREASURY_ACCOUNT": document["treasury"]["public_key"],
+            "PAYOUTS_DATABASE_URL": sqlite_url,
+            "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
+            "PAYOUTS_HORIZON_URL": sandbox.url,
+            "PAYOUTS_APPROVERS": approver.public_key,
+            "PAYOUTS_TWO_TIER": "true",
+            "PAYOUTS_TREASURY_ACCOUNT": document["treasury"]["public_key"],
             "PAYOUTS_TX_TIMEOUT_S": "30",
         }.items():
             monkeypatch.setenv(key, value)

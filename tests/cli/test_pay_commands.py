@@ -46,14 +46,25 @@ def operator(monkeypatch, tmp_path, ledger_url):
         approver = Keypair.random()
         write_keypair(tmp_path / "approver.key", approver)
         env = {
-            "PAYOUTS_DATABASE_URL": ledger_url, "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
-            "PAYOUTS_HORIZON_URL": sandbox.url, "PAYOUTS_APPROVERS": approver.public_key,
-            "PAYOUTS_NETWORK": "dev", "PAYOUTS_TX_TIMEOUT_S": "30",
+            "PAYOUTS_DATABASE_URL": ledger_url,
+            "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(accounts),
+            "PAYOUTS_HORIZON_URL": sandbox.url,
+            "PAYOUTS_APPROVERS": approver.public_key,
+            "PAYOUTS_NETWORK": "dev",
+            "PAYOUTS_TX_TIMEOUT_S": "30",
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        farms = [{"farm_id": 100 + i, "name": f"farm {i}", "twin_id": 7, "certification": "NotCertified",
-                  "stellar_address": f["public_key"]} for i, f in enumerate(document["farmers"])]
+        farms = [
+            {
+                "farm_id": 100 + i,
+                "name": f"farm {i}",
+                "twin_id": 7,
+                "certification": "NotCertified",
+                "stellar_address": f["public_key"],
+            }
+            for i, f in enumerate(document["farmers"])
+        ]
         nodes = [factories.node(1000 + n, farm_id=100 + n % 5) for n in range(30)]
         snapshot = factories.write(tmp_path / "month.json", factories.snapshot(nodes=nodes, farms=farms))
         run_id = json.loads(runner.invoke(app, ["calculate", "-s", str(snapshot), "--json"]).stdout)["run_id"]
@@ -81,12 +92,12 @@ def test_pay_reconcile_and_held(operator):
     # no secret seed in any output, in the ledger or in the export
     exported = runner.invoke(app, ["export", "--format", "json"])
     assert exported.exit_code == 0, exported.output
-    seeds = [document["payout"]["secret"], document["treasury"]["secret"]] + \
-        [c["secret"] for c in document["channels"]]
+    seeds = [document["payout"]["secret"], document["treasury"]["secret"]] + [c["secret"] for c in document["channels"]]
     with make_engine(url).connect() as connection:
         tables = ("event_history", "stellar_transactions", "payments", "runs", "approvals")
-        ledger_text = " ".join(str(row) for table in tables
-                               for row in connection.exec_driver_sql(f"SELECT * FROM {table}").all())
+        ledger_text = " ".join(
+            str(row) for table in tables for row in connection.exec_driver_sql(f"SELECT * FROM {table}").all()
+        )
     for text in (paid.output, reconciled.output, exported.output, ledger_text):
         assert not any(seed in text for seed in seeds)
 
@@ -98,11 +109,18 @@ def test_reconcile_reports_a_payment_the_ledger_does_not_know(operator):
     from stellar_sdk import Account, Asset, TransactionBuilder
 
     payout = Keypair.from_secret(document["payout"]["secret"])
-    envelope = (TransactionBuilder(Account(payout.public_key, client.account(payout.public_key).sequence),
-                                   document["network_passphrase"], base_fee=100)
-                .append_payment_op(document["farmers"][0]["public_key"],
-                                   Asset(document["asset"]["code"], document["asset"]["issuer"]), "5")
-                .set_timeout(60).build())
+    envelope = (
+        TransactionBuilder(
+            Account(payout.public_key, client.account(payout.public_key).sequence),
+            document["network_passphrase"],
+            base_fee=100,
+        )
+        .append_payment_op(
+            document["farmers"][0]["public_key"], Asset(document["asset"]["code"], document["asset"]["issuer"]), "5"
+        )
+        .set_timeout(60)
+        .build()
+    )
     envelope.sign(payout)
     assert client.submit(envelope.to_xdr()).outcome == "success"
     result = runner.invoke(app, ["reconcile", "--period", "2025-01"])
@@ -123,16 +141,25 @@ def test_pay_killed_at_random_points_pays_every_receipt_exactly_once(operator):
     env = dict(os.environ, PAYOUTS_LEASE_TTL_S="2")
     kills = 0
     for _ in range(5):
-        process = subprocess.Popen([sys.executable, "-m", "payouts.cli.main", "pay", str(run_id)],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "payouts.cli.main", "pay", str(run_id)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(1.0, 2.5))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
         process.wait(30)
     assert kills >= 1
-    final = subprocess.run([sys.executable, "-m", "payouts.cli.main", "pay", str(run_id)], env=env,
-                           capture_output=True, text=True, timeout=300)
+    final = subprocess.run(
+        [sys.executable, "-m", "payouts.cli.main", "pay", str(run_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert final.returncode == 0, final.stderr[-2000:]
     payments = check_invariants(make_engine(url), client, document, run_id)
     assert sum(p.status == "paid" for p in payments) == 24

@@ -24,8 +24,18 @@ def snapshot_file(tmp_path):
 
 
 def test_every_command_has_help():
-    for command in ([], ["calculate"], ["runs"], ["show"], ["receipt"], ["receipt", "verify"],
-                    ["synth"], ["demo"], ["db"], ["sandbox"]):
+    for command in (
+        [],
+        ["calculate"],
+        ["runs"],
+        ["show"],
+        ["receipt"],
+        ["receipt", "verify"],
+        ["synth"],
+        ["demo"],
+        ["db"],
+        ["sandbox"],
+    ):
         result = invoke(*command, "--help")
         assert result.exit_code == 0, command
         assert "Usage" in result.output
@@ -38,8 +48,17 @@ def test_calculate_json_prints_the_documented_shape_and_is_idempotent(snapshot_f
     assert set(document) >= {"period", "run_id", "snapshot_sha256", "receipts", "totals"}
     assert [r["node_id"] for r in document["receipts"]] == [1234, 1300]
     receipt = document["receipts"][0]
-    assert set(receipt) >= {"node_id", "farm_id", "measured_uptime", "uptime_permille", "violation",
-                            "eligibility", "reward", "hash", "stellar_payout_address"}
+    assert set(receipt) >= {
+        "node_id",
+        "farm_id",
+        "measured_uptime",
+        "uptime_permille",
+        "violation",
+        "eligibility",
+        "reward",
+        "hash",
+        "stellar_payout_address",
+    }
     assert isinstance(receipt["reward"]["tft"], int) and isinstance(receipt["reward"]["musd"], int)
     again = invoke("calculate", "--snapshot", str(snapshot_file), "--json")
     assert again.exit_code == 0

@@ -30,8 +30,14 @@ def published(tmp_path_factory):
         with session_scope(paid.engine) as session:
             first_paid = next(e for e in iter_entries(session) if e["status"] == "paid" and e["node_id"] == 1020)
             record_correction(session, first_paid["receipt_hash"], 5 * 10**7, "uptime credited late")
-            session.add(NodeTransition(node_id=1021, v3_opted_out_at=datetime(2025, 3, 1, tzinfo=UTC),
-                                       v4_account="GV4ACCOUNT", updated_at=datetime(2025, 3, 1, tzinfo=UTC)))
+            session.add(
+                NodeTransition(
+                    node_id=1021,
+                    v3_opted_out_at=datetime(2025, 3, 1, tzinfo=UTC),
+                    v4_account="GV4ACCOUNT",
+                    updated_at=datetime(2025, 3, 1, tzinfo=UTC),
+                )
+            )
         with Session(paid.engine) as session:
             publish_site(session, folder / "site", network="dev", horizon_url=paid.horizon_url)
             entries = list(iter_entries(session))

@@ -57,10 +57,24 @@ def _farms(document: dict) -> list[dict]:
     for index, farmer in enumerate(document["farmers"]):
         farm_id = 100 + index
         name = FORMULA_FARM_NAME if farm_id == FORMULA_FARM_ID else f"farm {farm_id}"
-        farms.append({"farm_id": farm_id, "name": name, "twin_id": 7, "certification": "NotCertified",
-                      "stellar_address": farmer["public_key"]})
-    farms.append({"farm_id": HOSTILE_FARM_ID, "name": HOSTILE_FARM_NAME, "twin_id": 7,
-                  "certification": "NotCertified", "stellar_address": ""})
+        farms.append(
+            {
+                "farm_id": farm_id,
+                "name": name,
+                "twin_id": 7,
+                "certification": "NotCertified",
+                "stellar_address": farmer["public_key"],
+            }
+        )
+    farms.append(
+        {
+            "farm_id": HOSTILE_FARM_ID,
+            "name": HOSTILE_FARM_NAME,
+            "twin_id": 7,
+            "certification": "NotCertified",
+            "stellar_address": "",
+        }
+    )
     return farms
 
 
@@ -82,10 +96,14 @@ def _snapshot(tmp_path: Path, document: dict, period_offset: int):
 def _add_trustline(client: HorizonClient, document: dict, farmer: dict) -> None:
     keypair = Keypair.from_secret(farmer["secret"])
     envelope = (
-        TransactionBuilder(SdkAccount(keypair.public_key, client.account(keypair.public_key).sequence),
-                           document["network_passphrase"], base_fee=100)
+        TransactionBuilder(
+            SdkAccount(keypair.public_key, client.account(keypair.public_key).sequence),
+            document["network_passphrase"],
+            base_fee=100,
+        )
         .append_change_trust_op(SdkAsset(document["asset"]["code"], document["asset"]["issuer"]))
-        .set_timeout(60).build()
+        .set_timeout(60)
+        .build()
     )
     envelope.sign(keypair)
     assert client.submit(envelope.to_xdr()).outcome == "success"
@@ -94,9 +112,14 @@ def _add_trustline(client: HorizonClient, document: dict, farmer: dict) -> None:
 def _calculate_approve_pay(paid: PaidLedger, engine: PaymentEngine, tmp_path: Path, period_offset: int) -> int:
     with session_scope(paid.engine) as session:
         run = calculate_run(session, _snapshot(tmp_path, paid.document, period_offset)).run
-        approve_run(session, run, public_key=paid.approver.public_key,
-                    signature_b64=sign_manifest(build_manifest(session, run), paid.approver),
-                    approvers=[paid.approver.public_key], required=1)
+        approve_run(
+            session,
+            run,
+            public_key=paid.approver.public_key,
+            signature_b64=sign_manifest(build_manifest(session, run), paid.approver),
+            approvers=[paid.approver.public_key],
+            required=1,
+        )
         run_id = run.id
     report = engine.pay(run_id)
     assert report.status == "paid", report
@@ -109,18 +132,32 @@ def _calculate_approve_pay(paid: PaidLedger, engine: PaymentEngine, tmp_path: Pa
 def paid_ledger(url: str, tmp_path: Path, memo_mode: str):
     """Two periods paid on a fresh sandbox; the sandbox stays up while the context is open."""
     with running_sandbox(ledger_close_s=0.1, seed=23, submission_timeout_s=2) as sandbox:
-        document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=4, without_trustline=1,
-                                channels=3).document
+        document = init_sandbox(
+            sandbox.url, tmp_path / "accounts.json", farmers=4, without_trustline=1, channels=3
+        ).document
         client = HorizonClient(sandbox.url, timeout_s=10)
         fund_payout(client, document, 10**6 * 10**7)
         approver = Keypair.random()
         engine = make_engine(url)
-        paid = PaidLedger(url=url, engine=engine, document=document, client=client, horizon_url=sandbox.url,
-                          run_ids={}, memo_mode=memo_mode, approver=approver)
+        paid = PaidLedger(
+            url=url,
+            engine=engine,
+            document=document,
+            client=client,
+            horizon_url=sandbox.url,
+            run_ids={},
+            memo_mode=memo_mode,
+            approver=approver,
+        )
         config = PayConfig(
-            network_passphrase=document["network_passphrase"], asset_code=document["asset"]["code"],
-            asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,), approvals_required=1,
-            memo_mode=memo_mode, poll_interval_s=0.1, tx_timeout_s=30,
+            network_passphrase=document["network_passphrase"],
+            asset_code=document["asset"]["code"],
+            asset_issuer=document["asset"]["issuer"],
+            approvers=(approver.public_key,),
+            approvals_required=1,
+            memo_mode=memo_mode,
+            poll_interval_s=0.1,
+            tx_timeout_s=30,
             # batches of 5: trees of uneven size and a batch of one (an empty audit path)
             batch_size=5,
         )

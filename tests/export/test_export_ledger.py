@@ -64,13 +64,23 @@ def test_every_entry_matches_the_ledger_and_the_chain(paid):
         # a retry entry carries the retry receipt's hash; its node data is the original receipt's
         receipt = receipts.get(entry["receipt_hash"]) or receipts_by_id[payments[entry["receipt_hash"]].receipt_id]
         run = runs[receipt.run_id]
-        assert (entry["node_id"], entry["farm_id"], entry["farm_name"]) == (receipt.node_id, receipt.farm_id, receipt.farm_name)
-        assert entry["period_start"] == datetime.fromtimestamp(run.period_start_ts, UTC).isoformat().replace("+00:00", "Z")
+        assert (entry["node_id"], entry["farm_id"], entry["farm_name"]) == (
+            receipt.node_id,
+            receipt.farm_id,
+            receipt.farm_name,
+        )
+        assert entry["period_start"] == datetime.fromtimestamp(run.period_start_ts, UTC).isoformat().replace(
+            "+00:00", "Z"
+        )
         assert entry["run_id"] == run.id and entry["code_version"] == run.code_version
         assert entry["reward_musd"] == receipt.reward_musd and entry["reward_tft_units"] == receipt.reward_tft_units
         assert entry["reward_tft"] == format_tft(receipt.reward_tft_units) and TFT_TEXT.match(entry["amount_tft"])
         assert entry["eligibility"] == receipt.eligibility and entry["reason"] == receipt.reason
-        assert (entry["cu_pm"], entry["su_pm"], entry["measured_uptime_s"]) == (receipt.cu_pm, receipt.su_pm, receipt.measured_uptime_s)
+        assert (entry["cu_pm"], entry["su_pm"], entry["measured_uptime_s"]) == (
+            receipt.cu_pm,
+            receipt.su_pm,
+            receipt.measured_uptime_s,
+        )
         assert entry["uptime_percent"] == f"{receipt.uptime_permille // 10}.{receipt.uptime_permille % 10}"
         assert entry["cru"] == "4.0" and entry["mru_gib"] == "16.0" and entry["currency"] == "TFT"
         payment = payments.get(entry["receipt_hash"])
@@ -96,11 +106,17 @@ def test_every_entry_matches_the_ledger_and_the_chain(paid):
             assert memo == entry["receipt_hash"] and entry["merkle_proof"] is None
         else:
             path = [bytes.fromhex(node) for node in entry["merkle_proof"]]
-            assert verify_inclusion(entry["receipt_hash"], entry["merkle_leaf_index"], entry["merkle_tree_size"],
-                                    path, bytes.fromhex(memo))
+            assert verify_inclusion(
+                entry["receipt_hash"], entry["merkle_leaf_index"], entry["merkle_tree_size"], path, bytes.fromhex(memo)
+            )
             # a proof for another leaf index does not verify: the check can fail
-            assert not verify_inclusion(entry["receipt_hash"], (entry["merkle_leaf_index"] + 1) % 7,
-                                        max(entry["merkle_tree_size"], 7), path, bytes.fromhex(memo))
+            assert not verify_inclusion(
+                entry["receipt_hash"],
+                (entry["merkle_leaf_index"] + 1) % 7,
+                max(entry["merkle_tree_size"], 7),
+                path,
+                bytes.fromhex(memo),
+            )
     assert chain, "nothing was paid"
     if paid.memo_mode == "batch":
         assert any(e["merkle_tree_size"] and e["merkle_tree_size"] > 1 for e in entries)
@@ -126,7 +142,8 @@ def test_every_entry_matches_the_ledger_and_the_chain(paid):
         [approval] = run["approvals"]
         assert approval["approver_public_key"] == paid.approver.public_key
         Keypair.from_public_key(approval["approver_public_key"]).verify(
-            hashlib.sha256(manifest_bytes).digest(), base64.b64decode(approval["signature_b64"]))
+            hashlib.sha256(manifest_bytes).digest(), base64.b64decode(approval["signature_b64"])
+        )
         in_manifest = [e for e in entries if e["in_manifest"] and e["paying_run_id"] == run["run_id"]]
         assert run["manifest"]["receipts_merkle_root"] == merkle_root([e["receipt_hash"] for e in in_manifest]).hex()
         assert run["manifest"]["payment_count"] == len(in_manifest)

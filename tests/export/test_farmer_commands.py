@@ -47,7 +47,9 @@ def test_status_says_per_period_why_how_much_and_whether_it_is_paid(published):
 
     code, low = _status("--node", str(LOW_UPTIME_NODE))
     assert {e["why"] for e in low["entries"]} == {"uptime 90.0 % is below the 95 % DIY minimum"}
-    assert {e["eligible"] for e in low["entries"]} == {False} and {e["reward_tft"] for e in low["entries"]} == {"0.0000000"}
+    assert {e["eligible"] for e in low["entries"]} == {False} and {e["reward_tft"] for e in low["entries"]} == {
+        "0.0000000"
+    }
 
     code, trustline = _status("--farm", "103", "--period", "2025-01")
     originals = [e for e in trustline["entries"] if e["entry_kind"] == "receipt"]
@@ -91,27 +93,44 @@ def test_a_correction_is_a_new_entry_and_never_edits_the_corrected_payment(publi
     for amount, words in refusals.items():
         refused = runner.invoke(app, ["correct", target["receipt_hash"], "--amount", amount, "--reason", "x"])
         assert refused.exit_code == 2 and words in refused.stderr, (amount, refused.stderr)
-    assert "needs a reason" in runner.invoke(app, ["correct", target["receipt_hash"], "--amount", "1", "--reason", " "]).stderr
+    assert (
+        "needs a reason"
+        in runner.invoke(app, ["correct", target["receipt_hash"], "--amount", "1", "--reason", " "]).stderr
+    )
     assert "no receipt" in runner.invoke(app, ["correct", "ab" * 32, "--amount", "1", "--reason", "x"]).stderr
     monkeypatch.setenv("PAYOUTS_CAP_NODE_TFT_UNITS", str(10 * 10**7))
     over = runner.invoke(app, ["correct", target["receipt_hash"], "--amount", "10.0000001", "--reason", "x"])
     assert over.exit_code == 2 and "over the per-node cap" in over.stderr
 
-    recorded = runner.invoke(app, ["correct", target["receipt_hash"], "--amount", "2.5", "--reason", "late uptime", "--json"])
+    recorded = runner.invoke(
+        app, ["correct", target["receipt_hash"], "--amount", "2.5", "--reason", "late uptime", "--json"]
+    )
     assert recorded.exit_code == 0, recorded.output
     document = json.loads(recorded.stdout)
-    assert document["amount_tft_units"] == 25_000_000 and document["idempotency_key"] == f"correction:{target['receipt_hash']}:1"
-    second = json.loads(runner.invoke(app, ["correct", target["receipt_hash"], "--amount", "1", "--reason", "again", "--json"]).stdout)
+    assert (
+        document["amount_tft_units"] == 25_000_000
+        and document["idempotency_key"] == f"correction:{target['receipt_hash']}:1"
+    )
+    second = json.loads(
+        runner.invoke(app, ["correct", target["receipt_hash"], "--amount", "1", "--reason", "again", "--json"]).stdout
+    )
     assert second["idempotency_key"].endswith(":2") and second["correction_hash"] != document["correction_hash"]
 
     with Session(engine) as session:
         after = session.exec(select(Payment).where(Payment.receipt_hash == target["receipt_hash"])).one()
         correction = session.get(Payment, document["payment_id"])
-        events = session.exec(select(LedgerEvent).where(LedgerEvent.entity_id == correction.id,
-                                                        LedgerEvent.event == "payment.correction.recorded")).all()
+        events = session.exec(
+            select(LedgerEvent).where(
+                LedgerEvent.entity_id == correction.id, LedgerEvent.event == "payment.correction.recorded"
+            )
+        ).all()
     assert after.model_dump() == before.model_dump()  # history untouched
-    assert (correction.kind, correction.payout_basis, correction.status, correction.in_manifest) == \
-        ("correction", "correction", "pending", False)
+    assert (correction.kind, correction.payout_basis, correction.status, correction.in_manifest) == (
+        "correction",
+        "correction",
+        "pending",
+        False,
+    )
     assert correction.correction_of_payment_id == before.id and correction.run_id == before.run_id
     assert correction.destination == before.destination and len(events) == 1
     engine.dispose()
@@ -129,7 +148,9 @@ def test_a_correction_is_a_new_entry_and_never_edits_the_corrected_payment(publi
 def test_farm_signons_are_imported_and_exported_with_farm_totals(published, tmp_path):
     _site, url, _paid, entries = published
     signons = tmp_path / "signons.csv"
-    signons.write_text("farm_id,contact_confirmed_at,sla_accepted_at\n101,2025-11-03T10:00:00Z,\n102,2025-11-04,2025-11-05T08:30:00+02:00\n")
+    signons.write_text(
+        "farm_id,contact_confirmed_at,sla_accepted_at\n101,2025-11-03T10:00:00Z,\n102,2025-11-04,2025-11-05T08:30:00+02:00\n"
+    )
     first = runner.invoke(app, ["farms", "import", str(signons)])
     assert first.exit_code == 0 and "2 added" in first.stderr
     again = runner.invoke(app, ["farms", "import", str(signons)])
@@ -147,7 +168,8 @@ def test_farm_signons_are_imported_and_exported_with_farm_totals(published, tmp_
 
     exported = _entries("--farm", "102")
     assert {(e["farm_contact_confirmed_at"], e["farm_sla_accepted_at"]) for e in exported} == {
-        ("2025-11-04T00:00:00Z", "2025-11-05T06:30:00Z")}
+        ("2025-11-04T00:00:00Z", "2025-11-05T06:30:00Z")
+    }
     assert {e["v4_account"] for e in _entries("--node", "1021")} == {"GV4ACCOUNT"}
 
     summary = runner.invoke(app, ["export", "--summary", "farms", "--format", "json"])
@@ -158,7 +180,9 @@ def test_farm_signons_are_imported_and_exported_with_farm_totals(published, tmp_
         mine = [e for e in fresh if e["farm_id"] == farm_id]
         paid_units = sum(e["amount_tft_units"] for e in mine if e["paid_at"])
         held_units = sum(e["amount_tft_units"] for e in mine if e["status"] == "held")
-        pending_units = sum(e["amount_tft_units"] for e in mine if e["status"] in ("calculated", "approved", "submitted"))
+        pending_units = sum(
+            e["amount_tft_units"] for e in mine if e["status"] in ("calculated", "approved", "submitted")
+        )
         assert farm["paid_tft_units"] == paid_units, farm_id
         assert farm["held_tft_units"] == held_units and farm["held_tft"] == format_tft(held_units)
         assert farm["owed_tft_units"] == held_units + pending_units, farm_id

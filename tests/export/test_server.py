@@ -27,8 +27,14 @@ def test_serves_the_site_and_refuses_everything_but_get_and_head(web, published)
 
 def test_unknown_paths_are_404_without_leaking_the_path_or_internals(web, published):
     site, url, *_ = published
-    probes = ["/no-such-page-<script>", "/../ledger.sqlite3", "/%2e%2e/ledger.sqlite3", "/data/../../ledger.sqlite3",
-              "/.data-new-1/x", "/data/nodes/99999.json"]
+    probes = [
+        "/no-such-page-<script>",
+        "/../ledger.sqlite3",
+        "/%2e%2e/ledger.sqlite3",
+        "/data/../../ledger.sqlite3",
+        "/.data-new-1/x",
+        "/data/nodes/99999.json",
+    ]
     with httpx.Client(base_url=web.url, timeout=10) as client:
         for probe in probes:
             response = client.get(probe)
@@ -64,5 +70,6 @@ def test_export_endpoints_filter_like_the_cli(web, published):
         assert [r["receipt_hash"] for r in rows] == [e["receipt_hash"] for e in entries if e["farm_id"] == 100]
         lines = client.get("/export.jsonl?node=1000").text.splitlines()
         assert json.loads(lines[0])["record"] == "header"
-        assert [json.loads(line)["node_id"] for line in lines if '"record":"entry"' in line] == \
-            [e["node_id"] for e in entries if e["node_id"] == 1000]
+        assert [json.loads(line)["node_id"] for line in lines if '"record":"entry"' in line] == [
+            e["node_id"] for e in entries if e["node_id"] == 1000
+        ]

@@ -22,8 +22,13 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -47,14 +52,17 @@ def _rows(browser) -> list[dict]:
     rows = []
     for tr in browser.find_elements(By.CSS_SELECTOR, "#entries tbody tr.entry"):
         cell = lambda name: tr.find_element(By.CSS_SELECTOR, f"td.c-{name}")  # noqa: E731
-        rows.append({
-            "period": cell("period").text.split("\n")[0], "node": int(cell("node").text),
-            "farm": cell("farm").find_element(By.CLASS_NAME, "farm-name").text,
-            "status": cell("status").find_element(By.CLASS_NAME, "status").text,
-            "receipt": cell("receipt").find_element(By.TAG_NAME, "code").get_attribute("data-hash"),
-            "proof": cell("proof").text,
-            "tx_link": [a.get_attribute("href") for a in cell("tx").find_elements(By.TAG_NAME, "a")],
-        })
+        rows.append(
+            {
+                "period": cell("period").text.split("\n")[0],
+                "node": int(cell("node").text),
+                "farm": cell("farm").find_element(By.CLASS_NAME, "farm-name").text,
+                "status": cell("status").find_element(By.CLASS_NAME, "status").text,
+                "receipt": cell("receipt").find_element(By.TAG_NAME, "code").get_attribute("data-hash"),
+                "proof": cell("proof").text,
+                "tx_link": [a.get_attribute("href") for a in cell("tx").find_elements(By.TAG_NAME, "a")],
+            }
+        )
     return rows
 
 
@@ -67,8 +75,9 @@ def test_search_by_node_farm_address_and_receipt_shows_the_right_rows(browser, w
     _site, _url, paid, entries = published
 
     node = _search(browser, web, "node", "1010")
-    assert sorted((r["period"], r["receipt"]) for r in node) == \
-        sorted((e["period"], e["receipt_hash"]) for e in entries if e["node_id"] == 1010)
+    assert sorted((r["period"], r["receipt"]) for r in node) == sorted(
+        (e["period"], e["receipt_hash"]) for e in entries if e["node_id"] == 1010
+    )
     # the history chart: one uptime point and one TFT point per period
     chart = browser.find_element(By.CSS_SELECTOR, "#chart-box svg")
     periods = {e["period"] for e in entries if e["node_id"] == 1010}
@@ -90,8 +99,9 @@ def test_search_by_node_farm_address_and_receipt_shows_the_right_rows(browser, w
 
     address = paid.document["farmers"][0]["public_key"]
     by_address = _search(browser, web, "address", address)
-    assert sorted(r["receipt"] for r in by_address) == \
-        sorted(e["receipt_hash"] for e in entries if e["payout_address"] == address)
+    assert sorted(r["receipt"] for r in by_address) == sorted(
+        e["receipt_hash"] for e in entries if e["payout_address"] == address
+    )
 
     corrected = next(e for e in entries if e["status"] == "corrected")
     by_receipt = _search(browser, web, "receipt", corrected["receipt_hash"])

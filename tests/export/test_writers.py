@@ -21,8 +21,19 @@ from tests.export.bulk import fill_ledger
 from tests.export.support import FORMULA_FARM_NAME, HOSTILE_FARM_NAME
 
 NASTY = [
-    FORMULA_FARM_NAME, HOSTILE_FARM_NAME, "plain", 'a "quoted", name', "line one\nline two\r\nthree",
-    "+31 6 1234", "-1+1", "@SUM(1)", "\tTAB", "\rCR", "=1+1", "ünïcødé ファーム 🌱", "",
+    FORMULA_FARM_NAME,
+    HOSTILE_FARM_NAME,
+    "plain",
+    'a "quoted", name',
+    "line one\nline two\r\nthree",
+    "+31 6 1234",
+    "-1+1",
+    "@SUM(1)",
+    "\tTAB",
+    "\rCR",
+    "=1+1",
+    "ünïcødé ファーム 🌱",
+    "",
 ]
 
 
@@ -32,12 +43,21 @@ def test_formula_cells_get_a_leading_quote(text):
 
 
 def test_other_cells_are_left_as_they_are():
-    assert [csv_cell(v) for v in ("farm", "1=1", 12, None, True, ["ab", "cd"])] == ["farm", "1=1", 12, "", "true", "ab cd"]
+    assert [csv_cell(v) for v in ("farm", "1=1", 12, None, True, ["ab", "cd"])] == [
+        "farm",
+        "1=1",
+        12,
+        "",
+        "true",
+        "ab cd",
+    ]
 
 
 def test_csv_round_trips_through_dictreader_and_defuses_formulas():
-    entries = [{name: None for name in FIELDS} | {"farm_name": name, "node_id": i, "amount_tft": "1.0000000"}
-               for i, name in enumerate(NASTY)]
+    entries = [
+        {name: None for name in FIELDS} | {"farm_name": name, "node_id": i, "amount_tft": "1.0000000"}
+        for i, name in enumerate(NASTY)
+    ]
     out = io.StringIO(newline="")
     assert write_csv(iter(entries), out) == len(NASTY)
     rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
@@ -67,11 +87,16 @@ def _rows_written_before_the_next_is_read(writer):
 
 
 def test_every_writer_writes_each_row_before_reading_the_next():
-    for writer in (write_csv, lambda it, out: write_json({"format": "x"}, [], it, out),
-                   lambda it, out: write_jsonl({"format": "x"}, [], it, out)):
+    for writer in (
+        write_csv,
+        lambda it, out: write_json({"format": "x"}, [], it, out),
+        lambda it, out: write_jsonl({"format": "x"}, [], it, out),
+    ):
         seen, text = _rows_written_before_the_next_is_read(writer)
         assert seen == [0, 1, 2, 3, 4] and "node-4-marker" in text
-    _, text = _rows_written_before_the_next_is_read(lambda it, out: write_json({"format": "x"}, [{"run_id": 1}], it, out))
+    _, text = _rows_written_before_the_next_is_read(
+        lambda it, out: write_json({"format": "x"}, [{"run_id": 1}], it, out)
+    )
     document = orjson.loads(text)
     assert document["format"] == "x" and document["runs"] == [{"run_id": 1}] and len(document["entries"]) == 5
 

@@ -28,7 +28,10 @@ from tests import factories
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
     | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
@@ -69,8 +72,12 @@ def test_random_bytes_are_refused_as_snapshots(tmp_path, data):
 
 
 @FUZZ
-@given(path_index=st.integers(min_value=0, max_value=len(SNAPSHOT_PATHS) - 1), value=json_values,
-       delete=st.booleans(), compress=st.booleans())
+@given(
+    path_index=st.integers(min_value=0, max_value=len(SNAPSHOT_PATHS) - 1),
+    value=json_values,
+    delete=st.booleans(),
+    compress=st.booleans(),
+)
 def test_a_mutated_snapshot_loads_and_calculates_or_is_refused_clearly(tmp_path, path_index, value, delete, compress):
     document = json.loads(json.dumps(VALID_SNAPSHOT))
     path = SNAPSHOT_PATHS[path_index]
@@ -97,10 +104,30 @@ def test_a_mutated_snapshot_loads_and_calculates_or_is_refused_clearly(tmp_path,
 
 
 @FUZZ
-@given(document=st.dictionaries(st.sampled_from(
-    ["format", "run_id", "network_passphrase", "treasury", "payout_account", "asset_code", "asset_issuer",
-     "amount_tft_units", "manifest_sha256", "max_time", "tx_hash", "envelope_xdr", "extra"]), json_values,
-    max_size=13), raw=st.one_of(st.none(), st.binary(max_size=100)))
+@given(
+    document=st.dictionaries(
+        st.sampled_from(
+            [
+                "format",
+                "run_id",
+                "network_passphrase",
+                "treasury",
+                "payout_account",
+                "asset_code",
+                "asset_issuer",
+                "amount_tft_units",
+                "manifest_sha256",
+                "max_time",
+                "tx_hash",
+                "envelope_xdr",
+                "extra",
+            ]
+        ),
+        json_values,
+        max_size=13,
+    ),
+    raw=st.one_of(st.none(), st.binary(max_size=100)),
+)
 def test_funding_files_are_read_or_refused_clearly(tmp_path, document, raw):
     path = tmp_path / "funding.json"
     if raw is not None:
@@ -123,14 +150,22 @@ def test_deeply_nested_funding_and_snapshot_files_are_refused(tmp_path):
         load_snapshot(tmp_path / "deep.json")
 
 
-MANIFEST = Manifest(period_offset=91, snapshot_sha256="ab" * 32, code_version="1", payment_count=3,
-                    total_tft_units=10**9, receipts_merkle_root="cd" * 32)
+MANIFEST = Manifest(
+    period_offset=91,
+    snapshot_sha256="ab" * 32,
+    code_version="1",
+    payment_count=3,
+    total_tft_units=10**9,
+    receipts_merkle_root="cd" * 32,
+)
 APPROVER = Keypair.random()
 
 
 @FUZZ
-@given(key=st.one_of(st.text(max_size=60), st.just(APPROVER.public_key)),
-       signature=st.one_of(st.text(max_size=100), st.binary(max_size=80).map(lambda b: b.hex())))
+@given(
+    key=st.one_of(st.text(max_size=60), st.just(APPROVER.public_key)),
+    signature=st.one_of(st.text(max_size=100), st.binary(max_size=80).map(lambda b: b.hex())),
+)
 def test_forged_approval_signatures_are_never_valid(key, signature):
     assert signature_is_valid(MANIFEST, key, signature) is False
 
@@ -170,9 +205,20 @@ runner = CliRunner()
 
 
 @FUZZ
-@given(args=st.sampled_from([["status", "--node"], ["export", "--period"], ["runs", "--json"], ["show"],
-                             ["receipt"], ["run", "--in-process", "--period"], ["held", "--json"]]),
-       value=st.text(alphabet=string.printable, max_size=20))
+@given(
+    args=st.sampled_from(
+        [
+            ["status", "--node"],
+            ["export", "--period"],
+            ["runs", "--json"],
+            ["show"],
+            ["receipt"],
+            ["run", "--in-process", "--period"],
+            ["held", "--json"],
+        ]
+    ),
+    value=st.text(alphabet=string.printable, max_size=20),
+)
 def test_cli_arguments_never_crash(args, value):
     result = runner.invoke(app, [*args, value])
     assert result.exit_code in (0, 1, 2, 3), result.output
@@ -187,9 +233,11 @@ def sandbox():
 
 
 @FUZZ
-@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD"]),
-       path=st.text(alphabet=string.ascii_letters + string.digits + "/_-.%?=&", max_size=40),
-       body=st.one_of(st.none(), st.binary(max_size=200), st.text(max_size=200).map(lambda t: {"tx": t})))
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD"]),
+    path=st.text(alphabet=string.ascii_letters + string.digits + "/_-.%?=&", max_size=40),
+    body=st.one_of(st.none(), st.binary(max_size=200), st.text(max_size=200).map(lambda t: {"tx": t})),
+)
 def test_the_sandbox_answers_every_request_without_a_server_error(sandbox, method, path, body):
     with httpx.Client(base_url=sandbox.url, timeout=10) as client:
         kwargs = {"data": body} if isinstance(body, dict) else {"content": body}
@@ -211,9 +259,23 @@ def test_found_by_fuzzing_a_get_with_a_body_does_not_poison_the_connection(sandb
 
 
 @FUZZ
-@given(field=st.sampled_from(["APPROVERS", "NETWORK", "MAX_RETRIES", "BATCH_SIZE", "SCHEDULE_CRON", "FIRST_PERIOD",
-                              "LAST_PERIOD", "LEASE_TTL_S", "MEMO_MODE", "CHANNEL_KEY_FILES"]),
-       value=st.text(alphabet=string.ascii_letters + string.digits + " ,.-*/:=\t", max_size=40))
+@given(
+    field=st.sampled_from(
+        [
+            "APPROVERS",
+            "NETWORK",
+            "MAX_RETRIES",
+            "BATCH_SIZE",
+            "SCHEDULE_CRON",
+            "FIRST_PERIOD",
+            "LAST_PERIOD",
+            "LEASE_TTL_S",
+            "MEMO_MODE",
+            "CHANNEL_KEY_FILES",
+        ]
+    ),
+    value=st.text(alphabet=string.ascii_letters + string.digits + " ,.-*/:=\t", max_size=40),
+)
 def test_settings_from_hostile_environment_values(monkeypatch, field, value):
     from pydantic import ValidationError
 

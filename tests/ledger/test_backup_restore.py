@@ -63,11 +63,26 @@ def test_backup_and_restore_as_the_runbook_says(ledger_url, tmp_path, monkeypatc
     else:
         # restore into a new database with pg_restore, then point PAYOUTS_DATABASE_URL at it
         name = f"restored_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(f"host=127.0.0.1 port={parsed.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={parsed.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
             conn.execute(f"CREATE DATABASE {name}")
-        subprocess.run([_pg_tool("pg_restore"), "--no-owner", "--host", "127.0.0.1", "--port", str(parsed.port),
-                        "--username", "postgres", "--dbname", name, str(backup_file)], check=True)
+        subprocess.run(
+            [
+                _pg_tool("pg_restore"),
+                "--no-owner",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(parsed.port),
+                "--username",
+                "postgres",
+                "--dbname",
+                name,
+                str(backup_file),
+            ],
+            check=True,
+        )
         restored_url = ledger_url.rsplit("/", 1)[0] + f"/{name}"
     assert _contents(restored_url) == before
     engine = make_engine(restored_url)

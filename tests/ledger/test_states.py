@@ -17,10 +17,21 @@ from payouts.ledger.types import utcnow
 def _run(session: Session, period_offset: int = 91, status: RunStatus = RunStatus.CALCULATED) -> Run:
     now = utcnow()
     run = Run(
-        period_offset=period_offset, period_start_ts=0, period_end_ts=1, network="dev",
-        snapshot_sha256="ab" * 32, code_version="test", status=status, total_musd=0,
-        total_tft_units=0, payable_tft_units=0, node_count=0, rewarded_node_count=0,
-        report_json="{}", created_at=now, updated_at=now,
+        period_offset=period_offset,
+        period_start_ts=0,
+        period_end_ts=1,
+        network="dev",
+        snapshot_sha256="ab" * 32,
+        code_version="test",
+        status=status,
+        total_musd=0,
+        total_tft_units=0,
+        payable_tft_units=0,
+        node_count=0,
+        rewarded_node_count=0,
+        report_json="{}",
+        created_at=now,
+        updated_at=now,
     )
     session.add(run)
     session.commit()
@@ -35,8 +46,15 @@ def test_every_status_has_a_transition_row_and_a_waits_for():
 
 def test_allowed_transition_moves_the_row_and_appends_an_event(session):
     run = _run(session)
-    transition(session, Run, run.id, RunStatus.CALCULATED, RunStatus.APPROVED,
-               transitions=RUN_TRANSITIONS, event="run.approved")
+    transition(
+        session,
+        Run,
+        run.id,
+        RunStatus.CALCULATED,
+        RunStatus.APPROVED,
+        transitions=RUN_TRANSITIONS,
+        event="run.approved",
+    )
     session.commit()
     session.expire_all()
     assert session.get(Run, run.id).status == RunStatus.APPROVED
@@ -47,18 +65,33 @@ def test_allowed_transition_moves_the_row_and_appends_an_event(session):
 def test_transition_not_in_the_table_is_refused(session):
     run = _run(session)
     with pytest.raises(InvalidTransition):
-        transition(session, Run, run.id, RunStatus.CALCULATED, RunStatus.PAID,
-                   transitions=RUN_TRANSITIONS, event="run.paid")
+        transition(
+            session, Run, run.id, RunStatus.CALCULATED, RunStatus.PAID, transitions=RUN_TRANSITIONS, event="run.paid"
+        )
 
 
 def test_second_compare_and_set_from_the_same_status_loses(session):
     run = _run(session)
-    transition(session, Run, run.id, RunStatus.CALCULATED, RunStatus.APPROVED,
-               transitions=RUN_TRANSITIONS, event="run.approved")
+    transition(
+        session,
+        Run,
+        run.id,
+        RunStatus.CALCULATED,
+        RunStatus.APPROVED,
+        transitions=RUN_TRANSITIONS,
+        event="run.approved",
+    )
     session.commit()
     with pytest.raises(StaleStatus):
-        transition(session, Run, run.id, RunStatus.CALCULATED, RunStatus.REJECTED,
-                   transitions=RUN_TRANSITIONS, event="run.rejected")
+        transition(
+            session,
+            Run,
+            run.id,
+            RunStatus.CALCULATED,
+            RunStatus.REJECTED,
+            transitions=RUN_TRANSITIONS,
+            event="run.rejected",
+        )
     session.rollback()
     assert session.get(Run, run.id).status == RunStatus.APPROVED
 
@@ -75,8 +108,15 @@ def test_one_live_run_per_period(session):
 
 def test_event_history_refuses_edits_and_deletes(session):
     run = _run(session)
-    transition(session, Run, run.id, RunStatus.CALCULATED, RunStatus.REJECTED,
-               transitions=RUN_TRANSITIONS, event="run.rejected")
+    transition(
+        session,
+        Run,
+        run.id,
+        RunStatus.CALCULATED,
+        RunStatus.REJECTED,
+        transitions=RUN_TRANSITIONS,
+        event="run.rejected",
+    )
     session.commit()
     for statement in ("UPDATE event_history SET event = 'x'", "DELETE FROM event_history"):
         with pytest.raises(DBAPIError, match="append-only"):

@@ -131,8 +131,11 @@ def test_a_stopped_run_waits_for_an_operator_and_continues_where_it_stopped(sand
     approve(month, run_id)
     # an underfunded payout account stops the run at preflight, before anything is sent
     with HorizonClient(sandbox.url) as client:
-        balance = client.account(month.document["payout"]["public_key"]).trustline(
-            "TFT", month.document["asset"]["issuer"]).balance_units
+        balance = (
+            client.account(month.document["payout"]["public_key"])
+            .trustline("TFT", month.document["asset"]["issuer"])
+            .balance_units
+        )
     drain = _drain_payout(sandbox.url, month.document, balance)
     step = orchestrator.advance(month.period.offset)
     assert step.status == "stopped" and "short by" in step.waits_for and "payouts continue" in step.waits_for
@@ -150,8 +153,9 @@ def test_a_stopped_run_waits_for_an_operator_and_continues_where_it_stopped(sand
     with HorizonClient(sandbox.url) as client:
         check_invariants(month.db, client, month.document, run_id, outside=frozenset({drain}))
     with session_scope(month.db) as session:
-        status = continue_run(session, session.get(Run, run_id),
-                              accept_differences="the transfer back to the treasury was ours (drill)")
+        status = continue_run(
+            session, session.get(Run, run_id), accept_differences="the transfer back to the treasury was ours (drill)"
+        )
     assert status == "reconciled"
     assert orchestrator.advance(month.period.offset).status == "exported"
     with HorizonClient(sandbox.url) as client:
@@ -175,10 +179,12 @@ def _pay_tft(url: str, document: dict, secret: str, destination: str, units: int
     source = Keypair.from_secret(secret)
     with HorizonClient(url) as client:
         sequence = client.account(source.public_key).sequence
-        envelope = (TransactionBuilder(Account(source.public_key, sequence), document["network_passphrase"],
-                                       base_fee=100)
-                    .append_payment_op(destination, Asset("TFT", document["asset"]["issuer"]), format_tft(units))
-                    .set_timeout(60).build())
+        envelope = (
+            TransactionBuilder(Account(source.public_key, sequence), document["network_passphrase"], base_fee=100)
+            .append_payment_op(destination, Asset("TFT", document["asset"]["issuer"]), format_tft(units))
+            .set_timeout(60)
+            .build()
+        )
         envelope.sign(source)
         assert client.submit(envelope.to_xdr()).outcome == "success"
     return envelope.hash_hex()

@@ -36,10 +36,14 @@ from tests import factories
 @pytest.fixture
 def run(session, tmp_path) -> Run:
     farms = [
-        {"farm_id": 42, "name": "ok farm", "twin_id": 7, "certification": "NotCertified",
-         "stellar_address": factories.EXAMPLE_ADDRESS},
-        {"farm_id": 43, "name": "no address", "twin_id": 7, "certification": "NotCertified",
-         "stellar_address": ""},
+        {
+            "farm_id": 42,
+            "name": "ok farm",
+            "twin_id": 7,
+            "certification": "NotCertified",
+            "stellar_address": factories.EXAMPLE_ADDRESS,
+        },
+        {"farm_id": 43, "name": "no address", "twin_id": 7, "certification": "NotCertified", "stellar_address": ""},
     ]
     nodes = [factories.node(1), factories.node(2), factories.node(3, farm_id=43)]
     document = factories.snapshot(nodes=nodes, farms=farms)
@@ -55,8 +59,14 @@ def approvers():
 
 def _approve(session, run, keypair, approvers, required=2):
     signature = sign_manifest(build_manifest(session, run), keypair)
-    return approve_run(session, run, public_key=keypair.public_key, signature_b64=signature,
-                       approvers=[k.public_key for k in approvers], required=required)
+    return approve_run(
+        session,
+        run,
+        public_key=keypair.public_key,
+        signature_b64=signature,
+        approvers=[k.public_key for k in approvers],
+        required=required,
+    )
 
 
 def test_calculation_creates_payable_and_held_payments(session, run):
@@ -74,8 +84,12 @@ def test_manifest_is_sorted_compact_json_of_the_payable_payments(session, run):
     assert manifest.to_bytes() == (
         b'{"code_version":"%s","payment_count":2,"period_offset":81,"receipts_merkle_root":"%s",'
         b'"snapshot_sha256":"%s","total_tft_units":%d}'
-        % (run.code_version.encode(), merkle_root([p.receipt_hash for p in payable]).hex().encode(),
-           run.snapshot_sha256.encode(), sum(p.amount_tft_units for p in payable))
+        % (
+            run.code_version.encode(),
+            merkle_root([p.receipt_hash for p in payable]).hex().encode(),
+            run.snapshot_sha256.encode(),
+            sum(p.amount_tft_units for p in payable),
+        )
     )
 
 
@@ -102,12 +116,24 @@ def test_forged_signature_is_refused(session, run, approvers):
     manifest = build_manifest(session, run)
     forged = sign_manifest(manifest, Keypair.random())  # signed by someone else
     with pytest.raises(InvalidSignature):
-        approve_run(session, run, public_key=approvers[0].public_key, signature_b64=forged,
-                    approvers=[k.public_key for k in approvers], required=2)
+        approve_run(
+            session,
+            run,
+            public_key=approvers[0].public_key,
+            signature_b64=forged,
+            approvers=[k.public_key for k in approvers],
+            required=2,
+        )
     garbage = base64.b64encode(b"x" * 64).decode()
     with pytest.raises(InvalidSignature):
-        approve_run(session, run, public_key=approvers[0].public_key, signature_b64=garbage,
-                    approvers=[k.public_key for k in approvers], required=2)
+        approve_run(
+            session,
+            run,
+            public_key=approvers[0].public_key,
+            signature_b64=garbage,
+            approvers=[k.public_key for k in approvers],
+            required=2,
+        )
 
 
 def test_a_change_to_the_run_after_an_approval_voids_it(session, run, approvers):
@@ -116,8 +142,11 @@ def test_a_change_to_the_run_after_an_approval_voids_it(session, run, approvers)
     keys = [k.public_key for k in approvers]
     assert len(valid_approvals(session, run, keys)) == 1
     # someone edits a payment amount in the ledger
-    session.execute(update(Payment).where(Payment.run_id == run.id, Payment.node_id == 1)
-                    .values(amount_tft_units=Payment.amount_tft_units + 1))
+    session.execute(
+        update(Payment)
+        .where(Payment.run_id == run.id, Payment.node_id == 1)
+        .values(amount_tft_units=Payment.amount_tft_units + 1)
+    )
     session.commit()
     assert valid_approvals(session, run, keys) == []
     _approve(session, run, approvers[1], approvers)

@@ -31,13 +31,25 @@ def test_a_multisig_treasury_funds_exactly_the_run_total(ledger_url, tmp_path):
         approver = Keypair.random()
         with session_scope(db) as session:
             run = calculate_run(session, grid_snapshot(tmp_path, document["farmers"])).run
-            approve_run(session, run, public_key=approver.public_key,
-                        signature_b64=sign_manifest(build_manifest(session, run), approver),
-                        approvers=[approver.public_key], required=1)
+            approve_run(
+                session,
+                run,
+                public_key=approver.public_key,
+                signature_b64=sign_manifest(build_manifest(session, run), approver),
+                approvers=[approver.public_key],
+                required=1,
+            )
         asset = (document["asset"]["code"], document["asset"]["issuer"])
-        config = PayConfig(network_passphrase=document["network_passphrase"], asset_code=asset[0],
-                           asset_issuer=asset[1], approvers=(approver.public_key,), approvals_required=1,
-                           poll_interval_s=0.1, tx_timeout_s=30, two_tier=True)
+        config = PayConfig(
+            network_passphrase=document["network_passphrase"],
+            asset_code=asset[0],
+            asset_issuer=asset[1],
+            approvers=(approver.public_key,),
+            approvals_required=1,
+            poll_interval_s=0.1,
+            tx_timeout_s=30,
+            two_tier=True,
+        )
         keys = SigningKeys.from_accounts_file(tmp_path / "accounts.json")
         engine = PaymentEngine(db, client, keys, config)
         with pytest.raises(RunNotPayable, match="not funded"):
@@ -46,9 +58,16 @@ def test_a_multisig_treasury_funds_exactly_the_run_total(ledger_url, tmp_path):
         exported = tmp_path / "funding.json"
         with session_scope(db) as session:
             funding = export_funding(
-                session, session.get(Run, run.id), client, treasury=document["treasury"]["public_key"],
-                payout_account=keys.payout_account, asset_code=asset[0], asset_issuer=asset[1],
-                network_passphrase=document["network_passphrase"], approvers=[approver.public_key], required=1,
+                session,
+                session.get(Run, run.id),
+                client,
+                treasury=document["treasury"]["public_key"],
+                payout_account=keys.payout_account,
+                asset_code=asset[0],
+                asset_issuer=asset[1],
+                network_passphrase=document["network_passphrase"],
+                approvers=[approver.public_key],
+                required=1,
             )
             total = build_manifest(session, session.get(Run, run.id)).total_tft_units
         funding.write(exported)

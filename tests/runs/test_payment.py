@@ -22,35 +22,59 @@ from payouts.sandbox.accounts import init_sandbox
 from payouts.sandbox.faults import FaultSpec
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
-from tests.support.payments import chain_payments as _chain_payments, check_invariants, fund_payout as _fund_payout, grid_snapshot as _snapshot
+from tests.support.payments import (
+    chain_payments as _chain_payments,
+    check_invariants,
+    fund_payout as _fund_payout,
+    grid_snapshot as _snapshot,
+)
 
 
 @pytest.fixture
 def paying(ledger_url, tmp_path):
     """A sandbox with accounts, a calculated and approved run, and a payment engine."""
-    def make(*, faults: str | None = None, channels: int = 3, fund: bool = True, memo_mode="per_receipt",
-             approve: bool = True, **config_overrides):
+
+    def make(
+        *,
+        faults: str | None = None,
+        channels: int = 3,
+        fund: bool = True,
+        memo_mode="per_receipt",
+        approve: bool = True,
+        **config_overrides,
+    ):
         sandbox_cm = running_sandbox(ledger_close_s=0.1, seed=11, submission_timeout_s=2)
         sandbox = sandbox_cm.__enter__()
         request_cleanup.append(sandbox_cm)
-        document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=5,
-                                without_trustline=1, channels=channels).document
+        document = init_sandbox(
+            sandbox.url, tmp_path / "accounts.json", farmers=5, without_trustline=1, channels=channels
+        ).document
         db = make_engine(ledger_url)
         with session_scope(db) as session:
             run = calculate_run(session, _snapshot(tmp_path, document["farmers"])).run
         approver = Keypair.random()
         config = PayConfig(
-            network_passphrase=document["network_passphrase"], asset_code=document["asset"]["code"],
-            asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,),
-            approvals_required=1, memo_mode=memo_mode, poll_interval_s=0.1, tx_timeout_s=30,
+            network_passphrase=document["network_passphrase"],
+            asset_code=document["asset"]["code"],
+            asset_issuer=document["asset"]["issuer"],
+            approvers=(approver.public_key,),
+            approvals_required=1,
+            memo_mode=memo_mode,
+            poll_interval_s=0.1,
+            tx_timeout_s=30,
             **config_overrides,
         )
         if approve:
             with session_scope(db) as session:
                 run_row = session.get(Run, run.id)
-                approve_run(session, run_row, public_key=approver.public_key,
-                            signature_b64=sign_manifest(build_manifest(session, run_row), approver),
-                            approvers=[approver.public_key], required=1)
+                approve_run(
+                    session,
+                    run_row,
+                    public_key=approver.public_key,
+                    signature_b64=sign_manifest(build_manifest(session, run_row), approver),
+                    approvers=[approver.public_key],
+                    required=1,
+                )
         client = HorizonClient(sandbox.url, timeout_s=10)
         if fund:
             _fund_payout(client, document, 10**6 * 10**7)
@@ -81,7 +105,9 @@ def test_an_approved_run_is_paid_once_and_no_trustline_is_held(paying):
 
 
 def test_payments_survive_timeouts_and_dropped_connections(paying):
-    sandbox, document, db, run_id, engine = paying(faults="504_after_apply=0.3,drop_after_apply=0.2,504_without_apply=0.2")
+    sandbox, document, db, run_id, engine = paying(
+        faults="504_after_apply=0.3,drop_after_apply=0.2,504_without_apply=0.2"
+    )
     report = engine.pay(run_id)
     assert report.status == RunStatus.PAID
     assert report.unknown_outcomes > 0
@@ -132,8 +158,9 @@ def test_an_edited_payment_row_stops_the_run(paying):
 
     thief = Keypair.random().public_key
     with session_scope(db) as session:
-        session.execute(update(Payment).where(Payment.run_id == run_id, Payment.node_id == 1000)
-                        .values(destination=thief))
+        session.execute(
+            update(Payment).where(Payment.run_id == run_id, Payment.node_id == 1000).values(destination=thief)
+        )
     with pytest.raises(RunStopped, match="destination differs"):
         engine.pay(run_id)
     assert _chain_payments(engine.client, document) == []
@@ -245,9 +272,12 @@ def test_a_destination_refused_inside_a_batch_is_held_and_the_rest_rebuilt(payin
     leaving = [f for f in document["farmers"] if f["trustline"]][0]
     farmer = Keypair.from_secret(leaving["secret"])
     account = engine.client.account(farmer.public_key)
-    envelope = (TransactionBuilder(Account(farmer.public_key, account.sequence), document["network_passphrase"], base_fee=100)
-                .append_change_trust_op(Asset(document["asset"]["code"], document["asset"]["issuer"]), limit="0")
-                .set_timeout(60).build())
+    envelope = (
+        TransactionBuilder(Account(farmer.public_key, account.sequence), document["network_passphrase"], base_fee=100)
+        .append_change_trust_op(Asset(document["asset"]["code"], document["asset"]["issuer"]), limit="0")
+        .set_timeout(60)
+        .build()
+    )
     envelope.sign(farmer)
     assert engine.client.submit(envelope.to_xdr()).outcome == "success"
 
@@ -265,10 +295,18 @@ def test_a_destination_refused_inside_a_batch_is_held_and_the_rest_rebuilt(payin
 def test_amounts_a_transaction_must_not_carry_are_refused_before_signing():
     from payouts.stellar.build import BuildError, PaymentOp, build_payment_envelope
 
-    common = dict(network_passphrase="x", source_account=Keypair.random().public_key, sequence=2,
-                  payout_account=Keypair.random().public_key, asset_code="TFT",
-                  asset_issuer=Keypair.random().public_key, memo_hash=bytes(32),
-                  fee_per_operation_stroops=100, min_time=0, max_time=10)
+    common = dict(
+        network_passphrase="x",
+        source_account=Keypair.random().public_key,
+        sequence=2,
+        payout_account=Keypair.random().public_key,
+        asset_code="TFT",
+        asset_issuer=Keypair.random().public_key,
+        memo_hash=bytes(32),
+        fee_per_operation_stroops=100,
+        min_time=0,
+        max_time=10,
+    )
     good = Keypair.random().public_key
     for operations, words in [
         ([PaymentOp(good, 2**63)], "not payable"),
@@ -306,8 +344,9 @@ def test_reconciliation_reads_memos_from_the_joined_payments(paying):
     # an edited memo in the ledger is still caught
     with session_scope(db) as session:
         tx_hash = session.exec(select(StellarTransaction.tx_hash)).first()
-        session.execute(update(StellarTransaction).where(StellarTransaction.tx_hash == tx_hash)
-                        .values(memo_hash="00" * 32))
+        session.execute(
+            update(StellarTransaction).where(StellarTransaction.tx_hash == tx_hash).values(memo_hash="00" * 32)
+        )
     with Session(db) as session:
         result = reconcile_run(session, session.get(Run, run_id), client, payout, asset["code"], asset["issuer"])
     assert not result.clean and any(f"transaction {tx_hash}: memo" in d for d in result.differences)

@@ -29,7 +29,13 @@ from tests.support.payments import check_invariants, fund_payout
 def _month(tmp_path, offset: int, address_of_farm_2: str, farmer: str):
     farms = [
         {"farm_id": 1, "name": "one", "twin_id": 7, "certification": "NotCertified", "stellar_address": farmer},
-        {"farm_id": 2, "name": "two", "twin_id": 7, "certification": "NotCertified", "stellar_address": address_of_farm_2},
+        {
+            "farm_id": 2,
+            "name": "two",
+            "twin_id": 7,
+            "certification": "NotCertified",
+            "stellar_address": address_of_farm_2,
+        },
     ]
     nodes = [factories.node(10, farm_id=1), factories.node(20, farm_id=2)]
     document = factories.snapshot(period_offset=offset, nodes=nodes, farms=farms)
@@ -39,9 +45,14 @@ def _month(tmp_path, offset: int, address_of_farm_2: str, farmer: str):
 def _approve(db, run_id, approver):
     with session_scope(db) as session:
         run = session.get(Run, run_id)
-        approve_run(session, run, public_key=approver.public_key,
-                    signature_b64=sign_manifest(build_manifest(session, run), approver),
-                    approvers=[approver.public_key], required=1)
+        approve_run(
+            session,
+            run,
+            public_key=approver.public_key,
+            signature_b64=sign_manifest(build_manifest(session, run), approver),
+            approvers=[approver.public_key],
+            required=1,
+        )
 
 
 @pytest.fixture
@@ -53,9 +64,15 @@ def two_farms(ledger_url, tmp_path):
         fund_payout(client, document, 10**5 * 10**7)
         db = make_engine(ledger_url)
         approver = Keypair.random()
-        config = PayConfig(network_passphrase=document["network_passphrase"], asset_code="TFT",
-                           asset_issuer=document["asset"]["issuer"], approvers=(approver.public_key,),
-                           approvals_required=1, poll_interval_s=0.1, tx_timeout_s=30)
+        config = PayConfig(
+            network_passphrase=document["network_passphrase"],
+            asset_code="TFT",
+            asset_issuer=document["asset"]["issuer"],
+            approvers=(approver.public_key,),
+            approvals_required=1,
+            poll_interval_s=0.1,
+            tx_timeout_s=30,
+        )
         engine = PaymentEngine(db, client, SigningKeys.from_accounts_file(tmp_path / "accounts.json"), config)
         yield document, client, db, approver, engine
 
@@ -124,9 +141,17 @@ def test_the_retry_count_setting_bounds_how_often_a_receipt_is_retried(ledger_ur
     assert len(retry) == 1
     # the retry's destination turns out to have no trustline at preflight: it is held in turn
     with session_scope(db) as session:
-        transition(session, Payment, retry[0].id, PaymentStatus.PENDING, PaymentStatus.HELD,
-                   transitions=PAYMENT_TRANSITIONS, event="payment.held.preflight", run_id=second.id,
-                   hold_reason="no_trustline")
+        transition(
+            session,
+            Payment,
+            retry[0].id,
+            PaymentStatus.PENDING,
+            PaymentStatus.HELD,
+            transitions=PAYMENT_TRANSITIONS,
+            event="payment.held.preflight",
+            run_id=second.id,
+            hold_reason="no_trustline",
+        )
         assert retries_so_far(session, session.get(Payment, retry[0].id)) == 1
     with session_scope(db) as session:
         third = calculate_run(session, _month(tmp_path, 83, farmer_2, farmer_1), max_retries=max_retries).run

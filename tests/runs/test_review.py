@@ -23,14 +23,23 @@ def test_review_compares_with_the_previous_period(session, tmp_path):
     first_nodes = [factories.node(1), factories.node(2), factories.node(3, farm_id=43)]
     calculate_run(session, _month(tmp_path, 81, factories.EXAMPLE_ADDRESS, first_nodes))
     session.commit()
-    second_nodes = [factories.node(1), factories.node(2, virtualized=True), factories.node(3, farm_id=43),
-                    factories.node(4)]
+    second_nodes = [
+        factories.node(1),
+        factories.node(2, virtualized=True),
+        factories.node(3, farm_id=43),
+        factories.node(4),
+    ]
     run = calculate_run(session, _month(tmp_path, 82, OTHER_ADDRESS, second_nodes)).run
     session.commit()
     one_node_units = 1_807_625_000
 
-    review = build_review(session, run, cap_node_tft_units=one_node_units - 1,
-                          cap_farm_tft_units=2 * one_node_units - 1, cap_run_tft_units=10 * one_node_units)
+    review = build_review(
+        session,
+        run,
+        cap_node_tft_units=one_node_units - 1,
+        cap_farm_tft_units=2 * one_node_units - 1,
+        cap_run_tft_units=10 * one_node_units,
+    )
     assert review.previous_run_id is not None
     assert review.previous_total_tft_units == 3 * one_node_units
     assert review.total_tft_units == 3 * one_node_units  # node 2 lost, node 4 gained
@@ -41,8 +50,16 @@ def test_review_compares_with_the_previous_period(session, tmp_path):
     assert [(c.farm_id, c.previous_address, c.current_address) for c in review.address_changes] == [
         (42, factories.EXAMPLE_ADDRESS, OTHER_ADDRESS)
     ]
-    assert review.held_for_address == [{"farm_id": 43, "farm_name": "no address", "eligibility": "no_address",
-                                        "address": "", "nodes": 1, "held_tft_units": one_node_units}]
+    assert review.held_for_address == [
+        {
+            "farm_id": 43,
+            "farm_name": "no address",
+            "eligibility": "no_address",
+            "address": "",
+            "nodes": 1,
+            "held_tft_units": one_node_units,
+        }
+    ]
     assert {(b.scope, b.key) for b in review.cap_breaches} == {("node", 1), ("node", 3), ("node", 4), ("farm", 42)}
     document = review.to_document()
     assert document["node_changes"][0]["delta_tft_units"] in (one_node_units, -one_node_units)

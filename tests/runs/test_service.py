@@ -16,9 +16,7 @@ from tests import factories
 
 
 def _two_node_snapshot(tmp_path, name="s.json", **node_overrides):
-    document = factories.snapshot(
-        nodes=[factories.node(1234), factories.node(1300, **node_overrides)]
-    )
+    document = factories.snapshot(nodes=[factories.node(1234), factories.node(1300, **node_overrides)])
     return load_snapshot(factories.write(tmp_path / name, document))
 
 
@@ -82,8 +80,15 @@ def test_replace_before_approval_supersedes_the_old_run(session, tmp_path):
 
 def test_replace_is_refused_after_approval(session, tmp_path):
     first = calculate_run(session, _two_node_snapshot(tmp_path))
-    transition(session, Run, first.run.id, RunStatus.CALCULATED, RunStatus.APPROVED,
-               transitions=RUN_TRANSITIONS, event="run.approved")
+    transition(
+        session,
+        Run,
+        first.run.id,
+        RunStatus.CALCULATED,
+        RunStatus.APPROVED,
+        transitions=RUN_TRANSITIONS,
+        event="run.approved",
+    )
     session.commit()
     other = _two_node_snapshot(tmp_path, "other.json", connection_price=90)
     with pytest.raises(RunNotReplaceable, match="approved"):
@@ -113,10 +118,10 @@ def test_a_bad_event_deep_in_the_file_leaves_the_ledger_untouched(session, tmp_p
 def test_document_from_the_ledger_equals_the_document_from_the_calculation(session, tmp_path):
     outcome = calculate_run(session, _two_node_snapshot(tmp_path))
     session.commit()
-    fresh = calculation_document(outcome.period, outcome.run.id, outcome.snapshot_sha256,
-                                 outcome.calculation.receipts)
-    stored = calculation_document(outcome.period, outcome.run.id, outcome.snapshot_sha256,
-                                  repository.receipts_of_run(session, outcome.run.id))
+    fresh = calculation_document(outcome.period, outcome.run.id, outcome.snapshot_sha256, outcome.calculation.receipts)
+    stored = calculation_document(
+        outcome.period, outcome.run.id, outcome.snapshot_sha256, repository.receipts_of_run(session, outcome.run.id)
+    )
     assert fresh == stored
     assert fresh["totals"]["nodes"] == 2
     assert fresh["period"] == {"offset": 81, "start": 1735602280, "end": 1738233160}

@@ -23,8 +23,9 @@ class Net:
     sandbox: SandboxServer
     horizon: Server
 
-    def builder(self, source: Keypair, *, base_fee: int = FEE, sequence: int | None = None,
-                timeout_s: int | None = 300) -> TransactionBuilder:
+    def builder(
+        self, source: Keypair, *, base_fee: int = FEE, sequence: int | None = None, timeout_s: int | None = 300
+    ) -> TransactionBuilder:
         account = self.horizon.load_account(source.public_key)
         if sequence is not None:
             account.sequence = sequence - 1
@@ -84,8 +85,7 @@ class Net:
 
 
 def make_net(sandbox: SandboxServer) -> Net:
-    return Net(sandbox, Server(sandbox.url, client=RequestsClient(num_retries=0, request_timeout=10,
-                                                                  post_timeout=15)))
+    return Net(sandbox, Server(sandbox.url, client=RequestsClient(num_retries=0, request_timeout=10, post_timeout=15)))
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ def test_root_reports_the_latest_ledger_and_passphrase(net):
 def test_load_account_and_submit_a_payment(net):
     alice, bob = net.new_accounts(2)
     account = net.horizon.load_account(alice.public_key)
-    envelope = net.signed(net.builder(alice).append_payment_op(bob.public_key, Asset.native(), "12.5")
-                          .add_text_memo("hello"), alice)
+    envelope = net.signed(
+        net.builder(alice).append_payment_op(bob.public_key, Asset.native(), "12.5").add_text_memo("hello"), alice
+    )
     record = net.submit(envelope)
     assert record["successful"] is True and record["hash"] == envelope.hash_hex()
     assert record["source_account_sequence"] == str(account.sequence + 1)
@@ -41,8 +42,9 @@ def test_load_account_and_submit_a_payment(net):
 def test_transaction_by_hash_and_not_found(net):
     alice, bob = net.new_accounts(2)
     memo = bytes(range(32))
-    envelope = net.signed(net.builder(alice).append_payment_op(bob.public_key, Asset.native(), "1")
-                          .add_hash_memo(memo), alice)
+    envelope = net.signed(
+        net.builder(alice).append_payment_op(bob.public_key, Asset.native(), "1").add_hash_memo(memo), alice
+    )
     net.submit(envelope)
     found = net.horizon.transactions().transaction(envelope.hash_hex()).call()
     assert found["memo_type"] == "hash" and base64.b64decode(found["memo"]) == memo
@@ -80,8 +82,9 @@ def test_payments_page_with_cursor_and_links(net):
 def test_payments_joined_with_their_transactions(net):
     payer, payee = net.new_accounts(2)
     issuer, tft = net.issue(payee)
-    envelope = net.signed(net.builder(issuer).add_hash_memo(bytes(range(32)))
-                          .append_payment_op(payee.public_key, tft, "7"), issuer)
+    envelope = net.signed(
+        net.builder(issuer).add_hash_memo(bytes(range(32))).append_payment_op(payee.public_key, tft, "7"), issuer
+    )
     net.submit(envelope)
     page = net.horizon.payments().for_account(payee.public_key).join("transactions").call()
     payment = page["_embedded"]["records"][-1]
@@ -122,8 +125,10 @@ def test_async_submission_then_duplicate(net, sandbox):
 
 def test_async_error_carries_result_xdr(net, sandbox):
     alice, bob = net.new_accounts(2)
-    envelope = net.signed(net.builder(alice, sequence=net.sequence(alice) + 5)
-                          .append_payment_op(bob.public_key, Asset.native(), "1"), alice)
+    envelope = net.signed(
+        net.builder(alice, sequence=net.sequence(alice) + 5).append_payment_op(bob.public_key, Asset.native(), "1"),
+        alice,
+    )
     reply = httpx.post(f"{sandbox.url}/transactions_async", data={"tx": envelope.to_xdr()})
     assert reply.status_code == 400 and reply.json()["tx_status"] == "ERROR"
     result = stellar_xdr.TransactionResult.from_xdr(reply.json()["errorResultXdr"])

@@ -16,8 +16,10 @@ from tests.sandbox.conftest import make_net
 
 
 def payment(net, source, destination, amount="1", timeout_s=300):
-    return net.signed(net.builder(source, timeout_s=timeout_s).append_payment_op(
-        destination.public_key, Asset.native(), amount), source)
+    return net.signed(
+        net.builder(source, timeout_s=timeout_s).append_payment_op(destination.public_key, Asset.native(), amount),
+        source,
+    )
 
 
 def test_504_after_apply_lands_and_is_found_by_hash(net, sandbox):
@@ -50,7 +52,8 @@ def test_504_without_apply_never_lands(net, sandbox):
     assert sandbox.wait_for_ledger(sandbox.ledger.latest.sequence + 1)
     root = net.horizon.root().call()
     assert root["history_latest_ledger_closed_at"] > time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(envelope.transaction.preconditions.time_bounds.max_time))
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(envelope.transaction.preconditions.time_bounds.max_time)
+    )
     error = net.fail(envelope)
     assert error.extras["result_codes"] == {"transaction": "tx_too_late"}
     assert net.sequence(alice) == seq_before
@@ -139,6 +142,7 @@ def test_restart_fault_drops_a_waiting_submitter(tmp_path):
         sandbox.ledger.ops_per_ledger = 0
         envelope = payment(net, alice, bob)
         import threading
+
         restarting = threading.Timer(0.3, sandbox.restart)
         restarting.start()
         with pytest.raises((ConnectionError, BaseHorizonError, requests.RequestException)):
@@ -166,8 +170,10 @@ def test_fault_spec_parsing_and_seeded_draws():
 def test_rates_apply_without_forcing():
     with running_sandbox(ledger_close_s=0.05, faults="congestion=1") as sandbox:
         net = make_net(sandbox)
-        envelope = net.signed(net.builder(__import__("payouts.sandbox").sandbox.root_keypair())
-                              .append_bump_sequence_op(0), __import__("payouts.sandbox").sandbox.root_keypair())
+        envelope = net.signed(
+            net.builder(__import__("payouts.sandbox").sandbox.root_keypair()).append_bump_sequence_op(0),
+            __import__("payouts.sandbox").sandbox.root_keypair(),
+        )
         error = net.fail(envelope)
         assert error.extras["result_codes"]["transaction"] == "tx_insufficient_fee"
         assert sandbox.faults.injected == {"congestion": 1}

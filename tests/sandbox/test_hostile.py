@@ -30,8 +30,11 @@ def test_invalid_xdr(sandbox, tx):
 
 
 def test_huge_body_is_refused_unread(sandbox):
-    reply = httpx.post(f"{sandbox.url}/transactions", content=b"tx=" + b"A" * (2 * 1024 * 1024),
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    reply = httpx.post(
+        f"{sandbox.url}/transactions",
+        content=b"tx=" + b"A" * (2 * 1024 * 1024),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert "larger than" in problem(reply, 400, "bad_request")["extras"]["reason"]
     assert httpx.get(f"{sandbox.url}/").status_code == 200
 
@@ -53,8 +56,11 @@ def test_bad_parameters(sandbox):
 
 
 def test_non_ascii_body_and_garbage_on_the_socket(sandbox):
-    reply = httpx.post(f"{sandbox.url}/transactions", content="tx=é".encode(),
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    reply = httpx.post(
+        f"{sandbox.url}/transactions",
+        content="tx=é".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     problem(reply, 400, "bad_request")
     with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw:
         raw.sendall(b"\x00\xff garbage \r\n\r\n")

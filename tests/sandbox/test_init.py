@@ -22,8 +22,9 @@ from tests.sandbox.conftest import make_net
 
 def test_init_creates_the_accounts_and_a_private_file(sandbox, tmp_path):
     out = tmp_path / "accounts.json"
-    result = init_sandbox(sandbox.url, out, farmers=5, without_trustline=2, channels=2,
-                          treasury_tft_units=1_000 * 10**7)
+    result = init_sandbox(
+        sandbox.url, out, farmers=5, without_trustline=2, channels=2, treasury_tft_units=1_000 * 10**7
+    )
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     doc = orjson.loads(out.read_bytes())
     assert doc == result.document
@@ -36,8 +37,13 @@ def test_init_creates_the_accounts_and_a_private_file(sandbox, tmp_path):
     assert [f["trustline"] for f in doc["farmers"]] == [True, True, True, False, False]
     for channel in doc["channels"]:
         assert net.account(channel["public_key"])["balances"] == [
-            {"balance": "100.0000000", "buying_liabilities": "0.0000000",
-             "selling_liabilities": "0.0000000", "asset_type": "native"}]
+            {
+                "balance": "100.0000000",
+                "buying_liabilities": "0.0000000",
+                "selling_liabilities": "0.0000000",
+                "asset_type": "native",
+            }
+        ]
 
 
 def _kp(entry):
@@ -46,8 +52,9 @@ def _kp(entry):
 
 def test_init_command_keeps_secrets_off_the_terminal(sandbox, tmp_path):
     out = tmp_path / "keys.json"
-    result = CliRunner().invoke(app, ["init", "--horizon", sandbox.url, "--out", str(out),
-                                      "--farmers", "2", "--treasury-tft", "500"])
+    result = CliRunner().invoke(
+        app, ["init", "--horizon", sandbox.url, "--out", str(out), "--farmers", "2", "--treasury-tft", "500"]
+    )
     assert result.exit_code == 0, result.output
     secrets = [e["secret"] for e in orjson.loads(out.read_bytes())["farmers"]]
     assert all(secret not in result.output for secret in secrets)
@@ -58,7 +65,10 @@ def test_up_serves_until_sigterm_and_saves_state(tmp_path):
     code = "from payouts.cli.sandbox import app; app(prog_name='payouts sandbox')"
     process = subprocess.Popen(
         [sys.executable, "-c", code, "up", "--port", "0", "--state", str(tmp_path), "--ledger-close", "0.1"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=os.getcwd(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=os.getcwd(),
     )
     try:
         url = None

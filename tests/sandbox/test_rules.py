@@ -6,8 +6,7 @@ import time
 
 import httpx
 import pytest
-from stellar_sdk import (AuthorizationFlag, Asset, Keypair, Signer, TransactionBuilder,
-                         TrustLineFlags)
+from stellar_sdk import AuthorizationFlag, Asset, Keypair, Signer, TransactionBuilder, TrustLineFlags
 from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.operation import ManageData
 
@@ -25,8 +24,9 @@ def codes(error) -> dict:
 
 
 def pay(net, source, destination, amount="1", asset=None, **kwargs):
-    return net.signed(net.builder(source, **kwargs).append_payment_op(
-        destination.public_key, asset or Asset.native(), amount), source)
+    return net.signed(
+        net.builder(source, **kwargs).append_payment_op(destination.public_key, asset or Asset.native(), amount), source
+    )
 
 
 def test_bad_sequence(net):
@@ -48,8 +48,12 @@ def test_bad_auth_wrong_key_and_extra_signature(net):
 def test_wrong_network_passphrase_is_bad_auth(net):
     alice, bob = net.new_accounts(2)
     account = net.horizon.load_account(alice.public_key)
-    envelope = (TransactionBuilder(account, "Test SDF Network ; September 2015", base_fee=100)
-                .append_payment_op(bob.public_key, Asset.native(), "1").set_timeout(60).build())
+    envelope = (
+        TransactionBuilder(account, "Test SDF Network ; September 2015", base_fee=100)
+        .append_payment_op(bob.public_key, Asset.native(), "1")
+        .set_timeout(60)
+        .build()
+    )
     envelope.sign(alice)
     assert codes(net.fail(envelope)) == {"transaction": "tx_bad_auth"}
 
@@ -104,8 +108,10 @@ def test_destination_problems_all_reported_and_rolled_back(net):
     builder.append_payment_op(untrusting.public_key, tft, "10")
     envelope = net.signed(builder, payer)
     error = net.fail(envelope)
-    assert codes(error) == {"transaction": "tx_failed", "operations": [
-        "op_success", "op_no_trust", "op_no_destination", "op_no_trust"]}
+    assert codes(error) == {
+        "transaction": "tx_failed",
+        "operations": ["op_success", "op_no_trust", "op_no_destination", "op_no_trust"],
+    }
     # included and failed: found by hash, fee paid, sequence consumed, payments rolled back
     found = net.horizon.transactions().transaction(envelope.hash_hex()).call()
     assert found["successful"] is False and found["fee_charged"] == "400"
@@ -120,17 +126,33 @@ def test_destination_problems_all_reported_and_rolled_back(net):
 def test_not_authorized_and_line_full(net):
     holder, capped = net.new_accounts(2)
     issuer = net.new_accounts(1)[0]
-    net.submit(net.signed(net.builder(issuer).append_set_options_op(
-        set_flags=AuthorizationFlag(AUTH_REQUIRED | AUTH_REVOCABLE)), issuer))
+    net.submit(
+        net.signed(
+            net.builder(issuer).append_set_options_op(set_flags=AuthorizationFlag(AUTH_REQUIRED | AUTH_REVOCABLE)),
+            issuer,
+        )
+    )
     tft = Asset("TFT", issuer.public_key)
     net.submit(net.signed(net.builder(holder).append_change_trust_op(tft), holder))
     assert net.account(holder)["balances"][0]["is_authorized"] is False
     assert codes(net.fail(pay(net, issuer, holder, asset=tft)))["operations"] == ["op_not_authorized"]
-    net.submit(net.signed(net.builder(issuer).append_set_trust_line_flags_op(
-        holder.public_key, tft, set_flags=TrustLineFlags.AUTHORIZED_FLAG), issuer))
+    net.submit(
+        net.signed(
+            net.builder(issuer).append_set_trust_line_flags_op(
+                holder.public_key, tft, set_flags=TrustLineFlags.AUTHORIZED_FLAG
+            ),
+            issuer,
+        )
+    )
     net.submit(pay(net, issuer, holder, asset=tft))
-    net.submit(net.signed(net.builder(issuer).append_set_trust_line_flags_op(
-        holder.public_key, tft, clear_flags=TrustLineFlags.AUTHORIZED_FLAG), issuer))
+    net.submit(
+        net.signed(
+            net.builder(issuer).append_set_trust_line_flags_op(
+                holder.public_key, tft, clear_flags=TrustLineFlags.AUTHORIZED_FLAG
+            ),
+            issuer,
+        )
+    )
     assert codes(net.fail(pay(net, issuer, holder, asset=tft)))["operations"] == ["op_not_authorized"]
     net.submit(net.signed(net.builder(capped).append_change_trust_op(tft, limit="5"), capped))
     net.submit(net.signed(net.builder(issuer).append_allow_trust_op(capped.public_key, "TFT", True), issuer))
@@ -166,9 +188,10 @@ def test_more_than_100_operations_is_malformed(net, sandbox):
     start = raw.find(tx_bytes)
     # the op count sits right before the first operation; bump it and append a 101st op
     first_op = raw.find(op_bytes, start)
-    raw[first_op - 4:first_op] = (101).to_bytes(4, "big")
+    raw[first_op - 4 : first_op] = (101).to_bytes(4, "big")
     raw[first_op:first_op] = op_bytes
     import base64
+
     reply = httpx.post(f"{sandbox.url}/transactions", data={"tx": base64.b64encode(bytes(raw)).decode()})
     assert reply.status_code == 400
     assert reply.json()["type"] == "https://stellar.org/horizon-errors/transaction_malformed"
@@ -203,7 +226,10 @@ def test_multisig_thresholds(net):
 def test_unsupported_operation(net):
     alice = net.new_accounts(1)[0]
     builder = net.builder(alice).append_operation(ManageData("k", b"v"))
-    assert codes(net.fail(net.signed(builder, alice))) == {"transaction": "tx_failed", "operations": ["op_not_supported"]}
+    assert codes(net.fail(net.signed(builder, alice))) == {
+        "transaction": "tx_failed",
+        "operations": ["op_not_supported"],
+    }
 
 
 def test_create_account_codes(net):
@@ -237,8 +263,11 @@ def test_fee_bump(net):
     inner = pay(net, alice, Keypair.random())
     envelope = TransactionBuilder.build_fee_bump_transaction(sponsor, 500, inner, SANDBOX_NETWORK_PASSPHRASE)
     envelope.sign(sponsor)
-    assert codes(net.fail(envelope)) == {"transaction": "tx_fee_bump_inner_failed",
-                                         "inner_transaction": "tx_failed", "operations": ["op_no_destination"]}
+    assert codes(net.fail(envelope)) == {
+        "transaction": "tx_fee_bump_inner_failed",
+        "inner_transaction": "tx_failed",
+        "operations": ["op_no_destination"],
+    }
 
 
 def test_one_transaction_per_source_per_ledger(net, sandbox):
@@ -268,8 +297,10 @@ def test_capacity_fee_order_and_full_queue():
         sandbox.close_ledger()
         sandbox.ledger.ops_per_ledger = 2
         fees = [100, 300, 200]
-        sent = [net.signed(net.builder(k, base_fee=f).append_payment_op(root.public_key, Asset.native(), "1"), k)
-                for k, f in zip(root_sources, fees)]
+        sent = [
+            net.signed(net.builder(k, base_fee=f).append_payment_op(root.public_key, Asset.native(), "1"), k)
+            for k, f in zip(root_sources, fees)
+        ]
         for env in sent:
             net.horizon.submit_transaction_async(env, skip_memo_required_check=True)
         closed = sandbox.close_ledger()
@@ -278,10 +309,14 @@ def test_capacity_fee_order_and_full_queue():
         assert [r.doc["fee_charged"] for r in closed.transactions] == ["200", "200"]
         # fill the queue (4 ledgers x 2 ops), then a base-fee bid is turned away
         for keypair in root_sources[3:11]:
-            env = net.signed(net.builder(keypair, base_fee=150).append_payment_op(root.public_key, Asset.native(), "1"), keypair)
+            env = net.signed(
+                net.builder(keypair, base_fee=150).append_payment_op(root.public_key, Asset.native(), "1"), keypair
+            )
             net.horizon.submit_transaction_async(env, skip_memo_required_check=True)
-        late = net.signed(net.builder(root_sources[11], base_fee=100).append_payment_op(
-            root.public_key, Asset.native(), "1"), root_sources[11])
+        late = net.signed(
+            net.builder(root_sources[11], base_fee=100).append_payment_op(root.public_key, Asset.native(), "1"),
+            root_sources[11],
+        )
         reply = httpx.post(f"{sandbox.url}/transactions_async", data={"tx": late.to_xdr()})
         assert reply.status_code == 400
         result = stellar_xdr.TransactionResult.from_xdr(reply.json()["errorResultXdr"])

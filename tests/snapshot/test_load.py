@@ -80,10 +80,16 @@ def _mutated(mutate):
         (lambda d: d["uptime_events"][4].pop("timestamp"), "$.uptime_events[4]", "missing required key 'timestamp'"),
         (lambda d: d["uptime_events"][5].update(extra=1), "$.uptime_events[5].extra", "unknown key"),
         (lambda d: d["uptime_events"].insert(2, [1, 2]), "$.uptime_events[2]", "expected an object, got array"),
-        (lambda d: d["power_events"].append({"node_id": 1234, "timestamp": 1, "kind": "target", "value": "On"}),
-         "$.power_events[0].value", '"On"'),
-        (lambda d: d["power_events"].append({"node_id": 1234, "timestamp": 1, "kind": "boot", "value": "Up"}),
-         "$.power_events[0].kind", '"boot"'),
+        (
+            lambda d: d["power_events"].append({"node_id": 1234, "timestamp": 1, "kind": "target", "value": "On"}),
+            "$.power_events[0].value",
+            '"On"',
+        ),
+        (
+            lambda d: d["power_events"].append({"node_id": 1234, "timestamp": 1, "kind": "boot", "value": "Up"}),
+            "$.power_events[0].kind",
+            '"boot"',
+        ),
     ],
 )
 def test_malformed_snapshot_is_refused_naming_the_path_and_problem(tmp_path, mutate, json_path, words):

@@ -13,9 +13,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_two_months_under_faults_keep_every_invariant(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--periods", "2", "--nodes", "60",
-         "--chaos-every", "1", "--seed", "3"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "soak.py"),
+            "--periods",
+            "2",
+            "--nodes",
+            "60",
+            "--chaos-every",
+            "1",
+            "--seed",
+            "3",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     report = result.stdout
     assert result.returncode == 0, report[-3000:] + result.stderr[-3000:]

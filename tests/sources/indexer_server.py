@@ -49,13 +49,16 @@ class GraphQLError(Exception):
 
 # -- a small GraphQL parser ----------------------------------------------------------------
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<skip>[\s,]+|\#[^\n]*)
   | (?P<punct>\.\.\.|[!$():=@\[\]{}|])
   | (?P<name>[_A-Za-z][_0-9A-Za-z]*)
   | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
   | (?P<string>"(?:[^"\\]|\\.)*")
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 
 @dataclass
@@ -180,21 +183,75 @@ def _substitute(value: object, variables: dict) -> object:
 
 #: Fields each entity has (where filters and selections are checked against them).
 SCHEMA = {
-    "farmingPolicies": {"id", "gridVersion", "farmingPolicyID", "name", "cu", "su", "nu", "ipv4",
-                        "minimalUptime", "policyCreated", "policyEnd", "immutable", "default",
-                        "nodeCertification", "farmCertification"},
-    "farms": {"id", "gridVersion", "farmID", "name", "twinID", "pricingPolicyID", "certification",
-              "stellarAddress", "dedicatedFarm"},
+    "farmingPolicies": {
+        "id",
+        "gridVersion",
+        "farmingPolicyID",
+        "name",
+        "cu",
+        "su",
+        "nu",
+        "ipv4",
+        "minimalUptime",
+        "policyCreated",
+        "policyEnd",
+        "immutable",
+        "default",
+        "nodeCertification",
+        "farmCertification",
+    },
+    "farms": {
+        "id",
+        "gridVersion",
+        "farmID",
+        "name",
+        "twinID",
+        "pricingPolicyID",
+        "certification",
+        "stellarAddress",
+        "dedicatedFarm",
+    },
     "twins": {"id", "gridVersion", "twinID", "accountID", "relay", "publicKey"},
-    "nodes": {"id", "gridVersion", "nodeID", "farmID", "twinID", "country", "city", "uptime", "created",
-              "farmingPolicyId", "certification", "secure", "virtualized", "serialNumber", "createdAt",
-              "updatedAt", "connectionPrice", "power", "dedicated", "extraFee", "resourcesTotal"},
+    "nodes": {
+        "id",
+        "gridVersion",
+        "nodeID",
+        "farmID",
+        "twinID",
+        "country",
+        "city",
+        "uptime",
+        "created",
+        "farmingPolicyId",
+        "certification",
+        "secure",
+        "virtualized",
+        "serialNumber",
+        "createdAt",
+        "updatedAt",
+        "connectionPrice",
+        "power",
+        "dedicated",
+        "extraFee",
+        "resourcesTotal",
+    },
     "uptimeEvents": {"id", "nodeID", "uptime", "timestamp"},
     "powerTargetReports": {"id", "farmID", "nodeID", "newPowerTarget", "block", "timestamp"},
     "powerStateReports": {"id", "farmID", "nodeID", "newPowerState", "block", "timestamp"},
-    "nodeContracts": {"id", "gridVersion", "contractID", "twinID", "nodeID", "deploymentData",
-                      "deploymentHash", "numberOfPublicIPs", "state", "resourcesUsed", "createdAt",
-                      "solutionProviderID"},
+    "nodeContracts": {
+        "id",
+        "gridVersion",
+        "contractID",
+        "twinID",
+        "nodeID",
+        "deploymentData",
+        "deploymentHash",
+        "numberOfPublicIPs",
+        "state",
+        "resourcesUsed",
+        "createdAt",
+        "solutionProviderID",
+    },
     "contractBillReports": {"id", "contractID", "discountReceived", "amountBilled", "timestamp"},
     "nruConsumptions": {"id", "contractID", "timestamp", "window", "nru"},
 }
@@ -284,8 +341,14 @@ class UptimeTable:
         return sum(len(c[0]) for c in self.by_node.values())
 
     def _ranges(self, where: dict, cap_ts: int):
-        unknown = set(where) - {"nodeID_in", "nodeID_eq", "timestamp_gte", "timestamp_gt",
-                                "timestamp_lte", "timestamp_lt"}
+        unknown = set(where) - {
+            "nodeID_in",
+            "nodeID_eq",
+            "timestamp_gte",
+            "timestamp_gt",
+            "timestamp_lte",
+            "timestamp_lt",
+        }
         if unknown:
             raise GraphQLError(f"Field '{sorted(unknown)[0]}' is not supported by this test server")
         if "nodeID_in" in where:
@@ -294,7 +357,7 @@ class UptimeTable:
             nodes = [int(where["nodeID_eq"])] if int(where["nodeID_eq"]) in self.by_node else []
         else:
             nodes = sorted(self.by_node)
-        low = int(where.get("timestamp_gte", -2**62))
+        low = int(where.get("timestamp_gte", -(2**62)))
         if "timestamp_gt" in where:
             low = max(low, int(where["timestamp_gt"]) + 1)
         high = min(int(where.get("timestamp_lte", 2**62)), cap_ts)
@@ -307,8 +370,9 @@ class UptimeTable:
                 yield node_id, lo, hi
 
     def select(self, where: dict, keys: list, cap_ts: int, offset: int, limit: int | None) -> list:
-        natural = [name for name, desc in keys if not desc] == [name for name, _ in keys] and \
-            [name for name, _ in keys] in (["nodeID", "timestamp", "id"], ["nodeID", "timestamp"], ["nodeID"])
+        natural = [name for name, desc in keys if not desc] == [name for name, _ in keys] and [
+            name for name, _ in keys
+        ] in (["nodeID", "timestamp", "id"], ["nodeID", "timestamp"], ["nodeID"])
         if natural:  # storage order: skip to the page without touching the rows before it
             refs = []
             skip = offset
@@ -331,7 +395,7 @@ class UptimeTable:
                 index = range(max(lo, hi - take), hi) if keys and keys[0][1] else range(lo, min(hi, lo + take))
             refs.extend((node_id, i) for i in index)
         _sort(refs, keys, self._get)
-        return refs[offset: None if limit is None else offset + limit]
+        return refs[offset : None if limit is None else offset + limit]
 
     def _get(self, ref: tuple[int, int], name: str) -> object:
         node_id, i = ref
@@ -378,33 +442,86 @@ class IndexerData:
         window_end = data.period.window_end_ts
         t = data.tables
         for p in header.farming_policies:
-            t["farmingPolicies"].append({
-                "id": f"policy-{p.id}", "gridVersion": 3, "farmingPolicyID": p.id, "name": p.name,
-                "cu": p.cu, "su": p.su, "nu": p.nu, "ipv4": p.ipv4, "minimalUptime": p.minimal_uptime,
-                "policyCreated": 0, "policyEnd": 0, "immutable": p.immutable, "default": p.default,
-                "nodeCertification": p.node_certification, "farmCertification": p.farm_certification})
+            t["farmingPolicies"].append(
+                {
+                    "id": f"policy-{p.id}",
+                    "gridVersion": 3,
+                    "farmingPolicyID": p.id,
+                    "name": p.name,
+                    "cu": p.cu,
+                    "su": p.su,
+                    "nu": p.nu,
+                    "ipv4": p.ipv4,
+                    "minimalUptime": p.minimal_uptime,
+                    "policyCreated": 0,
+                    "policyEnd": 0,
+                    "immutable": p.immutable,
+                    "default": p.default,
+                    "nodeCertification": p.node_certification,
+                    "farmCertification": p.farm_certification,
+                }
+            )
         for f in header.farms:
-            t["farms"].append({
-                "id": f"farm-{f.farm_id}", "gridVersion": 3, "farmID": f.farm_id, "name": f.name,
-                "twinID": f.twin_id, "pricingPolicyID": 1, "certification": f.certification,
-                "stellarAddress": f.stellar_address or None, "dedicatedFarm": False})
+            t["farms"].append(
+                {
+                    "id": f"farm-{f.farm_id}",
+                    "gridVersion": 3,
+                    "farmID": f.farm_id,
+                    "name": f.name,
+                    "twinID": f.twin_id,
+                    "pricingPolicyID": 1,
+                    "certification": f.certification,
+                    "stellarAddress": f.stellar_address or None,
+                    "dedicatedFarm": False,
+                }
+            )
         for tw in header.twins:
             # some twins carry the key with a 0x prefix, as hex strings often do
             pk = tw.pk if tw.pk is None or tw.twin_id % 2 else "0x" + tw.pk
-            t["twins"].append({"id": f"twin-{tw.twin_id}", "gridVersion": 3, "twinID": tw.twin_id,
-                               "accountID": f"5Account{tw.twin_id}", "relay": tw.relay, "publicKey": pk})
+            t["twins"].append(
+                {
+                    "id": f"twin-{tw.twin_id}",
+                    "gridVersion": 3,
+                    "twinID": tw.twin_id,
+                    "accountID": f"5Account{tw.twin_id}",
+                    "relay": tw.relay,
+                    "publicKey": pk,
+                }
+            )
         power_start = {p.node_id: p for p in header.power_at_start}
         for n in header.nodes:
             r = n.resources
-            t["nodes"].append({
-                "id": f"node-{n.node_id}", "gridVersion": 3, "nodeID": n.node_id, "farmID": n.farm_id,
-                "twinID": n.twin_id, "country": "Belgium", "city": "Ghent", "uptime": "0",
-                "created": n.created, "farmingPolicyId": n.farming_policy_id,
-                "certification": n.certification, "secure": False, "virtualized": n.virtualized,
-                "serialNumber": "Default string", "createdAt": str(n.created), "updatedAt": str(end),
-                "connectionPrice": n.connection_price, "power": None, "dedicated": False, "extraFee": None,
-                "resourcesTotal": {"id": f"res-{n.node_id}", "cru": str(r.cru), "mru": str(r.mru),
-                                   "sru": str(r.sru), "hru": str(r.hru)}})
+            t["nodes"].append(
+                {
+                    "id": f"node-{n.node_id}",
+                    "gridVersion": 3,
+                    "nodeID": n.node_id,
+                    "farmID": n.farm_id,
+                    "twinID": n.twin_id,
+                    "country": "Belgium",
+                    "city": "Ghent",
+                    "uptime": "0",
+                    "created": n.created,
+                    "farmingPolicyId": n.farming_policy_id,
+                    "certification": n.certification,
+                    "secure": False,
+                    "virtualized": n.virtualized,
+                    "serialNumber": "Default string",
+                    "createdAt": str(n.created),
+                    "updatedAt": str(end),
+                    "connectionPrice": n.connection_price,
+                    "power": None,
+                    "dedicated": False,
+                    "extraFee": None,
+                    "resourcesTotal": {
+                        "id": f"res-{n.node_id}",
+                        "cru": str(r.cru),
+                        "mru": str(r.mru),
+                        "sru": str(r.sru),
+                        "hru": str(r.hru),
+                    },
+                }
+            )
             data._add_power_at_start(n.node_id, n.farm_id, power_start.get(n.node_id), start)
             data._add_contracts(n, start, end)
         farm_of = {n.node_id: n.farm_id for n in header.nodes}
@@ -424,8 +541,13 @@ class IndexerData:
         for ts in range(start + 600, end, 86_400):
             data.uptime.add(DELETED_NODE_ID, ts, ts - start + 600, data.next_seq())
         # a node created after the period end, on an existing farm and twin
-        late = dict(t["nodes"][0], id="node-late", nodeID=max(n.node_id for n in header.nodes) + 1,
-                    created=end + 86_400, createdAt=str(end + 86_400))
+        late = dict(
+            t["nodes"][0],
+            id="node-late",
+            nodeID=max(n.node_id for n in header.nodes) + 1,
+            created=end + 86_400,
+            createdAt=str(end + 86_400),
+        )
         t["nodes"].append(late)
         data._refresh_power()
         return data
@@ -434,8 +556,13 @@ class IndexerData:
 
     def _add_power(self, node_id: int, farm_id: int, ts: int, target: bool, up: bool) -> None:
         seq = self.next_seq()
-        row = {"id": _event_id(ts, seq), "farmID": farm_id, "nodeID": node_id,
-               "block": (ts - GENESIS_TS) // BLOCK_S, "timestamp": str(ts)}
+        row = {
+            "id": _event_id(ts, seq),
+            "farmID": farm_id,
+            "nodeID": node_id,
+            "block": (ts - GENESIS_TS) // BLOCK_S,
+            "timestamp": str(ts),
+        }
         if target:
             self.tables["powerTargetReports"].append({**row, "newPowerTarget": "Up" if up else "Down"})
         else:
@@ -444,8 +571,12 @@ class IndexerData:
     def _add_power_at_start(self, node_id: int, farm_id: int, power, start: int) -> None:
         if power is None:
             if node_id % 11 == 4:  # slept and woke up before the period: Up/Up at the start
-                for ts, target, up in ((start - 7200, True, False), (start - 7100, False, False),
-                                       (start - 3600, True, True), (start - 3000, False, True)):
+                for ts, target, up in (
+                    (start - 7200, True, False),
+                    (start - 7100, False, False),
+                    (start - 3600, True, True),
+                    (start - 3000, False, True),
+                ):
                     self._add_power(node_id, farm_id, ts, target, up)
             return
         down_since = power.down_since if power.down_since is not None else start - 1
@@ -459,8 +590,10 @@ class IndexerData:
 
     def _refresh_power(self) -> None:
         """Node.power holds the state after the node's last report (the indexer's current state)."""
-        reports = sorted(self.tables["powerTargetReports"] + self.tables["powerStateReports"],
-                         key=lambda r: (int(r["timestamp"]), r["id"]))
+        reports = sorted(
+            self.tables["powerTargetReports"] + self.tables["powerStateReports"],
+            key=lambda r: (int(r["timestamp"]), r["id"]),
+        )
         power: dict[int, dict] = {}
         for report in reports:
             current = power.setdefault(report["nodeID"], {"state": "Up", "target": "Up"})
@@ -473,24 +606,51 @@ class IndexerData:
 
     def _contract(self, node, created_ts: int, state: str, used: tuple, ips: int) -> int:
         contract_id = len(self.tables["nodeContracts"]) + 1
-        self.tables["nodeContracts"].append({
-            "id": f"contract-{contract_id}", "gridVersion": 3, "contractID": str(contract_id),
-            "twinID": 1, "nodeID": node.node_id, "deploymentData": "{}", "deploymentHash": "h",
-            "numberOfPublicIPs": ips, "state": state, "createdAt": str(created_ts),
-            "solutionProviderID": None,
-            "resourcesUsed": {"id": f"used-{contract_id}", "cru": str(used[0]), "mru": str(used[1]),
-                              "sru": str(used[2]), "hru": str(used[3])}})
+        self.tables["nodeContracts"].append(
+            {
+                "id": f"contract-{contract_id}",
+                "gridVersion": 3,
+                "contractID": str(contract_id),
+                "twinID": 1,
+                "nodeID": node.node_id,
+                "deploymentData": "{}",
+                "deploymentHash": "h",
+                "numberOfPublicIPs": ips,
+                "state": state,
+                "createdAt": str(created_ts),
+                "solutionProviderID": None,
+                "resourcesUsed": {
+                    "id": f"used-{contract_id}",
+                    "cru": str(used[0]),
+                    "mru": str(used[1]),
+                    "sru": str(used[2]),
+                    "hru": str(used[3]),
+                },
+            }
+        )
         return contract_id
 
     def _bill(self, contract_id: int, ts: int) -> None:
-        self.tables["contractBillReports"].append({
-            "id": _event_id(ts, self.next_seq()), "contractID": str(contract_id),
-            "discountReceived": "Default", "amountBilled": "1000", "timestamp": str(ts)})
+        self.tables["contractBillReports"].append(
+            {
+                "id": _event_id(ts, self.next_seq()),
+                "contractID": str(contract_id),
+                "discountReceived": "Default",
+                "amountBilled": "1000",
+                "timestamp": str(ts),
+            }
+        )
 
     def _nru(self, contract_id: int, ts: int, nru: int) -> None:
-        self.tables["nruConsumptions"].append({
-            "id": _event_id(ts, self.next_seq()), "contractID": str(contract_id),
-            "timestamp": str(ts), "window": "3600", "nru": str(nru)})
+        self.tables["nruConsumptions"].append(
+            {
+                "id": _event_id(ts, self.next_seq()),
+                "contractID": str(contract_id),
+                "timestamp": str(ts),
+                "window": "3600",
+                "nru": str(nru),
+            }
+        )
 
     def _add_contracts(self, node, start: int, end: int) -> None:
         """Contracts whose aggregate over the period is exactly the node's snapshot consumption."""
@@ -581,7 +741,7 @@ class IndexerData:
             return out
         rows = [row for row in self._visible(name) if _matches(row, where, name)]
         _sort(rows, keys, lambda row, key: row.get(key))
-        rows = rows[offset: None if limit is None else offset + limit]
+        rows = rows[offset : None if limit is None else offset + limit]
         return [_project(row, item.selection, name) if isinstance(row, dict) else row for row in rows]
 
     def _first_index(self, node_id: int) -> int:
@@ -591,8 +751,12 @@ class IndexerData:
 
     def _visible(self, entity: str) -> list[dict]:
         rows = self.tables[entity]
-        if self.processed_ts is None or entity not in ("powerTargetReports", "powerStateReports",
-                                                       "contractBillReports", "nruConsumptions"):
+        if self.processed_ts is None or entity not in (
+            "powerTargetReports",
+            "powerStateReports",
+            "contractBillReports",
+            "nruConsumptions",
+        ):
             return rows
         return [row for row in rows if int(row.get("timestamp", 0)) <= self.processed_ts]
 
@@ -601,10 +765,20 @@ class IndexerData:
         return {item.alias: self.resolve(item, variables) for item in fields}
 
     def stats(self) -> dict:
-        return {"nodes": len(self.tables["nodes"]), "farms": len(self.tables["farms"]),
-                "twins": len(self.tables["twins"]), "countries": 1, "totalCru": 0, "totalSru": 0,
-                "totalMru": 0, "totalHru": 0, "publicIps": 0, "accessNodes": 0, "gateways": 0,
-                "contracts": len(self.tables["nodeContracts"])}
+        return {
+            "nodes": len(self.tables["nodes"]),
+            "farms": len(self.tables["farms"]),
+            "twins": len(self.tables["twins"]),
+            "countries": 1,
+            "totalCru": 0,
+            "totalSru": 0,
+            "totalMru": 0,
+            "totalHru": 0,
+            "publicIps": 0,
+            "accessNodes": 0,
+            "gateways": 0,
+            "contracts": len(self.tables["nodeContracts"]),
+        }
 
 
 # -- the HTTP server ---------------------------------------------------------------------------

@@ -43,8 +43,9 @@ def test_the_default_drop_folder_is_in_the_state_dir(tmp_path):
     assert Settings().snapshot_source == "drop_folder"
 
 
-@pytest.mark.parametrize("name", ["2025-11.json", "2025-11.json.gz", "tfgrid-snapshot-91.json",
-                                  "tfgrid-snapshot-91.json.gz"])
+@pytest.mark.parametrize(
+    "name", ["2025-11.json", "2025-11.json.gz", "tfgrid-snapshot-91.json", "tfgrid-snapshot-91.json.gz"]
+)
 def test_the_periods_file_is_validated_and_copied_byte_for_byte(month, drop, tmp_path, name):
     data = month.read_bytes()
     (drop / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
@@ -84,13 +85,16 @@ def _bad(month, change) -> bytes:
     return json.dumps(document).encode()
 
 
-@pytest.mark.parametrize(("change", "json_path", "words"), [
-    (lambda d: d["nodes"][3]["resources"].update(cru="four"), "$.nodes[3].resources.cru", "integer"),
-    (lambda d: d["farms"][0].pop("stellar_address"), "$.farms[0]", "missing required key"),
-    (lambda d: d.update(period_offset=90), "$.period_offset", "expected 91 for period 2025-11"),
-    (lambda d: d.update(network="main"), "$.network", "expected 'dev'"),
-    (lambda d: d["uptime_events"][40].update(uptime="5"), "$.uptime_events[40].uptime", "expected an integer"),
-])
+@pytest.mark.parametrize(
+    ("change", "json_path", "words"),
+    [
+        (lambda d: d["nodes"][3]["resources"].update(cru="four"), "$.nodes[3].resources.cru", "integer"),
+        (lambda d: d["farms"][0].pop("stellar_address"), "$.farms[0]", "missing required key"),
+        (lambda d: d.update(period_offset=90), "$.period_offset", "expected 91 for period 2025-11"),
+        (lambda d: d.update(network="main"), "$.network", "expected 'dev'"),
+        (lambda d: d["uptime_events"][40].update(uptime="5"), "$.uptime_events[40].uptime", "expected an integer"),
+    ],
+)
 def test_a_malformed_file_is_refused_naming_file_and_path(month, drop, tmp_path, change, json_path, words):
     (drop / "2025-11.json").write_bytes(_bad(month, change))
     with pytest.raises(SnapshotError) as caught:
@@ -110,8 +114,9 @@ def test_two_files_for_one_period_are_refused(month, drop, tmp_path):
 def test_the_indexer_source_builds_the_file_and_reports_a_late_indexer_as_unavailable(month, drop, tmp_path):
     options = BuildOptions(retry=RetryPolicy(attempts=2, backoff_s=0.01))
     with IndexerServer(IndexerData.from_snapshot(month)) as server:
-        settings = settings_for(drop, snapshot_source="indexer", graphql_url=server.graphql_url,
-                                gridproxy_url=server.gridproxy_url)
+        settings = settings_for(
+            drop, snapshot_source="indexer", graphql_url=server.graphql_url, gridproxy_url=server.gridproxy_url
+        )
         server.data.processed_ts = PERIOD.end_ts  # the 27 h after the end are not indexed yet
         with pytest.raises(SnapshotUnavailable) as caught:
             freeze_snapshot(settings, PERIOD.offset, tmp_path / "run", options)

@@ -28,8 +28,14 @@ PERIOD = Period.from_label("2025-11")
 NODES = 120
 #: Small pages and chunks, so that every entity spans several pages (and some end on an
 #: exactly full page, followed by an empty one).
-OPTIONS = BuildOptions(page_size=40, event_page_size=2000, nodes_per_chunk=25, ids_per_query=10,
-                       timeout_s=5.0, retry=RetryPolicy(attempts=4, backoff_s=0.01))
+OPTIONS = BuildOptions(
+    page_size=40,
+    event_page_size=2000,
+    nodes_per_chunk=25,
+    ids_per_query=10,
+    timeout_s=5.0,
+    retry=RetryPolicy(attempts=4, backoff_s=0.01),
+)
 NOW = datetime(2026, 1, 10, 9, 30, tzinfo=UTC)
 
 
@@ -52,16 +58,23 @@ def server(synthetic):
 
 
 def build(server, out, *, options=OPTIONS, gridproxy=True):
-    return build_snapshot(out, period=PERIOD, network="dev", graphql_url=server.graphql_url,
-                          gridproxy_url=server.gridproxy_url if gridproxy else None,
-                          options=options, now=lambda: NOW)
+    return build_snapshot(
+        out,
+        period=PERIOD,
+        network="dev",
+        graphql_url=server.graphql_url,
+        gridproxy_url=server.gridproxy_url if gridproxy else None,
+        options=options,
+        now=lambda: NOW,
+    )
 
 
 def assert_same_receipts(expected, built_path):
     got = calculate_period(load_snapshot(built_path))
     assert got.totals == expected.totals
-    assert [(r.node_id, r.receipt_hash, r.reward_musd, r.reward_tft_units) for r in got.receipts] == \
-        [(r.node_id, r.receipt_hash, r.reward_musd, r.reward_tft_units) for r in expected.receipts]
+    assert [(r.node_id, r.receipt_hash, r.reward_musd, r.reward_tft_units) for r in got.receipts] == [
+        (r.node_id, r.receipt_hash, r.reward_musd, r.reward_tft_units) for r in expected.receipts
+    ]
     return got
 
 
@@ -111,8 +124,9 @@ def test_notes_say_what_the_indexer_could_not_give_exactly(server, tmp_path):
     assert "Farm.stellarAddress" in notes[0] and "current state" in notes[0]
     assert any("resourcesUsed" in note for note in notes)
     deleted_reports = len(range(PERIOD.start_ts + 600, PERIOD.end_ts, 86_400))
-    assert f"{deleted_reports} uptime report(s) in the window belong to nodes the indexer no longer has" in \
-        " ".join(notes)
+    assert f"{deleted_reports} uptime report(s) in the window belong to nodes the indexer no longer has" in " ".join(
+        notes
+    )
     assert "1 node(s) created after the period end are left out" in notes
     assert DELETED_NODE_ID not in {n.node_id for n in load_snapshot(out).header.nodes}
 
@@ -165,31 +179,56 @@ def _node(server, index=5):
     return server.data.tables["nodes"][index]
 
 
-@pytest.mark.parametrize(("corrupt", "entity", "words"), [
-    (lambda s: _node(s).pop("farmID"), "nodes", "missing field 'farmID'"),
-    (lambda s: _node(s)["resourcesTotal"].update(cru="four"), "nodes",
-     "resourcesTotal.cru: expected an integer or a string of digits (BigInt), got string \"four\""),
-    (lambda s: _node(s).update(twinID="7"), "nodes", "twinID: expected an integer, got string \"7\""),
-    (lambda s: _node(s).update(nodeID=None), "nodes", "nodeID is null"),
-    (lambda s: s.data.tables["farms"][2].update(certification="Platinum"), "farms",
-     "certification: expected one of NotCertified, Gold"),
-    (lambda s: s.data.tables["twins"][3].update(relay=5), "twins", "relay: expected a string, got number 5"),
-    (lambda s: s.data.tables["farmingPolicies"][0].update(cu=None), "farmingPolicies", "cu is null"),
-    (lambda s: s.data.uptime_overrides.update({(4, 7): {"nodeID": 4, "timestamp": "x1", "uptime": "5"}}),
-     "uptimeEvents", "timestamp: expected an integer or a string of digits"),
-    (lambda s: s.data.uptime_overrides.update({(4, 8): "garbage"}), "uptimeEvents",
-     "expected an object, got string \"garbage\""),
-    (lambda s: s.data.uptime_overrides.update({(4, 9): {"nodeID": 4, "timestamp": str(PERIOD.start_ts + 9)}}),
-     "uptimeEvents",
-     "missing field 'uptime'"),
-    (lambda s: _in_period(s, "nodeContracts", "createdAt")["resourcesUsed"].update(cru="-4"), "nodeContracts",
-     "resourcesUsed.cru is -4, must be at least 0"),
-    (lambda s: s.data.tables["nruConsumptions"][2].update(nru="-100"), "nruConsumptions",
-     "nru is -100, must be at least 0"),
-    (lambda s: _in_period(s, "powerStateReports", "timestamp").update(newPowerState="Sleeping"),
-     "powerStateReports",
-     "newPowerState: expected one of Up, Down"),
-])
+@pytest.mark.parametrize(
+    ("corrupt", "entity", "words"),
+    [
+        (lambda s: _node(s).pop("farmID"), "nodes", "missing field 'farmID'"),
+        (
+            lambda s: _node(s)["resourcesTotal"].update(cru="four"),
+            "nodes",
+            'resourcesTotal.cru: expected an integer or a string of digits (BigInt), got string "four"',
+        ),
+        (lambda s: _node(s).update(twinID="7"), "nodes", 'twinID: expected an integer, got string "7"'),
+        (lambda s: _node(s).update(nodeID=None), "nodes", "nodeID is null"),
+        (
+            lambda s: s.data.tables["farms"][2].update(certification="Platinum"),
+            "farms",
+            "certification: expected one of NotCertified, Gold",
+        ),
+        (lambda s: s.data.tables["twins"][3].update(relay=5), "twins", "relay: expected a string, got number 5"),
+        (lambda s: s.data.tables["farmingPolicies"][0].update(cu=None), "farmingPolicies", "cu is null"),
+        (
+            lambda s: s.data.uptime_overrides.update({(4, 7): {"nodeID": 4, "timestamp": "x1", "uptime": "5"}}),
+            "uptimeEvents",
+            "timestamp: expected an integer or a string of digits",
+        ),
+        (
+            lambda s: s.data.uptime_overrides.update({(4, 8): "garbage"}),
+            "uptimeEvents",
+            'expected an object, got string "garbage"',
+        ),
+        (
+            lambda s: s.data.uptime_overrides.update({(4, 9): {"nodeID": 4, "timestamp": str(PERIOD.start_ts + 9)}}),
+            "uptimeEvents",
+            "missing field 'uptime'",
+        ),
+        (
+            lambda s: _in_period(s, "nodeContracts", "createdAt")["resourcesUsed"].update(cru="-4"),
+            "nodeContracts",
+            "resourcesUsed.cru is -4, must be at least 0",
+        ),
+        (
+            lambda s: s.data.tables["nruConsumptions"][2].update(nru="-100"),
+            "nruConsumptions",
+            "nru is -100, must be at least 0",
+        ),
+        (
+            lambda s: _in_period(s, "powerStateReports", "timestamp").update(newPowerState="Sleeping"),
+            "powerStateReports",
+            "newPowerState: expected one of Up, Down",
+        ),
+    ],
+)
 def test_malformed_records_stop_the_build_naming_the_record_and_field(server, tmp_path, corrupt, entity, words):
     corrupt(server)
     out = tmp_path / "built.json"
@@ -219,8 +258,11 @@ def test_odd_node_values_pass_through_and_only_that_node_is_refused(server, expe
 
 def test_a_missing_farm_or_twin_is_a_note_and_zeroes_those_nodes(server, tmp_path):
     farm = server.data.tables["farms"].pop(0)
-    orphans = sorted(n["nodeID"] for n in server.data.tables["nodes"]
-                     if n["farmID"] == farm["farmID"] and n["created"] <= PERIOD.end_ts)
+    orphans = sorted(
+        n["nodeID"]
+        for n in server.data.tables["nodes"]
+        if n["farmID"] == farm["farmID"] and n["created"] <= PERIOD.end_ts
+    )
     twin_node = _node(server, 9)
     server.data.tables["twins"] = [t for t in server.data.tables["twins"] if t["twinID"] != twin_node["twinID"]]
     out = tmp_path / "built.json"
@@ -234,7 +276,9 @@ def test_a_missing_farm_or_twin_is_a_note_and_zeroes_those_nodes(server, tmp_pat
 def test_a_grid_proxy_that_disagrees_stops_the_build(server, tmp_path):
     server.faults.stats_override = {"nodes": NODES + 40}
     out = tmp_path / "built.json"
-    with pytest.raises(CrossCheckFailed, match=rf"indexer counts {NODES + 1} nodes now, the grid proxy .* {NODES + 40}"):
+    with pytest.raises(
+        CrossCheckFailed, match=rf"indexer counts {NODES + 1} nodes now, the grid proxy .* {NODES + 40}"
+    ):
         build(server, out)
     assert_nothing_written(out)
 
@@ -253,8 +297,10 @@ def _page_requests(server) -> list[tuple]:
     """Successful requests that fetch data (the status and totals queries are always asked)."""
     keep = []
     for names, variables, status in server.requests:
-        if status == 200 and names not in (("squidStatus", "uptimeEvents"),
-                                           ("nodesConnection", "farmsConnection", "twinsConnection")):
+        if status == 200 and names not in (
+            ("squidStatus", "uptimeEvents"),
+            ("nodesConnection", "farmsConnection", "twinsConnection"),
+        ):
             keep.append((names, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)))
     return keep
 

@@ -44,8 +44,19 @@ def test_help_describes_the_command():
 
 def test_a_snapshot_is_written_from_the_indexer(server, tmp_path):
     out = tmp_path / "2025-11.json.gz"
-    result = invoke("snapshot", "--period", "2025-11", "--network", "dev", "--graphql", server.graphql_url,
-                    "--gridproxy", server.gridproxy_url, "--out", str(out))
+    result = invoke(
+        "snapshot",
+        "--period",
+        "2025-11",
+        "--network",
+        "dev",
+        "--graphql",
+        server.graphql_url,
+        "--gridproxy",
+        server.gridproxy_url,
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.stderr and "10 nodes" in result.stderr
     assert "note: farm payout addresses" in result.stderr
@@ -67,8 +78,17 @@ def test_the_network_and_urls_can_come_from_settings(server, tmp_path, monkeypat
 def test_an_indexer_behind_exits_3_and_says_to_try_later(server, tmp_path):
     server.data.processed_ts = PERIOD.window_end_ts - 2 * 86_400
     out = tmp_path / "month.json"
-    result = invoke("snapshot", "--period", "2025-11", "--graphql", server.graphql_url,
-                    "--gridproxy", server.gridproxy_url, "--out", str(out))
+    result = invoke(
+        "snapshot",
+        "--period",
+        "2025-11",
+        "--graphql",
+        server.graphql_url,
+        "--gridproxy",
+        server.gridproxy_url,
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 3
     assert re.search(r"2 d 0 h \d+ min short of it", result.stderr)
     assert "Try again later" in result.stderr
@@ -87,8 +107,9 @@ def test_a_url_that_is_not_http_exits_2(tmp_path, url):
 def test_an_unreachable_indexer_exits_1_without_a_file(tmp_path):
     out = tmp_path / "month.json"
     url = f"http://127.0.0.1:{free_port()}/graphql"
-    result = invoke("snapshot", "--period", "2025-11", "--graphql", url, "--no-gridproxy",
-                    "--retries", "2", "--out", str(out))
+    result = invoke(
+        "snapshot", "--period", "2025-11", "--graphql", url, "--no-gridproxy", "--retries", "2", "--out", str(out)
+    )
     assert result.exit_code == 1
     assert "snapshot not written" in result.stderr and url in result.stderr
     assert "gave up after 2 attempt(s)" in result.stderr

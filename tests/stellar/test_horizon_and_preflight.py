@@ -31,10 +31,12 @@ def _asset(document) -> Asset:
 def _pay(client, document, source_key, destination, amount_units, memo_hash=None):
     source = Keypair.from_secret(document[source_key]["secret"])
     account = client.account(source.public_key)
-    builder = TransactionBuilder(SdkAccount(source.public_key, account.sequence),
-                                 document["network_passphrase"], base_fee=100)
-    builder.append_payment_op(destination, SdkAsset(document["asset"]["code"], document["asset"]["issuer"]),
-                              format_tft(amount_units))
+    builder = TransactionBuilder(
+        SdkAccount(source.public_key, account.sequence), document["network_passphrase"], base_fee=100
+    )
+    builder.append_payment_op(
+        destination, SdkAsset(document["asset"]["code"], document["asset"]["issuer"]), format_tft(amount_units)
+    )
     if memo_hash is not None:
         builder.add_hash_memo(memo_hash)
     envelope = builder.set_timeout(60).build()
@@ -120,7 +122,8 @@ def test_preflight_holds_destinations_that_cannot_receive(network):
     missing = Keypair.random().public_key
     huge = 10**12 * TFT  # more than a default trustline limit leaves room for
     held = check_destinations(
-        client, asset,
+        client,
+        asset,
         [(with_line[0], TFT), (with_line[1], huge), (with_line[1], huge), (without_line[0], TFT), (missing, TFT)],
     )
     assert held == {with_line[1]: "line_full", without_line[0]: "no_trustline", missing: "no_account"}

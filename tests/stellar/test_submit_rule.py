@@ -11,12 +11,27 @@ ROWS = [
     ("found and failed: rebuild", dict(found=True, successful=False), Verdict.FAILED),
     ("found wins over an expired bound", dict(found=True, successful=True, latest_closed_ts=5000), Verdict.LANDED),
     ("not found, before max time, sequence free: may land", dict(found=False, successful=None), Verdict.MAYBE),
-    ("not found, latest ledger exactly at max time: may land",
-     dict(found=False, successful=None, latest_closed_ts=1300), Verdict.MAYBE),
-    ("not found, latest ledger past max time: never", dict(found=False, successful=None, latest_closed_ts=1301), Verdict.NEVER),
-    ("not found, sequence consumed by another: never", dict(found=False, successful=None, source_sequence_now=42), Verdict.NEVER),
+    (
+        "not found, latest ledger exactly at max time: may land",
+        dict(found=False, successful=None, latest_closed_ts=1300),
+        Verdict.MAYBE,
+    ),
+    (
+        "not found, latest ledger past max time: never",
+        dict(found=False, successful=None, latest_closed_ts=1301),
+        Verdict.NEVER,
+    ),
+    (
+        "not found, sequence consumed by another: never",
+        dict(found=False, successful=None, source_sequence_now=42),
+        Verdict.NEVER,
+    ),
     ("not found, sequence far past: never", dict(found=False, successful=None, source_sequence_now=99), Verdict.NEVER),
-    ("not found, source account unknown: may land", dict(found=False, successful=None, source_sequence_now=None), Verdict.MAYBE),
+    (
+        "not found, source account unknown: may land",
+        dict(found=False, successful=None, source_sequence_now=None),
+        Verdict.MAYBE,
+    ),
 ]
 
 

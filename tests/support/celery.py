@@ -8,8 +8,11 @@ from workers.celery_app import app
 
 
 def use_settings(settings: Settings) -> None:
-    app.conf.update(broker_url=settings.broker_url.get_secret_value(), payouts_settings=settings,
-                    broker_transport_options={"visibility_timeout": settings.visibility_timeout_s})
+    app.conf.update(
+        broker_url=settings.broker_url.get_secret_value(),
+        payouts_settings=settings,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+    )
     if app._pool is not None:  # connections to an earlier test's broker
         app._pool.force_close_all()
         app._pool = None

@@ -24,10 +24,16 @@ def fund_payout(client: HorizonClient, document: dict, amount_units: int) -> Non
     treasury = Keypair.from_secret(document["treasury"]["secret"])
     account = client.account(treasury.public_key)
     envelope = (
-        TransactionBuilder(SdkAccount(treasury.public_key, account.sequence), document["network_passphrase"], base_fee=100)
-        .append_payment_op(document["payout"]["public_key"],
-                           SdkAsset(document["asset"]["code"], document["asset"]["issuer"]), format_tft(amount_units))
-        .set_timeout(120).build()
+        TransactionBuilder(
+            SdkAccount(treasury.public_key, account.sequence), document["network_passphrase"], base_fee=100
+        )
+        .append_payment_op(
+            document["payout"]["public_key"],
+            SdkAsset(document["asset"]["code"], document["asset"]["issuer"]),
+            format_tft(amount_units),
+        )
+        .set_timeout(120)
+        .build()
     )
     envelope.sign(treasury)
     assert client.submit(envelope.to_xdr()).outcome == "success"
@@ -37,8 +43,15 @@ def grid_snapshot(tmp_path, farmers: list[dict], nodes_per_farm: int = 2):
     farms, nodes = [], []
     for index, farmer in enumerate(farmers):
         farm_id = 100 + index
-        farms.append({"farm_id": farm_id, "name": f"farm {farm_id}", "twin_id": 7,
-                      "certification": "NotCertified", "stellar_address": farmer["public_key"]})
+        farms.append(
+            {
+                "farm_id": farm_id,
+                "name": f"farm {farm_id}",
+                "twin_id": 7,
+                "certification": "NotCertified",
+                "stellar_address": farmer["public_key"],
+            }
+        )
         nodes += [factories.node(farm_id * 10 + n, farm_id=farm_id) for n in range(nodes_per_farm)]
     document = factories.snapshot(nodes=nodes, farms=farms)
     return load_snapshot(factories.write(tmp_path / "month.json", document))
@@ -46,8 +59,11 @@ def grid_snapshot(tmp_path, farmers: list[dict], nodes_per_farm: int = 2):
 
 def chain_payments(client: HorizonClient, document: dict) -> list[dict]:
     payout = document["payout"]["public_key"]
-    return [r for r in client.payments(payout) if r.get("type") == "payment" and r.get("from") == payout
-            and r.get("transaction_successful", True)]
+    return [
+        r
+        for r in client.payments(payout)
+        if r.get("type") == "payment" and r.get("from") == payout and r.get("transaction_successful", True)
+    ]
 
 
 def check_invariants(db, client, document, run_id, outside: frozenset[str] = frozenset()):
@@ -81,7 +97,11 @@ def check_invariants(db, client, document, run_id, outside: frozenset[str] = fro
         info = client.transaction(tx_hash)
         memo = base64.b64decode(info.memo).hex()
         hashes = [p.receipt_hash for p in paid if p.tx_hash == tx_hash]
-        expected = hashes[0] if len(hashes) == 1 and transactions[tx_hash].memo_hash == hashes[0] else merkle_root(hashes).hex()
+        expected = (
+            hashes[0]
+            if len(hashes) == 1 and transactions[tx_hash].memo_hash == hashes[0]
+            else merkle_root(hashes).hex()
+        )
         assert memo == expected == transactions[tx_hash].memo_hash
         assert transactions[tx_hash].status == "confirmed"
 
@@ -98,8 +118,11 @@ def check_invariants(db, client, document, run_id, outside: frozenset[str] = fro
 def make_treasury_multisig(client: HorizonClient, document: dict, signers: list[Keypair]) -> None:
     """Treasury signers each of weight 1, master key off, payments need 2 signatures."""
     treasury = Keypair.from_secret(document["treasury"]["secret"])
-    builder = TransactionBuilder(SdkAccount(treasury.public_key, client.account(treasury.public_key).sequence),
-                                 document["network_passphrase"], base_fee=100)
+    builder = TransactionBuilder(
+        SdkAccount(treasury.public_key, client.account(treasury.public_key).sequence),
+        document["network_passphrase"],
+        base_fee=100,
+    )
     for signer in signers:
         builder.append_set_options_op(signer=Signer.ed25519_public_key(signer.public_key, 1))
     builder.append_set_options_op(master_weight=0, low_threshold=1, med_threshold=2, high_threshold=2)

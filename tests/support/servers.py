@@ -41,9 +41,7 @@ def _pg_bin(name: str) -> str:
         return found[-1]
     path = shutil.which(name)
     if path is None:
-        raise RuntimeError(
-            f"PostgreSQL's {name} is not installed; the test command installs Debian's postgresql"
-        )
+        raise RuntimeError(f"PostgreSQL's {name} is not installed; the test command installs Debian's postgresql")
     return path
 
 
@@ -65,16 +63,29 @@ class PostgresServer:
         if as_root:
             shutil.chown(base, "postgres", "postgres")
         subprocess.run(
-            [*prefix, _pg_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
-             "--no-sync", "-E", "UTF8", "--locale=C"],
-            check=True, capture_output=True,
+            [
+                *prefix,
+                _pg_bin("initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            check=True,
+            capture_output=True,
         )
         port = free_port()
         log = base / "postgres.log"
         options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         subprocess.run(
             [*prefix, _pg_bin("pg_ctl"), "-D", str(data_dir), "-l", str(log), "-o", options, "-w", "start"],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         _wait_for_port(port, 30, "PostgreSQL", log)
         return cls(port=port, data_dir=data_dir)
@@ -83,8 +94,23 @@ class PostgresServer:
         """Stop (fast: open connections are cut) and start again on the same port and data."""
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         # the server's output goes to its log: a pipe would stay open as long as the server runs
-        subprocess.run([*prefix, _pg_bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir.parent / "postgres.log"),
-                        "-m", "fast", "-w", "restart"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                *prefix,
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.data_dir.parent / "postgres.log"),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait_for_port(self.port, 30, "PostgreSQL")
 
     def stop(self) -> None:
@@ -115,9 +141,23 @@ class RedisServer:
         dir = dir or Path(tempfile.mkdtemp(prefix="payouts-redis-"))
         dir.mkdir(parents=True, exist_ok=True)
         process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(dir),
-             "--save", "", "--appendonly", "yes", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         _wait_for_port(port, 15, "Redis")
         return cls(port=port, process=process, dir=dir)

@@ -63,9 +63,26 @@ def _worker_process(month: Month, tmp_path, name: str) -> subprocess.Popen:
     env = {**os.environ, **month.environment()}
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", "solo",
-         "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h", "--loglevel", "INFO"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "--pool",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"{name}@%h",
+            "--loglevel",
+            "INFO",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -79,8 +96,9 @@ def _status(month: Month) -> str | None:
     return run.status if run else None
 
 
-def test_a_month_runs_end_to_end_on_workers_with_doubled_triggers(redis_server, sandbox, ledger_url, tmp_path,
-                                                                  thread_worker):
+def test_a_month_runs_end_to_end_on_workers_with_doubled_triggers(
+    redis_server, sandbox, ledger_url, tmp_path, thread_worker
+):
     month = prepare_month(tmp_path, sandbox.url, ledger_url, broker_url=redis_server.url)
     thread_worker(month)
     tasks.advance_due.delay()
@@ -149,13 +167,29 @@ def test_redis_restarted_mid_run_loses_nothing(redis_server, sandbox, sqlite_url
 
 
 def test_two_beat_processes_fire_the_trigger_from_one_at_a_time(redis_server, sandbox, sqlite_url, tmp_path):
-    month = prepare_month(tmp_path, sandbox.url, sqlite_url, broker_url=redis_server.url,
-                          schedule_every_s=1.0, beat_lock_timeout_s=5)
+    month = prepare_month(
+        tmp_path, sandbox.url, sqlite_url, broker_url=redis_server.url, schedule_every_s=1.0, beat_lock_timeout_s=5
+    )
     env = {**os.environ, **month.environment()}
     beats = [
-        subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
-                          "-s", str(tmp_path / f"beat-{n}")], env=env, stdout=open(tmp_path / f"beat-{n}.log", "w"),
-                         stderr=subprocess.STDOUT, start_new_session=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "-s",
+                str(tmp_path / f"beat-{n}"),
+            ],
+            env=env,
+            stdout=open(tmp_path / f"beat-{n}.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         for n in range(2)
     ]
     client = redis.Redis.from_url(redis_server.url)

@@ -9,20 +9,17 @@ from alembic import op
 import sqlalchemy as sa
 
 
-
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('stellar_transactions', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('purpose', sa.String(length=10), server_default='payment', nullable=False))
-
+    with op.batch_alter_table("stellar_transactions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("purpose", sa.String(length=10), server_default="payment", nullable=False))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('stellar_transactions', schema=None) as batch_op:
-        batch_op.drop_column('purpose')
-
+    with op.batch_alter_table("stellar_transactions", schema=None) as batch_op:
+        batch_op.drop_column("purpose")
