@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.payments import sandbox_process  # noqa: E402
+from benchmarks.payments import sandbox_process
 
 
 def _free_port() -> int:

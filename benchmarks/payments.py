@@ -77,6 +77,7 @@ def sandbox_process(ledger_close_s: float):
 
 
 def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> None:
+    from sqlmodel import Session, func, select
     from stellar_sdk import Keypair
 
     from payouts.ledger.db import make_engine, migrate, session_scope
@@ -90,7 +91,6 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
     from payouts.snapshot.synthetic import write_synthetic_snapshot
     from payouts.stellar.horizon import HorizonClient
     from payouts.stellar.keys import SigningKeys
-    from sqlmodel import Session, func, select
 
     with tempfile.TemporaryDirectory() as folder, sandbox_process(ledger_close_s) as sandbox_url:
         folder = Path(folder)

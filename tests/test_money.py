@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from payouts.money import UNITS_PER_TFT, format_tft, format_usd, parse_tft
 

@@ -1,7 +1,8 @@
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from payouts.periods import PERIOD_LENGTH_S, Period, PeriodError, offset_for_label, resolve_period
 

@@ -149,11 +149,11 @@ def measure_uptime(
                 if (skew >= CLOCK_SKEW_S or skew <= -CLOCK_SKEW_S) and violation is None:
                     violation = CLOCK_SKEW
                 if ud > 0:
-                    total += ud if ud < MAX_CREDIT_S else MAX_CREDIT_S
+                    total += min(MAX_CREDIT_S, ud)
                     t_last, u_last = t, u
                     continue
             if u <= rd:  # 4c reboot
-                total += u if u < MAX_CREDIT_S else MAX_CREDIT_S
+                total += min(MAX_CREDIT_S, u)
                 t_last, u_last = t, u
                 boot = t - u
                 continue
@@ -193,14 +193,14 @@ def measure_uptime(
                 violation = CLOCK_SKEW
             if ud > 0:
                 credit = end - t_last
-                total += credit if credit < MAX_CREDIT_S else MAX_CREDIT_S
+                total += min(MAX_CREDIT_S, credit)
                 t_last, u_last = t, u
                 continue
         if u <= rd:  # 4c reboot: only the part of the uptime that falls inside the period
             since_end = t - end
             if since_end < u:
                 credit = u - since_end
-                total += credit if credit < MAX_CREDIT_S else MAX_CREDIT_S
+                total += min(MAX_CREDIT_S, credit)
             t_last, u_last = t, u
             boot = t - u
             continue

@@ -10,11 +10,11 @@ import typer
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
 from payouts.cli.run import print_review
+from payouts.ledger.errors import AlreadyDone
 from payouts.runs.approvals import approve_run, build_manifest, reject_run, required_approvals, sign_manifest
 from payouts.runs.errors import RunsError
 from payouts.runs.review import build_review
 from payouts.runs.service import require_run
-from payouts.ledger.errors import AlreadyDone
 from payouts.stellar.keys import KeyFileError, load_keypair
 
 

@@ -9,10 +9,10 @@ import typer
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
-from payouts.runs.wiring import horizon, pay_config, signing_keys
 from payouts.runs.errors import RunsError
 from payouts.runs.funding import FundingFile, export_funding, sign_funding, submit_funding
 from payouts.runs.service import require_run
+from payouts.runs.wiring import horizon, pay_config, signing_keys
 from payouts.stellar.horizon import StellarError
 from payouts.stellar.keys import KeyFileError, load_keypair
 

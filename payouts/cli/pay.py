@@ -17,10 +17,10 @@ from payouts.ledger.models import Payment
 from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, resolve_period
-from payouts.runs.retries import retries_so_far
 from payouts.runs.errors import RunsError
 from payouts.runs.payment import PaymentEngine
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
+from payouts.runs.retries import retries_so_far
 from payouts.runs.service import require_run
 from payouts.runs.wiring import horizon, pay_config, signing_keys
 from payouts.stellar.horizon import StellarError

@@ -25,11 +25,10 @@ from sqlmodel import Session
 
 from config.settings import Settings
 from payouts import CODE_VERSION
-from payouts.export.rows import ExportFilter, iter_entries, runs_document
+from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
 from payouts.export.writers import EXPORT_FORMAT, write_export
 from payouts.ledger.db import make_engine
 from payouts.ledger.types import utcnow
-from payouts.export.rows import iso_utc
 from payouts.periods import Period, PeriodError, offset_for_label
 
 log = structlog.get_logger(__name__)
@@ -136,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the stdlib's name)
+    def log_message(self, format: str, *args) -> None:
         log.info("web.request", client=self.client_address[0], line=format % args)
 
     # ---- methods -------------------------------------------------------------------------

@@ -68,8 +68,7 @@ def write_json(header: dict, runs: list[dict], entries: Iterable[dict], out: Tex
     """One JSON document: the header's keys, `runs` (manifests and signatures), then `entries`
     written one by one into the array."""
     out.write("{")
-    for key, value in header.items():
-        out.write(f"{_dumps(key)}:{_dumps(value)},")
+    out.writelines(f"{_dumps(key)}:{_dumps(value)}," for key, value in header.items())
     out.write(f'"runs":{_dumps(runs)},"entries":[\n')
     count = 0
     for entry in entries:
@@ -84,8 +83,7 @@ def write_json(header: dict, runs: list[dict], entries: Iterable[dict], out: Tex
 def write_jsonl(header: dict, runs: list[dict], entries: Iterable[dict], out: TextIO) -> int:
     """One JSON object a line: a `header` record, one `run` record per run, then `entry` records."""
     out.write(_dumps({"record": "header", **header}) + "\n")
-    for run in runs:
-        out.write(_dumps({"record": "run", **run}) + "\n")
+    out.writelines(_dumps({"record": "run", **run}) + "\n" for run in runs)
     count = 0
     for entry in entries:
         out.write(_dumps({"record": "entry", **entry}) + "\n")

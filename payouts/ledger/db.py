@@ -7,7 +7,6 @@ process; several worker processes need PostgreSQL.
 from __future__ import annotations
 
 import os
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

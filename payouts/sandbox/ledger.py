@@ -1288,8 +1288,8 @@ def _memo_fields(memo) -> dict:
 
 
 __all__ = [
-    "Account",
     "Accepted",
+    "Account",
     "ClosedLedger",
     "EnvelopeMalformed",
     "Ledger",

@@ -270,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "tft-payouts-sandbox"
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args) -> None:
         # one line per request would drown the operator's terminal at 1,000 payments a second
         pass
 
@@ -328,13 +328,13 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._guard(self._get)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._guard(self._post)
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._guard(self._not_allowed)
 
     do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_PUT

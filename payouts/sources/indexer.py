@@ -27,10 +27,10 @@ import orjson
 
 from payouts import CODE_VERSION
 from payouts.periods import Period
+from payouts.snapshot.schema import FORMAT_TAG
 from payouts.sources.errors import IndexerBehind, IndexerDataError, IndexerQueryError
 from payouts.sources.graphql import GraphQLClient, JsonHttp, RetryPolicy
 from payouts.sources.gridproxy import COMPARED, compare_counts, fetch_stats
-from payouts.snapshot.schema import FORMAT_TAG
 
 #: network -> (GraphQL indexer, grid proxy)
 DEFAULT_ENDPOINTS = {

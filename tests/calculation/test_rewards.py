@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from payouts.calculation.rewards import base_musd, node_reward, scales_with_uptime, uptime_permille
 from payouts.calculation.units import GIB, cu_pm, nu_pm, su_pm

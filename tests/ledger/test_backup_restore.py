@@ -87,7 +87,6 @@ def test_backup_and_restore_as_the_runbook_says(ledger_url, tmp_path, monkeypatc
     assert _contents(restored_url) == before
     engine = make_engine(restored_url)
     assert is_current(engine)
-    with pytest.raises(Exception, match="append-only"):
-        with engine.begin() as connection:
-            connection.execute(text("DELETE FROM event_history"))
+    with pytest.raises(Exception, match="append-only"), engine.begin() as connection:
+        connection.execute(text("DELETE FROM event_history"))
     assert _contents(restored_url) == before

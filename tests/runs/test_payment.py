@@ -6,16 +6,15 @@ from collections import Counter
 
 import orjson
 import pytest
-from stellar_sdk import Keypair
 from sqlmodel import Session, select
+from stellar_sdk import Keypair
 
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction
 from payouts.ledger.states import RunStatus
 from payouts.runs.advance import continue_run
-from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
+from payouts.runs.approvals import NotApproved, approve_run, build_manifest, sign_manifest
 from payouts.runs.payment import PayConfig, PaymentEngine, RunAlreadyPaid, RunNotPayable, RunStopped
-from payouts.runs.approvals import NotApproved
 from payouts.runs.service import calculate_run
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
@@ -24,8 +23,14 @@ from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
 from tests.support.payments import (
     chain_payments as _chain_payments,
+)
+from tests.support.payments import (
     check_invariants,
+)
+from tests.support.payments import (
     fund_payout as _fund_payout,
+)
+from tests.support.payments import (
     grid_snapshot as _snapshot,
 )
 

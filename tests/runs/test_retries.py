@@ -4,6 +4,7 @@ valid address: a minting-style retry receipt, paid once, settling the original."
 from __future__ import annotations
 
 import base64
+
 import orjson
 import pytest
 from sqlmodel import Session, select

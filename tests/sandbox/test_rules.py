@@ -6,7 +6,7 @@ import time
 
 import httpx
 import pytest
-from stellar_sdk import AuthorizationFlag, Asset, Keypair, Signer, TransactionBuilder, TrustLineFlags
+from stellar_sdk import Asset, AuthorizationFlag, Keypair, Signer, TransactionBuilder, TrustLineFlags
 from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.operation import ManageData
 

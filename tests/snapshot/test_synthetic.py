@@ -7,7 +7,8 @@ from collections import Counter
 
 import orjson
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from payouts.calculation.engine import calculate_period
 from payouts.periods import Period

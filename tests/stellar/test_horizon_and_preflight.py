@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from stellar_sdk import Asset as SdkAsset, Keypair, TransactionBuilder
 from stellar_sdk import Account as SdkAccount
+from stellar_sdk import Asset as SdkAsset
+from stellar_sdk import Keypair, TransactionBuilder
 
 from payouts.money import format_tft
 from payouts.sandbox import running_sandbox

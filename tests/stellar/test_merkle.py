@@ -1,7 +1,8 @@
 import hashlib
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from payouts.stellar.merkle import inclusion_proof, merkle_root, verify_inclusion
 
@@ -14,8 +15,8 @@ def _h(i: int) -> bytes:
 
 def test_rfc6962_shapes_for_small_trees():
     a, b, c = sorted([_h(1), _h(2), _h(3)])
-    leaf = lambda x: hashlib.sha256(b"\x00" + x).digest()  # noqa: E731
-    node = lambda l, r: hashlib.sha256(b"\x01" + l + r).digest()  # noqa: E731
+    leaf = lambda x: hashlib.sha256(b"\x00" + x).digest()
+    node = lambda l, r: hashlib.sha256(b"\x01" + l + r).digest()
     assert merkle_root([]) == hashlib.sha256(b"").digest()
     assert merkle_root([a]) == leaf(a)
     assert merkle_root([b, a]) == node(leaf(a), leaf(b))

@@ -17,9 +17,9 @@ from celery.contrib.testing.worker import start_worker
 from payouts.runs.wiring import build_orchestrator
 from payouts.sandbox import running_sandbox
 from payouts.stellar.horizon import HorizonClient
+from tests.support.celery import use_settings
 from tests.support.monthly import Month, approve, count_events, paid_count, prepare_month, run_of, wait_until
 from tests.support.payments import check_invariants
-from tests.support.celery import use_settings
 from tests.support.servers import RedisServer
 from workers import tasks
 from workers.base import PayoutTask

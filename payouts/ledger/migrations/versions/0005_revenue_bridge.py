@@ -5,11 +5,10 @@ Revises: 0004
 Create Date: 2026-11-25
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from payouts.ledger.types import UtcDateTime
-
 
 revision = "0005"
 down_revision = "0004"

@@ -5,11 +5,10 @@ Revises: 0005
 Create Date: 2026-11-24
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from payouts.ledger.types import UtcDateTime
-
 
 revision = "0006"
 down_revision = "0005"
