@@ -57,7 +57,7 @@ def filters_from_query(query: str) -> ExportFilter:
     params = parse_qs(query, keep_blank_values=False, max_num_fields=50)
     unknown = set(params) - {"period", "farm", "node", "address", "receipt"}
     if unknown:
-        raise BadQuery(f"unknown parameter: {sorted(unknown)[0][:40]}")
+        raise BadQuery(f"unknown parameter: {min(unknown)[:40]}")
 
     def one(name: str) -> str | None:
         values = params.get(name)

@@ -47,7 +47,7 @@ def _time(text: str, where: str) -> datetime | None:
         if len(text) == 10:
             day = date.fromisoformat(text)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text)
     except ValueError:
         raise SignonFileError(f"{where}: {text!r} is not an ISO 8601 time or date") from None
     if value.tzinfo is None:

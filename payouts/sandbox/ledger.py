@@ -1111,7 +1111,7 @@ class _OperationApplier:
             self.touch(source).balance_stroops -= amount_units
             self.touch(destination).balance_stroops += amount_units
             return "op_success", doc, parties
-        code, issuer_id = key
+        _code, issuer_id = key
         if source.account_id != issuer_id:
             line = source.trustlines.get(key)
             if line is None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Self
 
 import httpx
 
@@ -121,7 +122,7 @@ class LedgerInfo:
 
 
 def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 def _account(document: dict) -> AccountInfo:
@@ -166,7 +167,7 @@ class HorizonClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> HorizonClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc) -> None:

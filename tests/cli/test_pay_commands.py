@@ -75,7 +75,7 @@ def operator(monkeypatch, tmp_path, ledger_url):
 
 
 def test_pay_reconcile_and_held(operator):
-    sandbox, document, client, run_id, url = operator
+    _sandbox, document, client, run_id, url = operator
     paid = runner.invoke(app, ["pay", str(run_id)])
     assert paid.exit_code == 0, paid.output
     assert "paid; 24 paid" in paid.stdout
@@ -103,7 +103,7 @@ def test_pay_reconcile_and_held(operator):
 
 
 def test_reconcile_reports_a_payment_the_ledger_does_not_know(operator):
-    sandbox, document, client, run_id, url = operator
+    _sandbox, document, client, run_id, url = operator
     assert runner.invoke(app, ["pay", str(run_id)]).exit_code == 0
     # someone pays from the payout account outside the scheduler
     from stellar_sdk import Account, Asset, TransactionBuilder

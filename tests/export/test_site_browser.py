@@ -133,7 +133,7 @@ def test_the_proof_check_fails_for_a_tampered_receipt(browser, web, published, t
 
 
 def test_a_hostile_farm_name_is_shown_as_text(browser, web, published, tmp_path):
-    _site, _url, _paid, entries = published
+    _site, _url, _paid, _entries = published
     rows = _search(browser, web, "farm", str(HOSTILE_FARM_ID))
     assert rows and {r["farm"] for r in rows} == {HOSTILE_FARM_NAME}
     assert {r["status"] for r in rows} == {"held"}

@@ -37,7 +37,7 @@ def _contents(url: str) -> tuple:
 
 
 def _pg_tool(name: str) -> str:
-    return shutil.which(name) or str(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))[-1])
+    return shutil.which(name) or str(max(Path("/usr/lib/postgresql").glob(f"*/bin/{name}")))
 
 
 def test_backup_and_restore_as_the_runbook_says(ledger_url, tmp_path, monkeypatch):

@@ -94,7 +94,7 @@ def paying(ledger_url, tmp_path):
 
 
 def test_an_approved_run_is_paid_once_and_no_trustline_is_held(paying):
-    sandbox, document, db, run_id, engine = paying()
+    _sandbox, document, db, run_id, engine = paying()
     report = engine.pay(run_id)
     assert report.status == RunStatus.PAID
     payments = check_invariants(db, engine.client, document, run_id)
@@ -110,7 +110,7 @@ def test_an_approved_run_is_paid_once_and_no_trustline_is_held(paying):
 
 
 def test_payments_survive_timeouts_and_dropped_connections(paying):
-    sandbox, document, db, run_id, engine = paying(
+    _sandbox, document, db, run_id, engine = paying(
         faults="504_after_apply=0.3,drop_after_apply=0.2,504_without_apply=0.2"
     )
     report = engine.pay(run_id)
@@ -121,7 +121,7 @@ def test_payments_survive_timeouts_and_dropped_connections(paying):
 
 
 def test_an_underfunded_payout_account_stops_the_run_before_anything_is_sent(paying):
-    sandbox, document, db, run_id, engine = paying(fund=False)
+    _sandbox, document, db, run_id, engine = paying(fund=False)
     with pytest.raises(RunStopped, match="short by"):
         engine.pay(run_id)
     with Session(db) as session:
@@ -141,7 +141,7 @@ def test_an_underfunded_payout_account_stops_the_run_before_anything_is_sent(pay
 
 
 def test_an_unapproved_run_is_not_paid(paying):
-    sandbox, document, db, run_id, engine = paying(approve=False)
+    _sandbox, document, _db, run_id, engine = paying(approve=False)
     with pytest.raises(RunNotPayable, match="only an approved run"):
         engine.pay(run_id)
     assert _chain_payments(engine.client, document) == []
@@ -150,7 +150,7 @@ def test_an_unapproved_run_is_not_paid(paying):
 def test_an_approval_by_a_key_no_longer_configured_does_not_count(paying):
     import dataclasses
 
-    sandbox, document, db, run_id, engine = paying()
+    _sandbox, document, _db, run_id, engine = paying()
     engine.config = dataclasses.replace(engine.config, approvers=(Keypair.random().public_key,))
     with pytest.raises(NotApproved):
         engine.pay(run_id)
@@ -158,7 +158,7 @@ def test_an_approval_by_a_key_no_longer_configured_does_not_count(paying):
 
 
 def test_an_edited_payment_row_stops_the_run(paying):
-    sandbox, document, db, run_id, engine = paying()
+    _sandbox, document, db, run_id, engine = paying()
     from sqlalchemy import update
 
     thief = Keypair.random().public_key
@@ -172,7 +172,7 @@ def test_an_edited_payment_row_stops_the_run(paying):
 
 
 def test_batch_mode_uses_merkle_memos(paying):
-    sandbox, document, db, run_id, engine = paying(memo_mode="batch", channels=1)
+    _sandbox, _document, db, run_id, engine = paying(memo_mode="batch", channels=1)
     report = engine.pay(run_id)
     assert report.status == RunStatus.PAID
     with Session(db) as session:
@@ -190,7 +190,7 @@ def test_batch_mode_uses_merkle_memos(paying):
 
 @pytest.mark.parametrize("faults", ["congestion=0.4", "delay=0.5:3", "504_without_apply=0.5"])
 def test_congestion_and_delays_only_slow_the_run_down(paying, faults):
-    sandbox, document, db, run_id, engine = paying(faults=faults)
+    _sandbox, document, db, run_id, engine = paying(faults=faults)
     report = engine.pay(run_id)
     assert report.status == RunStatus.PAID
     payments = check_invariants(db, engine.client, document, run_id)
@@ -198,7 +198,7 @@ def test_congestion_and_delays_only_slow_the_run_down(paying, faults):
 
 
 def test_congestion_raises_the_fee_with_a_fee_bump_within_the_cap(paying):
-    sandbox, document, db, run_id, engine = paying(faults="congestion=0.5", max_fee_stroops=400)
+    _sandbox, document, db, run_id, engine = paying(faults="congestion=0.5", max_fee_stroops=400)
     report = engine.pay(run_id)
     assert report.status == RunStatus.PAID
     payments = check_invariants(db, engine.client, document, run_id)
@@ -219,7 +219,7 @@ def test_congestion_raises_the_fee_with_a_fee_bump_within_the_cap(paying):
 
 
 def test_at_the_fee_cap_the_same_bytes_wait_for_room(paying):
-    sandbox, document, db, run_id, engine = paying(faults="congestion=0.5", max_fee_stroops=100)
+    _sandbox, document, db, run_id, engine = paying(faults="congestion=0.5", max_fee_stroops=100)
     report = engine.pay(run_id)
     assert report.status == RunStatus.PAID
     check_invariants(db, engine.client, document, run_id)
@@ -272,9 +272,9 @@ def test_a_destination_refused_inside_a_batch_is_held_and_the_rest_rebuilt(payin
     """Rule 6: per-operation codes hold every failing destination at once; the rest is paid."""
     from stellar_sdk import Account, Asset, TransactionBuilder
 
-    sandbox, document, db, run_id, engine = paying(memo_mode="batch", channels=1)
+    _sandbox, document, db, run_id, engine = paying(memo_mode="batch", channels=1)
     engine.start(run_id)  # preflight passes: every destination can receive now
-    leaving = [f for f in document["farmers"] if f["trustline"]][0]
+    leaving = next(f for f in document["farmers"] if f["trustline"])
     farmer = Keypair.from_secret(leaving["secret"])
     account = engine.client.account(farmer.public_key)
     envelope = (
@@ -300,18 +300,18 @@ def test_a_destination_refused_inside_a_batch_is_held_and_the_rest_rebuilt(payin
 def test_amounts_a_transaction_must_not_carry_are_refused_before_signing():
     from payouts.stellar.build import BuildError, PaymentOp, build_payment_envelope
 
-    common = dict(
-        network_passphrase="x",
-        source_account=Keypair.random().public_key,
-        sequence=2,
-        payout_account=Keypair.random().public_key,
-        asset_code="TFT",
-        asset_issuer=Keypair.random().public_key,
-        memo_hash=bytes(32),
-        fee_per_operation_stroops=100,
-        min_time=0,
-        max_time=10,
-    )
+    common = {
+        "network_passphrase": "x",
+        "source_account": Keypair.random().public_key,
+        "sequence": 2,
+        "payout_account": Keypair.random().public_key,
+        "asset_code": "TFT",
+        "asset_issuer": Keypair.random().public_key,
+        "memo_hash": bytes(32),
+        "fee_per_operation_stroops": 100,
+        "min_time": 0,
+        "max_time": 10,
+    }
     good = Keypair.random().public_key
     for operations, words in [
         ([PaymentOp(good, 2**63)], "not payable"),
@@ -360,7 +360,7 @@ def test_reconciliation_reads_memos_from_the_joined_payments(paying):
 def test_pause_stops_new_submissions_within_one_cycle_and_resume_finishes(paying):
     from payouts.runs.control import set_paused
 
-    sandbox, document, db, run_id, engine = paying(channels=1)
+    _sandbox, document, db, run_id, engine = paying(channels=1)
     paused_at: list[int] = []
 
     def pause_after_two(report):

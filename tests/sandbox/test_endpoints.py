@@ -57,7 +57,7 @@ def test_transaction_by_hash_and_not_found(net):
 
 
 def test_payments_page_with_cursor_and_links(net):
-    payer, payee = net.new_accounts(2)
+    _payer, payee = net.new_accounts(2)
     issuer, tft = net.issue(payee)
     for amount in ("1", "2", "3", "4", "5"):
         net.submit(net.signed(net.builder(issuer).append_payment_op(payee.public_key, tft, amount), issuer))
@@ -80,7 +80,7 @@ def test_payments_page_with_cursor_and_links(net):
 
 
 def test_payments_joined_with_their_transactions(net):
-    payer, payee = net.new_accounts(2)
+    _payer, payee = net.new_accounts(2)
     issuer, tft = net.issue(payee)
     envelope = net.signed(
         net.builder(issuer).add_hash_memo(bytes(range(32))).append_payment_op(payee.public_key, tft, "7"), issuer

@@ -89,7 +89,7 @@ def test_underfunded_native_and_credit(net):
     alice, bob = net.new_accounts(2)
     result = codes(net.fail(pay(net, alice, bob, amount="99.5")))  # reserve is 1 XLM
     assert result == {"transaction": "tx_failed", "operations": ["op_underfunded"]}
-    issuer, tft = net.issue(alice, bob)
+    _issuer, tft = net.issue(alice, bob)
     assert codes(net.fail(pay(net, alice, bob, amount="1", asset=tft)))["operations"] == ["op_underfunded"]
 
 

@@ -31,6 +31,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 import orjson
 
@@ -350,7 +351,7 @@ class UptimeTable:
             "timestamp_lt",
         }
         if unknown:
-            raise GraphQLError(f"Field '{sorted(unknown)[0]}' is not supported by this test server")
+            raise GraphQLError(f"Field '{min(unknown)}' is not supported by this test server")
         if "nodeID_in" in where:
             nodes = sorted({int(n) for n in where["nodeID_in"]} & self.by_node.keys())
         elif "nodeID_eq" in where:
@@ -910,7 +911,7 @@ class IndexerServer:
             self._http.shutdown()
             self._http.server_close()
 
-    def __enter__(self) -> IndexerServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -74,7 +74,7 @@ def test_submit_success_then_lookup_and_payments_page(network):
 
 def test_failed_submission_carries_codes_in_the_right_bucket(network):
     _, document, client = network
-    stranger = [f for f in document["farmers"] if not f["trustline"]][0]["public_key"]
+    stranger = next(f for f in document["farmers"] if not f["trustline"])["public_key"]
     envelope = _pay(client, document, "treasury", stranger, TFT)
     result = client.submit(envelope.to_xdr())
     assert result.outcome == Outcome.FAILED

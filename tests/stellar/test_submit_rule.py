@@ -4,32 +4,32 @@ import pytest
 
 from payouts.stellar.submit import Verdict, landing_verdict
 
-BASE = dict(latest_closed_ts=1000, max_time_ts=1300, source_sequence_now=41, tx_sequence=42)
+BASE = {"latest_closed_ts": 1000, "max_time_ts": 1300, "source_sequence_now": 41, "tx_sequence": 42}
 
 ROWS = [
-    ("found and successful: landed", dict(found=True, successful=True), Verdict.LANDED),
-    ("found and failed: rebuild", dict(found=True, successful=False), Verdict.FAILED),
-    ("found wins over an expired bound", dict(found=True, successful=True, latest_closed_ts=5000), Verdict.LANDED),
-    ("not found, before max time, sequence free: may land", dict(found=False, successful=None), Verdict.MAYBE),
+    ("found and successful: landed", {"found": True, "successful": True}, Verdict.LANDED),
+    ("found and failed: rebuild", {"found": True, "successful": False}, Verdict.FAILED),
+    ("found wins over an expired bound", {"found": True, "successful": True, "latest_closed_ts": 5000}, Verdict.LANDED),
+    ("not found, before max time, sequence free: may land", {"found": False, "successful": None}, Verdict.MAYBE),
     (
         "not found, latest ledger exactly at max time: may land",
-        dict(found=False, successful=None, latest_closed_ts=1300),
+        {"found": False, "successful": None, "latest_closed_ts": 1300},
         Verdict.MAYBE,
     ),
     (
         "not found, latest ledger past max time: never",
-        dict(found=False, successful=None, latest_closed_ts=1301),
+        {"found": False, "successful": None, "latest_closed_ts": 1301},
         Verdict.NEVER,
     ),
     (
         "not found, sequence consumed by another: never",
-        dict(found=False, successful=None, source_sequence_now=42),
+        {"found": False, "successful": None, "source_sequence_now": 42},
         Verdict.NEVER,
     ),
-    ("not found, sequence far past: never", dict(found=False, successful=None, source_sequence_now=99), Verdict.NEVER),
+    ("not found, sequence far past: never", {"found": False, "successful": None, "source_sequence_now": 99}, Verdict.NEVER),
     (
         "not found, source account unknown: may land",
-        dict(found=False, successful=None, source_sequence_now=None),
+        {"found": False, "successful": None, "source_sequence_now": None},
         Verdict.MAYBE,
     ),
 ]

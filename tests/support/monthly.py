@@ -84,23 +84,23 @@ def prepare_month(
         farm_addresses=[f["public_key"] for f in document["farmers"]],
     )
     approver = Keypair.random()
-    fields = dict(
-        state_dir=state,
-        database_url=SecretStr(ledger_url),
-        broker_url=SecretStr(broker_url),
-        network="dev",
-        horizon_url=horizon_url,
-        stellar_accounts_file=accounts,
-        approvers=[approver.public_key],
-        approvals_required=1,
-        first_period=PERIOD.label,
-        last_period=PERIOD.label,
-        snapshot_drop_folder=drop,
-        tx_timeout_s=30,
-        lease_ttl_s=3,
-        pay_task_budget_s=2,
-        visibility_timeout_s=5,
-    )
+    fields = {
+        "state_dir": state,
+        "database_url": SecretStr(ledger_url),
+        "broker_url": SecretStr(broker_url),
+        "network": "dev",
+        "horizon_url": horizon_url,
+        "stellar_accounts_file": accounts,
+        "approvers": [approver.public_key],
+        "approvals_required": 1,
+        "first_period": PERIOD.label,
+        "last_period": PERIOD.label,
+        "snapshot_drop_folder": drop,
+        "tx_timeout_s": 30,
+        "lease_ttl_s": 3,
+        "pay_task_budget_s": 2,
+        "visibility_timeout_s": 5,
+    }
     fields.update(overrides)
     db = make_engine(ledger_url)
     migrate(db)
