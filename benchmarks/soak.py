@@ -182,7 +182,7 @@ def main() -> int:
             use_settings(settings)
 
             def start_worker(name: str) -> subprocess.Popen:
-                log = open(folder / f"{name}.log", "w")  # noqa: SIM115 - lives with the process
+                log = open(folder / f"{name}.log", "w")
                 return subprocess.Popen(
                     [
                         sys.executable,
@@ -257,7 +257,7 @@ def main() -> int:
                 trigger()
                 trigger()
 
-                def run_row() -> Run | None:
+                def run_row(period=period) -> Run | None:
                     try:
                         with Session(db) as session:
                             return session.exec(

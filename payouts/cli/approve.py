@@ -84,6 +84,6 @@ def reject(
             reject_run(session, run, reason)
         except RunsError as exc:
             abort(str(exc))
-        except Exception as exc:  # InvalidTransition: say which state refused it
+        except Exception as exc:  # noqa: BLE001 - InvalidTransition: say which state refused it
             abort(f"run {run_id} cannot be rejected: {exc}")
     err_console.print(f"run {run_id} rejected: {reason}")

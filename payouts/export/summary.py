@@ -40,8 +40,9 @@ SUMMARY_FIELDS = (
 )
 
 
-def farm_summaries(session: Session, filters: ExportFilter = ExportFilter()) -> Iterator[dict]:
+def farm_summaries(session: Session, filters: ExportFilter | None = None) -> Iterator[dict]:
     """One summary per farm, ordered by farm id."""
+    filters = filters or ExportFilter()
     retry = aliased(Payment, name="retry")
     retry_run = aliased(Run, name="retry_run")
     carried_by_retry = exists(

@@ -127,7 +127,7 @@ def backup(url: str, out: Path) -> Path:
             parsed.username or "postgres",
             parsed.database or "postgres",
         ]
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             detail = result.stderr.replace(parsed.password or "\0", "***").strip().splitlines()[-1:] or [""]
             raise BackupError(f"pg_dump failed: {detail[0]}")

@@ -424,10 +424,13 @@ class PaymentEngine:
         if result.outcome == Outcome.FAILED and classify(codes) == CodeBucket.RUN:
             self._stop(session, session.get(Run, run_id), f"transaction {tx.tx_hash[:12]} refused: {codes}")
             return Verdict.MAYBE, tx.envelope_xdr
-        if result.outcome == Outcome.FAILED and codes.get("transaction") == "tx_insufficient_fee":
-            # refused, not queued: the same transaction with a higher bid cannot double-land
-            if (bumped := self._bump_fee(session, tx)) is not None:
-                return Verdict.MAYBE, bumped
+        # refused, not queued: the same transaction with a higher bid cannot double-land
+        if (
+            result.outcome == Outcome.FAILED
+            and codes.get("transaction") == "tx_insufficient_fee"
+            and (bumped := self._bump_fee(session, tx)) is not None
+        ):
+            return Verdict.MAYBE, bumped
         info = self.client.transaction(tx.tx_hash)
         if info is not None:
             verdict = Verdict.LANDED if info.successful else Verdict.FAILED

@@ -813,7 +813,7 @@ class Ledger:
                 try:
                     self._check_bounds(
                         pending.transaction,
-                        lambda code, **_: SubmissionRejected(code, fee_bump=pending.fee_bump),
+                        lambda code, _fee_bump=pending.fee_bump, **_: SubmissionRejected(code, fee_bump=_fee_bump),
                         ledger_seq=seq,
                         now_s=now_s,
                     )

@@ -684,7 +684,9 @@ class _Builder:
                 (POWER_STATES, "state", "newPowerState"),
             ):
 
-                def parse(items: list, offset: int, entity=entity, kind=kind, value_field=value_field) -> list:
+                def parse(
+                    items: list, offset: int, entity=entity, kind=kind, value_field=value_field, asked=asked
+                ) -> list:
                     rows = []
                     for index, item in enumerate(items):
                         r = _Record(entity.field, item, self._where(offset, index, item, "id"))

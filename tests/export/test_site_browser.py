@@ -51,7 +51,7 @@ def _search(browser, web, kind: str, query: str):
 def _rows(browser) -> list[dict]:
     rows = []
     for tr in browser.find_elements(By.CSS_SELECTOR, "#entries tbody tr.entry"):
-        cell = lambda name: tr.find_element(By.CSS_SELECTOR, f"td.c-{name}")
+        cell = lambda name, tr=tr: tr.find_element(By.CSS_SELECTOR, f"td.c-{name}")
         rows.append(
             {
                 "period": cell("period").text.split("\n")[0],

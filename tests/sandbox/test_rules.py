@@ -8,6 +8,7 @@ import httpx
 import pytest
 from stellar_sdk import Asset, AuthorizationFlag, Keypair, Signer, TransactionBuilder, TrustLineFlags
 from stellar_sdk import xdr as stellar_xdr
+from stellar_sdk.exceptions import NotFoundError
 from stellar_sdk.operation import ManageData
 
 from payouts.sandbox import SANDBOX_NETWORK_PASSPHRASE, root_keypair, running_sandbox
@@ -164,7 +165,7 @@ def test_zero_and_negative_amounts_are_malformed(net, sandbox):
     alice, bob = net.new_accounts(2)
     envelope = pay(net, alice, bob, amount="0")
     assert codes(net.fail(envelope)) == {"transaction": "tx_failed", "operations": ["op_malformed"]}
-    with pytest.raises(Exception):
+    with pytest.raises(NotFoundError):
         net.horizon.transactions().transaction(envelope.hash_hex()).call()  # never included
     # a negative amount cannot be built with the SDK: patch the XDR by hand. stellar-sdk refuses
     # to decode it, so the sandbox answers as Horizon does for bytes it cannot read.

@@ -898,7 +898,7 @@ class IndexerServer:
             data = self.data.execute(query, variables)
         except GraphQLError as exc:
             return 400, orjson.dumps({"errors": [{"message": str(exc)}]}), names, variables
-        except Exception as exc:  # a bug here must show as a server error, not a dropped connection
+        except Exception as exc:  # noqa: BLE001 - a bug here must show as a server error, not a dropped connection
             return 500, orjson.dumps({"errors": [{"message": repr(exc)}]}), names, variables
         return 200, orjson.dumps({"data": data}), names, variables
 

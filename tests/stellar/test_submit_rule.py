@@ -26,7 +26,11 @@ ROWS = [
         {"found": False, "successful": None, "source_sequence_now": 42},
         Verdict.NEVER,
     ),
-    ("not found, sequence far past: never", {"found": False, "successful": None, "source_sequence_now": 99}, Verdict.NEVER),
+    (
+        "not found, sequence far past: never",
+        {"found": False, "successful": None, "source_sequence_now": 99},
+        Verdict.NEVER,
+    ),
     (
         "not found, source account unknown: may land",
         {"found": False, "successful": None, "source_sequence_now": None},

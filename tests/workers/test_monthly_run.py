@@ -61,7 +61,7 @@ def thread_worker():
 
 def _worker_process(month: Month, tmp_path, name: str) -> subprocess.Popen:
     env = {**os.environ, **month.environment()}
-    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+    log = open(tmp_path / f"{name}.log", "w")
     return subprocess.Popen(
         [
             sys.executable,
