@@ -10,14 +10,17 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
+
+from payouts.ledger.unit_of_work import unit_of_work
 
 _MIGRATIONS = str(Path(__file__).with_name("migrations"))
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -68,14 +71,17 @@ def is_current(engine: Engine) -> bool:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commits only if the block returns, rolls back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    """The session of a new unit of work: commits only if the block returns, rolls back on
+    any error (see `payouts.ledger.unit_of_work`)."""
+    with unit_of_work(engine) as uow:
+        yield uow.session
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (its result is a cursor result)."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"expected the result of an UPDATE or DELETE, got {type(result).__name__}")
+    return result.rowcount
 
 
 class BackupError(RuntimeError):
