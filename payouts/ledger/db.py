@@ -6,6 +6,7 @@ process; several worker processes need PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -85,7 +86,7 @@ def write_revision(message: str, *, autogenerate: bool = True, ini: Path = ALEMB
         raise RevisionError("a migration needs a message saying what it changes (-m ...)")
     if not ini.is_file():
         raise RevisionError(f"{ini} not found: new migrations are written in a source checkout")
-    config = Config(str(ini), stdout=sys.stderr)  # progress on stderr; the path is the output
+    config = Config(str(ini), stdout=sys.stderr)
     head = ScriptDirectory.from_config(config).get_current_head()
     if head is not None and not head.isdigit():
         raise RevisionError(f"the newest migration {head!r} is not numbered like 0001, 0002, ...")
@@ -95,7 +96,8 @@ def write_revision(message: str, *, autogenerate: bool = True, ini: Path = ALEMB
         if autogenerate and directives[0].upgrade_ops.is_empty():
             directives[:] = []
 
-    with tempfile.TemporaryDirectory() as scratch:
+    # alembic reports progress on stdout; here it is status, and the path is the output
+    with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(sys.stderr):
         engine = make_engine(f"sqlite:///{Path(scratch) / 'ledger.sqlite3'}")
         try:
             config.attributes["engine"] = engine
