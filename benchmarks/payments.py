@@ -82,6 +82,7 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
 
     from payouts.ledger.db import make_engine, migrate, session_scope
     from payouts.ledger.models import Payment, Run
+    from payouts.ledger.unit_of_work import UnitsOfWork
     from payouts.periods import Period
     from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
     from payouts.runs.payment import PayConfig, PaymentEngine
@@ -129,7 +130,9 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
             memo_mode=memo_mode,
             poll_interval_s=0.05,
         )
-        engine = PaymentEngine(db, client, SigningKeys.from_accounts_file(folder / "accounts.json"), config)
+        engine = PaymentEngine(
+            UnitsOfWork(db), client, SigningKeys.from_accounts_file(folder / "accounts.json"), config
+        )
         first_ledger = client.latest_ledger().sequence
         started = time.perf_counter()
         report = engine.pay(run.id)

@@ -1,17 +1,26 @@
-"""PayoutTask: owns one ledger session per task, commits only when the task returns."""
+"""PayoutTask: a task owns one unit of work, commits only when it returns, then dispatches.
+
+The unit of work is the task's first argument. What the task queues next is registered with
+`uow.after_commit` and sent only once the commit succeeded: a task that fails, retries or rolls
+back queues nothing. `self.units` is the factory for services that commit steps of their own
+(the payment engine, the reconciler's moves).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from celery import Task
 from sqlalchemy import Engine
 
-from payouts.ledger.db import make_engine, migrate, session_scope
+from payouts.ledger.db import make_engine, migrate
 from payouts.ledger.errors import AlreadyDone
+from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork, unit_of_work
 
 
 class PayoutTask(Task):
     abstract = True
-    #: the session is injected by __call__, so the signature check would count it as missing
+    #: the unit of work is injected by __call__, so the signature check would count it missing
     typing = False
     _engine: Engine | None = None
 
@@ -25,10 +34,14 @@ class PayoutTask(Task):
             PayoutTask._engine = engine
         return PayoutTask._engine
 
-    def __call__(self, *args, **kwargs):
+    @property
+    def units(self) -> UnitOfWorkFactory:
+        return UnitsOfWork(self.engine)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            with session_scope(self.engine) as session:
-                return self.run(session, *args, **kwargs)
+            with unit_of_work(self.engine) as uow:
+                return self.run(uow, *args, **kwargs)
         except AlreadyDone as done:
             # "already done" is success: a redelivered or doubled task changes nothing
             return {"already_done": str(done)}

@@ -1,56 +1,65 @@
-"""Thin tasks: open a session (PayoutTask), call a service, return a small summary.
+"""Thin tasks: open a unit of work (PayoutTask), call a service, return a small summary.
 
 Task names are stable strings: old and new workers share a queue during a deploy. Tasks take
-ids, never wait on each other, and may queue the next step. Money moves only in `pay_run`,
-through the payment engine's exactly-once rules; a doubled or redelivered task finds the work
-done in the ledger and changes nothing.
+ids, never wait on each other, and queue the next step on their unit of work: it is sent only
+once the task committed. Money moves only in `pay_run`, through the payment engine's
+exactly-once rules; a doubled or redelivered task finds the work done in the ledger and
+changes nothing.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 import structlog
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
-from payouts.ledger.models import Run
 from payouts.ledger.states import RunStatus
+from payouts.ledger.unit_of_work import UnitOfWork
 from payouts.runs.payment import PaymentEngine, RunBusy, RunNotPayable, RunStopped
-from payouts.runs.service import calculate_run
-from payouts.runs.wiring import build_orchestrator, horizon, pay_config, signing_keys
+from payouts.runs.service import calculate_run, require_run
 from payouts.snapshot.load import load_snapshot
 from payouts.sources.errors import IndexerUnreachable
 from payouts.stellar.horizon import HorizonUnavailable
+from payouts.stellar.keys import KeyFileError
+from payouts.wiring import build_orchestrator, horizon, pay_config, signing_keys
 from workers.base import PayoutTask
 from workers.celery_app import app
 
 log = structlog.get_logger(__name__)
 
-#: transient trouble (Horizon, the indexer or the ledger unreachable) is retried with backoff, a
-#: few times; after that the next daily trigger tries again
-TRANSIENT = (
+#: transient trouble is the network's or the database's (Horizon, the indexer or the ledger
+#: unreachable): retried with backoff, a few times; after that the next daily trigger tries
+#: again. Anything else, such as a missing or unreadable key file, fails the task at once.
+TRANSIENT: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
-    OSError,
     HorizonUnavailable,
     IndexerUnreachable,
     httpx.TransportError,
     OperationalError,
+    DisconnectionError,
 )
 
 
+def is_transient(error: BaseException) -> bool:
+    return isinstance(error, TRANSIENT)
+
+
 @app.task(base=PayoutTask, name="payouts.runs.calculate")
-def calculate_snapshot(session: Session, snapshot_path: str) -> dict:
-    outcome = calculate_run(session, load_snapshot(snapshot_path))
-    return {"run_id": outcome.run.id, "created": outcome.created, "status": outcome.run.status}
+def calculate_snapshot(uow: UnitOfWork, snapshot_path: str) -> dict:
+    outcome = calculate_run(uow.session, load_snapshot(snapshot_path))
+    run = outcome.run
+    return {"run_id": run.id if run else None, "created": outcome.created, "status": run.status if run else None}
 
 
 @app.task(base=PayoutTask, name="payouts.advance_due")
-def advance_due(session: Session) -> dict:
+def advance_due(uow: UnitOfWork) -> dict:
     """The daily trigger: queue one `advance_period` per due period of the program."""
     periods = build_orchestrator(app.conf.payouts_settings, advance_due.engine).due_periods()
     for period in periods:
-        advance_period.delay(period.offset)
+        uow.after_commit(partial(advance_period.delay, period.offset))
     log.info("reconciler.triggered", periods=[p.label for p in periods])
     return {"periods": [p.offset for p in periods]}
 
@@ -63,12 +72,16 @@ def advance_due(session: Session) -> dict:
     retry_backoff_max=300,
     max_retries=5,
 )
-def advance_period(session: Session, period_offset: int) -> dict:
-    """Bring one period forward until it waits; payment is queued as its own task."""
+def advance_period(uow: UnitOfWork, period_offset: int) -> dict:
+    """Bring one period forward until it waits; payment is queued as its own task.
+
+    Each move of the period commits on its own (the reconciler takes the task's factory); the
+    payment task is sent once this task's unit of work committed.
+    """
 
     def queue_payment(run_id: int) -> str:
-        pay_run.delay(run_id)
-        return session.get(Run, run_id).status
+        uow.after_commit(partial(pay_run.delay, run_id))
+        return require_run(uow.session, run_id).status
 
     orchestrator = build_orchestrator(app.conf.payouts_settings, advance_period.engine, pay=queue_payment)
     step = orchestrator.advance(period_offset)
@@ -85,12 +98,18 @@ def advance_period(session: Session, period_offset: int) -> dict:
     retry_backoff_max=300,
     max_retries=5,
 )
-def pay_run(self, session: Session, run_id: int) -> dict:
+def pay_run(self, uow: UnitOfWork, run_id: int) -> dict:
     """Pay a run for one time budget; queue the next slice, or the next step once paid."""
     settings = app.conf.payouts_settings
-    run = session.get(Run, run_id)
+    run = require_run(uow.session, run_id)
+    try:
+        keys = signing_keys(settings)
+    except KeyFileError as exc:
+        # not transient: retrying cannot make a key file appear; an operator has to fix it
+        log.error("run.pay.keys_unusable", run_id=run_id, reason=str(exc))
+        raise
     with horizon(settings) as client:
-        engine = PaymentEngine(self.engine, client, signing_keys(settings), pay_config(settings, run.network))
+        engine = PaymentEngine(self.units, client, keys, pay_config(settings, run.network))
         try:
             report = engine.pay(run_id, budget_s=settings.pay_task_budget_s)
         except RunBusy:
@@ -99,11 +118,12 @@ def pay_run(self, session: Session, run_id: int) -> dict:
         except (RunNotPayable, RunStopped) as exc:
             # waits for approvals, funding or an operator: nothing to retry
             log.warning("run.pay.not_now", run_id=run_id, reason=str(exc))
-            return {"run_id": run_id, "status": session.get(Run, run_id).status, "reason": str(exc)}
+            uow.session.refresh(run)
+            return {"run_id": run_id, "status": run.status, "reason": str(exc)}
     if report.status == RunStatus.PAYING and report.reason != "paused":
-        pay_run.delay(run_id)
+        uow.after_commit(partial(pay_run.delay, run_id))
     elif report.status == RunStatus.PAID:
-        advance_period.delay(run.period_offset)
+        uow.after_commit(partial(advance_period.delay, run.period_offset))
     return {
         "run_id": run_id,
         "status": report.status,

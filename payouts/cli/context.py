@@ -1,4 +1,9 @@
-"""What every command shares: settings and a lazily opened, migrated ledger."""
+"""What every command shares: settings and a lazily opened, migrated ledger.
+
+A command owns its unit of work: `cli.session()` is the session of one unit that commits when
+the block returns; `cli.units()` is the factory for services that commit steps of their own
+(paying, submitting a funding transaction).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from sqlmodel import Session
 from config.settings import Settings
 from payouts.cli.console import abort
 from payouts.ledger.db import make_engine, migrate, session_scope
+from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 
 
 @dataclass
@@ -37,6 +43,9 @@ class CliContext:
     def session(self) -> Iterator[Session]:
         with session_scope(self.engine()) as session:
             yield session
+
+    def units(self) -> UnitOfWorkFactory:
+        return UnitsOfWork(self.engine())
 
 
 def get_context(ctx: typer.Context) -> CliContext:

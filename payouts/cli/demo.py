@@ -22,17 +22,18 @@ from config.settings import Settings
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import CliContext
 from payouts.ledger.db import session_scope
-from payouts.ledger.models import Payment, Run
+from payouts.ledger.models import Payment
 from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
-from payouts.runs.wiring import build_orchestrator, export_dir
+from payouts.runs.service import require_run
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import fund_payout_account, init_sandbox
 from payouts.snapshot.synthetic import write_synthetic_snapshot
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import write_keypair
+from payouts.wiring import build_orchestrator, export_dir
 
 
 def demo(
@@ -93,7 +94,7 @@ def demo(
         if step.run_id is None:
             abort(f"the period did not calculate: {step.waits_for}")
         with session_scope(db) as session:
-            run = session.get(Run, step.run_id)
+            run = require_run(session, step.run_id)
             fund_payout_account(sandbox.url, document, run.total_tft_units)  # single tier: the hot account
             approve_run(
                 session,
@@ -109,8 +110,10 @@ def demo(
         with HorizonClient(sandbox.url) as client:
             payout = document["payout"]["public_key"]
             on_chain = [r for r in client.payments(payout) if r.get("type") == "payment" and r.get("from") == payout]
+        if step.run_id is None:
+            abort(f"the period has no run any more: {step.waits_for}")
         with Session(db) as session:
-            run = session.get(Run, step.run_id)
+            run = require_run(session, step.run_id)
             counts = dict(
                 session.exec(
                     select(Payment.status, func.count()).where(Payment.run_id == run.id).group_by(Payment.status)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -76,7 +77,7 @@ class _Output:
             sys.stdout.flush()
             return
         self.handle.close()
-        if kind is None:
+        if kind is None and self.path is not None:
             self.partial.replace(self.path)
         else:
             self.partial.unlink(missing_ok=True)
@@ -170,7 +171,7 @@ def _print_status(query: dict, rows: list[dict]) -> None:
         title.append(f" — farm {farm_id} ")
         title.append(repr(farm_name))
     table = Table(title=title, title_justify="left", show_lines=True)
-    for column, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("period", "left"),
         ("node", "right"),
         ("uptime", "right"),
@@ -179,7 +180,8 @@ def _print_status(query: dict, rows: list[dict]) -> None:
         ("state", "left"),
         ("transaction", "left"),
         ("paid at (UTC)", "left"),
-    ):
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     paid_units = owed_units = 0
     for r in rows:
@@ -234,7 +236,7 @@ def web(
 ) -> None:
     """Serve the published site and read-only exports (/export.json, /export.csv)."""
     from payouts.export.server import serve
-    from payouts.runs.wiring import export_dir
+    from payouts.wiring import export_dir
 
     cli = get_context(ctx)
     # the reconciler publishes each exported period's site here

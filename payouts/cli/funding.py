@@ -12,9 +12,9 @@ from payouts.cli.context import get_context
 from payouts.runs.errors import RunsError
 from payouts.runs.funding import FundingFile, export_funding, sign_funding, submit_funding
 from payouts.runs.service import require_run
-from payouts.runs.wiring import horizon, pay_config, signing_keys
 from payouts.stellar.horizon import StellarError
 from payouts.stellar.keys import KeyFileError, load_keypair
+from payouts.wiring import horizon, pay_config, signing_keys
 
 app = typer.Typer(
     help="Two-tier funding: the treasury funds the payout account with exactly a run's total.", no_args_is_help=True
@@ -90,8 +90,8 @@ def submit(
     cli = get_context(ctx)
     try:
         funding = FundingFile.read(file)
-        with cli.session() as session, horizon(cli.settings) as client:
-            status = submit_funding(session, funding, client)
+        with horizon(cli.settings) as client:
+            status = submit_funding(cli.units(), funding, client)
     except (RunsError, StellarError) as exc:
         abort(str(exc))
     err_console.print(f"run {funding.run_id}: {status}")

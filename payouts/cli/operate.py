@@ -14,11 +14,11 @@ from payouts.runs.advance import continue_run
 from payouts.runs.control import pause_state, set_paused
 from payouts.runs.errors import RunsError
 from payouts.runs.service import require_run
-from payouts.runs.wiring import build_orchestrator
 from payouts.snapshot.load import SnapshotError
 from payouts.sources.errors import SourceError
 from payouts.stellar.horizon import StellarError
 from payouts.stellar.keys import KeyFileError
+from payouts.wiring import build_orchestrator
 
 
 def run(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,9 +22,9 @@ from payouts.runs.payment import PaymentEngine
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.runs.retries import retries_so_far
 from payouts.runs.service import require_run
-from payouts.runs.wiring import horizon, pay_config, signing_keys
 from payouts.stellar.horizon import StellarError
 from payouts.stellar.keys import KeyFileError
+from payouts.wiring import horizon, pay_config, signing_keys
 
 HOLD_ADVICE = {
     "no_address": "set a payout address on the farm",
@@ -78,7 +78,7 @@ def pay(
         ) as bar,
     ):
         task = bar.add_task("payments", total=payable)
-        engine = PaymentEngine(cli.engine(), client, keys, config)
+        engine = PaymentEngine(cli.units(), client, keys, config)
         try:
             # after a crash the dead payer's lease lapses within the lease time: wait for it
             report = engine.pay(
@@ -150,7 +150,7 @@ def held(
             select(Payment).where(Payment.status == PaymentStatus.HELD).order_by(col(Payment.farm_id), col(Payment.id))
         ).all()
         runs = {r.id: r for r in repository.list_runs(session)}
-        entries = [
+        entries: list[dict[str, Any]] = [
             {
                 "run_id": p.run_id,
                 "period": Period(runs[p.run_id].period_offset).label,

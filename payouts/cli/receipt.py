@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+from typer._click import Context as ClickContext  # typer ships its own click; its commands get this
 from typer.core import TyperGroup
 
 from payouts.calculation.receipts import canonical_bytes_from_json, receipt_hash
@@ -18,7 +18,7 @@ from payouts.ledger import repository
 class _HashOrCommand(TyperGroup):
     """`payouts receipt HASH` shows a receipt; `payouts receipt verify FILE` checks one."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["show", *args]
         return super().parse_args(ctx, args)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,7 +20,7 @@ from payouts.runs.approvals import required_approvals
 from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
 from payouts.runs.review import Review, build_review
-from payouts.runs.service import calculate_run, calculation_document, require_run
+from payouts.runs.service import ReceiptFields, calculate_run, calculation_document, require_run
 from payouts.snapshot.load import SnapshotError, load_snapshot
 
 
@@ -66,11 +67,13 @@ def calculate(
                     progress=lambda done: bar.update(task, completed=done),
                     max_retries=cli.settings.max_retries,
                 )
-                receipts = (
-                    outcome.calculation.receipts
-                    if outcome.created or outcome.run is None
-                    else repository.receipts_of_run(session, outcome.run.id)
-                )
+                receipts: Sequence[ReceiptFields]
+                if outcome.run is not None and not outcome.created:  # already calculated: as recorded
+                    receipts = repository.receipts_of_run(session, repository.id_of(outcome.run))
+                elif outcome.calculation is not None:
+                    receipts = outcome.calculation.receipts
+                else:
+                    raise RunsError("the calculation returned neither a run nor receipts")
                 document = calculation_document(
                     outcome.period,
                     outcome.run.id if outcome.run else None,
@@ -121,7 +124,7 @@ def runs(
     required = required_approvals(settings.network, settings.approvals_required)
     with cli.session() as session:
         paused = pause_state(session)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "run_id": run.id,
                 "period": Period(run.period_offset).label,
@@ -274,9 +277,12 @@ def print_review(review: Review) -> None:
         )
         for column in ("farm", "name", "previous", "now"):
             table.add_column(column)
-        for change in review.address_changes:
+        for address in review.address_changes:
             table.add_row(
-                str(change.farm_id), change.farm_name, change.previous_address or "(new farm)", change.current_address
+                str(address.farm_id),
+                address.farm_name,
+                address.previous_address or "(new farm)",
+                address.current_address,
             )
         out_console.print(table)
     if review.quirk_policy_ids:

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
+from payouts.ledger.errors import LedgerError
 from payouts.ledger.models import Approval, LedgerEvent, Payment, Receipt, Run
 from payouts.ledger.states import RunStatus
 
 _LIVE = [status.value for status in RunStatus if status.is_live]
+
+
+class _Row(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+def id_of(row: _Row) -> int:
+    """The id of a row that is in the ledger (read from it, or added and flushed): the
+    database gave it one, so None here means a row that was never written."""
+    if row.id is None:
+        raise LedgerError(f"{type(row).__name__} has no id: it was never written to the ledger")
+    return row.id
 
 
 def get_run(session: Session, run_id: int) -> Run | None:

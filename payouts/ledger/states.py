@@ -8,13 +8,19 @@ leaves a trace. It works on SQLite, which ignores `FOR UPDATE`.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from payouts.ledger.db import rowcount
 from payouts.ledger.errors import InvalidTransition, StaleStatus
 from payouts.ledger.events import record_event
+from payouts.ledger.models import Payment, Run, StellarTransaction
 from payouts.ledger.types import utcnow
+
+#: the tables whose rows move through a status machine
+StatusModel = type[Run] | type[Payment] | type[StellarTransaction]
 
 
 class RunStatus(StrEnum):
@@ -93,7 +99,7 @@ RUN_WAITS_FOR: dict[RunStatus, str] = {
 
 def transition(
     session: Session,
-    model: type,
+    model: StatusModel,
     row_id: int,
     from_status: StrEnum,
     to_status: StrEnum,
@@ -102,25 +108,26 @@ def transition(
     event: str,
     run_id: int | None = None,
     detail: dict | None = None,
-    **values,
+    **values: Any,
 ) -> None:
     """Move one row from `from_status` to `to_status`, or raise.
 
     Raises InvalidTransition when the edge is not in the table and StaleStatus when the row is
     no longer in `from_status` (someone else moved it first).
     """
+    table = _table_name(model)
     if to_status not in transitions[from_status]:
-        raise InvalidTransition(f"{model.__tablename__} {row_id}: {from_status} -> {to_status} is not allowed")
+        raise InvalidTransition(f"{table} {row_id}: {from_status} -> {to_status} is not allowed")
     result = session.execute(
         update(model)
-        .where(model.id == row_id, model.status == from_status)
+        .where(col(model.id) == row_id, col(model.status) == from_status)
         .values(status=to_status, updated_at=utcnow(), **values)
     )
-    if result.rowcount != 1:
-        raise StaleStatus(f"{model.__tablename__} {row_id} is no longer {from_status}")
+    if rowcount(result) != 1:
+        raise StaleStatus(f"{table} {row_id} is no longer {from_status}")
     record_event(
         session,
-        entity=model.__tablename__,
+        entity=table,
         entity_id=row_id,
         run_id=run_id if run_id is not None else row_id,
         event=event,
@@ -188,7 +195,7 @@ TRANSACTION_TRANSITIONS: dict[TransactionStatus, frozenset[TransactionStatus]] =
 
 def transition_many(
     session: Session,
-    model: type,
+    model: StatusModel,
     row_ids: list[int],
     from_status: StrEnum,
     to_status: StrEnum,
@@ -197,24 +204,26 @@ def transition_many(
     event: str,
     run_id: int,
     detail: dict | None = None,
-    **values,
+    **values: Any,
 ) -> None:
     """`transition` for many rows at once: all move, or none (StaleStatus)."""
     if not row_ids:
         return
+    table = _table_name(model)
     if to_status not in transitions[from_status]:
-        raise InvalidTransition(f"{model.__tablename__}: {from_status} -> {to_status} is not allowed")
+        raise InvalidTransition(f"{table}: {from_status} -> {to_status} is not allowed")
     result = session.execute(
         update(model)
-        .where(model.id.in_(row_ids), model.status == from_status)
+        .where(col(model.id).in_(row_ids), col(model.status) == from_status)
         .values(status=to_status, updated_at=utcnow(), **values)
     )
-    if result.rowcount != len(row_ids):
-        raise StaleStatus(f"{len(row_ids) - result.rowcount} {model.__tablename__} rows are no longer {from_status}")
+    moved = rowcount(result)
+    if moved != len(row_ids):
+        raise StaleStatus(f"{len(row_ids) - moved} {table} rows are no longer {from_status}")
     for row_id in row_ids:
         record_event(
             session,
-            entity=model.__tablename__,
+            entity=table,
             entity_id=row_id,
             run_id=run_id,
             event=event,
@@ -222,3 +231,10 @@ def transition_many(
             to_status=str(to_status),
             detail=detail,
         )
+
+
+def _table_name(model: StatusModel) -> str:
+    name = model.__tablename__
+    if not isinstance(name, str):
+        raise TypeError(f"{model.__name__} has no fixed table name")
+    return name

@@ -21,15 +21,15 @@ from typing import Protocol
 
 import httpx
 import structlog
-from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from payouts.ledger import repository
-from payouts.ledger.db import session_scope
 from payouts.ledger.events import record_event
 from payouts.ledger.models import LedgerEvent, Run
+from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
 from payouts.ledger.types import utcnow
+from payouts.ledger.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from payouts.periods import Period
 from payouts.runs.approvals import valid_approvals
 from payouts.runs.control import pause_state
@@ -94,9 +94,15 @@ class Step:
 class Orchestrator:
     """Advances periods. `pay(run_id)` pays (or queues the payment of) a run and returns the
     run's status afterwards; `reconcile(session, run)` and `export(session, run)` do those
-    steps; `freeze(offset)` returns a frozen snapshot file or raises InputsUnavailable."""
+    steps in the session they are handed; `freeze(offset)` returns a frozen snapshot file or
+    raises InputsUnavailable.
 
-    db: Engine
+    It takes a unit-of-work factory: each move of a period (calculate, remind, reconcile,
+    export, alert) is one unit of work, committed before the next move reads the ledger, and
+    alerts go out only once their move is committed.
+    """
+
+    units: UnitOfWorkFactory
     window: ProgramWindow
     freeze: Freezer
     pay: Callable[[int], str]
@@ -133,10 +139,12 @@ class Orchestrator:
 
     def _advance_once(self, period: Period, step: Step) -> bool:
         """One move; False when the period waits."""
-        with Session(self.db) as session:
+        with self.units() as uow:
+            session = uow.session
             run = repository.live_run_for_period(session, period.offset)
-            paused = pause_state(session)
-            if run is not None:  # what it waits for, in the words `payouts runs` uses
+            if run is not None:
+                run_id = id_of(run)
+                # what it waits for, in the words `payouts runs` uses
                 step.waits_for = describe_wait(
                     session,
                     run,
@@ -144,53 +152,60 @@ class Orchestrator:
                     approvals_required=self.approvals_required,
                     two_tier=self.two_tier,
                 )
+                step.run_id, step.status = run_id, run.status
+                structlog.contextvars.bind_contextvars(run_id=run_id)
+                status = RunStatus(run.status)
+                if status not in PAYABLE:
+                    return self._move(uow, run, status, step)
+                if (status is RunStatus.APPROVED and self.two_tier) or pause_state(session).paused:
+                    return False
+        # freezing inputs and paying reach out of the process: no unit of work is held open
         if run is None:
             return self._calculate(period, step)
-        step.run_id, step.status = run.id, run.status
-        structlog.contextvars.bind_contextvars(run_id=run.id)
-        status = RunStatus(run.status)
+        return self._pay(run_id, step)
+
+    def _move(self, uow: UnitOfWork, run: Run, status: RunStatus, step: Step) -> bool:
+        """A move within the ledger (and the chain's read side): in the caller's unit of work."""
+        session = uow.session
+        run_id = id_of(run)
         if status is RunStatus.CALCULATED:
-            self._remind_approvers(run, step)
+            self._remind_approvers(uow, run, step)
             return False
-        if (status is RunStatus.APPROVED and self.two_tier) or status is RunStatus.FUNDING:
+        if status is RunStatus.FUNDING:
             return False
-        if status in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
-            if paused.paused:
-                return False
-            after = self.pay(run.id)
-            step.did.append("pay")
-            step.status = after
-            if after in (RunStatus.PAYING, RunStatus.APPROVED, RunStatus.FUNDED):
-                step.waits_for = "payments to be confirmed"
-                return False
-            return after in (RunStatus.PAID, RunStatus.STOPPED)
         if status is RunStatus.PAID:
-            with session_scope(self.db) as session:
-                self.reconcile(session, session.get(Run, run.id))
+            self.reconcile(session, run)
             step.did.append("reconcile")
             return True
         if status is RunStatus.RECONCILED:
-            with session_scope(self.db) as session:
-                fresh = session.get(Run, run.id)
-                location = self.export(session, fresh)
-                transition(
-                    session,
-                    Run,
-                    run.id,
-                    RunStatus.RECONCILED,
-                    RunStatus.EXPORTED,
-                    transitions=RUN_TRANSITIONS,
-                    event="run.exported",
-                    detail={"location": location},
-                )
-            log.info("run.exported", location=location)
+            location = self.export(session, run)
+            transition(
+                session,
+                Run,
+                run_id,
+                RunStatus.RECONCILED,
+                RunStatus.EXPORTED,
+                transitions=RUN_TRANSITIONS,
+                event="run.exported",
+                detail={"location": location},
+            )
+            uow.after_commit(lambda: log.info("run.exported", location=location))
             step.did.append("export")
             return True
         if status is RunStatus.STOPPED:
-            self._alert_stopped(run, step)
+            self._alert_stopped(uow, run, step)
             return False
         step.waits_for = status.waits_for
         return False
+
+    def _pay(self, run_id: int, step: Step) -> bool:
+        after = self.pay(run_id)
+        step.did.append("pay")
+        step.status = after
+        if after in PAYABLE:
+            step.waits_for = "payments to be confirmed"
+            return False
+        return after in (RunStatus.PAID, RunStatus.STOPPED)
 
     def _calculate(self, period: Period, step: Step) -> bool:
         try:
@@ -200,59 +215,71 @@ class Orchestrator:
             log.info("period.inputs.unavailable", reason=str(exc))
             return False
         snapshot = load_snapshot(path)
-        with session_scope(self.db) as session:
+        with self.units() as uow:
             record_event(
-                session,
+                uow.session,
                 entity="periods",
                 entity_id=period.offset,
                 run_id=None,
                 event="period.inputs_frozen",
                 detail={"snapshot": path.name, "snapshot_sha256": snapshot.sha256},
             )
-            outcome = calculate_run(session, snapshot, max_retries=self.max_retries)
+            outcome = calculate_run(uow.session, snapshot, max_retries=self.max_retries)
+        if outcome.run is None:
+            raise RunsError(f"period {period.label}: the calculation recorded no run")
         step.did.append("calculate" if outcome.created else "calculate (already done)")
         step.run_id = outcome.run.id
         return True
 
     # -- waiting states ----------------------------------------------------------------------
 
-    def _remind_approvers(self, run: Run, step: Step) -> None:
-        with session_scope(self.db) as session:
-            fresh = session.get(Run, run.id)
-            count = len(valid_approvals(session, fresh, list(self.approvers)))
-            if _recent_event(session, run.id, "run.approvals.reminded", REMIND_EVERY):
-                return
-            summary = {
-                "run_id": run.id,
-                "period": step.period,
-                "total_tft_units": run.total_tft_units,
-                "payable_tft_units": run.payable_tft_units,
-                "nodes": run.node_count,
-                "rewarded_nodes": run.rewarded_node_count,
-                "approvals": count,
-                "approvals_required": self.approvals_required,
-            }
-            record_event(
-                session, entity="runs", entity_id=run.id, run_id=run.id, event="run.approvals.reminded", detail=summary
-            )
-        log.warning("run.approvals.reminder", **summary)
+    def _remind_approvers(self, uow: UnitOfWork, run: Run, step: Step) -> None:
+        session = uow.session
+        run_id = id_of(run)
+        count = len(valid_approvals(session, run, list(self.approvers)))
+        if _recent_event(session, run_id, "run.approvals.reminded", REMIND_EVERY):
+            return
+        summary = {
+            "run_id": run_id,
+            "period": step.period,
+            "total_tft_units": run.total_tft_units,
+            "payable_tft_units": run.payable_tft_units,
+            "nodes": run.node_count,
+            "rewarded_nodes": run.rewarded_node_count,
+            "approvals": count,
+            "approvals_required": self.approvals_required,
+        }
+        record_event(
+            session, entity="runs", entity_id=run_id, run_id=run_id, event="run.approvals.reminded", detail=summary
+        )
         step.did.append("remind approvers")
-        self._webhook("run.awaiting_approval", summary)
 
-    def _alert_stopped(self, run: Run, step: Step) -> None:
-        with session_scope(self.db) as session:
-            if _recent_event(session, run.id, "run.stopped.alerted", REMIND_EVERY):
-                return
-            record_event(
-                session,
-                entity="runs",
-                entity_id=run.id,
-                run_id=run.id,
-                event="run.stopped.alerted",
-                detail={"reason": run.status_reason},
-            )
-        log.error("run.stopped.alert", reason=run.status_reason)
-        self._webhook("run.stopped", {"run_id": run.id, "period": step.period, "reason": run.status_reason})
+        def remind() -> None:
+            log.warning("run.approvals.reminder", **summary)
+            self._webhook("run.awaiting_approval", summary)
+
+        uow.after_commit(remind)
+
+    def _alert_stopped(self, uow: UnitOfWork, run: Run, step: Step) -> None:
+        session = uow.session
+        run_id = id_of(run)
+        if _recent_event(session, run_id, "run.stopped.alerted", REMIND_EVERY):
+            return
+        reason = run.status_reason
+        record_event(
+            session,
+            entity="runs",
+            entity_id=run_id,
+            run_id=run_id,
+            event="run.stopped.alerted",
+            detail={"reason": reason},
+        )
+
+        def alert() -> None:
+            log.error("run.stopped.alert", reason=reason)
+            self._webhook("run.stopped", {"run_id": run_id, "period": step.period, "reason": reason})
+
+        uow.after_commit(alert)
 
     def _webhook(self, event: str, payload: dict) -> None:
         if not self.webhook_url:
@@ -261,6 +288,10 @@ class Orchestrator:
             httpx.post(self.webhook_url, json={"event": event, **payload}, timeout=10).raise_for_status()
         except httpx.HTTPError as exc:  # an alert channel being down must not stop the run
             log.warning("alert.webhook.failed", alert=event, error=type(exc).__name__)
+
+
+#: states in which the reconciler pays (unless paused, or approved and waiting for funding)
+PAYABLE = (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING)
 
 
 def _recent_event(session: Session, run_id: int, event: str, within: timedelta) -> bool:
@@ -320,7 +351,7 @@ def continue_run(session: Session, run: Run, *, accept_differences: str | None =
     transition(
         session,
         Run,
-        run.id,
+        id_of(run),
         RunStatus.STOPPED,
         target,
         transitions=RUN_TRANSITIONS,

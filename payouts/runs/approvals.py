@@ -23,6 +23,7 @@ from stellar_sdk.exceptions import BadSignatureError
 from payouts.ledger import repository
 from payouts.ledger.errors import AlreadyDone
 from payouts.ledger.models import Approval, Run
+from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.runs.errors import RunsError
@@ -87,7 +88,7 @@ class Manifest:
 
 
 def build_manifest(session: Session, run: Run) -> Manifest:
-    payments = repository.manifest_payments(session, run.id)
+    payments = repository.manifest_payments(session, id_of(run))
     return Manifest(
         period_offset=run.period_offset,
         snapshot_sha256=run.snapshot_sha256,
@@ -122,7 +123,7 @@ def valid_approvals(session: Session, run: Run, approvers: list[str]) -> list[Ap
     """Approvals by configured approvers whose signature matches the run's manifest now."""
     manifest = build_manifest(session, run)
     counted: dict[str, Approval] = {}
-    for approval in repository.approvals_of_run(session, run.id):
+    for approval in repository.approvals_of_run(session, id_of(run)):
         if approval.approver_public_key not in approvers:
             continue
         if approval.manifest_sha256 != manifest.sha256.hex():
@@ -157,7 +158,7 @@ def approve_run(
         with session.begin_nested():
             session.add(
                 Approval(
-                    run_id=run.id,
+                    run_id=id_of(run),
                     approver_public_key=public_key,
                     manifest_sha256=manifest.sha256.hex(),
                     manifest_json=manifest.to_bytes().decode(),
@@ -173,7 +174,7 @@ def approve_run(
         transition(
             session,
             Run,
-            run.id,
+            id_of(run),
             RunStatus.CALCULATED,
             RunStatus.APPROVED,
             transitions=RUN_TRANSITIONS,
@@ -198,7 +199,7 @@ def reject_run(session: Session, run: Run, reason: str) -> None:
     transition(
         session,
         Run,
-        run.id,
+        id_of(run),
         RunStatus(run.status),
         RunStatus.REJECTED,
         transitions=RUN_TRANSITIONS,

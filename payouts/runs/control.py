@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import or_, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from payouts.ledger.db import rowcount
 from payouts.ledger.events import record_event
 from payouts.ledger.models import Control, Run
 from payouts.ledger.types import utcnow
@@ -71,24 +72,24 @@ def acquire_lease(session: Session, run_id: int, owner: str, ttl_s: float) -> bo
     result = session.execute(
         update(Run)
         .where(
-            Run.id == run_id,
+            col(Run.id) == run_id,
             or_(
-                Run.lease_owner.is_(None),
-                Run.lease_owner == owner,
-                Run.lease_expires_at.is_(None),
-                Run.lease_expires_at < now,
+                col(Run.lease_owner).is_(None),
+                col(Run.lease_owner) == owner,
+                col(Run.lease_expires_at).is_(None),
+                col(Run.lease_expires_at) < now,
             ),
         )
         .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl_s))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def release_lease(session: Session, run_id: int, owner: str) -> None:
     session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.lease_owner == owner)
+        .where(col(Run.id) == run_id, col(Run.lease_owner) == owner)
         .values(lease_owner=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )

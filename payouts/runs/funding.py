@@ -19,8 +19,10 @@ from stellar_sdk.operation import Payment as PaymentOperation
 
 from payouts.ledger.events import record_event
 from payouts.ledger.models import Run, StellarTransaction
+from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, TRANSACTION_TRANSITIONS, RunStatus, TransactionStatus, transition
 from payouts.ledger.types import utcnow
+from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.money import format_tft, parse_tft
 from payouts.runs.approvals import require_approved
 from payouts.runs.errors import RunsError
@@ -146,8 +148,10 @@ def export_funding(
     if recorded is not None:
         envelope = TransactionEnvelope.from_xdr(recorded.envelope_xdr, network_passphrase)
         op = envelope.transaction.operations[0]
+        if not isinstance(op, PaymentOperation):
+            raise FundingError(f"the recorded funding transaction {recorded.tx_hash} is not a payment")
         return FundingFile(
-            run.id,
+            id_of(run),
             network_passphrase,
             treasury,
             payout_account,
@@ -180,7 +184,7 @@ def export_funding(
     )
     now = utcnow()
     tx = StellarTransaction(
-        run_id=run.id,
+        run_id=id_of(run),
         purpose="funding",
         source_account=treasury,
         sequence=account.sequence + 1,
@@ -208,7 +212,7 @@ def export_funding(
     transition(
         session,
         Run,
-        run.id,
+        id_of(run),
         RunStatus.APPROVED,
         RunStatus.FUNDING,
         transitions=RUN_TRANSITIONS,
@@ -216,7 +220,7 @@ def export_funding(
         detail={"tx_hash": tx.tx_hash},
     )
     return FundingFile(
-        run.id,
+        id_of(run),
         network_passphrase,
         treasury,
         payout_account,
@@ -266,85 +270,93 @@ def signature_weight(envelope: TransactionEnvelope, signers: list[dict]) -> tupl
     return weight, strangers
 
 
-def submit_funding(session: Session, funding: FundingFile, client: HorizonClient) -> str:
+def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: HorizonClient) -> str:
     """Submit once the treasury's medium threshold is met; the run becomes `funded` when the
-    transaction is in a ledger. Returns the run's status."""
-    run = session.get(Run, funding.run_id)
-    if run is None:
-        raise FundingError(f"run {funding.run_id} does not exist")
-    recorded = session.exec(
-        select(StellarTransaction).where(
-            StellarTransaction.tx_hash == funding.tx_hash, StellarTransaction.purpose == "funding"
+    transaction is in a ledger. Returns the run's status.
+
+    It takes a unit-of-work factory: the transaction is committed as `submitted` (the named
+    step `commit_before_submit`) before it is sent. A transaction that can never land is
+    recorded as such, committed, and then reported with FundingError.
+    """
+    with units() as uow:
+        session = uow.session
+        run = session.get(Run, funding.run_id)
+        if run is None:
+            raise FundingError(f"run {funding.run_id} does not exist")
+        recorded = session.exec(
+            select(StellarTransaction).where(
+                StellarTransaction.tx_hash == funding.tx_hash, StellarTransaction.purpose == "funding"
+            )
+        ).first()
+        if recorded is None or recorded.run_id != run.id:
+            raise FundingError("this funding transaction is not the one exported for the run")
+        if RunStatus(run.status) is RunStatus.FUNDED:
+            return run.status
+        envelope = funding.envelope()
+        treasury = client.account(funding.treasury)
+        if treasury is None:
+            raise FundingError(f"the treasury {funding.treasury} does not exist on this network")
+        weight, strangers = signature_weight(envelope, treasury.signers)
+        if strangers:
+            raise FundingError(f"signatures by keys that are not treasury signers (hints {', '.join(strangers)})")
+        needed = max(int(treasury.thresholds.get("med_threshold", 0)), 1)
+        if weight < needed:
+            raise FundingError(f"the signatures weigh {weight}; the treasury needs {needed} to pay")
+        recorded_id = id_of(recorded)
+        if recorded.status == TransactionStatus.BUILT:
+            transition(
+                session,
+                StellarTransaction,
+                recorded_id,
+                TransactionStatus.BUILT,
+                TransactionStatus.SUBMITTED,
+                transitions=TRANSACTION_TRANSITIONS,
+                event="funding.submitted",
+                run_id=run.id,
+            )
+            uow.commit_before_submit()
+        result = client.submit(envelope.to_xdr())
+        info = client.transaction(funding.tx_hash) if result.outcome != Outcome.SUCCESS else None
+        if result.outcome == Outcome.SUCCESS or (info is not None and info.successful):
+            ledger, closed_at = (result.ledger, result.closed_at) if info is None else (info.ledger, info.closed_at)
+            transition(
+                session,
+                StellarTransaction,
+                recorded_id,
+                TransactionStatus.SUBMITTED,
+                TransactionStatus.CONFIRMED,
+                transitions=TRANSACTION_TRANSITIONS,
+                event="funding.confirmed",
+                run_id=run.id,
+                ledger=ledger,
+                closed_at=closed_at,
+            )
+            transition(
+                session,
+                Run,
+                id_of(run),
+                RunStatus.FUNDING,
+                RunStatus.FUNDED,
+                transitions=RUN_TRANSITIONS,
+                event="run.funded",
+                detail={"tx_hash": funding.tx_hash},
+            )
+            return RunStatus.FUNDED
+        source = client.account(funding.treasury)
+        verdict = landing_verdict(
+            found=info is not None,
+            successful=info.successful if info else None,
+            latest_closed_ts=int(client.latest_ledger().closed_at.timestamp()),
+            max_time_ts=recorded.max_time,
+            source_sequence_now=source.sequence if source else None,
+            tx_sequence=recorded.sequence,
         )
-    ).first()
-    if recorded is None or recorded.run_id != run.id:
-        raise FundingError("this funding transaction is not the one exported for the run")
-    if RunStatus(run.status) is RunStatus.FUNDED:
-        return run.status
-    envelope = funding.envelope()
-    treasury = client.account(funding.treasury)
-    if treasury is None:
-        raise FundingError(f"the treasury {funding.treasury} does not exist on this network")
-    weight, strangers = signature_weight(envelope, treasury.signers)
-    if strangers:
-        raise FundingError(f"signatures by keys that are not treasury signers (hints {', '.join(strangers)})")
-    needed = max(int(treasury.thresholds.get("med_threshold", 0)), 1)
-    if weight < needed:
-        raise FundingError(f"the signatures weigh {weight}; the treasury needs {needed} to pay")
-    if recorded.status == TransactionStatus.BUILT:
+        if verdict not in (Verdict.FAILED, Verdict.NEVER):
+            return run.status  # unknown and may still land: submit the same file again later
         transition(
             session,
             StellarTransaction,
-            recorded.id,
-            TransactionStatus.BUILT,
-            TransactionStatus.SUBMITTED,
-            transitions=TRANSACTION_TRANSITIONS,
-            event="funding.submitted",
-            run_id=run.id,
-        )
-        session.commit()  # the submission is on record before it is sent
-    result = client.submit(envelope.to_xdr())
-    info = client.transaction(funding.tx_hash) if result.outcome != Outcome.SUCCESS else None
-    if result.outcome == Outcome.SUCCESS or (info is not None and info.successful):
-        ledger = result.ledger if result.outcome == Outcome.SUCCESS else info.ledger
-        closed_at = result.closed_at if result.outcome == Outcome.SUCCESS else info.closed_at
-        transition(
-            session,
-            StellarTransaction,
-            recorded.id,
-            TransactionStatus.SUBMITTED,
-            TransactionStatus.CONFIRMED,
-            transitions=TRANSACTION_TRANSITIONS,
-            event="funding.confirmed",
-            run_id=run.id,
-            ledger=ledger,
-            closed_at=closed_at,
-        )
-        transition(
-            session,
-            Run,
-            run.id,
-            RunStatus.FUNDING,
-            RunStatus.FUNDED,
-            transitions=RUN_TRANSITIONS,
-            event="run.funded",
-            detail={"tx_hash": funding.tx_hash},
-        )
-        return RunStatus.FUNDED
-    source = client.account(funding.treasury)
-    verdict = landing_verdict(
-        found=info is not None,
-        successful=info.successful if info else None,
-        latest_closed_ts=int(client.latest_ledger().closed_at.timestamp()),
-        max_time_ts=recorded.max_time,
-        source_sequence_now=source.sequence if source else None,
-        tx_sequence=recorded.sequence,
-    )
-    if verdict in (Verdict.FAILED, Verdict.NEVER):
-        transition(
-            session,
-            StellarTransaction,
-            recorded.id,
+            recorded_id,
             TransactionStatus.SUBMITTED,
             TransactionStatus.FAILED if verdict is Verdict.FAILED else TransactionStatus.DEAD,
             transitions=TRANSACTION_TRANSITIONS,
@@ -355,14 +367,14 @@ def submit_funding(session: Session, funding: FundingFile, client: HorizonClient
         transition(
             session,
             Run,
-            run.id,
+            id_of(run),
             RunStatus.FUNDING,
             RunStatus.APPROVED,
             transitions=RUN_TRANSITIONS,
             event="run.funding.retry",
             detail={"result_codes": result.result_codes},
         )
-        raise FundingError(
-            f"the funding transaction did not land ({result.result_codes or result.reason}); export a new one"
-        )
-    return run.status  # unknown and may still land: submit the same file again later
+    # on record (the unit committed); now say so
+    raise FundingError(
+        f"the funding transaction did not land ({result.result_codes or result.reason}); export a new one"
+    )

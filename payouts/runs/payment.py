@@ -1,12 +1,13 @@
 """Paying an approved run: every payable receipt once, whatever fails in between (SPEC 5).
 
-Each step is its own unit of work, committed before the next one starts, so a crash at any
-line leaves the ledger in a state the next call resumes from:
+The engine takes a unit-of-work factory: each step is its own unit of work, committed before the
+next one starts, so a crash at any line leaves the ledger in a state the next call resumes from:
 1. start: the approvals are checked again, every payment is checked against its hashed receipt,
    the payout account must cover the run (else the run stops before anything is sent), and
    destinations that cannot receive are held with their reason;
 2. build: pending payments go into signed transactions, one live transaction per channel; the
-   envelope, its hash, sequence and bounds are committed before the first submission;
+   envelope, its hash, sequence and bounds are committed before the first submission (the
+   named step `commit_before_submit`);
 3. submit and resolve: the identical bytes are (re)submitted; a timeout or dropped connection is
    an unknown outcome, looked up by hash; payments are rebuilt only when their transaction
    provably can never land; per-operation refusals hold those destinations and free the rest.
@@ -26,13 +27,13 @@ from typing import Literal
 
 import orjson
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from payouts.ledger.db import session_scope
 from payouts.ledger.errors import AlreadyDone
 from payouts.ledger.events import record_event
 from payouts.ledger.models import Payment, Receipt, Run, StellarTransaction
+from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
     PAYMENT_TRANSITIONS,
     RUN_TRANSITIONS,
@@ -44,6 +45,7 @@ from payouts.ledger.states import (
     transition_many,
 )
 from payouts.ledger.types import utcnow
+from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.runs.approvals import require_approved
 from payouts.runs.control import acquire_lease, pause_state, release_lease
 from payouts.runs.errors import RunsError
@@ -115,8 +117,8 @@ class PayReport:
 
 
 class PaymentEngine:
-    def __init__(self, db: Engine, client: HorizonClient, keys: SigningKeys, config: PayConfig) -> None:
-        self.db = db
+    def __init__(self, units: UnitOfWorkFactory, client: HorizonClient, keys: SigningKeys, config: PayConfig) -> None:
+        self.units = units
         self.client = client
         self.keys = keys
         self.config = config
@@ -129,76 +131,85 @@ class PaymentEngine:
     # -- 1. start ----------------------------------------------------------------------------
 
     def start(self, run_id: int) -> None:
-        with session_scope(self.db) as session:
-            run = require_run(session, run_id)
-            status = RunStatus(run.status)
-            if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
-                raise RunAlreadyPaid(f"run {run_id} is already {status}")
-            if status is RunStatus.STOPPED:
-                raise RunNotPayable(
-                    f"run {run_id} is stopped: {run.status_reason}; an operator continues it "
-                    f"with `payouts continue {run_id}` once the cause is fixed"
-                )
-            if status not in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
-                raise RunNotPayable(f"run {run_id} is {status}; only an approved run can be paid")
-            if status is RunStatus.APPROVED and self.config.two_tier:
-                raise RunNotPayable(
-                    f"run {run_id} is approved but not funded: export, sign and submit its funding "
-                    "transaction first (payouts funding export)"
-                )
-            require_approved(
-                session, run, approvers=list(self.config.approvers), required=self.config.approvals_required
-            )
-            self._check_payments_against_receipts(session, run)
-            if status is RunStatus.PAYING:
-                return
-            pending = self._payments(session, run.id, PaymentStatus.PENDING)
-            in_flight = self._payments(session, run.id, PaymentStatus.SUBMITTED)
-            total_units = sum(p.amount_tft_units for p in pending + in_flight)
-            fee_budget = 0 if self.keys.channel_accounts else len(pending) * self.config.max_fee_stroops
-            try:
-                check_payout_account(
-                    self.client,
-                    self.keys.payout_account,
-                    self.asset,
-                    total_units=total_units,
-                    fee_budget_stroops=fee_budget,
-                )
-            except PreflightError as exc:
-                self._stop(session, run, f"preflight: {exc}")
-                session.commit()
-                raise RunStopped(f"run {run_id} stopped: {exc}") from None
-            held = check_destinations(self.client, self.asset, [(p.destination, p.amount_tft_units) for p in pending])
-            for reason in sorted(set(held.values())):
-                ids = [p.id for p in pending if held.get(p.destination) == reason]
-                transition_many(
-                    session,
-                    Payment,
-                    ids,
-                    PaymentStatus.PENDING,
-                    PaymentStatus.HELD,
-                    transitions=PAYMENT_TRANSITIONS,
-                    event="payment.held.preflight",
-                    run_id=run.id,
-                    detail={"reason": reason},
-                    hold_reason=reason,
-                )
-            transition(
-                session,
-                Run,
-                run.id,
-                status,
-                RunStatus.PAYING,
-                transitions=RUN_TRANSITIONS,
-                event="run.paying",
-                detail={"held_at_preflight": len(held)},
-                status_reason="",
-            )
-            log.info("run.paying", run_id=run.id, pending=len(pending), held_destinations=len(held))
+        """Check the run and take it to `paying`. A run that must stop is stopped on record
+        first (that unit of work commits), then RunStopped is raised."""
+        with self.units() as uow:
+            stopped = self._start(uow.session, run_id)
+        if stopped is not None:
+            raise RunStopped(f"run {run_id} stopped: {stopped}")
 
-    def _check_payments_against_receipts(self, session: Session, run: Run) -> None:
+    def _start(self, session: Session, run_id: int) -> str | None:
+        """Returns why the run stopped, or None when it is paying."""
+        run = require_run(session, run_id)
+        status = RunStatus(run.status)
+        if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
+            raise RunAlreadyPaid(f"run {run_id} is already {status}")
+        if status is RunStatus.STOPPED:
+            raise RunNotPayable(
+                f"run {run_id} is stopped: {run.status_reason}; an operator continues it "
+                f"with `payouts continue {run_id}` once the cause is fixed"
+            )
+        if status not in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
+            raise RunNotPayable(f"run {run_id} is {status}; only an approved run can be paid")
+        if status is RunStatus.APPROVED and self.config.two_tier:
+            raise RunNotPayable(
+                f"run {run_id} is approved but not funded: export, sign and submit its funding "
+                "transaction first (payouts funding export)"
+            )
+        require_approved(session, run, approvers=list(self.config.approvers), required=self.config.approvals_required)
+        mismatch = self._check_payments_against_receipts(session, run)
+        if mismatch is not None:
+            return mismatch
+        if status is RunStatus.PAYING:
+            return None
+        pending = self._payments(session, run_id, PaymentStatus.PENDING)
+        in_flight = self._payments(session, run_id, PaymentStatus.SUBMITTED)
+        total_units = sum(p.amount_tft_units for p in pending + in_flight)
+        fee_budget = 0 if self.keys.channel_accounts else len(pending) * self.config.max_fee_stroops
+        try:
+            check_payout_account(
+                self.client,
+                self.keys.payout_account,
+                self.asset,
+                total_units=total_units,
+                fee_budget_stroops=fee_budget,
+            )
+        except PreflightError as exc:
+            self._stop(session, run, f"preflight: {exc}")
+            return str(exc)
+        held = check_destinations(self.client, self.asset, [(p.destination, p.amount_tft_units) for p in pending])
+        for reason in sorted(set(held.values())):
+            ids = [id_of(p) for p in pending if held.get(p.destination) == reason]
+            transition_many(
+                session,
+                Payment,
+                ids,
+                PaymentStatus.PENDING,
+                PaymentStatus.HELD,
+                transitions=PAYMENT_TRANSITIONS,
+                event="payment.held.preflight",
+                run_id=run_id,
+                detail={"reason": reason},
+                hold_reason=reason,
+            )
+        transition(
+            session,
+            Run,
+            run_id,
+            status,
+            RunStatus.PAYING,
+            transitions=RUN_TRANSITIONS,
+            event="run.paying",
+            detail={"held_at_preflight": len(held)},
+            status_reason="",
+        )
+        log.info("run.paying", run_id=run.id, pending=len(pending), held_destinations=len(held))
+        return None
+
+    def _check_payments_against_receipts(self, session: Session, run: Run) -> str | None:
         """Before signing: each payment must be what its hashed receipt says (an edited
-        ledger row cannot redirect or resize a payment)."""
+        ledger row cannot redirect or resize a payment). A mismatch stops the run; returns
+        its reason."""
         rows = session.exec(
             select(Payment, Receipt)
             .join(Receipt, col(Payment.receipt_id) == col(Receipt.id))
@@ -216,8 +227,7 @@ class PaymentEngine:
             if problems:
                 reason = f"payment {payment.id} ({payment.kind}): {'; '.join(problems)}"
                 self._stop(session, run, reason)
-                session.commit()
-                raise RunStopped(f"run {run.id} stopped: {reason}")
+                return reason
         for payment, receipt in rows:
             if payment.kind != "receipt":
                 continue
@@ -233,8 +243,8 @@ class PaymentEngine:
             if problems:
                 reason = f"payment {payment.id} (node {payment.node_id}): {'; '.join(problems)}"
                 self._stop(session, run, reason)
-                session.commit()
-                raise RunStopped(f"run {run.id} stopped: {reason}")
+                return reason
+        return None
 
     # -- 2. build ----------------------------------------------------------------------------
 
@@ -282,7 +292,8 @@ class PaymentEngine:
         """
         per_tx = 1 if self.config.memo_mode == "per_receipt" else self.config.batch_size
         built: list[StellarTransaction] = []
-        with session_scope(self.db) as session:
+        with self.units() as uow:
+            session = uow.session
             pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources))
             groups = [pending[i : i + per_tx] for i in range(0, len(pending), per_tx)]
             for source, group in zip(sources, groups, strict=False):
@@ -292,13 +303,14 @@ class PaymentEngine:
                 transition(
                     session,
                     StellarTransaction,
-                    tx.id,
+                    id_of(tx),
                     TransactionStatus.BUILT,
                     TransactionStatus.SUBMITTED,
                     transitions=TRANSACTION_TRANSITIONS,
                     event="transaction.submitted",
                     run_id=run_id,
                 )
+            uow.commit_before_submit()
         for tx in built:
             self._next_sequence[tx.source_account] = tx.sequence + 1
         return built
@@ -359,7 +371,7 @@ class PaymentEngine:
         transition_many(
             session,
             Payment,
-            [p.id for p in group],
+            [id_of(p) for p in group],
             PaymentStatus.PENDING,
             PaymentStatus.SUBMITTED,
             transitions=PAYMENT_TRANSITIONS,
@@ -391,7 +403,8 @@ class PaymentEngine:
         identical bytes, or a fee bump of them when a congested network asked for a higher fee.
         """
         verdicts: dict[int, tuple[Verdict, str]] = {}
-        with session_scope(self.db) as session:
+        with self.units() as uow:
+            session = uow.session
             for tx_id, result in answers:
                 tx = session.get(StellarTransaction, tx_id)
                 if tx is None or not TransactionStatus(tx.status).is_live:
@@ -405,13 +418,14 @@ class PaymentEngine:
     ) -> tuple[Verdict, str]:
         codes = result.result_codes
         session.execute(
-            StellarTransaction.__table__.update()
-            .where(StellarTransaction.__table__.c.id == tx.id)
+            update(StellarTransaction)
+            .where(col(StellarTransaction.id) == tx.id)
             .values(
                 attempts=tx.attempts + 1,
                 updated_at=utcnow(),
                 result_json=orjson.dumps(codes or {"outcome": result.outcome, "reason": result.reason}).decode(),
             )
+            .execution_options(synchronize_session=False)
         )
         if result.outcome == Outcome.SUCCESS:
             self._confirm(session, tx, result.ledger, result.closed_at, report, landed_hash=result.tx_hash)
@@ -422,7 +436,7 @@ class PaymentEngine:
         if codes.get("transaction") == "tx_bad_seq":
             self._next_sequence.pop(tx.source_account, None)
         if result.outcome == Outcome.FAILED and classify(codes) == CodeBucket.RUN:
-            self._stop(session, session.get(Run, run_id), f"transaction {tx.tx_hash[:12]} refused: {codes}")
+            self._stop(session, require_run(session, run_id), f"transaction {tx.tx_hash[:12]} refused: {codes}")
             return Verdict.MAYBE, tx.envelope_xdr
         # refused, not queued: the same transaction with a higher bid cannot double-land
         if (
@@ -478,14 +492,15 @@ class PaymentEngine:
         operations = len(bump.transaction.inner_transaction_envelope.transaction.operations)
         bump_xdr = bump.to_xdr()
         session.execute(
-            StellarTransaction.__table__.update()
-            .where(StellarTransaction.__table__.c.id == tx.id)
+            update(StellarTransaction)
+            .where(col(StellarTransaction.id) == tx.id)
             .values(
                 envelope_xdr=bump_xdr,
                 fee_bump_hash=bump.hash_hex(),
                 fee_stroops=raised * (operations + 1),
                 updated_at=utcnow(),
             )
+            .execution_options(synchronize_session=False)
         )
         record_event(
             session,
@@ -520,7 +535,7 @@ class PaymentEngine:
         transition(
             session,
             StellarTransaction,
-            tx.id,
+            id_of(tx),
             TransactionStatus(tx.status),
             TransactionStatus.CONFIRMED,
             transitions=TRANSACTION_TRANSITIONS,
@@ -532,7 +547,7 @@ class PaymentEngine:
             **bump,
         )
         ids = [
-            p.id
+            id_of(p)
             for p in session.exec(
                 select(Payment).where(Payment.transaction_id == tx.id, Payment.status == PaymentStatus.SUBMITTED)
             ).all()
@@ -557,6 +572,7 @@ class PaymentEngine:
             for p in session.exec(
                 select(Payment).where(col(Payment.id).in_(ids), col(Payment.retry_of_payment_id).is_not(None))
             ).all()
+            if p.retry_of_payment_id is not None
         ]
         transition_many(
             session,
@@ -589,9 +605,9 @@ class PaymentEngine:
         for index, payment in enumerate(payments):
             code = op_codes[index] if index < len(op_codes) else None
             if code in DESTINATION_CODES:
-                refused.setdefault(code.removeprefix("op_"), []).append(payment.id)
+                refused.setdefault(code.removeprefix("op_"), []).append(id_of(payment))
             else:
-                free.append(payment.id)
+                free.append(id_of(payment))
         for reason, ids in refused.items():
             transition_many(
                 session,
@@ -625,7 +641,7 @@ class PaymentEngine:
         transition(
             session,
             StellarTransaction,
-            tx.id,
+            id_of(tx),
             TransactionStatus(tx.status),
             TransactionStatus.FAILED,
             transitions=TRANSACTION_TRANSITIONS,
@@ -634,14 +650,14 @@ class PaymentEngine:
             detail={"result_codes": codes},
         )
         if classify(codes) == CodeBucket.RUN:
-            self._stop(session, session.get(Run, tx.run_id), f"transaction {tx.tx_hash[:12]} failed: {codes}")
+            self._stop(session, require_run(session, tx.run_id), f"transaction {tx.tx_hash[:12]} failed: {codes}")
         self._release(session, tx, codes, report)
 
     def _dead(self, session: Session, tx: StellarTransaction, codes: dict, report: PayReport) -> None:
         transition(
             session,
             StellarTransaction,
-            tx.id,
+            id_of(tx),
             TransactionStatus(tx.status),
             TransactionStatus.DEAD,
             transitions=TRANSACTION_TRANSITIONS,
@@ -662,7 +678,7 @@ class PaymentEngine:
         transition(
             session,
             Run,
-            run.id,
+            id_of(run),
             status,
             RunStatus.STOPPED,
             transitions=RUN_TRANSITIONS,
@@ -697,10 +713,10 @@ class PaymentEngine:
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         deadline = time.monotonic() + wait_for_lease_s
         while True:
-            with session_scope(self.db) as session:
-                if acquire_lease(session, run_id, owner, self.config.lease_ttl_s):
+            with self.units() as uow:  # a lease is a lock: each take is committed at once
+                if acquire_lease(uow.session, run_id, owner, self.config.lease_ttl_s):
                     break
-                run = session.get(Run, run_id)
+                run = require_run(uow.session, run_id)
                 holder, until = run.lease_owner, run.lease_expires_at
             if time.monotonic() >= deadline:
                 raise RunBusy(
@@ -710,8 +726,8 @@ class PaymentEngine:
         try:
             return self._pay(run_id, owner, progress, budget_s)
         finally:
-            with session_scope(self.db) as session:
-                release_lease(session, run_id, owner)
+            with self.units() as uow:
+                release_lease(uow.session, run_id, owner)
 
     def _pay(
         self, run_id: int, owner: str, progress: Callable[[PayReport], None] | None, budget_s: float | None
@@ -734,17 +750,17 @@ class PaymentEngine:
             def send(tx_id: int, source: str, envelope_xdr: str, delay_s: float = 0.0) -> None:
                 inflight[pool.submit(post, envelope_xdr, delay_s)] = (tx_id, source, envelope_xdr)
 
-            with Session(self.db) as session:
-                live = self._live(session, run_id)
-                paused = pause_state(session).paused
+            with self.units() as uow:
+                live = self._live(uow.session, run_id)
+                paused = pause_state(uow.session).paused
             for tx in live:  # resume: resolve what a previous call left in flight first
-                send(tx.id, tx.source_account, tx.envelope_xdr)
+                send(id_of(tx), tx.source_account, tx.envelope_xdr)
             if paused:
                 report.reason = "paused"
             else:
                 busy = {tx.source_account for tx in live}
                 for tx in self.build_many(run_id, [s for s in sources if s not in busy]):
-                    send(tx.id, tx.source_account, tx.envelope_xdr)
+                    send(id_of(tx), tx.source_account, tx.envelope_xdr)
             while inflight:
                 wait(inflight, return_when=FIRST_COMPLETED)
                 # a ledger close answers many channels at once: resolve and refill them together
@@ -760,25 +776,26 @@ class PaymentEngine:
                         free.append(source)
                 if progress is not None:
                     progress(report)
-                with Session(self.db) as session:
-                    run = session.get(Run, run_id)
-                    paused = pause_state(session).paused
+                with self.units() as uow:
+                    run = require_run(uow.session, run_id)
+                    paused = pause_state(uow.session).paused
                 if run.status == RunStatus.STOPPED:
                     report.status, report.reason = RunStatus.STOPPED, run.status_reason
                     for future in inflight:
                         future.cancel()
                     return report
                 if time.monotonic() - renewed_at > self.config.lease_ttl_s / 3:
-                    with session_scope(self.db) as session:
-                        acquire_lease(session, run_id, owner, self.config.lease_ttl_s)
+                    with self.units() as uow:
+                        acquire_lease(uow.session, run_id, owner, self.config.lease_ttl_s)
                     renewed_at = time.monotonic()
                 if paused or (deadline is not None and time.monotonic() > deadline):
                     report.reason = "paused" if paused else "time budget used; continue in the next task"
                     continue  # build nothing new; resolve what is in flight
                 for tx in self.build_many(run_id, free):
-                    send(tx.id, tx.source_account, tx.envelope_xdr)
-        with session_scope(self.db) as session:
-            run = session.get(Run, run_id)
+                    send(id_of(tx), tx.source_account, tx.envelope_xdr)
+        with self.units() as uow:
+            session = uow.session
+            run = require_run(session, run_id)
             open_payments = self._payments(session, run_id, PaymentStatus.PENDING, limit=1) + self._payments(
                 session, run_id, PaymentStatus.SUBMITTED, limit=1
             )

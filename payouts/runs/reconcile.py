@@ -14,6 +14,7 @@ import structlog
 from sqlmodel import Session, select
 
 from payouts.ledger.models import Payment, Run, StellarTransaction
+from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
 from payouts.money import parse_tft
 from payouts.stellar.horizon import HorizonClient
@@ -39,12 +40,15 @@ class Reconciliation:
 def reconcile_run(
     session: Session, run: Run, client: HorizonClient, payout_account: str, asset_code: str, asset_issuer: str
 ) -> Reconciliation:
-    result = Reconciliation(run_id=run.id)
+    result = Reconciliation(run_id=id_of(run))
     paid = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.status == PaymentStatus.PAID)).all()
     ledger_by_tx: dict[str, Counter] = defaultdict(Counter)
     for payment in paid:
-        ledger_by_tx[payment.tx_hash][(payment.destination, payment.amount_tft_units)] += 1
         result.ledger_total_units += payment.amount_tft_units
+        if payment.tx_hash is None:  # a paid row always has one; an edited ledger may not
+            result.differences.append(f"payment {payment.id}: paid in the ledger without a transaction hash")
+            continue
+        ledger_by_tx[payment.tx_hash][(payment.destination, payment.amount_tft_units)] += 1
     result.paid_in_ledger = len(paid)
     # a transaction is on chain under its own hash, or that of the fee bump around it
     memos: dict[str, str] = {}
@@ -107,7 +111,7 @@ def record_reconciliation(session: Session, run: Run, result: Reconciliation) ->
             transition(
                 session,
                 Run,
-                run.id,
+                id_of(run),
                 RunStatus.PAID,
                 RunStatus.RECONCILED,
                 transitions=RUN_TRANSITIONS,
@@ -126,7 +130,7 @@ def record_reconciliation(session: Session, run: Run, result: Reconciliation) ->
         transition(
             session,
             Run,
-            run.id,
+            id_of(run),
             RunStatus.PAID,
             RunStatus.STOPPED,
             transitions=RUN_TRANSITIONS,

@@ -20,7 +20,9 @@ from stellar_sdk import StrKey
 from payouts.calculation.receipts import receipt_hash, retry_receipt_bytes
 from payouts.ledger.events import record_event
 from payouts.ledger.models import Payment, Receipt, Run
+from payouts.ledger.repository import id_of
 from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.runs.errors import RunsError
 
 _DEAD_RUNS = (RunStatus.REPLACED, RunStatus.REJECTED)
 
@@ -30,7 +32,10 @@ def retries_so_far(session: Session, payment: Payment) -> int:
     count = 0
     while payment.retry_of_payment_id is not None:
         count += 1
-        payment = session.get(Payment, payment.retry_of_payment_id)
+        original = session.get(Payment, payment.retry_of_payment_id)
+        if original is None:
+            raise RunsError(f"payment {payment.id} retries payment {payment.retry_of_payment_id}, not in the ledger")
+        payment = original
     return count
 
 
@@ -133,7 +138,7 @@ def join_corrections(session: Session, run: Run) -> int:
             Payment.run_id != run.id,
             # recorded since, or joined a run that was then replaced or rejected
             or_(
-                and_(col(Payment.in_manifest).is_(False), Run.period_offset < run.period_offset),
+                and_(col(Payment.in_manifest).is_(False), col(Run.period_offset) < run.period_offset),
                 col(Run.status).in_(list(_DEAD_RUNS)),
             ),
         )
@@ -147,7 +152,7 @@ def join_corrections(session: Session, run: Run) -> int:
             event="payment.correction.joined_run",
             detail={"from_run_id": payment.run_id, "receipt_hash": payment.receipt_hash},
         )
-        payment.run_id = run.id
+        payment.run_id = id_of(run)
         payment.in_manifest = True
         session.add(payment)
     session.flush()

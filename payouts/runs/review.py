@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from payouts.ledger import repository
 from payouts.ledger.models import Receipt, Run
+from payouts.ledger.repository import id_of
 from payouts.periods import Period
 
 HELD_FOR_ADDRESS = ("no_address", "invalid_address")
@@ -104,9 +105,9 @@ def build_review(
     cap_farm_tft_units: int | None = None,
     cap_run_tft_units: int | None = None,
 ) -> Review:
-    receipts = repository.receipts_of_run(session, run.id)
+    receipts = repository.receipts_of_run(session, id_of(run))
     previous_run = repository.previous_live_run(session, run)
-    previous = repository.receipts_of_run(session, previous_run.id) if previous_run else []
+    previous = repository.receipts_of_run(session, id_of(previous_run)) if previous_run else []
     report = orjson.loads(run.report_json)
 
     farm_names = {r.farm_id: r.farm_name for r in receipts}
@@ -165,7 +166,7 @@ def build_review(
         breaches.append(CapBreach("run", None, run.total_tft_units, cap_run_tft_units))
 
     return Review(
-        run_id=run.id,
+        run_id=id_of(run),
         period=Period(run.period_offset).label,
         status=run.status,
         snapshot_sha256=run.snapshot_sha256,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 import structlog
@@ -19,7 +20,8 @@ from payouts import CODE_VERSION
 from payouts.calculation.engine import PeriodCalculation, calculate_period
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
-from payouts.ledger.models import NodeTransition, Receipt, Run
+from payouts.ledger.models import NodeTransition, Run
+from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.periods import Period
@@ -107,7 +109,7 @@ def calculate_run(
                 transition(
                     session,
                     Run,
-                    existing.id,
+                    id_of(existing),
                     RunStatus(existing.status),
                     RunStatus.REPLACED,
                     transitions=RUN_TRANSITIONS,
@@ -146,7 +148,7 @@ def _opt_outs(session: Session) -> dict[int, int]:
             col(NodeTransition.v3_opted_out_at).is_not(None)
         )
     ).all()
-    return {node_id: int(opted_out_at.timestamp()) for node_id, opted_out_at in rows}
+    return {node_id: int(opted_out_at.timestamp()) for node_id, opted_out_at in rows if opted_out_at is not None}
 
 
 def _exists_message(run: Run | None, period: Period) -> str:
@@ -203,7 +205,7 @@ def _record_run(
     )
     session.add(run)
     session.flush()
-    repository.add_receipts(session, _receipt_rows(run.id, calculation.receipts))
+    repository.add_receipts(session, _receipt_rows(id_of(run), calculation.receipts))
     repository.add_payments(session, _payment_rows(session, run, now))
     farm_addresses = {farm.farm_id: farm.stellar_address for farm in snapshot.header.farms}
     repository.add_payments(session, retry_rows(session, run, farm_addresses, now, max_retries))
@@ -222,7 +224,7 @@ def _record_run(
 
 def _payment_rows(session: Session, run: Run, now) -> Iterable[dict]:
     """One payment per positive reward: payable now (in the manifest) or held for its address."""
-    for receipt in repository.receipts_of_run(session, run.id):
+    for receipt in repository.receipts_of_run(session, id_of(run)):
         if receipt.reward_tft_units <= 0:
             continue  # a zero reward never becomes a payment
         held = receipt.eligibility in HELD_ELIGIBILITY
@@ -261,7 +263,36 @@ def require_run(session: Session, run_id: int) -> Run:
     return run
 
 
-def calculation_document(period: Period, run_id: int | None, snapshot_sha256: str, receipts: Iterable[Receipt]) -> dict:
+class ReceiptFields(Protocol):
+    """What the calculation document reads of a receipt: a calculated one or a recorded one."""
+
+    @property
+    def node_id(self) -> int: ...
+    @property
+    def farm_id(self) -> int: ...
+    @property
+    def measured_uptime_s(self) -> int: ...
+    @property
+    def uptime_permille(self) -> int: ...
+    @property
+    def violation(self) -> str | None: ...
+    @property
+    def eligibility(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def reward_musd(self) -> int: ...
+    @property
+    def reward_tft_units(self) -> int: ...
+    @property
+    def receipt_hash(self) -> str: ...
+    @property
+    def stellar_payout_address(self) -> str: ...
+
+
+def calculation_document(
+    period: Period, run_id: int | None, snapshot_sha256: str, receipts: Iterable[ReceiptFields]
+) -> dict:
     """The `payouts calculate --json` document (SPEC 4.3); receipts sorted by node id."""
     rows = []
     total_musd = total_tft_units = rewarded = 0

@@ -76,12 +76,19 @@ class SigningKeys:
     def from_accounts_file(cls, path: str | Path, *, channels: int | None = None) -> SigningKeys:
         """Keys from the file `payouts sandbox init` writes (mode 600)."""
         path = Path(path)
-        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text()
+        except FileNotFoundError:
+            raise KeyFileError(f"accounts file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError):
+            raise KeyFileError(f"accounts file {path} cannot be read") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyFileError(f"accounts file {path} is readable by others; run chmod 600 {path}")
         try:
-            document = json.loads(path.read_text())
+            document = json.loads(text)
             payout = Keypair.from_secret(document["payout"]["secret"])
             channel_keys = [Keypair.from_secret(c["secret"]) for c in document.get("channels", [])]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             raise KeyFileError(f"accounts file {path} does not hold the payout and channel keys") from None
         return cls(payout, channel_keys[:channels] if channels is not None else channel_keys)

@@ -20,6 +20,7 @@ from stellar_sdk import Keypair, TransactionBuilder
 
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Run
+from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.periods import Period
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
 from payouts.runs.payment import PayConfig, PaymentEngine
@@ -161,7 +162,9 @@ def paid_ledger(url: str, tmp_path: Path, memo_mode: str):
             # batches of 5: trees of uneven size and a batch of one (an empty audit path)
             batch_size=5,
         )
-        payer = PaymentEngine(engine, client, SigningKeys.from_accounts_file(tmp_path / "accounts.json"), config)
+        payer = PaymentEngine(
+            UnitsOfWork(engine), client, SigningKeys.from_accounts_file(tmp_path / "accounts.json"), config
+        )
         try:
             paid.run_ids[81] = _calculate_approve_pay(paid, payer, tmp_path, 81)
             _add_trustline(client, document, document["farmers"][-1])

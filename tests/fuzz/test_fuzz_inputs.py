@@ -280,7 +280,7 @@ def test_settings_from_hostile_environment_values(monkeypatch, field, value):
     from pydantic import ValidationError
 
     from config.settings import Settings
-    from payouts.runs.wiring import program_window
+    from payouts.wiring import program_window
     from workers.celery_app import _cron_fields
 
     monkeypatch.setenv(f"PAYOUTS_{field}", value)

@@ -15,9 +15,9 @@ from payouts.ledger.models import Run, StellarTransaction
 from payouts.periods import Period
 from payouts.runs.advance import ProgramWindow, continue_run
 from payouts.runs.control import set_paused
-from payouts.runs.wiring import build_orchestrator, export_dir
 from payouts.sandbox import running_sandbox
 from payouts.stellar.horizon import HorizonClient
+from payouts.wiring import build_orchestrator, export_dir
 from tests.support.monthly import approve, count_events, prepare_month
 from tests.support.payments import check_invariants
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlmodel import Session, select
 from stellar_sdk import Keypair
 
 from payouts.ledger.db import make_engine, session_scope
-from payouts.ledger.models import Run
+from payouts.ledger.models import LedgerEvent, Run, StellarTransaction
 from payouts.ledger.states import RunStatus
+from payouts.ledger.unit_of_work import UnitsOfWork, unit_of_work
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
 from payouts.runs.funding import FundingError, FundingFile, export_funding, sign_funding, submit_funding
 from payouts.runs.payment import PayConfig, PaymentEngine, RunNotPayable
@@ -51,7 +53,7 @@ def test_a_multisig_treasury_funds_exactly_the_run_total(ledger_url, tmp_path):
             two_tier=True,
         )
         keys = SigningKeys.from_accounts_file(tmp_path / "accounts.json")
-        engine = PaymentEngine(db, client, keys, config)
+        engine = PaymentEngine(UnitsOfWork(db), client, keys, config)
         with pytest.raises(RunNotPayable, match="not funded"):
             engine.pay(run.id)
 
@@ -82,16 +84,15 @@ def test_a_multisig_treasury_funds_exactly_the_run_total(ledger_url, tmp_path):
             FundingFile.read(tmp_path / "tampered.json")
 
         one = sign_funding(FundingFile.read(exported), alice)
-        with session_scope(db) as session, pytest.raises(FundingError, match="weigh 1; the treasury needs 2"):
-            submit_funding(session, one, client)
+        with pytest.raises(FundingError, match="weigh 1; the treasury needs 2"):
+            submit_funding(UnitsOfWork(db), one, client)
         stranger = sign_funding(one, Keypair.random())
-        with session_scope(db) as session, pytest.raises(FundingError, match="not treasury signers"):
-            submit_funding(session, stranger, client)
+        with pytest.raises(FundingError, match="not treasury signers"):
+            submit_funding(UnitsOfWork(db), stranger, client)
 
         both = sign_funding(one, bob)
         assert both.tx_hash == funding.tx_hash  # signatures do not change the transaction
-        with session_scope(db) as session:
-            assert submit_funding(session, both, client) == RunStatus.FUNDED
+        assert submit_funding(UnitsOfWork(db), both, client) == RunStatus.FUNDED
         payout_line = client.account(keys.payout_account).trustline(*asset)
         assert payout_line.balance_units == total
 
@@ -100,3 +101,66 @@ def test_a_multisig_treasury_funds_exactly_the_run_total(ledger_url, tmp_path):
         check_invariants(db, client, document, run.id)
         assert client.account(keys.payout_account).trustline(*asset).balance_units == 0
         client.close()
+
+
+def test_exporting_funding_in_a_unit_of_work_that_rolls_back_leaves_nothing_in_the_ledger(ledger_url, tmp_path):
+    """The service writes through the caller's unit of work and never commits it."""
+    with running_sandbox(ledger_close_s=0.1) as sandbox:
+        document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=2, channels=1).document
+        db = make_engine(ledger_url)
+        approver = Keypair.random()
+        with session_scope(db) as session:
+            run = calculate_run(session, grid_snapshot(tmp_path, document["farmers"])).run
+            approve_run(
+                session,
+                run,
+                public_key=approver.public_key,
+                signature_b64=sign_manifest(build_manifest(session, run), approver),
+                approvers=[approver.public_key],
+                required=1,
+            )
+        keys = SigningKeys.from_accounts_file(tmp_path / "accounts.json")
+        with (
+            HorizonClient(sandbox.url) as client,
+            pytest.raises(RuntimeError, match="interrupted"),
+            unit_of_work(db) as uow,
+        ):
+            funding = export_funding(
+                uow.session,
+                uow.session.get(Run, run.id),
+                client,
+                treasury=document["treasury"]["public_key"],
+                payout_account=keys.payout_account,
+                asset_code=document["asset"]["code"],
+                asset_issuer=document["asset"]["issuer"],
+                network_passphrase=document["network_passphrase"],
+                approvers=[approver.public_key],
+                required=1,
+            )
+            assert funding.amount_tft_units > 0
+            with Session(db) as other:  # not even flushed rows are visible outside the unit
+                assert other.exec(select(StellarTransaction)).all() == []
+            raise RuntimeError("the operator interrupted the export")
+        with Session(db) as session:
+            assert session.exec(select(StellarTransaction)).all() == []
+            assert session.get(Run, run.id).status == RunStatus.APPROVED
+            events = session.exec(select(LedgerEvent.event).where(LedgerEvent.run_id == run.id)).all()
+            assert "funding.exported" not in events and "run.funding" not in events
+        # the same export in a unit of work that returns is on record
+        with HorizonClient(sandbox.url) as client, unit_of_work(db) as uow:
+            export_funding(
+                uow.session,
+                uow.session.get(Run, run.id),
+                client,
+                treasury=document["treasury"]["public_key"],
+                payout_account=keys.payout_account,
+                asset_code=document["asset"]["code"],
+                asset_issuer=document["asset"]["issuer"],
+                network_passphrase=document["network_passphrase"],
+                approvers=[approver.public_key],
+                required=1,
+            )
+        with Session(db) as session:
+            assert session.get(Run, run.id).status == RunStatus.FUNDING
+            assert len(session.exec(select(StellarTransaction)).all()) == 1
+        db.dispose()

@@ -12,6 +12,7 @@ from stellar_sdk import Keypair
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction
 from payouts.ledger.states import RunStatus
+from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.runs.advance import continue_run
 from payouts.runs.approvals import NotApproved, approve_run, build_manifest, sign_manifest
 from payouts.runs.payment import PayConfig, PaymentEngine, RunAlreadyPaid, RunNotPayable, RunStopped
@@ -85,7 +86,7 @@ def paying(ledger_url, tmp_path):
             _fund_payout(client, document, 10**6 * 10**7)
         keys = SigningKeys.from_accounts_file(tmp_path / "accounts.json")
         sandbox.faults.spec = FaultSpec.parse(faults)  # faults only once the accounts exist
-        return sandbox, document, db, run.id, PaymentEngine(db, client, keys, config)
+        return sandbox, document, db, run.id, PaymentEngine(UnitsOfWork(db), client, keys, config)
 
     request_cleanup: list = []
     yield make
@@ -246,7 +247,7 @@ def test_pay_twice_at_once_pays_once(paying):
     import threading
 
     sandbox, document, db, run_id, engine = paying()
-    second = PaymentEngine(engine.db, HorizonClient(sandbox.url, timeout_s=10), engine.keys, engine.config)
+    second = PaymentEngine(engine.units, HorizonClient(sandbox.url, timeout_s=10), engine.keys, engine.config)
     errors = []
 
     def run(e):

@@ -14,6 +14,7 @@ from payouts.calculation.receipts import receipt_hash
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.states import PAYMENT_TRANSITIONS, PaymentStatus, RunStatus, transition
+from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
 from payouts.runs.payment import PayConfig, PaymentEngine
 from payouts.runs.retries import retries_so_far
@@ -74,7 +75,9 @@ def two_farms(ledger_url, tmp_path):
             poll_interval_s=0.1,
             tx_timeout_s=30,
         )
-        engine = PaymentEngine(db, client, SigningKeys.from_accounts_file(tmp_path / "accounts.json"), config)
+        engine = PaymentEngine(
+            UnitsOfWork(db), client, SigningKeys.from_accounts_file(tmp_path / "accounts.json"), config
+        )
         yield document, client, db, approver, engine
 
 

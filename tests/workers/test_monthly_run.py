@@ -14,9 +14,9 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
-from payouts.runs.wiring import build_orchestrator
 from payouts.sandbox import running_sandbox
 from payouts.stellar.horizon import HorizonClient
+from payouts.wiring import build_orchestrator
 from tests.support.celery import use_settings
 from tests.support.monthly import Month, approve, count_events, paid_count, prepare_month, run_of, wait_until
 from tests.support.payments import check_invariants

@@ -1,7 +1,8 @@
-"""Building the services from settings: the one place the CLI and the workers share.
+"""The composition root: building the services from settings, the one place the CLI and the
+workers share (nothing below `cli/` and `workers/` imports it).
 
 Settings are read at the edges and handed in here; the services below never read the
-environment themselves.
+environment themselves. The engine handed in becomes the services' unit-of-work factory.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from payouts.export.writers import EXPORT_FORMAT, write_export
 from payouts.ledger.models import Run
 from payouts.ledger.states import RunStatus
 from payouts.ledger.types import utcnow
+from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 from payouts.periods import Period, PeriodError, offset_for_label
-from payouts.runs.advance import InputsUnavailable, Orchestrator, ProgramWindow
+from payouts.runs.advance import Freezer, InputsUnavailable, Orchestrator, ProgramWindow
 from payouts.runs.approvals import required_approvals
 from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
@@ -81,12 +83,14 @@ def export_dir(settings: Settings) -> Path:
     return settings.export_dir or settings.state_dir / "exports"
 
 
-def pay_with_engine(settings: Settings, db: Engine, *, budget_s: float | None = None) -> Callable[[int], str]:
+def pay_with_engine(
+    settings: Settings, units: UnitOfWorkFactory, *, budget_s: float | None = None
+) -> Callable[[int], str]:
     """Pay a run in this process (to the end, or for `budget_s`); returns its status after."""
 
     def pay(run_id: int) -> str:
         with horizon(settings) as client:
-            engine = PaymentEngine(db, client, signing_keys(settings), pay_config(settings, settings.network))
+            engine = PaymentEngine(units, client, signing_keys(settings), pay_config(settings, settings.network))
             try:
                 return engine.pay(run_id, budget_s=budget_s).status
             except RunStopped:
@@ -129,7 +133,7 @@ def export_step(settings: Settings) -> Callable[[Session, Run], str]:
     return export
 
 
-def freezer(settings: Settings) -> Callable[[int], Path]:
+def freezer(settings: Settings) -> Freezer:
     def freeze(period_offset: int) -> Path:
         try:
             return freeze_snapshot(settings, period_offset, settings.state_dir / "frozen")
@@ -140,12 +144,13 @@ def freezer(settings: Settings) -> Callable[[int], Path]:
 
 
 def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], str] | None = None) -> Orchestrator:
-    """The reconciler; `pay` defaults to paying in this process to the end."""
+    """The reconciler on the ledger `db`; `pay` defaults to paying in this process to the end."""
+    units = UnitsOfWork(db)
     return Orchestrator(
-        db=db,
+        units=units,
         window=program_window(settings),
         freeze=freezer(settings),
-        pay=pay or pay_with_engine(settings, db),
+        pay=pay or pay_with_engine(settings, units),
         reconcile=reconcile_step(settings),
         export=export_step(settings),
         approvers=tuple(settings.approvers),
