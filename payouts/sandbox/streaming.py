@@ -1,0 +1,92 @@
+"""Server-sent events for the collection routes, as Horizon streams them.
+
+A request with `Accept: text/event-stream` on a collection gets, after the `open` event
+(`retry: 1000`, `data: "hello"`), every record after the cursor in ascending order, one event
+each, `id:` being the record's paging token, and then each new record as ledgers close. A
+client that reconnects with `Last-Event-ID` (or `cursor=`) resumes after the last record it
+saw; `cursor=now` starts at the end of the newest ledger. While nothing happens a comment
+line keeps the connection alive; when the server stops or restarts, the stream ends with
+Horizon's `close` event (`data: "byebye"`), after which clients reconnect.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import orjson
+
+from payouts.sandbox.replica import ReadView
+from payouts.sandbox.routes import BadQuery, Collection, Paging, parse_cursor
+
+if TYPE_CHECKING:
+    from payouts.sandbox.server import _Handler
+
+#: the client's reconnection delay, in milliseconds (Horizon's)
+RETRY_MS = 1000
+#: a comment line goes out after this long without an event
+KEEP_ALIVE_S = 5.0
+
+HELLO = f'retry: {RETRY_MS}\nevent: open\ndata: "hello"\n\n'.encode()
+BYEBYE = b'retry: 10\nevent: close\ndata: "byebye"\n\n'
+KEEP_ALIVE = b": keep-alive\n\n"
+
+
+def event(record: dict) -> bytes:
+    return b"id: " + record["paging_token"].encode() + b"\ndata: " + orjson.dumps(record) + b"\n\n"
+
+
+class _Chunked:
+    """The body of an HTTP/1.1 response in chunks, flushed as written."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self.wfile = handler.wfile
+
+    def write(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def end(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Paging) -> None:
+    if paging.order != "asc":
+        raise BadQuery("order", "order: a stream goes in ascending order")
+    sandbox = handler.sandbox
+    ledger = view.ledger
+    generation = sandbox.generation
+    stopping: threading.Event = sandbox.stopping
+    cursor = paging.cursor
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
+    handler.send_header("Cache-Control", "no-cache")
+    handler.send_header("Access-Control-Allow-Origin", "*")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    handler.close_connection = True
+    body = _Chunked(handler)
+    body.write(HELLO)
+    while True:
+        with ledger.lock:
+            seen = ledger.latest.sequence
+        records = collection.page(view, Paging(cursor, "asc", paging.limit, paging.cursor_text))
+        if records:
+            body.write(b"".join(event(record) for record in records))
+            cursor = parse_cursor(records[-1]["paging_token"], view)
+        if stopping.is_set() or sandbox.generation != generation:
+            break
+        if len(records) == paging.limit:
+            continue  # more are waiting
+        with ledger.lock:
+            woke = ledger.closed.wait_for(
+                lambda last=seen: (
+                    ledger.latest.sequence > last or sandbox.generation != generation or stopping.is_set()
+                ),
+                KEEP_ALIVE_S,
+            )
+        if not woke:
+            body.write(KEEP_ALIVE)
+    body.write(BYEBYE)
+    body.end()
