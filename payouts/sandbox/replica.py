@@ -24,12 +24,20 @@ class ReadView:
 
     def __init__(self, ledger: Ledger, lag_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.ledger = ledger
-        self.lag_s = lag_s
+        self.lag_s = 0.0
         self._clock = clock
         self._closed_at: dict[int, float] = {}
         self._before: deque[tuple[int, dict[str, Account | None]]] = deque()
-        if lag_s > 0:
-            ledger.pre_state_sink = self._closed
+        self.set_lag(lag_s)
+
+    def set_lag(self, lag_s: float) -> None:
+        """Start (or stop, with 0) lagging; ledgers closed before this are all visible."""
+        with self.ledger.lock:
+            self.lag_s = lag_s
+            self.ledger.pre_state_sink = self._closed if lag_s > 0 else None
+            if lag_s <= 0:
+                self._closed_at.clear()
+                self._before.clear()
 
     @property
     def lagging(self) -> bool:
