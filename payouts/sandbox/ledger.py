@@ -532,7 +532,7 @@ class Ledger:
         )
         participants = _participants(pending)
         env = pending.envelope
-        inner_env = env.transaction.inner_transaction_envelope if pending.fee_bump else env
+        inner_env = env.transaction.inner_transaction_envelope if isinstance(env, FeeBumpTransactionEnvelope) else env
         doc: dict = {
             "source_account": pending.source_id,
             "source_account_sequence": str(pending.sequence),

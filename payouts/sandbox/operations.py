@@ -41,7 +41,9 @@ from payouts.sandbox.network import (
 
 
 def asset_key(asset: Asset) -> tuple[str, str] | None:
-    return None if asset.is_native() else (asset.code, asset.issuer)
+    if asset.is_native() or asset.issuer is None:
+        return None
+    return (asset.code, asset.issuer)
 
 
 def op_kind(op: Operation) -> str:
@@ -198,14 +200,14 @@ def operation_doc(op: Operation, source_id: str) -> tuple[dict, tuple[str, ...]]
     elif isinstance(op, SetOptions):
         if op.home_domain is not None:
             doc["home_domain"] = op.home_domain
-        for name, value in (
+        for name, weight in (
             ("master_key_weight", op.master_weight),
             ("low_threshold", op.low_threshold),
             ("med_threshold", op.med_threshold),
             ("high_threshold", op.high_threshold),
         ):
-            if value is not None:
-                doc[name] = value
+            if weight is not None:
+                doc[name] = weight
         if op.signer is not None:
             doc["signer_key"] = op.signer.signer_key.encoded_signer_key
             doc["signer_weight"] = op.signer.weight
@@ -358,10 +360,14 @@ class OperationApplier:
         return "op_success"
 
     def change_trust(self, op: ChangeTrust, source: Account) -> str:
-        key = (op.asset.code, op.asset.issuer)
+        asset = op.asset
+        if not isinstance(asset, Asset) or asset.issuer is None:  # refused by static_op_check
+            return "op_malformed"
+        issuer_id: str = asset.issuer
+        key = (asset.code, issuer_id)
         limit_units = units(op.limit)
         line = source.trustlines.get(key)
-        fields = {**asset_fields(op.asset), "limit": format_amount(limit_units)}
+        fields = {**asset_fields(asset), "limit": format_amount(limit_units)}
         if limit_units == 0:
             if line is None:
                 return "op_invalid_limit"
@@ -377,7 +383,7 @@ class OperationApplier:
             line.limit_units, line.last_modified_ledger = limit_units, self.seq
             self._effect(source.account_id, "trustline_updated", **fields)
             return "op_success"
-        issuer = self.load(op.asset.issuer)
+        issuer = self.load(issuer_id)
         if issuer is None:
             return "op_no_issuer"
         if source.available_stroops() < BASE_RESERVE_STROOPS:
@@ -385,7 +391,7 @@ class OperationApplier:
         flags = 0 if issuer.flags & AUTH_REQUIRED else TL_AUTHORIZED
         if issuer.flags & AUTH_CLAWBACK_ENABLED:
             flags |= TL_CLAWBACK_ENABLED
-        self.touch(source).trustlines[key] = Trustline(op.asset.code, op.asset.issuer, 0, limit_units, flags, self.seq)
+        self.touch(source).trustlines[key] = Trustline(asset.code, issuer_id, 0, limit_units, flags, self.seq)
         self._effect(source.account_id, "trustline_created", **fields)
         return "op_success"
 

@@ -74,7 +74,7 @@ class SandboxServer:
         self.port = config.port
         self.generation = 0
         self.restarts = 0
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _HttpServer | None = None
         self._http_thread: threading.Thread | None = None
         self._closer: threading.Thread | None = None
         self.stopping = threading.Event()

@@ -79,13 +79,12 @@ def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Pa
             break
         if len(records) == paging.limit:
             continue  # more are waiting
+
+        def news(last: int = seen) -> bool:
+            return ledger.latest.sequence > last or sandbox.generation != generation or stopping.is_set()
+
         with ledger.lock:
-            woke = ledger.closed.wait_for(
-                lambda last=seen: (
-                    ledger.latest.sequence > last or sandbox.generation != generation or stopping.is_set()
-                ),
-                KEEP_ALIVE_S,
-            )
+            woke = ledger.closed.wait_for(news, KEEP_ALIVE_S)
         if not woke:
             body.write(KEEP_ALIVE)
     body.write(BYEBYE)
