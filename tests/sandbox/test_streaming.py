@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from stellar_sdk import Keypair
 
 from payouts.ledger.db import make_engine, session_scope
-from payouts.ledger.models import Payment, Run
+from payouts.ledger.models import Payment, Run, StellarTransaction
 from payouts.ledger.states import PaymentStatus, RunStatus
 from payouts.periods import Period
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
@@ -20,10 +20,12 @@ from payouts.runs.payment import PayConfig, PaymentEngine
 from payouts.runs.service import calculate_run
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import fund_payout_account, init_sandbox
+from payouts.sandbox.entries import format_amount
 from payouts.snapshot.load import load_snapshot
 from payouts.snapshot.synthetic import write_synthetic_snapshot
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
+from tests.support.js import node
 from tests.support.payments import check_invariants
 
 #: the demo's month: 500 nodes, 20 channel accounts
@@ -166,3 +168,34 @@ def test_a_payment_stream_sees_every_payment_of_a_demo_month_once_across_a_resta
         assert sandbox.restarts == 1 and stream.connections >= 2
         assert stream.resumed_with[0] is None and all(stream.resumed_with[1:])
         check_invariants(db, client, document, run_id)
+
+        # and every transaction of the month decodes and verifies under the JavaScript SDK:
+        # hash, memo, amounts, time bounds, fee, and both signatures (channel and payout)
+        expected = []
+        with Session(db) as session:
+            for row in session.exec(select(StellarTransaction).where(StellarTransaction.status == "confirmed")):
+                mine = [p for p in paid if p.tx_hash == row.tx_hash and p.status == PaymentStatus.PAID]
+                on_chain = client.transaction(row.fee_bump_hash or row.tx_hash)
+                expected.append(
+                    {
+                        "hash": row.fee_bump_hash or row.tx_hash,
+                        "envelope_xdr": sandbox.ledger.transaction(row.tx_hash).doc["envelope_xdr"],
+                        "memo_hash": row.memo_hash,
+                        "min_time": row.min_time,
+                        "max_time": row.max_time,
+                        "fee": row.fee_stroops,
+                        "signers": sorted({row.source_account, payout}),
+                        "payments": [[p.destination, format_amount(p.amount_tft_units)] for p in mine],
+                        "asset_code": document["asset"]["code"],
+                        "asset_issuer": document["asset"]["issuer"],
+                    }
+                )
+                assert on_chain.successful
+        assert sum(len(e["payments"]) for e in expected) == paid_count
+        verified = node(
+            "verify-envelopes.mjs",
+            document["network_passphrase"],
+            stdin="\n".join(orjson.dumps(e).decode() for e in expected),
+        )
+        assert len(verified) == len(expected) and {v["hash"] for v in verified} == {e["hash"] for e in expected}
+        assert [v for v in verified if not v["ok"]] == []
