@@ -55,6 +55,8 @@ class SandboxConfig:
     submission_timeout_s: float = 30.0
     network_passphrase: str = SANDBOX_NETWORK_PASSPHRASE
     host: str = "127.0.0.1"
+    #: an event stream with nothing to send writes a comment line this often
+    keep_alive_s: float = 5.0
 
 
 class _Dropped(Exception):
@@ -516,6 +518,7 @@ def running_sandbox(
     submission_timeout_s: float = 5.0,
     port: int = 0,
     network_passphrase: str = SANDBOX_NETWORK_PASSPHRASE,
+    keep_alive_s: float = 5.0,
 ) -> Iterator[SandboxServer]:
     """A sandbox on a free loopback port for the length of the block: `server.url` is the
     Horizon URL, `server.ledger` the model, `server.faults` the fault plan."""
@@ -530,6 +533,7 @@ def running_sandbox(
             seed=seed,
             submission_timeout_s=submission_timeout_s,
             network_passphrase=network_passphrase,
+            keep_alive_s=keep_alive_s,
         )
     )
     server.start()

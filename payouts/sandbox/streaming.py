@@ -5,13 +5,14 @@ A request with `Accept: text/event-stream` on a collection gets, after the `open
 each, `id:` being the record's paging token, and then each new record as ledgers close. A
 client that reconnects with `Last-Event-ID` (or `cursor=`) resumes after the last record it
 saw; `cursor=now` starts at the end of the newest ledger. While nothing happens a comment
-line keeps the connection alive; when the server stops or restarts, the stream ends with
-Horizon's `close` event (`data: "byebye"`), after which clients reconnect.
+line keeps the connection alive (every `SandboxConfig.keep_alive_s`); when the server stops
+or restarts, the stream ends with Horizon's `close` event (`data: "byebye"`), after which clients reconnect.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import orjson
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
 #: the client's reconnection delay, in milliseconds (Horizon's)
 RETRY_MS = 1000
-#: a comment line goes out after this long without an event
-KEEP_ALIVE_S = 5.0
 
 HELLO = f'retry: {RETRY_MS}\nevent: open\ndata: "hello"\n\n'.encode()
 BYEBYE = b'retry: 10\nevent: close\ndata: "byebye"\n\n'
@@ -68,12 +67,15 @@ def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Pa
     handler.close_connection = True
     body = _Chunked(handler)
     body.write(HELLO)
+    keep_alive_s = sandbox.config.keep_alive_s
+    last_write = time.monotonic()
     while True:
         with ledger.lock:
             seen = ledger.latest.sequence
         records = collection.page(view, Paging(cursor, "asc", paging.limit, paging.cursor_text))
         if records:
             body.write(b"".join(event(record) for record in records))
+            last_write = time.monotonic()
             cursor = parse_cursor(records[-1]["paging_token"], view)
         if stopping.is_set() or sandbox.generation != generation:
             break
@@ -84,8 +86,9 @@ def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Pa
             return ledger.latest.sequence > last or sandbox.generation != generation or stopping.is_set()
 
         with ledger.lock:
-            woke = ledger.closed.wait_for(news, KEEP_ALIVE_S)
-        if not woke:
+            ledger.closed.wait_for(news, max(0.0, last_write + keep_alive_s - time.monotonic()))
+        if time.monotonic() - last_write >= keep_alive_s:
             body.write(KEEP_ALIVE)
+            last_write = time.monotonic()
     body.write(BYEBYE)
     body.end()

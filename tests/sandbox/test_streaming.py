@@ -9,7 +9,7 @@ import time
 import httpx
 import orjson
 from sqlmodel import Session, select
-from stellar_sdk import Keypair
+from stellar_sdk import Asset, Keypair
 
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Payment, Run, StellarTransaction
@@ -199,3 +199,40 @@ def test_a_payment_stream_sees_every_payment_of_a_demo_month_once_across_a_resta
         )
         assert len(verified) == len(expected) and {v["hash"] for v in verified} == {e["hash"] for e in expected}
         assert [v for v in verified if not v["ok"]] == []
+
+
+def _raw_events(url: str, seconds: float, headers: dict | None = None) -> tuple[httpx.Response, str]:
+    text = ""
+    with httpx.stream(
+        "GET", url, headers={"Accept": "text/event-stream", **(headers or {})}, timeout=httpx.Timeout(5, read=5)
+    ) as reply:
+        deadline = time.monotonic() + seconds
+        for chunk in reply.iter_text():
+            text += chunk
+            if time.monotonic() > deadline:
+                break
+    return reply, text
+
+
+def test_stream_preamble_keep_alive_cursor_now_and_last_event_id():
+    with running_sandbox(ledger_close_s=0.1, keep_alive_s=0.2) as sandbox:
+        from tests.sandbox.conftest import make_net
+
+        net = make_net(sandbox)
+        alice, bob = net.new_accounts(2)
+        for amount in ("1", "2", "3"):
+            net.submit(net.signed(net.builder(alice).append_payment_op(bob.public_key, Asset.native(), amount), alice))
+        url = f"{sandbox.url}/accounts/{bob.public_key}/payments"
+        reply, text = _raw_events(url, 0.5)
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        assert text.startswith('retry: 1000\nevent: open\ndata: "hello"\n\n')
+        ids = [line[4:] for line in text.splitlines() if line.startswith("id: ")]
+        assert len(ids) == 4  # the account's creation and three payments
+        # nothing new: the stream stays open with comment lines
+        assert text.count(": keep-alive\n\n") >= 1
+        _, resumed = _raw_events(url, 0.3, {"Last-Event-ID": ids[1]})
+        assert [line[4:] for line in resumed.splitlines() if line.startswith("id: ")] == ids[2:]
+        _, now = _raw_events(f"{url}?cursor=now", 0.3)
+        assert "id: " not in now and now.startswith("retry: 1000")
+        refused = httpx.get(f"{url}?order=desc", headers={"Accept": "text/event-stream"})
+        assert refused.status_code == 400 and refused.json()["extras"]["invalid_field"] == "order"
