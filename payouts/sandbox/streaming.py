@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from payouts.sandbox.paging import BadQuery, Collection, Paging, parse_cursor
 from payouts.sandbox.replica import ReadView
-from payouts.sandbox.routes import BadQuery, Collection, Paging, parse_cursor
 
 if TYPE_CHECKING:
     from payouts.sandbox.server import _Handler
