@@ -554,7 +554,9 @@ async function main() {
       const wanted = kind === "amount"
         ? (m) => m.amount === amount
         : (m) => m.envelope_xdr && TransactionBuilder.fromXDR(m.envelope_xdr, passphrase).operations[0]?.amount === amount;
-      const message = await streamUntil(builder().cursor("now"), wanted, trigger);
+      // from the newest record now (not cursor=now: the stream may connect after the payment lands)
+      const newest = (await builder().order("desc").limit(1).call()).records[0];
+      const message = await streamUntil(builder().cursor(newest.paging_token), wanted, trigger);
       assert(message.paging_token, "paging token");
       assert(!sent || (message.transaction_hash ?? message.hash) === sent.hash, "the transaction sent");
     });
