@@ -53,11 +53,7 @@ class _Chunked:
 def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Paging) -> None:
     if paging.order != "asc":
         raise BadQuery("order", "order: a stream goes in ascending order")
-    sandbox = handler.sandbox
-    ledger = view.ledger
-    generation = sandbox.generation
-    stopping: threading.Event = sandbox.stopping
-    cursor = paging.cursor
+    generation = handler.sandbox.generation
     handler.send_response(200)
     handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
     handler.send_header("Cache-Control", "no-cache")
@@ -65,6 +61,19 @@ def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Pa
     handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()
     handler.close_connection = True
+    try:
+        _serve(handler, view, collection, paging, generation)
+    except (OSError, ValueError):
+        # the client went away, or a restart cut the connection (a closed file is a
+        # ValueError): nothing to answer
+        handler.close_connection = True
+
+
+def _serve(handler: _Handler, view: ReadView, collection: Collection, paging: Paging, generation: int) -> None:
+    sandbox = handler.sandbox
+    ledger = view.ledger
+    stopping: threading.Event = sandbox.stopping
+    cursor = paging.cursor
     body = _Chunked(handler)
     body.write(HELLO)
     keep_alive_s = sandbox.config.keep_alive_s
