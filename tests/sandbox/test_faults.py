@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 
 import httpx
 import pytest
 import requests
 from stellar_sdk import Asset
+from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.exceptions import BadResponseError, BaseHorizonError, ConnectionError, NotFoundError
 
 from payouts.sandbox import running_sandbox
@@ -132,6 +135,20 @@ def test_restart_keeps_state_and_forgets_the_queue(tmp_path):
         assert net.native_balance(bob) == "108.0000000"
         page = net.horizon.payments().for_account(bob.public_key).call()["_embedded"]["records"]
         assert [r.get("amount") for r in page][-2:] == ["7.0000000", "1.0000000"]
+        # what the records carry beyond the ledger's state comes back too
+        record = net.horizon.transactions().transaction(paid["hash"]).call()
+        assert record["fee_meta_xdr"] == paid["fee_meta_xdr"]
+        effects = net.horizon.effects().for_transaction(paid["hash"]).call()["_embedded"]["records"]
+        assert [(e["type"], e["amount"]) for e in effects] == [
+            ("account_credited", "7.0000000"),
+            ("account_debited", "7.0000000"),
+        ]
+        ledger = net.horizon.ledgers().ledger(paid["ledger"]).call()
+        header = stellar_xdr.LedgerHeader.from_xdr(ledger["header_xdr"])
+        assert (
+            header.ledger_seq.uint32 == paid["ledger"]
+            and ledger["hash"] == hashlib.sha256(base64.b64decode(ledger["header_xdr"])).hexdigest()
+        )
         assert net.submit(payment(net, alice, bob))["successful"]
 
 
