@@ -1,9 +1,11 @@
-"""The sandbox's HTTP face: the subset of Horizon's API the product uses, on loopback.
+"""The sandbox's HTTP face on loopback: submission (POST /transactions and
+/transactions_async, friendbot) here; reads in `routes` (records, paged collections) and
+`streaming` (server-sent events), as Horizon serves them.
 
-`SandboxServer` owns a `Ledger`, a thread that closes ledgers on an interval, the optional
-state folder and the fault plan. `running_sandbox()` starts one on a free port for tests.
-Every error is an `application/problem+json` document; a handler that breaks answers a
-500 problem without a traceback.
+`SandboxServer` owns a `Ledger`, the view reads see (`replica`), a thread that closes ledgers
+on an interval, the optional state folder and the fault plan. `running_sandbox()` starts one
+on a free port for tests. Every error is an `application/problem+json` document; a handler
+that breaks answers a 500 problem without a traceback.
 """
 
 from __future__ import annotations
