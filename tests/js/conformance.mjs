@@ -247,13 +247,16 @@ async function main() {
   let payResponse;
   await check("submit_payment", async () => {
     await submit(issuer, [Operation.payment({ destination: alice.publicKey(), asset: tft, amount: "1000" })]);
-    payResponse = await submit(
-      alice,
-      [
-        Operation.payment({ destination: bob.publicKey(), asset: tft, amount: "12.5" }),
-        Operation.payment({ destination: bob.publicKey(), asset: Asset.native(), amount: "1" }),
-      ],
-      { memo: Memo.hash(sha256(Buffer.from("receipt")).toString("hex")) },
+    // with the SDK's memo-required check (SEP-29), which reads each destination's data
+    payResponse = await server.submitTransaction(
+      await build(
+        alice,
+        [
+          Operation.payment({ destination: bob.publicKey(), asset: tft, amount: "12.5" }),
+          Operation.payment({ destination: bob.publicKey(), asset: Asset.native(), amount: "1" }),
+        ],
+        { memo: Memo.hash(sha256(Buffer.from("receipt")).toString("hex")) },
+      ),
     );
     assert(payResponse.successful && payResponse.hash, "payment");
   });
