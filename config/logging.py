@@ -10,6 +10,7 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import Processor
 
 _SECRET_KEYS = ("secret", "password", "seed", "private_key", "database_url")
 
@@ -38,12 +39,13 @@ class _CurrentStderr:
 def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> None:
     stream = stream or _CurrentStderr()
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_secrets,
     ]
+    renderer: list[Processor]
     if use_json:
         renderer = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
     else:

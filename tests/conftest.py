@@ -27,6 +27,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     mark_items(config, items)
 
 
+_TERMINAL_ENV = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist: tell each worker the terminal size variables this process has (workers start
+    with COLUMNS=80 and LINES=24 set, which would fix the CLI's table width at import)."""
+    node.workerinput["terminal_env"] = {name: os.environ.get(name) for name in _TERMINAL_ENV}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    terminal_env = getattr(config, "workerinput", {}).get("terminal_env")
+    for name, value in (terminal_env or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     server = PostgresServer.start()
