@@ -10,12 +10,12 @@ import logging
 import sys
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 _SECRET_KEYS = ("secret", "password", "seed", "private_key", "database_url")
 
 
-def _drop_secrets(_logger, _method, event_dict: dict) -> dict:
+def _drop_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Last line of defence: a field whose name says it is secret is never written."""
     for key in list(event_dict):
         if any(marker in key.lower() for marker in _SECRET_KEYS):
