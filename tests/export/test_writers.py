@@ -122,6 +122,7 @@ def _peak_export_bytes(session: Session, batch_size: int) -> tuple[int, int]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # fills two ledgers with 10,000 payments
 def test_export_memory_does_not_grow_with_the_number_of_rows(sqlite_url, new_sqlite_ledger, tmp_path):
     """8,000 rows against 2,000: the peak stays about the same (the rows are streamed).
 
