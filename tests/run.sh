@@ -3,6 +3,7 @@
 # then runs the whole suite in parallel.
 #   bash tests/run.sh [pytest arguments]     the whole suite (4 processes; -n 0 for one)
 #   bash tests/run.sh --fast [arguments]     the fast tier: pure and SQLite tests, no servers
+#                                            (2 processes)
 # The suite starts its own PostgreSQL and Redis servers on loopback; nothing else is required.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,17 +53,21 @@ gate "mypy" .venv/bin/mypy
 # --- tests -----------------------------------------------------------------------------------
 
 FAST="not slow and not network and not postgres and not redis and not browser"
+# The whole suite mostly waits (ledgers closing, servers answering): 4 processes on 2 cores.
+# The fast tier is CPU-bound: 2 processes (each more would only collect the suite again).
+workers=4
 args=()
 if [ "${1:-}" = "--fast" ]; then
   shift
+  workers=2
   args+=(-m "$FAST")
 fi
-# 4 processes on 2 cores: most of the suite waits on ledgers closing and servers answering.
 # loadgroup keeps a module's shared server on one process; our own order hands out the longest
 # modules first (tests/support/markers.py). A later -n or --dist in the arguments wins.
+# pytest-benchmark measures nothing under xdist; it is told so rather than warning per process.
 status=0
-# (pytest-benchmark measures nothing under xdist; it is told so rather than warning each process)
-.venv/bin/python -m pytest -n 4 --dist loadgroup --no-loadscope-reorder --benchmark-disable "${args[@]}" "$@" || status=$?
+.venv/bin/python -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder --benchmark-disable \
+  "${args[@]}" "$@" || status=$?
 if [ "$status" -eq 5 ]; then
   echo "no tests were collected: a test command that runs nothing fails" >&2
 fi
