@@ -10,11 +10,12 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 _SECRET_KEYS = ("secret", "password", "seed", "private_key", "database_url")
 
 
-def _drop_secrets(_logger, _method, event_dict: dict) -> dict:
+def _drop_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Last line of defence: a field whose name says it is secret is never written."""
     for key in list(event_dict):
         if any(marker in key.lower() for marker in _SECRET_KEYS):
@@ -38,12 +39,13 @@ class _CurrentStderr:
 def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> None:
     stream = stream or _CurrentStderr()
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_secrets,
     ]
+    renderer: list[Processor]
     if use_json:
         renderer = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
     else:

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs when it is missing, then runs the whole suite.
-#   bash tests/run.sh [pytest arguments]
+# Installs what the test suite needs when it is missing, runs the gates (lint, format, types),
+# then runs the whole suite in parallel.
+#   bash tests/run.sh [pytest arguments]     the whole suite (4 processes; -n 0 for one)
+#   bash tests/run.sh --fast [arguments]     the fast tier: pure and SQLite tests, no servers
+#                                            (2 processes)
 # The suite starts its own PostgreSQL and Redis servers on loopback; nothing else is required.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# --- install ---------------------------------------------------------------------------------
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
@@ -32,11 +37,48 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import payouts, pytest, hypothesis" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import payouts, pytest, hypothesis, xdist" >/dev/null 2>&1 \
+   || [ ! -x .venv/bin/ruff ] || [ ! -x .venv/bin/mypy ] \
    || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e '.[test]'
   touch .venv/.installed
 fi
 
-exec .venv/bin/python -m pytest "$@"
+# --- gates -----------------------------------------------------------------------------------
+
+gate() {
+  local name=$1
+  shift
+  echo "gate: $name" >&2
+  if ! "$@"; then
+    echo "gate failed: $name (\`$*\`); fix the findings above before the tests run" >&2
+    exit 1
+  fi
+}
+gate "ruff check" .venv/bin/ruff check .
+gate "ruff format" .venv/bin/ruff format --check .
+gate "mypy" .venv/bin/mypy
+
+# --- tests -----------------------------------------------------------------------------------
+
+FAST="not slow and not network and not postgres and not redis and not browser"
+# The whole suite mostly waits (ledgers closing, servers answering): 4 processes on 2 cores.
+# The fast tier is CPU-bound: 2 processes (each more would only collect the suite again).
+workers=4
+args=()
+if [ "${1:-}" = "--fast" ]; then
+  shift
+  workers=2
+  args+=(-m "$FAST")
+fi
+# loadgroup keeps a module's shared server on one process; our own order hands out the longest
+# modules first (tests/support/markers.py). A later -n or --dist in the arguments wins.
+# pytest-benchmark measures nothing under xdist; it is told so rather than warning per process.
+status=0
+.venv/bin/python -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder --benchmark-disable \
+  "${args[@]}" "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "no tests were collected: a test command that runs nothing fails" >&2
+fi
+exit "$status"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 from stellar_sdk import StrKey
 
 from payouts.calculation.receipts import receipt_hash as blake2b_hex
@@ -79,17 +79,21 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
 
     corrected = session.execute(
         select(Payment)
-        .join(Run, Run.id == Payment.run_id)
-        .where(Payment.receipt_hash == wanted, Payment.kind != "correction", Run.status.in_(LIVE_RUN_STATUSES))
-        .order_by(Payment.id.desc())
+        .join(Run, col(Run.id) == col(Payment.run_id))
+        .where(
+            col(Payment.receipt_hash) == wanted,
+            col(Payment.kind) != "correction",
+            col(Run.status).in_(LIVE_RUN_STATUSES),
+        )
+        .order_by(col(Payment.id).desc())
         .limit(1)
     ).scalar()
     receipt = session.execute(
         select(Receipt)
-        .join(Run, Run.id == Receipt.run_id)
+        .join(Run, col(Run.id) == col(Receipt.run_id))
         .where(
-            Receipt.id == corrected.receipt_id if corrected is not None else Receipt.receipt_hash == wanted,
-            Run.status.in_(LIVE_RUN_STATUSES),
+            col(Receipt.id) == corrected.receipt_id if corrected is not None else col(Receipt.receipt_hash) == wanted,
+            col(Run.status).in_(LIVE_RUN_STATUSES),
         )
         .limit(1)
     ).scalar()
@@ -103,7 +107,7 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
     existing = session.execute(
         select(func.count())
         .select_from(Payment)
-        .where(Payment.kind == "correction", Payment.idempotency_key.like(f"correction:{wanted}:%"))
+        .where(col(Payment.kind) == "correction", col(Payment.idempotency_key).like(f"correction:{wanted}:%"))
     ).scalar_one()
     if existing >= MAX_CORRECTIONS_PER_RECEIPT:
         raise CorrectionError(f"receipt {wanted} already has {existing} corrections")
@@ -146,6 +150,8 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
             session.flush()
     except IntegrityError:
         raise CorrectionError(f"another correction of {wanted} was recorded at the same time; run it again") from None
+    if payment.id is None:
+        raise LedgerError(f"the correction of {wanted} was written without an id")
     record_event(
         session,
         entity="payments",

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 import orjson
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import aliased
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from payouts.ledger.models import (
     Approval,
@@ -166,7 +167,8 @@ def iso_utc(value: datetime | None) -> str | None:
 
 @lru_cache(maxsize=1024)
 def _ts_iso(ts: int) -> str:
-    return iso_utc(datetime.fromtimestamp(ts, UTC))
+    # iso_utc of a time that is never None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def uptime_percent(permille: int) -> str:
@@ -211,7 +213,9 @@ class ProofSource:
         tree = self._trees.get(tx_hash)
         if tree is None:
             hashes = (
-                self.session.execute(select(Payment.receipt_hash).where(Payment.tx_hash == tx_hash)).scalars().all()
+                self.session.execute(select(col(Payment.receipt_hash)).where(col(Payment.tx_hash) == tx_hash))
+                .scalars()
+                .all()
             )
             tree = self._build(hashes)
             self._trees[tx_hash] = tree
@@ -222,11 +226,11 @@ class ProofSource:
         return tree.get(receipt_hash)
 
     @staticmethod
-    def _build(hashes: list[str]) -> dict[str, tuple[int, int, list[str]]]:
+    def _build(hashes: Sequence[str]) -> dict[str, tuple[int, int, list[str]]]:
         return all_inclusion_proofs(hashes)
 
 
-def all_inclusion_proofs(receipt_hashes: list[str]) -> dict[str, tuple[int, int, list[str]]]:
+def all_inclusion_proofs(receipt_hashes: Sequence[str]) -> dict[str, tuple[int, int, list[str]]]:
     """Every leaf's (index, tree size, audit path) in one walk of the tree: the same proofs as
     `merkle.inclusion_proof`, which recomputes subtrees per leaf (n^2 hashes for a batch)."""
     leaves = sorted_leaves(sorted(set(receipt_hashes)))
@@ -253,7 +257,9 @@ def all_inclusion_proofs(receipt_hashes: list[str]) -> dict[str, tuple[int, int,
 
 def next_retry_period(session: Session) -> str:
     """The period whose run retries what is held now: the one after the newest live run."""
-    newest = session.execute(select(func.max(Run.period_offset)).where(Run.status.in_(LIVE_RUN_STATUSES))).scalar()
+    newest = session.execute(
+        select(func.max(col(Run.period_offset))).where(col(Run.status).in_(LIVE_RUN_STATUSES))
+    ).scalar()
     return Period(newest + 1).label if newest is not None else ""
 
 
@@ -265,117 +271,120 @@ def _statement(filters: ExportFilter, order: str):
     correction = aliased(Payment, name="correction")
     correction_run = aliased(Run, name="correction_run")
     has_correction = exists(
-        select(correction.id)
-        .join(correction_run, correction_run.id == correction.run_id)
+        select(col(correction.id))
+        .join(correction_run, col(correction_run.id) == col(correction.run_id))
         .where(
-            correction.correction_of_payment_id == Payment.id,
-            correction.kind == "correction",
-            correction_run.status.in_(LIVE_RUN_STATUSES),
+            col(correction.correction_of_payment_id) == col(Payment.id),
+            col(correction.kind) == "correction",
+            col(correction_run.status).in_(LIVE_RUN_STATUSES),
         )
     )
     own_payment = aliased(Payment, name="own_payment")
     has_own_payment = exists(
-        select(own_payment.id).where(own_payment.receipt_id == Receipt.id, own_payment.kind == "receipt")
+        select(col(own_payment.id)).where(
+            col(own_payment.receipt_id) == col(Receipt.id), col(own_payment.kind) == "receipt"
+        )
     )
     columns = [
-        receipt_run.period_offset,
-        receipt_run.period_start_ts,
-        receipt_run.period_end_ts,
-        receipt_run.id.label("receipt_run_id"),
-        receipt_run.status.label("receipt_run_status"),
-        receipt_run.code_version,
-        Receipt.id.label("receipt_id"),
-        Receipt.node_id,
-        Receipt.farm_id,
-        Receipt.farm_name,
-        Receipt.twin_id,
-        Receipt.node_type,
-        Receipt.farming_policy_id,
-        Receipt.cu_pm,
-        Receipt.su_pm,
-        Receipt.nu_pm,
-        Receipt.measured_uptime_s,
-        Receipt.uptime_permille,
-        Receipt.eligibility,
-        Receipt.violation,
-        Receipt.reason,
-        Receipt.reward_musd,
-        Receipt.reward_tft_units,
-        Receipt.stellar_payout_address,
-        Receipt.receipt_hash,
-        Receipt.receipt_bytes,
-        Receipt.connection_price_musd,
-        Payment.id.label("payment_id"),
-        Payment.kind,
-        Payment.receipt_hash.label("payment_receipt_hash"),
-        Payment.receipt_bytes.label("payment_receipt_bytes"),
-        Payment.destination,
-        Payment.amount_tft_units,
-        Payment.status.label("payment_status"),
-        Payment.hold_reason,
-        Payment.in_manifest,
-        Payment.payout_basis,
-        Payment.tx_hash,
-        Payment.ledger,
-        Payment.paid_at,
-        paying_run.id.label("paying_run_id"),
-        paying_run.period_offset.label("paying_period_offset"),
-        paying_run.status.label("paying_run_status"),
-        retried.receipt_hash.label("retry_of"),
-        corrected.receipt_hash.label("correction_of"),
+        col(receipt_run.period_offset),
+        col(receipt_run.period_start_ts),
+        col(receipt_run.period_end_ts),
+        col(receipt_run.id).label("receipt_run_id"),
+        col(receipt_run.status).label("receipt_run_status"),
+        col(receipt_run.code_version),
+        col(Receipt.id).label("receipt_id"),
+        col(Receipt.node_id),
+        col(Receipt.farm_id),
+        col(Receipt.farm_name),
+        col(Receipt.twin_id),
+        col(Receipt.node_type),
+        col(Receipt.farming_policy_id),
+        col(Receipt.cu_pm),
+        col(Receipt.su_pm),
+        col(Receipt.nu_pm),
+        col(Receipt.measured_uptime_s),
+        col(Receipt.uptime_permille),
+        col(Receipt.eligibility),
+        col(Receipt.violation),
+        col(Receipt.reason),
+        col(Receipt.reward_musd),
+        col(Receipt.reward_tft_units),
+        col(Receipt.stellar_payout_address),
+        col(Receipt.receipt_hash),
+        col(Receipt.receipt_bytes),
+        col(Receipt.connection_price_musd),
+        col(Payment.id).label("payment_id"),
+        col(Payment.kind),
+        col(Payment.receipt_hash).label("payment_receipt_hash"),
+        col(Payment.receipt_bytes).label("payment_receipt_bytes"),
+        col(Payment.destination),
+        col(Payment.amount_tft_units),
+        col(Payment.status).label("payment_status"),
+        col(Payment.hold_reason),
+        col(Payment.in_manifest),
+        col(Payment.payout_basis),
+        col(Payment.tx_hash),
+        col(Payment.ledger),
+        col(Payment.paid_at),
+        col(paying_run.id).label("paying_run_id"),
+        col(paying_run.period_offset).label("paying_period_offset"),
+        col(paying_run.status).label("paying_run_status"),
+        col(retried.receipt_hash).label("retry_of"),
+        col(corrected.receipt_hash).label("correction_of"),
         has_correction.label("is_corrected"),
         has_own_payment.label("has_own_payment"),
-        StellarTransaction.memo_hash,
-        StellarTransaction.status.label("tx_status"),
-        NodeTransition.v3_opted_out_at,
-        NodeTransition.v4_account,
-        FarmSignon.contact_confirmed_at,
-        FarmSignon.sla_accepted_at,
+        col(StellarTransaction.memo_hash),
+        col(StellarTransaction.status).label("tx_status"),
+        col(NodeTransition.v3_opted_out_at),
+        col(NodeTransition.v4_account),
+        col(FarmSignon.contact_confirmed_at),
+        col(FarmSignon.sla_accepted_at),
     ]
     statement = (
         select(*columns)
         .select_from(Receipt)
-        .join(receipt_run, receipt_run.id == Receipt.run_id)
-        .outerjoin(Payment, Payment.receipt_id == Receipt.id)
-        .outerjoin(paying_run, paying_run.id == Payment.run_id)
-        .outerjoin(retried, retried.id == Payment.retry_of_payment_id)
-        .outerjoin(corrected, corrected.id == Payment.correction_of_payment_id)
-        .outerjoin(StellarTransaction, StellarTransaction.tx_hash == Payment.tx_hash)
-        .outerjoin(NodeTransition, NodeTransition.node_id == Receipt.node_id)
-        .outerjoin(FarmSignon, FarmSignon.farm_id == Receipt.farm_id)
+        .join(receipt_run, col(receipt_run.id) == col(Receipt.run_id))
+        .outerjoin(Payment, col(Payment.receipt_id) == col(Receipt.id))
+        .outerjoin(paying_run, col(paying_run.id) == col(Payment.run_id))
+        .outerjoin(retried, col(retried.id) == col(Payment.retry_of_payment_id))
+        .outerjoin(corrected, col(corrected.id) == col(Payment.correction_of_payment_id))
+        .outerjoin(StellarTransaction, col(StellarTransaction.tx_hash) == col(Payment.tx_hash))
+        .outerjoin(NodeTransition, col(NodeTransition.node_id) == col(Receipt.node_id))
+        .outerjoin(FarmSignon, col(FarmSignon.farm_id) == col(Receipt.farm_id))
         .where(
-            receipt_run.status.in_(LIVE_RUN_STATUSES),
+            col(receipt_run.status).in_(LIVE_RUN_STATUSES),
             # a retry or correction in a replaced or rejected run never happened
-            or_(Payment.id.is_(None), paying_run.status.in_(LIVE_RUN_STATUSES)),
+            or_(col(Payment.id).is_(None), col(paying_run.status).in_(LIVE_RUN_STATUSES)),
         )
     )
     if filters.period_offset is not None:
-        statement = statement.where(receipt_run.period_offset == filters.period_offset)
+        statement = statement.where(col(receipt_run.period_offset) == filters.period_offset)
     if filters.farm_id is not None:
-        statement = statement.where(Receipt.farm_id == filters.farm_id)
+        statement = statement.where(col(Receipt.farm_id) == filters.farm_id)
     if filters.node_id is not None:
-        statement = statement.where(Receipt.node_id == filters.node_id)
+        statement = statement.where(col(Receipt.node_id) == filters.node_id)
     if filters.addresses:
         addresses = list(filters.addresses)
         statement = statement.where(
-            or_(Receipt.stellar_payout_address.in_(addresses), Payment.destination.in_(addresses))
+            or_(col(Receipt.stellar_payout_address).in_(addresses), col(Payment.destination).in_(addresses))
         )
     if filters.receipt_hash is not None:
         wanted = filters.receipt_hash.lower()
         statement = statement.where(
             or_(
-                Receipt.receipt_hash == wanted,
-                Payment.receipt_hash == wanted,
-                StellarTransaction.memo_hash == wanted,
-                retried.receipt_hash == wanted,
-                corrected.receipt_hash == wanted,
+                col(Receipt.receipt_hash) == wanted,
+                col(Payment.receipt_hash) == wanted,
+                col(StellarTransaction.memo_hash) == wanted,
+                col(retried.receipt_hash) == wanted,
+                col(corrected.receipt_hash) == wanted,
             )
         )
+    keys: tuple[Any, ...]
     if order == "farm":  # the static site groups by farm, then node
-        keys = (Receipt.farm_id, Receipt.node_id, receipt_run.period_offset)
+        keys = (col(Receipt.farm_id), col(Receipt.node_id), col(receipt_run.period_offset))
     else:
-        keys = (receipt_run.period_offset, Receipt.node_id)
-    return statement.order_by(*keys, Receipt.id, Payment.id)
+        keys = (col(receipt_run.period_offset), col(Receipt.node_id))
+    return statement.order_by(*keys, col(Receipt.id), col(Payment.id))
 
 
 def iter_entries(
@@ -577,13 +586,15 @@ def runs_document(session: Session, filters: ExportFilter = ExportFilter()) -> l
     the approver's ed25519 signature over that digest, and `receipts_merkle_root` is the RFC 6962
     root of the receipt hashes of the entries with `in_manifest` true.
     """
-    statement = select(Run).where(Run.status.in_(LIVE_RUN_STATUSES)).order_by(Run.period_offset, Run.id)
+    statement = select(Run).where(col(Run.status).in_(LIVE_RUN_STATUSES)).order_by(col(Run.period_offset), col(Run.id))
     if filters.period_offset is not None:
-        statement = statement.where(Run.period_offset == filters.period_offset)
+        statement = statement.where(col(Run.period_offset) == filters.period_offset)
     runs = []
     for run in session.execute(statement).scalars():
         approvals = (
-            session.execute(select(Approval).where(Approval.run_id == run.id).order_by(Approval.id)).scalars().all()
+            session.execute(select(Approval).where(col(Approval.run_id) == run.id).order_by(col(Approval.id)))
+            .scalars()
+            .all()
         )
         # the manifest that gathered approvals last (an approval of an earlier state does not count)
         signed = approvals[-1] if approvals else None

@@ -14,9 +14,11 @@ import io
 import mimetypes
 import re
 import threading
+from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
@@ -110,12 +112,14 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
-    def _headers(self, status: HTTPStatus, content_type: str, length: int | None = None, **extra: str) -> None:
+    def _headers(
+        self, status: HTTPStatus, content_type: str, length: int | None = None, extra: Mapping[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         if length is not None:
             self.send_header("Content-Length", str(length))
-        for name, value in {**_SECURITY_HEADERS, **extra}.items():
+        for name, value in {**_SECURITY_HEADERS, **(extra or {})}.items():
             self.send_header(name, value)
         self.end_headers()
 
@@ -125,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = f"{status.value} {status.phrase}\n".encode()
         extra = {"Allow": "GET, HEAD"} if status is HTTPStatus.METHOD_NOT_ALLOWED else {}
         self.close_connection = True
-        self._headers(status, "text/plain; charset=utf-8", len(body), **extra)
+        self._headers(status, "text/plain; charset=utf-8", len(body), extra)
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):
             self.wfile.write(body)
 
@@ -185,10 +189,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "filters": filters.document(),
             }
             self._started = True
-            self._headers(HTTPStatus.OK, _CONTENT_TYPES[fmt], **{"Cache-Control": "no-store"})
+            self._headers(HTTPStatus.OK, _CONTENT_TYPES[fmt], extra={"Cache-Control": "no-store"})
             if self.command == "HEAD":
                 return None
-            out = io.TextIOWrapper(self.wfile, encoding="utf-8", newline="", write_through=False)
+            # the handler's wfile is the connection's binary writer
+            out = io.TextIOWrapper(cast(BinaryIO, self.wfile), encoding="utf-8", newline="", write_through=False)
             try:
                 write_export(fmt, header, runs, iter_entries(session, filters), out)
                 out.flush()
@@ -213,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
             content_type += "; charset=utf-8"
         data = target.read_bytes()
-        self._headers(HTTPStatus.OK, content_type, len(data), **{"Cache-Control": "no-cache"})
+        self._headers(HTTPStatus.OK, content_type, len(data), extra={"Cache-Control": "no-cache"})
         if self.command != "HEAD":
             self.wfile.write(data)
         return None
@@ -233,6 +238,8 @@ class PayoutsWebServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{port}"
 
 

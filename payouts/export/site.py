@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
+from typing import TextIO
 
 import orjson
 from sqlmodel import Session
@@ -113,7 +114,7 @@ class _SiteWriter:
         self.address_farms: dict[str, set[int]] = {}
         self.nodes_written: set[int] = set()
         # receipt index spilled by hash prefix: 256 files open at once at most
-        self.spill: dict[str, object] = {}
+        self.spill: dict[str, TextIO] = {}
         self.entries = 0
 
     def node(self, node_id: int, entries: list[dict]) -> None:
@@ -179,13 +180,14 @@ def _signon(entry: dict) -> dict:
 def write_site(entries: Iterable[dict], data: Path) -> _SiteWriter:
     """Group the farm-ordered entries into node and farm shards."""
     writer = _SiteWriter(data)
-    farm_id = node_id = None
+    farm_id: int | None = None
+    node_id: int | None = None
     farm_entries: list[dict] = []
     node_entries: list[dict] = []
     signon: dict = {}
     for entry in entries:
         if entry["node_id"] != node_id or entry["farm_id"] != farm_id:
-            if node_entries:
+            if node_id is not None and node_entries:
                 writer.node(node_id, node_entries)
             node_entries = []
             node_id = entry["node_id"]
@@ -198,7 +200,7 @@ def write_site(entries: Iterable[dict], data: Path) -> _SiteWriter:
         writer.index(entry)
         node_entries.append(entry)
         farm_entries.append({name: entry[name] for name in FARM_ENTRY_FIELDS})
-    if node_entries:
+    if node_id is not None and node_entries:
         writer.node(node_id, node_entries)
     if farm_id is not None:
         writer.farm(farm_id, farm_entries, signon)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import aliased
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from payouts.export.rows import LIVE_RUN_STATUSES, ExportFilter, iso_utc
 from payouts.ledger.models import FarmSignon, Payment, Receipt, Run
@@ -46,36 +46,36 @@ def farm_summaries(session: Session, filters: ExportFilter | None = None) -> Ite
     retry = aliased(Payment, name="retry")
     retry_run = aliased(Run, name="retry_run")
     carried_by_retry = exists(
-        select(retry.id)
-        .join(retry_run, retry_run.id == retry.run_id)
-        .where(retry.retry_of_payment_id == Payment.id, retry_run.status.in_(LIVE_RUN_STATUSES))
+        select(col(retry.id))
+        .join(retry_run, col(retry_run.id) == col(retry.run_id))
+        .where(col(retry.retry_of_payment_id) == col(Payment.id), col(retry_run.status).in_(LIVE_RUN_STATUSES))
     )
-    went_out = Payment.paid_at.is_not(None)
+    went_out = col(Payment.paid_at).is_not(None)
     outstanding = and_(
-        Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.SUBMITTED, PaymentStatus.HELD]),
-        ~and_(Payment.status == PaymentStatus.HELD, carried_by_retry),
+        col(Payment.status).in_([PaymentStatus.PENDING, PaymentStatus.SUBMITTED, PaymentStatus.HELD]),
+        ~and_(col(Payment.status) == PaymentStatus.HELD, carried_by_retry),
     )
-    amount = Payment.amount_tft_units
+    amount = col(Payment.amount_tft_units)
     statement = (
         select(
-            Payment.farm_id,
-            Payment.payout_basis,
+            col(Payment.farm_id),
+            col(Payment.payout_basis),
             func.sum(case((went_out, amount), else_=0)).label("paid"),
-            func.sum(case((Payment.status == PaymentStatus.HELD, amount), else_=0)).label("held"),
+            func.sum(case((col(Payment.status) == PaymentStatus.HELD, amount), else_=0)).label("held"),
             func.sum(case((outstanding, amount), else_=0)).label("owed"),
             func.count().label("payments"),
         )
-        .join(Run, Run.id == Payment.run_id)
-        .where(Run.status.in_(LIVE_RUN_STATUSES))
-        .group_by(Payment.farm_id, Payment.payout_basis)
-        .order_by(Payment.farm_id, Payment.payout_basis)
+        .join(Run, col(Run.id) == col(Payment.run_id))
+        .where(col(Run.status).in_(LIVE_RUN_STATUSES))
+        .group_by(col(Payment.farm_id), col(Payment.payout_basis))
+        .order_by(col(Payment.farm_id), col(Payment.payout_basis))
     )
     if filters.period_offset is not None:
-        statement = statement.where(Run.period_offset == filters.period_offset)
+        statement = statement.where(col(Run.period_offset) == filters.period_offset)
     if filters.farm_id is not None:
-        statement = statement.where(Payment.farm_id == filters.farm_id)
+        statement = statement.where(col(Payment.farm_id) == filters.farm_id)
     if filters.addresses:
-        statement = statement.where(Payment.destination.in_(list(filters.addresses)))
+        statement = statement.where(col(Payment.destination).in_(list(filters.addresses)))
 
     current: dict | None = None
     for row in session.execute(statement):
@@ -96,7 +96,7 @@ def farm_summaries(session: Session, filters: ExportFilter | None = None) -> Ite
 
 
 def _empty(farm_id: int) -> dict:
-    summary = {name: 0 for name in SUMMARY_FIELDS}
+    summary: dict[str, object] = dict.fromkeys(SUMMARY_FIELDS, 0)
     summary.update({"farm_id": farm_id, "farm_name": "", "contact_confirmed_at": None, "sla_accepted_at": None})
     return summary
 
@@ -105,11 +105,14 @@ def _finish(session: Session, summary: dict) -> dict:
     farm_id = summary["farm_id"]
     summary["farm_name"] = (
         session.execute(
-            select(Receipt.farm_name).where(Receipt.farm_id == farm_id).order_by(Receipt.id.desc()).limit(1)
+            select(col(Receipt.farm_name))
+            .where(col(Receipt.farm_id) == farm_id)
+            .order_by(col(Receipt.id).desc())
+            .limit(1)
         ).scalar()
         or ""
     )
-    signon = session.execute(select(FarmSignon).where(FarmSignon.farm_id == farm_id)).scalar()
+    signon = session.execute(select(FarmSignon).where(col(FarmSignon.farm_id) == farm_id)).scalar()
     if signon is not None:
         summary["contact_confirmed_at"] = iso_utc(signon.contact_confirmed_at)
         summary["sla_accepted_at"] = iso_utc(signon.sla_accepted_at)

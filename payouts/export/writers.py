@@ -23,16 +23,16 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def csv_cell(value: object) -> object:
     """A cell safe to open in a spreadsheet: text that would be a formula is quoted with '."""
-    kind = type(value)
-    if kind is str:
+    # exact types, not isinstance: a str or int subclass (an enum) is written as its str()
+    if type(value) is str:
         return "'" + value if value.startswith(_FORMULA_START) else value
-    if kind is int:
+    if type(value) is int:
         return value
     if value is None:
         return ""
-    if kind is bool:
+    if type(value) is bool:
         return "true" if value else "false"
-    if kind is list:
+    if type(value) is list:
         return csv_cell(" ".join(str(item) for item in value))
     return csv_cell(str(value))
 
@@ -48,11 +48,10 @@ def write_csv(entries: Iterable[dict], out: TextIO, fields: Sequence[str] = FIEL
         row = []
         for name in fields:
             value = entry.get(name)
-            kind = type(value)
-            if kind is str:
+            if type(value) is str:
                 if value.startswith(_FORMULA_START):
                     value = "'" + value
-            elif kind is not int:
+            elif type(value) is not int:
                 value = cell(value)
             row.append(value)
         writer.writerow(row)

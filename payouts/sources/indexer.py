@@ -12,6 +12,7 @@ goes away once the snapshot is written.
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import json
 import os
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol, overload
 
 import orjson
 
@@ -201,6 +202,12 @@ class _Record:
             value = value[part]
         return value
 
+    @overload
+    def int(
+        self, path: str, *, nullable: Literal[False] = False, bigint: bool = False, minimum: int | None = None
+    ) -> int: ...
+    @overload
+    def int(self, path: str, *, nullable: bool, bigint: bool = False, minimum: int | None = None) -> int | None: ...
     def int(self, path: str, *, nullable: bool = False, bigint: bool = False, minimum: int | None = None) -> int | None:
         value = self.get(path)
         if value is None:
@@ -218,7 +225,17 @@ class _Record:
             raise self.fail(f"{path} is {number}, must be at least {minimum}")
         return number
 
-    def str(self, path: str, *, nullable: bool = False, choices: tuple[str, ...] = ()) -> str | None:
+    @overload
+    def str(
+        self, path: builtins.str, *, nullable: Literal[False] = False, choices: tuple[builtins.str, ...] = ()
+    ) -> builtins.str: ...
+    @overload
+    def str(
+        self, path: builtins.str, *, nullable: bool, choices: tuple[builtins.str, ...] = ()
+    ) -> builtins.str | None: ...
+    def str(
+        self, path: builtins.str, *, nullable: bool = False, choices: tuple[builtins.str, ...] = ()
+    ) -> builtins.str | None:
         value = self.get(path)
         if value is None and nullable:
             return None
@@ -228,7 +245,11 @@ class _Record:
             raise self.fail(f"{path}: expected one of {', '.join(choices)}, got {_describe(value)}")
         return value
 
-    def bool(self, path: str, *, nullable: bool = False) -> bool | None:
+    @overload
+    def bool(self, path: builtins.str, *, nullable: Literal[False] = False) -> builtins.bool: ...
+    @overload
+    def bool(self, path: builtins.str, *, nullable: builtins.bool) -> builtins.bool | None: ...
+    def bool(self, path: builtins.str, *, nullable: builtins.bool = False) -> builtins.bool | None:
         value = self.get(path)
         if value is None and nullable:
             return None
@@ -269,7 +290,8 @@ class _Parts:
         temp.write_bytes(orjson.dumps(value))
         os.replace(temp, path)
 
-    def get(self, name: str) -> object | None:
+    def get(self, name: str) -> Any:
+        """A finished part (JSON as written by `put`), or None."""
         try:
             value = orjson.loads((self.folder / f"{name}.json").read_bytes())
         except FileNotFoundError:
@@ -345,7 +367,14 @@ class _Builder:
         self.gridproxy_url = gridproxy_url
         self.start_ts, self.end_ts, self.window_end_ts = period.start_ts, period.end_ts, period.window_end_ts
         self.notes: list[str] = []
-        self.parts: _Parts | None = None
+        self._parts: _Parts | None = None
+
+    @property
+    def parts(self) -> _Parts:
+        """The finished parts of this build, opened by `build` before any download."""
+        if self._parts is None:
+            raise RuntimeError("the parts folder is opened by build() before anything is downloaded")
+        return self._parts
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -626,7 +655,7 @@ class _Builder:
             asked = set(chunk)
 
             def parse(items: list, offset: int, asked: set = asked) -> list:
-                rows = []
+                rows: list[list[int]] = []
                 append = rows.append
                 low, high = self.start_ts, self.window_end_ts
                 for index, item in enumerate(items):
@@ -989,7 +1018,7 @@ class _Builder:
             "nodes_per_chunk": self.options.nodes_per_chunk,
             "ids_per_query": self.options.ids_per_query,
         }
-        self.parts = _Parts(self.out.with_name(self.out.name + ".parts"), fingerprint)
+        self._parts = _Parts(self.out.with_name(self.out.name + ".parts"), fingerprint)
         built_at = self.now().astimezone(UTC)
 
         policies = self.policies()

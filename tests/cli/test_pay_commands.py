@@ -133,6 +133,7 @@ def test_reconcile_reports_a_payment_the_ledger_does_not_know(operator):
     assert len(chain_payments(client, document)) == 24 + 1
 
 
+@pytest.mark.slow
 def test_pay_killed_at_random_points_pays_every_receipt_exactly_once(operator):
     sandbox, document, client, run_id, url = operator
     sandbox.faults.spec = FaultSpec.parse("504_after_apply=0.2,drop_after_apply=0.1,504_without_apply=0.1")

@@ -13,19 +13,16 @@ from payouts.export.corrections import record_correction
 from payouts.export.rows import iter_entries
 from payouts.export.server import make_server, serve_in_thread
 from payouts.export.site import publish_site
-from payouts.ledger.db import make_engine, migrate, session_scope
+from payouts.ledger.db import session_scope
 from payouts.ledger.models import NodeTransition
 from tests.export.support import paid_ledger
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
+def published(tmp_path_factory, new_sqlite_ledger):
     """(site folder, ledger url, paid ledger, entries as exported) after two batch-mode periods."""
     folder = tmp_path_factory.mktemp("published")
-    url = f"sqlite:///{folder / 'ledger.sqlite3'}"
-    engine = make_engine(url)
-    migrate(engine)
-    engine.dispose()
+    url = new_sqlite_ledger(folder / "ledger.sqlite3")
     with paid_ledger(url, folder, "batch") as paid:
         with session_scope(paid.engine) as session:
             first_paid = next(e for e in iter_entries(session) if e["status"] == "paid" and e["node_id"] == 1020)

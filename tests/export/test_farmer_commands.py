@@ -146,7 +146,7 @@ def test_a_correction_is_a_new_entry_and_never_edits_the_corrected_payment(publi
 
 
 def test_farm_signons_are_imported_and_exported_with_farm_totals(published, tmp_path):
-    _site, url, _paid, _ = published
+    _site, url, _paid, _published_entries = published
     signons = tmp_path / "signons.csv"
     signons.write_text(
         "farm_id,contact_confirmed_at,sla_accepted_at\n101,2025-11-03T10:00:00Z,\n102,2025-11-04,2025-11-05T08:30:00+02:00\n"

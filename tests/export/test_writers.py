@@ -122,16 +122,13 @@ def _peak_export_bytes(session: Session, batch_size: int) -> tuple[int, int]:
         tracemalloc.stop()
 
 
-def test_export_memory_does_not_grow_with_the_number_of_rows(sqlite_url, tmp_path):
+@pytest.mark.slow  # fills two ledgers with 10,000 payments
+def test_export_memory_does_not_grow_with_the_number_of_rows(sqlite_url, new_sqlite_ledger, tmp_path):
     """8,000 rows against 2,000: the peak stays about the same (the rows are streamed).
 
     Batches of 10 payments make hundreds of transactions, so the bounded caches (Merkle trees,
     formatted times) are full in both exports and only the rows could make a difference."""
-    small_url = f"sqlite:///{tmp_path / 'small.sqlite3'}"
-    from payouts.ledger.db import migrate
-
-    small = make_engine(small_url)
-    migrate(small)
+    small = make_engine(new_sqlite_ledger(tmp_path / "small.sqlite3"))
     large = make_engine(sqlite_url)
     fill_ledger(small, nodes=400, periods=5, batch=10)
     fill_ledger(large, nodes=1600, periods=5, batch=10)

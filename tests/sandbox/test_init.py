@@ -12,6 +12,7 @@ import time
 
 import httpx
 import orjson
+import pytest
 from stellar_sdk import Asset, Keypair
 from typer.testing import CliRunner
 
@@ -61,6 +62,7 @@ def test_init_command_keeps_secrets_off_the_terminal(sandbox, tmp_path):
     assert re.findall(r"\bS[A-Z2-7]{55}\b", result.output) == []
 
 
+@pytest.mark.network  # `payouts sandbox up` serves from a subprocess
 def test_up_serves_until_sigterm_and_saves_state(tmp_path):
     code = "from payouts.cli.sandbox import app; app(prog_name='payouts sandbox')"
     process = subprocess.Popen(

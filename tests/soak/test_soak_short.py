@@ -8,9 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# benchmarks/soak.py starts its own PostgreSQL, Redis and sandbox
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.network
 def test_two_months_under_faults_keep_every_invariant(tmp_path):
     result = subprocess.run(
         [

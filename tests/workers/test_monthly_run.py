@@ -25,6 +25,9 @@ from workers import tasks
 from workers.base import PayoutTask
 from workers.celery_app import app
 
+# whole months on real workers: killed, restarted, doubled
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def redis_server(tmp_path):
