@@ -16,7 +16,7 @@ from payouts import CODE_VERSION
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.export.corrections import CorrectionError, parse_correction_amount, record_correction
-from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
+from payouts.export.rows import FARMER_FIELDS, FIELDS, ExportFilter, iso_utc, iter_entries, runs_document
 from payouts.export.signons import SignonFileError, import_node_transitions, import_signons
 from payouts.export.site import publish_site
 from payouts.export.status import status_rows
@@ -94,6 +94,9 @@ def export(
     summary: Annotated[
         str | None, typer.Option(help="'farms': per-farm totals (owed, paid, held, by basis) instead of entries.")
     ] = None,
+    columns: Annotated[
+        str, typer.Option(help="CSV columns: 'farmer' (a short set) or 'full' (every column, raw units too).")
+    ] = "farmer",
 ) -> None:
     """Export every receipt with its state and proof (SPEC 7), streamed row by row.
 
@@ -104,6 +107,8 @@ def export(
         abort(f"--format must be one of {', '.join(FORMATS)}", code=2)
     if summary not in (None, "farms"):
         abort("--summary takes 'farms'", code=2)
+    if columns not in ("farmer", "full"):
+        abort("--columns takes 'farmer' or 'full'", code=2)
     filters = _filters(period, farm, node, address, receipt)
     cli = get_context(ctx)
     header = {
@@ -120,8 +125,11 @@ def export(
                 count = write_csv(rows, stream, SUMMARY_FIELDS)
             else:
                 count = write_export(fmt, {**header, "summary": "farms"}, [], rows, stream)
+        elif fmt == "csv":
+            fields = FARMER_FIELDS if columns == "farmer" else FIELDS
+            count = write_csv(iter_entries(session, filters), stream, fields)
         else:
-            runs = runs_document(session, filters) if fmt != "csv" else []
+            runs = runs_document(session, filters)
             count = write_export(fmt, header, runs, iter_entries(session, filters), stream)
     what = "farm summaries" if summary else "entries"
     err_console.print(f"exported {count:,} {what}" + (f" to {out}" if out else ""))
