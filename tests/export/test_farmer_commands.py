@@ -146,7 +146,7 @@ def test_a_correction_is_a_new_entry_and_never_edits_the_corrected_payment(publi
 
 
 def test_farm_signons_are_imported_and_exported_with_farm_totals(published, tmp_path):
-    _site, url, _paid, _entries = published
+    _site, url, _paid, _published_entries = published
     signons = tmp_path / "signons.csv"
     signons.write_text(
         "farm_id,contact_confirmed_at,sla_accepted_at\n101,2025-11-03T10:00:00Z,\n102,2025-11-04,2025-11-05T08:30:00+02:00\n"
@@ -194,3 +194,25 @@ def test_farm_signons_are_imported_and_exported_with_farm_totals(published, tmp_
     assert farms[102]["owed_correction_tft_units"] == 5 * 10**7
     as_csv = runner.invoke(app, ["export", "--summary", "farms", "--format", "csv"]).stdout
     assert as_csv.splitlines()[0].startswith("farm_id,farm_name,owed_tft_units")
+
+
+def test_the_farmer_csv_has_a_short_column_set_and_the_full_one_on_request(published):
+    import csv
+    import io
+
+    from payouts.export.rows import FARMER_FIELDS, FIELDS
+
+    _site, _url, _paid, entries = published
+    short = runner.invoke(app, ["export", "--farm", "102"])
+    assert short.exit_code == 0, short.output
+    rows = list(csv.reader(io.StringIO(short.stdout)))
+    assert rows[0] == list(FARMER_FIELDS) and len(FARMER_FIELDS) < len(FIELDS) // 2
+    assert "amount_tft_units" not in rows[0] and "merkle_proof" not in rows[0]  # no raw units beside display values
+    wanted = [e for e in entries if e["farm_id"] == 102]
+    assert [r[FARMER_FIELDS.index("receipt_hash")] for r in rows[1:]] == [e["receipt_hash"] for e in wanted]
+    assert [r[FARMER_FIELDS.index("payout_address")] for r in rows[1:]] == [e["payout_address"] for e in wanted]
+    full = runner.invoke(app, ["export", "--farm", "102", "--columns", "full"])
+    assert next(csv.reader(io.StringIO(full.stdout))) == list(FIELDS)
+    refused = runner.invoke(app, ["export", "--columns", "wide"])
+    assert refused.exit_code == 2 and "--columns takes 'farmer' or 'full'" in refused.stderr
+    assert "Traceback" not in refused.output
