@@ -422,6 +422,11 @@ class WebServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            # Linux: a connection whose sent data stays unacknowledged, or unsent behind a zero
+            # window (a client that stopped reading), this long is closed by the kernel; the
+            # accepted connections inherit it from the listening socket
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(send_timeout_s * 2000))
         sock.bind((host, port))
         sock.listen(128)
         sock.setblocking(False)
@@ -429,7 +434,6 @@ class WebServer:
         self.config = HypercornConfig()
         self.config.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns the socket from here
         self.config.keep_alive_timeout = header_timeout_s  # also the request-head deadline (above)
-        self.config.read_timeout = int(max(1, send_timeout_s))
         self.config.h11_max_incomplete_size = MAX_HEAD_BYTES
         self.config.include_server_header = False
         self.config.accesslog = None

@@ -208,3 +208,52 @@ def test_a_silent_connection_and_an_idle_keep_alive_are_closed(strict_web):
         idle = time.monotonic()
         assert kept.recv(1024) == b""
         assert time.monotonic() - idle <= HEADER_DEADLINE_S + 1.0
+
+
+def _export_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "payouts-web-export")
+
+
+def test_a_client_that_stops_reading_an_export_is_dropped_and_frees_the_ledger(tmp_path):
+    from payouts.ledger.db import make_engine, migrate
+    from tests.export.bulk import fill_ledger
+
+    url = f"sqlite:///{tmp_path / 'big.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)
+    fill_ledger(engine, nodes=1500, periods=2, batch=10)  # an export of several megabytes
+    server = make_server(
+        Settings(database_url=url, network="dev"), "127.0.0.1", 0, None, engine=engine, send_timeout_s=1.0
+    )
+    thread = serve_in_thread(server)
+    try:
+        before = _export_threads()
+        stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.settimeout(15)
+        stalled.connect(server.server_address)
+        stalled.sendall(b"GET /export.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        time.sleep(0.5)
+        assert _export_threads() == before + 1  # the export is running, held back by the client
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            assert client.get("/healthz").text == "ok\n"  # everyone else is still served
+            full = len(client.get("/export.json").content)
+        assert full > 2_000_000
+        deadline = time.monotonic() + 10
+        while _export_threads() > before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _export_threads() == before  # the stalled export gave up its ledger connection
+        received = 0
+        dropped_at = time.monotonic()
+        try:
+            while chunk := stalled.recv(65536):
+                received += len(chunk)
+        except (ConnectionResetError, TimeoutError):
+            pass
+        assert received < full  # cut short, not completed
+        assert time.monotonic() - dropped_at < 15
+        stalled.close()
+    finally:
+        server.shutdown()
+        thread.join(10)
+        engine.dispose()
