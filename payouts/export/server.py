@@ -67,6 +67,8 @@ MAX_QUERY_LENGTH = 4096
 MAX_QUERY_FIELDS = 50
 MAX_HEAD_BYTES = 16 * 1024
 MAX_HEADERS = 100
+MAX_BODY_BYTES = 64 * 1024  # a body is never used; this much is read off the connection
+BODY_TIMEOUT_S = 5.0
 HEADER_TIMEOUT_S = 10.0
 SEND_TIMEOUT_S = 60.0
 _CHUNK = 64 * 1024
@@ -369,11 +371,16 @@ class _Guard:
             return
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if scope["method"] not in ("GET", "HEAD"):
-            return await _fixed(405, {"Allow": "GET, HEAD"})(scope, receive, send)
         headers = scope.get("headers", [])
         if len(headers) > MAX_HEADERS or sum(len(k) + len(v) + 4 for k, v in headers) > MAX_HEAD_BYTES:
-            return await _fixed(431)(scope, receive, send)
+            return await _fixed(431, {"Connection": "close"})(scope, receive, send)
+        # nothing here reads a body; take it off the connection first so that a kept-alive
+        # connection stays usable, or close the connection when it is too big or too slow
+        has_body = any(name in (b"content-length", b"transfer-encoding") for name, _ in headers)
+        if has_body and not await _drain(receive):
+            return await _fixed(413, {"Connection": "close"})(scope, receive, send)
+        if scope["method"] not in ("GET", "HEAD"):
+            return await _fixed(405, {"Allow": "GET, HEAD"})(scope, receive, send)
         if len(scope.get("query_string", b"")) > MAX_QUERY_LENGTH:
             return await _problem(400, f"the query is longer than {MAX_QUERY_LENGTH} characters")(scope, receive, send)
         started = False
@@ -396,6 +403,25 @@ class _Guard:
             log.error("web.request.failed", error=type(exc).__name__, path_length=len(scope.get("path", "")))
             if not started:
                 await _fixed(500)(scope, receive, guarded_send)
+
+
+async def _drain(receive: Receive) -> bool:
+    """Read and drop a request body; False when it is over MAX_BODY_BYTES or not complete within
+    BODY_TIMEOUT_S (or the client went away)."""
+    total = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return False
+                total += len(message.get("body", b""))
+                if total > MAX_BODY_BYTES:
+                    return False
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        return False
 
 
 # ---- the server ----------------------------------------------------------------------------

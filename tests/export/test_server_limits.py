@@ -257,3 +257,14 @@ def test_a_client_that_stops_reading_an_export_is_dropped_and_frees_the_ledger(t
         server.shutdown()
         thread.join(10)
         engine.dispose()
+
+
+def test_request_bodies_never_poison_a_kept_alive_connection(web):
+    with httpx.Client(base_url=web.url, timeout=10) as client:
+        for _ in range(20):
+            assert client.post("/export.json", content=b"x=1").status_code == 405
+            assert client.request("GET", "/healthz", content=b"\x00GET / HTTP/1.1").text == "ok\n"
+            assert client.get("/healthz").text == "ok\n"
+        too_big = client.post("/", content=b"x" * 100_000)
+        assert too_big.status_code == 413 and too_big.headers["connection"] == "close"
+        assert client.get("/healthz").text == "ok\n"  # on a new connection
