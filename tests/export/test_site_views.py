@@ -67,6 +67,11 @@ def view(request, browser, web, tmp_path):
     return open_
 
 
+def _decimals(millionths: int) -> str:
+    whole, fraction = divmod(millionths, 10**6)
+    return f"{whole}.{fraction:06d}".rstrip("0").rstrip(".")
+
+
 def _text(browser, css: str) -> str:
     return browser.find_element(By.CSS_SELECTOR, css).text
 
@@ -160,8 +165,9 @@ def test_a_node_month_shows_what_the_minting_explorer_shows(view, published):
     )
     browser = view("node=1010&period=2025-01", "#nodemonth dl.details")
     units = _text(browser, "#nodemonth dd.c-units")
-    expected = " / ".join(f"{receipt[k] // 1000}.{receipt[k] % 1000:03d}" for k in ("cu_pm", "su_pm", "nu_pm"))
-    assert units == expected
+    # millionths as the receipt's decimals: CU 3.75, SU 5.461333, NU 0
+    expected = " / ".join(_decimals(receipt[k]) for k in ("cu_pm", "su_pm", "nu_pm"))
+    assert units == expected and units.startswith("3.75 / 5.461333")
     reward = _text(browser, "#nodemonth dd.c-reward")
     usd = f"${receipt['reward_musd'] // 1000}.{receipt['reward_musd'] % 1000:03d}"
     price = f"${receipt['reference_price_musd'] // 1000}.{receipt['reference_price_musd'] % 1000:03d}/TFT"

@@ -130,13 +130,14 @@
     return `${sign}$${abs / 1000n}.${(abs % 1000n).toString().padStart(3, '0')}`;
   }
 
-  function perMille(value) {
-    // 2500 -> "2.500" (units stored in thousandths)
+  function millionths(value) {
+    // 5461333 -> "5.461333", 3750000 -> "3.75" (CU/SU/NU are stored in millionths)
     if (value === null || value === undefined) return '—';
     const v = BigInt(value);
     const sign = v < 0n ? '-' : '';
     const abs = v < 0n ? -v : v;
-    return `${sign}${abs / 1000n}.${(abs % 1000n).toString().padStart(3, '0')}`;
+    const fraction = (abs % 1000000n).toString().padStart(6, '0').replace(/0+$/, '');
+    return `${sign}${abs / 1000000n}${fraction ? `.${fraction}` : ''}`;
   }
 
   function uptimeDays(entry) {
@@ -579,7 +580,7 @@
       ['Node type', receipt.node_type, 'c-node-type'],
       ['Farming policy', receipt.farming_policy_id],
       ['Uptime', uptimeDays(receipt), 'c-uptime'],
-      ['CU / SU / NU', `${perMille(receipt.cu_pm)} / ${perMille(receipt.su_pm)} / ${perMille(receipt.nu_pm)}`, 'c-units'],
+      ['CU / SU / NU', `${millionths(receipt.cu_pm)} / ${millionths(receipt.su_pm)} / ${millionths(receipt.nu_pm)}`, 'c-units'],
       ['CRU / MRU / SRU / HRU', `${receipt.cru ?? '—'} / ${receipt.mru_gib ?? '—'} GiB / ${receipt.sru_gib ?? '—'} GiB / ${receipt.hru_gib ?? '—'} GiB`, 'c-resources'],
       ['Eligibility', eligibility, 'c-eligibility'],
       ['TFT farmed', `${receipt.reward_tft} TFT (${formatUsd(receipt.reward_musd)} at ${price})`, 'c-reward'],
