@@ -299,6 +299,7 @@ def publish_site(
                 "next_retry_period": next_retry_period(session),
                 "entries": writer.entries,
                 "receipt_prefix_length": 2,
+                "running_period": Period.containing(int(now.timestamp())).label,
                 "wording": wording_document(),
                 "farmer_fields": list(FARMER_FIELDS),
             },

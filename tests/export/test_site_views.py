@@ -5,6 +5,7 @@ Screenshots go to each test's temporary folder."""
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
 import time
@@ -244,3 +245,56 @@ def test_the_farm_csv_is_built_in_the_browser_like_the_farmer_export(view, publi
     assert sorted(got_rows[1:]) == sorted(want_rows[1:]) and len(got_rows) > 2
     assert all(row[FARMER_FIELDS.index("farm_name")].startswith("'=HYPERLINK") for row in got_rows[1:])
     view.shot("farm-csv")
+
+
+def test_a_node_in_the_running_month_reads_not_ended_yet(view, published):
+    running = Period.containing(int(datetime.now(UTC).timestamp()))
+    name = f"{calendar.month_name[int(running.label[5:])]} {running.label[:4]}"
+    browser = view(f"node=1010&period={running.label}", "#message:not(:empty)")
+    assert _text(browser, "#message").startswith(f"{name}: {RUNNING_PERIOD}")
+    browser = view("node=1010", "#entries tbody tr")
+    assert f"{RUNNING_PERIOD}." in _text(browser, "#message")
+
+
+_CONTRAST = """
+function lum(c) {
+  const [r, g, b] = c.match(/[0-9.]+/g).slice(0, 3).map(Number).map((v) => {
+    v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function background(e) {
+  for (; e; e = e.parentElement) {
+    const c = getComputedStyle(e).backgroundColor; const parts = c.match(/[0-9.]+/g);
+    if (parts && (parts.length < 4 || Number(parts[3]) > 0)) return c;
+  }
+  return 'rgb(255, 255, 255)';
+}
+const low = [];
+for (const e of document.querySelectorAll('body *')) {
+  if (!e.offsetParent) continue;
+  if (![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  const a = lum(getComputedStyle(e).color); const b = lum(background(e));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < 4.5) low.push(`${e.tagName}.${e.className} ${ratio.toFixed(2)}`);
+}
+const unlabelled = [...document.querySelectorAll('input, select, button')].filter((e) => e.offsetParent &&
+  !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map((e) => e.id);
+const tables = [...document.querySelectorAll('table')].filter((t) => !t.caption).map((t) => t.id);
+const headers = [...document.querySelectorAll('th')].filter((th) => th.getAttribute('scope') !== 'col').length;
+return { low, unlabelled, tables, headers };
+"""
+
+
+@pytest.mark.parametrize(
+    ("fragment", "ready"),
+    [
+        ("", "#months-table tbody tr"),
+        (f"farm={HOSTILE_FARM_ID}", "#fixes li"),
+        ("farm=103", "#addresses-table tbody tr"),
+        ("node=1020&period=2025-01", "#nodemonth section.kind-correction"),
+    ],
+)
+def test_labels_and_contrast(view, fragment, ready):
+    browser = view(fragment, ready)
+    found = browser.execute_script(_CONTRAST)
+    assert found == {"low": [], "unlabelled": [], "tables": [], "headers": 0}

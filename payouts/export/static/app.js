@@ -102,6 +102,10 @@
     return found ? { short: String(found[0]), long: String(found[1]) } : { short: String(key), long: '' };
   }
 
+  function runningWords() {
+    return (meta && meta.wording && meta.wording.running_period) || 'this month has not ended yet';
+  }
+
   function monthName(label) {
     if (!PERIOD.test(String(label))) return String(label);
     const [year, month] = String(label).split('-');
@@ -392,8 +396,7 @@
       name.append(el('span', monthName(month.period), 'month-name'), el('span', month.period, 'note'));
       tr.append(name, cell('td', dates(month.start, month.end), 'c-dates', 'Dates (UTC)'));
       if (month.running) {
-        const text = (meta && meta.wording && meta.wording.running_period) || 'this month has not ended yet';
-        const note = cell('td', text, 'c-running', 'Status');
+        const note = cell('td', runningWords(), 'c-running', 'Status');
         note.colSpan = 4;
         tr.append(note);
       } else {
@@ -561,6 +564,9 @@
   async function showNodeMonth(id, period) {
     const shard = await fetchJson(`data/nodes/${id}.json`);
     const entries = shard ? shard.entries.filter((e) => e.period === period) : [];
+    if (entries.length === 0 && meta && period === meta.running_period) {
+      return message(`${monthName(period)}: ${runningWords()}; its receipts are calculated once it has ended.`);
+    }
     if (entries.length === 0) return message(`No entries for node ${id} in ${period}.`, true);
     const receipt = entries.find((e) => e.entry_kind === 'receipt') || entries[0];
     message(`Node ${id} in ${monthName(period)}: ${entries.length} entries.`);
@@ -597,7 +603,8 @@
   async function searchNode(id) {
     const shard = await fetchJson(`data/nodes/${id}.json`);
     if (!shard) return message(`No entries for node ${id}.`, true);
-    message(`Node ${id}: ${shard.entries.length} entries. Pick a month for its details.`);
+    const running = meta && meta.running_period ? ` ${monthName(meta.running_period)}: ${runningWords()}.` : '';
+    message(`Node ${id}: ${shard.entries.length} entries. Pick a month for its details.${running}`);
     showSummary(`Node ${id}`, shard.entries);
     showChart(shard.entries);
     showEntries(shard.entries);
