@@ -268,3 +268,116 @@ def test_request_bodies_never_poison_a_kept_alive_connection(web):
         too_big = client.post("/", content=b"x" * 100_000)
         assert too_big.status_code == 413 and too_big.headers["connection"] == "close"
         assert client.get("/healthz").text == "ok\n"  # on a new connection
+
+
+ODD_PATHS = [
+    "/%ff",
+    "/%00",
+    "/%2e%2e%2f%2e%2e%2fetc/passwd",
+    "//etc/passwd",
+    "/data/nodes/1000.json/",
+    "/export.json/",
+    "/EXPORT.JSON",
+    "/export.json?%",
+    "/export.json?period",
+    "/export.json?=1",
+    "/export.json?period=2025-01&period=2025-02",
+    "/export.csv?farm=%F0%9F%92%A5",
+    "/ファーム",
+    "/" + "a" * 10_000,
+    "/index.html?" + "&" * 200,
+]
+
+
+def test_odd_requests_get_a_plain_answer_without_internals(web, published):
+    site, url, *_ = published
+    with httpx.Client(base_url=web.url, timeout=10) as client:
+        for path in ODD_PATHS:
+            response = client.get(path)
+            assert response.status_code in (200, 400, 404, 414, 431), (path[:60], response.status_code)
+            assert response.text.count("\n") <= 1 or response.status_code == 200, path[:60]
+            for leak in ("Traceback", str(site), url, "starlette", "hypercorn", "sqlite"):
+                assert leak not in response.text, (path[:60], leak)
+        upgrade = client.get(
+            "/",
+            headers={
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+        )
+        assert upgrade.status_code in (200, 400, 403, 404)
+        assert "Traceback" not in upgrade.text
+    for raw in (
+        b"GET /\x01 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"NONSENSE\r\n\r\n",
+        b"GET / HTTP/9.9\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", web.server_address[1]), timeout=5) as sock:
+            sock.sendall(raw)
+            answer = b""
+            try:
+                while chunk := sock.recv(4096):
+                    answer += chunk
+            except (ConnectionResetError, TimeoutError):
+                pass
+            assert answer == b"" or answer.startswith((b"HTTP/1.1 200", b"HTTP/1.1 4")), answer[:80]
+            assert b"Traceback" not in answer
+    with httpx.Client(base_url=web.url, timeout=10) as client:
+        assert client.get("/healthz").text == "ok\n"
+
+
+def test_the_procfile_web_process_serves_and_stops_on_sigterm(published, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support.servers import free_port
+
+    site, url, *_ = published
+    procfile = (Path(__file__).parents[2] / "Procfile").read_text()
+    assert "web: payouts web --host 0.0.0.0 --port ${PORT:-8080}" in procfile
+    port = free_port()
+    env = {**os.environ, "PAYOUTS_DATABASE_URL": url, "PAYOUTS_NETWORK": "dev"}
+    log = (tmp_path / "web.log").open("w")
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "payouts.cli.main",
+            "web",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--site",
+            str(site),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        answer = None
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert answer is not None and answer.text == "ok\n"
+        assert httpx.get(f"http://127.0.0.1:{port}/export.json?period=²", timeout=5).status_code == 400
+        web.send_signal(signal.SIGTERM)
+        assert web.wait(10) == 0
+    finally:
+        if web.poll() is None:
+            web.kill()
+            web.wait(5)
+        log.close()
+    assert "Traceback" not in (tmp_path / "web.log").read_text()
