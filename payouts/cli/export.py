@@ -21,6 +21,7 @@ from payouts.export.signons import SignonFileError, import_node_transitions, imp
 from payouts.export.site import publish_site
 from payouts.export.status import status_rows
 from payouts.export.summary import SUMMARY_FIELDS, farm_summaries
+from payouts.export.wording import eligibility_status
 from payouts.export.writers import EXPORT_FORMAT, FORMATS, write_csv, write_export
 from payouts.ledger.types import utcnow
 from payouts.money import format_tft
@@ -191,7 +192,7 @@ def _print_status(query: dict, rows: list[dict]) -> None:
         table.add_column(column, justify=justify)
     paid_units = owed_units = 0
     for r in rows:
-        eligibility = Text("eligible" if r["eligible"] else r["eligibility"])
+        eligibility = Text("eligible" if r["eligible"] else eligibility_status(r["eligibility"]))
         eligibility.append("\n" + r["why"], style="dim")
         state = Text(r["status"], style={"paid": "green", "held": "red", "failed": "red"}.get(r["status"], "yellow"))
         if r["note"]:

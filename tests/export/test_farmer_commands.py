@@ -72,6 +72,9 @@ def test_status_says_per_period_why_how_much_and_whether_it_is_paid(published):
     assert "no payout address set on the farm" in table.stdout and "held" in table.stdout
     assert "<img src=x" in table.stdout and "not paid yet 723.0500000 TFT" in table.stdout.replace("\n", " ")
 
+    low_table = runner.invoke(app, ["status", "--node", str(LOW_UPTIME_NODE)], env={"COLUMNS": "250"})
+    assert "not rewarded: uptime too low" in low_table.stdout and "below_sla" not in low_table.stdout
+
     assert runner.invoke(app, ["status", "--node", "424242"]).exit_code == 1
     assert runner.invoke(app, ["status", "--node", "1", "--farm", "2"]).exit_code == 2
 
