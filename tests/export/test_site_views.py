@@ -16,15 +16,20 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from sqlmodel import Session
 
+from config.settings import Settings
 from payouts.calculation.engine import Eligibility
-from payouts.export.rows import FARMER_FIELDS
+from payouts.export.rows import FARMER_FIELDS, iter_entries
+from payouts.export.server import make_server, serve_in_thread
+from payouts.export.site import publish_site
 from payouts.export.wording import ELIGIBILITY_WORDS, RUNNING_PERIOD, STATUS_WORDS
 from payouts.export.writers import write_csv
+from payouts.ledger.db import make_engine, migrate
 from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period
-from tests.export.support import FORMULA_FARM_ID, HOSTILE_FARM_ID, LOW_UPTIME_NODE
+from tests.export.support import FORMULA_FARM_ID, HOSTILE_FARM_ID, LOW_UPTIME_NODE, paid_ledger
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -43,15 +48,34 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-@pytest.fixture(params=list(WIDTHS))
-def view(request, browser, web, tmp_path):
-    """Opens `#hash` at the width and returns a function that saves a screenshot."""
+@pytest.fixture(scope="module")
+def held_web(tmp_path_factory):
+    """A site published after the first month only: the last farmer's wallet has no TFT
+    trustline yet, so its payments are held (the shared site has them paid by a retry)."""
+    folder = tmp_path_factory.mktemp("held")
+    url = f"sqlite:///{folder / 'ledger.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    with paid_ledger(url, folder, "batch", periods=(81,)) as paid:
+        with Session(paid.engine) as session:
+            publish_site(session, folder / "site", network="dev", horizon_url=paid.horizon_url)
+            entries = list(iter_entries(session))
+        server = make_server(Settings(database_url=url, network="dev"), "127.0.0.1", 0, folder / "site")
+        thread = serve_in_thread(server)
+        yield server, paid, entries
+        server.shutdown()
+        thread.join(10)
+        server.engine.dispose()
+
+
+def _viewer(request, browser, base_url: str, tmp_path):
     width, height = WIDTHS[request.param]
     browser.set_window_size(width, height)
 
     def open_(fragment: str, ready_css: str):
         browser.get("about:blank")
-        browser.get(f"{web.url}/#{fragment}")
+        browser.get(f"{base_url}/#{fragment}")
         WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
         WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ready_css))
         WebDriverWait(browser, 10).until(lambda d: not d.find_elements(By.CLASS_NAME, "proof-pending"))
@@ -66,6 +90,18 @@ def view(request, browser, web, tmp_path):
     open_.shot = shot
     open_.width = request.param
     return open_
+
+
+@pytest.fixture(params=list(WIDTHS))
+def view(request, browser, web, tmp_path):
+    """Opens `#hash` at the width and returns a function that saves a screenshot."""
+    return _viewer(request, browser, web.url, tmp_path)
+
+
+@pytest.fixture(params=list(WIDTHS))
+def held_view(request, browser, held_web, tmp_path):
+    """`view` on the site with held payments."""
+    return _viewer(request, browser, held_web[0].url, tmp_path)
 
 
 def _decimals(millionths: int) -> str:
@@ -157,6 +193,34 @@ def test_a_held_payment_says_which_wallet_and_what_to_fix(view, published):
     assert "set a valid Stellar payout address" in row.find_element(By.CSS_SELECTOR, "td.c-fix").text
     assert _inside_window(browser, fix)
     view.shot("held")
+
+
+def test_a_held_payment_names_its_wallet_and_the_trustline_to_add(held_view, held_web):
+    _server, paid, entries = held_web
+    wallet = paid.document["farmers"][3]["public_key"]
+    held = [e for e in entries if e["farm_id"] == 103 and e["status"] == "held"]
+    assert held and {e["payout_address"] for e in held} == {wallet}
+    browser = held_view("farm=103", "#fixes li")
+    fix = browser.find_element(By.CSS_SELECTOR, "#fixes li.fix-item")
+    assert fix.find_element(By.CSS_SELECTOR, ".fix").text == "add a TFT trustline to the payout address"
+    assert fix.find_element(By.CSS_SELECTOR, "code.address").text == wallet
+    assert f"{len(held)} payments held, {format_tft(sum(e['amount_tft_units'] for e in held))} TFT" in fix.text
+    row = browser.find_element(By.CSS_SELECTOR, "#addresses-table tr.address-month")
+    assert row.find_element(By.CSS_SELECTOR, "td.c-address").text == wallet
+    assert row.find_element(By.CSS_SELECTOR, "td.c-fix").text.startswith("add a TFT trustline to the payout address")
+    assert "January 2025" in row.find_element(By.CSS_SELECTOR, "td.c-month").text
+    wallets = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#entries td.c-status .fix-wallet")]
+    assert wallets == [f"on wallet {wallet}"] * len(held)
+    assert _inside_window(browser, fix.find_element(By.CSS_SELECTOR, "code.address"))
+    held_view.shot("held-wallet")
+    # the node-month view says the same, with the wallet
+    browser = held_view(f"node={held[0]['node_id']}&period=2025-01", "#nodemonth section.payment")
+    payment = browser.find_element(By.CSS_SELECTOR, "#nodemonth section.payment")
+    assert payment.find_element(By.CSS_SELECTOR, ".status").text == "held"
+    assert (
+        payment.find_element(By.CSS_SELECTOR, "dd.fix").text
+        == f"add a TFT trustline to the payout address (wallet {wallet})"
+    )
 
 
 def test_a_node_month_shows_what_the_minting_explorer_shows(view, published):
