@@ -16,17 +16,20 @@ opens and stops only once a request's headers are complete (bytes arriving do no
 `header_timeout_s` is a deadline for the whole request head, however slowly it trickles in; it
 is also the keep-alive timeout between requests. A request head is at most 16 KiB and 100
 headers (431), a query at most MAX_QUERY_LENGTH characters and MAX_QUERY_FIELDS fields (400). A client that stops reading an
-export is dropped after `send_timeout_s` without progress, which frees its ledger connection.
+export is dropped after `send_timeout_s` without progress, which frees its ledger connection;
+at most MAX_EXPORTS exports stream at once (more: 503 with Retry-After). Each request is logged
+(`web.request`: method, path, status).
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import queue
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -71,6 +74,7 @@ MAX_BODY_BYTES = 64 * 1024  # a body is never used; this much is read off the co
 BODY_TIMEOUT_S = 5.0
 HEADER_TIMEOUT_S = 10.0
 SEND_TIMEOUT_S = 60.0
+MAX_EXPORTS = 8  # exports streaming at once (each holds a ledger connection and a thread)
 _CHUNK = 64 * 1024
 
 _EXPORTS = {"json": "application/json", "csv": "text/csv", "jsonl": "application/x-ndjson"}
@@ -246,7 +250,7 @@ class _ExportJob:
                 pass
 
 
-async def _export_stream(job: _ExportJob, give_up_s: float) -> tuple[bytes, AsyncIterator[bytes]] | None:
+async def _export_stream(job: _ExportJob, give_up_s: float) -> tuple[bytes, AsyncGenerator[bytes, None]] | None:
     """Start the export; None when it fails before its first byte (the ledger is unreachable)."""
     sink = _ChunkSink(give_up_s)
     thread = threading.Thread(target=job.run, args=(sink,), name="payouts-web-export", daemon=True)
@@ -268,7 +272,7 @@ async def _export_stream(job: _ExportJob, give_up_s: float) -> tuple[bytes, Asyn
         log.error("web.export.failed", error=type(first).__name__)
         return None
 
-    async def rest() -> AsyncIterator[bytes]:
+    async def rest() -> AsyncGenerator[bytes, None]:
         try:
             if first:
                 yield first
@@ -284,6 +288,22 @@ async def _export_stream(job: _ExportJob, give_up_s: float) -> tuple[bytes, Asyn
             sink.cancelled.set()
 
     return first or b"", rest()
+
+
+class _ExportResponse(StreamingResponse):
+    """A streamed export that closes its stream and counts itself done however it ends."""
+
+    def __init__(self, body: AsyncGenerator[bytes, None], finished: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._body = body
+        self._finished = finished
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._finished()
+            await self._body.aclose()
 
 
 # ---- the application -----------------------------------------------------------------------
@@ -312,9 +332,11 @@ def create_app(
     network: str,
     *,
     send_timeout_s: float = SEND_TIMEOUT_S,
+    max_exports: int = MAX_EXPORTS,
 ) -> ASGIApp:
     """The ASGI application (without the server): routes, error pages and the request guard."""
     read_only = {"postgresql_readonly": True} if engine.dialect.name == "postgresql" else {}
+    running = {"exports": 0}  # on the event loop only
 
     async def export(request: Request) -> Response:
         fmt = request.url.path.rsplit(".", 1)[1]
@@ -328,11 +350,25 @@ def create_app(
             head = Response(b"", media_type=f"{media_type}; charset=utf-8", headers=headers)
             del head.headers["content-length"]  # the length of a streamed export is not known
             return head
-        started = await _export_stream(_ExportJob(engine, network, read_only, fmt, filters), send_timeout_s)
+        if running["exports"] >= max_exports:
+            busy = _problem(503, "too many exports at once; try again in a few seconds")
+            busy.headers["Retry-After"] = "5"
+            return busy
+        running["exports"] += 1
+        try:
+            started = await _export_stream(_ExportJob(engine, network, read_only, fmt, filters), send_timeout_s)
+        except BaseException:
+            running["exports"] -= 1
+            raise
         if started is None:
+            running["exports"] -= 1
             return _problem(503, "the ledger cannot be read right now; try again in a minute")
         _first, body = started
-        return StreamingResponse(body, media_type=f"{media_type}; charset=utf-8", headers=headers)
+
+        def finished() -> None:
+            running["exports"] -= 1
+
+        return _ExportResponse(body, finished, media_type=f"{media_type}; charset=utf-8", headers=headers)
 
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -384,11 +420,13 @@ class _Guard:
         if len(scope.get("query_string", b"")) > MAX_QUERY_LENGTH:
             return await _problem(400, f"the query is longer than {MAX_QUERY_LENGTH} characters")(scope, receive, send)
         started = False
+        status = 0
 
         async def guarded_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
             try:
                 await asyncio.wait_for(send(message), self.send_timeout_s)
@@ -403,6 +441,15 @@ class _Guard:
             log.error("web.request.failed", error=type(exc).__name__, path_length=len(scope.get("path", "")))
             if not started:
                 await _fixed(500)(scope, receive, guarded_send)
+        finally:
+            client = scope.get("client") or ("", 0)
+            log.info(
+                "web.request",
+                client=client[0],
+                method=scope["method"],
+                path=scope.get("path", "")[:200],
+                status=status,
+            )
 
 
 async def _drain(receive: Receive) -> bool:
@@ -440,11 +487,12 @@ class WebServer:
         *,
         header_timeout_s: float = HEADER_TIMEOUT_S,
         send_timeout_s: float = SEND_TIMEOUT_S,
+        max_exports: int = MAX_EXPORTS,
     ) -> None:
         self.engine = engine
         self.site_dir = site_dir.resolve() if site_dir is not None else None
         self.network = network
-        self.app = create_app(engine, self.site_dir, network, send_timeout_s=send_timeout_s)
+        self.app = create_app(engine, self.site_dir, network, send_timeout_s=send_timeout_s, max_exports=max_exports)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -462,8 +510,8 @@ class WebServer:
         self.config.keep_alive_timeout = header_timeout_s  # also the request-head deadline (above)
         self.config.h11_max_incomplete_size = MAX_HEAD_BYTES
         self.config.include_server_header = False
-        self.config.accesslog = None
-        self.config.errorlog = None
+        self.config.accesslog = None  # the guard logs each request
+        self.config.errorlog = logging.getLogger("hypercorn.error")
         self.config.graceful_timeout = 2
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -499,13 +547,13 @@ def make_server(
     port: int = 8080,
     site_dir: Path | None = None,
     engine: Engine | None = None,
-    **timeouts: float,
+    **limits: Any,
 ) -> WebServer:
     """Bind the server (port 0 picks a free port); `serve_forever()` runs it."""
     engine = engine or make_engine(settings.ledger_url())
     if site_dir is not None and not (site_dir / "index.html").is_file():
         log.warning("web.site.missing", hint="run `payouts publish --out DIR` first; exports still work")
-    return WebServer(host, port, engine, site_dir, settings.network, **timeouts)
+    return WebServer(host, port, engine, site_dir, settings.network, **limits)
 
 
 def serve(settings: Settings, host: str, port: int, site_dir: Path | None) -> None:

@@ -223,7 +223,13 @@ def test_a_client_that_stops_reading_an_export_is_dropped_and_frees_the_ledger(t
     migrate(engine)
     fill_ledger(engine, nodes=1500, periods=2, batch=10)  # an export of several megabytes
     server = make_server(
-        Settings(database_url=url, network="dev"), "127.0.0.1", 0, None, engine=engine, send_timeout_s=1.0
+        Settings(database_url=url, network="dev"),
+        "127.0.0.1",
+        0,
+        None,
+        engine=engine,
+        send_timeout_s=1.0,
+        max_exports=1,
     )
     thread = serve_in_thread(server)
     try:
@@ -237,12 +243,16 @@ def test_a_client_that_stops_reading_an_export_is_dropped_and_frees_the_ledger(t
         assert _export_threads() == before + 1  # the export is running, held back by the client
         with httpx.Client(base_url=server.url, timeout=5) as client:
             assert client.get("/healthz").text == "ok\n"  # everyone else is still served
-            full = len(client.get("/export.json").content)
-        assert full > 2_000_000
+            busy = client.get("/export.json")  # at most one export at a time here
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
+            assert busy.text == "too many exports at once; try again in a few seconds\n"
         deadline = time.monotonic() + 10
         while _export_threads() > before and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _export_threads() == before  # the stalled export gave up its ledger connection
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            full = len(client.get("/export.json").content)  # and its place
+        assert full > 2_000_000
         received = 0
         dropped_at = time.monotonic()
         try:
