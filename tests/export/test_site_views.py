@@ -362,3 +362,30 @@ def test_labels_and_contrast(view, fragment, ready):
     browser = view(fragment, ready)
     found = browser.execute_script(_CONTRAST)
     assert found == {"low": [], "unlabelled": [], "tables": [], "headers": 0}
+
+
+def test_the_site_works_from_plain_static_hosting(browser, published, tmp_path):
+    """No payouts process: Python's own static file server over the published folder."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    site, _url, paid, _entries = published
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    static = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    threading.Thread(target=static.serve_forever, daemon=True).start()
+    try:
+        browser.set_window_size(*WIDTHS["phone"])
+        browser.get("about:blank")
+        browser.get(f"http://127.0.0.1:{static.server_address[1]}/#farm=103")
+        WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#addresses-table tbody tr"))
+        assert paid.document["farmers"][3]["public_key"] in _text(browser, "#addresses-table")
+        assert browser.find_element(By.ID, "download-csv").is_displayed()
+        browser.save_screenshot(str(tmp_path / "static-hosting-phone.png"))
+    finally:
+        static.shutdown()
+        static.server_close()
