@@ -2,7 +2,8 @@
 
     GET /                      the published site (index.html, app.js, style.css, data/...)
     GET /export.json?...       the farmer export, streamed from the ledger (also /export.csv,
-    GET /export.csv?...        /export.jsonl); filters: period, farm, node, address, receipt
+    GET /export.csv?...        /export.jsonl); filters: period, farm, node, address, receipt;
+                               CSV columns: columns=farmer (default) or columns=full
     GET /healthz               "ok"
 
 A Starlette application under Hypercorn. Only GET and HEAD; anything else is 405. Static files
@@ -52,8 +53,8 @@ from starlette.staticfiles import StaticFiles
 
 from config.settings import Settings
 from payouts import CODE_VERSION
-from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
-from payouts.export.writers import EXPORT_FORMAT, write_export
+from payouts.export.rows import FARMER_FIELDS, FIELDS, ExportFilter, iso_utc, iter_entries, runs_document
+from payouts.export.writers import EXPORT_FORMAT, write_csv, write_export
 from payouts.ledger.db import make_engine
 from payouts.ledger.types import utcnow
 from payouts.periods import Period, PeriodError, offset_for_label
@@ -78,7 +79,7 @@ MAX_EXPORTS = 8  # exports streaming at once (each holds a ledger connection and
 _CHUNK = 64 * 1024
 
 _EXPORTS = {"json": "application/json", "csv": "text/csv", "jsonl": "application/x-ndjson"}
-_PARAMETERS = ("period", "farm", "node", "address", "receipt")
+_PARAMETERS = ("period", "farm", "node", "address", "receipt", "columns")
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -103,6 +104,11 @@ def _is_plain_number(value: str, digits: int) -> bool:
 
 def filters_from_query(query: str) -> ExportFilter:
     """`period=2025-11&farm=42&node=7&address=G...&receipt=HASH` -> ExportFilter, or BadQuery."""
+    return parse_query(query)[0]
+
+
+def parse_query(query: str) -> tuple[ExportFilter, tuple[str, ...]]:
+    """The filters and the CSV columns (`columns=farmer`, the default, or `columns=full`)."""
     if len(query) > MAX_QUERY_LENGTH:
         raise BadQuery(f"the query is longer than {MAX_QUERY_LENGTH} characters")
     if query.count("&") + query.count(";") >= MAX_QUERY_FIELDS:
@@ -150,13 +156,17 @@ def filters_from_query(query: str) -> ExportFilter:
     receipt = one("receipt")
     if receipt is not None and not (len(receipt) == 64 and set(receipt) <= _HEX):
         raise BadQuery("receipt must be a hash of 64 hex digits")
-    return ExportFilter(
+    columns = one("columns") or "farmer"
+    if columns not in ("farmer", "full"):
+        raise BadQuery("columns must be farmer or full")
+    filters = ExportFilter(
         period_offset=period_offset,
         farm_id=number("farm"),
         node_id=number("node"),
         addresses=addresses,
         receipt_hash=receipt.lower() if receipt else None,
     )
+    return filters, FARMER_FIELDS if columns == "farmer" else FIELDS
 
 
 def _fixed(status: int, headers: dict[str, str] | None = None) -> PlainTextResponse:
@@ -223,6 +233,7 @@ class _ExportJob:
     read_only: dict
     fmt: str
     filters: ExportFilter
+    fields: tuple[str, ...] = FIELDS
 
     def run(self, sink: _ChunkSink) -> None:
         """On its own thread: the whole export into `sink`, then None (or the error)."""
@@ -237,7 +248,11 @@ class _ExportJob:
                     "network": self.network,
                     "filters": self.filters.document(),
                 }
-                write_export(self.fmt, header, runs, iter_entries(session, self.filters), sink)
+                entries = iter_entries(session, self.filters)
+                if self.fmt == "csv":
+                    write_csv(entries, sink, self.fields)
+                else:
+                    write_export(self.fmt, header, runs, entries, sink)
                 sink.flush()
                 session.rollback()
             sink.put(None)
@@ -341,7 +356,7 @@ def create_app(
     async def export(request: Request) -> Response:
         fmt = request.url.path.rsplit(".", 1)[1]
         try:
-            filters = filters_from_query(request.scope["query_string"].decode("latin-1"))
+            filters, fields = parse_query(request.scope["query_string"].decode("latin-1"))
         except BadQuery as exc:
             return _problem(400, str(exc))
         headers = {"Cache-Control": "no-store"}
@@ -356,7 +371,7 @@ def create_app(
             return busy
         running["exports"] += 1
         try:
-            started = await _export_stream(_ExportJob(engine, network, read_only, fmt, filters), send_timeout_s)
+            started = await _export_stream(_ExportJob(engine, network, read_only, fmt, filters, fields), send_timeout_s)
         except BaseException:
             running["exports"] -= 1
             raise
