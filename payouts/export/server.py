@@ -282,7 +282,11 @@ async def _export_stream(job: _ExportJob, give_up_s: float) -> tuple[bytes, Asyn
                     except queue.Empty:
                         return None
 
-    first = await anyio.to_thread.run_sync(next_chunk)
+    try:
+        first = await anyio.to_thread.run_sync(next_chunk)
+    except BaseException:  # cancelled (the client went away): the export stops too
+        sink.cancelled.set()
+        raise
     if isinstance(first, BaseException):
         log.error("web.export.failed", error=type(first).__name__)
         return None
