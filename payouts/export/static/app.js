@@ -153,10 +153,6 @@
     return `${(seconds / 86400).toFixed(2)} of ${total.toFixed(2)} days (${entry.uptime_percent} %)`;
   }
 
-  function shortAddress(address) {
-    return ADDRESS.test(String(address)) ? `${address.slice(0, 6)}…${address.slice(-6)}` : String(address);
-  }
-
   function hasPayment(entry) {
     return !String(entry.status_note || '').startsWith('nothing to pay');
   }
@@ -421,7 +417,7 @@
     // as the CLI's farmer CSV: spreadsheet formulas neutralised with ', then RFC 4180 quoting
     let text = value === null || value === undefined ? '' : Array.isArray(value) ? value.join(' ') : String(value);
     if (typeof value === 'boolean') text = value ? 'true' : 'false';
-    if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+    if (typeof value !== 'number' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;  // integers as they are
     return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
   }
 
