@@ -17,11 +17,12 @@ from payouts import CODE_VERSION
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.export.corrections import CorrectionError, parse_correction_amount, record_correction
-from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
+from payouts.export.rows import FARMER_FIELDS, FIELDS, ExportFilter, iso_utc, iter_entries, runs_document
 from payouts.export.signons import SignonFileError, import_node_transitions, import_signons
 from payouts.export.site import publish_site
 from payouts.export.status import status_rows
 from payouts.export.summary import SUMMARY_FIELDS, farm_summaries
+from payouts.export.wording import eligibility_status
 from payouts.export.writers import EXPORT_FORMAT, FORMATS, write_csv, write_export
 from payouts.ledger.types import utcnow
 from payouts.money import format_tft
@@ -95,6 +96,9 @@ def export(
     summary: Annotated[
         str | None, typer.Option(help="'farms': per-farm totals (owed, paid, held, by basis) instead of entries.")
     ] = None,
+    columns: Annotated[
+        str, typer.Option(help="CSV columns: 'farmer' (a short set) or 'full' (every column, raw units too).")
+    ] = "farmer",
 ) -> None:
     """Export every receipt with its state and proof (SPEC 7), streamed row by row.
 
@@ -105,6 +109,8 @@ def export(
         abort(f"--format must be one of {', '.join(FORMATS)}", code=2)
     if summary not in (None, "farms"):
         abort("--summary takes 'farms'", code=2)
+    if columns not in ("farmer", "full"):
+        abort("--columns takes 'farmer' or 'full'", code=2)
     filters = _filters(period, farm, node, address, receipt)
     cli = get_context(ctx)
     header = {
@@ -121,8 +127,11 @@ def export(
                 count = write_csv(rows, stream, SUMMARY_FIELDS)
             else:
                 count = write_export(fmt, {**header, "summary": "farms"}, [], rows, stream)
+        elif fmt == "csv":
+            fields = FARMER_FIELDS if columns == "farmer" else FIELDS
+            count = write_csv(iter_entries(session, filters), stream, fields)
         else:
-            runs = runs_document(session, filters) if fmt != "csv" else []
+            runs = runs_document(session, filters)
             count = write_export(fmt, header, runs, iter_entries(session, filters), stream)
     what = "farm summaries" if summary else "entries"
     err_console.print(f"exported {count:,} {what}" + (f" to {out}" if out else ""))
@@ -185,7 +194,7 @@ def _print_status(query: dict, rows: list[dict]) -> None:
         table.add_column(column, justify=justify)
     paid_units = owed_units = 0
     for r in rows:
-        eligibility = Text("eligible" if r["eligible"] else r["eligibility"])
+        eligibility = Text("eligible" if r["eligible"] else eligibility_status(r["eligibility"]))
         eligibility.append("\n" + r["why"], style="dim")
         state = Text(r["status"], style={"paid": "green", "held": "red", "failed": "red"}.get(r["status"], "yellow"))
         if r["note"]:

@@ -135,6 +135,26 @@ FIELDS = (
     "farm_sla_accepted_at",
 )
 
+#: the farmer CSV's default columns (`payouts export --columns farmer`, the site's CSV download)
+FARMER_FIELDS = (
+    "period",
+    "entry_kind",
+    "node_id",
+    "farm_id",
+    "farm_name",
+    "uptime_percent",
+    "eligibility",
+    "reward_tft",
+    "amount_tft",
+    "status",
+    "status_note",
+    "what_to_fix",
+    "payout_address",
+    "stellar_tx_hash",
+    "paid_at",
+    "receipt_hash",
+)
+
 
 @dataclass(frozen=True)
 class ExportFilter:

@@ -3,7 +3,10 @@
 Layout of the output folder:
 
     index.html, app.js, style.css    the page (vanilla JavaScript, text inserted with textContent)
-    data/meta.json                   network, explorer link base, generation time, next retry
+    data/meta.json                   network, explorer link base, generation time, next retry,
+                                     the farmer's words (wording.py) and the farmer CSV columns
+    data/periods.json                every month: name, start and end, nodes, rewarded, paid,
+                                     held; the running month last (it has not ended yet)
     data/runs.json                   every live run's signed manifest and approvals
     data/farms.json                  [[farm id, farm name], ...] for searching farms by name
     data/nodes/<node id>.json        a node's whole history (full entries, proofs included)
@@ -33,8 +36,17 @@ import orjson
 from sqlmodel import Session
 
 from payouts import CODE_VERSION
-from payouts.export.rows import ExportFilter, iso_utc, iter_entries, next_retry_period, runs_document
+from payouts.export.rows import (
+    FARMER_FIELDS,
+    ExportFilter,
+    iso_utc,
+    iter_entries,
+    next_retry_period,
+    runs_document,
+)
+from payouts.export.wording import RUNNING_PERIOD, wording_document
 from payouts.ledger.types import utcnow
+from payouts.periods import Period
 
 STATIC_FILES = ("index.html", "app.js", "style.css")
 EXPLORERS = {
@@ -53,9 +65,11 @@ FARM_ENTRY_FIELDS = (
     "violation",
     "reason",
     "reward_tft",
+    "reward_musd",
     "amount_tft_units",
     "amount_tft",
     "status",
+    "hold_reason",
     "status_note",
     "what_to_fix",
     "next_retry_period",
@@ -70,6 +84,7 @@ FARM_ENTRY_FIELDS = (
     "merkle_tree_size",
     "merkle_proof",
 )
+assert set(FARMER_FIELDS) <= set(FARM_ENTRY_FIELDS), "the site's CSV download is built from a farm shard"
 _ADDRESS = re.compile(r"^G[A-Z2-7]{55}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -116,6 +131,7 @@ class _SiteWriter:
         # receipt index spilled by hash prefix: 256 files open at once at most
         self.spill: dict[str, TextIO] = {}
         self.entries = 0
+        self.periods: dict[str, dict] = {}
 
     def node(self, node_id: int, entries: list[dict]) -> None:
         path = self.data / "nodes" / f"{node_id}.json"
@@ -139,6 +155,7 @@ class _SiteWriter:
 
     def index(self, entry: dict) -> None:
         self.entries += 1
+        self._count(entry)
         self.farm_names[entry["farm_id"]] = entry["farm_name"]
         address = entry["payout_address"]
         if address and _ADDRESS.match(address):
@@ -151,6 +168,53 @@ class _SiteWriter:
                 if handle is None:
                     handle = self.spill[prefix] = (self.data / ".spill" / prefix).open("a", encoding="ascii")
                 handle.write(f"{key} {entry['node_id']}\n")
+
+    def _count(self, entry: dict) -> None:
+        """The month's totals for the landing page (by the month the reward was earned in)."""
+        totals = self.periods.get(entry["period"])
+        if totals is None:
+            totals = self.periods[entry["period"]] = {
+                "period": entry["period"],
+                "start": entry["period_start"],
+                "end": entry["period_end"],
+                "running": False,
+                "nodes": 0,
+                "rewarded_nodes": 0,
+                "reward_tft_units": 0,
+                "reward_musd": 0,
+                "paid_count": 0,
+                "paid_tft_units": 0,
+                "held_count": 0,
+                "held_tft_units": 0,
+            }
+        if entry["entry_kind"] == "receipt":  # one per node and month
+            totals["nodes"] += 1
+            if entry["reward_tft_units"]:
+                totals["rewarded_nodes"] += 1
+                totals["reward_tft_units"] += entry["reward_tft_units"]
+                totals["reward_musd"] += entry["reward_musd"]
+        if entry["status"] == "paid":
+            totals["paid_count"] += 1
+            totals["paid_tft_units"] += entry["amount_tft_units"]
+        elif entry["status"] in ("held", "failed"):
+            totals["held_count"] += 1
+            totals["held_tft_units"] += entry["amount_tft_units"]
+
+    def periods_document(self, now: datetime) -> list[dict]:
+        """Every month with entries, oldest first, then the running month if it has none yet."""
+        months = [self.periods[label] for label in sorted(self.periods)]
+        running = Period.containing(int(now.timestamp()))
+        if running.label not in self.periods:
+            months.append(
+                {
+                    "period": running.label,
+                    "start": iso_utc(running.start),
+                    "end": iso_utc(running.end),
+                    "running": True,
+                    "note": RUNNING_PERIOD,
+                }
+            )
+        return months
 
     def finish(self) -> None:
         for handle in self.spill.values():
@@ -222,19 +286,24 @@ def publish_site(
     if staging.exists():
         shutil.rmtree(staging)
     try:
+        now = generated_at or utcnow()
         writer = write_site(iter_entries(session, ExportFilter(), order="farm"), staging)
         _write_json(staging / "runs.json", runs_document(session))
+        _write_json(staging / "periods.json", writer.periods_document(now))
         _write_json(
             staging / "meta.json",
             {
                 "format": "tft-payouts-site/1",
                 "network": network,
                 "explorer_tx_base": explorer_tx_base(network, horizon_url),
-                "generated_at": iso_utc(generated_at or utcnow()),
+                "generated_at": iso_utc(now),
                 "code_version": CODE_VERSION,
                 "next_retry_period": next_retry_period(session),
                 "entries": writer.entries,
                 "receipt_prefix_length": 2,
+                "running_period": Period.containing(int(now.timestamp())).label,
+                "wording": wording_document(),
+                "farmer_fields": list(FARMER_FIELDS),
             },
         )
     except BaseException:

@@ -152,7 +152,7 @@ def test_every_entry_matches_the_ledger_and_the_chain(paid):
 
 def test_csv_and_jsonl_carry_the_same_entries_and_filters_select_the_right_ones(paid):
     full = _export()["entries"]
-    as_csv = runner.invoke(app, ["export", "--format", "csv"])
+    as_csv = runner.invoke(app, ["export", "--format", "csv", "--columns", "full"])
     assert as_csv.exit_code == 0
     import csv
     import io

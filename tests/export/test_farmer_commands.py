@@ -72,6 +72,9 @@ def test_status_says_per_period_why_how_much_and_whether_it_is_paid(published):
     assert "no payout address set on the farm" in table.stdout and "held" in table.stdout
     assert "<img src=x" in table.stdout and "not paid yet 723.0500000 TFT" in table.stdout.replace("\n", " ")
 
+    low_table = runner.invoke(app, ["status", "--node", str(LOW_UPTIME_NODE)], env={"COLUMNS": "250"})
+    assert "not rewarded: uptime too low" in low_table.stdout and "below_sla" not in low_table.stdout
+
     assert runner.invoke(app, ["status", "--node", "424242"]).exit_code == 1
     assert runner.invoke(app, ["status", "--node", "1", "--farm", "2"]).exit_code == 2
 
@@ -194,3 +197,25 @@ def test_farm_signons_are_imported_and_exported_with_farm_totals(published, tmp_
     assert farms[102]["owed_correction_tft_units"] == 5 * 10**7
     as_csv = runner.invoke(app, ["export", "--summary", "farms", "--format", "csv"]).stdout
     assert as_csv.splitlines()[0].startswith("farm_id,farm_name,owed_tft_units")
+
+
+def test_the_farmer_csv_has_a_short_column_set_and_the_full_one_on_request(published):
+    import csv
+    import io
+
+    from payouts.export.rows import FARMER_FIELDS, FIELDS
+
+    _site, _url, _paid, entries = published
+    short = runner.invoke(app, ["export", "--farm", "102"])
+    assert short.exit_code == 0, short.output
+    rows = list(csv.reader(io.StringIO(short.stdout)))
+    assert rows[0] == list(FARMER_FIELDS) and len(FARMER_FIELDS) < len(FIELDS) // 2
+    assert "amount_tft_units" not in rows[0] and "merkle_proof" not in rows[0]  # no raw units beside display values
+    wanted = [e for e in entries if e["farm_id"] == 102]
+    assert [r[FARMER_FIELDS.index("receipt_hash")] for r in rows[1:]] == [e["receipt_hash"] for e in wanted]
+    assert [r[FARMER_FIELDS.index("payout_address")] for r in rows[1:]] == [e["payout_address"] for e in wanted]
+    full = runner.invoke(app, ["export", "--farm", "102", "--columns", "full"])
+    assert next(csv.reader(io.StringIO(full.stdout))) == list(FIELDS)
+    refused = runner.invoke(app, ["export", "--columns", "wide"])
+    assert refused.exit_code == 2 and "--columns takes 'farmer' or 'full'" in refused.stderr
+    assert "Traceback" not in refused.output

@@ -8,6 +8,8 @@ import json
 
 import httpx
 
+from payouts.export.rows import FARMER_FIELDS, FIELDS
+
 
 def test_serves_the_site_and_refuses_everything_but_get_and_head(web, published):
     site, *_ = published
@@ -68,6 +70,10 @@ def test_export_endpoints_filter_like_the_cli(web, published):
         assert as_csv.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(as_csv.text)))
         assert [r["receipt_hash"] for r in rows] == [e["receipt_hash"] for e in entries if e["farm_id"] == 100]
+        assert list(rows[0]) == list(FARMER_FIELDS)  # the farmer's short set, as the CLI's default
+        full = list(csv.DictReader(io.StringIO(client.get("/export.csv?farm=100&columns=full").text)))
+        assert list(full[0]) == list(FIELDS) and [r["receipt_hash"] for r in full] == [r["receipt_hash"] for r in rows]
+        assert client.get("/export.csv?columns=wide").text == "columns must be farmer or full\n"
         lines = client.get("/export.jsonl?node=1000").text.splitlines()
         assert json.loads(lines[0])["record"] == "header"
         assert [json.loads(line)["node_id"] for line in lines if '"record":"entry"' in line] == [

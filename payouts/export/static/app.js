@@ -1,4 +1,5 @@
-// Farmer status page: searches the published JSON shards and checks Merkle proofs with WebCrypto.
+// Farmer status page: every month, a farm's and a node-month's payouts, from the published JSON
+// shards; Merkle proofs are checked with WebCrypto and a farm's CSV is built in the browser.
 // Every value from the data is inserted with textContent (never innerHTML), so a hostile farm
 // name is shown as text and never runs.
 'use strict';
@@ -9,6 +10,9 @@
   const DIGITS = /^[0-9]{1,12}$/;
   const SVG = 'http://www.w3.org/2000/svg';
   const UNITS_PER_TFT = 10000000n;
+  const PERIOD = /^[0-9]{4}-[0-9]{2}$/;
+  const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August',
+    'September', 'October', 'November', 'December'];
   let meta = null;
 
   const $ = (id) => document.getElementById(id);
@@ -89,6 +93,76 @@
     return sn === 0 && bytesToHex(result) === rootHex;
   }
 
+  // ---- words and numbers -------------------------------------------------------------------
+
+  function words(kind, key) {
+    // the farmer's words from data/meta.json (payouts/export/wording.py); the raw value otherwise
+    const table = meta && meta.wording && meta.wording[kind];
+    const found = table && Object.prototype.hasOwnProperty.call(table, key) ? table[key] : null;
+    return found ? { short: String(found[0]), long: String(found[1]) } : { short: String(key), long: '' };
+  }
+
+  function runningWords() {
+    return (meta && meta.wording && meta.wording.running_period) || 'this month has not ended yet';
+  }
+
+  function monthName(label) {
+    if (!PERIOD.test(String(label))) return String(label);
+    const [year, month] = String(label).split('-');
+    return `${MONTHS[Number(month) - 1]} ${year}`;
+  }
+
+  function utcTime(iso) {
+    // "2025-10-31T11:44:20Z" -> "Oct 31 11:44"
+    const when = new Date(String(iso));
+    if (Number.isNaN(when.getTime())) return '—';
+    const pad = (n) => String(n).padStart(2, '0');
+    return `${MONTHS[when.getUTCMonth()].slice(0, 3)} ${when.getUTCDate()}, ${when.getUTCFullYear()} ` +
+      `${pad(when.getUTCHours())}:${pad(when.getUTCMinutes())}`;
+  }
+
+  function dates(start, end) {
+    return `${utcTime(start)} – ${utcTime(end)} UTC`;
+  }
+
+  function formatUsd(musd) {
+    // integer milli-USD -> "$12.345" (no floats)
+    if (musd === null || musd === undefined || musd === '') return '—';
+    const value = BigInt(musd);
+    const sign = value < 0n ? '-' : '';
+    const abs = value < 0n ? -value : value;
+    return `${sign}$${abs / 1000n}.${(abs % 1000n).toString().padStart(3, '0')}`;
+  }
+
+  function millionths(value) {
+    // 5461333 -> "5.461333", 3750000 -> "3.75" (CU/SU/NU are stored in millionths)
+    if (value === null || value === undefined) return '—';
+    const v = BigInt(value);
+    const sign = v < 0n ? '-' : '';
+    const abs = v < 0n ? -v : v;
+    const fraction = (abs % 1000000n).toString().padStart(6, '0').replace(/0+$/, '');
+    return `${sign}${abs / 1000000n}${fraction ? `.${fraction}` : ''}`;
+  }
+
+  function uptimeDays(entry) {
+    const seconds = Number(entry.measured_uptime_s);
+    const start = Date.parse(entry.period_start);
+    const end = Date.parse(entry.period_end);
+    if (!Number.isFinite(seconds) || !Number.isFinite(start) || !Number.isFinite(end)) return '—';
+    const total = (end - start) / 86400000;
+    return `${(seconds / 86400).toFixed(2)} of ${total.toFixed(2)} days (${entry.uptime_percent} %)`;
+  }
+
+  function hasPayment(entry) {
+    return !String(entry.status_note || '').startsWith('nothing to pay');
+  }
+
+  function statusWord(entry) {
+    if (!hasPayment(entry) && entry.eligibility !== 'ok') return { text: 'not rewarded', className: 'none' };
+    if (!hasPayment(entry)) return { text: 'nothing to pay', className: 'none' };
+    return { text: String(entry.status), className: String(entry.status).replace(/[^a-z]/g, '') };
+  }
+
   // ---- rendering ---------------------------------------------------------------------------
 
   function message(text, isError) {
@@ -97,37 +171,54 @@
     box.className = isError ? 'error' : '';
   }
 
+  const SECTIONS = ['months', 'choices', 'summary', 'fixes', 'addresses', 'nodemonth', 'chart', 'results'];
+
   function clearResults() {
-    for (const id of ['choices', 'summary', 'chart', 'results']) $(id).hidden = true;
-    $('choices').replaceChildren();
-    $('summary').replaceChildren();
+    for (const id of SECTIONS) $(id).hidden = true;
+    for (const id of ['choices', 'summary', 'fixes', 'nodemonth']) $(id).replaceChildren();
+    $('addresses-table').tBodies[0].replaceChildren();
+    $('months-table').tBodies[0].replaceChildren();
     $('chart-box').replaceChildren();
     $('entries').tBodies[0].replaceChildren();
   }
 
-  function txCell(entry) {
-    const cell = el('td', null, 'c-tx');
-    const hash = entry.stellar_tx_hash;
-    if (!hash || !HEX64.test(hash)) { cell.textContent = '—'; return cell; }
+  function cell(tag, text, className, label) {
+    const node = el(tag, text, className);
+    if (label) node.dataset.label = label;
+    return node;
+  }
+
+  function addressNode(address) {
+    if (!address) return el('span', 'no payout address set', 'missing');
+    const code = el('code', address, 'address');
+    code.setAttribute('title', String(address));
+    return code;
+  }
+
+  function txLink(hash, short) {
+    if (!hash || !HEX64.test(hash)) return el('span', '—');
     const base = meta && meta.explorer_tx_base;
     if (base && /^https?:\/\//.test(base)) {
-      const link = el('a', `${hash.slice(0, 12)}…`, 'hash');
+      const link = el('a', short ? `${hash.slice(0, 12)}…` : hash, 'hash');
       link.setAttribute('href', base + hash);
       link.setAttribute('rel', 'noopener noreferrer');
       link.setAttribute('target', '_blank');
       link.setAttribute('title', hash);
-      cell.append(link);
-    } else {
-      cell.append(el('span', hash, 'hash'));
+      link.setAttribute('aria-label', `transaction ${hash}`);
+      return link;
     }
-    return cell;
+    return el('span', hash, 'hash');
   }
 
-  function proofCell(entry) {
-    const cell = el('td', null, 'c-proof');
+  function txCell(entry) {
+    const td = cell('td', null, 'c-tx', 'Transaction');
+    td.append(txLink(entry.stellar_tx_hash, true));
+    return td;
+  }
+
+  function proofNode(entry) {
     if (Array.isArray(entry.merkle_proof) && entry.memo) {
       const status = el('span', 'checking…', 'proof-pending');
-      cell.append(status);
       verifyInclusion(entry.receipt_hash, entry.merkle_leaf_index, entry.merkle_tree_size,
         entry.merkle_proof, entry.memo).then((ok) => {
         if (ok === null) {
@@ -138,49 +229,71 @@
           status.className = ok ? 'proof-ok' : 'proof-bad';
         }
       }, () => { status.textContent = 'proof does NOT match'; status.className = 'proof-bad'; });
-    } else if (entry.memo && entry.memo === entry.receipt_hash) {
-      cell.textContent = 'memo = receipt hash';
-    } else {
-      cell.textContent = '—';
+      return status;
     }
-    return cell;
+    if (entry.memo && entry.memo === entry.receipt_hash) return el('span', 'memo = receipt hash');
+    return el('span', '—');
+  }
+
+  function proofCell(entry) {
+    const td = cell('td', null, 'c-proof', 'Proof');
+    td.append(proofNode(entry));
+    return td;
+  }
+
+  function nodeMonthHref(entry) {
+    if (!DIGITS.test(String(entry.node_id)) || !PERIOD.test(String(entry.period))) return null;
+    return `#node=${entry.node_id}&period=${entry.period}`;
+  }
+
+  function statusCell(entry) {
+    const td = cell('td', null, 'c-status', 'Status');
+    const word = statusWord(entry);
+    td.append(el('span', word.text, `status status-${word.className}`));
+    if (entry.status_note) td.append(el('span', entry.status_note, 'note'));
+    if (entry.what_to_fix) {
+      td.append(el('span', `To fix: ${entry.what_to_fix}`, 'fix'));
+      if (entry.payout_address) td.append(el('span', `on wallet ${entry.payout_address}`, 'fix-wallet note'));
+    }
+    return td;
   }
 
   function row(entry) {
     const tr = el('tr', null, `entry kind-${String(entry.entry_kind).replace(/[^a-z]/g, '')}`);
-    const period = el('td', entry.period, 'c-period');
+    const period = cell('td', null, 'c-period', 'Month');
+    const href = nodeMonthHref(entry);
+    const label = el(href ? 'a' : 'span', entry.period);
+    if (href) {
+      label.setAttribute('href', href);
+      label.setAttribute('aria-label', `details of node ${entry.node_id} in ${monthName(entry.period)}`);
+    }
+    period.append(label, el('span', monthName(entry.period), 'note month-name'));
     if (entry.entry_kind && entry.entry_kind !== 'receipt') period.append(el('span', entry.entry_kind, 'note'));
     tr.append(period);
 
-    const nodeCell = el('td', null, 'c-node');
+    const nodeCell = cell('td', null, 'c-node', 'Node');
     const nodeLink = el('a', entry.node_id);
     if (DIGITS.test(String(entry.node_id))) nodeLink.setAttribute('href', `#node=${entry.node_id}`);
     nodeCell.append(nodeLink);
     tr.append(nodeCell);
 
-    const farm = el('td', null, 'c-farm');
+    const farm = cell('td', null, 'c-farm', 'Farm');
     farm.append(el('span', entry.farm_name, 'farm-name'), el('span', `farm ${entry.farm_id}`, 'note'));
     tr.append(farm);
 
-    tr.append(el('td', entry.uptime_percent != null ? `${entry.uptime_percent} %` : '—', 'num c-uptime'));
+    tr.append(cell('td', entry.uptime_percent != null ? `${entry.uptime_percent} %` : '—', 'num c-uptime', 'Uptime'));
 
-    const eligibility = el('td', null, 'c-eligibility');
-    eligibility.append(el('span', entry.violation ? `${entry.eligibility} (${entry.violation})` : entry.eligibility));
+    const eligibility = cell('td', null, 'c-eligibility', 'Eligibility');
+    eligibility.append(el('span', words('eligibility', entry.eligibility).short, 'eligibility-words'));
     if (entry.reason) eligibility.append(el('span', entry.reason, 'note'));
     tr.append(eligibility);
 
     const amount = entry.amount_tft && entry.amount_tft !== '0.0000000' ? entry.amount_tft : entry.reward_tft;
-    tr.append(el('td', amount, 'num c-tft'));
-
-    const status = el('td', null, 'c-status');
-    status.append(el('span', entry.status, `status status-${String(entry.status).replace(/[^a-z]/g, '')}`));
-    if (entry.status_note) status.append(el('span', entry.status_note, 'note'));
-    if (entry.what_to_fix) status.append(el('span', `To fix: ${entry.what_to_fix}`, 'fix'));
-    tr.append(status);
-
+    tr.append(cell('td', amount, 'num c-tft', 'TFT'));
+    tr.append(statusCell(entry));
     tr.append(txCell(entry));
-    tr.append(el('td', entry.paid_at ? entry.paid_at.replace('T', ' ').replace('Z', '') : '—', 'c-paid'));
-    const receipt = el('td', null, 'c-receipt');
+    tr.append(cell('td', entry.paid_at ? entry.paid_at.replace('T', ' ').replace('Z', '') : '—', 'c-paid', 'Paid at (UTC)'));
+    const receipt = cell('td', null, 'c-receipt', 'Receipt');
     const hash = el('code', `${String(entry.receipt_hash).slice(0, 12)}…`, 'hash');
     hash.setAttribute('title', String(entry.receipt_hash));
     hash.dataset.hash = String(entry.receipt_hash);
@@ -203,7 +316,7 @@
     for (const entry of entries) {
       if (entry.amount_tft_units === undefined || entry.amount_tft_units === null) continue;
       if (entry.status === 'paid' || (entry.status === 'corrected' && entry.paid_at)) paid += BigInt(entry.amount_tft_units);
-      if (['calculated', 'approved', 'submitted', 'held'].includes(entry.status) && entry.entry_kind !== 'receipt-own') {
+      if (['calculated', 'approved', 'submitted', 'held'].includes(entry.status) && hasPayment(entry)) {
         owed += BigInt(entry.amount_tft_units);
       }
     }
@@ -216,8 +329,8 @@
     add('not paid yet', `${formatTft(owed)} TFT`);
     box.append(list);
     box.hidden = false;
+    return box;
   }
-
   function showChart(entries) {
     // one point per period: the node's uptime and the TFT its receipt earned
     const byPeriod = new Map();
@@ -267,23 +380,243 @@
     $('chart').hidden = false;
   }
 
+  // ---- the landing page: every month -------------------------------------------------------
+
+  async function showMonths() {
+    const months = (await fetchJson('data/periods.json')) || [];
+    const body = $('months-table').tBodies[0];
+    for (const month of [...months].reverse()) {
+      const tr = el('tr', null, month.running ? 'month running' : 'month');
+      tr.dataset.period = String(month.period);
+      const name = cell('td', null, 'c-month', 'Month');
+      name.append(el('span', monthName(month.period), 'month-name'), el('span', month.period, 'note'));
+      tr.append(name, cell('td', dates(month.start, month.end), 'c-dates', 'Dates (UTC)'));
+      if (month.running) {
+        const note = cell('td', runningWords(), 'c-running', 'Status');
+        note.colSpan = 4;
+        tr.append(note);
+      } else {
+        tr.append(
+          cell('td', String(month.nodes), 'num c-nodes', 'Nodes'),
+          cell('td', `${formatTft(month.reward_tft_units)} TFT`, 'num c-rewarded', 'Rewarded'),
+          cell('td', `${formatTft(month.paid_tft_units)} TFT`, 'num c-paid-total', 'Paid'),
+          cell('td', `${formatTft(month.held_tft_units)} TFT`, `num c-held-total${month.held_count ? ' has-held' : ''}`, 'Held'),
+        );
+        const counts = el('span', `${month.rewarded_nodes} of ${month.nodes} nodes rewarded (${formatUsd(month.reward_musd)})`, 'note');
+        tr.children[3].append(counts);
+        if (month.held_count) tr.children[5].append(el('span', `${month.held_count} payments`, 'note'));
+      }
+      body.append(tr);
+    }
+    $('months').hidden = months.length === 0;
+  }
+
+  // ---- a farm: payout address per month, what to fix, CSV ----------------------------------
+
+  function csvCell(value) {
+    // as the CLI's farmer CSV: spreadsheet formulas neutralised with ', then RFC 4180 quoting
+    let text = value === null || value === undefined ? '' : Array.isArray(value) ? value.join(' ') : String(value);
+    if (typeof value === 'boolean') text = value ? 'true' : 'false';
+    if (typeof value !== 'number' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;  // integers as they are
+    return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  }
+
+  function farmCsv(entries) {
+    const fields = (meta && Array.isArray(meta.farmer_fields) && meta.farmer_fields.length) ? meta.farmer_fields
+      : ['period', 'node_id', 'amount_tft', 'status', 'payout_address', 'stellar_tx_hash', 'receipt_hash'];
+    const lines = [fields.map(csvCell).join(',')];
+    for (const entry of entries) lines.push(fields.map((name) => csvCell(entry[name])).join(','));
+    return `${lines.join('\r\n')}\r\n`;
+  }
+
+  function downloadButton(farmId, entries) {
+    const button = el('button', 'Download this farm as CSV', 'download');
+    button.type = 'button';
+    button.id = 'download-csv';
+    button.addEventListener('click', () => {
+      const blob = new Blob([farmCsv(entries)], { type: 'text/csv;charset=utf-8' });
+      const link = el('a');
+      link.href = URL.createObjectURL(blob);
+      link.download = `farm-${farmId}-payouts.csv`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    });
+    return button;
+  }
+
+  function showAddresses(entries) {
+    // one line per month and payout address: what happened to the money sent (or due) there
+    const groups = new Map();
+    for (const entry of entries) {
+      if (!hasPayment(entry)) continue;
+      const key = `${entry.period}|${entry.payout_address || ''}`;
+      if (!groups.has(key)) groups.set(key, { period: entry.period, address: entry.payout_address || '', entries: [] });
+      groups.get(key).entries.push(entry);
+    }
+    const body = $('addresses-table').tBodies[0];
+    const sorted = [...groups.values()].sort((a, b) => (a.period < b.period ? 1 : a.period > b.period ? -1 : 0));
+    for (const group of sorted) {
+      const tr = el('tr', null, 'address-month');
+      const month = cell('td', null, 'c-month', 'Month');
+      month.append(el('span', monthName(group.period), 'month-name'), el('span', group.period, 'note'));
+      const address = cell('td', null, 'c-address', 'Payout address');
+      address.append(addressNode(group.address));
+      const counts = new Map();
+      for (const entry of group.entries) counts.set(entry.status, (counts.get(entry.status) || 0) + 1);
+      const state = cell('td', [...counts].map(([status, n]) => `${n} ${words('status', status).short}`).join(', '), 'c-state', 'Payments');
+      const fixes = [...new Set(group.entries.map((e) => e.what_to_fix).filter(Boolean))];
+      const history = [...new Set(group.entries.filter((e) => e.status === 'retried' && e.hold_reason)
+        .map((e) => e.status_note))];
+      const fix = cell('td', null, 'c-fix', 'What to fix');
+      if (fixes.length) for (const text of fixes) fix.append(el('span', text, 'fix'));
+      else fix.append(el('span', 'nothing', 'note'));
+      for (const text of history) fix.append(el('span', text, 'note'));
+      tr.append(month, address, state, fix);
+      body.append(tr);
+    }
+    $('addresses').hidden = sorted.length === 0;
+  }
+
+  function showFixes(entries) {
+    // held or refused payments, by wallet: what to do on which wallet
+    const byWallet = new Map();
+    for (const entry of entries) {
+      if (!['held', 'failed'].includes(entry.status) || !entry.what_to_fix) continue;
+      const key = `${entry.payout_address || ''}|${entry.what_to_fix}`;
+      if (!byWallet.has(key)) byWallet.set(key, { address: entry.payout_address, fix: entry.what_to_fix, units: 0n, count: 0, retry: entry.next_retry_period });
+      const item = byWallet.get(key);
+      item.units += BigInt(entry.amount_tft_units || 0);
+      item.count += 1;
+    }
+    if (byWallet.size === 0) return;
+    const box = $('fixes');
+    box.append(el('h2', 'To get paid'));
+    const list = el('ul');
+    for (const item of byWallet.values()) {
+      const li = el('li', null, 'fix-item');
+      li.append(el('strong', item.fix, 'fix'), document.createTextNode(' — wallet: '), addressNode(item.address));
+      li.append(el('span', `${item.count} payments held, ${formatTft(item.units)} TFT` +
+        (item.retry ? `; the ${item.retry} run retries them once this is fixed` : ''), 'note'));
+      list.append(li);
+    }
+    box.append(list);
+    box.hidden = false;
+  }
+
+  // ---- a node in a month: what the minting explorer shows, and more ------------------------
+
+  function detailList(rows) {
+    const list = el('dl', null, 'details');
+    for (const [term, value, className] of rows) {
+      const dt = el('dt', term);
+      const dd = el('dd', null, className || '');
+      if (value instanceof Node) dd.append(value); else dd.textContent = value === null || value === undefined || value === '' ? '—' : String(value);
+      list.append(dt, dd);
+    }
+    return list;
+  }
+
+  function paymentBlock(entry, all) {
+    const box = el('section', null, `payment kind-${String(entry.entry_kind).replace(/[^a-z]/g, '')}`);
+    const kind = entry.entry_kind === 'retry' ? 'Retry' : entry.entry_kind === 'correction' ? 'Correction' : 'Payment';
+    box.append(el('h3', kind));
+    const word = statusWord(entry);
+    const status = el('span', null);
+    status.append(el('span', word.text, `status status-${word.className}`));
+    if (entry.status_note) status.append(el('span', entry.status_note, 'note'));
+    const rows = [
+      ['Status', status],
+      ['TFT', `${entry.amount_tft} TFT`, 'c-amount'],
+      ['Payout address', addressNode(entry.payout_address), 'c-payout-address'],
+    ];
+    if (entry.what_to_fix) rows.push(['What to fix', `${entry.what_to_fix}${entry.payout_address ? ` (wallet ${entry.payout_address})` : ''}`, 'fix']);
+    if (entry.entry_kind === 'retry') {
+      const original = all.find((e) => e.receipt_hash === entry.retry_of);
+      rows.push(['Old address', addressNode(original ? original.payout_address : ''), 'c-old-address']);
+      rows.push(['New address', addressNode(entry.payout_address), 'c-new-address']);
+      rows.push(['Retry of', entry.retry_of ? el('code', entry.retry_of, 'hash') : '—']);
+    }
+    if (entry.entry_kind === 'correction') {
+      const original = all.find((e) => e.receipt_hash === entry.correction_of && e !== entry);
+      const previous = original ? BigInt(original.amount_tft_units || original.reward_tft_units || 0) : 0n;
+      const difference = BigInt(entry.amount_tft_units || 0);
+      rows.push(['Previously', `${formatTft(previous)} TFT`, 'c-previous']);
+      rows.push(['Actual', `${formatTft(previous + difference)} TFT`, 'c-actual']);
+      rows.push(['Difference', `${difference >= 0n ? '+' : ''}${formatTft(difference)} TFT`, 'c-difference']);
+    }
+    rows.push(['Transaction', txLink(entry.stellar_tx_hash, false), 'c-tx']);
+    rows.push(['Paid at', entry.paid_at ? `${entry.paid_at.replace('T', ' ').replace('Z', '')} UTC` : '—']);
+    rows.push(['Paid by the run of', entry.paying_period || '—']);
+    const receipt = el('code', entry.receipt_hash, 'hash');
+    rows.push(['Receipt', receipt, 'c-receipt-hash']);
+    rows.push(['Memo', entry.memo ? el('code', entry.memo, 'hash') : '—']);
+    rows.push(['Proof', proofNode(entry), 'c-proof']);
+    box.append(detailList(rows));
+    return box;
+  }
+
+  async function showNodeMonth(id, period) {
+    const shard = await fetchJson(`data/nodes/${id}.json`);
+    const entries = shard ? shard.entries.filter((e) => e.period === period) : [];
+    if (entries.length === 0 && meta && period === meta.running_period) {
+      return message(`${monthName(period)}: ${runningWords()}; its receipts are calculated once it has ended.`);
+    }
+    if (entries.length === 0) return message(`No entries for node ${id} in ${period}.`, true);
+    const receipt = entries.find((e) => e.entry_kind === 'receipt') || entries[0];
+    message(`Node ${id} in ${monthName(period)}: ${entries.length} entries.`);
+    const box = $('nodemonth');
+    box.append(el('h2', `Node ${id} in ${monthName(period)}`));
+    const back = el('a', `all months of node ${id}`);
+    back.setAttribute('href', `#node=${id}`);
+    const farm = el('a', `${receipt.farm_name} (farm ${receipt.farm_id})`);
+    if (DIGITS.test(String(receipt.farm_id))) farm.setAttribute('href', `#farm=${receipt.farm_id}`);
+    const eligibility = el('span');
+    eligibility.append(el('span', words('eligibility', receipt.eligibility).short, 'eligibility-words'));
+    if (receipt.reason) eligibility.append(el('span', receipt.reason, 'note'));
+    const price = receipt.reference_price_musd ? `${formatUsd(receipt.reference_price_musd)}/TFT` : '—';
+    box.append(detailList([
+      ['Month', `${monthName(period)} (${period}): ${dates(receipt.period_start, receipt.period_end)}`, 'c-month'],
+      ['Farm', farm],
+      ['Node type', receipt.node_type, 'c-node-type'],
+      ['Farming policy', receipt.farming_policy_id],
+      ['Uptime', uptimeDays(receipt), 'c-uptime'],
+      ['CU / SU / NU', `${millionths(receipt.cu_pm)} / ${millionths(receipt.su_pm)} / ${millionths(receipt.nu_pm)}`, 'c-units'],
+      ['CRU / MRU / SRU / HRU', `${receipt.cru ?? '—'} / ${receipt.mru_gib ?? '—'} GiB / ${receipt.sru_gib ?? '—'} GiB / ${receipt.hru_gib ?? '—'} GiB`, 'c-resources'],
+      ['Eligibility', eligibility, 'c-eligibility'],
+      ['TFT farmed', `${receipt.reward_tft} TFT (${formatUsd(receipt.reward_musd)} at ${price})`, 'c-reward'],
+      ['Payout address', addressNode(receipt.payout_address), 'c-payout-address'],
+    ]));
+    box.append(back);
+    for (const entry of entries) if (hasPayment(entry)) box.append(paymentBlock(entry, entries));
+    box.hidden = false;
+    return undefined;
+  }
+
   // ---- searches ----------------------------------------------------------------------------
 
   async function searchNode(id) {
     const shard = await fetchJson(`data/nodes/${id}.json`);
     if (!shard) return message(`No entries for node ${id}.`, true);
-    message(`Node ${id}: ${shard.entries.length} entries.`);
+    const running = meta && meta.running_period ? ` ${monthName(meta.running_period)}: ${runningWords()}.` : '';
+    message(`Node ${id}: ${shard.entries.length} entries. Pick a month for its details.${running}`);
     showSummary(`Node ${id}`, shard.entries);
     showChart(shard.entries);
     showEntries(shard.entries);
+    return undefined;
   }
 
   async function showFarm(id) {
     const shard = await fetchJson(`data/farms/${id}.json`);
     if (!shard) return message(`No entries for farm ${id}.`, true);
     message(`Farm ${id}: ${shard.entries.length} entries.`);
-    showSummary(`Farm ${id}: ${shard.farm_name}`, shard.entries);
+    const box = showSummary(`Farm ${id}: ${shard.farm_name}`, shard.entries);
+    box.append(downloadButton(id, shard.entries));
+    showFixes(shard.entries);
+    showAddresses(shard.entries);
     showEntries(shard.entries);
+    return undefined;
   }
 
   async function searchFarm(query) {
@@ -342,16 +675,20 @@
     return 'farm';
   }
 
-  async function run(kind, rawQuery) {
+  async function run(kind, rawQuery, period) {
     clearResults();
     const query = rawQuery.trim();
-    if (!query) return message('');
+    if (!query) { message(''); return showMonths(); }
     const type = classify(kind, query);
     $('kind').value = kind;
     $('q').value = query;
     try {
       if (type === 'node') {
         if (!DIGITS.test(query)) return message('A node id is a number.', true);
+        if (period) {
+          if (!PERIOD.test(period)) return message('A month looks like 2025-11.', true);
+          return await showNodeMonth(query, period);
+        }
         return await searchNode(query);
       }
       if (type === 'farm') return await searchFarm(query);
@@ -368,11 +705,14 @@
   }
 
   function fromHash() {
-    const match = /^#(auto|node|farm|address|receipt)=(.*)$/.exec(window.location.hash);
-    if (!match) return;
+    const match = /^#(auto|node|farm|address|receipt)=([^&]*)(?:&period=([0-9-]{7}))?$/.exec(window.location.hash);
+    if (!match) {
+      run('auto', '');
+      return;
+    }
     let query = '';
     try { query = decodeURIComponent(match[2]); } catch (error) { query = ''; }
-    run(match[1], query);
+    run(match[1], query, match[3] || null);
   }
 
   async function start() {

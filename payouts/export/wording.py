@@ -1,0 +1,53 @@
+"""The farmer's words for eligibilities and payment states: the one source for the status site
+(published in `data/meta.json`) and the farmer CSV columns. Keyed by the enums' values; a test
+holds every Eligibility and PaymentStatus to having words here."""
+
+from __future__ import annotations
+
+#: a node-month's eligibility, as a farmer reads it: (short status, one sentence)
+ELIGIBILITY_WORDS: dict[str, tuple[str, str]] = {
+    "ok": ("rewarded", "the node met the rules for this month and earned TFT"),
+    "violation": ("not rewarded: uptime rule broken", "an uptime report broke a minting rule (see the reason)"),
+    "below_sla": ("not rewarded: uptime too low", "the node was online less than the minimum for a reward"),
+    "no_uptime": ("not rewarded: no uptime reports", "the node sent no uptime report in this month"),
+    "virtualized": ("not rewarded: virtualized", "virtualized nodes are not rewarded"),
+    "invalid_record": ("not rewarded: invalid node record", "the node's record on the grid is not valid"),
+    "opted_out": ("not rewarded here: moved to v4", "the node moved to the revenue model (v4)"),
+    "no_address": ("rewarded, but no payout address", "the farm has no payout address: set one to be paid"),
+    "invalid_address": ("rewarded, but the address is invalid", "the farm's payout address is not a Stellar address"),
+}
+
+#: an entry's payment state, as a farmer reads it: (short status, one sentence)
+STATUS_WORDS: dict[str, tuple[str, str]] = {
+    "calculated": ("calculated", "the reward is calculated; the run still needs its approvals"),
+    "approved": ("approved", "approved and about to be sent"),
+    "submitted": ("sent", "sent to Stellar; waiting for the ledger to confirm it"),
+    "paid": ("paid", "paid on Stellar"),
+    "held": ("held", "cannot be paid yet: something on the payout wallet needs fixing"),
+    "failed": ("refused", "the payout wallet refused the payment; it is retried once fixed"),
+    "retried": ("paid by a retry", "held at first, then paid by a retry in a later month"),
+    "corrected": ("corrected", "a correction entry supersedes this amount"),
+    "pending": ("calculated", "the reward is calculated; the run still needs its approvals"),
+}
+
+#: shown for the period that is still running (no receipts until it ends)
+RUNNING_PERIOD = "this month has not ended yet"
+
+
+def eligibility_status(eligibility: str) -> str:
+    """'below_sla' -> 'not rewarded: uptime too low' (an unknown value is shown as it is)."""
+    return ELIGIBILITY_WORDS.get(eligibility, (eligibility, ""))[0]
+
+
+def payment_status(status: str) -> str:
+    """'retried' -> 'paid by a retry' (an unknown value is shown as it is)."""
+    return STATUS_WORDS.get(status, (status, ""))[0]
+
+
+def wording_document() -> dict[str, object]:
+    """The words for the site's `data/meta.json`."""
+    return {
+        "eligibility": {key: list(words) for key, words in ELIGIBILITY_WORDS.items()},
+        "status": {key: list(words) for key, words in STATUS_WORDS.items()},
+        "running_period": RUNNING_PERIOD,
+    }
