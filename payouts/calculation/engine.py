@@ -243,7 +243,6 @@ def _measure_all(
 
     def run(buffered: bool) -> dict[int, UptimeMeasurement]:
         results: dict[int, UptimeMeasurement] = {}
-        wide_nodes = snapshot.stats.wide_nodes
         for done, (node_id, events, window) in enumerate(snapshot.iter_node_windows(buffered=buffered), 1):
             node = nodes[node_id]
             at_start = power.get(node_id)
@@ -254,7 +253,8 @@ def _measure_all(
                 twin=twins.get(node.twin_id),
                 window=window,
                 wake_at_start_ts=wake_at_start_ts,
-                wide=node_id in wide_nodes or _wide_sleep_mark(at_start),
+                # (the loader's stats are renewed when its pass starts: read them per node)
+                wide=node_id in snapshot.stats.wide_nodes or _wide_sleep_mark(at_start),
             )
             if progress is not None and done % 256 == 0:
                 progress(done)

@@ -44,6 +44,7 @@ from payouts.snapshot.schema import (
     NARROW_EVENT_LIMIT,
     OPTIONAL_KEYS,
     REQUIRED_KEYS,
+    U32_MAX,
     U64_MAX,
     Event,
     SnapshotHeader,
@@ -465,7 +466,8 @@ class LoadedSnapshot:
                 stats.power_events += 1
                 if node_id not in self._node_ids:
                     stats.unknown_node_events += 1
-                    stats.unknown_node_ids.add(node_id)
+                    if 0 <= node_id <= U32_MAX:  # no node has an id past the chain's u32
+                        stats.unknown_node_ids.add(node_id)
                     continue
                 if not 0 <= ts <= _MAX_EVENT_INT:
                     self._invalid(
@@ -582,7 +584,8 @@ class LoadedSnapshot:
                     last_ts = -1
                 if not known:
                     stats.unknown_node_events += 1
-                    stats.unknown_node_ids.add(node_id)
+                    if 0 <= node_id <= U32_MAX:  # no node has an id past the chain's u32
+                        stats.unknown_node_ids.add(node_id)
                     continue
                 if not (0 <= ts <= limit and 0 <= uptime_s <= limit) and not self._wide_event(node_id, ts, uptime_s):
                     continue
@@ -604,7 +607,8 @@ class LoadedSnapshot:
         for index, node_id, ts, uptime_s in self._uptime_records():
             if node_id not in node_ids:
                 stats.unknown_node_events += 1
-                stats.unknown_node_ids.add(node_id)
+                if 0 <= node_id <= U32_MAX:  # no node has an id past the chain's u32
+                    stats.unknown_node_ids.add(node_id)
                 continue
             if not (0 <= ts <= _NARROW_EVENT_INT and 0 <= uptime_s <= _NARROW_EVENT_INT) and not self._wide_event(
                 node_id, ts, uptime_s

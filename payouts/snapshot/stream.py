@@ -149,7 +149,8 @@ class _Lines:
         try:
             with self._open() as stream:
                 while True:
-                    line = stream.readline(MAX_LINE_BYTES + 1)
+                    # never read past the size limit, nor more than one line's maximum
+                    line = stream.readline(min(MAX_LINE_BYTES, self.limit - self.size) + 1)
                     if not line:
                         return
                     number += 1
