@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 from stellar_sdk import StrKey
 
@@ -25,21 +24,19 @@ from payouts.calculation.rewards import (
     scales_with_uptime,
     uptime_permille,
 )
-from payouts.calculation.uptime import NARROW_LIMIT, UptimeMeasurement, Window, measure_uptime
+from payouts.calculation.uptime import NARROW_LIMIT, UptimeMeasurement, measure_uptime
 from payouts.periods import PERIOD_LENGTH_S, Period
-from payouts.snapshot.load import EventsNotGrouped, EventStats
+from payouts.snapshot.load import EventsNotGrouped, LoadedSnapshot
 from payouts.snapshot.schema import (
     I64_MAX,
     U16_MAX,
     U32_MAX,
     U64_MAX,
     U128_MAX,
-    Event,
     Farm,
     FarmingPolicy,
     Node,
     PowerAtStart,
-    SnapshotHeader,
     Twin,
 )
 
@@ -217,22 +214,8 @@ def _utilization(used_seconds: int, total: int) -> float:
     return float((used_seconds // PERIOD_LENGTH_S) & U64_MAX) * 100.0 / float(total)
 
 
-class SnapshotSource(Protocol):
-    """What the calculation reads from a loaded snapshot (`/1` or `/2`)."""
-
-    header: SnapshotHeader
-    stats: EventStats
-    #: the implied wake-up request of nodes asleep at the start (None: START)
-    wake_at_start_ts: int | None
-
-    @property
-    def sha256(self) -> str: ...
-
-    def iter_node_windows(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event], Window | None]]: ...
-
-
 def _measure_all(
-    snapshot: SnapshotSource,
+    snapshot: LoadedSnapshot,
     period: Period,
     nodes: dict[int, Node],
     power: dict[int, PowerAtStart],
@@ -279,7 +262,7 @@ def _wide_sleep_mark(power: PowerAtStart | None) -> bool:
 
 
 def calculate_period(
-    snapshot: SnapshotSource,
+    snapshot: LoadedSnapshot,
     *,
     progress: Callable[[int], None] | None = None,
     opted_out_since: dict[int, int] | None = None,

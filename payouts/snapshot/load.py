@@ -23,18 +23,16 @@ import json
 import re
 import threading
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import orjson
 from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    from payouts.snapshot.stream import StreamedSnapshot
-
+from payouts.calculation.uptime import Window
 from payouts.snapshot.schema import (
     EVENT_ARRAY_KEYS,
     EVENT_POWER_STATE,
@@ -193,6 +191,12 @@ def _read_bytes(path: Path, limit: int) -> bytes:
         raise SnapshotError(path, "$", f"not a valid gzip file or cannot be read ({exc})") from None
 
 
+def _ws_end(data: bytes, pos: int) -> int:
+    """Position after the whitespace at pos (the pattern also matches the empty string)."""
+    match = _WS.match(data, pos)
+    return pos if match is None else match.end()
+
+
 def _line_col(data: bytes, pos: int) -> str:
     line = data.count(b"\n", 0, pos) + 1
     col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
@@ -210,7 +214,7 @@ class _Scanner:
         return SnapshotError(self.path, json_path, f"{problem} at {_line_col(self.data, pos)} (byte {pos})")
 
     def skip_ws(self, pos: int) -> int:
-        return _WS.match(self.data, pos).end()
+        return _ws_end(self.data, pos)
 
     def top_level(self) -> dict[str, tuple[int, int]]:
         data = self.data
@@ -325,8 +329,34 @@ class _Digest:
         return self._hex
 
 
-class LoadedSnapshot:
-    """A validated snapshot header plus lazy, chunked access to its events."""
+class LoadedSnapshot(ABC):
+    """A validated snapshot (`/1` or `/2`): its header and node records in memory, its events
+    read node by node, as the calculation asks for them."""
+
+    path: Path
+    header: SnapshotHeader
+    stats: EventStats
+    size_bytes: int
+    #: the implied wake-up request of a node asleep at the start (None: START, as in `/1`)
+    wake_at_start_ts: int | None
+
+    @property
+    @abstractmethod
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the snapshot's bytes after gzip decompression."""
+
+    @abstractmethod
+    def iter_node_events(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event]]]:
+        """(node_id, events) per node that has events, in processing order."""
+
+    @abstractmethod
+    def iter_node_windows(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event], Window | None]]:
+        """(node_id, events, window): the window says which events are in period and post period
+        (None: by timestamp)."""
+
+
+class JsonSnapshot(LoadedSnapshot):
+    """A validated `tfgrid-snapshot/1` header plus lazy, chunked access to its events."""
 
     def __init__(self, path: Path, data: bytes, header: SnapshotHeader, spans: dict, sha256: _Digest) -> None:
         self.path = path
@@ -351,7 +381,7 @@ class LoadedSnapshot:
         """Yield (index of first item, items) for the event array `key`, a few MB at a time."""
         data = self._data
         start, end = self._spans[key]
-        pos = _WS.match(data, start + 1).end()
+        pos = _ws_end(data, start + 1)
         close = end - 1  # position of the closing ']'
         index = 0
         while pos < close:
@@ -371,11 +401,11 @@ class LoadedSnapshot:
                 raise self._locate_error(key, index, pos, piece_end)
             yield index, items
             index += len(items)
-            pos = _WS.match(data, piece_end).end()
+            pos = _ws_end(data, piece_end)
             if pos < close:
                 if data[pos : pos + 1] != b",":
                     raise self._locate_error(key, index, pos, close)
-                pos = _WS.match(data, pos + 1).end()
+                pos = _ws_end(data, pos + 1)
 
     @staticmethod
     def _parse_piece(data: bytes, start: int, end: int) -> list | None:
@@ -523,7 +553,7 @@ class LoadedSnapshot:
         else:
             yield from self._iter_streaming(power)
 
-    def iter_node_windows(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event], None]]:
+    def iter_node_windows(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event], Window | None]]:
         """(node_id, events, None): `/1` events are read by timestamp (the window is found from
         the period's bounds)."""
         for node_id, events in self.iter_node_events(buffered=buffered):
@@ -533,7 +563,7 @@ class LoadedSnapshot:
         """Slow path for a report that failed the fast checks: big integers pass as
         out-of-range values, anything else is refused with its JSON path."""
         try:
-            if len(item) != 3:
+            if not isinstance(item, dict) or len(item) != 3:
                 raise KeyError
             return (_huge_int(item["node_id"]), _huge_int(item["timestamp"]), _huge_int(item["uptime"]))
         except (KeyError, TypeError):
@@ -553,7 +583,7 @@ class LoadedSnapshot:
         # a month), so checks are inlined and anything unusual goes to the slow path.
         stats, node_ids = self.stats, self._node_ids
         seen: set[int] = set()
-        current = None
+        current: int | None = None
         known = False
         events: list[Event] = []
         append = events.append
@@ -572,7 +602,7 @@ class LoadedSnapshot:
                 except (KeyError, TypeError):
                     node_id, ts, uptime_s = self._coerce_uptime(items, item, base)
                 if node_id != current:
-                    if known:
+                    if known and current is not None:
                         yield current, self._finish(events, needs_sort, has_ties, power.pop(current, None))
                     if node_id in seen:
                         raise EventsNotGrouped(f"uptime reports of node {node_id} are not contiguous")
@@ -596,7 +626,7 @@ class LoadedSnapshot:
                         has_ties = True
                 last_ts = ts
                 append((ts, EVENT_UPTIME, uptime_s))
-        if known:
+        if known and current is not None:
             yield current, self._finish(events, needs_sort, has_ties, power.pop(current, None))
         for node_id in sorted(power):  # nodes with power events but no uptime report
             yield node_id, power[node_id]
@@ -635,9 +665,7 @@ def header_error(path: Path, exc: ValidationError, tag: str = FORMAT_TAG, prefix
     return SnapshotError(path, lead + _json_path(loc), f"{problem}, got {describe(error.get('input'))}")
 
 
-def load_snapshot(
-    path: str | Path, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
-) -> LoadedSnapshot | StreamedSnapshot:
+def load_snapshot(path: str | Path, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES) -> LoadedSnapshot:
     """Read a snapshot file (`tfgrid-snapshot/1` or `/2`) and validate its structure; events are
     checked as they are read. A file larger than `max_decompressed_bytes` once decompressed is
     refused.
@@ -673,4 +701,4 @@ def load_snapshot(
         model = SnapshotHeader.model_validate(header)
     except ValidationError as exc:
         raise header_error(path, exc) from None
-    return LoadedSnapshot(path, data, model, spans, digest)
+    return JsonSnapshot(path, data, model, spans, digest)

@@ -29,6 +29,7 @@ from payouts.calculation.uptime import Window
 from payouts.periods import Period
 from payouts.snapshot.load import (
     EventStats,
+    LoadedSnapshot,
     SnapshotError,
     describe,
     header_error,
@@ -269,7 +270,7 @@ def _check_blocks(path: Path, header: Header2) -> None:
         raise SnapshotError(path, "line 1: $.blocks", "the end block must come after the start block")
 
 
-class StreamedSnapshot:
+class StreamedSnapshot(LoadedSnapshot):
     """A validated `/2` snapshot: header and node records in memory, events streamed."""
 
     def __init__(
@@ -295,7 +296,7 @@ class StreamedSnapshot:
         for node_id, events, _window in self.iter_node_windows(buffered=buffered):
             yield node_id, events
 
-    def iter_node_windows(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event], Window]]:
+    def iter_node_windows(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event], Window | None]]:
         """(node_id, events, window) per node line: the events of the blocks minting reads, in
         chain order; `window.split` is the first one after the end block."""
         del buffered  # every line holds one whole node: nothing to buffer

@@ -21,10 +21,10 @@ _RECEIPT_COLUMNS = ("measured_uptime_s", "reward_musd", "reward_tft_units", "cu_
 _RUN_COLUMNS = ("total_musd", "total_tft_units", "payable_tft_units")
 
 
-def _using(name: str) -> dict:
+def _using(name: str) -> str | None:
     # PostgreSQL converts BIGINT to NUMERIC (and back) with an explicit cast; SQLite copies
     # the table and its TEXT affinity keeps the digits
-    return {"postgresql_using": f"{name}::numeric(39,0)"} if op.get_bind().dialect.name == "postgresql" else {}
+    return f"{name}::numeric(39,0)" if op.get_bind().dialect.name == "postgresql" else None
 
 
 def upgrade() -> None:
@@ -32,7 +32,11 @@ def upgrade() -> None:
         with op.batch_alter_table(table, schema=None) as batch_op:
             for name in columns:
                 batch_op.alter_column(
-                    name, existing_type=sa.BigInteger(), type_=WideInteger(), existing_nullable=False, **_using(name)
+                    name,
+                    existing_type=sa.BigInteger(),
+                    type_=WideInteger(),
+                    existing_nullable=False,
+                    postgresql_using=_using(name),
                 )
 
 
@@ -46,5 +50,5 @@ def downgrade() -> None:
                     existing_type=WideInteger(),
                     type_=sa.BigInteger(),
                     existing_nullable=False,
-                    **({"postgresql_using": f"{name}::bigint"} if postgresql else {}),
+                    postgresql_using=f"{name}::bigint" if postgresql else None,
                 )
