@@ -88,3 +88,22 @@ def test_a_jsonl_gzip_bomb_is_refused_too(tmp_path):
     result = _calculate("--snapshot", str(path), env={"PAYOUTS_SNAPSHOT_MAX_BYTES": str(8 << 20)})
     assert result.exit_code == 2
     assert "decompresses to more than" in result.output and "Traceback" not in result.output
+
+
+def test_a_month_whose_total_passes_u64_is_recorded_and_printed(tmp_path):
+    """Each reward fits (below 2^63 TFT units); their sum does not fit 64 bits."""
+    policy = {**factories.POLICY_DIY, "id": 7, "minimal_uptime": 0, "default": False}
+    nodes = [
+        factories.node(n, farming_policy_id=7, connection_price=1, consumption=_consumption(ip_seconds=648 * 10**12))
+        for n in (1, 2, 3)
+    ]
+    document = factories.snapshot(nodes=nodes)
+    document["farming_policies"].append(policy)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(document))
+    result = _calculate("--snapshot", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    totals = json.loads(result.stdout)["totals"]
+    assert totals["tft"] > U64_MAX and totals["rewarded_nodes"] == 3
+    again = _calculate("--snapshot", str(path), "--json")  # read back from the ledger
+    assert again.exit_code == 0 and json.loads(again.stdout)["totals"] == totals
