@@ -304,7 +304,8 @@ class StreamedSnapshot(LoadedSnapshot):
         start_height = self.blocks.start.height
         end_height = self.blocks.end.height
         last_height = end_height + POST_PERIOD_BLOCKS
-        lines = iter(_Lines(self.path, self._limit))
+        reader = _Lines(self.path, self._limit)
+        lines = iter(reader)
         next(lines, None)  # the header
         for number, line in lines:
             document = _parse(self.path, number, line)
@@ -314,6 +315,8 @@ class StreamedSnapshot(LoadedSnapshot):
                 raise SnapshotError(self.path, f"line {number}: $.node.node_id", "missing or not an integer")
             events, split = self._events(number, node_id, document.get("events"), start_height, end_height, last_height)
             yield node_id, events, Window(0, split, len(events))
+        if reader.digest.hexdigest() != self._sha256:
+            raise SnapshotError(self.path, "$", "the file changed while it was being read; calculate again")
 
     def _bad(self, number: int, column: str, problem: str) -> SnapshotError:
         return SnapshotError(self.path, f"line {number}: $.events.{column}", problem)
