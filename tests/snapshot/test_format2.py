@@ -336,3 +336,11 @@ def test_a_month_as_1_and_as_2_gives_identical_receipts(tmp_path, month):
     assert {n: (r.violation, r.eligibility) for n, r in one.items()} == {
         n: (r.violation, r.eligibility) for n, r in two.items()
     }
+
+
+def test_a_file_that_changes_between_its_reads_is_refused(tmp_path):
+    path = tmp_path / "m.jsonl.gz"
+    snapshot = write2(path, {1: _steady(1, START_HEIGHT + 20)})
+    write2(path, {1: _steady(1, START_HEIGHT + 21)})  # replaced after loading, before calculating
+    with pytest.raises(SnapshotError, match="changed while it was being read"):
+        calculate_period(snapshot)
