@@ -57,8 +57,6 @@ _NARROW_EVENT_INT = NARROW_EVENT_LIMIT - 1
 #: gzip file that inflates beyond it is refused before it fills memory.
 DEFAULT_MAX_DECOMPRESSED_BYTES = 4 * 2**30
 _READ_CHUNK_BYTES = 1 << 20
-#: integers orjson may not hold exactly (it reads those past 64 bits as floats)
-_BIG_INT = re.compile(rb"\d{19,}")
 _CHUNK_BYTES = 4 * 1024 * 1024
 #: A cut that lands inside a string makes the chunk unparsable; try this many later cuts
 #: before reporting the chunk as malformed.
@@ -111,6 +109,10 @@ def _huge_int(value: object) -> int:
     if type(value) is int:
         return value
     raise TypeError(value)
+
+
+def _has_float(item: object) -> bool:
+    return isinstance(item, dict) and any(type(value) is float for value in item.values())
 
 
 def _event_field_problem(node_id: int, ts: int, uptime_s: int | None = None) -> str:
@@ -367,6 +369,9 @@ class JsonSnapshot(LoadedSnapshot):
         self.size_bytes = len(data)
         self.stats = EventStats()
         self._node_ids = frozenset(node.node_id for node in header.nodes)
+        #: the span of the event piece being read, and its exact parse once one was needed
+        self._piece = (0, 0)
+        self._exact_piece: tuple[tuple[int, int], list] | None = None
         #: `/1` has no blocks: a node asleep at the start has START as its implied wake request
         self.wake_at_start_ts: int | None = None
 
@@ -399,6 +404,7 @@ class JsonSnapshot(LoadedSnapshot):
                 cut = piece_end  # the cut fell inside a string: try the next '}'
             if items is None:
                 raise self._locate_error(key, index, pos, piece_end)
+            self._piece = (pos, piece_end)
             yield index, items
             index += len(items)
             pos = _ws_end(data, piece_end)
@@ -408,19 +414,30 @@ class JsonSnapshot(LoadedSnapshot):
                 pos = _ws_end(data, pos + 1)
 
     @staticmethod
-    def _parse_piece(data: bytes, start: int, end: int) -> list | None:
+    def _parse_piece(data: bytes, start: int, end: int, *, exact: bool = False) -> list | None:
         piece = bytearray(b"[")
         piece += data[start:end]
         piece += b"]"
-        if _BIG_INT.search(piece) is None:
+        if not exact:
             try:
                 return orjson.loads(piece)
             except orjson.JSONDecodeError:
                 pass
-        try:  # integers past 64 bits, read exactly: valid JSON, judged later as values
+        try:  # the standard library: every integer exact
             return json.loads(piece)
         except (ValueError, RecursionError):
             return None
+
+    def _exact_item(self, items: list, item: object) -> object:
+        """`item` parsed again exactly: orjson reads integers past 64 bits as floats, so a
+        float where an integer belongs is read again with the standard library (the slow path
+        only; the piece is parsed once and kept while its items are read)."""
+        start, end = self._piece
+        if self._exact_piece is None or self._exact_piece[0] != (start, end):
+            self._exact_piece = ((start, end), self._parse_piece(self._data, start, end, exact=True) or [])
+        exact = self._exact_piece[1]
+        position = next(i for i, other in enumerate(items) if other is item)
+        return exact[position] if position < len(exact) else item
 
     def _locate_error(self, key: str, index: int, start: int, end: int) -> SnapshotError:
         """Find the first bad item between start and end and describe it precisely."""
@@ -490,7 +507,10 @@ class JsonSnapshot(LoadedSnapshot):
                     node_id, ts = item["node_id"], item["timestamp"]
                     kind, value = kinds[item["kind"]], values[item["value"]]
                     if type(node_id) is not int or type(ts) is not int:
-                        node_id, ts = _huge_int(node_id), _huge_int(ts)
+                        exact = self._exact_item(items, item) if _has_float(item) else item
+                        if type(exact) is not dict:
+                            raise KeyError
+                        node_id, ts = _huge_int(exact["node_id"]), _huge_int(exact["timestamp"])
                 except (KeyError, TypeError):
                     raise self._bad_event("power_events", base + offset, item) from None
                 stats.power_events += 1
@@ -565,7 +585,10 @@ class JsonSnapshot(LoadedSnapshot):
         try:
             if not isinstance(item, dict) or len(item) != 3:
                 raise KeyError
-            return (_huge_int(item["node_id"]), _huge_int(item["timestamp"]), _huge_int(item["uptime"]))
+            exact = self._exact_item(items, item) if _has_float(item) else item
+            if not isinstance(exact, dict):
+                raise KeyError
+            return (_huge_int(exact["node_id"]), _huge_int(exact["timestamp"]), _huge_int(exact["uptime"]))
         except (KeyError, TypeError):
             index = base + next(i for i, other in enumerate(items) if other is item)
             raise self._bad_event("uptime_events", index, item) from None

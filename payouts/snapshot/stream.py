@@ -20,7 +20,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Literal, Self
+from typing import IO, Literal, Self, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -60,12 +60,14 @@ POST_PERIOD_BLOCKS = 27 * 600
 #: one node line is held at a time; a month's longest is tens of kB
 MAX_LINE_BYTES = 64 * 2**20
 _READ_CHUNK_BYTES = 1 << 20
-_BIG_INT = re.compile(rb"\d{19,}")
 _FORMAT_2_START = re.compile(
     rb'\A(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"format"[ \t\r\n]*:[ \t\r\n]*"tfgrid-snapshot/2"'
 )
 _KINDS = (EVENT_POWER_TARGET, EVENT_POWER_STATE, EVENT_UPTIME)
 _EVENT_COLUMNS = ("height", "index", "timestamp", "kind", "value")
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -122,12 +124,9 @@ def is_format_2(path: Path) -> bool:
     return _FORMAT_2_START.match(head) is not None
 
 
-def _loads(line: bytes) -> object:
-    """orjson, or the standard library when the line holds integers orjson may read as floats
-    (it does for those past 64 bits): every integer is exact."""
-    if _BIG_INT.search(line) is None:
-        return orjson.loads(line)
-    return json.loads(line)
+class _Inexact(Exception):
+    """A float where an integer belongs: orjson reads integers past 64 bits as floats, so the
+    line is read again with the standard library, which keeps every integer exact."""
 
 
 class _Lines:
@@ -175,9 +174,9 @@ class _Lines:
             raise SnapshotError(self.path, "$", f"not a valid gzip file or cannot be read ({exc})") from None
 
 
-def _parse(path: Path, number: int, line: bytes) -> dict:
+def _parse(path: Path, number: int, line: bytes, *, exact: bool = False) -> dict:
     try:
-        value = _loads(line)
+        value = json.loads(line) if exact else orjson.loads(line)
     except (ValueError, RecursionError) as exc:
         raise SnapshotError(path, f"line {number}", f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -206,13 +205,13 @@ def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnaps
                     f"({', '.join(v1_keys)}); expected the format tag 'tfgrid-snapshot/1' for that layout",
                 )
             try:
-                header = Header2.model_validate(document)
+                header = _validate(Header2, document, path, number, line)
             except ValidationError as exc:
                 raise header_error(path, exc, FORMAT_2_TAG, prefix="line 1") from None
             _check_blocks(path, header)
             continue
         try:
-            record = NodeLine.model_validate({**document, "events": {}} if "events" in document else document)
+            record = _validate(NodeLine, document, path, number, line)
         except ValidationError as exc:
             raise header_error(path, exc, FORMAT_2_TAG, prefix=f"line {number}") from None
         nodes.append(record.node)
@@ -241,6 +240,20 @@ def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnaps
         source=header.source,
     )
     return StreamedSnapshot(path, model, header.blocks, lines.digest.hexdigest(), lines.size, max_decompressed_bytes)
+
+
+def _validate(model: type[_M], document: dict, path: Path, number: int, line: bytes) -> _M:
+    """The line's model; on a validation error the line is read again exactly first (a float
+    may stand for an integer past 64 bits). Events are checked later, column by column."""
+    try:
+        return model.model_validate(_without_events(document))
+    except ValidationError:
+        exact = _parse(path, number, line, exact=True)
+        return model.model_validate(_without_events(exact))
+
+
+def _without_events(document: dict) -> dict:
+    return {**document, "events": {}} if "events" in document else document
 
 
 def _check_blocks(path: Path, header: Header2) -> None:
@@ -313,7 +326,16 @@ class StreamedSnapshot(LoadedSnapshot):
             node_id = node.get("node_id") if isinstance(node, dict) else None
             if type(node_id) is not int:
                 raise SnapshotError(self.path, f"line {number}: $.node.node_id", "missing or not an integer")
-            events, split = self._events(number, node_id, document.get("events"), start_height, end_height, last_height)
+            stats = self.stats
+            counts = (stats.uptime_events, stats.power_events, stats.duplicates_dropped)
+            try:
+                events, split = self._events(
+                    number, node_id, document.get("events"), start_height, end_height, last_height
+                )
+            except _Inexact:
+                stats.uptime_events, stats.power_events, stats.duplicates_dropped = counts
+                exact = _parse(self.path, number, line, exact=True).get("events")
+                events, split = self._events(number, node_id, exact, start_height, end_height, last_height, exact=True)
             yield node_id, events, Window(0, split, len(events))
         if reader.digest.hexdigest() != self._sha256:
             raise SnapshotError(self.path, "$", "the file changed while it was being read; calculate again")
@@ -322,7 +344,15 @@ class StreamedSnapshot(LoadedSnapshot):
         return SnapshotError(self.path, f"line {number}: $.events.{column}", problem)
 
     def _events(
-        self, number: int, node_id: int, columns: object, start_height: int, end_height: int, last_height: int
+        self,
+        number: int,
+        node_id: int,
+        columns: object,
+        start_height: int,
+        end_height: int,
+        last_height: int,
+        *,
+        exact: bool = False,
     ) -> tuple[list[Event], int]:
         if not isinstance(columns, dict):
             raise SnapshotError(self.path, f"line {number}: $.events", f"expected an object, got {describe(columns)}")
@@ -354,6 +384,8 @@ class StreamedSnapshot(LoadedSnapshot):
                 values[position],
             )
             if type(height) is not int or type(index) is not int or type(ts) is not int or type(value) is not int:
+                if float in (type(height), type(index), type(ts), type(value)) and not exact:
+                    raise _Inexact
                 for name, item in zip(_EVENT_COLUMNS, (height, index, ts, kind, value), strict=True):
                     if type(item) is not int:
                         raise self._bad(number, f"{name}[{position}]", f"expected an integer, got {describe(item)}")

@@ -321,3 +321,14 @@ def test_post_period_invalid_reboot_after_a_violation_is_ignored():
     assert first.violation == "UptimeTooHigh"
     result = _measure(events)
     assert result.violation == "UptimeTooHigh" and result.measured_uptime_s == first.measured_uptime_s
+
+
+def test_a_power_event_past_u64_makes_its_node_invalid(tmp_path):
+    document = factories.snapshot(nodes=[factories.node(1), factories.node(2)])
+    document["power_events"] = [
+        {"node_id": 2, "timestamp": 2**64 + 1, "kind": "target", "value": "Down"},
+        {"node_id": 1, "timestamp": S + 10, "kind": "target", "value": "Up"},
+    ]
+    receipts = _calculate(tmp_path, document)
+    assert receipts[1].eligibility == "ok"
+    assert receipts[2].eligibility == "invalid_record" and str(2**64 + 1) in receipts[2].reason

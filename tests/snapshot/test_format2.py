@@ -344,3 +344,20 @@ def test_a_file_that_changes_between_its_reads_is_refused(tmp_path):
     write2(path, {1: _steady(1, START_HEIGHT + 21)})  # replaced after loading, before calculating
     with pytest.raises(SnapshotError, match="changed while it was being read"):
         calculate_period(snapshot)
+
+
+def test_node_records_past_64_bits_are_read_exactly(tmp_path):
+    record = factories.node(1)
+    record["consumption"]["hru_seconds"] = 2**100  # u128: a value; orjson alone would make it a float
+    record["resources"]["hru"] = 2**64  # past u64: invalid, named exactly
+    other = factories.node(2)
+    other["consumption"]["cru_seconds"] = 2**100
+    snapshot = write2(
+        tmp_path / "m.jsonl.gz",
+        {1: _steady(1, START_HEIGHT + 9), 2: _steady(2, START_HEIGHT + 9)},
+        records={1: record, 2: other},
+    )
+    assert snapshot.header.nodes[1].consumption.cru_seconds == 2**100
+    receipts = _receipts(snapshot)
+    assert receipts[1].eligibility == "invalid_record" and "resources.hru is 18446744073709551616" in receipts[1].reason
+    assert receipts[2].eligibility == "below_sla"  # measured and valid
