@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from payouts.calculation.engine import calculate_period
 from payouts.cli.main import app
 from payouts.periods import Period
-from payouts.snapshot.load import SnapshotError, load_snapshot
+from payouts.snapshot.load import EventStats, SnapshotError, load_snapshot
 from payouts.snapshot.stream import POST_PERIOD_BLOCKS, Format2Writer, StreamedSnapshot
 from payouts.snapshot.synthetic import write_synthetic_snapshot
 from payouts.sources.drop_folder import freeze_from_drop_folder
@@ -361,3 +361,33 @@ def test_node_records_past_64_bits_are_read_exactly(tmp_path):
     receipts = _receipts(snapshot)
     assert receipts[1].eligibility == "invalid_record" and "resources.hru is 18446744073709551616" in receipts[1].reason
     assert receipts[2].eligibility == "below_sla"  # measured and valid
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(START_HEIGHT - 5, END_HEIGHT + POST_PERIOD_BLOCKS + 5),
+            st.integers(0, 3),
+            st.integers(0, 2),
+            st.integers(0, 10**6),
+        ),
+        max_size=40,
+    )
+)
+def test_the_fast_event_reader_equals_the_checked_one(rows):
+    """Both readers of a node line give the same events and split whenever the fast one reads it."""
+    rows = sorted({(h, i): (h, i, k, v if k == UPTIME else v % 2) for h, i, k, v in rows}.values())
+    columns = [
+        [h for h, *_ in rows],
+        [i for _, i, *_ in rows],
+        [ts(h) for h, *_ in rows],
+        [k for *_, k, _ in rows],
+        [v for *_, v in rows],
+    ]
+    reader = StreamedSnapshot.__new__(StreamedSnapshot)
+    reader.stats = EventStats()
+    edges = (START_HEIGHT, END_HEIGHT, END_HEIGHT + POST_PERIOD_BLOCKS)
+    fast = StreamedSnapshot._events_fast(*columns, *edges)
+    assert fast is not None
+    assert fast == reader._events_checked(2, 1, *columns, *edges, False)
