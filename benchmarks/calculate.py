@@ -1,9 +1,12 @@
 """Benchmark: `calculate` from snapshot file to recorded run (SQLite), per grid size.
 
     .venv/bin/python benchmarks/calculate.py --nodes 3000 --nodes 30000
+    .venv/bin/python benchmarks/calculate.py --nodes 3000 --format 2 --naive
 
 Each size runs in a fresh subprocess so its peak memory (ru_maxrss) is its own. Snapshots are
-synthesized once into --data (default /tmp/payouts-bench) and reused.
+synthesized once into --data (default /tmp/payouts-bench) and reused. `--format 2` measures
+`tfgrid-snapshot/2` files (gzip JSON Lines); `--naive` also times a plain standard-library
+JSON per-event loop over the same month's `/1` file, in the same run, as a yardstick.
 """
 
 from __future__ import annotations
@@ -46,16 +49,47 @@ def measure(snapshot_path: Path) -> dict:
     }
 
 
+def naive_loop(snapshot_path: Path) -> dict:
+    """json.load the /1 file, then one Python step per uptime report (delta, cap, sum)."""
+    import gzip
+
+    started = time.perf_counter()
+    raw = (
+        gzip.decompress(snapshot_path.read_bytes())
+        if snapshot_path.name.endswith(".gz")
+        else snapshot_path.read_bytes()
+    )
+    document = json.loads(raw)
+    last: dict[int, int] = {}
+    total: dict[int, int] = {}
+    for event in document["uptime_events"]:
+        node_id, ts = event["node_id"], event["timestamp"]
+        previous = last.get(node_id)
+        if previous is not None:
+            total[node_id] = total.get(node_id, 0) + min(ts - previous, 2460)
+        last[node_id] = ts
+    return {
+        "naive_s": round(time.perf_counter() - started, 2),
+        "naive_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, action="append", help="grid size (repeatable)")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "payouts-bench")
     parser.add_argument("--period", default="2025-11")
     parser.add_argument("--gzip", action="store_true", help="benchmark .json.gz snapshots")
+    parser.add_argument("--format", type=int, choices=(1, 2), default=1, help="snapshot format to measure")
+    parser.add_argument("--naive", action="store_true", help="also time a plain json per-event loop over /1")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--naive-one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one)))
+        return
+    if args.naive_one:
+        print(json.dumps(naive_loop(args.naive_one)))
         return
     from payouts.periods import Period
     from payouts.snapshot.synthetic import write_synthetic_snapshot
@@ -63,15 +97,26 @@ def main() -> None:
     args.data.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     for nodes in args.nodes or [3000]:
-        path = args.data / f"synth-{nodes}-{args.period}.json{'.gz' if args.gzip else ''}"
-        if not path.exists():
-            started = time.perf_counter()
-            write_synthetic_snapshot(path, nodes=nodes, period=Period.from_label(args.period), seed=1)
-            print(f"synthesized {path} in {time.perf_counter() - started:.1f} s")
+        v1 = args.data / f"synth-{nodes}-{args.period}.json{'.gz' if args.gzip or args.format == 2 else ''}"
+        v2 = args.data / f"synth-{nodes}-{args.period}.jsonl.gz"
+        for path, snapshot_format in ((v1, 1), (v2, 2)):
+            needed = args.format == 2 if snapshot_format == 2 else args.format == 1 or args.naive
+            if needed and not path.exists():
+                started = time.perf_counter()
+                period = Period.from_label(args.period)
+                write_synthetic_snapshot(path, nodes=nodes, period=period, seed=1, snapshot_format=snapshot_format)
+                print(f"synthesized {path} in {time.perf_counter() - started:.1f} s")
+        path = v2 if args.format == 2 else v1
         result = subprocess.run(
             [sys.executable, __file__, "--one", str(path)], check=True, capture_output=True, text=True
         )
-        print(result.stdout.strip().splitlines()[-1])
+        line = json.loads(result.stdout.strip().splitlines()[-1])
+        if args.naive:
+            naive = subprocess.run(
+                [sys.executable, __file__, "--naive-one", str(v1)], check=True, capture_output=True, text=True
+            )
+            line.update(json.loads(naive.stdout.strip().splitlines()[-1]))
+        print(json.dumps({"format": args.format, **line}))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     snapshot_source: Literal["drop_folder", "indexer"] = "drop_folder"
     #: Files named `2025-11.json[.gz]` or `tfgrid-snapshot-91.json[.gz]`; default state_dir/snapshots.
     snapshot_drop_folder: Path = Field(default_factory=lambda data: data["state_dir"] / "snapshots")
+    #: Largest snapshot read, in bytes after gzip decompression: a larger file is refused
+    #: before it fills memory (a gzip bomb). `/2` files stream; `/1` files are held whole.
+    snapshot_max_bytes: int = Field(default=4 * 2**30, ge=1)
     #: Indexer and grid proxy URLs; None means the network's public endpoints.
     graphql_url: str | None = None
     gridproxy_url: str | None = None

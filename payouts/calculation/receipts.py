@@ -60,6 +60,8 @@ def format_f64(value: float) -> str:
     if value == 0:
         return "-0.0" if str(value).startswith("-") else "0.0"
     sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    if not isinstance(exponent, int):  # 'n', 'N', 'F' (NaN, infinity): excluded above
+        return "null"
     text = "".join(map(str, digits))
     # scientific exponent of the first digit: value = d.ddd x 10^point
     point = len(text) + exponent - 1

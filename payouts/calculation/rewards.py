@@ -2,6 +2,10 @@
 
 Integers only, floor division in the reference's order. The market price is never used: TFT
 come from the node's connection price (mUSD per TFT).
+
+minting_v3 does this arithmetic on u64, which wraps silently past 2^64 - 1. Every product and
+sum it forms is checked here in the same order; where it would wrap, `RewardOverflow` is raised
+and the node becomes `invalid_record`, never a wrapped amount.
 """
 
 from __future__ import annotations
@@ -9,13 +13,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from payouts.periods import PERIOD_LENGTH_S
-from payouts.snapshot.schema import FarmingPolicy
+from payouts.snapshot.schema import U64_MAX, FarmingPolicy
 
 TFT_UNITS_PER_TFT = 10**7
 MILLION = 10**6
 CERTIFIED_BONUS_NUMERATOR, CERTIFIED_BONUS_DENOMINATOR = 5, 4  # +25 % on policy 1
 DIY_MIN_PERMILLE = 950
 CERTIFIED_MIN_PERMILLE = 980
+
+
+OVERFLOW_REASON = "reward overflows minting's u64 arithmetic"
+
+
+class RewardOverflow(ArithmeticError):
+    """minting_v3's u64 money arithmetic would wrap for this node."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        super().__init__(f"{OVERFLOW_REASON} ({step})")
+
+
+def _u64(value: int, step: str) -> int:
+    if value > U64_MAX:
+        raise RewardOverflow(step)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +50,15 @@ def uptime_permille(measured_uptime_s: int) -> int:
 
 
 def base_musd(cu_pm: int, su_pm: int, nu_pm: int, ip_seconds: int, policy: FarmingPolicy) -> int:
-    """mUSD for a full period: unit prices per period, public IPs per IP-hour."""
-    return (cu_pm * policy.cu + su_pm * policy.su + nu_pm * policy.nu) // MILLION + (ip_seconds * policy.ipv4 // 3600)
+    """mUSD for a full period: unit prices per period, public IPs per IP-hour.
+
+    Raises RewardOverflow where minting's u64 arithmetic would wrap."""
+    cu_reward = _u64(cu_pm * policy.cu, "cu x policy cu")
+    su_reward = _u64(su_pm * policy.su, "su x policy su")
+    nu_reward = _u64(nu_pm * policy.nu, "nu x policy nu")
+    ip_reward = _u64(ip_seconds * policy.ipv4, "ip_seconds x policy ipv4") // 3600
+    units = _u64(_u64(cu_reward + su_reward, "cu + su rewards") + nu_reward, "cu + su + nu rewards")
+    return _u64(units // MILLION + ip_reward, "unit + ip rewards")
 
 
 def scales_with_uptime(policy: FarmingPolicy) -> bool:
@@ -49,16 +77,21 @@ def node_reward(
     certified: bool,
     policy: FarmingPolicy,
 ) -> Reward:
-    """Reward after the certification bonus and the uptime rules (SPEC section 4)."""
+    """Reward after the certification bonus and the uptime rules (SPEC section 4).
+
+    Raises RewardOverflow where minting's u64 arithmetic would wrap."""
+    scaled = scales_with_uptime(policy)
+    if not scaled and permille < policy.minimal_uptime:
+        # the reference compares a permille with a percentage here: replicated on purpose
+        return Reward(0, 0)  # (and computes no amount, so nothing can overflow)
     if certified and policy.id == 1:
-        musd = musd * CERTIFIED_BONUS_NUMERATOR // CERTIFIED_BONUS_DENOMINATOR
-    tft_units = musd * TFT_UNITS_PER_TFT // connection_price_musd
-    if scales_with_uptime(policy):
+        musd = _u64(musd * CERTIFIED_BONUS_NUMERATOR, "certified bonus") // CERTIFIED_BONUS_DENOMINATOR
+    tft_units = _u64(musd * TFT_UNITS_PER_TFT, "musd x 10^7") // connection_price_musd
+    if scaled:
+        musd_scaled = _u64(musd * permille, "musd x uptime permille") // 1000
+        tft_scaled = _u64(tft_units * permille, "tft x uptime permille") // 1000
         minimum = CERTIFIED_MIN_PERMILLE if certified else DIY_MIN_PERMILLE
         if permille < minimum:
             return Reward(0, 0)
-        return Reward(musd * permille // 1000, tft_units * permille // 1000)
-    # the reference compares a permille with a percentage here: replicated on purpose
-    if permille >= policy.minimal_uptime:
-        return Reward(musd, tft_units)
-    return Reward(0, 0)
+        return Reward(musd_scaled, tft_scaled)
+    return Reward(musd, tft_units)

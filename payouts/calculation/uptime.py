@@ -3,14 +3,32 @@
 A pure function over the node's events in processing order (shared spec, section 4.1). Each
 branch names the clause it implements. This is the calculation's hot loop (about 1,100 reports
 per node per month), so state lives in local variables and no object is allocated per event.
+
+Which events are read, and which of them are "in period", is a `Window` over the node's event
+list: by timestamp for `tfgrid-snapshot/1` (START <= t <= END, then up to END + 27 h), by block
+for `/2` (the first block after START through the first block after END, then 27 hours of
+blocks), as minting does. Values are the chain's: uptimes are u64 and minting casts them to i64
+in its deltas. Uptimes below 2^62 cannot wrap, so the fast machine uses plain integers; a node
+with a larger uptime (or sleep mark) goes through `_measure_wrapping`, which does minting's
+wrapping i64 arithmetic step by step (u64::MAX behaves like -1).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from payouts.periods import POST_PERIOD_WINDOW_S, Period
-from payouts.snapshot.schema import EVENT_POWER_STATE, EVENT_POWER_TARGET, Event, PowerAtStart, Twin
+from payouts.snapshot.schema import (
+    EVENT_POWER_STATE,
+    EVENT_POWER_TARGET,
+    EVENT_UPTIME,
+    NARROW_EVENT_LIMIT,
+    Event,
+    PowerAtStart,
+    Twin,
+)
 
 GRACE_S = 60  # allowed drift between report interval and uptime increase
 CLOCK_SKEW_S = 120  # allowed drift of the boot time between reports
@@ -27,6 +45,48 @@ BOOT_REQUEST_EXPIRED = "BootRequestExpired"
 MISSING_TWIN = "MissingTwin"
 MISSING_RELAY = "MissingRelay"
 INVALID_PUBLIC_KEY = "InvalidPublicKey"
+
+#: below this, no sum or difference of the machine's values leaves i64: no wrapping to do
+NARROW_LIMIT = NARROW_EVENT_LIMIT
+_I64_MIN = -(2**63)
+_U64 = 2**64
+
+
+def as_i64(value: int) -> int:
+    """`value` wrapped into i64 (two's complement), as Rust's `as i64` and wrapping arithmetic
+    give it: 2^64 - 1 -> -1, 2^63 -> -2^63."""
+    return (value - _I64_MIN) % _U64 + _I64_MIN
+
+
+class Window(NamedTuple):
+    """The events read for a period: `events[start:split]` are in period, `events[split:stop]`
+    post period."""
+
+    start: int
+    split: int
+    stop: int
+
+
+def timestamp_window(events: list[Event], period: Period) -> Window:
+    """`/1` rules: START <= t <= END in period, END < t <= END + 27 h post period (events are in
+    timestamp order)."""
+    end = period.end_ts
+    start = bisect_left(events, period.start_ts, key=_timestamp)
+    split = bisect_right(events, end, lo=start, key=_timestamp)
+    stop = bisect_right(events, end + POST_PERIOD_WINDOW_S, lo=split, key=_timestamp)
+    return Window(start, split, stop)
+
+
+def _timestamp(event: Event) -> int:
+    return event[0]
+
+
+def needs_wrapping(events: list[Event], power_at_start: PowerAtStart | None) -> bool:
+    """Whether a value is large enough for minting's i64 arithmetic to wrap (u64 uptimes of
+    2^62 and more, or such a sleep mark)."""
+    if power_at_start is not None and (power_at_start.down_since or 0) >= NARROW_LIMIT:
+        return True
+    return any(kind == EVENT_UPTIME and value >= NARROW_LIMIT for _, kind, value in events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +129,22 @@ def measure_uptime(
     period: Period,
     power_at_start: PowerAtStart | None,
     twin: Twin | None,
+    window: Window | None = None,
+    wake_at_start_ts: int | None = None,
+    wide: bool | None = None,
 ) -> UptimeMeasurement:
+    """The node's measured uptime and first violation. `window` selects the events read (by
+    timestamp when None); `wake_at_start_ts` is the implied wake-up request of a node asleep at
+    the start (START when None; `/2` gives the start block's timestamp); `wide` says whether
+    minting's i64 arithmetic can wrap (found from the values when None)."""
+    if window is None:
+        window = timestamp_window(events, period)
+    if wide is None:
+        wide = needs_wrapping(events, power_at_start)
+    if wide:
+        return _measure_wrapping(events, period, power_at_start, twin, window, wake_at_start_ts)
     start, end = period.start_ts, period.end_ts
-    window_end = end + POST_PERIOD_WINDOW_S
+    implied_wake = start if wake_at_start_ts is None else wake_at_start_ts
 
     # `last` = (t_last, u_last, total); has_last False means none yet
     has_last = False
@@ -89,20 +162,18 @@ def measure_uptime(
             # a node Down at the start is asleep since down_since (null means START)
             asleep_since = start if power_at_start.down_since is None else power_at_start.down_since
             if target_up:
-                wake_request = start
+                wake_request = implied_wake
 
-    for t, kind, value in events:
-        if t < start:
-            continue
-        if t > window_end:
-            break
-        in_period = t <= end
+    split = window.split
+    for index in range(window.start, window.stop):
+        t, kind, value = events[index]
+        in_period = index < split
 
         if kind == EVENT_POWER_TARGET:
             # a target change to Up while Down records the first wake request
             if value and not state_up and wake_request is None:
                 wake_request = t
-            target_up = value
+            target_up = bool(value)
             continue
         if kind == EVENT_POWER_STATE:
             # Up -> Down while the target is Down: the node went to sleep
@@ -111,7 +182,7 @@ def measure_uptime(
                 if in_period and has_last:
                     total += t - t_last  # sleeping time until now counts, uncapped
                     t_last, u_last = t, 0
-            state_up = value
+            state_up = bool(value)
             continue
 
         u = value
@@ -212,8 +283,21 @@ def measure_uptime(
         if violation is None:
             violation = INVALID_REBOOT
 
+    return _finish(total, has_last, violation, boot_failures, wake_request, implied_wake, end, twin)
+
+
+def _finish(
+    total: int,
+    has_last: bool,
+    violation: str | None,
+    boot_failures: int,
+    wake_request: int | None,
+    implied_wake: int,
+    end: int,
+    twin: Twin | None,
+) -> UptimeMeasurement:
     # end of period: a request still pending is one more boot failure
-    if wake_request is not None and wake_request != start and wake_request <= end:
+    if wake_request is not None and wake_request != implied_wake and wake_request <= end:
         boot_failures += 1
     if boot_failures > 1 and violation is None:
         violation = BOOT_REQUEST_EXPIRED
@@ -225,3 +309,119 @@ def measure_uptime(
         boot_failures=boot_failures,
         has_report=has_last,
     )
+
+
+def _measure_wrapping(
+    events: list[Event],
+    period: Period,
+    power_at_start: PowerAtStart | None,
+    twin: Twin | None,
+    window: Window,
+    wake_at_start_ts: int | None,
+) -> UptimeMeasurement:
+    """The same machine with minting's integer semantics spelled out: timestamps and uptimes are
+    u64, `current_time - reported_uptime` is a wrapping u64 difference read as i64, deltas are
+    wrapping i64 (`reported_uptime as i64 - last_reported_uptime as i64`), the reboot test is
+    `reported_uptime as i64 <= report_delta`, credits take the u64 value. Where minting asserts
+    (a sleep mark after the report) the product's reading of the clause is kept."""
+    start, end = period.start_ts, period.end_ts
+    implied_wake = start if wake_at_start_ts is None else wake_at_start_ts
+
+    has_last = False
+    t_last = u_last = total = 0
+    boot = 0
+    violation: str | None = None
+    boot_failures = 0
+    asleep_since: int | None = None
+    wake_request: int | None = None
+    state_up = target_up = True
+    if power_at_start is not None:
+        state_up = power_at_start.state == "Up"
+        target_up = power_at_start.target == "Up"
+        if not state_up:
+            down_since = power_at_start.down_since
+            asleep_since = start if down_since is None else as_i64(down_since)
+            if target_up:
+                wake_request = implied_wake
+
+    def skew_violation(t: int, u: int) -> bool:
+        skew = as_i64(as_i64(t - u) - boot)
+        # i64::MIN.abs() wraps to itself in minting's build: never "at least 120"
+        return skew != _I64_MIN and abs(skew) >= CLOCK_SKEW_S
+
+    for index in range(window.start, window.stop):
+        t, kind, value = events[index]
+        in_period = index < window.split
+        if kind == EVENT_POWER_TARGET:
+            if value and not state_up and wake_request is None:
+                wake_request = t
+            target_up = bool(value)
+            continue
+        if kind == EVENT_POWER_STATE:
+            if state_up and not value and not target_up and asleep_since is None:
+                asleep_since = t
+                if in_period and has_last:
+                    total += t - t_last
+                    t_last, u_last = t, 0
+            state_up = bool(value)
+            continue
+
+        u = int(value)
+        new_boot = as_i64(t - u)
+        if asleep_since is not None and wake_request is not None:
+            if in_period and not new_boot > asleep_since:
+                continue  # 1. it did not boot since it slept (in period only)
+            if not in_period and has_last and t_last > end:
+                continue
+            slept_too_long = as_i64(t - asleep_since) > FARMERBOT_MAX_SLEEP_S
+            boot_failed = as_i64(new_boot - wake_request) > FARMERBOT_MAX_BOOT_S
+            boot_failures += boot_failed
+            if not (boot_failed or slept_too_long):
+                if in_period:
+                    total += t - start if asleep_since < start else t - asleep_since
+                else:
+                    slept_s = end - max(start, asleep_since)
+                    if slept_s >= 0:
+                        total += slept_s
+            asleep_since = wake_request = None
+            has_last, t_last, u_last = True, t, u
+            boot = new_boot
+            continue
+        if asleep_since is not None or wake_request is not None:
+            continue  # 2.
+        if not has_last:
+            if in_period:
+                total = min(t - start, u, MAX_CREDIT_S)  # 3.
+                has_last, t_last, u_last = True, t, u
+                boot = new_boot
+            continue
+        if not in_period and t_last >= end:
+            continue  # post 3.
+        rd = as_i64(t - t_last)
+        ud = as_i64(u - u_last)
+        if ud > rd + GRACE_S:  # 4a
+            if violation is None:
+                violation = UPTIME_TOO_HIGH
+            t_last, u_last = t, u
+            continue
+        if rd - GRACE_S <= ud:  # 4b
+            if skew_violation(t, u) and violation is None:
+                violation = CLOCK_SKEW
+            if ud > 0:
+                total += min(MAX_CREDIT_S, ud if in_period else end - t_last)
+                t_last, u_last = t, u
+                continue
+        if as_i64(u) <= rd:  # 4c reboot
+            if in_period:
+                total += min(MAX_CREDIT_S, u)
+            else:
+                since_end = t - end
+                if since_end < u:
+                    total += min(MAX_CREDIT_S, u - since_end)
+            t_last, u_last = t, u
+            boot = new_boot
+            continue
+        if violation is None:  # 4d / 4e: `last` does not change
+            violation = UPTIME_TOO_LOW if u > u_last else INVALID_REBOOT
+
+    return _finish(total, has_last, violation, boot_failures, wake_request, implied_wake, end, twin)

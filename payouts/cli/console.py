@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import NoReturn
 
 import orjson
@@ -22,4 +23,8 @@ def abort(message: str, code: int = 1) -> NoReturn:
 
 def print_json(document: object) -> None:
     """One JSON document on stdout (sorted keys off: documents keep their declared order)."""
-    typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    try:
+        text = orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
+    except TypeError:  # an integer past 64 bits (a total of u64 rewards): the standard library is exact
+        text = json.dumps(document, indent=2, ensure_ascii=False)
+    typer.echo(text)

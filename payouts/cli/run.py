@@ -27,7 +27,7 @@ from payouts.snapshot.load import SnapshotError, load_snapshot
 def calculate(
     ctx: typer.Context,
     snapshot_path: Annotated[
-        Path, typer.Option("--snapshot", "-s", help="Snapshot file (tfgrid-snapshot/1, .json or .json.gz).")
+        Path, typer.Option("--snapshot", "-s", help="Snapshot file (tfgrid-snapshot/1 .json[.gz], or /2 .jsonl.gz).")
     ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Calculate only; record nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")] = False,
@@ -43,7 +43,7 @@ def calculate(
     """
     cli = get_context(ctx)
     try:
-        snapshot = load_snapshot(snapshot_path)
+        snapshot = load_snapshot(snapshot_path, max_decompressed_bytes=cli.settings.snapshot_max_bytes)
     except SnapshotError as exc:
         abort(f"snapshot refused: {exc}", code=2)
     node_count = len(snapshot.header.nodes)

@@ -28,8 +28,14 @@ def synth(
     period_offset: Annotated[int | None, typer.Option(help="Period offset, e.g. 91.")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same arguments write a byte-identical file.")] = 0,
     network: Annotated[str, typer.Option(help="Network written into the snapshot: main, test or dev.")] = "dev",
+    snapshot_format: Annotated[
+        int,
+        typer.Option(
+            "--format", help="2: tfgrid-snapshot/2 (JSON Lines, 6-second blocks); 1: tfgrid-snapshot/1.", min=1, max=2
+        ),
+    ] = 2,
 ) -> None:
-    """Write a realistic synthetic month of the grid as a tfgrid-snapshot/1 file.
+    """Write a realistic synthetic month of the grid as a tfgrid-snapshot/2 file (or /1).
 
     Reports every 40 minutes with jitter, reboots, outages, sleeping farmerbot nodes, a few
     violations, farms without a payout address, both certifications, NU and public IPs.
@@ -58,6 +64,7 @@ def synth(
             seed=seed,
             network=network,
             progress=lambda done: bar.update(task, completed=done),
+            snapshot_format=snapshot_format,
         )
     err_console.print(
         f"wrote {summary.path}: {month}, {summary.nodes:,} nodes, {summary.farms:,} farms, "

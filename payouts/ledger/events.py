@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 from sqlmodel import Session
 
@@ -29,6 +31,13 @@ def record_event(
             event=event,
             from_status=from_status,
             to_status=to_status,
-            detail_json=orjson.dumps(detail or {}, option=orjson.OPT_SORT_KEYS).decode(),
+            detail_json=_detail_json(detail or {}),
         )
     )
+
+
+def _detail_json(detail: dict) -> str:
+    try:
+        return orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # an integer past 64 bits (a month's total of u64 rewards): exact, the same shape
+        return json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

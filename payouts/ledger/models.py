@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, LargeBinary, MetaData, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from payouts.ledger.types import UtcDateTime, utcnow
+from payouts.ledger.types import UtcDateTime, WideInteger, utcnow
 
 # Constraint names fixed by convention so migrations are the same on SQLite and PostgreSQL.
 SQLModel.metadata.naming_convention = {
@@ -50,10 +50,10 @@ class Run(SQLModel, table=True):
     snapshot_name: str = ""
     code_version: str
     status: str = Field(max_length=20, index=True)
-    total_musd: int = Field(sa_type=BigInteger)
-    total_tft_units: int = Field(sa_type=BigInteger)
+    total_musd: int = Field(sa_type=WideInteger)
+    total_tft_units: int = Field(sa_type=WideInteger)
     #: what the run would pay now: positive rewards with a usable address
-    payable_tft_units: int = Field(sa_type=BigInteger)
+    payable_tft_units: int = Field(sa_type=WideInteger)
     node_count: int
     rewarded_node_count: int
     #: CalculationReport as JSON (counts, invalid records, quirks, dropped events, notes)
@@ -84,17 +84,17 @@ class Receipt(SQLModel, table=True):
     farm_name: str
     farming_policy_id: int
     node_type: str = Field(max_length=10)
-    measured_uptime_s: int = Field(sa_type=BigInteger)
+    measured_uptime_s: int = Field(sa_type=WideInteger)
     uptime_permille: int
     violation: str | None = None
     eligibility: str = Field(max_length=20, index=True)
     reason: str = ""
-    reward_musd: int = Field(sa_type=BigInteger)
-    reward_tft_units: int = Field(sa_type=BigInteger)
+    reward_musd: int = Field(sa_type=WideInteger)
+    reward_tft_units: int = Field(sa_type=WideInteger)
     stellar_payout_address: str
-    cu_pm: int = Field(sa_type=BigInteger)
-    su_pm: int = Field(sa_type=BigInteger)
-    nu_pm: int = Field(sa_type=BigInteger)
+    cu_pm: int = Field(sa_type=WideInteger)
+    su_pm: int = Field(sa_type=WideInteger)
+    nu_pm: int = Field(sa_type=WideInteger)
     receipt_bytes: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     receipt_hash: str = Field(max_length=64, index=True)
     #: the node's connection price (mUSD per TFT) the reward was converted at; null on rows

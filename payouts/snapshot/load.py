@@ -23,6 +23,7 @@ import json
 import re
 import threading
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -31,21 +32,31 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
+from payouts.calculation.uptime import Window
 from payouts.snapshot.schema import (
     EVENT_ARRAY_KEYS,
     EVENT_POWER_STATE,
     EVENT_POWER_TARGET,
     EVENT_UPTIME,
     FORMAT_TAG,
+    NARROW_EVENT_LIMIT,
     OPTIONAL_KEYS,
     REQUIRED_KEYS,
+    U32_MAX,
+    U64_MAX,
     Event,
     SnapshotHeader,
 )
 
-#: Largest value a timestamp or uptime may take: the chain stores them as u64, and anything
-#: past i64 cannot be a real second count.
-_MAX_EVENT_INT = 2**63 - 1
+#: Timestamps and uptimes are u64 on the chain. Below `_NARROW_EVENT_INT` no arithmetic of
+#: the uptime machine can wrap; a node with a larger uptime is measured with minting's
+#: wrapping arithmetic (`EventStats.wide_nodes`); past u64 the node is `invalid_record`.
+_MAX_EVENT_INT = U64_MAX
+_NARROW_EVENT_INT = NARROW_EVENT_LIMIT - 1
+#: Largest decompressed snapshot read by default (a setting: PAYOUTS_SNAPSHOT_MAX_BYTES); a
+#: gzip file that inflates beyond it is refused before it fills memory.
+DEFAULT_MAX_DECOMPRESSED_BYTES = 4 * 2**30
+_READ_CHUNK_BYTES = 1 << 20
 _CHUNK_BYTES = 4 * 1024 * 1024
 #: A cut that lands inside a string makes the chunk unparsable; try this many later cuts
 #: before reporting the chunk as malformed.
@@ -88,19 +99,30 @@ class EventStats:
     unknown_node_ids: set[int] = field(default_factory=set)
     #: node id -> why one of its events was dropped (the node's record is then invalid).
     invalid_event_nodes: dict[int, str] = field(default_factory=dict)
+    #: nodes with an uptime of 2^62 or more: measured with minting's wrapping i64 arithmetic
+    wide_nodes: set[int] = field(default_factory=set)
 
 
 def _huge_int(value: object) -> int:
-    """orjson reads integers past 64 bits as floats: keep them as out-of-range integers so the
-    node is zeroed as an odd value; any other non-integer is a wrong JSON type."""
+    """An event's integer; any other JSON type is refused. (Pieces holding integers orjson
+    cannot read exactly are parsed with the standard library, so no float stands for one.)"""
     if type(value) is int:
         return value
-    if type(value) is float and value.is_integer() and abs(value) > _MAX_EVENT_INT:
-        return int(value)
     raise TypeError(value)
 
 
-def _describe(value: object) -> str:
+def _has_float(item: object) -> bool:
+    return isinstance(item, dict) and any(type(value) is float for value in item.values())
+
+
+def _event_field_problem(node_id: int, ts: int, uptime_s: int | None = None) -> str:
+    """Words for an event value outside the chain's u64."""
+    if not 0 <= ts <= _MAX_EVENT_INT:
+        return f"node {node_id}: an event's timestamp {ts} is out of range (the chain's u64 is 0..{U64_MAX})"
+    return f"node {node_id}: an uptime report's uptime {uptime_s} is out of range (the chain's u64 is 0..{U64_MAX})"
+
+
+def describe(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -126,21 +148,55 @@ def _json_path(loc: tuple) -> str:
     return path
 
 
-def _read_bytes(path: Path) -> bytes:
+def too_large(path: Path, limit: int) -> SnapshotError:
+    return SnapshotError(
+        path,
+        "$",
+        f"decompresses to more than {limit:,} bytes, the largest snapshot read "
+        "(setting PAYOUTS_SNAPSHOT_MAX_BYTES); refused before it fills memory",
+    )
+
+
+def open_error(path: Path, exc: OSError) -> SnapshotError:
+    if isinstance(exc, FileNotFoundError):
+        return SnapshotError(path, "$", "file not found")
+    if isinstance(exc, IsADirectoryError):
+        return SnapshotError(path, "$", "is a directory, not a snapshot file")
+    return SnapshotError(path, "$", f"cannot be read: {exc.strerror}")
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    """The file's bytes (decompressed when the name ends in .gz), at most `limit` of them."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SnapshotError(path, "$", "file not found") from None
-    except IsADirectoryError:
-        raise SnapshotError(path, "$", "is a directory, not a snapshot file") from None
+        if not path.name.endswith(".gz"):
+            with path.open("rb") as plain:
+                raw = plain.read(limit + 1)
+            if len(raw) > limit:
+                raise too_large(path, limit)
+            return raw
+        chunks: list[bytes] = []
+        size = 0
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(_READ_CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(path, limit)
+                chunks.append(chunk)
+        return b"".join(chunks)
+    except SnapshotError:
+        raise
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise SnapshotError(path, "$", f"not a valid gzip file ({exc})") from None
     except OSError as exc:
-        raise SnapshotError(path, "$", f"cannot be read: {exc.strerror}") from None
-    if path.name.endswith(".gz"):
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise SnapshotError(path, "$", f"not a valid gzip file ({exc})") from None
-    return raw
+        if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
+            raise open_error(path, exc) from None
+        raise SnapshotError(path, "$", f"not a valid gzip file or cannot be read ({exc})") from None
+
+
+def _ws_end(data: bytes, pos: int) -> int:
+    """Position after the whitespace at pos (the pattern also matches the empty string)."""
+    match = _WS.match(data, pos)
+    return pos if match is None else match.end()
 
 
 def _line_col(data: bytes, pos: int) -> str:
@@ -160,7 +216,7 @@ class _Scanner:
         return SnapshotError(self.path, json_path, f"{problem} at {_line_col(self.data, pos)} (byte {pos})")
 
     def skip_ws(self, pos: int) -> int:
-        return _WS.match(self.data, pos).end()
+        return _ws_end(self.data, pos)
 
     def top_level(self) -> dict[str, tuple[int, int]]:
         data = self.data
@@ -240,7 +296,7 @@ class _Scanner:
         if data[pos : pos + 1] != b"[":
             try:
                 end = self.value_end(f"$.{key}", pos)
-                shown = _describe(orjson.loads(data[pos:end]))
+                shown = describe(orjson.loads(data[pos:end]))
             except (SnapshotError, orjson.JSONDecodeError):
                 shown = "something else"
             raise SnapshotError(self.path, f"$.{key}", f"expected an array, got {shown}")
@@ -275,8 +331,34 @@ class _Digest:
         return self._hex
 
 
-class LoadedSnapshot:
-    """A validated snapshot header plus lazy, chunked access to its events."""
+class LoadedSnapshot(ABC):
+    """A validated snapshot (`/1` or `/2`): its header and node records in memory, its events
+    read node by node, as the calculation asks for them."""
+
+    path: Path
+    header: SnapshotHeader
+    stats: EventStats
+    size_bytes: int
+    #: the implied wake-up request of a node asleep at the start (None: START, as in `/1`)
+    wake_at_start_ts: int | None
+
+    @property
+    @abstractmethod
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the snapshot's bytes after gzip decompression."""
+
+    @abstractmethod
+    def iter_node_events(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event]]]:
+        """(node_id, events) per node that has events, in processing order."""
+
+    @abstractmethod
+    def iter_node_windows(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event], Window | None]]:
+        """(node_id, events, window): the window says which events are in period and post period
+        (None: by timestamp)."""
+
+
+class JsonSnapshot(LoadedSnapshot):
+    """A validated `tfgrid-snapshot/1` header plus lazy, chunked access to its events."""
 
     def __init__(self, path: Path, data: bytes, header: SnapshotHeader, spans: dict, sha256: _Digest) -> None:
         self.path = path
@@ -287,6 +369,11 @@ class LoadedSnapshot:
         self.size_bytes = len(data)
         self.stats = EventStats()
         self._node_ids = frozenset(node.node_id for node in header.nodes)
+        #: the span of the event piece being read, and its exact parse once one was needed
+        self._piece = (0, 0)
+        self._exact_piece: tuple[tuple[int, int], list] | None = None
+        #: `/1` has no blocks: a node asleep at the start has START as its implied wake request
+        self.wake_at_start_ts: int | None = None
 
     @property
     def sha256(self) -> str:
@@ -299,7 +386,7 @@ class LoadedSnapshot:
         """Yield (index of first item, items) for the event array `key`, a few MB at a time."""
         data = self._data
         start, end = self._spans[key]
-        pos = _WS.match(data, start + 1).end()
+        pos = _ws_end(data, start + 1)
         close = end - 1  # position of the closing ']'
         index = 0
         while pos < close:
@@ -317,27 +404,40 @@ class LoadedSnapshot:
                 cut = piece_end  # the cut fell inside a string: try the next '}'
             if items is None:
                 raise self._locate_error(key, index, pos, piece_end)
+            self._piece = (pos, piece_end)
             yield index, items
             index += len(items)
-            pos = _WS.match(data, piece_end).end()
+            pos = _ws_end(data, piece_end)
             if pos < close:
                 if data[pos : pos + 1] != b",":
                     raise self._locate_error(key, index, pos, close)
-                pos = _WS.match(data, pos + 1).end()
+                pos = _ws_end(data, pos + 1)
 
     @staticmethod
-    def _parse_piece(data: bytes, start: int, end: int) -> list | None:
+    def _parse_piece(data: bytes, start: int, end: int, *, exact: bool = False) -> list | None:
         piece = bytearray(b"[")
         piece += data[start:end]
         piece += b"]"
-        try:
-            return orjson.loads(piece)
-        except orjson.JSONDecodeError:
-            pass
-        try:  # integers past 64 bits: valid JSON, refused later as hostile values
+        if not exact:
+            try:
+                return orjson.loads(piece)
+            except orjson.JSONDecodeError:
+                pass
+        try:  # the standard library: every integer exact
             return json.loads(piece)
         except (ValueError, RecursionError):
             return None
+
+    def _exact_item(self, items: list, item: object) -> object:
+        """`item` parsed again exactly: orjson reads integers past 64 bits as floats, so a
+        float where an integer belongs is read again with the standard library (the slow path
+        only; the piece is parsed once and kept while its items are read)."""
+        start, end = self._piece
+        if self._exact_piece is None or self._exact_piece[0] != (start, end):
+            self._exact_piece = ((start, end), self._parse_piece(self._data, start, end, exact=True) or [])
+        exact = self._exact_piece[1]
+        position = next(i for i, other in enumerate(items) if other is item)
+        return exact[position] if position < len(exact) else item
 
     def _locate_error(self, key: str, index: int, start: int, end: int) -> SnapshotError:
         """Find the first bad item between start and end and describe it precisely."""
@@ -361,7 +461,7 @@ class LoadedSnapshot:
     def _bad_event(self, key: str, index: int, item: object) -> SnapshotError:
         path = f"$.{key}[{index}]"
         if not isinstance(item, dict):
-            return SnapshotError(self.path, path, f"expected an object, got {_describe(item)}")
+            return SnapshotError(self.path, path, f"expected an object, got {describe(item)}")
         wanted = _UPTIME_KEYS if key == "uptime_events" else _POWER_KEYS
         for name in sorted(set(item) - wanted):
             return SnapshotError(self.path, f"{path}.{name}", f"unknown key {name!r}")
@@ -369,19 +469,29 @@ class LoadedSnapshot:
             return SnapshotError(self.path, path, f"missing required key {name!r}")
         for name in ("node_id", "timestamp", "uptime"):
             if name in item and type(item[name]) is not int:
-                got = _describe(item[name])
+                got = describe(item[name])
                 return SnapshotError(self.path, f"{path}.{name}", f"expected an integer, got {got}")
         if key == "power_events":
             if item["kind"] not in _POWER_KINDS:
-                got = _describe(item["kind"])
+                got = describe(item["kind"])
                 return SnapshotError(self.path, f"{path}.kind", f'expected "target" or "state", got {got}')
             if item["value"] not in _POWER_VALUES:
-                got = _describe(item["value"])
+                got = describe(item["value"])
                 return SnapshotError(self.path, f"{path}.value", f'expected "Up" or "Down", got {got}')
         return SnapshotError(self.path, path, "malformed event")
 
     def _invalid(self, node_id: int, why: str) -> None:
         self.stats.invalid_event_nodes.setdefault(node_id, why)
+
+    def _wide_event(self, node_id: int, ts: int, uptime_s: int) -> bool:
+        """An uptime report past the narrow range: kept (the node measured with wrapping
+        arithmetic) when both values are u64, else the node is invalid. True when kept."""
+        if 0 <= ts <= _MAX_EVENT_INT and 0 <= uptime_s <= _MAX_EVENT_INT:
+            if uptime_s > _NARROW_EVENT_INT:
+                self.stats.wide_nodes.add(node_id)
+            return True
+        self._invalid(node_id, f"uptime_events: {_event_field_problem(node_id, ts, uptime_s)}")
+        return False
 
     # -- power events (few: read whole) ---------------------------------------------------
 
@@ -397,16 +507,22 @@ class LoadedSnapshot:
                     node_id, ts = item["node_id"], item["timestamp"]
                     kind, value = kinds[item["kind"]], values[item["value"]]
                     if type(node_id) is not int or type(ts) is not int:
-                        node_id, ts = _huge_int(node_id), _huge_int(ts)
+                        exact = self._exact_item(items, item) if _has_float(item) else item
+                        if type(exact) is not dict:
+                            raise KeyError
+                        node_id, ts = _huge_int(exact["node_id"]), _huge_int(exact["timestamp"])
                 except (KeyError, TypeError):
                     raise self._bad_event("power_events", base + offset, item) from None
                 stats.power_events += 1
                 if node_id not in self._node_ids:
                     stats.unknown_node_events += 1
-                    stats.unknown_node_ids.add(node_id)
+                    if 0 <= node_id <= U32_MAX:  # no node has an id past the chain's u32
+                        stats.unknown_node_ids.add(node_id)
                     continue
                 if not 0 <= ts <= _MAX_EVENT_INT:
-                    self._invalid(node_id, f"power_events[{base + offset}]: timestamp {ts} is out of range")
+                    self._invalid(
+                        node_id, f"power_events[{base + offset}].timestamp: {_event_field_problem(node_id, ts)}"
+                    )
                     continue
                 by_node.setdefault(node_id, []).append((ts, kind, value))
         for node_id, events in by_node.items():
@@ -457,13 +573,22 @@ class LoadedSnapshot:
         else:
             yield from self._iter_streaming(power)
 
+    def iter_node_windows(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event], Window | None]]:
+        """(node_id, events, None): `/1` events are read by timestamp (the window is found from
+        the period's bounds)."""
+        for node_id, events in self.iter_node_events(buffered=buffered):
+            yield node_id, events, None
+
     def _coerce_uptime(self, items: list, item: object, base: int) -> tuple[int, int, int]:
         """Slow path for a report that failed the fast checks: big integers pass as
         out-of-range values, anything else is refused with its JSON path."""
         try:
-            if len(item) != 3:
+            if not isinstance(item, dict) or len(item) != 3:
                 raise KeyError
-            return (_huge_int(item["node_id"]), _huge_int(item["timestamp"]), _huge_int(item["uptime"]))
+            exact = self._exact_item(items, item) if _has_float(item) else item
+            if not isinstance(exact, dict):
+                raise KeyError
+            return (_huge_int(exact["node_id"]), _huge_int(exact["timestamp"]), _huge_int(exact["uptime"]))
         except (KeyError, TypeError):
             index = base + next(i for i, other in enumerate(items) if other is item)
             raise self._bad_event("uptime_events", index, item) from None
@@ -481,13 +606,13 @@ class LoadedSnapshot:
         # a month), so checks are inlined and anything unusual goes to the slow path.
         stats, node_ids = self.stats, self._node_ids
         seen: set[int] = set()
-        current = None
+        current: int | None = None
         known = False
         events: list[Event] = []
         append = events.append
         needs_sort = has_ties = False
         last_ts = -1
-        limit = _MAX_EVENT_INT
+        limit = _NARROW_EVENT_INT
         for base, items in self._array_items("uptime_events"):
             stats.uptime_events += len(items)
             for item in items:
@@ -500,7 +625,7 @@ class LoadedSnapshot:
                 except (KeyError, TypeError):
                     node_id, ts, uptime_s = self._coerce_uptime(items, item, base)
                 if node_id != current:
-                    if known:
+                    if known and current is not None:
                         yield current, self._finish(events, needs_sort, has_ties, power.pop(current, None))
                     if node_id in seen:
                         raise EventsNotGrouped(f"uptime reports of node {node_id} are not contiguous")
@@ -512,10 +637,10 @@ class LoadedSnapshot:
                     last_ts = -1
                 if not known:
                     stats.unknown_node_events += 1
-                    stats.unknown_node_ids.add(node_id)
+                    if 0 <= node_id <= U32_MAX:  # no node has an id past the chain's u32
+                        stats.unknown_node_ids.add(node_id)
                     continue
-                if not (0 <= ts <= limit and 0 <= uptime_s <= limit):
-                    self._invalid(node_id, f"an uptime report has timestamp {ts} or uptime {uptime_s} out of range")
+                if not (0 <= ts <= limit and 0 <= uptime_s <= limit) and not self._wide_event(node_id, ts, uptime_s):
                     continue
                 if ts <= last_ts:
                     if ts < last_ts:
@@ -524,7 +649,7 @@ class LoadedSnapshot:
                         has_ties = True
                 last_ts = ts
                 append((ts, EVENT_UPTIME, uptime_s))
-        if known:
+        if known and current is not None:
             yield current, self._finish(events, needs_sort, has_ties, power.pop(current, None))
         for node_id in sorted(power):  # nodes with power events but no uptime report
             yield node_id, power[node_id]
@@ -535,37 +660,47 @@ class LoadedSnapshot:
         for index, node_id, ts, uptime_s in self._uptime_records():
             if node_id not in node_ids:
                 stats.unknown_node_events += 1
-                stats.unknown_node_ids.add(node_id)
+                if 0 <= node_id <= U32_MAX:  # no node has an id past the chain's u32
+                    stats.unknown_node_ids.add(node_id)
                 continue
-            if not (0 <= ts <= _MAX_EVENT_INT and 0 <= uptime_s <= _MAX_EVENT_INT):
-                self._invalid(node_id, f"an uptime report has timestamp {ts} or uptime {uptime_s} out of range")
+            if not (0 <= ts <= _NARROW_EVENT_INT and 0 <= uptime_s <= _NARROW_EVENT_INT) and not self._wide_event(
+                node_id, ts, uptime_s
+            ):
                 continue
             by_node.setdefault(node_id, []).append((ts, EVENT_UPTIME, uptime_s))
         for node_id in sorted(by_node.keys() | power.keys()):
             yield node_id, self._finish(by_node.get(node_id, []), True, True, power.get(node_id))
 
 
-def _header_error(path: Path, exc: ValidationError, header: dict) -> SnapshotError:
+def header_error(path: Path, exc: ValidationError, tag: str = FORMAT_TAG, prefix: str = "") -> SnapshotError:
+    """The first validation error of a header (or a `/2` node line) in the SPEC's words."""
     error = exc.errors(include_url=False)[0]
     loc = tuple(error["loc"])
     kind = error["type"]
+    lead = f"{prefix}: " if prefix else ""
     if kind == "missing":
-        return SnapshotError(path, _json_path(loc[:-1]), f"missing required key {loc[-1]!r}")
+        return SnapshotError(path, lead + _json_path(loc[:-1]), f"missing required key {loc[-1]!r}")
     if kind == "extra_forbidden":
-        return SnapshotError(path, _json_path(loc), f"unknown key {loc[-1]!r}")
+        return SnapshotError(path, lead + _json_path(loc), f"unknown key {loc[-1]!r}")
     problem = error["msg"][0].lower() + error["msg"][1:]
     if kind == "literal_error" and loc == ("format",):
-        problem = f"expected the format tag {FORMAT_TAG!r}"
-    return SnapshotError(path, _json_path(loc), f"{problem}, got {_describe(error.get('input'))}")
+        problem = f"expected the format tag {tag!r}"
+    return SnapshotError(path, lead + _json_path(loc), f"{problem}, got {describe(error.get('input'))}")
 
 
-def load_snapshot(path: str | Path) -> LoadedSnapshot:
-    """Read a snapshot file and validate its structure; events are checked as they are read.
+def load_snapshot(path: str | Path, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES) -> LoadedSnapshot:
+    """Read a snapshot file (`tfgrid-snapshot/1` or `/2`) and validate its structure; events are
+    checked as they are read. A file larger than `max_decompressed_bytes` once decompressed is
+    refused.
 
     Raises SnapshotError naming the file, the JSON path and the problem.
     """
+    from payouts.snapshot.stream import is_format_2, load_snapshot_2  # it builds on this module
+
     path = Path(path)
-    data = _read_bytes(path)
+    if is_format_2(path):
+        return load_snapshot_2(path, max_decompressed_bytes=max_decompressed_bytes)
+    data = _read_bytes(path, max_decompressed_bytes)
     digest = _Digest(data)
     spans = _Scanner(path, data).top_level()
     header: dict = {}
@@ -580,7 +715,7 @@ def load_snapshot(path: str | Path) -> LoadedSnapshot:
             raise SnapshotError(path, f"$.{key}", f"not valid JSON: {exc}") from None
     if "format" in header and header["format"] != FORMAT_TAG:
         raise SnapshotError(
-            path, "$.format", f"expected the format tag {FORMAT_TAG!r}, got {_describe(header['format'])}"
+            path, "$.format", f"expected the format tag {FORMAT_TAG!r}, got {describe(header['format'])}"
         )
     for key in REQUIRED_KEYS:
         if key not in spans:
@@ -588,5 +723,5 @@ def load_snapshot(path: str | Path) -> LoadedSnapshot:
     try:
         model = SnapshotHeader.model_validate(header)
     except ValidationError as exc:
-        raise _header_error(path, exc, header) from None
-    return LoadedSnapshot(path, data, model, spans, digest)
+        raise header_error(path, exc) from None
+    return JsonSnapshot(path, data, model, spans, digest)

@@ -17,11 +17,26 @@ report of the same second, otherwise file order.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT_TAG = "tfgrid-snapshot/1"
+FORMAT_2_TAG = "tfgrid-snapshot/2"
+
+# The chain's integer widths (see payouts/calculation/MINTING.md). Values are read as Python
+# ints of any size; a value outside its chain type makes only its node `invalid_record`,
+# except identifiers, which name the node's receipt and so are checked with the file.
+U16_MAX = 2**16 - 1
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+U128_MAX = 2**128 - 1
+I64_MAX = 2**63 - 1
+#: uptimes below this cannot make minting's i64 arithmetic wrap (see calculation/uptime.py)
+NARROW_EVENT_LIMIT = 2**62
+
+#: node, farm, twin and policy ids are u32 on the chain
+ChainId = Annotated[int, Field(ge=0, le=U32_MAX)]
 
 EVENT_POWER_TARGET = 0
 EVENT_POWER_STATE = 1
@@ -40,7 +55,7 @@ class _Strict(BaseModel):
 
 
 class FarmingPolicy(_Strict):
-    id: int
+    id: ChainId
     name: str
     cu: int  # mUSD per CU per period
     su: int  # mUSD per SU per period
@@ -54,15 +69,15 @@ class FarmingPolicy(_Strict):
 
 
 class Farm(_Strict):
-    farm_id: int
+    farm_id: ChainId
     name: str
-    twin_id: int
+    twin_id: ChainId
     certification: FarmCertification
     stellar_address: str  # as set at period end; "" when unset
 
 
 class Twin(_Strict):
-    twin_id: int
+    twin_id: ChainId
     relay: str | None
     pk: str | None  # hex, or null
 
@@ -84,12 +99,12 @@ class Consumption(_Strict):
 
 
 class Node(_Strict):
-    node_id: int
-    farm_id: int
-    twin_id: int
+    node_id: ChainId
+    farm_id: ChainId
+    twin_id: ChainId
     resources: Resources
     certification: NodeCertification
-    farming_policy_id: int
+    farming_policy_id: ChainId
     connection_price: int  # mUSD per TFT, normally 80
     virtualized: bool
     created: int  # unix seconds
@@ -97,16 +112,17 @@ class Node(_Strict):
 
 
 class PowerAtStart(_Strict):
-    node_id: int
+    node_id: ChainId
     state: PowerWord
     down_since: int | None  # null on a Down node means START
     target: PowerWord
 
 
 class SnapshotHeader(_Strict):
-    """Everything in a snapshot except `uptime_events` and `power_events`."""
+    """Everything in a snapshot except `uptime_events` and `power_events` (for `/2`: the header
+    line with the node records of the node lines)."""
 
-    format: Literal["tfgrid-snapshot/1"]
+    format: Literal["tfgrid-snapshot/1", "tfgrid-snapshot/2"]
     network: Network
     period_offset: int
     farming_policies: list[FarmingPolicy]

@@ -1,4 +1,6 @@
-"""A realistic synthetic grid month in `tfgrid-snapshot/1` form, for demos, tests, benchmarks.
+"""A realistic synthetic grid month in `tfgrid-snapshot/1` or `/2` form, for demos, tests and
+benchmarks. `/2` puts every event in a block of a synthetic chain with 6-second blocks (the
+first block stamped at or after the event's time).
 
 Deterministic: the same arguments give a byte-identical file (each node draws from its own
 seeded stream; no clock, no os.urandom). Streaming: nodes are written one by one, so memory
@@ -18,12 +20,17 @@ from pathlib import Path
 import orjson
 from stellar_sdk import StrKey
 
-from payouts.periods import POST_PERIOD_WINDOW_S, Period
+from payouts.periods import FIRST_PERIOD_START_TS, POST_PERIOD_WINDOW_S, Period
+from payouts.snapshot.schema import EVENT_POWER_STATE, EVENT_POWER_TARGET, EVENT_UPTIME
+from payouts.snapshot.stream import Format2Writer
 
 GIB = 2**30
 REPORT_INTERVAL_S = 2400  # nodes report every 40 minutes
 HOUR = 3600
 DAY = 24 * HOUR
+BLOCK_TIME_S = 6
+#: the synthetic chain's block h is stamped GENESIS_TS + 6 h
+GENESIS_TS = FIRST_PERIOD_START_TS - 10 * DAY
 
 POLICIES = [
     {
@@ -287,14 +294,20 @@ def write_synthetic_snapshot(
     farm_addresses: list[str] | None = None,
     farms: int | None = None,
     progress: Callable[[int], None] | None = None,
+    snapshot_format: int = 1,
 ) -> SyntheticSummary:
-    """Write a synthetic month; `.gz` paths are gzipped deterministically."""
+    """Write a synthetic month (`snapshot_format` 1 or 2); `.gz` paths are gzipped
+    deterministically."""
     if nodes < 1:
         raise ValueError("a synthetic grid needs at least one node")
+    if snapshot_format not in (1, 2):
+        raise ValueError(f"snapshot format 1 or 2, not {snapshot_format}")
     path = Path(path)
     farms = farms or max(1, nodes // 10)
     header, _ = _header(nodes, farms, period, seed, network, farm_addresses)
     plans = [_plan(seed, node_id, period) for node_id in range(1, nodes + 1)]
+    if snapshot_format == 2:
+        return _write_format_2(path, header, plans, seed, period, farms, progress)
     header["power_at_start"] = [p.power_at_start for p in plans if p.power_at_start]
 
     raw = path.open("wb")
@@ -339,3 +352,72 @@ def write_synthetic_snapshot(
     if progress is not None:
         progress(nodes)
     return SyntheticSummary(path, nodes, farms, uptime_count, power_count, written)
+
+
+def block_at_or_after(ts: int) -> int:
+    """The synthetic chain's first block stamped at or after `ts`."""
+    return -(-(ts - GENESIS_TS) // BLOCK_TIME_S)
+
+
+def block_timestamp(height: int) -> int:
+    return GENESIS_TS + BLOCK_TIME_S * height
+
+
+def edge_blocks(period: Period) -> dict:
+    """The first blocks stamped after the period's start and after its end (minting's edges)."""
+    start = (period.start_ts - GENESIS_TS) // BLOCK_TIME_S + 1
+    end = (period.end_ts - GENESIS_TS) // BLOCK_TIME_S + 1
+    return {
+        "start": {"height": start, "timestamp": block_timestamp(start)},
+        "end": {"height": end, "timestamp": block_timestamp(end)},
+    }
+
+
+_POWER_KIND = {"target": EVENT_POWER_TARGET, "state": EVENT_POWER_STATE}
+
+
+def chain_events(node_id: int, timed: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int, int]]:
+    """(height, index, timestamp, kind, value) for events given as (timestamp, kind, value) in
+    processing order: each goes into the first block at or after its time; a node's events of
+    one block take consecutive indexes (node-specific, so two nodes never share one)."""
+    out = []
+    last_height, k = -1, 0
+    for ts, kind, value in timed:
+        height = block_at_or_after(ts)
+        k = k + 1 if height == last_height else 0
+        last_height = height
+        out.append((height, node_id * 8 + k, block_timestamp(height), kind, value))
+    return out
+
+
+def _write_format_2(
+    path: Path,
+    header: dict,
+    plans: list[_NodePlan],
+    seed: int,
+    period: Period,
+    farms: int,
+    progress: Callable[[int], None] | None,
+) -> SyntheticSummary:
+    node_rows = header.pop("nodes")
+    header = {**header, "format": "tfgrid-snapshot/2", "blocks": edge_blocks(period)}
+    header["notes"] = [*header["notes"], f"synthetic chain: {BLOCK_TIME_S}-second blocks"]
+    uptime_count = power_count = 0
+    with Format2Writer(path, header) as writer:
+        for done, (plan, record) in enumerate(zip(plans, node_rows, strict=True), 1):
+            timed = [(e["timestamp"], _POWER_KIND[e["kind"]], int(e["value"] == "Up")) for e in plan.power_events]
+            timed += [(t, EVENT_UPTIME, u) for t, u in _reports(seed, plan, period)]
+            timed.sort(key=lambda e: (e[0], e[1] == EVENT_UPTIME))  # a power event first in a second
+            power_count += len(plan.power_events)
+            uptime_count += len(timed) - len(plan.power_events)
+            at_start = plan.power_at_start
+            writer.node(
+                record,
+                {k: v for k, v in at_start.items() if k != "node_id"} if at_start else None,
+                chain_events(plan.node_id, timed),
+            )
+            if progress is not None and done % 100 == 0:
+                progress(done)
+    if progress is not None:
+        progress(len(plans))
+    return SyntheticSummary(path, len(plans), farms, uptime_count, power_count, writer.bytes_written)

@@ -1,7 +1,9 @@
 """Snapshots that operators (or another system) drop into a folder, one file per period.
 
 A period's file is named after its month or its offset: `2025-11.json`, `2025-11.json.gz`,
-`tfgrid-snapshot-91.json` or `tfgrid-snapshot-91.json.gz`. Freezing validates the whole file
+`tfgrid-snapshot-91.json` or `tfgrid-snapshot-91.json.gz` (`tfgrid-snapshot/1`), or
+`2025-11.jsonl.gz` / `tfgrid-snapshot-91.jsonl.gz` (`tfgrid-snapshot/2`; the loader tells the
+formats apart by their first bytes). Freezing validates the whole file
 (header and every event) and copies it byte for byte into the run's folder, so the file the
 calculation reads can no longer change under it.
 """
@@ -20,7 +22,7 @@ from payouts.sources.errors import DropFolderAmbiguous, SnapshotUnavailable
 def candidate_names(period: Period) -> list[str]:
     names = []
     for stem in (period.label, f"tfgrid-snapshot-{period.offset}"):
-        names += [f"{stem}.json", f"{stem}.json.gz"]
+        names += [f"{stem}.json", f"{stem}.json.gz", f"{stem}.jsonl.gz"]
     return names
 
 
@@ -65,7 +67,7 @@ def validate_period_file(path: Path, period: Period, network: str) -> str:
 def freeze_from_drop_folder(folder: Path, period: Period, network: str, out_dir: Path) -> Path:
     """Copy the period's validated file into out_dir; an already frozen copy is returned as is."""
     source = find_period_file(folder, period)
-    suffix = ".json.gz" if source.name.endswith(".gz") else ".json"
+    suffix = next(s for s in (".jsonl.gz", ".json.gz", ".json") if source.name.endswith(s))
     target = out_dir / f"tfgrid-snapshot-{period.offset}{suffix}"
     if target.exists():
         return target  # frozen means frozen: the run may already hold its SHA-256

@@ -46,7 +46,6 @@ def test_full_uptime_worked_example_is_ok_and_matches_the_spec(tmp_path):
     ("overrides", "words"),
     [
         ({"farm_id": 999}, "farm 999 is not in the snapshot"),
-        ({"twin_id": 999}, "twin 999 is not in the snapshot"),
         ({"farming_policy_id": 9}, "farming policy 9"),
         ({"resources": {"cru": -1, "mru": 16 * GIB, "sru": 0, "hru": 0}}, "resources.cru is -1"),
         ({"resources": {"cru": 4, "mru": GIB - 1, "sru": 0, "hru": 0}}, "below 1 GiB"),

@@ -270,7 +270,11 @@ def test_a_missing_farm_or_twin_is_a_note_and_zeroes_those_nodes(server, tmp_pat
     assert f"{len(orphans)} node(s) reference a farm the indexer does not have" in notes
     assert f"nodes {twin_node['nodeID']}" in notes
     receipts = {r.node_id: r for r in calculate_period(load_snapshot(out)).receipts}
-    assert all(receipts[n].eligibility == "invalid_record" for n in orphans + [twin_node["nodeID"]])
+    assert all(receipts[n].eligibility == "invalid_record" for n in orphans)
+    # a missing twin is minting's MissingTwin violation (SPEC 10): real units, reward 0
+    twinless = receipts[twin_node["nodeID"]]
+    assert twinless.violation == "MissingTwin" and twinless.eligibility == "violation"
+    assert twinless.reward_tft_units == 0 and twinless.cu_pm > 0
 
 
 def test_a_grid_proxy_that_disagrees_stops_the_build(server, tmp_path):

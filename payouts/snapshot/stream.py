@@ -1,0 +1,565 @@
+"""Load `tfgrid-snapshot/2` files: gzip-compressed JSON Lines, streamed node by node.
+
+The first line is the header (format, network, period, the edge blocks, policies, farms, twins,
+notes, source); every further line is one node: its record, its power state at the start and
+its events in chain order, as columns (see FORMAT.md). Memory stays flat: only the node
+records are kept (the calculation gives every node a receipt); events are read one node line
+at a time and let go when the node is measured.
+
+Loading reads the file once, decompressing as it goes: it checks the size limit (a gzip bomb
+is refused before it fills memory), takes the SHA-256 of the decompressed bytes and validates
+the header and every node record. Events are validated as the calculation reads them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Literal, Self, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from payouts.calculation.uptime import Window
+from payouts.periods import Period
+from payouts.snapshot.load import (
+    EventStats,
+    LoadedSnapshot,
+    SnapshotError,
+    describe,
+    header_error,
+    open_error,
+    too_large,
+)
+from payouts.snapshot.schema import (
+    EVENT_POWER_STATE,
+    EVENT_POWER_TARGET,
+    EVENT_UPTIME,
+    FORMAT_2_TAG,
+    NARROW_EVENT_LIMIT,
+    U32_MAX,
+    U64_MAX,
+    Event,
+    Farm,
+    FarmingPolicy,
+    Network,
+    Node,
+    PowerAtStart,
+    PowerWord,
+    SnapshotHeader,
+    Twin,
+)
+
+#: minting reads 27 hours of blocks after the end block: 600 blocks an hour
+POST_PERIOD_BLOCKS = 27 * 600
+#: one node line is held at a time; a month's longest is tens of kB
+MAX_LINE_BYTES = 64 * 2**20
+_READ_CHUNK_BYTES = 1 << 20
+_FORMAT_2_START = re.compile(
+    rb'\A(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"format"[ \t\r\n]*:[ \t\r\n]*"tfgrid-snapshot/2"'
+)
+_KINDS = (EVENT_POWER_TARGET, EVENT_POWER_STATE, EVENT_UPTIME)
+_EVENT_COLUMNS = ("height", "index", "timestamp", "kind", "value")
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Block(_Strict):
+    height: int
+    timestamp: int
+
+
+class Blocks(_Strict):
+    """The first block after the period's start time and the first block after its end time."""
+
+    start: Block
+    end: Block
+
+
+class Header2(_Strict):
+    format: Literal["tfgrid-snapshot/2"]
+    network: Network
+    period_offset: int
+    blocks: Blocks
+    farming_policies: list[FarmingPolicy]
+    farms: list[Farm]
+    twins: list[Twin]
+    notes: list[str] = []
+    source: dict = {}
+
+
+class NodePower(_Strict):
+    state: PowerWord
+    down_since: int | None
+    target: PowerWord
+
+
+class NodeLine(_Strict):
+    node: Node
+    power_at_start: NodePower | None
+    events: dict
+
+
+def is_format_2(path: Path) -> bool:
+    """Whether the file starts like a `/2` header line (the format key comes first)."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                head = stream.read(256)
+        else:
+            with path.open("rb") as plain:
+                head = plain.read(256)
+    except (OSError, EOFError, zlib.error):
+        return False  # the /1 reader reports the problem
+    return _FORMAT_2_START.match(head) is not None
+
+
+class _Inexact(Exception):
+    """A float where an integer belongs: orjson reads integers past 64 bits as floats, so the
+    line is read again with the standard library, which keeps every integer exact."""
+
+
+class _Lines:
+    """The decompressed lines of a file, with the size limit and the SHA-256."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def _open(self) -> IO[bytes]:
+        if self.path.name.endswith(".gz"):
+            return gzip.GzipFile(self.path, "rb")  # type: ignore[return-value]
+        return self.path.open("rb")
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, line) for every non-empty line."""
+        number = 0
+        try:
+            with self._open() as stream:
+                while True:
+                    # never read past the size limit, nor more than one line's maximum
+                    line = stream.readline(min(MAX_LINE_BYTES, self.limit - self.size) + 1)
+                    if not line:
+                        return
+                    number += 1
+                    self.size += len(line)
+                    if self.size > self.limit:
+                        raise too_large(self.path, self.limit)
+                    if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                        raise SnapshotError(
+                            self.path, f"line {number}", f"longer than {MAX_LINE_BYTES:,} bytes; refused"
+                        )
+                    self.digest.update(line)
+                    if line.strip():
+                        yield number, line
+        except SnapshotError:
+            raise
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise SnapshotError(self.path, "$", f"not a valid gzip file ({exc})") from None
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
+                raise open_error(self.path, exc) from None
+            raise SnapshotError(self.path, "$", f"not a valid gzip file or cannot be read ({exc})") from None
+
+
+def _parse(path: Path, number: int, line: bytes, *, exact: bool = False) -> dict:
+    try:
+        value = json.loads(line) if exact else orjson.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise SnapshotError(path, f"line {number}", f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SnapshotError(path, f"line {number}", f"expected a JSON object, got {describe(value)}")
+    return value
+
+
+def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnapshot:
+    """Read and validate a `/2` file's header and node records (one pass, flat memory).
+
+    Raises SnapshotError naming the file, the line or JSON path and the problem.
+    """
+    lines = _Lines(path, max_decompressed_bytes)
+    header: Header2 | None = None
+    nodes: list[Node] = []
+    power: list[PowerAtStart] = []
+    for number, line in lines:
+        document = _parse(path, number, line)
+        if header is None:
+            v1_keys = sorted({"nodes", "uptime_events", "power_events", "power_at_start"} & set(document))
+            if v1_keys:
+                raise SnapshotError(
+                    path,
+                    "$.format",
+                    f"the format tag says {FORMAT_2_TAG!r} but the file has keys of tfgrid-snapshot/1 "
+                    f"({', '.join(v1_keys)}); expected the format tag 'tfgrid-snapshot/1' for that layout",
+                )
+            try:
+                header = _validate(Header2, document, path, number, line)
+            except ValidationError as exc:
+                raise header_error(path, exc, FORMAT_2_TAG, prefix="line 1") from None
+            _check_blocks(path, header)
+            continue
+        try:
+            record = _validate(NodeLine, document, path, number, line)
+        except ValidationError as exc:
+            raise header_error(path, exc, FORMAT_2_TAG, prefix=f"line {number}") from None
+        nodes.append(record.node)
+        if record.power_at_start is not None:
+            at_start = record.power_at_start
+            power.append(
+                PowerAtStart(
+                    node_id=record.node.node_id,
+                    state=at_start.state,
+                    down_since=at_start.down_since,
+                    target=at_start.target,
+                )
+            )
+    if header is None:
+        raise SnapshotError(path, "$", "file is empty, expected a header line")
+    model = SnapshotHeader.model_construct(
+        format="tfgrid-snapshot/2",
+        network=header.network,
+        period_offset=header.period_offset,
+        farming_policies=header.farming_policies,
+        farms=header.farms,
+        twins=header.twins,
+        nodes=nodes,
+        power_at_start=power,
+        notes=header.notes,
+        source=header.source,
+    )
+    return StreamedSnapshot(path, model, header.blocks, lines.digest.hexdigest(), lines.size, max_decompressed_bytes)
+
+
+def _validate(model: type[_M], document: dict, path: Path, number: int, line: bytes) -> _M:
+    """The line's model; on a validation error the line is read again exactly first (a float
+    may stand for an integer past 64 bits). Events are checked later, column by column."""
+    try:
+        return model.model_validate(_without_events(document))
+    except ValidationError:
+        exact = _parse(path, number, line, exact=True)
+        return model.model_validate(_without_events(exact))
+
+
+def _without_events(document: dict) -> dict:
+    return {**document, "events": {}} if "events" in document else document
+
+
+def _check_blocks(path: Path, header: Header2) -> None:
+    period = Period(header.period_offset)
+    start, end = header.blocks.start, header.blocks.end
+    for name, block in (("start", start), ("end", end)):
+        if not 0 <= block.height <= U32_MAX:
+            raise SnapshotError(path, f"line 1: $.blocks.{name}.height", f"{block.height} is outside the chain's u32")
+        if not 0 <= block.timestamp <= U64_MAX:
+            raise SnapshotError(
+                path, f"line 1: $.blocks.{name}.timestamp", f"{block.timestamp} is outside the chain's u64"
+            )
+    if not start.timestamp > period.start_ts:
+        raise SnapshotError(
+            path,
+            "line 1: $.blocks.start.timestamp",
+            f"the first block after the period's start ({period.start_ts}) must be stamped after it, "
+            f"got {start.timestamp}",
+        )
+    if not end.timestamp > period.end_ts:
+        raise SnapshotError(
+            path,
+            "line 1: $.blocks.end.timestamp",
+            f"the first block after the period's end ({period.end_ts}) must be stamped after it, got {end.timestamp}",
+        )
+    if not (start.height < end.height and start.timestamp < end.timestamp):
+        raise SnapshotError(path, "line 1: $.blocks", "the end block must come after the start block")
+
+
+class StreamedSnapshot(LoadedSnapshot):
+    """A validated `/2` snapshot: header and node records in memory, events streamed."""
+
+    def __init__(
+        self, path: Path, header: SnapshotHeader, blocks: Blocks, sha256: str, size_bytes: int, limit: int
+    ) -> None:
+        self.path = path
+        self.header = header
+        self.blocks = blocks
+        self._sha256 = sha256
+        self.size_bytes = size_bytes
+        self._limit = limit
+        self.stats = EventStats()
+        #: a node asleep at the start has the start block's timestamp as its wake-up request
+        self.wake_at_start_ts: int | None = blocks.start.timestamp
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the bytes after gzip decompression."""
+        return self._sha256
+
+    def iter_node_events(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event]]]:
+        """(node_id, events read for the period) per node line, in file order."""
+        for node_id, events, _window in self.iter_node_windows(buffered=buffered):
+            yield node_id, events
+
+    def iter_node_windows(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event], Window | None]]:
+        """(node_id, events, window) per node line: the events of the blocks minting reads, in
+        chain order; `window.split` is the first one after the end block."""
+        del buffered  # every line holds one whole node: nothing to buffer
+        self.stats = EventStats()
+        start_height = self.blocks.start.height
+        end_height = self.blocks.end.height
+        last_height = end_height + POST_PERIOD_BLOCKS
+        reader = _Lines(self.path, self._limit)
+        lines = iter(reader)
+        next(lines, None)  # the header
+        for number, line in lines:
+            document = _parse(self.path, number, line)
+            node = document.get("node")
+            node_id = node.get("node_id") if isinstance(node, dict) else None
+            if type(node_id) is not int:
+                raise SnapshotError(self.path, f"line {number}: $.node.node_id", "missing or not an integer")
+            stats = self.stats
+            counts = (stats.uptime_events, stats.power_events, stats.duplicates_dropped)
+            try:
+                events, split = self._events(
+                    number, node_id, document.get("events"), start_height, end_height, last_height
+                )
+            except _Inexact:
+                stats.uptime_events, stats.power_events, stats.duplicates_dropped = counts
+                exact = _parse(self.path, number, line, exact=True).get("events")
+                events, split = self._events(number, node_id, exact, start_height, end_height, last_height, exact=True)
+            yield node_id, events, Window(0, split, len(events))
+        if reader.digest.hexdigest() != self._sha256:
+            raise SnapshotError(self.path, "$", "the file changed while it was being read; calculate again")
+
+    def _bad(self, number: int, column: str, problem: str) -> SnapshotError:
+        return SnapshotError(self.path, f"line {number}: $.events.{column}", problem)
+
+    def _events(
+        self,
+        number: int,
+        node_id: int,
+        columns: object,
+        start_height: int,
+        end_height: int,
+        last_height: int,
+        *,
+        exact: bool = False,
+    ) -> tuple[list[Event], int]:
+        if not isinstance(columns, dict):
+            raise SnapshotError(self.path, f"line {number}: $.events", f"expected an object, got {describe(columns)}")
+        if set(columns) != set(_EVENT_COLUMNS):
+            missing = sorted(set(_EVENT_COLUMNS) - set(columns))
+            unknown = sorted(set(columns) - set(_EVENT_COLUMNS))
+            what = f"missing column {missing[0]!r}" if missing else f"unknown column {unknown[0]!r}"
+            raise SnapshotError(self.path, f"line {number}: $.events", what)
+        heights, indexes, stamps, kinds, values = (columns[name] for name in _EVENT_COLUMNS)
+        count = len(heights) if isinstance(heights, list) else -1
+        for name in _EVENT_COLUMNS:
+            column = columns[name]
+            if not isinstance(column, list):
+                raise self._bad(number, name, f"expected an array, got {describe(column)}")
+            if len(column) != count:
+                raise self._bad(number, name, f"has {len(column)} entries, expected {count} like $.events.height")
+        fast = self._events_fast(heights, indexes, stamps, kinds, values, start_height, end_height, last_height)
+        if fast is not None:
+            self.stats.uptime_events += kinds.count(EVENT_UPTIME)
+            self.stats.power_events += count - kinds.count(EVENT_UPTIME)
+            return fast
+        return self._events_checked(
+            number, node_id, heights, indexes, stamps, kinds, values, start_height, end_height, last_height, exact
+        )
+
+    @staticmethod
+    def _events_fast(
+        heights: list,
+        indexes: list,
+        stamps: list,
+        kinds: list,
+        values: list,
+        start_height: int,
+        end_height: int,
+        last_height: int,
+    ) -> tuple[list[Event], int] | None:
+        """The common case in one flat loop: every value a narrow integer, events in chain order,
+        no two at one place. None when anything is unusual (the checked path then reads the line)."""
+        events: list[Event] = []
+        append = events.append
+        split = -1
+        previous_height = previous_index = -1
+        u32, narrow = U32_MAX, NARROW_EVENT_LIMIT
+        for height, index, ts, kind, value in zip(heights, indexes, stamps, kinds, values, strict=True):
+            if not (
+                type(height) is int
+                and type(index) is int
+                and type(ts) is int
+                and type(value) is int
+                and type(kind) is int
+                and 0 <= height <= u32
+                and 0 <= index <= u32
+                and 0 <= ts < narrow
+                and 0 <= value < narrow
+                and 0 <= kind <= EVENT_UPTIME
+                and (kind == EVENT_UPTIME or value <= 1)
+            ):
+                return None
+            if height < start_height or height > last_height:
+                continue
+            if height < previous_height or (height == previous_height and index <= previous_index):
+                return None  # out of order, or the same place twice
+            previous_height, previous_index = height, index
+            if split < 0 and height > end_height:
+                split = len(events)
+            append((ts, EVENT_UPTIME, value) if kind == EVENT_UPTIME else (ts, kind, value == 1))
+        return events, len(events) if split < 0 else split
+
+    def _events_checked(
+        self,
+        number: int,
+        node_id: int,
+        heights: list,
+        indexes: list,
+        stamps: list,
+        kinds: list,
+        values: list,
+        start_height: int,
+        end_height: int,
+        last_height: int,
+        exact: bool,
+    ) -> tuple[list[Event], int]:
+        """Every rule, with the problem named: widths, chain order, duplicates."""
+        count = len(heights)
+        stats = self.stats
+        events: list[Event] = []
+        keys: list[tuple[int, int]] = []
+        split = -1
+        previous = (-1, -1)
+        ordered = True
+        for position in range(count):
+            height, index, ts, kind, value = (
+                heights[position],
+                indexes[position],
+                stamps[position],
+                kinds[position],
+                values[position],
+            )
+            if type(height) is not int or type(index) is not int or type(ts) is not int or type(value) is not int:
+                if float in (type(height), type(index), type(ts), type(value)) and not exact:
+                    raise _Inexact
+                for name, item in zip(_EVENT_COLUMNS, (height, index, ts, kind, value), strict=True):
+                    if type(item) is not int:
+                        raise self._bad(number, f"{name}[{position}]", f"expected an integer, got {describe(item)}")
+            if kind not in _KINDS or type(kind) is not int:
+                raise self._bad(number, f"kind[{position}]", f"expected 0, 1 or 2, got {describe(kind)}")
+            if kind == EVENT_UPTIME:
+                stats.uptime_events += 1
+            else:
+                stats.power_events += 1
+                if value not in (0, 1):
+                    raise self._bad(number, f"value[{position}]", f"a power event's value is 0 or 1, got {value}")
+            if not (0 <= height <= U32_MAX and 0 <= index <= U32_MAX):
+                stats.invalid_event_nodes.setdefault(
+                    node_id, f"events[{position}]: block {height} index {index} is outside the chain's u32"
+                )
+                continue
+            if not 0 <= ts <= U64_MAX or not 0 <= value <= U64_MAX:
+                field_name, bad = ("timestamp", ts) if not 0 <= ts <= U64_MAX else ("value", value)
+                stats.invalid_event_nodes.setdefault(
+                    node_id, f"events.{field_name}[{position}]: {bad} is out of range (the chain's u64 is 0..{U64_MAX})"
+                )
+                continue
+            if height < start_height or height > last_height:
+                continue  # blocks minting does not read for this period
+            key = (height, index)
+            if key <= previous:
+                ordered = False
+            previous = key
+            if kind == EVENT_UPTIME:
+                if value >= NARROW_EVENT_LIMIT:
+                    stats.wide_nodes.add(node_id)
+                events.append((ts, kind, value))
+            else:
+                events.append((ts, kind, bool(value)))
+            keys.append(key)
+        if not ordered:
+            events, keys = self._chain_order(node_id, events, keys)
+        split = len(events)
+        for position, (height, _index) in enumerate(keys):
+            if height > end_height:
+                split = position
+                break
+        return events, split
+
+    def _chain_order(
+        self, node_id: int, events: list[Event], keys: list[tuple[int, int]]
+    ) -> tuple[list[Event], list[tuple[int, int]]]:
+        """Events sorted by (block, index); the same chain event twice is kept once, two
+        different events at one place make the node invalid."""
+        order = sorted(range(len(events)), key=keys.__getitem__)
+        out: list[Event] = []
+        out_keys: list[tuple[int, int]] = []
+        for position in order:
+            key, event = keys[position], events[position]
+            if out_keys and out_keys[-1] == key:
+                if out[-1] == event:
+                    self.stats.duplicates_dropped += 1
+                else:
+                    self.stats.invalid_event_nodes.setdefault(
+                        node_id, f"two different events at block {key[0]} index {key[1]}"
+                    )
+                continue
+            out.append(event)
+            out_keys.append(key)
+        return out, out_keys
+
+
+class Format2Writer:
+    """Writes a `/2` file: the header line, then one line per node (deterministic gzip when the
+    name ends in .gz: no name, no time in the gzip header)."""
+
+    def __init__(self, path: Path, header: dict) -> None:
+        self.path = path
+        self.bytes_written = 0
+        self._raw = path.open("wb")
+        self._out: IO[bytes] = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=6, mtime=0)  # type: ignore[assignment]
+            if path.name.endswith(".gz")
+            else self._raw
+        )
+        self._emit({"format": FORMAT_2_TAG, **{k: v for k, v in header.items() if k != "format"}})
+
+    def _emit(self, document: dict) -> None:
+        try:
+            data = orjson.dumps(document)
+        except TypeError:  # integers past 64 bits: the standard library writes them exactly
+            data = json.dumps(document, separators=(",", ":")).encode()
+        self._out.write(data + b"\n")
+        self.bytes_written += len(data) + 1
+
+    def node(self, record: dict, power_at_start: dict | None, events: list[tuple[int, int, int, int, int]]) -> None:
+        """One node line; `events` are (height, index, timestamp, kind, value) in chain order
+        (value 1/0 for a power event's Up/Down)."""
+        columns: dict[str, list[int]] = {name: [] for name in _EVENT_COLUMNS}
+        for event in events:
+            for name, value in zip(_EVENT_COLUMNS, event, strict=True):
+                columns[name].append(value)
+        self._emit({"node": record, "power_at_start": power_at_start, "events": columns})
+
+    def close(self) -> None:
+        self._out.close()
+        if self._out is not self._raw:
+            self._raw.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
