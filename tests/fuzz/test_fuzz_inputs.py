@@ -10,7 +10,7 @@ import string
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from stellar_sdk import Keypair
 from typer.testing import CliRunner
@@ -302,6 +302,9 @@ def test_the_database_password_is_never_shown(password):
 
     from config.settings import Settings
 
+    # a password that is also a word of the settings' own text (e.g. "snapshot") proves nothing
+    baseline = Settings(database_url=SecretStr("postgresql+psycopg://payouts:x@db.internal/payouts"))
+    assume(password not in repr(baseline) + str(baseline) + baseline.ledger_url_for_display())
     settings = Settings(database_url=SecretStr(f"postgresql+psycopg://payouts:{password}@db.internal/payouts"))
     assert password not in repr(settings) and password not in str(settings)
     assert password not in settings.ledger_url_for_display()
