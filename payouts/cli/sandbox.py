@@ -31,6 +31,8 @@ _FAULTS_HELP = (
     "504_after_apply: lands, answers 504. 504_without_apply: answers 504, never lands. "
     "drop_after_apply: lands, connection closed. delay: lands LEDGERS later. "
     "congestion: tx_insufficient_fee. restart: after a ledger close, reload saved state. "
+    "land_during_lookup=R: a lookup by hash of a queued transaction answers 404 while the "
+    "ledger including it closes. "
     "lag=SECONDS: a lagging replica, reads SECONDS behind the chain and every synchronous "
     "submission answered 504 after it lands."
 )

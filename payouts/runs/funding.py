@@ -317,6 +317,21 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
             uow.commit_before_submit()
         result = client.submit(envelope.to_xdr())
         info = client.transaction(funding.tx_hash) if result.outcome != Outcome.SUCCESS else None
+        verdict = Verdict.MAYBE
+        if result.outcome != Outcome.SUCCESS and info is None:
+            source = client.account(funding.treasury)
+            verdict = landing_verdict(
+                found=False,
+                successful=None,
+                latest_closed_ts=int(client.latest_ledger().closed_at.timestamp()),
+                max_time_ts=recorded.max_time,
+                source_sequence_now=source.sequence if source else None,
+                tx_sequence=recorded.sequence,
+            )
+            if verdict is Verdict.NEVER:
+                # the proof holds only for a lookup made after it: the transaction may have
+                # landed since the first lookup, using up its own sequence number
+                info = client.transaction(funding.tx_hash)
         if result.outcome == Outcome.SUCCESS or (info is not None and info.successful):
             ledger, closed_at = (result.ledger, result.closed_at) if info is None else (info.ledger, info.closed_at)
             transition(
@@ -342,15 +357,8 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
                 detail={"tx_hash": funding.tx_hash},
             )
             return RunStatus.FUNDED
-        source = client.account(funding.treasury)
-        verdict = landing_verdict(
-            found=info is not None,
-            successful=info.successful if info else None,
-            latest_closed_ts=int(client.latest_ledger().closed_at.timestamp()),
-            max_time_ts=recorded.max_time,
-            source_sequence_now=source.sequence if source else None,
-            tx_sequence=recorded.sequence,
-        )
+        if info is not None:
+            verdict = Verdict.FAILED  # found, and failed
         if verdict not in (Verdict.FAILED, Verdict.NEVER):
             return run.status  # unknown and may still land: submit the same file again later
         transition(

@@ -446,12 +446,8 @@ class PaymentEngine:
         ):
             return Verdict.MAYBE, bumped
         info = self.client.transaction(tx.tx_hash)
-        if info is not None:
-            verdict = Verdict.LANDED if info.successful else Verdict.FAILED
-            if verdict is Verdict.LANDED:
-                self._confirm(session, tx, info.ledger, info.closed_at, report, landed_hash=info.tx_hash)
-                return verdict, ""
-        else:
+        verdict = Verdict.MAYBE
+        if info is None:
             latest = self.client.latest_ledger()
             source = self.client.account(tx.source_account)
             verdict = landing_verdict(
@@ -462,6 +458,16 @@ class PaymentEngine:
                 source_sequence_now=source.sequence if source else None,
                 tx_sequence=tx.sequence,
             )
+            if verdict is Verdict.NEVER:
+                # The proof holds only for a lookup made after it: the transaction may have
+                # landed between the first lookup and these reads, using up its own sequence
+                # number. Not found now, it never will be.
+                info = self.client.transaction(tx.tx_hash)
+        if info is not None:
+            verdict = Verdict.LANDED if info.successful else Verdict.FAILED
+            if verdict is Verdict.LANDED:
+                self._confirm(session, tx, info.ledger, info.closed_at, report, landed_hash=info.tx_hash)
+                return verdict, ""
         if verdict is Verdict.FAILED:
             self._failed_on_chain(session, tx, codes, report)
         elif verdict is Verdict.NEVER:

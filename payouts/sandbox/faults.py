@@ -9,6 +9,9 @@ The spec is a comma-separated list of `name=rate` (rate between 0 and 1):
     congestion=R           refused with tx_insufficient_fee, as when the queue is full
     restart=R              after a ledger closes, the server restarts: state is saved and
                            reloaded, queued transactions are lost, open connections dropped
+    land_during_lookup=R   a lookup by hash of a transaction still queued answers 404, and the
+                           ledger that includes it closes before the answer goes out: the
+                           client's next read already sees it applied (its sequence used)
     lag=S                  a lagging replica: every read is served from a view S seconds
                            behind the chain (transactions not found yet, accounts with their
                            old sequence), and every synchronous submission is answered 504
@@ -35,7 +38,9 @@ class SubmitFault(StrEnum):
     congestion = "congestion"
 
 
-_NAMES = {fault.value for fault in SubmitFault} | {"restart", "lag"}
+#: the fault on lookups by hash (not a submission fault)
+LAND_DURING_LOOKUP = "land_during_lookup"
+_NAMES = {fault.value for fault in SubmitFault} | {"restart", "lag", LAND_DURING_LOOKUP}
 #: the longest replica lag the sandbox models, in seconds
 MAX_LAG_S = 3600.0
 
@@ -102,6 +107,7 @@ class FaultPlan:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._forced: list[SubmitFault] = []
+        self._forced_landings = 0
         self.injected: dict[str, int] = {}
 
     def force(self, fault: SubmitFault, times: int = 1) -> None:
@@ -122,6 +128,23 @@ class FaultPlan:
             if fault is not None:
                 self.injected[fault.value] = self.injected.get(fault.value, 0) + 1
             return fault
+
+    def force_landing_during_lookup(self, times: int = 1) -> None:
+        with self._lock:
+            self._forced_landings += times
+
+    def land_during_lookup_now(self) -> bool:
+        """Drawn only when a lookup by hash misses a transaction that is still queued."""
+        rate = self.spec.rates.get(LAND_DURING_LOOKUP, 0.0)
+        with self._lock:
+            if self._forced_landings:
+                self._forced_landings -= 1
+                hit = True
+            else:
+                hit = bool(rate) and self._random.random() < rate
+            if hit:
+                self.injected[LAND_DURING_LOOKUP] = self.injected.get(LAND_DURING_LOOKUP, 0) + 1
+            return hit
 
     def restart_now(self) -> bool:
         rate = self.spec.rates.get("restart", 0.0)

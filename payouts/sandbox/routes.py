@@ -89,7 +89,7 @@ class Router:
         if head == "transactions":
             if not rest:
                 return self._collection(self._transactions(query, "/transactions", self._all_txs), query)
-            record = self._transaction(rest[0])
+            record = self._transaction(rest[0], on_missing=handler.sandbox.lookup_missed if len(rest) == 1 else None)
             if len(rest) == 1:
                 return handler._send(200, views.transaction(self.base, record))
             start = record.paging_token
@@ -134,12 +134,14 @@ class Router:
             raise BadQuery("ledger_id", "Ledger ID must be a positive integer")
         return int(text)
 
-    def _transaction(self, text: str) -> TxRecord:
+    def _transaction(self, text: str, *, on_missing: Callable[[str], None] | None = None) -> TxRecord:
         hash_hex = text.lower()
         if not _HASH_RE.match(hash_hex):
             raise BadQuery("tx_id", "Transaction hash must be a hex-encoded, lowercase SHA-256 hash")
         record = self.view.transaction(hash_hex)
         if record is None:
+            if on_missing is not None:
+                on_missing(hash_hex)  # the answer stays "not found", whatever happens meanwhile
             raise Missing()
         return record
 

@@ -189,6 +189,17 @@ class SandboxServer:
             except Exception:
                 log.exception("sandbox.ledger_close_failed")
 
+    def lookup_missed(self, hash_hex: str) -> None:
+        """A lookup by hash found nothing. Under the land_during_lookup fault a transaction still
+        queued goes into a ledger closed now, before the 404 is sent: what a client sees when a
+        ledger closes between its lookup and its next read."""
+        with self.ledger.lock:
+            pending = self.ledger.queue.get(hash_hex)
+            if pending is None or not self.faults.land_during_lookup_now():
+                return
+            pending.not_before_ledger = min(pending.not_before_ledger, self.ledger.latest.sequence + 1)
+        self.close_ledger()  # takes the restart lock first: not under the ledger's lock
+
     def wait_for_ledger(self, sequence: int, timeout_s: float = 10.0) -> bool:
         with self.ledger.lock:
             return self.ledger.closed.wait_for(lambda: self.ledger.latest.sequence >= sequence, timeout_s)

@@ -6,6 +6,10 @@ new transaction only when the old one provably can never land:
 - not found, and the network's latest closed ledger is past its max time, or
 - not found, and its source account's sequence has reached or passed its own (another
   transaction used the number).
+"Not found" must come from a lookup made after the reads of the latest ledger and of the source
+account: a transaction that lands between an earlier lookup and those reads uses up its own
+sequence number, which proves nothing. A caller that looked up first looks up again before it
+acts on NEVER.
 A pure function, tested one row per clause.
 """
 

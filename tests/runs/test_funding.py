@@ -18,6 +18,7 @@ from payouts.runs.payment import PayConfig, PaymentEngine, RunNotPayable
 from payouts.runs.service import calculate_run
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
+from payouts.sandbox.faults import SubmitFault
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
 from tests.support.payments import check_invariants, grid_snapshot, make_treasury_multisig
@@ -164,3 +165,47 @@ def test_exporting_funding_in_a_unit_of_work_that_rolls_back_leaves_nothing_in_t
             assert session.get(Run, run.id).status == RunStatus.FUNDING
             assert len(session.exec(select(StellarTransaction)).all()) == 1
         db.dispose()
+
+
+def test_a_funding_transaction_that_lands_between_its_lookup_and_the_account_read_funds_the_run(ledger_url, tmp_path):
+    """Not found by hash, then the ledger including it closes before the treasury is read: its
+    own sequence number used proves nothing, and the run is funded, not sent back for a second
+    funding transaction."""
+    with running_sandbox(ledger_close_s=0.1, faults="delay=0:50", submission_timeout_s=0.5) as sandbox:
+        document = init_sandbox(sandbox.url, tmp_path / "accounts.json", farmers=3, channels=2).document
+        client = HorizonClient(sandbox.url)
+        alice, bob = Keypair.random(), Keypair.random()
+        make_treasury_multisig(client, document, [alice, bob])
+        db = make_engine(ledger_url)
+        approver = Keypair.random()
+        with session_scope(db) as session:
+            run = calculate_run(session, grid_snapshot(tmp_path, document["farmers"])).run
+            approve_run(
+                session,
+                run,
+                public_key=approver.public_key,
+                signature_b64=sign_manifest(build_manifest(session, run), approver),
+                approvers=[approver.public_key],
+                required=1,
+            )
+            funding = export_funding(
+                session,
+                session.get(Run, run.id),
+                client,
+                treasury=document["treasury"]["public_key"],
+                payout_account=SigningKeys.from_accounts_file(tmp_path / "accounts.json").payout_account,
+                asset_code=document["asset"]["code"],
+                asset_issuer=document["asset"]["issuer"],
+                network_passphrase=document["network_passphrase"],
+                approvers=[approver.public_key],
+                required=1,
+            )
+        signed = sign_funding(sign_funding(funding, alice), bob)
+        sandbox.faults.force(SubmitFault.delay)  # 504 after 0.5 s, still queued
+        sandbox.faults.force_landing_during_lookup()
+        assert submit_funding(UnitsOfWork(db), signed, client) == RunStatus.FUNDED
+        assert sandbox.faults.injected == {"delay": 1, "land_during_lookup": 1}
+        with Session(db) as session:
+            assert session.get(Run, run.id).status == RunStatus.FUNDED
+            assert not session.exec(select(LedgerEvent).where(LedgerEvent.event == "funding.not_landed")).all()
+        client.close()

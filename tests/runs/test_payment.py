@@ -19,7 +19,7 @@ from payouts.runs.payment import PayConfig, PaymentEngine, RunAlreadyPaid, RunNo
 from payouts.runs.service import calculate_run
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
-from payouts.sandbox.faults import FaultSpec
+from payouts.sandbox.faults import FaultSpec, SubmitFault
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
 from tests.support.payments import (
@@ -241,6 +241,24 @@ def test_a_sandbox_restart_mid_run_loses_no_payment(paying):
     assert report.status == RunStatus.PAID
     payments = check_invariants(db, engine.client, document, run_id)
     assert sum(p.status == "paid" for p in payments) == 8
+
+
+def test_a_transaction_that_lands_between_its_lookup_and_the_account_read_is_paid_not_rebuilt(paying):
+    """An unknown outcome is looked up by hash: not found; then, before the engine reads the
+    source account, the ledger including it closes. The account shows the transaction's own
+    sequence number used, which proves nothing: rebuilding would pay those farmers twice."""
+    sandbox, document, db, run_id, engine = paying(faults="delay=0:50")
+    # 50 ledgers of 0.1 s outlast the 2 s submission timeout: 504, and still queued
+    sandbox.faults.force(SubmitFault.delay)
+    sandbox.faults.force_landing_during_lookup()
+    report = engine.pay(run_id)
+    assert sandbox.faults.injected == {"delay": 1, "land_during_lookup": 1}
+    assert report.status == RunStatus.PAID
+    payments = check_invariants(db, engine.client, document, run_id)
+    assert sum(p.status == "paid" for p in payments) == 8
+    assert report.unknown_outcomes == 1 and report.rebuilt == 0
+    with Session(db) as session:
+        assert not session.exec(select(LedgerEvent).where(LedgerEvent.event == "transaction.dead")).all()
 
 
 def test_pay_twice_at_once_pays_once(paying):

@@ -101,6 +101,30 @@ def test_delay_beyond_the_submission_timeout_is_504_then_lands():
         assert net.horizon.transactions().transaction(envelope.hash_hex()).call()["successful"]
 
 
+def test_land_during_lookup_answers_not_found_while_the_ledger_including_it_closes():
+    with running_sandbox(ledger_close_s=0.1, faults="delay=0:50", submission_timeout_s=0.3) as sandbox:
+        net = make_net(sandbox)
+        alice, bob = net.new_accounts(2)
+        sequence = net.sequence(alice)
+        envelope = payment(net, alice, bob)
+        sandbox.faults.force(SubmitFault.delay)
+        with pytest.raises(BadResponseError) as caught:
+            net.submit(envelope)
+        assert caught.value.status == 504 and envelope.hash_hex() in sandbox.ledger.queue
+        lookup = f"{sandbox.url}/transactions/{envelope.hash_hex()}"
+        assert httpx.get(lookup).status_code == 404  # no fault drawn: still queued
+        sandbox.faults.force_landing_during_lookup()
+        assert httpx.get(lookup).status_code == 404
+        # ... but the very next reads see it applied: its sequence used, found by hash
+        assert net.sequence(alice) == sequence + 1
+        assert httpx.get(lookup).json()["successful"] is True
+        assert sandbox.faults.injected == {"delay": 1, "land_during_lookup": 1}
+        # a lookup of a hash that is not queued draws nothing
+        sandbox.faults.force_landing_during_lookup()
+        assert httpx.get(f"{sandbox.url}/transactions/{'0' * 64}").status_code == 404
+        assert sandbox.faults.injected["land_during_lookup"] == 1
+
+
 def test_congestion_is_insufficient_fee_and_nothing_queued(net, sandbox):
     alice, bob = net.new_accounts(2)
     envelope = payment(net, alice, bob)
@@ -171,8 +195,10 @@ def test_restart_fault_drops_a_waiting_submitter(tmp_path):
 
 
 def test_fault_spec_parsing_and_seeded_draws():
-    spec = FaultSpec.parse("504_after_apply=0.1,drop_after_apply=0.05,delay=0.1:3,congestion=0.05,restart=0.01")
-    assert spec.delay_ledgers == 3 and spec.rates["congestion"] == 0.05
+    spec = FaultSpec.parse(
+        "504_after_apply=0.1,drop_after_apply=0.05,delay=0.1:3,congestion=0.05,restart=0.01,land_during_lookup=0.2"
+    )
+    assert spec.delay_ledgers == 3 and spec.rates["congestion"] == 0.05 and spec.rates["land_during_lookup"] == 0.2
     assert FaultSpec.parse(str(spec)) == spec
     for bad in ("boom=0.1", "504_after_apply=2", "delay=0.1", "congestion=x", "504_after_apply"):
         with pytest.raises(FaultSpecError):

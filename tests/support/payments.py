@@ -91,7 +91,7 @@ def check_invariants(db, client, document, run_id, outside: frozenset[str] = fro
     for record in chain:
         amount_units = int(record["amount"].replace(".", ""))
         chain_by_tx.setdefault(record["transaction_hash"], Counter())[(record["to"], amount_units)] += 1
-    assert chain_by_tx == ledger_by_tx, "chain and ledger disagree on what was paid"
+    assert chain_by_tx == ledger_by_tx, _disagreement(chain_by_tx, ledger_by_tx)
 
     for tx_hash in chain_by_tx:
         info = client.transaction(tx_hash)
@@ -113,6 +113,20 @@ def check_invariants(db, client, document, run_id, outside: frozenset[str] = fro
     chain_total = sum(int(r["amount"].replace(".", "")) for r in chain)
     assert ledger_total == chain_total
     return payments
+
+
+def _disagreement(chain_by_tx: dict[str, Counter], ledger_by_tx: dict[str, Counter]) -> str:
+    """Which side holds what the other does not, per transaction hash."""
+    lines = ["chain and ledger disagree on what was paid"]
+    for tx_hash in sorted(set(chain_by_tx) | set(ledger_by_tx)):
+        chain, ledger = chain_by_tx.get(tx_hash, Counter()), ledger_by_tx.get(tx_hash, Counter())
+        if chain == ledger:
+            continue
+        if chain - ledger:
+            lines.append(f"  on chain, not in the ledger: {tx_hash} {dict(chain - ledger)}")
+        if ledger - chain:
+            lines.append(f"  in the ledger, not on chain: {tx_hash} {dict(ledger - chain)}")
+    return "\n".join(lines)
 
 
 def make_treasury_multisig(client: HorizonClient, document: dict, signers: list[Keypair]) -> None:
