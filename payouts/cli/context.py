@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from config.settings import Settings
+from config.settings import Settings, SettingsError, load_settings
 from payouts.cli.console import abort
 from payouts.ledger.db import make_engine, migrate, session_scope
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
@@ -51,5 +51,8 @@ class CliContext:
 def get_context(ctx: typer.Context) -> CliContext:
     root = ctx.find_root()
     if not isinstance(root.obj, CliContext):
-        root.obj = CliContext(settings=Settings())
+        try:
+            root.obj = CliContext(settings=load_settings())
+        except SettingsError as exc:
+            abort(str(exc), code=2)
     return root.obj
