@@ -10,13 +10,14 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import EventDict, Processor
 
 from payouts.redact import has_seed, redact
 
 _SECRET_KEYS = ("secret", "password", "seed", "private_key", "database_url")
 
 
-def _drop_secrets(_logger, _method, event_dict: dict) -> dict:
+def _drop_secrets(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
     """Last line of defence: a field whose name says it is secret is never written."""
     for key in list(event_dict):
         if any(marker in key.lower() for marker in _SECRET_KEYS):
@@ -37,7 +38,7 @@ def _scrub(value: object) -> object:
     return value
 
 
-def _redact_seeds(_logger, _method, event_dict: dict) -> dict:
+def _redact_seeds(_logger: object, _method: str, event_dict: EventDict) -> EventDict:
     """Whatever a field is called, a value shaped like a secret seed is blanked out."""
     for key, value in event_dict.items():
         event_dict[key] = _scrub(value)
@@ -70,13 +71,14 @@ class _CurrentStderr:
 def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> None:
     stream = stream or _CurrentStderr()
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_secrets,
         _redact_seeds,
     ]
+    renderer: list[Processor]
     if use_json:
         renderer = [structlog.processors.dict_tracebacks, _redact_seeds, structlog.processors.JSONRenderer()]
     else:
