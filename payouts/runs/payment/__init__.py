@@ -3,6 +3,7 @@ ledger reads (queries), building transactions (build), resolving their outcomes 
 loop that drives them (engine)."""
 
 from payouts.runs.payment.common import (
+    LeaseLost,
     PayConfig,
     PayReport,
     RunAlreadyPaid,
@@ -13,6 +14,7 @@ from payouts.runs.payment.common import (
 from payouts.runs.payment.engine import PaymentEngine
 
 __all__ = [
+    "LeaseLost",
     "PayConfig",
     "PayReport",
     "PaymentEngine",

@@ -32,6 +32,11 @@ class RunBusy(RunsError):
     """Another worker holds the run's lease and is paying it."""
 
 
+class LeaseLost(RunBusy):
+    """This payer's lease on the run was taken over (it stalled past the lease time); it stops,
+    and the payer holding the lease now drives the run."""
+
+
 class RunStopped(RunsError):
     """The run stopped and waits for an operator; the reason says why."""
 

@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 import structlog
 from sqlmodel import Session
 
+from payouts.ledger.errors import StaleStatus
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
@@ -37,9 +38,10 @@ from payouts.ledger.states import (
 )
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.runs.approvals import require_approved
-from payouts.runs.control import acquire_lease, pause_state, release_lease
+from payouts.runs.control import acquire_lease, lease_holder, pause_state, release_lease, renew_lease
 from payouts.runs.payment.build import Builder
 from payouts.runs.payment.common import (
+    LeaseLost,
     PayConfig,
     PayReport,
     RunAlreadyPaid,
@@ -188,9 +190,24 @@ class PaymentEngine(Builder, Resolver):
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
         try:
             return self._pay(run_id, owner, progress, budget_s)
+        except StaleStatus:
+            # rows moved under this payer: by the payer that took its lease, or a real conflict
+            with self.units() as uow:
+                holder = lease_holder(uow.session, run_id)
+            if holder == owner:
+                raise
+            raise self._lease_lost(run_id, holder) from None
         finally:
             with self.units() as uow:
                 release_lease(uow.session, run_id, owner)
+
+    def _lease_lost(self, run_id: int, holder: str | None) -> LeaseLost:
+        log.warning("run.pay.lease_lost", run_id=run_id, holder=holder)
+        return LeaseLost(
+            f"run {run_id}: this payer lost its lease (it was held up longer than the lease time, "
+            f"{self.config.lease_ttl_s:g} s) and stopped; {holder or 'the next payer'} drives the run now. "
+            "What it sent is in the ledger and is resolved by that payer; nothing is paid twice."
+        )
 
     def _pay(
         self, run_id: int, owner: str, progress: Callable[[PayReport], None] | None, budget_s: float | None
@@ -249,7 +266,12 @@ class PaymentEngine(Builder, Resolver):
                     return report
                 if time.monotonic() - renewed_at > self.config.lease_ttl_s / 3:
                     with self.units() as uow:
-                        acquire_lease(uow.session, run_id, owner, self.config.lease_ttl_s)
+                        renewed = renew_lease(uow.session, run_id, owner, self.config.lease_ttl_s)
+                        holder = lease_holder(uow.session, run_id)
+                    if not renewed:
+                        for future in inflight:
+                            future.cancel()
+                        raise self._lease_lost(run_id, holder)
                     renewed_at = time.monotonic()
                 if paused or (deadline is not None and time.monotonic() > deadline):
                     report.reason = "paused" if paused else "time budget used; continue in the next task"
