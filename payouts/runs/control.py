@@ -102,7 +102,7 @@ def renew_lease(session: Session, run_id: int, owner: str, ttl_s: float) -> bool
 
 def lease_holder(session: Session, run_id: int) -> str | None:
     """Who holds the run's lease now (read past this session's cache)."""
-    row = session.execute(select(Run.lease_owner).where(col(Run.id) == run_id)).first()
+    row = session.execute(select(col(Run.lease_owner)).where(col(Run.id) == run_id)).first()
     return row[0] if row is not None else None
 
 
