@@ -58,6 +58,7 @@ def pay_config(settings: Settings, network: str) -> PayConfig:
         approvals_required=required_approvals(network, settings.approvals_required),
         memo_mode=settings.memo_mode,
         batch_size=settings.batch_size,
+        treasury_account=settings.treasury_account,
         base_fee_stroops=settings.base_fee_stroops,
         max_fee_stroops=settings.max_fee_stroops,
         tx_timeout_s=settings.tx_timeout_s,

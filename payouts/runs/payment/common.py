@@ -58,6 +58,8 @@ class PayConfig:
     two_tier: bool = False
     #: seconds a payer's hold on a run lasts without renewal (renewed while it works)
     lease_ttl_s: float = 60.0
+    #: the treasury (two-tier mode): never a destination
+    treasury_account: str | None = None
 
 
 @dataclass

@@ -121,7 +121,9 @@ class PaymentEngine(Builder, Resolver):
         except PreflightError as exc:
             self._stop(session, run, f"preflight: {exc}")
             return str(exc)
-        held = check_destinations(self.client, self.asset, [(p.destination, p.amount_tft_units) for p in pending])
+        held = check_destinations(
+            self.client, self.asset, [(p.destination, p.amount_tft_units) for p in pending], self._own_accounts()
+        )
         for reason in sorted(set(held.values())):
             ids = [id_of(p) for p in pending if held.get(p.destination) == reason]
             transition_many(
@@ -149,6 +151,14 @@ class PaymentEngine(Builder, Resolver):
         )
         log.info("run.paying", run_id=run.id, pending=len(pending), held_destinations=len(held))
         return None
+
+    def _own_accounts(self) -> dict[str, str]:
+        """Our accounts, never a destination, with the reason a payment to one is held."""
+        own = {channel: "channel_account" for channel in self.keys.channel_accounts}
+        own[self.keys.payout_account] = "payout_account"
+        if self.config.treasury_account:
+            own[self.config.treasury_account] = "treasury_account"
+        return own
 
     def _check_payments_against_receipts(self, session: Session, run: Run) -> str | None:
         return check_payments_against_receipts(session, run)
