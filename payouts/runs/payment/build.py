@@ -20,8 +20,12 @@ from payouts.ledger.states import (
     transition_many,
 )
 from payouts.ledger.types import utcnow
+from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.errors import RunsError
 from payouts.runs.payment.common import EngineState
+from payouts.runs.payment.gate import check_before_signing
+from payouts.runs.payment.queries import stop_run
+from payouts.runs.service import require_run
 from payouts.stellar.build import (
     PaymentOp,
     build_fee_bump_envelope,
@@ -34,7 +38,22 @@ from payouts.stellar.merkle import merkle_root
 log = structlog.get_logger(__name__)
 
 
+class GateRefused(RunsError):
+    """A transaction the gate refused to sign; the message names the payment and the field."""
+
+
 class Builder(EngineState):
+    def _approved_manifest(self, session: Session, run_id: int) -> Manifest:
+        """The manifest the run's approvals signed (checked when the run started)."""
+        if run_id not in self._approved:
+            self._approved[run_id] = require_approved(
+                session,
+                require_run(session, run_id),
+                approvers=list(self.config.approvers),
+                required=self.config.approvals_required,
+            )
+        return self._approved[run_id]
+
     def _sources(self) -> list[str]:
         return self.keys.channel_accounts or [self.keys.payout_account]
 
@@ -58,7 +77,12 @@ class Builder(EngineState):
             pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources))
             groups = [pending[i : i + per_tx] for i in range(0, len(pending), per_tx)]
             for source, group in zip(sources, groups, strict=False):
-                built.append(self._build_one(session, run_id, source, group))
+                try:
+                    built.append(self._build_one(session, run_id, source, group))
+                except GateRefused as refused:
+                    # nothing of this group was signed or recorded; the run stops on record
+                    stop_run(session, require_run(session, run_id), str(refused))
+                    break
             session.flush()
             for tx in built:
                 transition(
@@ -102,6 +126,17 @@ class Builder(EngineState):
             min_time=0,
             max_time=max_time,
         )
+        refusal = check_before_signing(
+            session,
+            self._approved_manifest(session, run_id),
+            group,
+            envelope,
+            memo_mode=self.config.memo_mode,
+            asset_code=self.asset.code,
+            asset_issuer=self.asset.issuer,
+        )
+        if refusal is not None:
+            raise GateRefused(refusal)
         self.keys.sign(envelope)
         now = utcnow()
         tx = StellarTransaction(

@@ -12,6 +12,7 @@ from payouts.ledger.errors import AlreadyDone
 from payouts.ledger.models import Payment, Run, StellarTransaction
 from payouts.ledger.states import PaymentStatus
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
+from payouts.runs.approvals import Manifest
 from payouts.runs.errors import RunsError
 from payouts.runs.payment import queries
 from payouts.stellar.build import MAX_OPERATIONS
@@ -88,6 +89,8 @@ class EngineState:
     #: next sequence number per source, known from our own confirmed transactions
     _next_sequence: dict[str, int]
     _clock: tuple[int, float] | None
+    #: per run, the manifest its approvals signed
+    _approved: dict[int, Manifest]
 
     def _payments(
         self, session: Session, run_id: int, status: PaymentStatus, limit: int | None = None

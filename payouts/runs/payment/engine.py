@@ -37,7 +37,7 @@ from payouts.ledger.states import (
     transition_many,
 )
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
-from payouts.runs.approvals import require_approved
+from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.control import acquire_lease, lease_holder, pause_state, release_lease, renew_lease
 from payouts.runs.payment.build import Builder
 from payouts.runs.payment.common import (
@@ -49,7 +49,7 @@ from payouts.runs.payment.common import (
     RunNotPayable,
     RunStopped,
 )
-from payouts.runs.payment.gate import check_payments_against_receipts
+from payouts.runs.payment.gate import check_manifest_binding, check_payments_against_receipts
 from payouts.runs.payment.resolve import Resolver
 from payouts.runs.service import require_run
 from payouts.stellar.horizon import HorizonClient, SubmitResult
@@ -71,6 +71,8 @@ class PaymentEngine(Builder, Resolver):
         #: next sequence number per source, known from our own confirmed transactions
         self._next_sequence: dict[str, int] = {}
         self._clock: tuple[int, float] | None = None
+        #: per run, the manifest its approvals signed (checked against before each signature)
+        self._approved: dict[int, Manifest] = {}
 
     # -- 1. start ----------------------------------------------------------------------------
 
@@ -100,10 +102,23 @@ class PaymentEngine(Builder, Resolver):
                 f"run {run_id} is approved but not funded: export, sign and submit its funding "
                 "transaction first (payouts funding export)"
             )
-        require_approved(session, run, approvers=list(self.config.approvers), required=self.config.approvals_required)
+        # rows against their receipt bytes first: an edited row is named, not just "not approved"
         mismatch = check_payments_against_receipts(session, run)
         if mismatch is not None:
             return mismatch
+        approved = require_approved(
+            session, run, approvers=list(self.config.approvers), required=self.config.approvals_required
+        )
+        mismatch = check_manifest_binding(
+            session,
+            run,
+            approved,
+            network_passphrase=self.config.network_passphrase,
+            payout_account=self.keys.payout_account,
+        )
+        if mismatch is not None:
+            return mismatch
+        self._approved[run_id] = approved
         if status is RunStatus.PAYING:
             return None
         pending = self._payments(session, run_id, PaymentStatus.PENDING)
@@ -309,4 +324,6 @@ class PaymentEngine(Builder, Resolver):
                 report.reason = ""
             session.refresh(run)
             report.status = run.status
+            if run.status == RunStatus.STOPPED:
+                report.reason = run.status_reason  # e.g. the gate refused to sign a payment
         return report
