@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import orjson
 import structlog
@@ -31,8 +32,9 @@ from stellar_sdk.exceptions import BadSignatureError
 
 from payouts.ledger import repository
 from payouts.ledger.errors import AlreadyDone
+from payouts.ledger.events import record_event
 from payouts.ledger.identity import ledger_identity
-from payouts.ledger.models import Approval, Payment, Receipt, RejectedManifest, Run
+from payouts.ledger.models import Approval, ApproverSet, Payment, Receipt, RejectedManifest, Run
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
 from payouts.ledger.types import utcnow
@@ -81,7 +83,7 @@ MANIFEST_FORMAT = "payouts-manifest/2"
 PAYMENTS_TREE = "payouts-payments-tree/1"
 
 
-class ManifestRejected(ApprovalError):
+class ManifestRejected(RunNotApprovable):
     """The manifest was rejected: no signature over it counts, now or later."""
 
 
@@ -224,6 +226,9 @@ def valid_approvals(
     manifest = manifest or build_manifest(session, run)
     if is_rejected(session, manifest.sha256.hex()):
         return []
+    recorded = approver_set_state(session)
+    if recorded is not None:  # configured *and* in the set in effect
+        approvers = [key for key in approvers if key in recorded.approvers]
     counted: dict[str, Approval] = {}
     for approval in repository.approvals_of_run(session, id_of(run)):
         if approval.approver_public_key not in approvers:
@@ -251,14 +256,21 @@ def approve_run(
     """
     if not StrKey.is_valid_ed25519_public_key(public_key) or public_key not in approvers:
         raise UnknownApprover(f"{public_key} is not a configured approver (PAYOUTS_APPROVERS)")
-    status = RunStatus(run.status)
     manifest = build_manifest(session, run)
+    if is_rejected(session, manifest.sha256.hex()):
+        raise ManifestRejected(f"run {run.id}'s manifest was rejected; it can never be approved again")
+    in_effect = approvers_in_effect(session, approvers, required)
+    if public_key not in in_effect.approvers:
+        raise UnknownApprover(
+            f"{public_key} is configured but not in the approver set recorded in the ledger: "
+            + in_effect.notice(approvers, required)
+        )
+    approvers, required = list(in_effect.approvers), in_effect.threshold
+    status = RunStatus(run.status)
     if status is not RunStatus.CALCULATED and not (
         status in REAPPROVABLE and len(valid_approvals(session, run, approvers, manifest)) < required
     ):
         raise RunNotApprovable(f"run {run.id} is {run.status}; only a calculated run can be approved")
-    if is_rejected(session, manifest.sha256.hex()):
-        raise ManifestRejected(f"run {run.id}'s manifest was rejected; it can never be approved again")
     if not signature_is_valid(manifest, public_key, signature_b64):
         raise InvalidSignature(f"the signature by {public_key} does not match run {run.id}'s manifest")
     try:
@@ -295,6 +307,8 @@ def approve_run(
 def require_approved(session: Session, run: Run, *, approvers: list[str], required: int) -> Manifest:
     """Refuse to pay a run without enough valid approvals of its current manifest; returns the
     approved manifest (its payments are what the gate checks each transaction against)."""
+    in_effect = approvers_in_effect(session, approvers, required)
+    approvers, required = list(in_effect.approvers), in_effect.threshold
     manifest = build_manifest(session, run)
     count = len(valid_approvals(session, run, approvers, manifest))
     if count < required:
@@ -329,3 +343,187 @@ def reject_run(session: Session, run: Run, reason: str) -> None:
         status_reason=reason,
     )
     session.refresh(run)
+
+
+# -- the approver set recorded in the ledger -------------------------------------------------
+
+
+class ApproverSetError(ApprovalError):
+    pass
+
+
+@dataclass(frozen=True)
+class ApproverSetState:
+    """The set in effect (recorded and, after the first, signed by its predecessor's threshold)
+    and what the configuration asks for."""
+
+    effective: ApproverSet | None
+    approvers: tuple[str, ...]
+    threshold: int
+    #: a configured set that differs from the one in effect: a change waiting for signatures
+    pending: ApproverSet | None = None
+    pending_signatures: int = 0
+    #: when the set in effect was adopted (None: the first set, or none yet)
+    changed_at: datetime | None = None
+
+    def notice(self, configured: list[str], required: int) -> str:
+        """What an operator must know, or "" (shown by `show` and `pay`)."""
+        lines = []
+        if self.changed_at is not None:
+            lines.append(
+                f"the approver set changed on {self.changed_at:%Y-%m-%d %H:%M} UTC (set {self.effective.id if self.effective else '?'}): "
+                f"{len(self.approvers)} approvers, {self.threshold} required"
+            )
+        if self.effective is not None and (
+            sorted(set(configured)) != list(self.approvers) or required != self.threshold
+        ):
+            lines.append(
+                "PAYOUTS_APPROVERS / PAYOUTS_APPROVALS_REQUIRED differ from the approver set recorded in the "
+                f"ledger; the change takes effect only once {self.threshold} of the recorded approvers sign it "
+                f"(payouts approvers sign; {self.pending_signatures} so far). Until then only recorded "
+                "approvers count"
+            )
+        return "; ".join(lines)
+
+
+def approver_set_bytes(approvers: list[str] | tuple[str, ...], threshold: int, previous_id: int | None) -> bytes:
+    """What the previous set's approvers sign to adopt a new set."""
+    return orjson.dumps(
+        {
+            "approvers": sorted(set(approvers)),
+            "format": "payouts-approver-set/1",
+            "previous_set": previous_id,
+            "threshold": threshold,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def _members(row: ApproverSet) -> tuple[str, ...]:
+    return tuple(orjson.loads(row.approvers_json))
+
+
+def _valid_signers(row: ApproverSet, previous: ApproverSet) -> set[str]:
+    message = hashlib.sha256(approver_set_bytes(_members(row), row.threshold, previous.id)).digest()
+    members = set(_members(previous))
+    valid = set()
+    for key, signature_b64 in orjson.loads(row.signatures_json or "{}").items():
+        if key not in members:
+            continue
+        try:
+            Keypair.from_public_key(key).verify(message, base64.b64decode(signature_b64, validate=True))
+        except (BadSignatureError, ValueError):
+            continue
+        valid.add(key)
+    return valid
+
+
+def approver_set_state(session: Session) -> ApproverSetState | None:
+    """The set in effect: the first recorded set, then each successor signed by at least its
+    predecessor's threshold of its predecessor's members; None when no set is recorded."""
+    rows = list(session.exec(select(ApproverSet).order_by(col(ApproverSet.id))).all())
+    if not rows:
+        return None
+    current = rows[0]
+    changed_at = None
+    adopted = True
+    while adopted:
+        adopted = False
+        for row in rows:
+            if row.previous_id == current.id and len(_valid_signers(row, current)) >= current.threshold:
+                current, changed_at, adopted = row, row.created_at, True
+                break
+    return ApproverSetState(
+        effective=current, approvers=_members(current), threshold=current.threshold, changed_at=changed_at
+    )
+
+
+def _proposal(session: Session, state: ApproverSetState, configured: list[str], required: int) -> ApproverSet | None:
+    wanted = orjson.dumps(sorted(set(configured))).decode()
+    assert state.effective is not None
+    for row in session.exec(
+        select(ApproverSet).where(ApproverSet.previous_id == state.effective.id).order_by(col(ApproverSet.id))
+    ).all():
+        if row.approvers_json == wanted and row.threshold == required:
+            return row
+    return None
+
+
+def approvers_in_effect(session: Session, configured: list[str], required: int) -> ApproverSetState:
+    """The approvers that count and the threshold: configured *and* recorded in the ledger (the
+    first time, the configured set is recorded). A configured change waits for signatures."""
+    state = approver_set_state(session)
+    if state is None:
+        now = utcnow()
+        row = ApproverSet(
+            approvers_json=orjson.dumps(sorted(set(configured))).decode(), threshold=required, created_at=now
+        )
+        session.add(row)
+        session.flush()
+        record_event(
+            session,
+            entity="approver_sets",
+            entity_id=row.id,
+            event="approvers.recorded",
+            detail={"approvers": sorted(set(configured)), "threshold": required},
+        )
+        return ApproverSetState(effective=row, approvers=_members(row), threshold=required)
+    if sorted(set(configured)) == list(state.approvers) and required == state.threshold:
+        return state
+    proposal = _proposal(session, state, configured, required)
+    assert state.effective is not None
+    signed = len(_valid_signers(proposal, state.effective)) if proposal is not None else 0
+    # only approvers both configured and in effect count, and the stricter threshold applies
+    return ApproverSetState(
+        effective=state.effective,
+        approvers=tuple(k for k in state.approvers if k in configured),
+        threshold=max(required, state.threshold),
+        pending=proposal,
+        pending_signatures=signed,
+        changed_at=state.changed_at,
+    )
+
+
+def sign_approver_change(session: Session, keypair: Keypair, configured: list[str], required: int) -> ApproverSetState:
+    """Sign the configured approver set as the successor of the set in effect, with a key of a
+    member of the set in effect; the change takes effect with its threshold of signatures."""
+    state = approvers_in_effect(session, configured, required)
+    if (
+        state.pending is None
+        and state.effective is not None
+        and sorted(set(configured)) == list(_members(state.effective))
+        and required == state.effective.threshold
+    ):
+        raise ApproverSetError("the configured approver set is the one in effect: nothing to sign")
+    assert state.effective is not None
+    if keypair.public_key not in _members(state.effective):
+        raise ApproverSetError(f"{keypair.public_key} is not in the approver set in effect; it cannot sign a change")
+    proposal = state.pending
+    if proposal is None:
+        proposal = ApproverSet(
+            approvers_json=orjson.dumps(sorted(set(configured))).decode(),
+            threshold=required,
+            previous_id=state.effective.id,
+            signatures_json="{}",
+            created_at=utcnow(),
+        )
+        session.add(proposal)
+        session.flush()
+    message = hashlib.sha256(approver_set_bytes(sorted(set(configured)), required, state.effective.id)).digest()
+    signatures = orjson.loads(proposal.signatures_json or "{}")
+    signatures[keypair.public_key] = base64.b64encode(keypair.sign(message)).decode()
+    proposal.signatures_json = orjson.dumps(signatures, option=orjson.OPT_SORT_KEYS).decode()
+    proposal.created_at = utcnow()
+    session.add(proposal)
+    session.flush()
+    after = approver_set_state(session)
+    assert after is not None
+    adopted = after.effective is not None and after.effective.id == proposal.id
+    record_event(
+        session,
+        entity="approver_sets",
+        entity_id=proposal.id,
+        event="approvers.changed" if adopted else "approvers.change.signed",
+        detail={"signer": keypair.public_key, "approvers": sorted(set(configured)), "threshold": required},
+    )
+    return approvers_in_effect(session, configured, required)

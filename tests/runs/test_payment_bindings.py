@@ -3,6 +3,8 @@ approval pays nothing to the edited address; approvals count only for the run th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 from sqlalchemy import update
@@ -217,7 +219,23 @@ def test_a_batch_memo_that_is_not_the_root_of_the_derived_hashes_is_not_signed(p
 
 
 def test_approvals_of_the_earlier_manifest_format_need_renewal(paying):  # noqa: F811
-    _sandbox, _document, db, run_id, engine = paying()
+    _sandbox, _document, db, run_id, engine = paying(approve=False)
+    approver = Keypair.random()
+    engine.config = replace(engine.config, approvers=(approver.public_key,))
+
+    def approve() -> None:
+        with session_scope(db) as session:
+            run = session.get(Run, run_id)
+            approve_run(
+                session,
+                run,
+                public_key=approver.public_key,
+                signature_b64=sign_manifest(build_manifest(session, run), approver),
+                approvers=[approver.public_key],
+                required=1,
+            )
+
+    approve()
     old_document = {"code_version": "x", "payment_count": 8, "period_offset": 1, "receipts_merkle_root": "00"}
     with session_scope(db) as session:
         session.execute(
@@ -227,20 +245,10 @@ def test_approvals_of_the_earlier_manifest_format_need_renewal(paying):  # noqa:
         )
     with pytest.raises(NotApproved, match="manifest version 1 and no longer count.*payouts approve"):
         engine.pay(run_id)
-    # an approved run can be approved again: it then pays
-    approver = Keypair.random()
-    with session_scope(db) as session:
-        run = session.get(Run, run_id)
-        assert run.status == RunStatus.APPROVED
-        approve_run(
-            session,
-            run,
-            public_key=approver.public_key,
-            signature_b64=sign_manifest(build_manifest(session, run), approver),
-            approvers=[approver.public_key],
-            required=1,
-        )
-    engine.config = type(engine.config)(**{**engine.config.__dict__, "approvers": (approver.public_key,)})
+    # the approved run is approved again (it keeps its status), then it pays
+    approve()
+    with Session(db) as session:
+        assert session.get(Run, run_id).status == RunStatus.APPROVED
     assert engine.pay(run_id).status == RunStatus.PAID
     with Session(db) as session:
         assert session.exec(select(LedgerEvent).where(LedgerEvent.event == "run.paid")).first() is not None
