@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 from config.logging import configure_logging
 from config.settings import SettingsError, load_settings
 from payouts import CODE_VERSION
-from payouts.cli import approve, db, demo, export, funding, operate, pay, receipt, run, sandbox, snapshot
+from payouts.cli import approve, approvers, db, demo, export, funding, operate, pay, receipt, run, sandbox, snapshot
 from payouts.cli.console import abort
 from payouts.cli.context import CliContext
 from payouts.redact import has_seed, redact
@@ -105,6 +105,7 @@ app.command("demo")(demo.demo)
 app.add_typer(funding.app, name="funding")
 app.add_typer(receipt.app, name="receipt")
 app.add_typer(db.app, name="db")
+app.add_typer(approvers.app, name="approvers")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("export")(export.export)
 app.command("status")(export.status)

@@ -193,6 +193,19 @@ def manifest_version(manifest_json: str) -> int:
     return 1
 
 
+def runs_needing_new_approvals(session: Session) -> list[tuple[Run, int]]:
+    """Runs waiting to be paid whose approvals are all of an earlier manifest format, with how
+    many such approvals each has."""
+    waiting = session.exec(select(Run).where(col(Run.status).in_([s.value for s in REAPPROVABLE]))).all()
+    result = []
+    for run in waiting:
+        approvals = repository.approvals_of_run(session, id_of(run))
+        old = sum(manifest_version(a.manifest_json) < 2 for a in approvals)
+        if approvals and old == len(approvals):
+            result.append((run, old))
+    return result
+
+
 def old_manifest_approvals(session: Session, run: Run) -> int:
     """How many of the run's approvals were given to an earlier manifest format."""
     return sum(manifest_version(a.manifest_json) < 2 for a in repository.approvals_of_run(session, id_of(run)))
@@ -366,6 +379,9 @@ class ApproverSetState:
     #: when the set in effect was adopted (None: the first set, or none yet)
     changed_at: datetime | None = None
 
+    def effective_members(self) -> tuple[str, ...]:
+        return _members(self.effective) if self.effective is not None else ()
+
     def notice(self, configured: list[str], required: int) -> str:
         """What an operator must know, or "" (shown by `show` and `pay`)."""
         lines = []
@@ -379,7 +395,7 @@ class ApproverSetState:
         ):
             lines.append(
                 "PAYOUTS_APPROVERS / PAYOUTS_APPROVALS_REQUIRED differ from the approver set recorded in the "
-                f"ledger; the change takes effect only once {self.threshold} of the recorded approvers sign it "
+                f"ledger; the change takes effect only once {self.effective.threshold} of the recorded approvers sign it "
                 f"(payouts approvers sign; {self.pending_signatures} so far). Until then only recorded "
                 "approvers count"
             )
@@ -527,3 +543,11 @@ def sign_approver_change(session: Session, keypair: Keypair, configured: list[st
         detail={"signer": keypair.public_key, "approvers": sorted(set(configured)), "threshold": required},
     )
     return approvers_in_effect(session, configured, required)
+
+
+def approver_notice(session: Session, configured: list[str], required: int) -> str:
+    """What `show` and `pay` say about the approver set: when it changed, and a configured
+    change still waiting for signatures ("" when there is nothing to say)."""
+    if approver_set_state(session) is None:
+        return ""
+    return approvers_in_effect(session, configured, required).notice(configured, required)
