@@ -12,6 +12,8 @@ import sys
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from payouts.redact import has_seed, redact
+
 _SECRET_KEYS = ("secret", "password", "seed", "private_key", "database_url")
 
 
@@ -21,6 +23,36 @@ def _drop_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -
         if any(marker in key.lower() for marker in _SECRET_KEYS):
             event_dict[key] = "**redacted**"
     return event_dict
+
+
+def _scrub(value: object) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, BaseException) or (not isinstance(value, int | float | bool) and value is not None):
+        text = str(value)
+        return redact(text) if has_seed(text) else value
+    return value
+
+
+def _redact_seeds(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Whatever a field is called, a value shaped like a secret seed is blanked out."""
+    for key, value in event_dict.items():
+        event_dict[key] = _scrub(value)
+    return event_dict
+
+
+class _SeedFilter(logging.Filter):
+    """The same for library loggers going through the standard library."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if has_seed(message):
+            record.msg, record.args = redact(message), None
+        return True
 
 
 class _CurrentStderr:
@@ -44,12 +76,17 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> No
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_secrets,
+        _redact_seeds,
     ]
     renderer: list[Processor]
     if use_json:
-        renderer = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        renderer = [structlog.processors.dict_tracebacks, _redact_seeds, structlog.processors.JSONRenderer()]
     else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+        renderer = [
+            structlog.processors.format_exc_info,
+            _redact_seeds,
+            structlog.dev.ConsoleRenderer(colors=stream.isatty()),
+        ]
     structlog.configure(
         processors=[*shared, *renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
@@ -58,3 +95,6 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> No
     )
     # Library loggers (alembic, celery) go through the standard library; keep them quiet.
     logging.basicConfig(level=max(logging.getLevelName(level), logging.WARNING))
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _SeedFilter) for f in handler.filters):
+            handler.addFilter(_SeedFilter())

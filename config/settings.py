@@ -1,25 +1,42 @@
 """All settings, read once from the environment (prefix PAYOUTS_) and an optional `.env`.
 
-Settings are read at the edges (CLI callback, worker start, web start) and passed inward as
-plain values; the domain never reads the environment itself.
+Settings are read at the edges (CLI callback, worker start, web start) with `load_settings` and
+passed inward as plain values; the domain never reads the environment itself.
+
+The `.env` file is the state folder's (`PAYOUTS_STATE_DIR/.env`) or the one `PAYOUTS_ENV_FILE`
+names, never one in the current directory: a command started from another folder cannot pick up
+somebody else's settings. On the main and test networks the state folder must be absolute.
+A value shaped like a Stellar secret seed is refused in every setting, and no error message
+repeats what was given (pydantic's own messages quote the input).
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from stellar_sdk import StrKey
 
+from payouts.redact import has_seed, redact
+
 DEFAULT_STATE_DIR = Path("var")
+#: networks that move real (or real-looking) money: stricter configuration
+STRICT_NETWORKS = ("main", "test")
+ENV_FILE_VARIABLE = "PAYOUTS_ENV_FILE"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each setting and never its value."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PAYOUTS_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # no `.env` by default: `load_settings` passes the state folder's (or PAYOUTS_ENV_FILE's)
+    model_config = SettingsConfigDict(env_prefix="PAYOUTS_", env_file=None, env_file_encoding="utf-8", extra="ignore")
 
     #: Folder for the embedded defaults (SQLite ledger, exports) when no URL is given.
     state_dir: Path = DEFAULT_STATE_DIR
@@ -105,6 +122,20 @@ class Settings(BaseSettings):
     #: A payout address that is new or changed against the previous period is flagged in review.
     flag_address_changes: bool = True
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_secret_seed(cls, value: object) -> object:
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            text = item.get_secret_value() if isinstance(item, SecretStr) else str(item)
+            if has_seed(text):
+                raise ValueError(
+                    "holds a value shaped like a Stellar secret seed (S...); a secret seed belongs in a "
+                    "key file only its owner can read, and this setting never takes one (treat the seed "
+                    "as exposed if it was shared)"
+                )
+        return value
+
     @field_validator("approvers", mode="before")
     @classmethod
     def _split_approvers(cls, value: object) -> object:
@@ -124,8 +155,29 @@ class Settings(BaseSettings):
     def _check_approvers(cls, value: list[str]) -> list[str]:
         for key in value:
             if not StrKey.is_valid_ed25519_public_key(key):
-                raise ValueError(f"approver {key!r} is not a Stellar public key (G...)")
+                raise ValueError(f"approver {redact(key)!r} is not a Stellar public key (G...)")
         return value
+
+    @model_validator(mode="after")
+    def _strict_networks(self) -> Settings:
+        if self.network in STRICT_NETWORKS and not self.state_dir.is_absolute():
+            raise ValueError(
+                f"PAYOUTS_STATE_DIR must be an absolute path on the {self.network} network "
+                f"(got a relative one, {redact(str(self.state_dir))!r}, which depends on the current directory)"
+            )
+        return self
+
+    @property
+    def strict(self) -> bool:
+        """Main and test networks: the ledger must exist (`payouts db init`), paths are absolute."""
+        return self.network in STRICT_NETWORKS
+
+    def sqlite_ledger_path(self) -> Path | None:
+        """The SQLite ledger file, or None when the ledger is another database."""
+        url = make_url(self.ledger_url())
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database)
 
     def ledger_url(self) -> str:
         if self.database_url is not None:
@@ -137,6 +189,41 @@ class Settings(BaseSettings):
         return make_url(self.ledger_url()).render_as_string(hide_password=True)
 
 
+def env_file_for(environ: dict[str, str] | None = None, state_dir: Path | None = None) -> Path:
+    """The `.env` the settings read: PAYOUTS_ENV_FILE, else the state folder's."""
+    environ = dict(os.environ) if environ is None else environ
+    named = environ.get(ENV_FILE_VARIABLE)
+    if named:
+        return Path(named)
+    folder = state_dir or Path(environ.get("PAYOUTS_STATE_DIR") or DEFAULT_STATE_DIR)
+    return folder / ".env"
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Each failing setting by its environment name with what is wrong, never its value."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        if error["type"] == "default_factory_not_called":
+            continue  # a consequence of another error, listed already
+        loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
+        name = "PAYOUTS_" + "_".join(loc).upper() if loc else "settings"
+        lines.append(f"{name}: {redact(str(error['msg']).removeprefix('Value error, '))}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+def load_settings(**values: Any) -> Settings:
+    """The settings from the environment and the state folder's `.env` (or PAYOUTS_ENV_FILE);
+    keyword values win. Raises SettingsError (naming the settings, never their values)."""
+    state_dir = values.get("state_dir")
+    env_file = env_file_for(state_dir=Path(state_dir) if state_dir is not None else None)
+    if os.environ.get(ENV_FILE_VARIABLE) and not env_file.is_file():
+        raise SettingsError(f"{ENV_FILE_VARIABLE} names {redact(str(env_file))}, which is not a file")
+    try:
+        return Settings(_env_file=env_file if env_file.is_file() else None, **values)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

@@ -49,6 +49,15 @@ def signing_keys(settings: Settings) -> SigningKeys:
     )
 
 
+def payout_public_key(settings: Settings) -> str | None:
+    """The payout account the settings name (accounts file or payout key file), or None."""
+    if settings.stellar_accounts_file is not None:
+        return SigningKeys.from_accounts_file(settings.stellar_accounts_file).payout_account
+    if settings.payout_key_file is not None:
+        return load_keypair(settings.payout_key_file).public_key
+    return None
+
+
 def pay_config(settings: Settings, network: str) -> PayConfig:
     return PayConfig(
         network_passphrase=PASSPHRASES[settings.network],
@@ -58,6 +67,7 @@ def pay_config(settings: Settings, network: str) -> PayConfig:
         approvals_required=required_approvals(network, settings.approvals_required),
         memo_mode=settings.memo_mode,
         batch_size=settings.batch_size,
+        treasury_account=settings.treasury_account,
         base_fee_stroops=settings.base_fee_stroops,
         max_fee_stroops=settings.max_fee_stroops,
         tx_timeout_s=settings.tx_timeout_s,

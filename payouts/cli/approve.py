@@ -10,12 +10,14 @@ import typer
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
 from payouts.cli.run import print_review
-from payouts.ledger.errors import AlreadyDone
+from payouts.ledger.errors import AlreadyDone, LedgerError
+from payouts.ledger.identity import bind_payout_account
 from payouts.runs.approvals import approve_run, build_manifest, reject_run, required_approvals, sign_manifest
 from payouts.runs.errors import RunsError
 from payouts.runs.review import build_review
 from payouts.runs.service import require_run
 from payouts.stellar.keys import KeyFileError, load_keypair
+from payouts.wiring import payout_public_key
 
 
 def approve(
@@ -37,8 +39,14 @@ def approve(
     except KeyFileError as exc:
         abort(str(exc), code=2)
     settings = cli.settings
+    try:
+        payout = payout_public_key(settings)
+    except KeyFileError:
+        payout = None  # an approver's machine need not hold the payout key
     with cli.session() as session:
         try:
+            if payout is not None:
+                bind_payout_account(session, payout)  # recorded once; the manifest names it
             run = require_run(session, run_id)
             print_review(
                 build_review(
@@ -66,7 +74,7 @@ def approve(
         except AlreadyDone as exc:
             err_console.print(str(exc))
             return
-        except RunsError as exc:
+        except (RunsError, LedgerError) as exc:
             abort(str(exc))
         err_console.print(f"run {run.id}: {count} of {required} approval(s); status {run.status}")
 

@@ -9,6 +9,8 @@ import orjson
 import typer
 from rich.console import Console
 
+from payouts.redact import redact
+
 #: Human status, progress bars and tables that are not the command's data.
 err_console = Console(stderr=True, highlight=False)
 #: The command's data (tables, JSON).
@@ -16,8 +18,9 @@ out_console = Console(highlight=False)
 
 
 def abort(message: str, code: int = 1) -> NoReturn:
-    """Print a clear error for the operator and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    """Print a clear error for the operator and exit non-zero (a seed-shaped value never shows)."""
+    err_console.print("[bold red]error:[/] ", markup=True, end="")
+    err_console.print(redact(message), markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import typer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from config.settings import Settings
+from config.settings import Settings, SettingsError, load_settings
 from payouts.cli.console import abort
 from payouts.ledger.db import make_engine, migrate, session_scope
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
@@ -29,6 +29,8 @@ class CliContext:
 
     def engine(self) -> Engine:
         if self._engine is None:
+            if self.settings.strict:
+                self._require_existing_ledger()
             engine = make_engine(self.settings.ledger_url())
             try:
                 if self.settings.auto_migrate:
@@ -38,6 +40,24 @@ class CliContext:
                 abort(f"cannot open the ledger at {self.settings.ledger_url_for_display()}: {type(exc.orig).__name__}")
             self._engine = engine
         return self._engine
+
+    def _require_existing_ledger(self) -> None:
+        """On the main and test networks a ledger is never created by accident (a typo in a path,
+        another working directory): `payouts db init` creates it."""
+        where = self.settings.ledger_url_for_display()
+        hint = "create it with `payouts db init` (once), or point PAYOUTS_STATE_DIR / PAYOUTS_DATABASE_URL at it"
+        path = self.settings.sqlite_ledger_path()
+        if path is not None:
+            if not path.is_file():
+                abort(f"no ledger at {path} on the {self.settings.network} network; {hint}", code=2)
+            return
+        try:
+            with make_engine(self.settings.ledger_url()).connect() as connection:
+                initialised = inspect(connection).has_table("alembic_version")
+        except OperationalError as exc:
+            abort(f"cannot open the ledger at {where}: {type(exc.orig).__name__}")
+        if not initialised:
+            abort(f"the database at {where} holds no ledger on the {self.settings.network} network; {hint}", code=2)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -51,5 +71,8 @@ class CliContext:
 def get_context(ctx: typer.Context) -> CliContext:
     root = ctx.find_root()
     if not isinstance(root.obj, CliContext):
-        root.obj = CliContext(settings=Settings())
+        try:
+            root.obj = CliContext(settings=load_settings())
+        except SettingsError as exc:
+            abort(str(exc), code=2)
     return root.obj

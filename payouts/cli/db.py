@@ -6,21 +6,78 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
-from payouts.ledger.db import BackupError, RevisionError, backup, is_current, make_engine, migrate, write_revision
+from payouts.ledger.db import (
+    BackupError,
+    RevisionError,
+    backup,
+    is_current,
+    make_engine,
+    migrate,
+    session_scope,
+    write_revision,
+)
+from payouts.ledger.identity import PayoutAccountMismatch, bind_payout_account, ledger_identity
+from payouts.runs.approvals import approvers_in_effect, required_approvals, runs_needing_new_approvals
+from payouts.stellar.keys import KeyFileError
+from payouts.wiring import payout_public_key
 
 app = typer.Typer(help="Ledger database: migrations, status and backups.", no_args_is_help=True)
 
 
+@app.command("init")
+def init(ctx: typer.Context) -> None:
+    """Create the ledger (required once on the main and test networks, where a missing ledger is
+    an error): the schema, its identity, the payout account it pays from (from the key settings)
+    and the approver set (PAYOUTS_APPROVERS, PAYOUTS_APPROVALS_REQUIRED). Safe to run again."""
+    settings = get_context(ctx).settings
+    where = settings.ledger_url_for_display()
+    path = settings.sqlite_ledger_path()
+    existed = path.is_file() if path is not None else None
+    engine = make_engine(settings.ledger_url())
+    try:
+        migrate(engine)
+        payout = payout_public_key(settings)
+        with session_scope(engine) as session:
+            identity = ledger_identity(session)
+            if payout is not None:
+                bind_payout_account(session, payout)
+            state = None
+            if settings.approvers:
+                state = approvers_in_effect(
+                    session, settings.approvers, required_approvals(settings.network, settings.approvals_required)
+                )
+            ledger_id, bound = identity.ledger_id, identity.payout_account
+    except (KeyFileError, PayoutAccountMismatch) as exc:
+        abort(str(exc), code=2)
+    except OperationalError as exc:
+        abort(f"cannot open the ledger at {where}: {type(exc.orig).__name__}")
+    verb = "exists" if existed else "created" if existed is False else "ready"
+    err_console.print(f"ledger at {where} {verb}: id {ledger_id}; payout account {bound or 'not recorded yet'}")
+    if state is not None:
+        err_console.print(f"approvers in effect: {len(state.approvers)}, {state.threshold} required")
+        if notice := state.notice(settings.approvers, settings.approvals_required or state.threshold):
+            err_console.print(notice)
+
+
 @app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
-    """Apply every pending migration to the ledger (safe to run again)."""
+    """Apply every pending migration to the ledger (safe to run again). Says which runs need new
+    approvals (those approved under an earlier manifest format)."""
     settings = get_context(ctx).settings
     engine = make_engine(settings.ledger_url())
     migrate(engine)
     err_console.print(f"ledger at {settings.ledger_url_for_display()} is up to date")
+    with session_scope(engine) as session:
+        for run, count in runs_needing_new_approvals(session):
+            err_console.print(
+                f"run {run.id} (period offset {run.period_offset}, {run.status}) was approved under manifest "
+                f"version 1 ({count} approval(s)); those no longer count: it needs new approvals "
+                f"(payouts approve {run.id})"
+            )
 
 
 @app.command("revision")

@@ -5,14 +5,50 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from typer._click import Context as ClickContext  # typer ships its own click; its commands get this
+from typer._click import exceptions as click_errors
+from typer.core import TyperGroup
 
 from config.logging import configure_logging
-from config.settings import Settings
+from config.settings import SettingsError, load_settings
 from payouts import CODE_VERSION
-from payouts.cli import approve, db, demo, export, funding, operate, pay, receipt, run, sandbox, snapshot
+from payouts.cli import approve, approvers, db, demo, export, funding, operate, pay, receipt, run, sandbox, snapshot
+from payouts.cli.console import abort
 from payouts.cli.context import CliContext
+from payouts.redact import has_seed, redact
+
+
+class SeedSafeGroup(TyperGroup):
+    """The root command: an argument shaped like a secret seed is refused before anything runs
+    (without repeating it), and no error a command raises shows one."""
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        for position, arg in enumerate(args, start=1):
+            if has_seed(arg):
+                raise click_errors.UsageError(
+                    f"argument {position} is shaped like a Stellar secret seed (S...); seeds are read "
+                    "from key files only (--key-file PATH), never given on the command line. Treat "
+                    "this seed as exposed (shell history, process list) and rotate it.",
+                    ctx,
+                )
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: ClickContext):
+        try:
+            return super().invoke(ctx)
+        except click_errors.ClickException as exc:
+            exc.message = redact(exc.message)
+            raise
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if has_seed(str(exc)):  # never a traceback that quotes a seed
+                abort(redact(f"{type(exc).__name__}: {exc}"))
+            raise
+
 
 app = typer.Typer(
+    cls=SeedSafeGroup,
     name="payouts",
     help=(
         "Monthly TFT payouts to ThreeFold farmers: calculate proof-of-capacity receipts "
@@ -43,7 +79,10 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        abort(str(exc), code=2)
     configure_logging(log_format or settings.log_format, "DEBUG" if verbose else settings.log_level)
     ctx.obj = CliContext(settings=settings)
 
@@ -66,6 +105,7 @@ app.command("demo")(demo.demo)
 app.add_typer(funding.app, name="funding")
 app.add_typer(receipt.app, name="receipt")
 app.add_typer(db.app, name="db")
+app.add_typer(approvers.app, name="approvers")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("export")(export.export)
 app.command("status")(export.status)

@@ -17,6 +17,7 @@ from payouts.ledger.models import Payment
 from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, resolve_period
+from payouts.runs.approvals import approver_notice, required_approvals
 from payouts.runs.errors import RunsError
 from payouts.runs.payment import PaymentEngine
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
@@ -61,6 +62,12 @@ def pay(
         )
     if run.network != settings.network:
         abort(f"run {run_id} was calculated for network {run.network!r}; PAYOUTS_NETWORK is {settings.network!r}")
+    with cli.session() as session:
+        notice = approver_notice(
+            session, settings.approvers, required_approvals(run.network, settings.approvals_required)
+        )
+    if notice:
+        err_console.print(f"approvers: {notice}")
     try:
         keys = signing_keys(settings)
         config = pay_config(settings, run.network)

@@ -16,7 +16,7 @@ from payouts.ledger import repository
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
 from payouts.runs.advance import describe_wait
-from payouts.runs.approvals import required_approvals
+from payouts.runs.approvals import approver_notice, required_approvals
 from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
 from payouts.runs.review import Review, build_review
@@ -191,10 +191,15 @@ def show(
             cap_farm_tft_units=settings.cap_farm_tft_units,
             cap_run_tft_units=settings.cap_run_tft_units,
         )
+        notice = approver_notice(
+            session, settings.approvers, required_approvals(run.network, settings.approvals_required)
+        )
     if as_json:
         print_json(review.to_document())
         return
     print_review(review)
+    if notice:
+        err_console.print(f"approvers: {notice}")
 
 
 def _delta(current: int, previous: int | None) -> str:

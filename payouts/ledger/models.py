@@ -242,3 +242,43 @@ class FarmSignon(SQLModel, table=True):
     contact_confirmed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     sla_accepted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     updated_at: datetime = Field(sa_column=_created())
+
+
+class LedgerIdentity(SQLModel, table=True):
+    """The one row that names this ledger in every run manifest: a random id and the payout
+    account its runs are paid from (recorded once; a manifest names both)."""
+
+    __tablename__ = "ledger_identity"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ledger_id: str = Field(max_length=36, unique=True)
+    payout_account: str | None = Field(default=None, max_length=56)
+    created_at: datetime = Field(sa_column=_created())
+
+
+class RejectedManifest(SQLModel, table=True):
+    """A manifest an operator rejected: it never counts again, whatever signs it."""
+
+    __tablename__ = "rejected_manifests"
+
+    manifest_sha256: str = Field(primary_key=True, max_length=64)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    rejected_at: datetime = Field(sa_column=_created())
+
+
+class ApproverSet(SQLModel, table=True):
+    """The approvers whose signatures count, and how many a run needs. The first set is
+    recorded as configured; each later one only with the signatures of `threshold` members of
+    the set before it (over the new set's canonical bytes)."""
+
+    __tablename__ = "approver_sets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: JSON list of G... keys, sorted
+    approvers_json: str = Field(sa_column=Column(Text, nullable=False))
+    threshold: int
+    previous_id: int | None = Field(default=None, sa_column=Column(ForeignKey("approver_sets.id"), nullable=True))
+    #: JSON {public key: base64 signature} by members of the previous set
+    signatures_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    created_at: datetime = Field(sa_column=_created())

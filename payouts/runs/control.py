@@ -3,7 +3,9 @@
 Pause is a global kill switch, not a run state (SPEC 7): while it is on, no new transaction is
 built or sent; transactions already in flight are still resolved, so nothing is left unknown.
 A lease lets one worker at a time drive a run's payments; a worker that dies stops renewing it,
-and the lease lapses so that the redelivered task (or the next trigger) takes over.
+and the lease lapses so that the redelivered task (or the next trigger) takes over. A renewal
+takes effect only for the lease's holder: a payer that stalled past its lease and was taken over
+learns so at its next renewal and stops.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlmodel import Session, col
 
 from payouts.ledger.db import rowcount
@@ -84,6 +86,24 @@ def acquire_lease(session: Session, run_id: int, owner: str, ttl_s: float) -> bo
         .execution_options(synchronize_session=False)
     )
     return rowcount(result) == 1
+
+
+def renew_lease(session: Session, run_id: int, owner: str, ttl_s: float) -> bool:
+    """Extend the run's lease only while `owner` still holds it; False when it was taken over
+    (a payer that lost its lease must stop: another payer drives the run now)."""
+    result = session.execute(
+        update(Run)
+        .where(col(Run.id) == run_id, col(Run.lease_owner) == owner)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=ttl_s))
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result) == 1
+
+
+def lease_holder(session: Session, run_id: int) -> str | None:
+    """Who holds the run's lease now (read past this session's cache)."""
+    row = session.execute(select(col(Run.lease_owner)).where(col(Run.id) == run_id)).first()
+    return row[0] if row is not None else None
 
 
 def release_lease(session: Session, run_id: int, owner: str) -> None:

@@ -2,6 +2,7 @@
 
 A payment on chain that the ledger lacks, or a paid ledger entry the chain lacks, or one whose
 memo, destination or amount differ, is reported loudly and never "fixed" by paying again.
+Each chain operation is counted once, by its operation id.
 """
 
 from __future__ import annotations
@@ -65,7 +66,15 @@ def reconcile_run(
     chain_memos: dict[str, str | None] = {}
 
     chain_by_tx: dict[str, Counter] = defaultdict(Counter)
+    seen_operations: set[str] = set()
     for record in client.payments(payout_account):
+        # each chain operation counts once, however often paging (a replica, a retried page)
+        # hands it over
+        operation_id = str(record.get("id") or record.get("paging_token") or "")
+        if operation_id:
+            if operation_id in seen_operations:
+                continue
+            seen_operations.add(operation_id)
         if record.get("type") != "payment" or record.get("from") != payout_account:
             continue
         if not record.get("transaction_successful", True):

@@ -8,6 +8,7 @@ servers rate-limit clients.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -88,9 +89,34 @@ class AccountInfo:
     trustlines: dict[tuple[str, str], TrustLine] = field(default_factory=dict)
     thresholds: dict[str, int] = field(default_factory=dict)
     signers: list[dict] = field(default_factory=list)
+    #: the account's data entries, values base64 as Horizon gives them
+    data: dict[str, str] = field(default_factory=dict)
+    #: Horizon's count of trustlines, offers, data entries and extra signers (None: not given)
+    subentry_count: int | None = None
 
     def trustline(self, code: str, issuer: str) -> TrustLine | None:
         return self.trustlines.get((code, issuer))
+
+    @property
+    def subentries(self) -> int:
+        """Entries each holding a base reserve: trustlines, data entries and signers besides the
+        master key (or Horizon's own count, when it says more, e.g. with offers)."""
+        counted = (
+            len(self.trustlines) + len(self.data) + sum(1 for s in self.signers if s.get("key") != self.account_id)
+        )
+        return max(counted, self.subentry_count or 0)
+
+    @property
+    def memo_required(self) -> bool:
+        """SEP-29: the account asks every payment to carry its memo (an exchange's deposit
+        address): the data entry `config.memo_required` with value "1"."""
+        value = self.data.get("config.memo_required")
+        if value is None:
+            return False
+        try:
+            return base64.b64decode(value, validate=True) == b"1"
+        except ValueError:
+            return False
 
 
 @dataclass(frozen=True)
@@ -147,6 +173,8 @@ def _account(document: dict) -> AccountInfo:
         trustlines=trustlines,
         thresholds=document.get("thresholds", {}),
         signers=document.get("signers", []),
+        data={str(k): str(v) for k, v in (document.get("data") or {}).items()},
+        subentry_count=int(document["subentry_count"]) if "subentry_count" in document else None,
     )
 
 

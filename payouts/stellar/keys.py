@@ -11,14 +11,29 @@ from pathlib import Path
 from stellar_sdk import FeeBumpTransactionEnvelope, Keypair
 from stellar_sdk.exceptions import Ed25519SecretSeedInvalidError
 
+from payouts.redact import has_seed, redact
+
 
 class KeyFileError(ValueError):
-    """A key file that cannot be used; the message never contains key material."""
+    """A key file that cannot be used; the message never contains key material (a path shaped
+    like a seed, pasted where the file's path belongs, is blanked out too)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
+def _refuse_seed_as_path(path: Path, what: str) -> None:
+    if has_seed(str(path)):
+        raise KeyFileError(
+            f"the {what} path is shaped like a Stellar secret seed (S...): give the path of a file "
+            "that holds the seed, never the seed itself, and treat this seed as exposed"
+        )
 
 
 def load_keypair(path: str | Path) -> Keypair:
     """Read a Stellar secret seed (one `S...` line) from a file only its owner can read."""
     path = Path(path)
+    _refuse_seed_as_path(path, "key file")
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="ascii").strip()
@@ -76,6 +91,7 @@ class SigningKeys:
     def from_accounts_file(cls, path: str | Path, *, channels: int | None = None) -> SigningKeys:
         """Keys from the file `payouts sandbox init` writes (mode 600)."""
         path = Path(path)
+        _refuse_seed_as_path(path, "accounts file")
         try:
             mode = path.stat().st_mode
             text = path.read_text()

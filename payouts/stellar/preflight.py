@@ -3,19 +3,24 @@ destination must be able to receive (SPEC section 5).
 
 A payout account short of TFT or XLM stops the run with a clear error; a destination that
 cannot receive is held with its reason (`no_account`, `no_trustline`, `not_authorized`,
-`line_full`), never silently dropped.
+`line_full`), never silently dropped. So is one that cannot really receive a farmer's payout:
+our own accounts (`payout_account`, `channel_account`, `treasury_account`), the TFT issuer
+(`issuer_account`: a payment to it burns the TFT), and an account that requires a memo (SEP-29
+`memo_required`, typical of exchange deposit addresses: the receipt-hash memo would lose the
+farmer's attribution).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from payouts.money import format_tft
 from payouts.stellar.horizon import HorizonClient, StellarError
 
-#: XLM an account must keep: 2 base reserves of 0.5 XLM plus one per subentry (trustline)
+#: XLM an account must keep: 2 base reserves of 0.5 XLM plus one per subentry (trustlines,
+#: data entries, signers besides the master key)
 BASE_RESERVE_STROOPS = 5_000_000
 
 
@@ -44,7 +49,7 @@ def check_payout_account(
             f"the payout account holds {format_tft(line.balance_units)} {asset.code}, the run needs "
             f"{format_tft(total_units)} (short by {format_tft(total_units - line.balance_units)})"
         )
-    reserve = BASE_RESERVE_STROOPS * (2 + len(account.trustlines))
+    reserve = BASE_RESERVE_STROOPS * (2 + account.subentries)
     spendable = account.native_balance_stroops - reserve
     if spendable < fee_budget_stroops:
         raise PreflightError(
@@ -53,20 +58,33 @@ def check_payout_account(
         )
 
 
-def check_destinations(client: HorizonClient, asset: Asset, amounts: Iterable[tuple[str, int]]) -> dict[str, str]:
+def check_destinations(
+    client: HorizonClient,
+    asset: Asset,
+    amounts: Iterable[tuple[str, int]],
+    own_accounts: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Destinations that cannot receive, with the reason; an absent key means it can.
 
     `amounts` are (destination, amount in units) pairs; a destination's total must fit under
-    its trustline limit.
+    its trustline limit. `own_accounts` maps the scheduler's own accounts (payout, channels,
+    treasury) to the reason a payment to them is held.
     """
     totals: dict[str, int] = defaultdict(int)
     for destination, amount_units in amounts:
         totals[destination] += amount_units
+    refused = {asset.issuer: "issuer_account", **(own_accounts or {})}
     held: dict[str, str] = {}
     for destination, total_units in totals.items():
+        if destination in refused:
+            held[destination] = refused[destination]
+            continue
         account = client.account(destination)
         if account is None:
             held[destination] = "no_account"
+            continue
+        if account.memo_required:
+            held[destination] = "memo_required"
             continue
         line = account.trustline(asset.code, asset.issuer)
         if line is None:

@@ -151,6 +151,11 @@ def test_deeply_nested_funding_and_snapshot_files_are_refused(tmp_path):
 
 
 MANIFEST = Manifest(
+    run_id=1,
+    network_passphrase="Test SDF Network ; September 2015",
+    payout_account=Keypair.random().public_key,
+    ledger_id="00000000-0000-4000-8000-000000000000",
+    payments_merkle_root="ef" * 32,
     period_offset=91,
     snapshot_sha256="ab" * 32,
     code_version="1",

@@ -79,14 +79,26 @@ def test_calculation_creates_payable_and_held_payments(session, run):
 
 
 def test_manifest_is_sorted_compact_json_of_the_payable_payments(session, run):
+    from payouts.ledger.identity import ledger_identity
+    from payouts.runs.approvals import payment_leaf
+    from payouts.runs.derive import Derived
+    from payouts.stellar.network import PASSPHRASES
+
     manifest = build_manifest(session, run)
     payable = [p for p in repository.payments_of_run(session, run.id) if p.in_manifest]
+    leaves = [payment_leaf(Derived(p.receipt_hash, p.kind, p.destination, p.amount_tft_units)) for p in payable]
     assert manifest.to_bytes() == (
-        b'{"code_version":"%s","payment_count":2,"period_offset":81,"receipts_merkle_root":"%s",'
+        b'{"code_version":"%s","format":"payouts-manifest/2","ledger_id":"%s","network_passphrase":"%s",'
+        b'"payment_count":2,"payments_merkle_root":"%s","payments_tree":"payouts-payments-tree/1",'
+        b'"payout_account":"","period_offset":81,"receipts_merkle_root":"%s","run_id":%d,'
         b'"snapshot_sha256":"%s","total_tft_units":%d}'
         % (
             run.code_version.encode(),
+            ledger_identity(session).ledger_id.encode(),
+            PASSPHRASES[run.network].encode(),
+            merkle_root(leaves).hex().encode(),
             merkle_root([p.receipt_hash for p in payable]).hex().encode(),
+            run.id,
             run.snapshot_sha256.encode(),
             sum(p.amount_tft_units for p in payable),
         )

@@ -1,0 +1,235 @@
+"""Building: pending payments into signed transactions, committed before anything is sent."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from payouts.ledger.events import record_event
+from payouts.ledger.models import Payment, StellarTransaction
+from payouts.ledger.repository import id_of
+from payouts.ledger.states import (
+    PAYMENT_TRANSITIONS,
+    TRANSACTION_TRANSITIONS,
+    PaymentStatus,
+    TransactionStatus,
+    transition,
+    transition_many,
+)
+from payouts.ledger.types import utcnow
+from payouts.runs.approvals import Manifest, require_approved
+from payouts.runs.errors import RunsError
+from payouts.runs.payment.common import EngineState
+from payouts.runs.payment.gate import check_before_signing
+from payouts.runs.payment.queries import stop_run
+from payouts.runs.service import require_run
+from payouts.stellar.build import (
+    PaymentOp,
+    build_fee_bump_envelope,
+    build_payment_envelope,
+    fee_bid_per_operation,
+    inner_envelope_xdr,
+)
+from payouts.stellar.merkle import merkle_root
+
+log = structlog.get_logger(__name__)
+
+
+class GateRefused(RunsError):
+    """A transaction the gate refused to sign; the message names the payment and the field."""
+
+
+class Builder(EngineState):
+    def _approved_manifest(self, session: Session, run_id: int) -> Manifest:
+        """The manifest the run's approvals signed (checked when the run started)."""
+        if run_id not in self._approved:
+            self._approved[run_id] = require_approved(
+                session,
+                require_run(session, run_id),
+                approvers=list(self.config.approvers),
+                required=self.config.approvals_required,
+            )
+        return self._approved[run_id]
+
+    def _sources(self) -> list[str]:
+        return self.keys.channel_accounts or [self.keys.payout_account]
+
+    def build(self, run_id: int, source: str) -> StellarTransaction | None:
+        """Put the next pending payments into a signed transaction from `source` (which holds
+        no live transaction), committed before anything is sent; None when nothing is pending."""
+        built = self.build_many(run_id, [source])
+        return built[0] if built else None
+
+    def build_many(self, run_id: int, sources: list[str]) -> list[StellarTransaction]:
+        """One transaction per free source, as far as pending payments go, in one commit.
+
+        The envelopes, hashes, sequences and bounds are committed (as `submitted`: from here on
+        they may be on the wire) before the caller sends them. One commit for all the channels a
+        ledger close freed keeps them all in time for the next ledger.
+        """
+        per_tx = 1 if self.config.memo_mode == "per_receipt" else self.config.batch_size
+        built: list[StellarTransaction] = []
+        with self.units() as uow:
+            session = uow.session
+            pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources))
+            groups = [pending[i : i + per_tx] for i in range(0, len(pending), per_tx)]
+            for source, group in zip(sources, groups, strict=False):
+                try:
+                    built.append(self._build_one(session, run_id, source, group))
+                except GateRefused as refused:
+                    # nothing of this group was signed or recorded; the run stops on record
+                    stop_run(session, require_run(session, run_id), str(refused))
+                    break
+            session.flush()
+            for tx in built:
+                transition(
+                    session,
+                    StellarTransaction,
+                    id_of(tx),
+                    TransactionStatus.BUILT,
+                    TransactionStatus.SUBMITTED,
+                    transitions=TRANSACTION_TRANSITIONS,
+                    event="transaction.submitted",
+                    run_id=run_id,
+                )
+            uow.commit_before_submit()
+        for tx in built:
+            self._next_sequence[tx.source_account] = tx.sequence + 1
+        return built
+
+    def _build_one(self, session: Session, run_id: int, source: str, group: list[Payment]) -> StellarTransaction:
+        sequence = self._next_sequence.get(source)
+        if sequence is None:
+            account = self.client.account(source)
+            if account is None:
+                raise RunsError(f"transaction source {source} does not exist on the network")
+            sequence = account.sequence + 1
+        max_time = self._network_now() + self.config.tx_timeout_s
+        memo = (
+            bytes.fromhex(group[0].receipt_hash)
+            if self.config.memo_mode == "per_receipt"
+            else merkle_root([p.receipt_hash for p in group])
+        )
+        envelope = build_payment_envelope(
+            network_passphrase=self.config.network_passphrase,
+            source_account=source,
+            sequence=sequence,
+            payout_account=self.keys.payout_account,
+            asset_code=self.asset.code,
+            asset_issuer=self.asset.issuer,
+            operations=[PaymentOp(p.destination, p.amount_tft_units) for p in group],
+            memo_hash=memo,
+            fee_per_operation_stroops=self._fee_per_op,
+            min_time=0,
+            max_time=max_time,
+        )
+        refusal = check_before_signing(
+            session,
+            self._approved_manifest(session, run_id),
+            group,
+            envelope,
+            memo_mode=self.config.memo_mode,
+            asset_code=self.asset.code,
+            asset_issuer=self.asset.issuer,
+        )
+        if refusal is not None:
+            raise GateRefused(refusal)
+        self.keys.sign(envelope)
+        now = utcnow()
+        tx = StellarTransaction(
+            run_id=run_id,
+            source_account=source,
+            sequence=sequence,
+            min_time=0,
+            max_time=max_time,
+            fee_stroops=self._fee_per_op * len(group),
+            memo_hash=memo.hex(),
+            envelope_xdr=envelope.to_xdr(),
+            tx_hash=envelope.hash_hex(),
+            status=TransactionStatus.BUILT,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(tx)
+        session.flush()
+        record_event(
+            session,
+            entity="stellar_transactions",
+            entity_id=tx.id,
+            run_id=run_id,
+            event="transaction.built",
+            to_status=TransactionStatus.BUILT,
+            detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence},
+        )
+        transition_many(
+            session,
+            Payment,
+            [id_of(p) for p in group],
+            PaymentStatus.PENDING,
+            PaymentStatus.SUBMITTED,
+            transitions=PAYMENT_TRANSITIONS,
+            event="payment.in_transaction",
+            run_id=run_id,
+            detail={"tx_hash": tx.tx_hash},
+            transaction_id=tx.id,
+        )
+        return tx
+
+    def _network_now(self) -> int:
+        """The network's clock (latest ledger close), re-read at most every few seconds."""
+        now = time.monotonic()
+        if self._clock is None or now - self._clock[1] > 5:
+            self._clock = (int(self.client.latest_ledger().closed_at.timestamp()), now)
+        return self._clock[0] + int(now - self._clock[1])
+
+    def _bump_fee(self, session: Session, tx: StellarTransaction) -> str | None:
+        """Raise the bid of a transaction the network refused for its fee, within the cap.
+
+        The signed transaction is wrapped in a fee bump paid by its own source: its hash and
+        sequence stay, so whichever envelope lands, it lands once. Later transactions bid the
+        raised fee too. At the cap, the same bytes wait until the queue drains or, under rule 5,
+        the transaction expires and is rebuilt.
+        """
+        passphrase = self.config.network_passphrase
+        current = fee_bid_per_operation(tx.envelope_xdr, passphrase)
+        raised = min(max(current * 2, self._fee_per_op), self.config.max_fee_stroops)
+        self._fee_per_op = max(self._fee_per_op, raised)
+        if raised <= current:
+            log.warning("payment.fee.at_cap", run_id=tx.run_id, tx_hash=tx.tx_hash, fee_per_op_stroops=current)
+            return None
+        inner_xdr = inner_envelope_xdr(tx.envelope_xdr, passphrase)
+        bump = build_fee_bump_envelope(
+            network_passphrase=passphrase, inner_envelope_xdr=inner_xdr, fee_per_operation_stroops=raised
+        )
+        self.keys.sign(bump)
+        operations = len(bump.transaction.inner_transaction_envelope.transaction.operations)
+        bump_xdr = bump.to_xdr()
+        session.execute(
+            update(StellarTransaction)
+            .where(col(StellarTransaction.id) == tx.id)
+            .values(
+                envelope_xdr=bump_xdr,
+                fee_bump_hash=bump.hash_hex(),
+                fee_stroops=raised * (operations + 1),
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        record_event(
+            session,
+            entity="stellar_transactions",
+            entity_id=tx.id,
+            run_id=tx.run_id,
+            event="transaction.fee_bumped",
+            detail={
+                "tx_hash": tx.tx_hash,
+                "fee_bump_hash": bump.hash_hex(),
+                "fee_per_op_stroops": raised,
+                "previous_fee_per_op_stroops": current,
+            },
+        )
+        log.info("payment.fee.raised", run_id=tx.run_id, tx_hash=tx.tx_hash, fee_per_op_stroops=raised)
+        return bump_xdr

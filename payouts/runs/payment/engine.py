@@ -1,0 +1,329 @@
+"""Paying an approved run: every payable receipt once, whatever fails in between (SPEC 5).
+
+The engine takes a unit-of-work factory: each step is its own unit of work, committed before the
+next one starts, so a crash at any line leaves the ledger in a state the next call resumes from:
+1. start: the approvals are checked again, every payment is checked against its hashed receipt,
+   the payout account must cover the run (else the run stops before anything is sent), and
+   destinations that cannot receive are held with their reason;
+2. build: pending payments go into signed transactions, one live transaction per channel; the
+   envelope, its hash, sequence and bounds are committed before the first submission (the
+   named step `commit_before_submit`);
+3. submit and resolve: the identical bytes are (re)submitted; a timeout or dropped connection is
+   an unknown outcome, looked up by hash; payments are rebuilt only when their transaction
+   provably can never land; per-operation refusals hold those destinations and free the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+import structlog
+from sqlmodel import Session
+
+from payouts.ledger.errors import StaleStatus
+from payouts.ledger.models import Payment, Run
+from payouts.ledger.repository import id_of
+from payouts.ledger.states import (
+    PAYMENT_TRANSITIONS,
+    RUN_TRANSITIONS,
+    PaymentStatus,
+    RunStatus,
+    transition,
+    transition_many,
+)
+from payouts.ledger.unit_of_work import UnitOfWorkFactory
+from payouts.runs.approvals import Manifest, require_approved
+from payouts.runs.control import acquire_lease, lease_holder, pause_state, release_lease, renew_lease
+from payouts.runs.payment.build import Builder
+from payouts.runs.payment.common import (
+    LeaseLost,
+    PayConfig,
+    PayReport,
+    RunAlreadyPaid,
+    RunBusy,
+    RunNotPayable,
+    RunStopped,
+)
+from payouts.runs.payment.gate import check_manifest_binding, check_payments_against_receipts
+from payouts.runs.payment.resolve import Resolver
+from payouts.runs.service import require_run
+from payouts.stellar.horizon import HorizonClient, SubmitResult
+from payouts.stellar.keys import SigningKeys
+from payouts.stellar.preflight import Asset, PreflightError, check_destinations, check_payout_account
+from payouts.stellar.submit import Verdict
+
+log = structlog.get_logger(__name__)
+
+
+class PaymentEngine(Builder, Resolver):
+    def __init__(self, units: UnitOfWorkFactory, client: HorizonClient, keys: SigningKeys, config: PayConfig) -> None:
+        self.units = units
+        self.client = client
+        self.keys = keys
+        self.config = config
+        self.asset = Asset(config.asset_code, config.asset_issuer)
+        self._fee_per_op = config.base_fee_stroops
+        #: next sequence number per source, known from our own confirmed transactions
+        self._next_sequence: dict[str, int] = {}
+        self._clock: tuple[int, float] | None = None
+        #: per run, the manifest its approvals signed (checked against before each signature)
+        self._approved: dict[int, Manifest] = {}
+
+    # -- 1. start ----------------------------------------------------------------------------
+
+    def start(self, run_id: int) -> None:
+        """Check the run and take it to `paying`. A run that must stop is stopped on record
+        first (that unit of work commits), then RunStopped is raised."""
+        with self.units() as uow:
+            stopped = self._start(uow.session, run_id)
+        if stopped is not None:
+            raise RunStopped(f"run {run_id} stopped: {stopped}")
+
+    def _start(self, session: Session, run_id: int) -> str | None:
+        """Returns why the run stopped, or None when it is paying."""
+        run = require_run(session, run_id)
+        status = RunStatus(run.status)
+        if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
+            raise RunAlreadyPaid(f"run {run_id} is already {status}")
+        if status is RunStatus.STOPPED:
+            raise RunNotPayable(
+                f"run {run_id} is stopped: {run.status_reason}; an operator continues it "
+                f"with `payouts continue {run_id}` once the cause is fixed"
+            )
+        if status not in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
+            raise RunNotPayable(f"run {run_id} is {status}; only an approved run can be paid")
+        if status is RunStatus.APPROVED and self.config.two_tier:
+            raise RunNotPayable(
+                f"run {run_id} is approved but not funded: export, sign and submit its funding "
+                "transaction first (payouts funding export)"
+            )
+        # rows against their receipt bytes first: an edited row is named, not just "not approved"
+        mismatch = check_payments_against_receipts(session, run)
+        if mismatch is not None:
+            return mismatch
+        approved = require_approved(
+            session, run, approvers=list(self.config.approvers), required=self.config.approvals_required
+        )
+        mismatch = check_manifest_binding(
+            session,
+            run,
+            approved,
+            network_passphrase=self.config.network_passphrase,
+            payout_account=self.keys.payout_account,
+        )
+        if mismatch is not None:
+            return mismatch
+        self._approved[run_id] = approved
+        if status is RunStatus.PAYING:
+            return None
+        pending = self._payments(session, run_id, PaymentStatus.PENDING)
+        in_flight = self._payments(session, run_id, PaymentStatus.SUBMITTED)
+        total_units = sum(p.amount_tft_units for p in pending + in_flight)
+        fee_budget = 0 if self.keys.channel_accounts else len(pending) * self.config.max_fee_stroops
+        try:
+            check_payout_account(
+                self.client,
+                self.keys.payout_account,
+                self.asset,
+                total_units=total_units,
+                fee_budget_stroops=fee_budget,
+            )
+        except PreflightError as exc:
+            self._stop(session, run, f"preflight: {exc}")
+            return str(exc)
+        held = check_destinations(
+            self.client, self.asset, [(p.destination, p.amount_tft_units) for p in pending], self._own_accounts()
+        )
+        for reason in sorted(set(held.values())):
+            ids = [id_of(p) for p in pending if held.get(p.destination) == reason]
+            transition_many(
+                session,
+                Payment,
+                ids,
+                PaymentStatus.PENDING,
+                PaymentStatus.HELD,
+                transitions=PAYMENT_TRANSITIONS,
+                event="payment.held.preflight",
+                run_id=run_id,
+                detail={"reason": reason},
+                hold_reason=reason,
+            )
+        transition(
+            session,
+            Run,
+            run_id,
+            status,
+            RunStatus.PAYING,
+            transitions=RUN_TRANSITIONS,
+            event="run.paying",
+            detail={"held_at_preflight": len(held)},
+            status_reason="",
+        )
+        log.info("run.paying", run_id=run.id, pending=len(pending), held_destinations=len(held))
+        return None
+
+    def _own_accounts(self) -> dict[str, str]:
+        """Our accounts, never a destination, with the reason a payment to one is held."""
+        own = {channel: "channel_account" for channel in self.keys.channel_accounts}
+        own[self.keys.payout_account] = "payout_account"
+        if self.config.treasury_account:
+            own[self.config.treasury_account] = "treasury_account"
+        return own
+
+    def _check_payments_against_receipts(self, session: Session, run: Run) -> str | None:
+        return check_payments_against_receipts(session, run)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def pay(
+        self,
+        run_id: int,
+        *,
+        progress: Callable[[PayReport], None] | None = None,
+        budget_s: float | None = None,
+        wait_for_lease_s: float = 0.0,
+    ) -> PayReport:
+        """Pay the run to the end, or until it stops; safe to call again at any time.
+
+        Each source (channel) keeps one transaction in flight: as soon as it resolves, the next
+        one is built for that source, so ledgers fill while others are still being confirmed.
+        HTTP runs on a thread per source; every ledger write stays on this thread.
+
+        One payer drives a run at a time (a lease renewed as it works; RunBusy otherwise). The
+        pause switch, or `budget_s` running out, stops new transactions: what is in flight is
+        still resolved, and the report says `paying` with the reason, to be called again.
+        `wait_for_lease_s`: how long to wait for another payer's lease (one that crashed
+        lapses after the lease time).
+        """
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        deadline = time.monotonic() + wait_for_lease_s
+        while True:
+            with self.units() as uow:  # a lease is a lock: each take is committed at once
+                if acquire_lease(uow.session, run_id, owner, self.config.lease_ttl_s):
+                    break
+                run = require_run(uow.session, run_id)
+                holder, until = run.lease_owner, run.lease_expires_at
+            if time.monotonic() >= deadline:
+                raise RunBusy(
+                    f"run {run_id} is being paid by {holder} (its lease runs until {until:%H:%M:%S} UTC unless renewed)"
+                )
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+        try:
+            return self._pay(run_id, owner, progress, budget_s)
+        except StaleStatus:
+            # rows moved under this payer: by the payer that took its lease, or a real conflict
+            with self.units() as uow:
+                holder = lease_holder(uow.session, run_id)
+            if holder == owner:
+                raise
+            raise self._lease_lost(run_id, holder) from None
+        finally:
+            with self.units() as uow:
+                release_lease(uow.session, run_id, owner)
+
+    def _lease_lost(self, run_id: int, holder: str | None) -> LeaseLost:
+        log.warning("run.pay.lease_lost", run_id=run_id, holder=holder)
+        return LeaseLost(
+            f"run {run_id}: this payer lost its lease (it was held up longer than the lease time, "
+            f"{self.config.lease_ttl_s:g} s) and stopped; {holder or 'the next payer'} drives the run now. "
+            "What it sent is in the ledger and is resolved by that payer; nothing is paid twice."
+        )
+
+    def _pay(
+        self, run_id: int, owner: str, progress: Callable[[PayReport], None] | None, budget_s: float | None
+    ) -> PayReport:
+        self.start(run_id)
+        report = PayReport(run_id=run_id, status=RunStatus.PAYING)
+        poll_s = self.config.poll_interval_s
+        deadline = time.monotonic() + budget_s if budget_s is not None else None
+        renewed_at = time.monotonic()
+
+        def post(envelope_xdr: str, delay_s: float) -> SubmitResult:
+            if delay_s:
+                time.sleep(delay_s)
+            return self.client.submit(envelope_xdr)
+
+        sources = self._sources()
+        with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+            inflight: dict = {}
+
+            def send(tx_id: int, source: str, envelope_xdr: str, delay_s: float = 0.0) -> None:
+                inflight[pool.submit(post, envelope_xdr, delay_s)] = (tx_id, source, envelope_xdr)
+
+            with self.units() as uow:
+                live = self._live(uow.session, run_id)
+                paused = pause_state(uow.session).paused
+            for tx in live:  # resume: resolve what a previous call left in flight first
+                send(id_of(tx), tx.source_account, tx.envelope_xdr)
+            if paused:
+                report.reason = "paused"
+            else:
+                busy = {tx.source_account for tx in live}
+                for tx in self.build_many(run_id, [s for s in sources if s not in busy]):
+                    send(id_of(tx), tx.source_account, tx.envelope_xdr)
+            while inflight:
+                wait(inflight, return_when=FIRST_COMPLETED)
+                # a ledger close answers many channels at once: resolve and refill them together
+                answered = [(*inflight.pop(future), future.result()) for future in [f for f in inflight if f.done()]]
+                verdicts = self.resolve_many(run_id, [(tx_id, result) for tx_id, _, _, result in answered], report)
+                free: list[str] = []
+                for tx_id, source, sent_xdr, _ in answered:
+                    verdict, envelope_xdr = verdicts[tx_id]
+                    if verdict is Verdict.MAYBE:
+                        # the same bytes again after a pause; a fee bump goes out at once
+                        send(tx_id, source, envelope_xdr, poll_s if envelope_xdr == sent_xdr else 0.0)
+                    else:
+                        free.append(source)
+                if progress is not None:
+                    progress(report)
+                with self.units() as uow:
+                    run = require_run(uow.session, run_id)
+                    paused = pause_state(uow.session).paused
+                if run.status == RunStatus.STOPPED:
+                    report.status, report.reason = RunStatus.STOPPED, run.status_reason
+                    for future in inflight:
+                        future.cancel()
+                    return report
+                if time.monotonic() - renewed_at > self.config.lease_ttl_s / 3:
+                    with self.units() as uow:
+                        renewed = renew_lease(uow.session, run_id, owner, self.config.lease_ttl_s)
+                        holder = lease_holder(uow.session, run_id)
+                    if not renewed:
+                        for future in inflight:
+                            future.cancel()
+                        raise self._lease_lost(run_id, holder)
+                    renewed_at = time.monotonic()
+                if paused or (deadline is not None and time.monotonic() > deadline):
+                    report.reason = "paused" if paused else "time budget used; continue in the next task"
+                    continue  # build nothing new; resolve what is in flight
+                for tx in self.build_many(run_id, free):
+                    send(id_of(tx), tx.source_account, tx.envelope_xdr)
+        with self.units() as uow:
+            session = uow.session
+            run = require_run(session, run_id)
+            open_payments = self._payments(session, run_id, PaymentStatus.PENDING, limit=1) + self._payments(
+                session, run_id, PaymentStatus.SUBMITTED, limit=1
+            )
+            if run.status == RunStatus.PAYING and not open_payments:
+                transition(
+                    session,
+                    Run,
+                    run_id,
+                    RunStatus.PAYING,
+                    RunStatus.PAID,
+                    transitions=RUN_TRANSITIONS,
+                    event="run.paid",
+                    detail={"paid": report.paid},
+                )
+                log.info("run.paid", run_id=run_id, paid=report.paid, transactions=report.transactions)
+                report.reason = ""
+            session.refresh(run)
+            report.status = run.status
+            if run.status == RunStatus.STOPPED:
+                report.reason = run.status_reason  # e.g. the gate refused to sign a payment
+        return report
