@@ -5,7 +5,7 @@ ledger; approvals of the earlier manifest no longer count, and each run they cov
 an event (`payouts db upgrade` lists them: they need new approvals).
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02
 """
 
