@@ -16,6 +16,7 @@ from payouts.sources import endpoints
 from payouts.sources.errors import IndexerBehind, SourceError
 from payouts.sources.graphql import RetryPolicy, check_http_url
 from payouts.sources.indexer import BuildOptions, build_snapshot
+from payouts.sources.policies import load_policy_file
 
 #: Exit code when the indexer has not processed the period's window yet: try again later.
 EXIT_NOT_YET = 3
@@ -104,6 +105,14 @@ def snapshot(
     ] = False,
     retries: Annotated[int, typer.Option(min=1, help="Attempts per request on 5xx, timeouts, lost connections.")] = 5,
     timeout_s: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request.")] = 60.0,
+    policies: Annotated[
+        Path | None,
+        typer.Option(
+            "--policies",
+            help="JSON file of farming policies' minimal uptime read from TFChain "
+            "(for policies the indexer has none for; see payouts/sources/INDEXER.md).",
+        ),
+    ] = None,
 ) -> None:
     """Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/1 file.
 
@@ -130,7 +139,12 @@ def snapshot(
         abort(str(exc), code=2)
     if not out.parent.is_dir():
         abort(f"the folder of --out ({out.parent}) does not exist", code=2)
-    options = BuildOptions(timeout_s=timeout_s, retry=RetryPolicy(attempts=retries))
+    policies = policies or settings.snapshot_policies_file
+    try:
+        policy_file = load_policy_file(policies) if policies is not None else None
+    except SourceError as exc:
+        abort(str(exc), code=2)
+    options = BuildOptions(timeout_s=timeout_s, retry=RetryPolicy(attempts=retries), policy_file=policy_file)
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
         BarColumn(),

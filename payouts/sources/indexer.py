@@ -31,6 +31,7 @@ from payouts.snapshot.schema import FORMAT_TAG
 from payouts.sources.errors import IndexerBehind, IndexerDataError, IndexerQueryError
 from payouts.sources.graphql import GraphQLClient, JsonHttp, RetryPolicy
 from payouts.sources.gridproxy import COMPARED, compare_counts, fetch_stats
+from payouts.sources.policies import FIXED_SLA_POLICIES, PolicyFile, PolicyValueUnknown, how_to_supply
 
 #: network -> (GraphQL indexer, grid proxy)
 DEFAULT_ENDPOINTS = {
@@ -41,7 +42,7 @@ DEFAULT_ENDPOINTS = {
 #: Used when a node has no connection price on chain (nodes from before prices were per node).
 DEFAULT_CONNECTION_PRICE_MUSD = 80
 #: Bumped whenever the layout of a part file changes, so old parts are never reused.
-_PARTS_LAYOUT = 1
+_PARTS_LAYOUT = 2
 _U64_MAX = 2**64 - 1
 _INT_STRING = re.compile(r"-?[0-9]+")
 #: A BigInt "seconds" value above this is in milliseconds (10^11 s is the year 5138).
@@ -76,6 +77,8 @@ class BuildOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Relative count difference with the grid proxy above which the build stops.
     gridproxy_tolerance_ratio: float = 0.01
+    #: Minimal uptimes of farming policies the indexer has none for (`--policies FILE`).
+    policy_file: PolicyFile | None = None
 
 
 @dataclass
@@ -459,7 +462,8 @@ class _Builder:
                         "su": r.int("su"),
                         "nu": r.int("nu"),
                         "ipv4": r.int("ipv4"),
-                        "minimal_uptime": r.int("minimalUptime"),
+                        # nullable in the indexer's schema and never written by its mappings
+                        "minimal_uptime": r.int("minimalUptime", nullable=True),
                         "immutable": bool(r.bool("immutable", nullable=True)),
                         "default": bool(r.bool("default", nullable=True)),
                         "node_certification": r.str("nodeCertification", choices=("Diy", "Certified")),
@@ -475,6 +479,62 @@ class _Builder:
             )
             for row in page
         ]
+
+    def resolve_policies(self, policies: list[dict], nodes: list[dict]) -> None:
+        """Fill in every policy's minimal uptime: the indexer's value, else the policy file's.
+
+        Policies 1 and 2 do not need one (fixed SLA thresholds) and neither does a policy no
+        node of the snapshot uses: an unknown value is written as 0 there, with a note. A
+        policy in use without a value stops the build (PolicyValueUnknown)."""
+        supplied = self.options.policy_file
+        from_file = supplied.minimal_uptime if supplied is not None else {}
+        in_use = {node["farming_policy_id"] for node in nodes}
+        missing, unused_placeholder, fixed_placeholder, filled = [], [], [], []
+        for policy in policies:
+            policy_id, value = policy["id"], policy["minimal_uptime"]
+            if policy_id in from_file:
+                if value is not None and value != from_file[policy_id]:
+                    assert supplied is not None
+                    raise PolicyValueUnknown(
+                        f"farming policy {policy_id}: the indexer says minimalUptime {value}, the policy "
+                        f"file {supplied.path} says {from_file[policy_id]}; one of them is wrong"
+                    )
+                if value is None:
+                    filled.append(policy_id)
+                value = from_file[policy_id]
+            if value is None:
+                if policy_id in FIXED_SLA_POLICIES:
+                    fixed_placeholder.append(policy_id)
+                elif policy_id in in_use:
+                    missing.append(policy_id)
+                else:
+                    unused_placeholder.append(policy_id)
+                value = 0
+            policy["minimal_uptime"] = value
+        if missing:
+            nodes_of = sorted(n["node_id"] for n in nodes if n["farming_policy_id"] in missing)
+            names = ", ".join(str(i) for i in missing)
+            raise PolicyValueUnknown(
+                f"farming policy {names}: the indexer at {self.gql.url} has no minimalUptime for it "
+                f"(null) and {len(nodes_of)} node(s) of the period use it (nodes {_id_list(nodes_of)}); "
+                f"the build cannot guess it: {how_to_supply(missing)}"
+            )
+        if filled:
+            assert supplied is not None
+            self.notes.append(
+                f"farming policy {_id_list(filled)}: minimal uptime from the policy file {supplied.path.name} "
+                f"(sha256 {supplied.sha256}); the indexer has none"
+            )
+        if fixed_placeholder:
+            self.notes.append(
+                f"farming policy {_id_list(fixed_placeholder)}: no minimalUptime in the indexer; the "
+                f"calculation applies the fixed SLA thresholds to these policies and does not read it: written as 0"
+            )
+        if unused_placeholder:
+            self.notes.append(
+                f"farming policy {_id_list(unused_placeholder)}: no minimalUptime in the indexer and no node "
+                f"of the period uses it: written as 0"
+            )
 
     def nodes(self) -> list[dict]:
         nulls = {"connectionPrice": 0, "certification": 0, "virtualized": 0, "resourcesTotal": 0}
@@ -603,6 +663,17 @@ class _Builder:
                 for row in page:
                     twins[row["twin_id"]] = row
             self.progress.advance("twins", 1)
+        # The indexer writes "" for a twin the chain holds without a public key (stored by an
+        # event before runtime 124, or with `pk: None`); minting checks a twin's key only when
+        # there is one (`if let Some(ref pk) = twin.pk`), so "" is written as null (INDEXER.md).
+        empty = [twin_id for twin_id, row in twins.items() if row["pk"] == ""]
+        for twin_id in empty:
+            twins[twin_id]["pk"] = None
+        if empty:
+            self.notes.append(
+                f"{len(empty)} twin(s) have an empty publicKey in the indexer (no public key on chain): "
+                f"written as null, which the end-of-period key check skips, as minting does: twins {_id_list(empty)}"
+            )
         return twins
 
     def _window_row(
@@ -994,6 +1065,7 @@ class _Builder:
 
         policies = self.policies()
         nodes = self.nodes()
+        self.resolve_policies(policies, nodes)
         farms = self.farms()
         node_ids = [node["node_id"] for node in nodes]
         twin_ids = sorted({n["twin_id"] for n in nodes} | {f["twin_id"] for f in farms})
@@ -1053,6 +1125,7 @@ class _Builder:
                 "indexer_processed_ts": processed_ts,
                 "window": {"start_ts": self.start_ts, "end_ts": self.end_ts, "window_end_ts": self.window_end_ts},
                 "built_at": built_at.isoformat(),
+                "policy_file": self.options.policy_file.source() if self.options.policy_file else None,
             },
             "farming_policies": policies,
             "farms": farms,

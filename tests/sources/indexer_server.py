@@ -415,6 +415,15 @@ class UptimeTable:
         return max((c[0][-1] for c in self.by_node.values() if c[0]), default=0)
 
 
+def policy_file_for(snapshot_path: str | Path, out: Path) -> Path:
+    """The operator's policy file for a snapshot's grid: the minimal uptime of every policy
+    other than 1 and 2 (the values the indexer does not hold)."""
+    header = load_snapshot(snapshot_path).header
+    entries = [{"id": p.id, "minimal_uptime": p.minimal_uptime} for p in header.farming_policies if p.id > 2]
+    out.write_bytes(orjson.dumps({"network": header.network, "farming_policies": entries}))
+    return out
+
+
 @dataclass
 class IndexerData:
     period: Period
@@ -453,7 +462,8 @@ class IndexerData:
                     "su": p.su,
                     "nu": p.nu,
                     "ipv4": p.ipv4,
-                    "minimalUptime": p.minimal_uptime,
+                    # the indexer's mappings never write it: null on every policy it serves
+                    "minimalUptime": None,
                     "policyCreated": 0,
                     "policyEnd": 0,
                     "immutable": p.immutable,
@@ -477,8 +487,9 @@ class IndexerData:
                 }
             )
         for tw in header.twins:
-            # some twins carry the key with a 0x prefix, as hex strings often do
-            pk = tw.pk if tw.pk is None or tw.twin_id % 2 else "0x" + tw.pk
+            # the indexer writes "0x" + hex, and "" for a twin without a key on chain; some
+            # twins are served without the prefix, as hex strings often are
+            pk = "" if tw.pk is None else tw.pk if tw.twin_id % 2 else "0x" + tw.pk
             t["twins"].append(
                 {
                     "id": f"twin-{tw.twin_id}",
@@ -894,13 +905,18 @@ class IndexerServer:
             time.sleep(delay)
         if fail:
             return faults.error_status, b'{"errors":[{"message":"upstream unavailable"}]}', names, variables
+        status, body = self._execute(raw, query, variables)
+        return status, body, names, variables
+
+    def _execute(self, raw: bytes, query: str, variables: dict) -> tuple[int, bytes]:
+        """The answer to a request that no fault took: from the data (a proxy forwards it)."""
         try:
             data = self.data.execute(query, variables)
         except GraphQLError as exc:
-            return 400, orjson.dumps({"errors": [{"message": str(exc)}]}), names, variables
+            return 400, orjson.dumps({"errors": [{"message": str(exc)}]})
         except Exception as exc:  # noqa: BLE001 - a bug here must show as a server error, not a dropped connection
-            return 500, orjson.dumps({"errors": [{"message": repr(exc)}]}), names, variables
-        return 200, orjson.dumps({"data": data}), names, variables
+            return 500, orjson.dumps({"errors": [{"message": repr(exc)}]})
+        return 200, orjson.dumps({"data": data})
 
     def count(self, root_field: str) -> int:
         with self.lock:
