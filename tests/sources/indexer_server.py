@@ -812,6 +812,8 @@ class IndexerServer:
     def __init__(self, data: IndexerData) -> None:
         self.data = data
         self.faults = Faults()
+        #: The operator's policy file the tests build with (PolicyFile), when they set one.
+        self.policy_file: object = None
         self.lock = threading.Lock()
         #: One entry per GraphQL request: (root field names, variables, HTTP status).
         self.requests: list[tuple[tuple[str, ...], dict, int]] = []

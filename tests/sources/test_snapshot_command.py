@@ -11,7 +11,7 @@ from payouts.cli.main import app
 from payouts.periods import Period
 from payouts.snapshot.load import load_snapshot
 from payouts.snapshot.synthetic import write_synthetic_snapshot
-from tests.sources.indexer_server import IndexerData, IndexerServer
+from tests.sources.indexer_server import IndexerData, IndexerServer, policy_file_for
 from tests.support.servers import free_port
 
 PERIOD = Period.from_label("2025-11")
@@ -30,6 +30,11 @@ def month(tmp_path_factory):
 
 
 @pytest.fixture
+def policies(month, tmp_path):
+    return policy_file_for(month, tmp_path / "policies.json")
+
+
+@pytest.fixture
 def server(month):
     with IndexerServer(IndexerData.from_snapshot(month)) as server:
         yield server
@@ -42,10 +47,12 @@ def test_help_describes_the_command():
         assert option in result.output
 
 
-def test_a_snapshot_is_written_from_the_indexer(server, tmp_path):
+def test_a_snapshot_is_written_from_the_indexer(server, policies, tmp_path):
     out = tmp_path / "2025-11.json.gz"
     result = invoke(
         "snapshot",
+        "--policies",
+        str(policies),
         "--period",
         "2025-11",
         "--network",
@@ -65,8 +72,9 @@ def test_a_snapshot_is_written_from_the_indexer(server, tmp_path):
     assert header.source["gridproxy_url"] == server.gridproxy_url
 
 
-def test_the_network_and_urls_can_come_from_settings(server, tmp_path, monkeypatch):
+def test_the_network_and_urls_can_come_from_settings(server, policies, tmp_path, monkeypatch):
     monkeypatch.setenv("PAYOUTS_GRAPHQL_URL", server.graphql_url)
+    monkeypatch.setenv("PAYOUTS_SNAPSHOT_POLICIES_FILE", str(policies))
     monkeypatch.setenv("PAYOUTS_NETWORK", "test")
     out = tmp_path / "month.json"
     result = invoke("snapshot", "--period-offset", "91", "--no-gridproxy", "--out", str(out))
@@ -119,3 +127,38 @@ def test_an_unreachable_indexer_exits_1_without_a_file(tmp_path):
 def test_a_bad_period_exits_2(tmp_path):
     result = invoke("snapshot", "--period", "2025-13", "--out", str(tmp_path / "x.json"))
     assert result.exit_code == 2 and "month 13" in result.stderr
+
+
+def test_a_policy_in_use_without_minimal_uptime_exits_1_naming_it_and_both_ways(server, tmp_path):
+    policy = next(p["farmingPolicyID"] for p in server.data.tables["farmingPolicies"] if p["farmingPolicyID"] > 2)
+    node = server.data.tables["nodes"][2]
+    node["farmingPolicyId"] = policy  # a policy other than 1 and 2: its minimal uptime is needed
+    out = tmp_path / "month.json"
+    result = invoke(
+        "snapshot", "--period", "2025-11", "--graphql", server.graphql_url, "--no-gridproxy", "--out", str(out)
+    )
+    assert result.exit_code == 1
+    assert f"farming policy {policy}:" in result.stderr and "has no minimalUptime" in result.stderr
+    assert f"nodes {node['nodeID']}" in result.stderr
+    assert "--policies FILE" in result.stderr and "RPC endpoint" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"{", "not JSON"),
+        (b'{"farming_policies": [{"id": 3, "minimal_uptime": 95}, {"id": 3, "minimal_uptime": 90}]}', "listed twice"),
+        (b'{"farming_policies": [{"id": 3, "minimal_uptime": "95"}]}', "must be an integer 0..1000"),
+        (b'{"farming_policies": [{"id": 3}]}', "exactly 'id' and 'minimal_uptime'"),
+        (b'{"policies": []}', "'farming_policies' list"),
+    ],
+)
+def test_a_malformed_policy_file_exits_2_naming_the_file_and_entry(tmp_path, content, words):
+    bad = tmp_path / "policies.json"
+    bad.write_bytes(content)
+    out = tmp_path / "month.json"
+    result = invoke("snapshot", "--period", "2025-11", "--policies", str(bad), "--out", str(out))
+    assert result.exit_code == 2
+    assert str(bad) in result.stderr and words in result.stderr
+    assert not out.exists()
