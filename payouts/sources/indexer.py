@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from payouts import CODE_VERSION
 from payouts.periods import Period
 from payouts.snapshot.schema import FORMAT_TAG
 from payouts.sources.errors import IndexerBehind, IndexerDataError, IndexerQueryError
+from payouts.sources.event_ids import event_position
 from payouts.sources.graphql import GraphQLClient, JsonHttp, RetryPolicy
 from payouts.sources.gridproxy import COMPARED, compare_counts, fetch_stats
 from payouts.sources.policies import FIXED_SLA_POLICIES, PolicyFile, PolicyValueUnknown, how_to_supply
@@ -42,7 +44,11 @@ DEFAULT_ENDPOINTS = {
 #: Used when a node has no connection price on chain (nodes from before prices were per node).
 DEFAULT_CONNECTION_PRICE_MUSD = 80
 #: Bumped whenever the layout of a part file changes, so old parts are never reused.
-_PARTS_LAYOUT = 2
+_PARTS_LAYOUT = 3
+#: Blocks of margin around the period's blocks when an event table is paged by id: an hour for
+#: tables stamped with their block's time, three days for traffic reports (the node's own time).
+_BLOCK_MARGIN = 600
+_NRU_BLOCK_MARGIN = 3 * 14_400
 _U64_MAX = 2**64 - 1
 _INT_STRING = re.compile(r"-?[0-9]+")
 #: A BigInt "seconds" value above this is in milliseconds (10^11 s is the year 5138).
@@ -116,6 +122,14 @@ class _Entity:
         )
 
     @property
+    def keyset_document(self) -> str:
+        """A page after a known id (the `where` bounds the ids): no offset to skip over."""
+        return (
+            f"query {self.field}($where: {self.type_name}WhereInput, $limit: Int) "
+            f"{{ {self.field}(where: $where, orderBy: {self.order}, limit: $limit) {{ {self.selection} }} }}"
+        )
+
+    @property
     def count_document(self) -> str:
         return (
             f"query {self.field}Count($where: {self.type_name}WhereInput) "
@@ -155,6 +169,15 @@ CONTRACTS = _Entity(
     "contractID nodeID numberOfPublicIPs state createdAt resourcesUsed { cru mru sru hru }",
 )
 NRU = _Entity("nruConsumptions", "NruConsumption", "id_ASC", "id contractID timestamp nru")
+
+UPTIME_BY_ID = _Entity("uptimeEvents", "UptimeEvent", "id_ASC", "id nodeID timestamp uptime")
+POWER_TARGETS_BY_ID = _Entity("powerTargetReports", "PowerTargetReport", "id_ASC", "id nodeID newPowerTarget timestamp")
+POWER_STATES_BY_ID = _Entity("powerStateReports", "PowerStateReport", "id_ASC", "id nodeID newPowerState timestamp")
+BILLS_BY_ID = _Entity("contractBillReports", "ContractBillReport", "id_ASC", "id contractID timestamp")
+_FIRST_FROM_QUERY = (
+    "query first_from($where: UptimeEventWhereInput) "
+    "{ uptimeEvents(where: $where, orderBy: id_ASC, limit: 1) { id timestamp } }"
+)
 
 _STATUS_QUERY = (
     "query status { squidStatus { height } uptimeEvents(orderBy: [timestamp_DESC, id_DESC], limit: 1) { timestamp } }"
@@ -349,6 +372,8 @@ class _Builder:
         self.start_ts, self.end_ts, self.window_end_ts = period.start_ts, period.end_ts, period.window_end_ts
         self.notes: list[str] = []
         self.parts: _Parts | None = None
+        #: (first block of the window's events, first block after them): see block_range
+        self.blocks = (0, 0)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -688,91 +713,200 @@ class _Builder:
             raise r.fail(f"{ts_path} {ts} is outside the requested window {lowest}..{self.window_end_ts}")
         return node_id, ts
 
-    def uptime(self, chunks: list[list[int]]) -> int:
-        """Download uptime reports chunk by chunk; rows [node_id, timestamp, uptime_s]."""
-        total = 0
-        page_size = self.options.event_page_size
-        self.progress.start("uptime reports", len(chunks))
-        for number, chunk in enumerate(chunks):
-            asked = set(chunk)
+    # -- event tables: paged by primary-key ranges ---------------------------------------------
 
-            def parse(items: list, offset: int, asked: set = asked) -> list:
-                rows = []
-                append = rows.append
-                low, high = self.start_ts, self.window_end_ts
-                for index, item in enumerate(items):
-                    # fast path for the millions of well-formed reports; anything else is
-                    # checked field by field so that the error names the record
-                    try:
-                        node_id, ts, up = item["nodeID"], item["timestamp"], item["uptime"]
-                        if (
-                            type(node_id) is int
-                            and node_id in asked
-                            and type(ts) is str
-                            and ts.isdigit()
-                            and type(up) is str
-                            and up.isdigit()
-                            and len(item) == 3
-                        ):
-                            ts_i, up_i = int(ts), int(up)
-                            if low <= ts_i <= high and up_i <= _U64_MAX:
-                                append([node_id, ts_i, up_i])
-                                continue
-                    except (KeyError, TypeError):
-                        pass
-                    r = _Record("uptimeEvents", item, self._where(offset, index, item, "nodeID"))
-                    node_id, ts_i = self._window_row(r, asked)
-                    up_i = r.int("uptime", bigint=True)
-                    if up_i > _U64_MAX:
-                        raise r.fail(f"uptime {up_i} does not fit in 64 bits")
-                    # a negative uptime is written as is: the calculation refuses that node
-                    append([node_id, ts_i, up_i])
-                return rows
+    def _first_report_ts_from(self, height: int) -> int | None:
+        """The time of the first uptime report at block `height` or later (None: there is none):
+        one primary-key index lookup, kept as a part like every answer."""
+        assert self.parts is not None
+        cached = self.parts.get(f"first_from.{height:010d}")
+        if cached is not None:
+            return cached["ts"]
+        ts = self._ask_first_report_ts_from(height)
+        self.parts.put(f"first_from.{height:010d}", {"ts": ts})
+        return ts
 
-            where = {"nodeID_in": chunk, "timestamp_gte": str(self.start_ts), "timestamp_lte": str(self.window_end_ts)}
-            for page in self._paged(f"uptime.{number:04d}", UPTIME, where, parse, page_size=page_size):
-                total += len(page)
-            self.progress.advance("uptime reports", 1)
-        return total
+    def _ask_first_report_ts_from(self, height: int) -> int | None:
+        data = self.gql.query(
+            _FIRST_FROM_QUERY, {"where": {"id_gte": f"{height:010d}"}}, what=f"first uptime report from block {height}"
+        )
+        items = data.get("uptimeEvents")
+        if not isinstance(items, list):
+            raise IndexerQueryError(f"{self.gql.url}: first uptime report: expected a list under 'uptimeEvents'")
+        if not items:
+            return None
+        r = _Record("uptimeEvents", items[0], f"first report from block {height}")
+        found = event_position(r.str("id"))
+        if found is None or found[0] < height:
+            raise r.fail(f"id {r.get('id')!r} is not an event id at block {height} or later")
+        return r.int("timestamp", bigint=True)
 
-    def power_events(self, chunks: list[list[int]]) -> int:
+    def _first_height(self, reached: Callable[[int], bool], height: int) -> int:
+        """The lowest block height whose first uptime report at or after it is `reached` (or
+        that has none after it): a binary search over the id index, block times being monotonic."""
+        low, high = 0, height + 1
+        while low < high:
+            middle = (low + high) // 2
+            ts = self._first_report_ts_from(middle)
+            if ts is None or reached(ts):
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    def block_range(self, height: int) -> tuple[int, int]:
+        """(first block that can hold an event at or after START, first block after every event
+        up to WINDOW_END): every block below the first holds only earlier events, every block
+        from the second on only later ones."""
+        first = self._first_height(lambda ts: ts >= self.start_ts, height)  # each probe is a part
+        return first, self._first_height(lambda ts: ts > self.window_end_ts, height)
+
+    def _id_bounds(self, margin_blocks: int) -> dict[str, str]:
+        first, after = self.blocks
+        return {"id_gte": f"{max(first - margin_blocks, 0):010d}", "id_lt": f"{after + margin_blocks:010d}"}
+
+    def _ranged(
+        self,
+        key: str,
+        entity: _Entity,
+        where: dict,
+        parse: Callable[[list, int], list],
+        *,
+        page_size: int,
+        progress: str | None = None,
+    ) -> Iterator[list]:
+        """Parsed rows of an event table page by page in id (chain) order, finished parts
+        first. `where` holds `id_gte`/`id_lt` bounds: each page asks for the ids after the last
+        one seen, so the database walks the primary-key index over the period's blocks only,
+        whatever the size of the table. The pages must add up to `totalCount` over the same range."""
+        expected = self._count(key, entity, where)
+        if progress is not None:
+            self.progress.start(progress, expected)
+        seen = page = 0
+        last: str | None = None
+        while True:
+            name = f"{key}.{page:05d}"
+            part = self.parts.get(name)
+            if part is None:
+                offset = page * page_size
+                asked = dict(where) if last is None else {**where, "id_gt": last}
+                what = f"{entity.field} (offset {offset}, after id {last or where.get('id_gte')})"
+                data = self.gql.query(entity.keyset_document, {"where": asked, "limit": page_size}, what=what)
+                items = data.get(entity.field)
+                if not isinstance(items, list):
+                    raise IndexerQueryError(f"{self.gql.url}: {what}: expected a list under {entity.field!r}")
+                rows = parse(items, offset)
+                newest = items[-1]["id"] if items else last  # parse checked every id
+                if items and last is not None and not newest > last:
+                    raise IndexerDataError(entity.field, f"page at offset {offset}", "ids do not increase")
+                part = {"rows": rows, "items": len(items), "full": len(items) == page_size, "last": newest}
+                self.parts.put(name, part)
+            seen += part["items"]
+            if progress is not None:
+                self.progress.advance(progress, part["items"])
+            yield part["rows"]
+            if not part["full"]:
+                break
+            last = part["last"]
+            page += 1
+        if seen != expected:
+            self.parts.discard(key)
+            raise IndexerDataError(
+                entity.field,
+                f"query {key}",
+                f"paging returned {seen} records but the indexer counts {expected}: it changed "
+                f"during the download; run the build again",
+            )
+
+    def uptime(self, node_ids: list[int]) -> tuple[dict[int, tuple[array, array]], int]:
+        """Uptime reports of the window per node in chain order ({node: (timestamps, uptimes)}),
+        and how many reports in the window belong to nodes the snapshot does not have."""
+        known = set(node_ids)
+        low, high = self.start_ts, self.window_end_ts
+
+        def parse(items: list, offset: int) -> list:
+            rows = []
+            append = rows.append
+            for index, item in enumerate(items):
+                # fast path for the millions of well-formed reports; anything else is
+                # checked field by field so that the error names the record
+                try:
+                    eid, node_id, ts, up = item["id"], item["nodeID"], item["timestamp"], item["uptime"]
+                    if (
+                        type(node_id) is int
+                        and type(ts) is str
+                        and ts.isdigit()
+                        and type(up) is str
+                        and up.isdigit()
+                        and type(eid) is str
+                        and len(item) == 4
+                    ):
+                        ts_i, up_i = int(ts), int(up)
+                        if low <= ts_i <= high and up_i <= _U64_MAX:
+                            append([node_id, ts_i, up_i])
+                            continue
+                except (KeyError, TypeError):
+                    pass
+                r = _Record("uptimeEvents", item, self._where(offset, index, item, "nodeID"))
+                node_id = r.int("nodeID")
+                ts_i = r.int("timestamp", bigint=True)
+                if not low <= ts_i <= high:
+                    raise r.fail(f"timestamp {ts_i} is outside the requested window {low}..{high}")
+                up_i = r.int("uptime", bigint=True)
+                if up_i > _U64_MAX:
+                    raise r.fail(f"uptime {up_i} does not fit in 64 bits")
+                r.str("id")
+                # a negative uptime is written as is: the calculation refuses that node
+                append([node_id, ts_i, up_i])
+            return rows
+
+        where = {**self._id_bounds(_BLOCK_MARGIN), "timestamp_gte": str(low), "timestamp_lte": str(high)}
+        per_node: dict[int, tuple[array, array]] = {node_id: (array("q"), array("q")) for node_id in node_ids}
+        outside = 0
+        for page in self._ranged(
+            "uptime", UPTIME_BY_ID, where, parse, page_size=self.options.event_page_size, progress="uptime reports"
+        ):
+            for node_id, ts, up in page:
+                if node_id not in known:
+                    outside += 1
+                    continue
+                columns = per_node[node_id]
+                columns[0].append(ts)
+                columns[1].append(up)
+        return per_node, outside
+
+    def power_events(self, node_ids: list[int]) -> list[list]:
         """Power target and state reports in the window, merged per node in chain order
         (timestamp, then event id); rows [node_id, timestamp, kind, value]."""
-        total = 0
-        self.progress.start("power events", len(chunks))
-        for number, chunk in enumerate(chunks):
-            key = f"power.{number:04d}"
-            cached = self.parts.get(key)
-            if cached is not None:
-                total += len(cached)
-                self.progress.advance("power events", 1)
-                continue
-            asked = set(chunk)
-            merged = []
-            where = {"nodeID_in": chunk, "timestamp_gte": str(self.start_ts), "timestamp_lte": str(self.window_end_ts)}
-            for entity, kind, value_field in (
-                (POWER_TARGETS, "target", "newPowerTarget"),
-                (POWER_STATES, "state", "newPowerState"),
+        known = set(node_ids)
+        merged = []
+        where = {
+            **self._id_bounds(_BLOCK_MARGIN),
+            "timestamp_gte": str(self.start_ts),
+            "timestamp_lte": str(self.window_end_ts),
+        }
+        for entity, kind, value_field in (
+            (POWER_TARGETS_BY_ID, "target", "newPowerTarget"),
+            (POWER_STATES_BY_ID, "state", "newPowerState"),
+        ):
+
+            def parse(items: list, offset: int, entity=entity, kind=kind, value_field=value_field) -> list:
+                rows = []
+                for index, item in enumerate(items):
+                    r = _Record(entity.field, item, self._where(offset, index, item, "id"))
+                    node_id = r.int("nodeID")
+                    ts = r.int("timestamp", bigint=True)
+                    if not self.start_ts <= ts <= self.window_end_ts:
+                        raise r.fail(f"timestamp {ts} is outside the requested window")
+                    rows.append([node_id, ts, r.str("id"), kind, r.str(value_field, choices=("Up", "Down"))])
+                return rows
+
+            for page in self._ranged(
+                f"power.{kind}", entity, where, parse, page_size=self.options.page_size, progress="power events"
             ):
-
-                def parse(
-                    items: list, offset: int, entity=entity, kind=kind, value_field=value_field, asked=asked
-                ) -> list:
-                    rows = []
-                    for index, item in enumerate(items):
-                        r = _Record(entity.field, item, self._where(offset, index, item, "id"))
-                        node_id, ts = self._window_row(r, asked)
-                        rows.append([node_id, ts, r.str("id"), kind, r.str(value_field, choices=("Up", "Down"))])
-                    return rows
-
-                for page in self._paged(f"{key}.{kind}", entity, where, parse, page_size=self.options.page_size):
-                    merged.extend(page)
-            merged.sort(key=lambda row: (row[0], row[1], row[2]))
-            rows = [[node_id, ts, kind, value] for node_id, ts, _, kind, value in merged]
-            self.parts.put(key, rows)
-            total += len(rows)
-            self.progress.advance("power events", 1)
-        return total
+                merged.extend(row for row in page if row[0] in known)
+        merged.sort(key=lambda row: (row[0], row[1], row[2]))
+        return [[node_id, ts, kind, value] for node_id, ts, _, kind, value in merged]
 
     def power_at_start(self, nodes: list[dict]) -> list[dict]:
         """State and target at the period start: the last report before START of each node
@@ -906,31 +1040,31 @@ class _Builder:
         self.progress.start("contract bills", len(batches))
         found: dict[int, int] = {}
         for number, batch in enumerate(batches):
-            key = f"bills.{number:04d}"
-            rows = self.parts.get(key)
-            if rows is None:
-                fields = [
-                    f'b{cid}: contractBillReports(where: {{contractID_eq: "{cid}", '
-                    f'timestamp_gte: "{self.start_ts}", timestamp_lte: "{self.window_end_ts}"}}, '
-                    f"orderBy: [timestamp_DESC, id_DESC], limit: 1) {{ contractID timestamp }}"
-                    for cid in batch
-                ]
-                data = self.gql.query(
-                    "query last_bills { " + " ".join(fields) + " }", what=f"last bill reports (batch {number})"
-                )
+            asked = set(batch)
+
+            def parse(items: list, offset: int, asked: set = asked) -> list:
                 rows = []
-                for cid in batch:
-                    items = data.get(f"b{cid}")
-                    if not isinstance(items, list):
-                        raise IndexerQueryError(f"{self.gql.url}: last bill reports: no list under 'b{cid}'")
-                    if items:
-                        r = _Record("contractBillReports", items[0], f"last bill report of contract {cid}")
-                        ts = r.int("timestamp", bigint=True)
-                        if r.int("contractID", bigint=True) != cid or not self.start_ts <= ts <= self.window_end_ts:
-                            raise r.fail(f"contract {r.get('contractID')!r} at {ts} does not match the query")
-                        rows.append([cid, ts])
-                self.parts.put(key, rows)
-            found.update((cid, ts) for cid, ts in rows)
+                for index, item in enumerate(items):
+                    r = _Record("contractBillReports", item, self._where(offset, index, item, "id"))
+                    cid = r.int("contractID", bigint=True)
+                    ts = r.int("timestamp", bigint=True)
+                    r.str("id")
+                    if cid not in asked or not self.start_ts <= ts <= self.window_end_ts:
+                        raise r.fail(f"contract {cid} at {ts} does not match the query")
+                    rows.append([cid, ts])
+                return rows
+
+            where = {
+                **self._id_bounds(_BLOCK_MARGIN),
+                "contractID_in": [str(cid) for cid in batch],
+                "timestamp_gte": str(self.start_ts),
+                "timestamp_lte": str(self.window_end_ts),
+            }
+            for page in self._ranged(
+                f"bills.{number:04d}", BILLS_BY_ID, where, parse, page_size=self.options.page_size
+            ):
+                for cid, ts in page:
+                    found[cid] = max(found.get(cid, ts), ts)
             self.progress.advance("contract bills", 1)
         return found
 
@@ -948,17 +1082,20 @@ class _Builder:
                     r = _Record("nruConsumptions", item, self._where(offset, index, item, "id"))
                     cid = r.int("contractID", bigint=True)
                     ts = r.int("timestamp", bigint=True)
+                    r.str("id")
                     if cid not in asked or not self.start_ts < ts <= self.end_ts:
                         raise r.fail(f"contract {cid} at {ts} does not match the query")
                     rows.append([cid, r.int("nru", bigint=True, nullable=True, minimum=0) or 0])
                 return rows
 
+            # a traffic report carries the node's own time: a wider margin of blocks
             where = {
+                **self._id_bounds(_NRU_BLOCK_MARGIN),
                 "contractID_in": [str(cid) for cid in batch],
                 "timestamp_gt": str(self.start_ts),
                 "timestamp_lte": str(self.end_ts),
             }
-            for page in self._paged(f"nru.{number:04d}", NRU, where, parse, page_size=self.options.page_size):
+            for page in self._ranged(f"nru.{number:04d}", NRU, where, parse, page_size=self.options.page_size):
                 for cid, nru in page:
                     totals[cid] = totals.get(cid, 0) + nru
             self.progress.advance("traffic (NRU)", 1)
@@ -1044,10 +1181,6 @@ class _Builder:
             totals[key] = count
         return totals
 
-    def window_uptime_count(self) -> int:
-        where = {"timestamp_gte": str(self.start_ts), "timestamp_lte": str(self.window_end_ts)}
-        return self._count("uptime.window", UPTIME, where)
-
     def run(self) -> BuildSummary:
         height, processed_ts = self.check_indexer()
         fingerprint = {
@@ -1070,14 +1203,15 @@ class _Builder:
         node_ids = [node["node_id"] for node in nodes]
         twin_ids = sorted({n["twin_id"] for n in nodes} | {f["twin_id"] for f in farms})
         twins = self.twins(twin_ids)
-        chunks = _chunks(node_ids, self.options.nodes_per_chunk)
-        uptime_count = self.uptime(chunks)
-        power_count = self.power_events(chunks)
+        self.blocks = self.block_range(height)
+        uptime, outside = self.uptime(node_ids)
+        uptime_count = sum(len(columns[0]) for columns in uptime.values())
+        power = self.power_events(node_ids)
+        power_count = len(power)
         power_at_start = self.power_at_start(nodes)
         usage = self.consumption(nodes)
 
         self.references(nodes, farms, twins)
-        outside = self.window_uptime_count() - uptime_count
         if outside > 0:
             self.notes.append(
                 f"{outside} uptime report(s) in the window belong to nodes the indexer no longer "
@@ -1133,7 +1267,7 @@ class _Builder:
             "nodes": node_rows,
             "power_at_start": power_at_start,
         }
-        written = self.write(header, chunks)
+        written = self.write(header, node_ids, uptime, power)
         reused = self.parts.reused
         self.parts.remove()
         return BuildSummary(
@@ -1151,17 +1285,7 @@ class _Builder:
             bytes_written=written,
         )
 
-    def _event_pages(self, chunks: list[list[int]]) -> Iterator[list]:
-        for number in range(len(chunks)):
-            page = 0
-            while True:
-                part = self.parts.get(f"uptime.{number:04d}.{page:05d}")
-                yield part["rows"]
-                if not part["full"]:
-                    break
-                page += 1
-
-    def write(self, header: dict, chunks: list[list[int]]) -> int:
+    def write(self, header: dict, node_ids: list[int], uptime: dict, power: list[list]) -> int:
         """Write the snapshot to a temp file and move it into place: never a half-written file."""
         temp = self.out.with_name(f"{self.out.name}.tmp-{os.getpid()}")
         written = 0
@@ -1182,17 +1306,19 @@ class _Builder:
             emit(json.dumps(header, ensure_ascii=False, separators=(",", ":"))[:-1].encode())
             emit(b',"power_events":[')
             first = True
-            for number in range(len(chunks)):
-                for node_id, ts, kind, value in self.parts.get(f"power.{number:04d}"):
-                    emit(b"" if first else b",")
-                    emit(orjson.dumps({"node_id": node_id, "timestamp": ts, "kind": kind, "value": value}))
-                    first = False
+            for node_id, ts, kind, value in power:
+                emit(b"" if first else b",")
+                emit(orjson.dumps({"node_id": node_id, "timestamp": ts, "kind": kind, "value": value}))
+                first = False
             emit(b'],"uptime_events":[')
             first = True
-            for rows in self._event_pages(chunks):
-                if not rows:
+            for node_id in node_ids:  # grouped by node, each node's reports in chain order
+                stamps, values = uptime[node_id]
+                if not stamps:
                     continue
-                text = ",".join(f'{{"node_id":{n},"timestamp":{t},"uptime":{u}}}' for n, t, u in rows)
+                text = ",".join(
+                    f'{{"node_id":{node_id},"timestamp":{t},"uptime":{u}}}' for t, u in zip(stamps, values, strict=True)
+                )
                 emit((text if first else "," + text).encode())
                 first = False
             emit(b"]}")
