@@ -99,6 +99,7 @@ class BuildSummary:
     notes: list[str]
     indexer_height: int
     requests: int
+    slowest_request_s: float
     parts_reused: int
     bytes_written: int
 
@@ -1281,6 +1282,7 @@ class _Builder:
             notes=list(self.notes),
             indexer_height=height,
             requests=self.http.requests,
+            slowest_request_s=self.http.slowest_s,
             parts_reused=reused,
             bytes_written=written,
         )

@@ -340,6 +340,84 @@ def seed(conn: psycopg.Connection, data: IndexerData, *, uptime: bool = True) ->
         conn.execute(f'ANALYZE "{table}"')
 
 
+def seed_history(conn: psycopg.Connection, data: IndexerData, months: int) -> int:
+    """`months` earlier copies of the month's event rows (uptime, power, bill and traffic
+    reports), each shifted back by whole periods in time and block height: the event tables
+    then hold months + 1 periods, as a live indexer's hold every month since 2021."""
+    from tests.sources.indexer_server import BLOCK_S
+
+    length = data.period.end_ts - data.period.start_ts
+    blocks = length // BLOCK_S
+    written = 0
+
+    def shifted(event_id: str, k: int) -> str:
+        return f"{int(event_id[:10]) - k * blocks:010d}{event_id[10:]}"
+
+    t = data.tables
+    for k in range(1, months + 1):
+        back = k * length
+        _copy(
+            conn,
+            "uptime_event",
+            ("id", "node_id", "uptime", "timestamp"),
+            (
+                (shifted(_event_id(ts, seq), k), node_id, up, ts - back)
+                for node_id, (tss, ups, seqs) in data.uptime.by_node.items()
+                for ts, up, seq in zip(tss, ups, seqs, strict=True)
+            ),
+        )
+        written += data.uptime.count()
+        for table, entity, value in (
+            ("power_target_report", "powerTargetReports", ("new_power_target", "newPowerTarget")),
+            ("power_state_report", "powerStateReports", ("new_power_state", "newPowerState")),
+        ):
+            _copy(
+                conn,
+                table,
+                ("id", "farm_id", "node_id", value[0], "block", "timestamp"),
+                (
+                    (
+                        shifted(r["id"], k),
+                        r["farmID"],
+                        r["nodeID"],
+                        r[value[1]],
+                        r["block"] - k * blocks,
+                        int(r["timestamp"]) - back,
+                    )
+                    for r in t[entity]
+                ),
+            )
+            written += len(t[entity])
+        _copy(
+            conn,
+            "contract_bill_report",
+            ("id", "contract_id", "discount_received", "amount_billed", "timestamp"),
+            (
+                (
+                    shifted(b["id"], k),
+                    b["contractID"],
+                    b["discountReceived"],
+                    b["amountBilled"],
+                    int(b["timestamp"]) - back,
+                )
+                for b in t["contractBillReports"]
+            ),
+        )
+        _copy(
+            conn,
+            "nru_consumption",
+            ("id", "contract_id", "timestamp", "window", "nru"),
+            (
+                (shifted(r["id"], k), r["contractID"], int(r["timestamp"]) - back, r["window"], r["nru"])
+                for r in t["nruConsumptions"]
+            ),
+        )
+        written += len(t["contractBillReports"]) + len(t["nruConsumptions"])
+    for table in TABLES:
+        conn.execute(f'ANALYZE "{table}"')
+    return written
+
+
 class RealIndexer:
     """`@subsquid/graphql-server` on loopback over its own database in a PostgreSQL server."""
 

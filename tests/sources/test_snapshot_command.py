@@ -162,3 +162,62 @@ def test_a_malformed_policy_file_exits_2_naming_the_file_and_entry(tmp_path, con
     assert result.exit_code == 2
     assert str(bad) in result.stderr and words in result.stderr
     assert not out.exists()
+
+
+# -- --check: would a full build succeed? ------------------------------------------------
+
+
+def check(*args: str):
+    return invoke("snapshot", "--check", "--period", "2025-11", "--retries", "2", *args)
+
+
+def test_check_reports_a_build_would_succeed_and_writes_nothing(server, policies, tmp_path):
+    result = check("--graphql", server.graphql_url, "--gridproxy", server.gridproxy_url, "--policies", str(policies))
+    assert result.exit_code == 0, result.stderr
+    assert "a full build of 2025-11 (offset 91) would succeed now (nothing written)" in result.stderr
+    assert f"indexer {server.graphql_url}: height" in result.stderr
+    assert "grid proxy" in result.stderr and "11 nodes" in result.stderr
+    for entity in ("nodes", "farms", "twins", "nodeContracts", "uptimeEvents", "contractBillReports"):
+        assert f"ok: {entity}: " in result.stderr
+    # one page each, no totalCount anywhere
+    assert not any(name.endswith("Connection") for names, _, _ in server.requests for name in names)
+    assert server.count("uptimeEvents") == 2  # the status query and one page
+    assert list(tmp_path.iterdir()) == [policies]
+
+
+def test_check_names_a_policy_a_build_could_not_resolve(server):
+    result = check("--graphql", server.graphql_url, "--no-gridproxy")
+    assert result.exit_code == 0  # no node of this month uses a policy other than 1 and 2
+    assert "no minimal uptime in the indexer and none supplied" in result.stderr
+
+
+def test_check_on_an_indexer_behind_exits_3(server):
+    server.data.processed_ts = PERIOD.window_end_ts - 3600
+    result = check("--graphql", server.graphql_url, "--no-gridproxy")
+    assert result.exit_code == 3
+    assert "short of it" in result.stderr and "would wait" in result.stderr
+
+
+def test_check_finds_a_record_the_builder_could_not_read(server):
+    server.data.tables["farms"][0].pop("stellarAddress")
+    result = check("--graphql", server.graphql_url, "--no-gridproxy")
+    assert result.exit_code == 1
+    assert "problem: farms: records lack stellarAddress" in result.stderr
+    assert "would fail now" in result.stderr
+
+
+def test_check_without_network_says_so(tmp_path):
+    url = "http://graphql.payouts.invalid/graphql"  # a name no resolver answers
+    result = check("--graphql", url, "--no-gridproxy")
+    assert result.exit_code == 1
+    assert "graphql.payouts.invalid cannot be resolved (no DNS answer): this machine has no network access" in (
+        result.stderr
+    )
+    assert "cannot tell whether a build of 2025-11 (offset 91) would succeed" in result.stderr
+
+
+def test_check_of_a_closed_port_says_it_cannot_be_reached():
+    url = f"http://127.0.0.1:{free_port()}/graphql"
+    result = check("--graphql", url, "--no-gridproxy")
+    assert result.exit_code == 1
+    assert f"indexer {url} cannot be reached" in result.stderr
