@@ -154,7 +154,8 @@ def run_real(args, synthetic: Path, policies: Path, built: Path) -> None:
         with indexer.connect() as conn:
             create_tables(conn)
             seed(conn, data)
-            rows = seed_history(conn, data, args.history) if args.history else {}
+            if args.history:
+                seed_history(conn, data, args.history)
             counts = {
                 table: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
                 for table in ("uptime_event", "power_state_report", "contract_bill_report", "nru_consumption")
@@ -163,7 +164,7 @@ def run_real(args, synthetic: Path, policies: Path, built: Path) -> None:
                 conn.execute(f"ALTER DATABASE \"{name}\" SET session_preload_libraries = 'auto_explain'")
                 conn.execute(f'ALTER DATABASE "{name}" SET auto_explain.log_min_duration = 0')
                 conn.execute(f'ALTER DATABASE "{name}" SET auto_explain.log_analyze = on')
-        print(f"seeded {counts} ({rows} of them history) in {time.perf_counter() - started:.1f} s")
+        print(f"seeded {counts} ({args.history} earlier month(s)) in {time.perf_counter() - started:.1f} s")
         log = postgres.data_dir.parent / "postgres.log"
         log_start = log.stat().st_size if log.exists() else 0
         with indexer.start():

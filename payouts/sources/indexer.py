@@ -181,7 +181,8 @@ _FIRST_FROM_QUERY = (
 )
 
 _STATUS_QUERY = (
-    "query status { squidStatus { height } uptimeEvents(orderBy: [timestamp_DESC, id_DESC], limit: 1) { timestamp } }"
+    # the newest report in chain order: a walk down the primary key, not a sort of the table
+    "query status { squidStatus { height } uptimeEvents(orderBy: id_DESC, limit: 1) { timestamp } }"
 )
 _TOTALS_QUERY = (
     "query totals { nodesConnection(orderBy: nodeID_ASC) { totalCount } "

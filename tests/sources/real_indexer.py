@@ -340,7 +340,7 @@ def seed(conn: psycopg.Connection, data: IndexerData, *, uptime: bool = True) ->
         conn.execute(f'ANALYZE "{table}"')
 
 
-def seed_history(conn: psycopg.Connection, data: IndexerData, months: int) -> int:
+def seed_history(conn: psycopg.Connection, data: IndexerData, months: int) -> None:
     """`months` earlier copies of the month's event rows (uptime, power, bill and traffic
     reports), each shifted back by whole periods in time and block height: the event tables
     then hold months + 1 periods, as a live indexer's hold every month since 2021."""
@@ -348,12 +348,12 @@ def seed_history(conn: psycopg.Connection, data: IndexerData, months: int) -> in
 
     length = data.period.end_ts - data.period.start_ts
     blocks = length // BLOCK_S
-    written = 0
 
     def shifted(event_id: str, k: int) -> str:
         return f"{int(event_id[:10]) - k * blocks:010d}{event_id[10:]}"
 
     t = data.tables
+    start = data.period.start_ts  # copies end before the period: they never reach into its window
     for k in range(1, months + 1):
         back = k * length
         _copy(
@@ -364,9 +364,9 @@ def seed_history(conn: psycopg.Connection, data: IndexerData, months: int) -> in
                 (shifted(_event_id(ts, seq), k), node_id, up, ts - back)
                 for node_id, (tss, ups, seqs) in data.uptime.by_node.items()
                 for ts, up, seq in zip(tss, ups, seqs, strict=True)
+                if ts - back < start
             ),
         )
-        written += data.uptime.count()
         for table, entity, value in (
             ("power_target_report", "powerTargetReports", ("new_power_target", "newPowerTarget")),
             ("power_state_report", "powerStateReports", ("new_power_state", "newPowerState")),
@@ -385,9 +385,9 @@ def seed_history(conn: psycopg.Connection, data: IndexerData, months: int) -> in
                         int(r["timestamp"]) - back,
                     )
                     for r in t[entity]
+                    if int(r["timestamp"]) - back < start
                 ),
             )
-            written += len(t[entity])
         _copy(
             conn,
             "contract_bill_report",
@@ -401,6 +401,7 @@ def seed_history(conn: psycopg.Connection, data: IndexerData, months: int) -> in
                     int(b["timestamp"]) - back,
                 )
                 for b in t["contractBillReports"]
+                if int(b["timestamp"]) - back < start
             ),
         )
         _copy(
@@ -410,12 +411,11 @@ def seed_history(conn: psycopg.Connection, data: IndexerData, months: int) -> in
             (
                 (shifted(r["id"], k), r["contractID"], int(r["timestamp"]) - back, r["window"], r["nru"])
                 for r in t["nruConsumptions"]
+                if int(r["timestamp"]) - back < start
             ),
         )
-        written += len(t["contractBillReports"]) + len(t["nruConsumptions"])
     for table in TABLES:
         conn.execute(f'ANALYZE "{table}"')
-    return written
 
 
 class RealIndexer:
