@@ -12,6 +12,7 @@ goes away once the snapshot is written.
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import json
 import os
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol, overload
 
 import orjson
 
@@ -229,7 +230,17 @@ class _Record:
             value = value[part]
         return value
 
-    def int(self, path: str, *, nullable: bool = False, bigint: bool = False, minimum: int | None = None) -> int | None:
+    @overload
+    def int(
+        self, path: builtins.str, *, nullable: Literal[False] = False, bigint: bool = False, minimum: int | None = None
+    ) -> builtins.int: ...
+    @overload
+    def int(
+        self, path: builtins.str, *, nullable: Literal[True], bigint: bool = False, minimum: int | None = None
+    ) -> builtins.int | None: ...
+    def int(
+        self, path: builtins.str, *, nullable: bool = False, bigint: bool = False, minimum: builtins.int | None = None
+    ) -> builtins.int | None:
         value = self.get(path)
         if value is None:
             if nullable:
@@ -246,7 +257,17 @@ class _Record:
             raise self.fail(f"{path} is {number}, must be at least {minimum}")
         return number
 
-    def str(self, path: str, *, nullable: bool = False, choices: tuple[str, ...] = ()) -> str | None:
+    @overload
+    def str(
+        self, path: builtins.str, *, nullable: Literal[False] = False, choices: tuple[builtins.str, ...] = ()
+    ) -> builtins.str: ...
+    @overload
+    def str(
+        self, path: builtins.str, *, nullable: Literal[True], choices: tuple[builtins.str, ...] = ()
+    ) -> builtins.str | None: ...
+    def str(
+        self, path: builtins.str, *, nullable: bool = False, choices: tuple[builtins.str, ...] = ()
+    ) -> builtins.str | None:
         value = self.get(path)
         if value is None and nullable:
             return None
@@ -256,7 +277,11 @@ class _Record:
             raise self.fail(f"{path}: expected one of {', '.join(choices)}, got {_describe(value)}")
         return value
 
-    def bool(self, path: str, *, nullable: bool = False) -> bool | None:
+    @overload
+    def bool(self, path: builtins.str, *, nullable: Literal[False] = False) -> builtins.bool: ...
+    @overload
+    def bool(self, path: builtins.str, *, nullable: Literal[True]) -> builtins.bool | None: ...
+    def bool(self, path: builtins.str, *, nullable: builtins.bool = False) -> builtins.bool | None:
         value = self.get(path)
         if value is None and nullable:
             return None
@@ -297,7 +322,7 @@ class _Parts:
         temp.write_bytes(orjson.dumps(value))
         os.replace(temp, path)
 
-    def get(self, name: str) -> object | None:
+    def get(self, name: str) -> Any:
         try:
             value = orjson.loads((self.folder / f"{name}.json").read_bytes())
         except FileNotFoundError:
@@ -379,8 +404,15 @@ class _Builder:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    @property
+    def store(self) -> _Parts:
+        """The parts folder of this build (opened once the indexer passed its status check)."""
+        if self.parts is None:
+            raise RuntimeError("the parts folder is opened by run()")
+        return self.parts
+
     def _count(self, key: str, entity: _Entity, where: dict) -> int:
-        cached = self.parts.get(f"{key}.count")
+        cached = self.store.get(f"{key}.count")
         if cached is not None:
             return cached
         data = self.gql.query(entity.count_document, {"where": where}, what=f"count of {entity.field}")
@@ -388,7 +420,7 @@ class _Builder:
         total = connection.get("totalCount") if isinstance(connection, dict) else None
         if type(total) is not int or total < 0:
             raise IndexerQueryError(f"{self.gql.url}: count of {entity.field}: no totalCount in the answer")
-        self.parts.put(f"{key}.count", total)
+        self.store.put(f"{key}.count", total)
         return total
 
     def _paged(
@@ -410,7 +442,7 @@ class _Builder:
         seen = page = 0
         while True:
             name = f"{key}.{page:05d}"
-            part = self.parts.get(name)
+            part = self.store.get(name)
             if part is None:
                 offset = page * page_size
                 what = f"{entity.field} (offset {offset})"
@@ -421,7 +453,7 @@ class _Builder:
                 if not isinstance(items, list):
                     raise IndexerQueryError(f"{self.gql.url}: {what}: expected a list under {entity.field!r}")
                 part = {"rows": parse(items, offset), "full": len(items) == page_size}
-                self.parts.put(name, part)
+                self.store.put(name, part)
             rows = part["rows"]
             seen += len(rows)
             if progress is not None:
@@ -431,7 +463,7 @@ class _Builder:
                 break
             page += 1
         if expected is not None and seen != expected:
-            self.parts.discard(key)  # refetch this entity on the next run
+            self.store.discard(key)  # refetch this entity on the next run
             raise IndexerDataError(
                 entity.field,
                 f"query {key}",
@@ -721,11 +753,11 @@ class _Builder:
         """The time of the first uptime report at block `height` or later (None: there is none):
         one primary-key index lookup, kept as a part like every answer."""
         assert self.parts is not None
-        cached = self.parts.get(f"first_from.{height:010d}")
+        cached = self.store.get(f"first_from.{height:010d}")
         if cached is not None:
             return cached["ts"]
         ts = self._ask_first_report_ts_from(height)
-        self.parts.put(f"first_from.{height:010d}", {"ts": ts})
+        self.store.put(f"first_from.{height:010d}", {"ts": ts})
         return ts
 
     def _ask_first_report_ts_from(self, height: int) -> int | None:
@@ -788,7 +820,7 @@ class _Builder:
         last: str | None = None
         while True:
             name = f"{key}.{page:05d}"
-            part = self.parts.get(name)
+            part = self.store.get(name)
             if part is None:
                 offset = page * page_size
                 asked = dict(where) if last is None else {**where, "id_gt": last}
@@ -798,11 +830,11 @@ class _Builder:
                 if not isinstance(items, list):
                     raise IndexerQueryError(f"{self.gql.url}: {what}: expected a list under {entity.field!r}")
                 rows = parse(items, offset)
-                newest = items[-1]["id"] if items else last  # parse checked every id
-                if items and last is not None and not newest > last:
+                newest: str | None = items[-1]["id"] if items else last  # parse checked every id
+                if items and last is not None and newest is not None and not newest > last:
                     raise IndexerDataError(entity.field, f"page at offset {offset}", "ids do not increase")
                 part = {"rows": rows, "items": len(items), "full": len(items) == page_size, "last": newest}
-                self.parts.put(name, part)
+                self.store.put(name, part)
             seen += part["items"]
             if progress is not None:
                 self.progress.advance(progress, part["items"])
@@ -812,7 +844,7 @@ class _Builder:
             last = part["last"]
             page += 1
         if seen != expected:
-            self.parts.discard(key)
+            self.store.discard(key)
             raise IndexerDataError(
                 entity.field,
                 f"query {key}",
@@ -827,7 +859,7 @@ class _Builder:
         low, high = self.start_ts, self.window_end_ts
 
         def parse(items: list, offset: int) -> list:
-            rows = []
+            rows: list[list[int]] = []
             append = rows.append
             for index, item in enumerate(items):
                 # fast path for the millions of well-formed reports; anything else is
@@ -881,7 +913,7 @@ class _Builder:
         """Power target and state reports in the window, merged per node in chain order
         (timestamp, then event id); rows [node_id, timestamp, kind, value]."""
         known = set(node_ids)
-        merged = []
+        merged: list[list] = []
         where = {
             **self._id_bounds(_BLOCK_MARGIN),
             "timestamp_gte": str(self.start_ts),
@@ -920,7 +952,7 @@ class _Builder:
         before = str(self.start_ts)
         for number, batch in enumerate(batches):
             key = f"power_at_start.{number:04d}"
-            rows = self.parts.get(key)
+            rows = self.store.get(key)
             if rows is None:
                 fields = []
                 for node_id in batch:
@@ -951,7 +983,7 @@ class _Builder:
                             "target": target_word,
                         }
                     )
-                self.parts.put(key, rows)
+                self.store.put(key, rows)
             result.extend(rows)
             self.progress.advance("power at start", 1)
         return result
@@ -1019,7 +1051,7 @@ class _Builder:
     def _created_at_scale(self) -> int:
         """1 when contracts' `createdAt` block times are in seconds, 1000 in milliseconds (the
         filter on it must use the same unit), judged from the newest contract."""
-        cached = self.parts.get("contracts.unit")
+        cached = self.store.get("contracts.unit")
         if cached is not None:
             return cached
         data = self.gql.query(
@@ -1033,7 +1065,7 @@ class _Builder:
         if items:
             created = _Record("nodeContracts", items[0], "newest contract").int("createdAt", bigint=True)
             scale = 1000 if created > _MILLISECONDS_ABOVE else 1
-        self.parts.put("contracts.unit", scale)
+        self.store.put("contracts.unit", scale)
         return scale
 
     def last_bills(self, deleted: list[int]) -> dict[int, int]:
