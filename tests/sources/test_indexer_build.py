@@ -461,3 +461,23 @@ def test_contract_creation_times_in_milliseconds_are_read_as_seconds(fake, synth
     build(fake, out)
     built = {n.node_id: n.consumption for n in load_snapshot(out).header.nodes}
     assert built == {n.node_id: n.consumption for n in load_snapshot(synthetic).header.nodes}
+
+
+# -- the dry check, on both servers --------------------------------------------------------
+
+
+def test_the_dry_check_passes_without_counting_or_writing(server, tmp_path):
+    from payouts.sources.check import check_sources
+
+    report = check_sources(
+        period=PERIOD,
+        network="dev",
+        graphql_url=server.graphql_url,
+        gridproxy_url=server.gridproxy_url,
+        options=BuildOptions(**{**OPTIONS.__dict__, "policy_file": server.policy_file}),
+    )
+    assert report.would_succeed, report.problems
+    assert any(line.startswith("uptimeEvents: ") for line in report.lines)
+    assert any(f"{NODES + 1} nodes" in line for line in report.lines if line.startswith("grid proxy"))
+    assert not any(name.endswith("Connection") for names, _, _ in server.requests for name in names)
+    assert list(tmp_path.iterdir()) == []
