@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     #: Indexer and grid proxy URLs; None means the network's public endpoints.
     graphql_url: str | None = None
     gridproxy_url: str | None = None
+    #: Minimal uptimes of farming policies the indexer has none for (payouts/sources/INDEXER.md).
+    snapshot_policies_file: Path | None = None
 
     #: How often a held receipt is retried by later runs; none = until paid (the reference
     #: allowed one). Receipts past it stay held and are listed by `payouts held`.

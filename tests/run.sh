@@ -31,6 +31,9 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 [ -d tests/js/node_modules ] || bash tests/js/install.sh
+# the snapshot builder's tests also run against the indexer's own GraphQL server (Subsquid's
+# graphql-server, pinned in tests/indexer_js/package-lock.json) over the suite's PostgreSQL
+[ -d tests/indexer_js/node_modules ] || bash tests/indexer_js/install.sh
 # --- end of the JavaScript SDK block
 
 PYTHON=${PYTHON:-python3}

@@ -13,9 +13,11 @@ from payouts.cli.context import get_context
 from payouts.periods import PeriodError, resolve_period
 from payouts.snapshot.synthetic import write_synthetic_snapshot
 from payouts.sources import endpoints
+from payouts.sources.check import check_sources
 from payouts.sources.errors import IndexerBehind, SourceError
 from payouts.sources.graphql import RetryPolicy, check_http_url
 from payouts.sources.indexer import BuildOptions, build_snapshot
+from payouts.sources.policies import load_policy_file
 
 #: Exit code when the indexer has not processed the period's window yet: try again later.
 EXIT_NOT_YET = 3
@@ -92,14 +94,56 @@ class _Bars:
         self._progress.advance(self._tasks[entity], amount)
 
 
+def policy_file_for_check(path: Path | None):
+    if path is None:
+        return None
+    try:
+        return load_policy_file(path)
+    except SourceError as exc:
+        abort(str(exc), code=2)
+
+
+def _check(month, network, graphql_url, gridproxy_url, policy_file, timeout_s: float, retries: int) -> None:
+    report = check_sources(
+        period=month,
+        network=network,
+        graphql_url=graphql_url,
+        gridproxy_url=gridproxy_url,
+        options=BuildOptions(timeout_s=timeout_s, retry=RetryPolicy(attempts=retries), policy_file=policy_file),
+    )
+    for line in report.lines:
+        err_console.print(f"ok: {line}", markup=False, soft_wrap=True)
+    for problem in report.problems:
+        err_console.print(f"problem: {problem}", markup=False, soft_wrap=True)
+    if report.would_succeed:
+        err_console.print(f"a full build of {month} would succeed now (nothing written)")
+        return
+    if report.unreachable:
+        abort(f"cannot tell whether a build of {month} would succeed: an endpoint is unreachable (nothing written)")
+    if report.behind:
+        abort(
+            f"a build of {month} would wait: the indexer is behind the period's window (nothing written)",
+            code=EXIT_NOT_YET,
+        )
+    abort(f"a full build of {month} would fail now (nothing written)")
+
+
 def snapshot(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", "-o", help="File to write (.json, or .json.gz to gzip).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write (.json, or .json.gz to gzip).")] = None,
     period: Annotated[str | None, typer.Option(help="Month label, e.g. 2025-11.")] = None,
     period_offset: Annotated[int | None, typer.Option(help="Period offset, e.g. 91.")] = None,
     network: Annotated[
         str | None, typer.Option(help="main, test or dev: picks the default endpoints (default: settings).")
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Only check whether a full build would succeed now (status, one page per entity, grid "
+            "proxy counts); writes nothing. Exit 0 yes, 1 no, 3 not yet.",
+        ),
+    ] = False,
     graphql: Annotated[
         str | None, typer.Option("--graphql", help="TFChain GraphQL indexer URL (default: the network's).")
     ] = None,
@@ -111,6 +155,14 @@ def snapshot(
     ] = False,
     retries: Annotated[int, typer.Option(min=1, help="Attempts per request on 5xx, timeouts, lost connections.")] = 5,
     timeout_s: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request.")] = 60.0,
+    policies: Annotated[
+        Path | None,
+        typer.Option(
+            "--policies",
+            help="JSON file of farming policies' minimal uptime read from TFChain "
+            "(for policies the indexer has none for; see payouts/sources/INDEXER.md).",
+        ),
+    ] = None,
 ) -> None:
     """Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/1 file.
 
@@ -135,9 +187,27 @@ def snapshot(
             check_http_url(gridproxy_url, "grid proxy")
     except SourceError as exc:
         abort(str(exc), code=2)
+    if check:
+        _check(
+            month,
+            network,
+            graphql_url,
+            gridproxy_url,
+            policy_file_for_check(policies or settings.snapshot_policies_file),
+            timeout_s,
+            retries,
+        )
+        return
+    if out is None:
+        abort("--out is required (or --check to write nothing)", code=2)
     if not out.parent.is_dir():
         abort(f"the folder of --out ({out.parent}) does not exist", code=2)
-    options = BuildOptions(timeout_s=timeout_s, retry=RetryPolicy(attempts=retries))
+    policies = policies or settings.snapshot_policies_file
+    try:
+        policy_file = load_policy_file(policies) if policies is not None else None
+    except SourceError as exc:
+        abort(str(exc), code=2)
+    options = BuildOptions(timeout_s=timeout_s, retry=RetryPolicy(attempts=retries), policy_file=policy_file)
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
         BarColumn(),

@@ -7,6 +7,7 @@ when the period's input is not there yet (the job tries again on its next run).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from payouts.sources.errors import (
     SourceError,
 )
 from payouts.sources.indexer import BuildOptions, build_snapshot, default_endpoints
+from payouts.sources.policies import PolicyFileError, PolicyValueUnknown, load_policy_file
 
 if TYPE_CHECKING:  # settings are read at the edges and handed in; no import-time coupling
     from config.settings import Settings
@@ -35,6 +37,8 @@ __all__ = [
     "IndexerDataError",
     "IndexerQueryError",
     "IndexerUnreachable",
+    "PolicyFileError",
+    "PolicyValueUnknown",
     "SnapshotUnavailable",
     "SourceError",
     "endpoints",
@@ -67,6 +71,8 @@ def freeze_snapshot(settings: Settings, period_offset: int, out_dir: Path, optio
         return target
     out_dir.mkdir(parents=True, exist_ok=True)
     graphql_url, gridproxy_url = endpoints(settings)
+    if settings.snapshot_policies_file is not None and (options is None or options.policy_file is None):
+        options = replace(options or BuildOptions(), policy_file=load_policy_file(settings.snapshot_policies_file))
     build_snapshot(
         target,
         period=period,

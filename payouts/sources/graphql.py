@@ -72,8 +72,9 @@ class JsonHttp:
             headers={"user-agent": USER_AGENT, "accept": "application/json"},
             follow_redirects=True,
         )
-        #: HTTP requests sent, retries included.
+        #: HTTP requests sent, retries included, and the longest one's duration (answered or not).
         self.requests = 0
+        self.slowest_s = 0.0
 
     def close(self) -> None:
         self._http.close()
@@ -86,7 +87,11 @@ class JsonHttp:
             retry_after = None
             try:
                 self.requests += 1
-                response = self._http.request(method, url, content=content, headers=headers)
+                started = time.perf_counter()
+                try:
+                    response = self._http.request(method, url, content=content, headers=headers)
+                finally:
+                    self.slowest_s = max(self.slowest_s, time.perf_counter() - started)
             except httpx.TimeoutException as exc:
                 problem = f"timed out ({type(exc).__name__})"
             except httpx.TransportError as exc:

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,8 +31,10 @@ from payouts import CODE_VERSION
 from payouts.periods import Period
 from payouts.snapshot.schema import FORMAT_TAG
 from payouts.sources.errors import IndexerBehind, IndexerDataError, IndexerQueryError
+from payouts.sources.event_ids import event_position
 from payouts.sources.graphql import GraphQLClient, JsonHttp, RetryPolicy
 from payouts.sources.gridproxy import COMPARED, compare_counts, fetch_stats
+from payouts.sources.policies import FIXED_SLA_POLICIES, PolicyFile, PolicyValueUnknown, how_to_supply
 
 #: network -> (GraphQL indexer, grid proxy)
 DEFAULT_ENDPOINTS = {
@@ -42,7 +45,11 @@ DEFAULT_ENDPOINTS = {
 #: Used when a node has no connection price on chain (nodes from before prices were per node).
 DEFAULT_CONNECTION_PRICE_MUSD = 80
 #: Bumped whenever the layout of a part file changes, so old parts are never reused.
-_PARTS_LAYOUT = 1
+_PARTS_LAYOUT = 3
+#: Blocks of margin around the period's blocks when an event table is paged by id: an hour for
+#: tables stamped with their block's time, three days for traffic reports (the node's own time).
+_BLOCK_MARGIN = 600
+_NRU_BLOCK_MARGIN = 3 * 14_400
 _U64_MAX = 2**64 - 1
 _INT_STRING = re.compile(r"-?[0-9]+")
 #: A BigInt "seconds" value above this is in milliseconds (10^11 s is the year 5138).
@@ -77,6 +84,8 @@ class BuildOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Relative count difference with the grid proxy above which the build stops.
     gridproxy_tolerance_ratio: float = 0.01
+    #: Minimal uptimes of farming policies the indexer has none for (`--policies FILE`).
+    policy_file: PolicyFile | None = None
 
 
 @dataclass
@@ -91,6 +100,7 @@ class BuildSummary:
     notes: list[str]
     indexer_height: int
     requests: int
+    slowest_request_s: float
     parts_reused: int
     bytes_written: int
 
@@ -111,6 +121,14 @@ class _Entity:
             f"query {self.field}($where: {self.type_name}WhereInput, $limit: Int, $offset: Int) "
             f"{{ {self.field}(where: $where, orderBy: {self.order}, limit: $limit, offset: $offset) "
             f"{{ {self.selection} }} }}"
+        )
+
+    @property
+    def keyset_document(self) -> str:
+        """A page after a known id (the `where` bounds the ids): no offset to skip over."""
+        return (
+            f"query {self.field}($where: {self.type_name}WhereInput, $limit: Int) "
+            f"{{ {self.field}(where: $where, orderBy: {self.order}, limit: $limit) {{ {self.selection} }} }}"
         )
 
     @property
@@ -154,8 +172,18 @@ CONTRACTS = _Entity(
 )
 NRU = _Entity("nruConsumptions", "NruConsumption", "id_ASC", "id contractID timestamp nru")
 
+UPTIME_BY_ID = _Entity("uptimeEvents", "UptimeEvent", "id_ASC", "id nodeID timestamp uptime")
+POWER_TARGETS_BY_ID = _Entity("powerTargetReports", "PowerTargetReport", "id_ASC", "id nodeID newPowerTarget timestamp")
+POWER_STATES_BY_ID = _Entity("powerStateReports", "PowerStateReport", "id_ASC", "id nodeID newPowerState timestamp")
+BILLS_BY_ID = _Entity("contractBillReports", "ContractBillReport", "id_ASC", "id contractID timestamp")
+_FIRST_FROM_QUERY = (
+    "query first_from($where: UptimeEventWhereInput) "
+    "{ uptimeEvents(where: $where, orderBy: id_ASC, limit: 1) { id timestamp } }"
+)
+
 _STATUS_QUERY = (
-    "query status { squidStatus { height } uptimeEvents(orderBy: [timestamp_DESC, id_DESC], limit: 1) { timestamp } }"
+    # the newest report in chain order: a walk down the primary key, not a sort of the table
+    "query status { squidStatus { height } uptimeEvents(orderBy: id_DESC, limit: 1) { timestamp } }"
 )
 _TOTALS_QUERY = (
     "query totals { nodesConnection(orderBy: nodeID_ASC) { totalCount } "
@@ -204,11 +232,15 @@ class _Record:
 
     @overload
     def int(
-        self, path: str, *, nullable: Literal[False] = False, bigint: bool = False, minimum: int | None = None
-    ) -> int: ...
+        self, path: builtins.str, *, nullable: Literal[False] = False, bigint: bool = False, minimum: int | None = None
+    ) -> builtins.int: ...
     @overload
-    def int(self, path: str, *, nullable: bool, bigint: bool = False, minimum: int | None = None) -> int | None: ...
-    def int(self, path: str, *, nullable: bool = False, bigint: bool = False, minimum: int | None = None) -> int | None:
+    def int(
+        self, path: builtins.str, *, nullable: Literal[True], bigint: bool = False, minimum: int | None = None
+    ) -> builtins.int | None: ...
+    def int(
+        self, path: builtins.str, *, nullable: bool = False, bigint: bool = False, minimum: builtins.int | None = None
+    ) -> builtins.int | None:
         value = self.get(path)
         if value is None:
             if nullable:
@@ -231,7 +263,7 @@ class _Record:
     ) -> builtins.str: ...
     @overload
     def str(
-        self, path: builtins.str, *, nullable: bool, choices: tuple[builtins.str, ...] = ()
+        self, path: builtins.str, *, nullable: Literal[True], choices: tuple[builtins.str, ...] = ()
     ) -> builtins.str | None: ...
     def str(
         self, path: builtins.str, *, nullable: bool = False, choices: tuple[builtins.str, ...] = ()
@@ -248,7 +280,7 @@ class _Record:
     @overload
     def bool(self, path: builtins.str, *, nullable: Literal[False] = False) -> builtins.bool: ...
     @overload
-    def bool(self, path: builtins.str, *, nullable: builtins.bool) -> builtins.bool | None: ...
+    def bool(self, path: builtins.str, *, nullable: Literal[True]) -> builtins.bool | None: ...
     def bool(self, path: builtins.str, *, nullable: builtins.bool = False) -> builtins.bool | None:
         value = self.get(path)
         if value is None and nullable:
@@ -291,7 +323,6 @@ class _Parts:
         os.replace(temp, path)
 
     def get(self, name: str) -> Any:
-        """A finished part (JSON as written by `put`), or None."""
         try:
             value = orjson.loads((self.folder / f"{name}.json").read_bytes())
         except FileNotFoundError:
@@ -367,19 +398,21 @@ class _Builder:
         self.gridproxy_url = gridproxy_url
         self.start_ts, self.end_ts, self.window_end_ts = period.start_ts, period.end_ts, period.window_end_ts
         self.notes: list[str] = []
-        self._parts: _Parts | None = None
-
-    @property
-    def parts(self) -> _Parts:
-        """The finished parts of this build, opened by `build` before any download."""
-        if self._parts is None:
-            raise RuntimeError("the parts folder is opened by build() before anything is downloaded")
-        return self._parts
+        self.parts: _Parts | None = None
+        #: (first block of the window's events, first block after them): see block_range
+        self.blocks = (0, 0)
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    @property
+    def store(self) -> _Parts:
+        """The parts folder of this build (opened once the indexer passed its status check)."""
+        if self.parts is None:
+            raise RuntimeError("the parts folder is opened by run()")
+        return self.parts
+
     def _count(self, key: str, entity: _Entity, where: dict) -> int:
-        cached = self.parts.get(f"{key}.count")
+        cached = self.store.get(f"{key}.count")
         if cached is not None:
             return cached
         data = self.gql.query(entity.count_document, {"where": where}, what=f"count of {entity.field}")
@@ -387,7 +420,7 @@ class _Builder:
         total = connection.get("totalCount") if isinstance(connection, dict) else None
         if type(total) is not int or total < 0:
             raise IndexerQueryError(f"{self.gql.url}: count of {entity.field}: no totalCount in the answer")
-        self.parts.put(f"{key}.count", total)
+        self.store.put(f"{key}.count", total)
         return total
 
     def _paged(
@@ -409,7 +442,7 @@ class _Builder:
         seen = page = 0
         while True:
             name = f"{key}.{page:05d}"
-            part = self.parts.get(name)
+            part = self.store.get(name)
             if part is None:
                 offset = page * page_size
                 what = f"{entity.field} (offset {offset})"
@@ -420,7 +453,7 @@ class _Builder:
                 if not isinstance(items, list):
                     raise IndexerQueryError(f"{self.gql.url}: {what}: expected a list under {entity.field!r}")
                 part = {"rows": parse(items, offset), "full": len(items) == page_size}
-                self.parts.put(name, part)
+                self.store.put(name, part)
             rows = part["rows"]
             seen += len(rows)
             if progress is not None:
@@ -430,7 +463,7 @@ class _Builder:
                 break
             page += 1
         if expected is not None and seen != expected:
-            self.parts.discard(key)  # refetch this entity on the next run
+            self.store.discard(key)  # refetch this entity on the next run
             raise IndexerDataError(
                 entity.field,
                 f"query {key}",
@@ -488,7 +521,8 @@ class _Builder:
                         "su": r.int("su"),
                         "nu": r.int("nu"),
                         "ipv4": r.int("ipv4"),
-                        "minimal_uptime": r.int("minimalUptime"),
+                        # nullable in the indexer's schema and never written by its mappings
+                        "minimal_uptime": r.int("minimalUptime", nullable=True),
                         "immutable": bool(r.bool("immutable", nullable=True)),
                         "default": bool(r.bool("default", nullable=True)),
                         "node_certification": r.str("nodeCertification", choices=("Diy", "Certified")),
@@ -504,6 +538,62 @@ class _Builder:
             )
             for row in page
         ]
+
+    def resolve_policies(self, policies: list[dict], nodes: list[dict]) -> None:
+        """Fill in every policy's minimal uptime: the indexer's value, else the policy file's.
+
+        Policies 1 and 2 do not need one (fixed SLA thresholds) and neither does a policy no
+        node of the snapshot uses: an unknown value is written as 0 there, with a note. A
+        policy in use without a value stops the build (PolicyValueUnknown)."""
+        supplied = self.options.policy_file
+        from_file = supplied.minimal_uptime if supplied is not None else {}
+        in_use = {node["farming_policy_id"] for node in nodes}
+        missing, unused_placeholder, fixed_placeholder, filled = [], [], [], []
+        for policy in policies:
+            policy_id, value = policy["id"], policy["minimal_uptime"]
+            if policy_id in from_file:
+                if value is not None and value != from_file[policy_id]:
+                    assert supplied is not None
+                    raise PolicyValueUnknown(
+                        f"farming policy {policy_id}: the indexer says minimalUptime {value}, the policy "
+                        f"file {supplied.path} says {from_file[policy_id]}; one of them is wrong"
+                    )
+                if value is None:
+                    filled.append(policy_id)
+                value = from_file[policy_id]
+            if value is None:
+                if policy_id in FIXED_SLA_POLICIES:
+                    fixed_placeholder.append(policy_id)
+                elif policy_id in in_use:
+                    missing.append(policy_id)
+                else:
+                    unused_placeholder.append(policy_id)
+                value = 0
+            policy["minimal_uptime"] = value
+        if missing:
+            nodes_of = sorted(n["node_id"] for n in nodes if n["farming_policy_id"] in missing)
+            names = ", ".join(str(i) for i in missing)
+            raise PolicyValueUnknown(
+                f"farming policy {names}: the indexer at {self.gql.url} has no minimalUptime for it "
+                f"(null) and {len(nodes_of)} node(s) of the period use it (nodes {_id_list(nodes_of)}); "
+                f"the build cannot guess it: {how_to_supply(missing)}"
+            )
+        if filled:
+            assert supplied is not None
+            self.notes.append(
+                f"farming policy {_id_list(filled)}: minimal uptime from the policy file {supplied.path.name} "
+                f"(sha256 {supplied.sha256}); the indexer has none"
+            )
+        if fixed_placeholder:
+            self.notes.append(
+                f"farming policy {_id_list(fixed_placeholder)}: no minimalUptime in the indexer; the "
+                f"calculation applies the fixed SLA thresholds to these policies and does not read it: written as 0"
+            )
+        if unused_placeholder:
+            self.notes.append(
+                f"farming policy {_id_list(unused_placeholder)}: no minimalUptime in the indexer and no node "
+                f"of the period uses it: written as 0"
+            )
 
     def nodes(self) -> list[dict]:
         nulls = {"connectionPrice": 0, "certification": 0, "virtualized": 0, "resourcesTotal": 0}
@@ -632,6 +722,17 @@ class _Builder:
                 for row in page:
                     twins[row["twin_id"]] = row
             self.progress.advance("twins", 1)
+        # The indexer writes "" for a twin the chain holds without a public key (stored by an
+        # event before runtime 124, or with `pk: None`); minting checks a twin's key only when
+        # there is one (`if let Some(ref pk) = twin.pk`), so "" is written as null (INDEXER.md).
+        empty = [twin_id for twin_id, row in twins.items() if row["pk"] == ""]
+        for twin_id in empty:
+            twins[twin_id]["pk"] = None
+        if empty:
+            self.notes.append(
+                f"{len(empty)} twin(s) have an empty publicKey in the indexer (no public key on chain): "
+                f"written as null, which the end-of-period key check skips, as minting does: twins {_id_list(empty)}"
+            )
         return twins
 
     def _window_row(
@@ -646,91 +747,200 @@ class _Builder:
             raise r.fail(f"{ts_path} {ts} is outside the requested window {lowest}..{self.window_end_ts}")
         return node_id, ts
 
-    def uptime(self, chunks: list[list[int]]) -> int:
-        """Download uptime reports chunk by chunk; rows [node_id, timestamp, uptime_s]."""
-        total = 0
-        page_size = self.options.event_page_size
-        self.progress.start("uptime reports", len(chunks))
-        for number, chunk in enumerate(chunks):
-            asked = set(chunk)
+    # -- event tables: paged by primary-key ranges ---------------------------------------------
 
-            def parse(items: list, offset: int, asked: set = asked) -> list:
-                rows: list[list[int]] = []
-                append = rows.append
-                low, high = self.start_ts, self.window_end_ts
-                for index, item in enumerate(items):
-                    # fast path for the millions of well-formed reports; anything else is
-                    # checked field by field so that the error names the record
-                    try:
-                        node_id, ts, up = item["nodeID"], item["timestamp"], item["uptime"]
-                        if (
-                            type(node_id) is int
-                            and node_id in asked
-                            and type(ts) is str
-                            and ts.isdigit()
-                            and type(up) is str
-                            and up.isdigit()
-                            and len(item) == 3
-                        ):
-                            ts_i, up_i = int(ts), int(up)
-                            if low <= ts_i <= high and up_i <= _U64_MAX:
-                                append([node_id, ts_i, up_i])
-                                continue
-                    except (KeyError, TypeError):
-                        pass
-                    r = _Record("uptimeEvents", item, self._where(offset, index, item, "nodeID"))
-                    node_id, ts_i = self._window_row(r, asked)
-                    up_i = r.int("uptime", bigint=True)
-                    if up_i > _U64_MAX:
-                        raise r.fail(f"uptime {up_i} does not fit in 64 bits")
-                    # a negative uptime is written as is: the calculation refuses that node
-                    append([node_id, ts_i, up_i])
-                return rows
+    def _first_report_ts_from(self, height: int) -> int | None:
+        """The time of the first uptime report at block `height` or later (None: there is none):
+        one primary-key index lookup, kept as a part like every answer."""
+        assert self.parts is not None
+        cached = self.store.get(f"first_from.{height:010d}")
+        if cached is not None:
+            return cached["ts"]
+        ts = self._ask_first_report_ts_from(height)
+        self.store.put(f"first_from.{height:010d}", {"ts": ts})
+        return ts
 
-            where = {"nodeID_in": chunk, "timestamp_gte": str(self.start_ts), "timestamp_lte": str(self.window_end_ts)}
-            for page in self._paged(f"uptime.{number:04d}", UPTIME, where, parse, page_size=page_size):
-                total += len(page)
-            self.progress.advance("uptime reports", 1)
-        return total
+    def _ask_first_report_ts_from(self, height: int) -> int | None:
+        data = self.gql.query(
+            _FIRST_FROM_QUERY, {"where": {"id_gte": f"{height:010d}"}}, what=f"first uptime report from block {height}"
+        )
+        items = data.get("uptimeEvents")
+        if not isinstance(items, list):
+            raise IndexerQueryError(f"{self.gql.url}: first uptime report: expected a list under 'uptimeEvents'")
+        if not items:
+            return None
+        r = _Record("uptimeEvents", items[0], f"first report from block {height}")
+        found = event_position(r.str("id"))
+        if found is None or found[0] < height:
+            raise r.fail(f"id {r.get('id')!r} is not an event id at block {height} or later")
+        return r.int("timestamp", bigint=True)
 
-    def power_events(self, chunks: list[list[int]]) -> int:
+    def _first_height(self, reached: Callable[[int], bool], height: int) -> int:
+        """The lowest block height whose first uptime report at or after it is `reached` (or
+        that has none after it): a binary search over the id index, block times being monotonic."""
+        low, high = 0, height + 1
+        while low < high:
+            middle = (low + high) // 2
+            ts = self._first_report_ts_from(middle)
+            if ts is None or reached(ts):
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    def block_range(self, height: int) -> tuple[int, int]:
+        """(first block that can hold an event at or after START, first block after every event
+        up to WINDOW_END): every block below the first holds only earlier events, every block
+        from the second on only later ones."""
+        first = self._first_height(lambda ts: ts >= self.start_ts, height)  # each probe is a part
+        return first, self._first_height(lambda ts: ts > self.window_end_ts, height)
+
+    def _id_bounds(self, margin_blocks: int) -> dict[str, str]:
+        first, after = self.blocks
+        return {"id_gte": f"{max(first - margin_blocks, 0):010d}", "id_lt": f"{after + margin_blocks:010d}"}
+
+    def _ranged(
+        self,
+        key: str,
+        entity: _Entity,
+        where: dict,
+        parse: Callable[[list, int], list],
+        *,
+        page_size: int,
+        progress: str | None = None,
+    ) -> Iterator[list]:
+        """Parsed rows of an event table page by page in id (chain) order, finished parts
+        first. `where` holds `id_gte`/`id_lt` bounds: each page asks for the ids after the last
+        one seen, so the database walks the primary-key index over the period's blocks only,
+        whatever the size of the table. The pages must add up to `totalCount` over the same range."""
+        expected = self._count(key, entity, where)
+        if progress is not None:
+            self.progress.start(progress, expected)
+        seen = page = 0
+        last: str | None = None
+        while True:
+            name = f"{key}.{page:05d}"
+            part = self.store.get(name)
+            if part is None:
+                offset = page * page_size
+                asked = dict(where) if last is None else {**where, "id_gt": last}
+                what = f"{entity.field} (offset {offset}, after id {last or where.get('id_gte')})"
+                data = self.gql.query(entity.keyset_document, {"where": asked, "limit": page_size}, what=what)
+                items = data.get(entity.field)
+                if not isinstance(items, list):
+                    raise IndexerQueryError(f"{self.gql.url}: {what}: expected a list under {entity.field!r}")
+                rows = parse(items, offset)
+                newest: str | None = items[-1]["id"] if items else last  # parse checked every id
+                if items and last is not None and newest is not None and not newest > last:
+                    raise IndexerDataError(entity.field, f"page at offset {offset}", "ids do not increase")
+                part = {"rows": rows, "items": len(items), "full": len(items) == page_size, "last": newest}
+                self.store.put(name, part)
+            seen += part["items"]
+            if progress is not None:
+                self.progress.advance(progress, part["items"])
+            yield part["rows"]
+            if not part["full"]:
+                break
+            last = part["last"]
+            page += 1
+        if seen != expected:
+            self.store.discard(key)
+            raise IndexerDataError(
+                entity.field,
+                f"query {key}",
+                f"paging returned {seen} records but the indexer counts {expected}: it changed "
+                f"during the download; run the build again",
+            )
+
+    def uptime(self, node_ids: list[int]) -> tuple[dict[int, tuple[array, array]], int]:
+        """Uptime reports of the window per node in chain order ({node: (timestamps, uptimes)}),
+        and how many reports in the window belong to nodes the snapshot does not have."""
+        known = set(node_ids)
+        low, high = self.start_ts, self.window_end_ts
+
+        def parse(items: list, offset: int) -> list:
+            rows: list[list[int]] = []
+            append = rows.append
+            for index, item in enumerate(items):
+                # fast path for the millions of well-formed reports; anything else is
+                # checked field by field so that the error names the record
+                try:
+                    eid, node_id, ts, up = item["id"], item["nodeID"], item["timestamp"], item["uptime"]
+                    if (
+                        type(node_id) is int
+                        and type(ts) is str
+                        and ts.isdigit()
+                        and type(up) is str
+                        and up.isdigit()
+                        and type(eid) is str
+                        and len(item) == 4
+                    ):
+                        ts_i, up_i = int(ts), int(up)
+                        if low <= ts_i <= high and up_i <= _U64_MAX:
+                            append([node_id, ts_i, up_i])
+                            continue
+                except (KeyError, TypeError):
+                    pass
+                r = _Record("uptimeEvents", item, self._where(offset, index, item, "nodeID"))
+                node_id = r.int("nodeID")
+                ts_i = r.int("timestamp", bigint=True)
+                if not low <= ts_i <= high:
+                    raise r.fail(f"timestamp {ts_i} is outside the requested window {low}..{high}")
+                up_i = r.int("uptime", bigint=True)
+                if up_i > _U64_MAX:
+                    raise r.fail(f"uptime {up_i} does not fit in 64 bits")
+                r.str("id")
+                # a negative uptime is written as is: the calculation refuses that node
+                append([node_id, ts_i, up_i])
+            return rows
+
+        where = {**self._id_bounds(_BLOCK_MARGIN), "timestamp_gte": str(low), "timestamp_lte": str(high)}
+        per_node: dict[int, tuple[array, array]] = {node_id: (array("q"), array("q")) for node_id in node_ids}
+        outside = 0
+        for page in self._ranged(
+            "uptime", UPTIME_BY_ID, where, parse, page_size=self.options.event_page_size, progress="uptime reports"
+        ):
+            for node_id, ts, up in page:
+                if node_id not in known:
+                    outside += 1
+                    continue
+                columns = per_node[node_id]
+                columns[0].append(ts)
+                columns[1].append(up)
+        return per_node, outside
+
+    def power_events(self, node_ids: list[int]) -> list[list]:
         """Power target and state reports in the window, merged per node in chain order
         (timestamp, then event id); rows [node_id, timestamp, kind, value]."""
-        total = 0
-        self.progress.start("power events", len(chunks))
-        for number, chunk in enumerate(chunks):
-            key = f"power.{number:04d}"
-            cached = self.parts.get(key)
-            if cached is not None:
-                total += len(cached)
-                self.progress.advance("power events", 1)
-                continue
-            asked = set(chunk)
-            merged = []
-            where = {"nodeID_in": chunk, "timestamp_gte": str(self.start_ts), "timestamp_lte": str(self.window_end_ts)}
-            for entity, kind, value_field in (
-                (POWER_TARGETS, "target", "newPowerTarget"),
-                (POWER_STATES, "state", "newPowerState"),
+        known = set(node_ids)
+        merged: list[list] = []
+        where = {
+            **self._id_bounds(_BLOCK_MARGIN),
+            "timestamp_gte": str(self.start_ts),
+            "timestamp_lte": str(self.window_end_ts),
+        }
+        for entity, kind, value_field in (
+            (POWER_TARGETS_BY_ID, "target", "newPowerTarget"),
+            (POWER_STATES_BY_ID, "state", "newPowerState"),
+        ):
+
+            def parse(items: list, offset: int, entity=entity, kind=kind, value_field=value_field) -> list:
+                rows = []
+                for index, item in enumerate(items):
+                    r = _Record(entity.field, item, self._where(offset, index, item, "id"))
+                    node_id = r.int("nodeID")
+                    ts = r.int("timestamp", bigint=True)
+                    if not self.start_ts <= ts <= self.window_end_ts:
+                        raise r.fail(f"timestamp {ts} is outside the requested window")
+                    rows.append([node_id, ts, r.str("id"), kind, r.str(value_field, choices=("Up", "Down"))])
+                return rows
+
+            for page in self._ranged(
+                f"power.{kind}", entity, where, parse, page_size=self.options.page_size, progress="power events"
             ):
-
-                def parse(
-                    items: list, offset: int, entity=entity, kind=kind, value_field=value_field, asked=asked
-                ) -> list:
-                    rows = []
-                    for index, item in enumerate(items):
-                        r = _Record(entity.field, item, self._where(offset, index, item, "id"))
-                        node_id, ts = self._window_row(r, asked)
-                        rows.append([node_id, ts, r.str("id"), kind, r.str(value_field, choices=("Up", "Down"))])
-                    return rows
-
-                for page in self._paged(f"{key}.{kind}", entity, where, parse, page_size=self.options.page_size):
-                    merged.extend(page)
-            merged.sort(key=lambda row: (row[0], row[1], row[2]))
-            rows = [[node_id, ts, kind, value] for node_id, ts, _, kind, value in merged]
-            self.parts.put(key, rows)
-            total += len(rows)
-            self.progress.advance("power events", 1)
-        return total
+                merged.extend(row for row in page if row[0] in known)
+        merged.sort(key=lambda row: (row[0], row[1], row[2]))
+        return [[node_id, ts, kind, value] for node_id, ts, _, kind, value in merged]
 
     def power_at_start(self, nodes: list[dict]) -> list[dict]:
         """State and target at the period start: the last report before START of each node
@@ -742,7 +952,7 @@ class _Builder:
         before = str(self.start_ts)
         for number, batch in enumerate(batches):
             key = f"power_at_start.{number:04d}"
-            rows = self.parts.get(key)
+            rows = self.store.get(key)
             if rows is None:
                 fields = []
                 for node_id in batch:
@@ -773,7 +983,7 @@ class _Builder:
                             "target": target_word,
                         }
                     )
-                self.parts.put(key, rows)
+                self.store.put(key, rows)
             result.extend(rows)
             self.progress.advance("power at start", 1)
         return result
@@ -841,7 +1051,7 @@ class _Builder:
     def _created_at_scale(self) -> int:
         """1 when contracts' `createdAt` block times are in seconds, 1000 in milliseconds (the
         filter on it must use the same unit), judged from the newest contract."""
-        cached = self.parts.get("contracts.unit")
+        cached = self.store.get("contracts.unit")
         if cached is not None:
             return cached
         data = self.gql.query(
@@ -855,7 +1065,7 @@ class _Builder:
         if items:
             created = _Record("nodeContracts", items[0], "newest contract").int("createdAt", bigint=True)
             scale = 1000 if created > _MILLISECONDS_ABOVE else 1
-        self.parts.put("contracts.unit", scale)
+        self.store.put("contracts.unit", scale)
         return scale
 
     def last_bills(self, deleted: list[int]) -> dict[int, int]:
@@ -864,31 +1074,31 @@ class _Builder:
         self.progress.start("contract bills", len(batches))
         found: dict[int, int] = {}
         for number, batch in enumerate(batches):
-            key = f"bills.{number:04d}"
-            rows = self.parts.get(key)
-            if rows is None:
-                fields = [
-                    f'b{cid}: contractBillReports(where: {{contractID_eq: "{cid}", '
-                    f'timestamp_gte: "{self.start_ts}", timestamp_lte: "{self.window_end_ts}"}}, '
-                    f"orderBy: [timestamp_DESC, id_DESC], limit: 1) {{ contractID timestamp }}"
-                    for cid in batch
-                ]
-                data = self.gql.query(
-                    "query last_bills { " + " ".join(fields) + " }", what=f"last bill reports (batch {number})"
-                )
+            asked = set(batch)
+
+            def parse(items: list, offset: int, asked: set = asked) -> list:
                 rows = []
-                for cid in batch:
-                    items = data.get(f"b{cid}")
-                    if not isinstance(items, list):
-                        raise IndexerQueryError(f"{self.gql.url}: last bill reports: no list under 'b{cid}'")
-                    if items:
-                        r = _Record("contractBillReports", items[0], f"last bill report of contract {cid}")
-                        ts = r.int("timestamp", bigint=True)
-                        if r.int("contractID", bigint=True) != cid or not self.start_ts <= ts <= self.window_end_ts:
-                            raise r.fail(f"contract {r.get('contractID')!r} at {ts} does not match the query")
-                        rows.append([cid, ts])
-                self.parts.put(key, rows)
-            found.update((cid, ts) for cid, ts in rows)
+                for index, item in enumerate(items):
+                    r = _Record("contractBillReports", item, self._where(offset, index, item, "id"))
+                    cid = r.int("contractID", bigint=True)
+                    ts = r.int("timestamp", bigint=True)
+                    r.str("id")
+                    if cid not in asked or not self.start_ts <= ts <= self.window_end_ts:
+                        raise r.fail(f"contract {cid} at {ts} does not match the query")
+                    rows.append([cid, ts])
+                return rows
+
+            where = {
+                **self._id_bounds(_BLOCK_MARGIN),
+                "contractID_in": [str(cid) for cid in batch],
+                "timestamp_gte": str(self.start_ts),
+                "timestamp_lte": str(self.window_end_ts),
+            }
+            for page in self._ranged(
+                f"bills.{number:04d}", BILLS_BY_ID, where, parse, page_size=self.options.page_size
+            ):
+                for cid, ts in page:
+                    found[cid] = max(found.get(cid, ts), ts)
             self.progress.advance("contract bills", 1)
         return found
 
@@ -906,17 +1116,20 @@ class _Builder:
                     r = _Record("nruConsumptions", item, self._where(offset, index, item, "id"))
                     cid = r.int("contractID", bigint=True)
                     ts = r.int("timestamp", bigint=True)
+                    r.str("id")
                     if cid not in asked or not self.start_ts < ts <= self.end_ts:
                         raise r.fail(f"contract {cid} at {ts} does not match the query")
                     rows.append([cid, r.int("nru", bigint=True, nullable=True, minimum=0) or 0])
                 return rows
 
+            # a traffic report carries the node's own time: a wider margin of blocks
             where = {
+                **self._id_bounds(_NRU_BLOCK_MARGIN),
                 "contractID_in": [str(cid) for cid in batch],
                 "timestamp_gt": str(self.start_ts),
                 "timestamp_lte": str(self.end_ts),
             }
-            for page in self._paged(f"nru.{number:04d}", NRU, where, parse, page_size=self.options.page_size):
+            for page in self._ranged(f"nru.{number:04d}", NRU, where, parse, page_size=self.options.page_size):
                 for cid, nru in page:
                     totals[cid] = totals.get(cid, 0) + nru
             self.progress.advance("traffic (NRU)", 1)
@@ -1002,10 +1215,6 @@ class _Builder:
             totals[key] = count
         return totals
 
-    def window_uptime_count(self) -> int:
-        where = {"timestamp_gte": str(self.start_ts), "timestamp_lte": str(self.window_end_ts)}
-        return self._count("uptime.window", UPTIME, where)
-
     def run(self) -> BuildSummary:
         height, processed_ts = self.check_indexer()
         fingerprint = {
@@ -1018,23 +1227,25 @@ class _Builder:
             "nodes_per_chunk": self.options.nodes_per_chunk,
             "ids_per_query": self.options.ids_per_query,
         }
-        self._parts = _Parts(self.out.with_name(self.out.name + ".parts"), fingerprint)
+        self.parts = _Parts(self.out.with_name(self.out.name + ".parts"), fingerprint)
         built_at = self.now().astimezone(UTC)
 
         policies = self.policies()
         nodes = self.nodes()
+        self.resolve_policies(policies, nodes)
         farms = self.farms()
         node_ids = [node["node_id"] for node in nodes]
         twin_ids = sorted({n["twin_id"] for n in nodes} | {f["twin_id"] for f in farms})
         twins = self.twins(twin_ids)
-        chunks = _chunks(node_ids, self.options.nodes_per_chunk)
-        uptime_count = self.uptime(chunks)
-        power_count = self.power_events(chunks)
+        self.blocks = self.block_range(height)
+        uptime, outside = self.uptime(node_ids)
+        uptime_count = sum(len(columns[0]) for columns in uptime.values())
+        power = self.power_events(node_ids)
+        power_count = len(power)
         power_at_start = self.power_at_start(nodes)
         usage = self.consumption(nodes)
 
         self.references(nodes, farms, twins)
-        outside = self.window_uptime_count() - uptime_count
         if outside > 0:
             self.notes.append(
                 f"{outside} uptime report(s) in the window belong to nodes the indexer no longer "
@@ -1082,6 +1293,7 @@ class _Builder:
                 "indexer_processed_ts": processed_ts,
                 "window": {"start_ts": self.start_ts, "end_ts": self.end_ts, "window_end_ts": self.window_end_ts},
                 "built_at": built_at.isoformat(),
+                "policy_file": self.options.policy_file.source() if self.options.policy_file else None,
             },
             "farming_policies": policies,
             "farms": farms,
@@ -1089,7 +1301,7 @@ class _Builder:
             "nodes": node_rows,
             "power_at_start": power_at_start,
         }
-        written = self.write(header, chunks)
+        written = self.write(header, node_ids, uptime, power)
         reused = self.parts.reused
         self.parts.remove()
         return BuildSummary(
@@ -1103,21 +1315,12 @@ class _Builder:
             notes=list(self.notes),
             indexer_height=height,
             requests=self.http.requests,
+            slowest_request_s=self.http.slowest_s,
             parts_reused=reused,
             bytes_written=written,
         )
 
-    def _event_pages(self, chunks: list[list[int]]) -> Iterator[list]:
-        for number in range(len(chunks)):
-            page = 0
-            while True:
-                part = self.parts.get(f"uptime.{number:04d}.{page:05d}")
-                yield part["rows"]
-                if not part["full"]:
-                    break
-                page += 1
-
-    def write(self, header: dict, chunks: list[list[int]]) -> int:
+    def write(self, header: dict, node_ids: list[int], uptime: dict, power: list[list]) -> int:
         """Write the snapshot to a temp file and move it into place: never a half-written file."""
         temp = self.out.with_name(f"{self.out.name}.tmp-{os.getpid()}")
         written = 0
@@ -1138,17 +1341,19 @@ class _Builder:
             emit(json.dumps(header, ensure_ascii=False, separators=(",", ":"))[:-1].encode())
             emit(b',"power_events":[')
             first = True
-            for number in range(len(chunks)):
-                for node_id, ts, kind, value in self.parts.get(f"power.{number:04d}"):
-                    emit(b"" if first else b",")
-                    emit(orjson.dumps({"node_id": node_id, "timestamp": ts, "kind": kind, "value": value}))
-                    first = False
+            for node_id, ts, kind, value in power:
+                emit(b"" if first else b",")
+                emit(orjson.dumps({"node_id": node_id, "timestamp": ts, "kind": kind, "value": value}))
+                first = False
             emit(b'],"uptime_events":[')
             first = True
-            for rows in self._event_pages(chunks):
-                if not rows:
+            for node_id in node_ids:  # grouped by node, each node's reports in chain order
+                stamps, values = uptime[node_id]
+                if not stamps:
                     continue
-                text = ",".join(f'{{"node_id":{n},"timestamp":{t},"uptime":{u}}}' for n, t, u in rows)
+                text = ",".join(
+                    f'{{"node_id":{node_id},"timestamp":{t},"uptime":{u}}}' for t, u in zip(stamps, values, strict=True)
+                )
                 emit((text if first else "," + text).encode())
                 first = False
             emit(b"]}")

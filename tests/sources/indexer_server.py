@@ -261,7 +261,8 @@ _OPS = ("eq", "in", "gt", "gte", "lt", "lte", "not_eq")
 
 def _event_id(ts: int, seq: int) -> str:
     # Subsquid event ids: zero-padded block height, then the event's index: they sort in chain order
-    return f"{(ts - GENESIS_TS) // BLOCK_S:010d}-{seq:08d}-{seq * 2654435761 % 16**5:05x}"
+    # (the FireSquid layout the indexer uses: height, index in the block, hash prefix)
+    return f"{(ts - GENESIS_TS) // BLOCK_S:010d}-{seq % 10**6:06d}-{seq * 2654435761 % 16**5:05x}"
 
 
 def _comparable(value: object) -> object:
@@ -277,12 +278,14 @@ def _matches(row: dict, where: dict, entity: str) -> bool:
             name, op = key[: -len("_not_eq")], "not_eq"
         if name not in SCHEMA[entity] or op not in _OPS:
             raise GraphQLError(f"Field '{key}' is not defined by type '{entity}WhereInput'")
-        value = _comparable(row.get(name))
+        # ids are strings (a zero-padded block height first), compared as strings
+        comparable = (lambda v: v) if name == "id" else _comparable
+        value = comparable(row.get(name))
         if op == "in":
-            if value not in {_comparable(w) for w in wanted}:
+            if value not in {comparable(w) for w in wanted}:
                 return False
             continue
-        wanted = _comparable(wanted)
+        wanted = comparable(wanted)
         if value is None:
             return False
         if op == "eq" and value != wanted or op == "not_eq" and value == wanted:
@@ -331,9 +334,50 @@ class UptimeTable:
 
     def __init__(self) -> None:
         self.by_node: dict[int, tuple[array, array, array]] = {}
+        self._by_id: list[tuple[str, int, int]] | None = None
+        self._ids: list[str] = []
+
+    def by_id(self) -> list[tuple[str, int, int]]:
+        """(event id, node id, index) of every report in id order (chain order), built once."""
+        if self._by_id is None:
+            self._by_id = sorted(
+                (_event_id(ts, seq), node_id, i)
+                for node_id, (tss, _, seqs) in self.by_node.items()
+                for i, (ts, seq) in enumerate(zip(tss, seqs, strict=True))
+            )
+            self._ids = [entry[0] for entry in self._by_id]
+        return self._by_id
+
+    def _id_ranges(self, where: dict, cap_ts: int) -> list[tuple[int, int]]:
+        """Refs of the reports an id-bounded filter selects, in id order."""
+        index = self.by_id()
+        ids = self._ids
+        lo = 0
+        if "id_gte" in where:
+            lo = max(lo, bisect_left(ids, where["id_gte"]))
+        if "id_gt" in where:
+            lo = max(lo, bisect_right(ids, where["id_gt"]))
+        hi = len(ids)
+        if "id_lt" in where:
+            hi = min(hi, bisect_left(ids, where["id_lt"]))
+        if "id_lte" in where:
+            hi = min(hi, bisect_right(ids, where["id_lte"]))
+        rest = {k: v for k, v in where.items() if not k.startswith("id_")}
+        low = int(rest.pop("timestamp_gte", -(2**62)))
+        high = min(int(rest.pop("timestamp_lte", 2**62)), cap_ts)
+        nodes = {int(n) for n in rest.pop("nodeID_in")} if "nodeID_in" in rest else None
+        if rest:
+            raise GraphQLError(f"Field '{min(rest)}' is not supported by this test server")
+        refs = []
+        for _, node_id, i in index[lo:hi]:
+            ts = self.by_node[node_id][0][i]
+            if low <= ts <= high and (nodes is None or node_id in nodes):
+                refs.append((node_id, i))
+        return refs
 
     def add(self, node_id: int, ts: int, uptime: int, seq: int) -> None:
         columns = self.by_node.setdefault(node_id, (array("q"), array("q"), array("q")))
+        self._by_id = None
         columns[0].append(ts)
         columns[1].append(uptime)
         columns[2].append(seq)
@@ -371,6 +415,13 @@ class UptimeTable:
                 yield node_id, lo, hi
 
     def select(self, where: dict, keys: list, cap_ts: int, offset: int, limit: int | None) -> list:
+        if any(key.startswith("id_") for key in where):
+            if keys not in ([("id", False)], [("id", True)]):
+                raise GraphQLError("this test server answers id-bounded uptime queries in id order only")
+            refs = self._id_ranges(where, cap_ts)
+            if keys[0][1]:
+                refs.reverse()
+            return refs[offset : None if limit is None else offset + limit]
         natural = [name for name, desc in keys if not desc] == [name for name, _ in keys] and [
             name for name, _ in keys
         ] in (["nodeID", "timestamp", "id"], ["nodeID", "timestamp"], ["nodeID"])
@@ -409,10 +460,21 @@ class UptimeTable:
         return {"id": _event_id(ts[i], seq[i]), "nodeID": node_id, "timestamp": str(ts[i]), "uptime": str(up[i])}
 
     def total(self, where: dict, cap_ts: int) -> int:
+        if any(key.startswith("id_") for key in where):
+            return len(self._id_ranges(where, cap_ts))
         return sum(hi - lo for _, lo, hi in self._ranges(where, cap_ts))
 
     def newest_ts(self) -> int:
         return max((c[0][-1] for c in self.by_node.values() if c[0]), default=0)
+
+
+def policy_file_for(snapshot_path: str | Path, out: Path) -> Path:
+    """The operator's policy file for a snapshot's grid: the minimal uptime of every policy
+    other than 1 and 2 (the values the indexer does not hold)."""
+    header = load_snapshot(snapshot_path).header
+    entries = [{"id": p.id, "minimal_uptime": p.minimal_uptime} for p in header.farming_policies if p.id > 2]
+    out.write_bytes(orjson.dumps({"network": header.network, "farming_policies": entries}))
+    return out
 
 
 @dataclass
@@ -453,7 +515,8 @@ class IndexerData:
                     "su": p.su,
                     "nu": p.nu,
                     "ipv4": p.ipv4,
-                    "minimalUptime": p.minimal_uptime,
+                    # the indexer's mappings never write it: null on every policy it serves
+                    "minimalUptime": None,
                     "policyCreated": 0,
                     "policyEnd": 0,
                     "immutable": p.immutable,
@@ -477,8 +540,9 @@ class IndexerData:
                 }
             )
         for tw in header.twins:
-            # some twins carry the key with a 0x prefix, as hex strings often do
-            pk = tw.pk if tw.pk is None or tw.twin_id % 2 else "0x" + tw.pk
+            # the indexer writes "0x" + hex, and "" for a twin without a key on chain; some
+            # twins are served without the prefix, as hex strings often are
+            pk = "" if tw.pk is None else tw.pk if tw.twin_id % 2 else "0x" + tw.pk
             t["twins"].append(
                 {
                     "id": f"twin-{tw.twin_id}",
@@ -801,6 +865,8 @@ class IndexerServer:
     def __init__(self, data: IndexerData) -> None:
         self.data = data
         self.faults = Faults()
+        #: The operator's policy file the tests build with (PolicyFile), when they set one.
+        self.policy_file: object = None
         self.lock = threading.Lock()
         #: One entry per GraphQL request: (root field names, variables, HTTP status).
         self.requests: list[tuple[tuple[str, ...], dict, int]] = []
@@ -894,13 +960,18 @@ class IndexerServer:
             time.sleep(delay)
         if fail:
             return faults.error_status, b'{"errors":[{"message":"upstream unavailable"}]}', names, variables
+        status, body = self._execute(raw, query, variables)
+        return status, body, names, variables
+
+    def _execute(self, raw: bytes, query: str, variables: dict) -> tuple[int, bytes]:
+        """The answer to a request that no fault took: from the data (a proxy forwards it)."""
         try:
             data = self.data.execute(query, variables)
         except GraphQLError as exc:
-            return 400, orjson.dumps({"errors": [{"message": str(exc)}]}), names, variables
+            return 400, orjson.dumps({"errors": [{"message": str(exc)}]})
         except Exception as exc:  # noqa: BLE001 - a bug here must show as a server error, not a dropped connection
-            return 500, orjson.dumps({"errors": [{"message": repr(exc)}]}), names, variables
-        return 200, orjson.dumps({"data": data}), names, variables
+            return 500, orjson.dumps({"errors": [{"message": repr(exc)}]})
+        return 200, orjson.dumps({"data": data})
 
     def count(self, root_field: str) -> int:
         with self.lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 
 import pytest
@@ -15,7 +16,7 @@ from payouts.sources import DropFolderAmbiguous, SnapshotUnavailable, freeze_sna
 from payouts.sources.errors import IndexerBehind
 from payouts.sources.graphql import RetryPolicy
 from payouts.sources.indexer import BuildOptions
-from tests.sources.indexer_server import IndexerData, IndexerServer
+from tests.sources.indexer_server import IndexerData, IndexerServer, policy_file_for
 
 PERIOD = Period.from_label("2025-11")
 
@@ -113,9 +114,14 @@ def test_two_files_for_one_period_are_refused(month, drop, tmp_path):
 
 def test_the_indexer_source_builds_the_file_and_reports_a_late_indexer_as_unavailable(month, drop, tmp_path):
     options = BuildOptions(retry=RetryPolicy(attempts=2, backoff_s=0.01))
+    policies = policy_file_for(month, tmp_path / "policies.json")
     with IndexerServer(IndexerData.from_snapshot(month)) as server:
         settings = settings_for(
-            drop, snapshot_source="indexer", graphql_url=server.graphql_url, gridproxy_url=server.gridproxy_url
+            drop,
+            snapshot_source="indexer",
+            graphql_url=server.graphql_url,
+            gridproxy_url=server.gridproxy_url,
+            snapshot_policies_file=policies,
         )
         server.data.processed_ts = PERIOD.end_ts  # the 27 h after the end are not indexed yet
         with pytest.raises(SnapshotUnavailable) as caught:
@@ -129,3 +135,5 @@ def test_the_indexer_source_builds_the_file_and_reports_a_late_indexer_as_unavai
     header = load_snapshot(frozen).header
     assert header.period_offset == PERIOD.offset and len(header.nodes) == 15
     assert header.source["graphql_url"] == server.graphql_url
+    # the policies the indexer has no minimal uptime for came from the settings' policy file
+    assert header.source["policy_file"]["sha256"] == hashlib.sha256(policies.read_bytes()).hexdigest()

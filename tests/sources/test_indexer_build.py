@@ -22,7 +22,9 @@ from payouts.sources.errors import (
 )
 from payouts.sources.graphql import RetryPolicy
 from payouts.sources.indexer import BuildOptions, build_snapshot
-from tests.sources.indexer_server import DELETED_NODE_ID, IndexerData, IndexerServer
+from payouts.sources.policies import PolicyValueUnknown, load_policy_file
+from tests.sources.indexer_server import DELETED_NODE_ID, IndexerData, IndexerServer, policy_file_for
+from tests.sources.real_indexer import FaultProxy, RealIndexer
 
 PERIOD = Period.from_label("2025-11")
 NODES = 120
@@ -39,11 +41,26 @@ OPTIONS = BuildOptions(
 NOW = datetime(2026, 1, 10, 9, 30, tzinfo=UTC)
 
 
+#: Twins the chain holds without a public key (the indexer serves "" for them).
+def _keyless(twin_id: int) -> bool:
+    return twin_id % 9 == 4
+
+
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     path = tmp_path_factory.mktemp("grid") / "synthetic.json"
     write_synthetic_snapshot(path, nodes=NODES, period=PERIOD, seed=11)
+    document = orjson.loads(path.read_bytes())
+    for twin in document["twins"]:
+        if _keyless(twin["twin_id"]):
+            twin["pk"] = None
+    path.write_bytes(orjson.dumps(document))
     return path
+
+
+@pytest.fixture(scope="module")
+def policies(synthetic, tmp_path_factory):
+    return load_policy_file(policy_file_for(synthetic, tmp_path_factory.mktemp("policies") / "policies.json"))
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +68,41 @@ def expected(synthetic):
     return calculate_period(load_snapshot(synthetic))
 
 
+@pytest.fixture(scope="module")
+def real_indexer(synthetic, postgres_server, tmp_path_factory):
+    """The indexer's own GraphQL server over tables seeded with the synthetic month."""
+    log = tmp_path_factory.mktemp("indexer") / "graphql-server.log"
+    data = IndexerData.from_snapshot(synthetic)
+    with RealIndexer.create(postgres_server, data, log, name="indexer_build").start() as real:
+        yield real, data
+
+
 @pytest.fixture
-def server(synthetic):
+def fake(synthetic, policies):
+    """The fast fake, for tests that edit the records it serves."""
     with IndexerServer(IndexerData.from_snapshot(synthetic)) as server:
+        server.policy_file = policies
         yield server
 
 
-def build(server, out, *, options=OPTIONS, gridproxy=True):
+@pytest.fixture(params=["fake", "real"])
+def server(request, synthetic, policies):
+    """The fast fake, and the real server behind a loopback proxy that injects the same faults."""
+    if request.param == "fake":
+        with IndexerServer(IndexerData.from_snapshot(synthetic)) as server:
+            server.policy_file = policies
+            yield server
+        return
+    real, data = request.getfixturevalue("real_indexer")
+    with FaultProxy(data, real.graphql_url) as proxy:
+        proxy.policy_file = policies
+        yield proxy
+
+
+def build(server, out, *, options=OPTIONS, gridproxy=True, policies=True):
+    """Build from `server`, with the operator's policy file for the grid unless `policies` is off."""
+    if policies and options.policy_file is None:
+        options = BuildOptions(**{**options.__dict__, "policy_file": server.policy_file})
     return build_snapshot(
         out,
         period=PERIOD,
@@ -137,14 +182,78 @@ def test_pages_that_end_exactly_full_are_followed_by_an_empty_page(server, tmp_p
     assert offsets == [0, 40, 80, 120]  # 120 nodes in pages of 40, then an empty page
 
 
+# -- what the real indexer holds: null minimal uptimes, empty public keys ------------------------
+
+
+def test_a_policy_in_use_without_minimal_uptime_stops_the_build_naming_it_and_both_ways(server, synthetic, tmp_path):
+    used = sorted({n.farming_policy_id for n in load_snapshot(synthetic).header.nodes} - {1, 2})
+    assert used  # the month has nodes on policies that need their minimal uptime
+    out = tmp_path / "built.json"
+    with pytest.raises(PolicyValueUnknown) as caught:
+        build(server, out, policies=False)
+    message = str(caught.value)
+    assert message.startswith(f"farming policy {', '.join(map(str, used))}: the indexer at {server.graphql_url}")
+    assert "has no minimalUptime for it (null)" in message
+    assert "--policies FILE" in message and "TfgridModule.FarmingPoliciesMap" in message
+    assert "archive TFChain RPC endpoint" in message
+    assert_nothing_written(out)
+
+
+def test_policies_1_and_2_need_no_minimal_uptime_and_the_policy_file_is_recorded(server, synthetic, tmp_path):
+    out = tmp_path / "built.json"
+    notes = build(server, out).notes
+    header = load_snapshot(out).header
+    original = {p.id: p for p in load_snapshot(synthetic).header.farming_policies}
+    built = {p.id: p for p in header.farming_policies}
+    # policies 1 and 2 keep every value but the one the calculation does not read for them
+    assert {i: p.model_copy(update={"minimal_uptime": 0}) for i, p in original.items() if i <= 2} == {
+        i: p for i, p in built.items() if i <= 2
+    }
+    assert {i: p for i, p in original.items() if i > 2} == {i: p for i, p in built.items() if i > 2}
+    policy_file = server.policy_file
+    assert header.source["policy_file"] == {
+        "path": str(policy_file.path),
+        "sha256": policy_file.sha256,
+        "network": "dev",
+        "block": None,
+    }
+    assert any("farming policy 1, 2: no minimalUptime in the indexer" in note for note in notes)
+    assert any(f"sha256 {policy_file.sha256}" in note for note in notes)
+
+
+def test_twins_without_a_public_key_are_written_as_null(server, synthetic, tmp_path):
+    out = tmp_path / "built.json"
+    notes = build(server, out).notes
+    keyless = sorted(t.twin_id for t in load_snapshot(synthetic).header.twins if t.pk is None)
+    assert keyless and all(_keyless(twin_id) for twin_id in keyless)
+    assert {t.twin_id: t.pk for t in load_snapshot(out).header.twins} == {
+        t.twin_id: t.pk for t in load_snapshot(synthetic).header.twins
+    }
+    assert f"{len(keyless)} twin(s) have an empty publicKey in the indexer" in " ".join(notes)
+    # and the calculation gives their nodes no InvalidPublicKey, as minting does
+    result = calculate_period(load_snapshot(out))
+    twin_of = {n.node_id: n.twin_id for n in load_snapshot(out).header.nodes}
+    on_keyless = [r for r in result.receipts if twin_of[r.node_id] in keyless]
+    assert on_keyless and not any(r.violation == "InvalidPublicKey" for r in on_keyless)
+
+
+def test_a_policy_file_that_contradicts_the_indexer_stops_the_build(fake, tmp_path):
+    policy = next(p for p in fake.data.tables["farmingPolicies"] if p["farmingPolicyID"] > 2)
+    policy["minimalUptime"] = fake.policy_file.minimal_uptime[policy["farmingPolicyID"]] + 1
+    out = tmp_path / "built.json"
+    with pytest.raises(PolicyValueUnknown, match=rf"farming policy {policy['farmingPolicyID']}: the indexer says"):
+        build(fake, out)
+    assert_nothing_written(out)
+
+
 # -- faults --------------------------------------------------------------------------------
 
 
-def test_an_indexer_behind_the_window_is_refused_with_how_far_behind(server, tmp_path):
-    server.data.processed_ts = PERIOD.window_end_ts - 3 * 3600 - 600
+def test_an_indexer_behind_the_window_is_refused_with_how_far_behind(fake, tmp_path):
+    fake.data.processed_ts = PERIOD.window_end_ts - 3 * 3600 - 600
     out = tmp_path / "built.json"
     with pytest.raises(IndexerBehind, match=r"3 h 10 min short of it") as caught:
-        build(server, out)
+        build(fake, out)
     assert isinstance(caught.value, SnapshotUnavailable)
     assert "period end + 27 h" in str(caught.value) and "Try again later" in str(caught.value)
     assert caught.value.needed_ts == PERIOD.window_end_ts
@@ -229,23 +338,23 @@ def _node(server, index=5):
         ),
     ],
 )
-def test_malformed_records_stop_the_build_naming_the_record_and_field(server, tmp_path, corrupt, entity, words):
-    corrupt(server)
+def test_malformed_records_stop_the_build_naming_the_record_and_field(fake, tmp_path, corrupt, entity, words):
+    corrupt(fake)
     out = tmp_path / "built.json"
     with pytest.raises(IndexerDataError) as caught:
-        build(server, out)
+        build(fake, out)
     assert caught.value.entity == entity
     assert words in str(caught.value)
     assert "page at offset" in caught.value.where or "last report" in caught.value.where
     assert_nothing_written(out)
 
 
-def test_odd_node_values_pass_through_and_only_that_node_is_refused(server, expected, tmp_path):
-    _node(server, 5)["resourcesTotal"]["cru"] = "-4"
-    _node(server, 6)["connectionPrice"] = None
-    node_id = _node(server, 5)["nodeID"]
+def test_odd_node_values_pass_through_and_only_that_node_is_refused(fake, expected, tmp_path):
+    _node(fake, 5)["resourcesTotal"]["cru"] = "-4"
+    _node(fake, 6)["connectionPrice"] = None
+    node_id = _node(fake, 5)["nodeID"]
     out = tmp_path / "built.json"
-    notes = build(server, out).notes
+    notes = build(fake, out).notes
     assert "1 node(s) have no connectionPrice in the indexer: written as the default 80 mUSD" in notes
     result = calculate_period(load_snapshot(out))
     odd = next(r for r in result.receipts if r.node_id == node_id)
@@ -256,17 +365,17 @@ def test_odd_node_values_pass_through_and_only_that_node_is_refused(server, expe
     assert others == {r.node_id: r.receipt_hash for r in expected.receipts if r.node_id != node_id}
 
 
-def test_a_missing_farm_or_twin_is_a_note_and_zeroes_those_nodes(server, tmp_path):
-    farm = server.data.tables["farms"].pop(0)
+def test_a_missing_farm_or_twin_is_a_note_and_zeroes_those_nodes(fake, tmp_path):
+    farm = fake.data.tables["farms"].pop(0)
     orphans = sorted(
         n["nodeID"]
-        for n in server.data.tables["nodes"]
+        for n in fake.data.tables["nodes"]
         if n["farmID"] == farm["farmID"] and n["created"] <= PERIOD.end_ts
     )
-    twin_node = _node(server, 9)
-    server.data.tables["twins"] = [t for t in server.data.tables["twins"] if t["twinID"] != twin_node["twinID"]]
+    twin_node = _node(fake, 9)
+    fake.data.tables["twins"] = [t for t in fake.data.tables["twins"] if t["twinID"] != twin_node["twinID"]]
     out = tmp_path / "built.json"
-    notes = " ".join(build(server, out, gridproxy=False).notes)
+    notes = " ".join(build(fake, out, gridproxy=False).notes)
     assert f"{len(orphans)} node(s) reference a farm the indexer does not have" in notes
     assert f"nodes {twin_node['nodeID']}" in notes
     receipts = {r.node_id: r for r in calculate_period(load_snapshot(out)).receipts}
@@ -349,10 +458,30 @@ def test_parts_of_another_build_are_not_reused(server, tmp_path):
     assert build(server, out, options=other).parts_reused == 0
 
 
-def test_contract_creation_times_in_milliseconds_are_read_as_seconds(server, synthetic, tmp_path):
-    for contract in server.data.tables["nodeContracts"]:
+def test_contract_creation_times_in_milliseconds_are_read_as_seconds(fake, synthetic, tmp_path):
+    for contract in fake.data.tables["nodeContracts"]:
         contract["createdAt"] = str(int(contract["createdAt"]) * 1000)
     out = tmp_path / "built.json"
-    build(server, out)
+    build(fake, out)
     built = {n.node_id: n.consumption for n in load_snapshot(out).header.nodes}
     assert built == {n.node_id: n.consumption for n in load_snapshot(synthetic).header.nodes}
+
+
+# -- the dry check, on both servers --------------------------------------------------------
+
+
+def test_the_dry_check_passes_without_counting_or_writing(server, tmp_path):
+    from payouts.sources.check import check_sources
+
+    report = check_sources(
+        period=PERIOD,
+        network="dev",
+        graphql_url=server.graphql_url,
+        gridproxy_url=server.gridproxy_url,
+        options=BuildOptions(**{**OPTIONS.__dict__, "policy_file": server.policy_file}),
+    )
+    assert report.would_succeed, report.problems
+    assert any(line.startswith("uptimeEvents: ") for line in report.lines)
+    assert any(f"{NODES + 1} nodes" in line for line in report.lines if line.startswith("grid proxy"))
+    assert not any(name.endswith("Connection") for names, _, _ in server.requests for name in names)
+    assert list(tmp_path.iterdir()) == []
