@@ -18,6 +18,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # Debian's postgresql package may start a cluster of its own; the suite uses its own servers.
 
+# --- the sandbox's conformance tests drive it with the JavaScript SDK: Debian's nodejs and npm,
+# --- then the SDK pinned in tests/js/package-lock.json
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+[ -d tests/js/node_modules ] || bash tests/js/install.sh
+# --- end of the JavaScript SDK block
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

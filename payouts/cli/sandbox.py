@@ -30,7 +30,9 @@ _FAULTS_HELP = (
     "(e.g. '504_after_apply=0.1,drop_after_apply=0.05,delay=0.1:3,congestion=0.05'). "
     "504_after_apply: lands, answers 504. 504_without_apply: answers 504, never lands. "
     "drop_after_apply: lands, connection closed. delay: lands LEDGERS later. "
-    "congestion: tx_insufficient_fee. restart: after a ledger close, reload saved state."
+    "congestion: tx_insufficient_fee. restart: after a ledger close, reload saved state. "
+    "lag=SECONDS: a lagging replica, reads SECONDS behind the chain and every synchronous "
+    "submission answered 504 after it lands."
 )
 
 

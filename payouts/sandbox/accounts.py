@@ -19,7 +19,7 @@ import orjson
 from stellar_sdk import Account as SdkAccount
 from stellar_sdk import Asset, Keypair, TransactionBuilder
 
-from payouts.sandbox.ledger import format_amount
+from payouts.sandbox.entries import format_amount
 from payouts.sandbox.network import BASE_FEE_STROOPS, MAX_OPS_PER_TX, root_keypair
 
 ACCOUNTS_FORMAT = "tft-payouts-sandbox-accounts/1"

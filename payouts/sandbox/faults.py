@@ -9,6 +9,10 @@ The spec is a comma-separated list of `name=rate` (rate between 0 and 1):
     congestion=R           refused with tx_insufficient_fee, as when the queue is full
     restart=R              after a ledger closes, the server restarts: state is saved and
                            reloaded, queued transactions are lost, open connections dropped
+    lag=S                  a lagging replica: every read is served from a view S seconds
+                           behind the chain (transactions not found yet, accounts with their
+                           old sequence), and every synchronous submission is answered 504
+                           after it is applied (S is seconds, not a rate)
 
 Example: `504_after_apply=0.1,drop_after_apply=0.05,delay=0.1:3,congestion=0.05`.
 Faults apply to new submissions only; resubmitting an included hash always answers from the
@@ -31,7 +35,9 @@ class SubmitFault(StrEnum):
     congestion = "congestion"
 
 
-_NAMES = {fault.value for fault in SubmitFault} | {"restart"}
+_NAMES = {fault.value for fault in SubmitFault} | {"restart", "lag"}
+#: the longest replica lag the sandbox models, in seconds
+MAX_LAG_S = 3600.0
 
 
 class FaultSpecError(ValueError):
@@ -42,16 +48,26 @@ class FaultSpecError(ValueError):
 class FaultSpec:
     rates: dict[str, float]
     delay_ledgers: int = 0
+    lag_s: float = 0.0
 
     @classmethod
     def parse(cls, text: str | None) -> FaultSpec:
         rates: dict[str, float] = {}
         delay_ledgers = 0
+        lag_s = 0.0
         for entry in filter(None, (part.strip() for part in (text or "").split(","))):
             name, sep, value = entry.partition("=")
             name = name.strip()
             if not sep or name not in _NAMES:
                 raise FaultSpecError(f"unknown fault {entry!r}; expected one of {sorted(_NAMES)}")
+            if name == "lag":
+                try:
+                    lag_s = float(value)
+                except ValueError:
+                    raise FaultSpecError(f"lag takes a number of seconds, got {value!r}") from None
+                if not 0.0 <= lag_s <= MAX_LAG_S:
+                    raise FaultSpecError(f"lag must be between 0 and {MAX_LAG_S:g} seconds, got {value!r}")
+                continue
             rate_text, _, extra = value.partition(":")
             try:
                 rate = float(rate_text)
@@ -66,12 +82,14 @@ class FaultSpec:
             elif extra:
                 raise FaultSpecError(f"{name!r} takes a single rate, got {value!r}")
             rates[name] = rate
-        return cls(rates, delay_ledgers)
+        return cls(rates, delay_ledgers, lag_s)
 
     def __str__(self) -> str:
         parts = []
         for name, rate in self.rates.items():
             parts.append(f"{name}={rate}:{self.delay_ledgers}" if name == "delay" else f"{name}={rate}")
+        if self.lag_s:
+            parts.append(f"lag={self.lag_s:g}")
         return ",".join(parts)
 
 

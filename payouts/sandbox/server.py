@@ -1,14 +1,15 @@
-"""The sandbox's HTTP face: the subset of Horizon's API the product uses, on loopback.
+"""The sandbox's HTTP face on loopback: submission (POST /transactions and
+/transactions_async, friendbot) here; reads in `routes` (records, paged collections) and
+`streaming` (server-sent events), as Horizon serves them.
 
-`SandboxServer` owns a `Ledger`, a thread that closes ledgers on an interval, the optional
-state folder and the fault plan. `running_sandbox()` starts one on a free port for tests.
-Every error is an `application/problem+json` document; a handler that breaks answers a
-500 problem without a traceback.
+`SandboxServer` owns a `Ledger`, the view reads see (`replica`), a thread that closes ledgers
+on an interval, the optional state folder and the fault plan. `running_sandbox()` starts one
+on a free port for tests. Every error is an `application/problem+json` document; a handler
+that breaks answers a 500 problem without a traceback.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 import socket
 import threading
@@ -26,23 +27,23 @@ from stellar_sdk import Account as SdkAccount
 from stellar_sdk import FeeBumpTransactionEnvelope, StrKey, TransactionBuilder
 
 from payouts.sandbox import views
+from payouts.sandbox.entries import TxRecord
 from payouts.sandbox.faults import FaultPlan, FaultSpec, SubmitFault
-from payouts.sandbox.ledger import EnvelopeMalformed, Ledger, SubmissionRejected, TxRecord
+from payouts.sandbox.ledger import Ledger
 from payouts.sandbox.network import BASE_FEE_STROOPS, SANDBOX_NETWORK_PASSPHRASE, root_keypair
+from payouts.sandbox.replica import ReadView
 from payouts.sandbox.results import result_codes, transaction_result_xdr
+from payouts.sandbox.routes import route_get
 from payouts.sandbox.state import StateStore
+from payouts.sandbox.validation import EnvelopeMalformed, SubmissionRejected
 
 log = structlog.get_logger(__name__)
 
 #: Bodies above this are refused unread; a 100-operation envelope is about 20 KB.
 MAX_BODY_BYTES = 1024 * 1024
-MAX_PAGE_LIMIT = 200
 FRIENDBOT_STARTING_XLM = "10000"
-
-_ACCOUNT_ROUTE = re.compile(r"^/accounts/([^/]+)(?:/(payments|transactions))?/?$")
-_TX_ROUTE = re.compile(r"^/transactions/([^/]+)/?$")
-_LEDGER_ROUTE = re.compile(r"^/ledgers/(\d+)/?$")
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+#: what a POST body may be; Horizon answers anything else 415 unsupported_media_type
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class SandboxConfig:
     submission_timeout_s: float = 30.0
     network_passphrase: str = SANDBOX_NETWORK_PASSPHRASE
     host: str = "127.0.0.1"
+    #: an event stream with nothing to send writes a comment line this often
+    keep_alive_s: float = 5.0
 
 
 class _Dropped(Exception):
@@ -69,14 +72,16 @@ class SandboxServer:
         self.config = config
         self.faults = FaultPlan(config.faults, config.seed)
         self.ledger = Ledger(network_passphrase=config.network_passphrase, ops_per_ledger=config.ops_per_ledger)
+        #: what reads see: the chain, or under the `lag` fault a replica behind it
+        self.view = ReadView(self.ledger, lag_s=self.faults.spec.lag_s)
         self.store: StateStore | None = None
         self.port = config.port
         self.generation = 0
         self.restarts = 0
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _HttpServer | None = None
         self._http_thread: threading.Thread | None = None
         self._closer: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self.stopping = threading.Event()
         self._restart_lock = threading.Lock()
 
     # ---- lifecycle ----
@@ -124,7 +129,9 @@ class SandboxServer:
             self._httpd = None
 
     def stop(self) -> None:
-        self._stopping.set()
+        self.stopping.set()
+        with self.ledger.lock:  # streams waiting for a ledger end now
+            self.ledger.closed.notify_all()
         if self._closer is not None:
             self._closer.join(timeout=10)
         self._unserve()
@@ -173,7 +180,7 @@ class SandboxServer:
     def _close_loop(self) -> None:
         interval = self.config.ledger_close_s
         next_close = time.monotonic() + interval
-        while not self._stopping.wait(max(0.0, next_close - time.monotonic())):
+        while not self.stopping.wait(max(0.0, next_close - time.monotonic())):
             next_close += interval
             try:
                 self.close_ledger()
@@ -269,6 +276,9 @@ class _Handler(BaseHTTPRequestHandler):
     sandbox: SandboxServer  # set on the subclass made per server
     protocol_version = "HTTP/1.1"
     server_version = "tft-payouts-sandbox"
+    # headers and body go out in two writes: without TCP_NODELAY each answer waits for the
+    # client's delayed ACK (about 40 ms a request)
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args) -> None:
         # one line per request would drown the operator's terminal at 1,000 payments a second
@@ -350,138 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- GET ----
 
     def _get(self) -> None:
-        parsed = urllib.parse.urlsplit(self.path)
-        path, query = parsed.path, urllib.parse.parse_qs(parsed.query)
-        ledger = self.sandbox.ledger
-        if path in ("", "/"):
-            with ledger.lock:
-                return self._send(200, views.root(self.base, ledger))
-        if path.rstrip("/") == "/fee_stats":
-            with ledger.lock:
-                return self._send(200, views.fee_stats(ledger))
-        if path.rstrip("/") == "/ledgers":
-            return self._ledgers(query)
-        if path.rstrip("/") == "/friendbot":
-            return self._friendbot(query)
-        if match := _LEDGER_ROUTE.match(path):
-            sequence = int(match.group(1))
-            with ledger.lock:
-                headers = [h for h in ledger.headers[-1:] if h.sequence == sequence] or [
-                    h for h in ledger.headers if h.sequence == sequence
-                ]
-            if not headers:
-                return self._problem(views.not_found())
-            return self._send(200, views.ledger_record(self.base, headers[0]))
-        if match := _TX_ROUTE.match(path):
-            hash_hex = match.group(1).lower()
-            if not _HASH_RE.match(hash_hex):
-                return self._problem(
-                    views.bad_request("tx_id", "Transaction hash must be a hex-encoded, lowercase SHA-256 hash")
-                )
-            record = ledger.transaction(hash_hex)
-            if record is None:
-                return self._problem(views.not_found())
-            return self._send(200, views.transaction(self.base, record))
-        if match := _ACCOUNT_ROUTE.match(path):
-            account_id, sub = match.group(1), match.group(2)
-            if not StrKey.is_valid_ed25519_public_key(account_id):
-                return self._problem(views.bad_request("account_id", "invalid address"))
-            if sub is None:
-                entry = ledger.account(account_id)
-                if entry is None:
-                    return self._problem(views.not_found())
-                return self._send(200, views.account(self.base, entry))
-            return self._account_page(account_id, sub, path, query)
-        return self._problem(views.not_found())
-
-    def _paging(self, query: dict) -> tuple[int | None, str, int] | None:
-        order = query.get("order", ["asc"])[-1]
-        if order not in ("asc", "desc"):
-            self._problem(views.bad_request("order", "order: must be asc or desc"))
-            return None
-        limit_text = query.get("limit", ["10"])[-1]
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_LIMIT:
-            self._problem(views.bad_request("limit", f"limit: must be between 1 and {MAX_PAGE_LIMIT}"))
-            return None
-        cursor_text = query.get("cursor", [""])[-1]
-        if cursor_text in ("", "now"):
-            cursor = None if cursor_text == "" else (1 << 63) - 1
-        elif cursor_text.isdigit() and int(cursor_text) < 1 << 63:
-            cursor = int(cursor_text)
-        else:
-            self._problem(views.bad_request("cursor", "cursor: must be a paging token"))
-            return None
-        return cursor, order, int(limit_text)
-
-    def _slice(self, tokens: list[int], cursor: int | None, order: str, limit: int) -> list[int]:
-        """Indexes into `tokens` (ascending) for one page."""
-        if order == "asc":
-            start = 0 if cursor is None else bisect.bisect_right(tokens, cursor)
-            return list(range(start, min(len(tokens), start + limit)))
-        end = len(tokens) if cursor is None else bisect.bisect_left(tokens, cursor)
-        return list(range(end - 1, max(-1, end - 1 - limit), -1))
-
-    def _links(
-        self, path: str, extra: str, cursor: int | None, order: str, limit: int, first: str, last: str
-    ) -> tuple[str, str, str]:
-        base = f"{self.base}{path}?{extra}"
-        this = f"{base}cursor={'' if cursor is None else cursor}&limit={limit}&order={order}"
-        reverse = "desc" if order == "asc" else "asc"
-        return (
-            this,
-            f"{base}cursor={last}&limit={limit}&order={order}",
-            f"{base}cursor={first}&limit={limit}&order={reverse}",
-        )
-
-    def _account_page(self, account_id: str, sub: str, path: str, query: dict) -> None:
-        paging = self._paging(query)
-        if paging is None:
-            return
-        cursor, order, limit = paging
-        include_failed = query.get("include_failed", ["false"])[-1] == "true"
-        ledger = self.sandbox.ledger
-        with ledger.lock:
-            if sub == "payments":
-                items = [ledger.operations[i] for i in ledger.ops_by_account.get(account_id, [])]
-                if not include_failed:
-                    items = [op for op in items if op.successful]
-                tokens = [op.toid for op in items]
-                render = views.operation
-            else:
-                items = [ledger.transactions[h] for h in ledger.txs_by_account.get(account_id, [])]
-                if not include_failed:
-                    items = [tx for tx in items if tx.successful]
-                tokens = [tx.paging_token for tx in items]
-                render = views.transaction
-            if not items and ledger.account(account_id) is None:
-                return self._problem(views.not_found())
-            chosen = self._slice(tokens, cursor, order, limit)
-            records = [render(self.base, items[i]) for i in chosen]
-            if sub == "payments" and query.get("join", [""])[-1] == "transactions":
-                for record in records:  # Horizon's join: each payment carries its transaction
-                    record["transaction"] = views.transaction(
-                        self.base, ledger.transactions[record["transaction_hash"]]
-                    )
-        first = records[0]["paging_token"] if records else ("" if cursor is None else str(cursor))
-        last = records[-1]["paging_token"] if records else ("" if cursor is None else str(cursor))
-        extra = "include_failed=true&" if include_failed else ""
-        if sub == "payments" and query.get("join", [""])[-1] == "transactions":
-            extra += "join=transactions&"
-        self._send(200, views.page(*self._links(path, extra, cursor, order, limit, first, last), records))
-
-    def _ledgers(self, query: dict) -> None:
-        paging = self._paging(query)
-        if paging is None:
-            return
-        cursor, order, limit = paging
-        ledger = self.sandbox.ledger
-        with ledger.lock:
-            headers = list(ledger.headers)
-        tokens = [h.sequence << 32 for h in headers]
-        records = [views.ledger_record(self.base, headers[i]) for i in self._slice(tokens, cursor, order, limit)]
-        first = records[0]["paging_token"] if records else ""
-        last = records[-1]["paging_token"] if records else ""
-        self._send(200, views.page(*self._links("/ledgers", "", cursor, order, limit, first, last), records))
+        route_get(self, self.sandbox.view)
 
     def _friendbot(self, query: dict) -> None:
         account_id = query.get("addr", [""])[-1]
@@ -496,6 +375,11 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- POST ----
 
     def _read_form(self) -> dict | None:
+        media_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if media_type and media_type not in FORM_MEDIA_TYPES:
+            self.close_connection = True  # the body is left unread
+            self._problem(views.unsupported_media_type())
+            return None
         length_text = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding") or length_text is None or not length_text.isdigit():
             self.close_connection = True
@@ -539,10 +423,14 @@ class _Handler(BaseHTTPRequestHandler):
         except EnvelopeMalformed:
             return self._problem(views.transaction_malformed(envelope_xdr))
         hash_hex = envelope.hash_hex()
-        known = ledger.transaction(hash_hex)
+        known = sandbox.view.transaction(hash_hex)
         if known is not None:  # Horizon answers an included hash from its database
             return self._answer_record(known)
+        if ledger.transaction(hash_hex) is not None:  # included, but not yet in the lagging view
+            return self._problem(views.submission_timeout(hash_hex, envelope_xdr))
         fault = None if hash_hex in ledger.queue else sandbox.faults.next_submit_fault()
+        if fault is None and sandbox.view.lagging:
+            fault = SubmitFault.timeout_after_apply  # the replica never sees it in time
         if fault is SubmitFault.congestion:
             return self._congested(envelope, envelope_xdr)
         if fault is SubmitFault.timeout_without_apply:
@@ -592,7 +480,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = sandbox.faults.next_submit_fault()
         if fault is SubmitFault.congestion:
             result_xdr, _ = _insufficient_fee(envelope)
-            return self._send(400, {"tx_status": "ERROR", "hash": hash_hex, "errorResultXdr": result_xdr})
+            return self._send(400, {"tx_status": "ERROR", "hash": hash_hex, "error_result_xdr": result_xdr})
         if fault is SubmitFault.timeout_without_apply:
             return self._send(503, {"tx_status": "TRY_AGAIN_LATER", "hash": hash_hex})
         delay = sandbox.faults.spec.delay_ledgers if fault is SubmitFault.delay else 0
@@ -601,11 +489,11 @@ class _Handler(BaseHTTPRequestHandler):
         except EnvelopeMalformed:
             return self._problem(views.transaction_malformed(envelope_xdr))
         except SubmissionRejected as exc:
-            return self._send(400, {"tx_status": "ERROR", "hash": hash_hex, "errorResultXdr": exc.result_xdr})
+            return self._send(400, {"tx_status": "ERROR", "hash": hash_hex, "error_result_xdr": exc.result_xdr})
         if fault is SubmitFault.drop_after_apply:
             raise _Dropped()
-        if fault is SubmitFault.timeout_after_apply:
-            return self._problem(views.submission_timeout(hash_hex, envelope_xdr))
+        # Horizon's asynchronous handler never waits, so it never answers 504: the
+        # 504-after-apply fault is the plain PENDING answer here.
         self._send(201, {"tx_status": "PENDING", "hash": hash_hex})
 
 
@@ -632,6 +520,7 @@ def running_sandbox(
     submission_timeout_s: float = 5.0,
     port: int = 0,
     network_passphrase: str = SANDBOX_NETWORK_PASSPHRASE,
+    keep_alive_s: float = 5.0,
 ) -> Iterator[SandboxServer]:
     """A sandbox on a free loopback port for the length of the block: `server.url` is the
     Horizon URL, `server.ledger` the model, `server.faults` the fault plan."""
@@ -646,6 +535,7 @@ def running_sandbox(
             seed=seed,
             submission_timeout_s=submission_timeout_s,
             network_passphrase=network_passphrase,
+            keep_alive_s=keep_alive_s,
         )
     )
     server.start()

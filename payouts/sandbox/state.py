@@ -14,7 +14,8 @@ from pathlib import Path
 
 import orjson
 
-from payouts.sandbox.ledger import Account, ClosedLedger, Ledger, LedgerHeader, OpRecord, TxRecord
+from payouts.sandbox.entries import Account, ClosedLedger, LedgerHeader, OpRecord, TxRecord
+from payouts.sandbox.ledger import Ledger
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -5,8 +5,13 @@ Amounts leave the model as integers and become 7-decimal strings only here.
 
 from __future__ import annotations
 
-from payouts.sandbox.ledger import Account, Ledger, LedgerHeader, OpRecord, TxRecord, format_amount, rfc3339
+from payouts.sandbox.entries import Account, LedgerHeader, OpRecord, TxRecord, format_amount, rfc3339
+from payouts.sandbox.ledger import Ledger
 from payouts.sandbox.network import BASE_RESERVE_STROOPS, PROTOCOL_VERSION, TOTAL_COINS_STROOPS
+from payouts.sandbox.xdr_fields import header_xdr
+
+#: Horizon's release line this sandbox answers like; the suffix says it is the sandbox.
+HORIZON_VERSION = "22.0.0-tft-payouts-sandbox"
 
 HORIZON_ERRORS = "https://stellar.org/horizon-errors/"
 
@@ -82,25 +87,92 @@ def submission_timeout(hash_hex: str, envelope_xdr: str) -> dict:
     )
 
 
-def root(base: str, ledger: Ledger) -> dict:
-    latest = ledger.latest
+UNSUPPORTED_MEDIA_DETAIL = (
+    "The request has an unsupported content type. Presently, the only supported content type is "
+    "application/x-www-form-urlencoded."
+)
+
+
+def unsupported_media_type() -> dict:
+    return problem(415, "unsupported_media_type", "Unsupported Media Type", UNSUPPORTED_MEDIA_DETAIL)
+
+
+#: Horizon's root links: (name, path template)
+ROOT_LINKS = (
+    ("account", "/accounts/{account_id}"),
+    ("accounts", "/accounts{?signer,sponsor,asset,liquidity_pool,cursor,limit,order}"),
+    ("account_transactions", "/accounts/{account_id}/transactions{?cursor,limit,order}"),
+    ("claimable_balances", "/claimable_balances{?asset,sponsor,claimant,cursor,limit,order}"),
+    ("assets", "/assets{?asset_code,asset_issuer,cursor,limit,order}"),
+    ("effects", "/effects{?cursor,limit,order}"),
+    ("fee_stats", "/fee_stats"),
+    ("friendbot", "/friendbot{?addr}"),
+    ("ledger", "/ledgers/{sequence}"),
+    ("ledgers", "/ledgers{?cursor,limit,order}"),
+    ("liquidity_pools", "/liquidity_pools{?reserves,account,cursor,limit,order}"),
+    ("offer", "/offers/{offer_id}"),
+    ("offers", "/offers{?selling,buying,seller,sponsor,cursor,limit,order}"),
+    ("operation", "/operations/{id}"),
+    ("operations", "/operations{?cursor,limit,order,include_failed}"),
+    (
+        "order_book",
+        (
+            "/order_book{?selling_asset_type,selling_asset_code,selling_asset_issuer,"
+            "buying_asset_type,buying_asset_code,buying_asset_issuer,limit}"
+        ),
+    ),
+    ("payments", "/payments{?cursor,limit,order,include_failed}"),
+    ("self", "/"),
+    (
+        "strict_receive_paths",
+        (
+            "/paths/strict-receive{?source_assets,source_account,destination_account,"
+            "destination_asset_type,destination_asset_issuer,destination_asset_code,destination_amount}"
+        ),
+    ),
+    (
+        "strict_send_paths",
+        (
+            "/paths/strict-send{?destination_account,destination_assets,source_asset_type,"
+            "source_asset_issuer,source_asset_code,source_amount}"
+        ),
+    ),
+    (
+        "trade_aggregations",
+        (
+            "/trade_aggregations?base_asset_type={base_asset_type}&base_asset_code={base_asset_code}"
+            "&base_asset_issuer={base_asset_issuer}&counter_asset_type={counter_asset_type}"
+            "&counter_asset_code={counter_asset_code}&counter_asset_issuer={counter_asset_issuer}"
+        ),
+    ),
+    (
+        "trades",
+        (
+            "/trades?base_asset_type={base_asset_type}&base_asset_code={base_asset_code}"
+            "&base_asset_issuer={base_asset_issuer}&counter_asset_type={counter_asset_type}"
+            "&counter_asset_code={counter_asset_code}&counter_asset_issuer={counter_asset_issuer}"
+        ),
+    ),
+    ("transaction", "/transactions/{hash}"),
+    ("transactions", "/transactions{?cursor,limit,order}"),
+)
+
+
+def root(base: str, ledger: Ledger, latest: LedgerHeader) -> dict:
+    links: dict[str, dict] = {}
+    for name, template in ROOT_LINKS:
+        links[name] = {"href": f"{base}{template}"}
+        if "{" in template:
+            links[name]["templated"] = True
     return {
-        "_links": {
-            "account": {"href": f"{base}/accounts/{{account_id}}", "templated": True},
-            "fee_stats": {"href": f"{base}/fee_stats"},
-            "ledger": {"href": f"{base}/ledgers/{{sequence}}", "templated": True},
-            "ledgers": {"href": f"{base}/ledgers{{?cursor,limit,order}}", "templated": True},
-            "self": {"href": f"{base}/"},
-            "transaction": {"href": f"{base}/transactions/{{hash}}", "templated": True},
-            "friendbot": {"href": f"{base}/friendbot{{?addr}}", "templated": True},
-        },
-        "horizon_version": "sandbox",
+        "_links": links,
+        "horizon_version": HORIZON_VERSION,
         "core_version": "tft-payouts-sandbox",
         "ingest_latest_ledger": latest.sequence,
         "history_latest_ledger": latest.sequence,
         "history_latest_ledger_closed_at": rfc3339(latest.closed_at_s),
         "history_elder_ledger": ledger.headers[0].sequence,
-        "core_latest_ledger": latest.sequence,
+        "core_latest_ledger": ledger.latest.sequence,
         "network_passphrase": ledger.network_passphrase,
         "current_protocol_version": PROTOCOL_VERSION,
         "supported_protocol_version": PROTOCOL_VERSION,
@@ -207,6 +279,25 @@ def transaction(base: str, record: TxRecord) -> dict:
     }
 
 
+def effect(base: str, op: OpRecord, index: int, fields: dict) -> dict:
+    """An effect as Horizon renders it: id `%019d-%010d`, paging token `TOID-index`."""
+    token = f"{op.toid}-{index}"
+    return {
+        "_links": {
+            "operation": {"href": f"{base}/operations/{op.toid}"},
+            "succeeds": {"href": f"{base}/effects?order=desc&cursor={token}"},
+            "precedes": {"href": f"{base}/effects?order=asc&cursor={token}"},
+        },
+        "id": f"{op.toid:019d}-{index:010d}",
+        "paging_token": token,
+        "account": fields["account"],
+        "type": fields["type"],
+        "type_i": fields["type_i"],
+        "created_at": rfc3339(op.closed_at_s),
+        **{k: v for k, v in fields.items() if k not in ("account", "type", "type_i")},
+    }
+
+
 def operation(base: str, record: OpRecord) -> dict:
     op_id = str(record.toid)
     return {
@@ -234,9 +325,9 @@ def ledger_record(base: str, header: LedgerHeader) -> dict:
     return {
         "_links": {
             "self": {"href": f"{base}/ledgers/{header.sequence}"},
-            "transactions": {
-                "href": f"{base}/ledgers/{header.sequence}/transactions{{?cursor,limit,order}}",
-                "templated": True,
+            **{
+                name: {"href": f"{base}/ledgers/{header.sequence}/{name}{{?cursor,limit,order}}", "templated": True}
+                for name in ("transactions", "operations", "payments", "effects")
             },
         },
         "id": header.hash_hex,
@@ -255,6 +346,7 @@ def ledger_record(base: str, header: LedgerHeader) -> dict:
         "base_reserve_in_stroops": BASE_RESERVE_STROOPS,
         "max_tx_set_size": header.max_ops,
         "protocol_version": PROTOCOL_VERSION,
+        "header_xdr": header_xdr(header),
     }
 
 

@@ -131,7 +131,9 @@ def test_async_error_carries_result_xdr(net, sandbox):
     )
     reply = httpx.post(f"{sandbox.url}/transactions_async", data={"tx": envelope.to_xdr()})
     assert reply.status_code == 400 and reply.json()["tx_status"] == "ERROR"
-    result = stellar_xdr.TransactionResult.from_xdr(reply.json()["errorResultXdr"])
+    # Horizon's AsyncTransactionSubmissionResponse spells it error_result_xdr
+    assert "errorResultXdr" not in reply.json()
+    result = stellar_xdr.TransactionResult.from_xdr(reply.json()["error_result_xdr"])
     assert result.result.code == stellar_xdr.TransactionResultCode.txBAD_SEQ
 
 

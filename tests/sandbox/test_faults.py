@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 
 import httpx
 import pytest
 import requests
 from stellar_sdk import Asset
+from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.exceptions import BadResponseError, BaseHorizonError, ConnectionError, NotFoundError
 
 from payouts.sandbox import running_sandbox
@@ -132,6 +135,20 @@ def test_restart_keeps_state_and_forgets_the_queue(tmp_path):
         assert net.native_balance(bob) == "108.0000000"
         page = net.horizon.payments().for_account(bob.public_key).call()["_embedded"]["records"]
         assert [r.get("amount") for r in page][-2:] == ["7.0000000", "1.0000000"]
+        # what the records carry beyond the ledger's state comes back too
+        record = net.horizon.transactions().transaction(paid["hash"]).call()
+        assert record["fee_meta_xdr"] == paid["fee_meta_xdr"]
+        effects = net.horizon.effects().for_transaction(paid["hash"]).call()["_embedded"]["records"]
+        assert [(e["type"], e["amount"]) for e in effects] == [
+            ("account_credited", "7.0000000"),
+            ("account_debited", "7.0000000"),
+        ]
+        ledger = net.horizon.ledgers().ledger(paid["ledger"]).call()
+        header = stellar_xdr.LedgerHeader.from_xdr(ledger["header_xdr"])
+        assert (
+            header.ledger_seq.uint32 == paid["ledger"]
+            and ledger["hash"] == hashlib.sha256(base64.b64decode(ledger["header_xdr"])).hexdigest()
+        )
         assert net.submit(payment(net, alice, bob))["successful"]
 
 
@@ -177,3 +194,70 @@ def test_rates_apply_without_forcing():
         error = net.fail(envelope)
         assert error.extras["result_codes"]["transaction"] == "tx_insufficient_fee"
         assert sandbox.faults.injected == {"congestion": 1}
+
+
+def test_async_submission_never_answers_504(net, sandbox):
+    alice, bob = net.new_accounts(2)
+    envelope = payment(net, alice, bob)
+    sandbox.faults.force(SubmitFault.timeout_after_apply)
+    reply = httpx.post(f"{sandbox.url}/transactions_async", data={"tx": envelope.to_xdr()})
+    # Horizon's asynchronous handler does not wait for the ledger: no submission timeout there
+    assert reply.status_code == 201 and reply.json() == {"tx_status": "PENDING", "hash": envelope.hash_hex()}
+    assert sandbox.faults.injected == {"504_after_apply": 1}
+    assert sandbox.wait_for_outcome(envelope.hash_hex(), 5).successful
+    sandbox.faults.force(SubmitFault.timeout_without_apply)
+    late = payment(net, alice, bob, amount="2")
+    reply = httpx.post(f"{sandbox.url}/transactions_async", data={"tx": late.to_xdr()})
+    assert reply.status_code == 503 and reply.json()["tx_status"] == "TRY_AGAIN_LATER"
+    with running_sandbox(ledger_close_s=0.05, faults="504_after_apply=1") as always:
+        root = __import__("payouts.sandbox").sandbox.root_keypair()
+        other = make_net(always)
+        bump = other.signed(other.builder(root).append_bump_sequence_op(0), root)
+        reply = httpx.post(f"{always.url}/transactions_async", data={"tx": bump.to_xdr()})
+        assert reply.status_code != 504
+
+
+def test_lagging_replica_reads_behind_and_answers_504_after_apply(net, sandbox):
+    alice, bob = net.new_accounts(2)
+    before = net.sequence(alice)
+    envelope = payment(net, alice, bob, amount="3")
+    sandbox.view.set_lag(1.5)
+    started = time.monotonic()
+    caught = net.fail(envelope)
+    assert caught.status == 504 and caught.extras["hash"] == envelope.hash_hex()
+    # the chain has it; the replica does not, yet
+    assert sandbox.ledger.transaction(envelope.hash_hex()).successful
+    with pytest.raises(NotFoundError):
+        net.horizon.transactions().transaction(envelope.hash_hex()).call()
+    assert net.sequence(alice) == before
+    assert envelope.hash_hex() not in [
+        r["transaction_hash"] for r in net.horizon.payments().for_account(bob.public_key).call()["_embedded"]["records"]
+    ]
+    root = httpx.get(f"{sandbox.url}/").json()
+    assert root["history_latest_ledger"] < root["core_latest_ledger"]
+    assert net.fail(envelope).status == 504  # resubmitting is harmless, and still unseen
+    assert time.monotonic() - started < 1.5, "the checks above ran inside the lag"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            found = net.horizon.transactions().transaction(envelope.hash_hex()).call()
+            break
+        except NotFoundError:
+            time.sleep(0.1)
+    else:
+        pytest.fail("the replica never caught up")
+    assert time.monotonic() - started >= 1.5 and found["successful"]
+    assert net.sequence(alice) == before + 1
+    assert net.submit(envelope)["hash"] == envelope.hash_hex()  # now answered from the replica
+    assert sandbox.ledger.transaction(envelope.hash_hex()).ledger_seq == found["ledger"]
+
+
+def test_lag_fault_spec():
+    spec = FaultSpec.parse("lag=2.5,congestion=0.1")
+    assert spec.lag_s == 2.5 and spec.rates == {"congestion": 0.1}
+    assert FaultSpec.parse(str(spec)) == spec
+    for bad in ("lag=x", "lag=-1", "lag=99999"):
+        with pytest.raises(FaultSpecError):
+            FaultSpec.parse(bad)
+    with running_sandbox(ledger_close_s=0.05, faults="lag=0.5") as sandbox:
+        assert sandbox.view.lagging and sandbox.view.lag_s == 0.5

@@ -12,7 +12,7 @@ from stellar_sdk.exceptions import NotFoundError
 from stellar_sdk.operation import ManageData
 
 from payouts.sandbox import SANDBOX_NETWORK_PASSPHRASE, root_keypair, running_sandbox
-from payouts.sandbox.ledger import AUTH_REQUIRED, AUTH_REVOCABLE
+from payouts.sandbox.entries import AUTH_REQUIRED, AUTH_REVOCABLE
 from tests.sandbox.conftest import make_net
 
 
@@ -320,6 +320,6 @@ def test_capacity_fee_order_and_full_queue():
         )
         reply = httpx.post(f"{sandbox.url}/transactions_async", data={"tx": late.to_xdr()})
         assert reply.status_code == 400
-        result = stellar_xdr.TransactionResult.from_xdr(reply.json()["errorResultXdr"])
+        result = stellar_xdr.TransactionResult.from_xdr(reply.json()["error_result_xdr"])
         assert result.result.code == stellar_xdr.TransactionResultCode.txINSUFFICIENT_FEE
         assert int(net.horizon.fee_stats().call()["fee_charged"]["max"]) == 200
