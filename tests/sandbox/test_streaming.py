@@ -14,6 +14,7 @@ from stellar_sdk import Asset, Keypair
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Payment, Run, StellarTransaction
 from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.periods import Period
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
 from payouts.runs.payment import PayConfig, PaymentEngine
@@ -135,7 +136,7 @@ def test_a_payment_stream_sees_every_payment_of_a_demo_month_once_across_a_resta
             poll_interval_s=0.1,
             tx_timeout_s=30,
         )
-        engine = PaymentEngine(db, client, SigningKeys.from_accounts_file(accounts), config)
+        engine = PaymentEngine(UnitsOfWork(db), client, SigningKeys.from_accounts_file(accounts), config)
         outcome: list = []
         paying = threading.Thread(target=lambda: outcome.append(engine.pay(run_id)), daemon=True)
         paying.start()

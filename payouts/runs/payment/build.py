@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from payouts.ledger.events import record_event
-from payouts.ledger.models import Payment, StellarTransaction
+from payouts.ledger.models import Payment, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
     PAYMENT_TRANSITIONS,
@@ -21,7 +21,7 @@ from payouts.ledger.states import (
 )
 from payouts.ledger.types import utcnow
 from payouts.runs.errors import RunsError
-from payouts.runs.payment.common import EngineState
+from payouts.runs.payment.common import EngineState, ledger_window
 from payouts.stellar.build import (
     PaymentOp,
     build_fee_bump_envelope,
@@ -57,8 +57,10 @@ class Builder(EngineState):
             session = uow.session
             pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources))
             groups = [pending[i : i + per_tx] for i in range(0, len(pending), per_tx)]
+            # the ledger bound counts from the network's latest ledger, read once per batch
+            built_ledger = self._latest_ledger_now() if groups and sources else 0
             for source, group in zip(sources, groups, strict=False):
-                built.append(self._build_one(session, run_id, source, group))
+                built.append(self._build_one(session, run_id, source, group, built_ledger))
             session.flush()
             for tx in built:
                 transition(
@@ -76,7 +78,14 @@ class Builder(EngineState):
             self._next_sequence[tx.source_account] = tx.sequence + 1
         return built
 
-    def _build_one(self, session: Session, run_id: int, source: str, group: list[Payment]) -> StellarTransaction:
+    def _latest_ledger_now(self) -> int:
+        latest = self.client.latest_ledger()
+        self._clock = (int(latest.closed_at.timestamp()), time.monotonic())
+        return latest.sequence
+
+    def _build_one(
+        self, session: Session, run_id: int, source: str, group: list[Payment], built_ledger: int
+    ) -> StellarTransaction:
         sequence = self._next_sequence.get(source)
         if sequence is None:
             account = self.client.account(source)
@@ -84,6 +93,7 @@ class Builder(EngineState):
                 raise RunsError(f"transaction source {source} does not exist on the network")
             sequence = account.sequence + 1
         max_time = self._network_now() + self.config.tx_timeout_s
+        max_ledger = built_ledger + ledger_window(self.config)
         memo = (
             bytes.fromhex(group[0].receipt_hash)
             if self.config.memo_mode == "per_receipt"
@@ -101,6 +111,7 @@ class Builder(EngineState):
             fee_per_operation_stroops=self._fee_per_op,
             min_time=0,
             max_time=max_time,
+            max_ledger=max_ledger,
         )
         self.keys.sign(envelope)
         now = utcnow()
@@ -110,6 +121,8 @@ class Builder(EngineState):
             sequence=sequence,
             min_time=0,
             max_time=max_time,
+            built_ledger=built_ledger,
+            max_ledger=max_ledger,
             fee_stroops=self._fee_per_op * len(group),
             memo_hash=memo.hex(),
             envelope_xdr=envelope.to_xdr(),
@@ -120,6 +133,7 @@ class Builder(EngineState):
         )
         session.add(tx)
         session.flush()
+        session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind="inner", created_at=now))
         record_event(
             session,
             entity="stellar_transactions",
@@ -127,7 +141,12 @@ class Builder(EngineState):
             run_id=run_id,
             event="transaction.built",
             to_status=TransactionStatus.BUILT,
-            detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence},
+            detail={
+                "tx_hash": tx.tx_hash,
+                "payments": len(group),
+                "sequence": tx.sequence,
+                "max_ledger": max_ledger,
+            },
         )
         transition_many(
             session,
@@ -182,6 +201,10 @@ class Builder(EngineState):
                 updated_at=utcnow(),
             )
             .execution_options(synchronize_session=False)
+        )
+        # every bump stays ours: an earlier one may be what lands
+        session.add(
+            TransactionHash(tx_hash=bump.hash_hex(), transaction_id=id_of(tx), kind="fee_bump", created_at=utcnow())
         )
         record_event(
             session,
