@@ -237,6 +237,17 @@ class TransactionHash(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_created())
 
 
+class ChainCursor(SQLModel, table=True):
+    """How far the chain scan has read an account's transactions (Horizon's paging token), so
+    later scans are incremental."""
+
+    __tablename__ = "chain_cursors"
+
+    account_id: str = Field(primary_key=True, max_length=56)
+    cursor: str = Field(max_length=40)
+    updated_at: datetime = Field(sa_column=_created())
+
+
 class NodeTransition(SQLModel, table=True):
     """A node's move from v3 to v4, for the revenue model: when it opted out of v3 minting and
     which v4 account it receives on (either unknown until recorded)."""

@@ -334,6 +334,14 @@ class HorizonClient:
                 return
             params["cursor"] = records[-1]["paging_token"]
 
+    def transaction_operations(self, tx_hash: str) -> list[dict]:
+        """The operations of one transaction, in order (at most 100 per transaction)."""
+        response = self._get(f"/transactions/{tx_hash}/operations", {"limit": 200, "order": "asc"})
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return list(response.json()["_embedded"]["records"])
+
 
 def _transaction_info(document: dict) -> TransactionInfo:
     inner = document.get("inner_transaction") or {}

@@ -68,6 +68,8 @@ class PayReport:
     transactions: int = 0
     rebuilt: int = 0
     unknown_outcomes: int = 0
+    #: payments the chain scan found paid by transactions this ledger had lost
+    adopted: int = 0
     ledgers: set[int] = field(default_factory=set)
     reason: str = ""
 
