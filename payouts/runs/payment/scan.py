@@ -111,14 +111,16 @@ def scan_chain(
     accepted = accepted_hashes(session)
     receipt_hashes = set(session.exec(select(Payment.receipt_hash).where(Payment.run_id == run.id)).all())
     seen: set[str] = set()
+    pending = PendingIndex(session, run)
     for account in [payout_account, *[a for a in accounts if a != payout_account]]:
         stored = session.get(ChainCursor, account)
         cursor = stored.cursor if stored is not None else None
         keep_cursor = cursor
         blocked = False
-        result.requests += 1
+        read_here = 0
         for record in client.transactions(account, cursor=cursor):
             result.transactions_read += 1
+            read_here += 1
             token = str(record["paging_token"])
             problem = _match(
                 session,
@@ -131,6 +133,7 @@ def scan_chain(
                 accepted,
                 receipt_hashes,
                 seen,
+                pending,
                 payout_account,
                 asset_code,
                 asset_issuer,
@@ -139,7 +142,7 @@ def scan_chain(
                 blocked = True
             if not blocked:
                 keep_cursor = token
-        result.requests += max(0, result.transactions_read // 200)
+        result.requests += 1 + read_here // 200  # pages of 200
         if keep_cursor and keep_cursor != cursor:
             if stored is None:
                 session.add(ChainCursor(account_id=account, cursor=keep_cursor, updated_at=utcnow()))
@@ -170,6 +173,7 @@ def _match(
     accepted: set[str],
     receipt_hashes: set[str],
     seen: set[str],
+    pending: PendingIndex,
     payout_account: str,
     asset_code: str,
     asset_issuer: str,
@@ -213,7 +217,7 @@ def _match(
         and op.get("asset_issuer") == asset_issuer
     ]
     if payments and len(payments) == len(ours_paying) and memo is not None:
-        adopted, ambiguous = _adopt(session, run, tx_hash, memo, payments, record)
+        adopted, ambiguous = _adopt(session, run, pending, tx_hash, memo, payments, record)
         if adopted:
             result.adopted_payments += adopted
             result.adopted_transactions.append(tx_hash)
@@ -234,43 +238,60 @@ def _match(
     return True
 
 
-def _adopt(
-    session: Session, run: Run, tx_hash: str, memo: str, payments: Sequence[tuple[str, int]], record: dict
-) -> tuple[int, bool]:
-    """Adopt the run's pending payments this chain transaction paid; (adopted, ambiguous)."""
-    pending = list(
-        session.exec(
+class PendingIndex:
+    """The run's pending payments, read once per scan, by memo and by (destination, amount),
+    in payment-id order (the order they are built in)."""
+
+    def __init__(self, session: Session, run: Run) -> None:
+        self.by_memo: dict[str, list[Payment]] = {}
+        self.by_payment: dict[tuple[str, int], list[Payment]] = {}
+        for payment in session.exec(
             select(Payment)
             .where(
                 Payment.run_id == run.id, Payment.status == PaymentStatus.PENDING, col(Payment.in_manifest).is_(True)
             )
             .order_by(col(Payment.id))
-        ).all()
-    )
+        ).all():
+            self.by_memo.setdefault(payment.receipt_hash, []).append(payment)
+            self.by_payment.setdefault((payment.destination, payment.amount_tft_units), []).append(payment)
+
+    def take(self, chosen: list[Payment]) -> None:
+        for payment in chosen:
+            self.by_memo[payment.receipt_hash].remove(payment)
+            self.by_payment[(payment.destination, payment.amount_tft_units)].remove(payment)
+
+
+def _adopt(
+    session: Session,
+    run: Run,
+    pending: PendingIndex,
+    tx_hash: str,
+    memo: str,
+    payments: Sequence[tuple[str, int]],
+    record: dict,
+) -> tuple[int, bool]:
+    """Adopt the run's pending payments this chain transaction paid; (adopted, ambiguous)."""
+    chosen: list[Payment] = []
+    ambiguous = False
     if len(payments) == 1:
         destination, amount = payments[0]
         match = [
-            p
-            for p in pending
-            if p.receipt_hash == memo and p.destination == destination and p.amount_tft_units == amount
+            p for p in pending.by_memo.get(memo, []) if p.destination == destination and p.amount_tft_units == amount
         ]
         chosen = match[:1] if len(match) == 1 else []
-        ambiguous = False
-    else:
-        chosen, ambiguous = [], False
     if not chosen:
         # batch: the receipts matching destination and amount in operation order (in the
         # order they were built: by payment id), and the memo root recomputed from them
-        free = list(pending)
+        used: set[int] = set()
         candidates: list[Payment] = []
         for destination, amount in payments:
-            options = [p for p in free if p.destination == destination and p.amount_tft_units == amount]
+            options = [p for p in pending.by_payment.get((destination, amount), []) if id_of(p) not in used]
             if not options:
                 candidates = []
                 break
             ambiguous = ambiguous or len(options) > 1
             candidates.append(options[0])
-            free.remove(options[0])
+            used.add(id_of(options[0]))
         if candidates and merkle_root([p.receipt_hash for p in candidates]).hex() == memo:
             chosen, ambiguous = candidates, False
     if not chosen:
@@ -290,6 +311,7 @@ def _adopt(
         ledger=ledger,
         paid_at=datetime.fromisoformat(record["created_at"]),
     )
+    pending.take(chosen)
     log.warning("chain.adopted", run_id=run.id, tx_hash=tx_hash, payments=len(chosen))
     return len(chosen), False
 
