@@ -181,3 +181,44 @@ def test_memo_of_chain_records_is_read_as_horizon_sends_it():
     raw = bytes(range(32))
     assert _memo_hex({"memo_type": "hash", "memo": base64.b64encode(raw).decode()}) == raw.hex()
     assert _memo_hex({"memo_type": "text", "memo": "hello"}) is None
+
+
+def test_a_batch_adopts_the_receipt_its_memo_root_names_among_look_alikes(paying):
+    """Two receipts with the same destination and amount; a batch on chain (a restored
+    ledger's lost one) paid the second: the memo root says which, and only it is adopted."""
+    from payouts.money import format_tft
+    from payouts.stellar.merkle import merkle_root
+
+    _sandbox, document, db, run_id, engine = paying(memo_mode="batch", channels=1)
+    engine.start(run_id)
+    with Session(db) as session:
+        pending = session.exec(
+            select(Payment)
+            .where(Payment.run_id == run_id, Payment.status == PaymentStatus.PENDING)
+            .order_by(Payment.id)
+        ).all()
+    groups: dict = {}
+    for p in pending:
+        groups.setdefault((p.destination, p.amount_tft_units), []).append(p)
+    first, second = next(g for g in groups.values() if len(g) >= 2)[:2]
+    payout = Keypair.from_secret(document["payout"]["secret"])
+    asset = Asset(document["asset"]["code"], document["asset"]["issuer"])
+    account = engine.client.account(payout.public_key)
+    batch = (
+        TransactionBuilder(Account(payout.public_key, account.sequence), document["network_passphrase"], 100)
+        .append_payment_op(second.destination, asset, format_tft(second.amount_tft_units))
+        .add_hash_memo(merkle_root([second.receipt_hash]))
+        .set_timeout(60)
+        .build()
+    )
+    batch.sign(payout)
+    assert engine.client.submit(batch.to_xdr()).outcome == "success"
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID and report.adopted == 1
+    with Session(db) as session:
+        adopted = session.get(Payment, second.id)
+        look_alike = session.get(Payment, first.id)
+    assert adopted.status == PaymentStatus.PAID and adopted.tx_hash == batch.hash_hex()
+    assert look_alike.status == PaymentStatus.PAID and look_alike.tx_hash != batch.hash_hex()
+    paid_to = Counter((r["to"], r["amount"]) for r in chain_payments(engine.client, document))
+    assert paid_to[(first.destination, format_tft(first.amount_tft_units))] == 2  # the two receipts, once each

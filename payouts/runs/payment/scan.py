@@ -10,7 +10,8 @@ hash) and the period's receipts:
   receipt hash, destination and amount; batch: the memo root recomputed from the receipts that
   match destination and amount in operation order) is adopted: those payments are paid, the
   event names the chain transaction;
-- a batch whose receipts cannot be told apart stops the run, and so does an outgoing
+- a batch whose receipts cannot be told apart (too many receipts share its destinations and
+  amounts to try every choice) stops the run, and so does an outgoing
   transaction that matches nothing (naming it) unless an operator accepted it
   (`payouts recover RUN --accept "who, why"`);
 - incoming payments (anyone can send dust with a receipt hash as memo) are ignored, with a
@@ -22,6 +23,9 @@ never moves past a transaction that stopped the run.
 from __future__ import annotations
 
 import base64
+import itertools
+import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +34,8 @@ from datetime import datetime
 import orjson
 import structlog
 from sqlmodel import Session, col, select
+from stellar_sdk import FeeBumpTransactionEnvelope, TransactionBuilder
+from stellar_sdk.operation import Payment as PaymentOperation
 
 from payouts.ledger.events import record_event
 from payouts.ledger.models import ChainCursor, LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
@@ -45,6 +51,9 @@ log = structlog.get_logger(__name__)
 #: the event that records an operator's acceptance of chain transactions the ledger lacks
 ACCEPTED_EVENT = "chain.accepted"
 
+
+#: how many ways to match a batch's operations to receipts the scan tries before it stops
+MAX_CHOICES = 4096
 
 #: operations that move no value out of an account: settings, trust, data entries, sequence
 MOVES_NOTHING = frozenset(
@@ -192,8 +201,10 @@ def _match(
         return False  # ours: the landing rule resolves it
     memo = _memo_hex(record)
     outgoing = record.get("source_account") in ours or record.get("fee_account") in ours
-    operations = client.transaction_operations(tx_hash)
-    result.requests += 1
+    operations = _envelope_operations(record)
+    if operations is None:  # no envelope in the record: ask Horizon for the operations
+        operations = client.transaction_operations(tx_hash)
+        result.requests += 1
     ours_paying = [
         op
         for op in operations
@@ -280,20 +291,23 @@ def _adopt(
         ]
         chosen = match[:1] if len(match) == 1 else []
     if not chosen:
-        # batch: the receipts matching destination and amount in operation order (in the
-        # order they were built: by payment id), and the memo root recomputed from them
-        used: set[int] = set()
-        candidates: list[Payment] = []
-        for destination, amount in payments:
-            options = [p for p in pending.by_payment.get((destination, amount), []) if id_of(p) not in used]
-            if not options:
-                candidates = []
-                break
-            ambiguous = ambiguous or len(options) > 1
-            candidates.append(options[0])
-            used.add(id_of(options[0]))
-        if candidates and merkle_root([p.receipt_hash for p in candidates]).hex() == memo:
-            chosen, ambiguous = candidates, False
+        # batch: the receipts matching destination and amount in operation order, and the memo
+        # root recomputed from them; where several receipts share a destination and amount,
+        # every choice is tried (up to MAX_CHOICES): exactly one must give the memo root
+        options = [pending.by_payment.get((destination, amount), []) for destination, amount in payments]
+        if all(options):
+            choices = math.prod(len(o) for o in options)
+            if choices > MAX_CHOICES:
+                return 0, True
+            matches = {
+                tuple(sorted(id_of(p) for p in combination)): list(combination)
+                for combination in itertools.product(*options)
+                if len({id_of(p) for p in combination}) == len(combination)
+                and merkle_root([p.receipt_hash for p in combination]).hex() == memo
+            }
+            if len(matches) == 1:
+                chosen = next(iter(matches.values()))
+            ambiguous = len(matches) > 1
     if not chosen:
         return 0, ambiguous
     ledger = int(record["ledger"]) if record.get("ledger") is not None else None
@@ -325,6 +339,41 @@ def record_acceptance(session: Session, run: Run, tx_hashes: list[str], accepted
         event=ACCEPTED_EVENT,
         detail={"tx_hashes": sorted(tx_hashes), "accepted_by": accepted_by},
     )
+
+
+def _envelope_operations(record: dict) -> list[dict] | None:
+    """The transaction's operations read from its signed envelope (in the record already), in
+    the shape of Horizon's operation records; None when the record carries no envelope."""
+    envelope_xdr = record.get("envelope_xdr")
+    if not envelope_xdr:
+        return None
+    try:
+        # the passphrase only feeds the hash, which the record gives: any value reads the body
+        envelope = TransactionBuilder.from_xdr(envelope_xdr, "scan")
+    except Exception:  # noqa: BLE001 - an envelope the SDK cannot read: ask Horizon instead
+        return None
+    if isinstance(envelope, FeeBumpTransactionEnvelope):
+        transaction = envelope.transaction.inner_transaction_envelope.transaction
+    else:
+        transaction = envelope.transaction
+    tx_source = transaction.source.account_id
+    operations: list[dict] = []
+    for op in transaction.operations:
+        source = op.source.account_id if op.source is not None else tx_source
+        document: dict[str, str | None] = {"type": _SNAKE.sub("_", type(op).__name__).lower(), "source_account": source}
+        if isinstance(op, PaymentOperation):
+            document |= {
+                "from": source,
+                "to": op.destination.account_id,
+                "amount": str(op.amount),
+                "asset_code": op.asset.code,
+                "asset_issuer": op.asset.issuer,
+            }
+        operations.append(document)
+    return operations
+
+
+_SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 
 
 def _memo_hex(record: dict) -> str | None:
