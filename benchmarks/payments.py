@@ -80,12 +80,13 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
     from sqlmodel import Session, func, select
     from stellar_sdk import Keypair
 
-    from payouts.ledger.db import make_engine, migrate, session_scope
+    from payouts.ledger.db import backup, make_engine, migrate, session_scope
     from payouts.ledger.models import Payment, Run
     from payouts.ledger.unit_of_work import UnitsOfWork
     from payouts.periods import Period
     from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
     from payouts.runs.payment import PayConfig, PaymentEngine
+    from payouts.runs.payment.scan import scan_chain
     from payouts.runs.service import calculate_run
     from payouts.sandbox.accounts import fund_payout_account, init_sandbox
     from payouts.snapshot.load import load_snapshot
@@ -129,10 +130,12 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
             approvals_required=1,
             memo_mode=memo_mode,
             poll_interval_s=0.05,
+            ledger_close_s=ledger_close_s,
         )
         engine = PaymentEngine(
             UnitsOfWork(db), client, SigningKeys.from_accounts_file(folder / "accounts.json"), config
         )
+        before_pay = backup(f"sqlite:///{folder}/ledger.sqlite3", folder / "before-pay.sqlite3")
         first_ledger = client.latest_ledger().sequence
         started = time.perf_counter()
         report = engine.pay(run.id)
@@ -149,6 +152,27 @@ def pay(nodes: int, channels: int, ledger_close_s: float, memo_mode: str) -> Non
             f"{100 * (used - minimum) / minimum:+.0f} %), ledger close {ledger_close_s} s, "
             f"{channels} channels, ledgers elapsed {client.latest_ledger().sequence - first_ledger}"
         )
+        # the chain scan: a ledger restored from before `pay` (everything adopted), then the
+        # incremental scan of the paying ledger (its cursor is where the pay call left it)
+        keys = SigningKeys.from_accounts_file(folder / "accounts.json")
+        for label, url in (
+            ("restored", f"sqlite:///{before_pay}"),
+            ("incremental", f"sqlite:///{folder}/ledger.sqlite3"),
+        ):
+            with session_scope(make_engine(url)) as session:
+                result = scan_chain(
+                    session,
+                    client,
+                    session.get(Run, run.id),
+                    payout_account=keys.payout_account,
+                    accounts=keys.channel_accounts or [keys.payout_account],
+                    asset_code="TFT",
+                    asset_issuer=document["asset"]["issuer"],
+                )
+            print(
+                f"  chain scan ({label}): {result.transactions_read} transactions read, "
+                f"{result.adopted_payments} payments adopted, {result.requests} requests, {result.seconds:.1f} s"
+            )
 
 
 def main() -> None:

@@ -106,6 +106,44 @@ def pay(
         abort(f"run {run_id} stopped: {report.reason}")
 
 
+def recover(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run to scan the chain for.")],
+    accept: Annotated[
+        str | None,
+        typer.Option(
+            help='"who, why": accept the transactions from our accounts that match nothing this ledger '
+            "knows (a key rotation, a manual transfer); on record, and the run continues."
+        ),
+    ] = None,
+) -> None:
+    """Scan the chain for a run: adopt what a lost ledger state already paid, list what matches
+    nothing, and with --accept record an operator's acceptance of it."""
+    cli = get_context(ctx)
+    settings = cli.settings
+    with cli.session() as session:
+        try:
+            run = require_run(session, run_id)
+        except RunsError as exc:
+            abort(str(exc))
+    try:
+        keys = signing_keys(settings)
+        config = pay_config(settings, run.network)
+    except (KeyFileError, ValueError, OSError) as exc:
+        abort(str(exc), code=2)
+    with horizon(settings) as client:
+        engine = PaymentEngine(cli.units(), client, keys, config)
+        try:
+            status, result = engine.recover(run_id, accept=accept)
+        except (RunsError, StellarError) as exc:
+            abort(str(exc))
+    out_console.print(
+        f"run {run_id}: {status}; chain scan read {result.transactions_read} transactions "
+        f"({result.requests} requests, {result.seconds:.2f} s); {result.adopted_payments} payments adopted; "
+        f"{len(result.unmatched_hashes)} accepted; {result.incoming_ignored} incoming ignored"
+    )
+
+
 def reconcile(
     ctx: typer.Context,
     period: Annotated[str | None, typer.Option(help="Month label, e.g. 2025-11.")] = None,

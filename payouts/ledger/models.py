@@ -204,6 +204,10 @@ class StellarTransaction(SQLModel, table=True):
     sequence: int = Field(sa_type=BigInteger)
     min_time: int = Field(sa_type=BigInteger)  # unix seconds
     max_time: int = Field(sa_type=BigInteger)
+    #: the network's latest ledger when it was built: the history a "not found" must cover
+    built_ledger: int | None = Field(default=None, sa_type=BigInteger)
+    #: valid in ledgers below this only (CAP-21 ledger bounds); None on rows built before bounds
+    max_ledger: int | None = Field(default=None, sa_type=BigInteger)
     fee_stroops: int = Field(sa_type=BigInteger)  # maximum fee bid of the whole transaction
     memo_hash: str = Field(max_length=64)
     envelope_xdr: str = Field(sa_column=Column(Text, nullable=False))
@@ -216,6 +220,31 @@ class StellarTransaction(SQLModel, table=True):
     ledger: int | None = None
     closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     created_at: datetime = Field(sa_column=_created())
+    updated_at: datetime = Field(sa_column=_created())
+
+
+class TransactionHash(SQLModel, table=True):
+    """Every hash a transaction of ours has: its own (the inner hash under a fee bump) and each
+    fee bump that ever wrapped it. A chain transaction is ours when its hash, or its inner
+    transaction's hash, is here."""
+
+    __tablename__ = "transaction_hashes"
+
+    tx_hash: str = Field(primary_key=True, max_length=64)
+    transaction_id: int = Field(foreign_key="stellar_transactions.id", index=True)
+    #: "inner" (the transaction's own hash) or "fee_bump"
+    kind: str = Field(max_length=10)
+    created_at: datetime = Field(sa_column=_created())
+
+
+class ChainCursor(SQLModel, table=True):
+    """How far the chain scan has read an account's transactions (Horizon's paging token), so
+    later scans are incremental."""
+
+    __tablename__ = "chain_cursors"
+
+    account_id: str = Field(primary_key=True, max_length=56)
+    cursor: str = Field(max_length=40)
     updated_at: datetime = Field(sa_column=_created())
 
 

@@ -154,7 +154,8 @@ class PaymentStatus(StrEnum):
 
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     # preflight holds a failing destination; building puts it into a transaction
-    PaymentStatus.PENDING: frozenset({PaymentStatus.HELD, PaymentStatus.SUBMITTED}),
+    # (or the chain scan finds it paid by a transaction this ledger lost: adopted as paid)
+    PaymentStatus.PENDING: frozenset({PaymentStatus.HELD, PaymentStatus.SUBMITTED, PaymentStatus.PAID}),
     # a later run's retry payment settles it; a hold is never released back into its own
     # run, so a held payment and its retry can never both be paid
     PaymentStatus.HELD: frozenset({PaymentStatus.RETRIED, PaymentStatus.CORRECTED}),

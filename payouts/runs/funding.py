@@ -9,6 +9,7 @@ worker can move at most what one approved run was funded with.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from stellar_sdk.exceptions import BadSignatureError
 from stellar_sdk.operation import Payment as PaymentOperation
 
 from payouts.ledger.events import record_event
-from payouts.ledger.models import Run, StellarTransaction
+from payouts.ledger.models import Run, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, TRANSACTION_TRANSITIONS, RunStatus, TransactionStatus, transition
 from payouts.ledger.types import utcnow
@@ -26,9 +27,10 @@ from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.money import format_tft, parse_tft
 from payouts.runs.approvals import require_approved
 from payouts.runs.errors import RunsError
+from payouts.runs.payment.resolve import chain_outcome
 from payouts.stellar.build import PaymentOp, build_payment_envelope
 from payouts.stellar.horizon import HorizonClient, Outcome
-from payouts.stellar.submit import Verdict, landing_verdict
+from payouts.stellar.submit import Verdict
 
 FUNDING_FORMAT = "tft-payouts-funding/1"
 FUNDING_VALIDITY_S = 7 * 24 * 3600
@@ -135,6 +137,7 @@ def export_funding(
     approvers: list[str],
     required: int,
     validity_s: int = FUNDING_VALIDITY_S,
+    ledger_close_s: float = 5.0,
 ) -> FundingFile:
     """Build (or return the already recorded) funding transaction of an approved run."""
     recorded = session.exec(
@@ -168,7 +171,10 @@ def export_funding(
     account = client.account(treasury)
     if account is None:
         raise FundingError(f"the treasury {treasury} does not exist on this network")
-    max_time = int(client.latest_ledger().closed_at.timestamp()) + validity_s
+    latest = client.latest_ledger()
+    max_time = int(latest.closed_at.timestamp()) + validity_s
+    # valid below this ledger only: "not found as of max_ledger" is the proof it never lands
+    max_ledger = latest.sequence + max(2, math.ceil(validity_s / ledger_close_s))
     envelope = build_payment_envelope(
         network_passphrase=network_passphrase,
         source_account=treasury,
@@ -181,6 +187,7 @@ def export_funding(
         fee_per_operation_stroops=1000,
         min_time=0,
         max_time=max_time,
+        max_ledger=max_ledger,
     )
     now = utcnow()
     tx = StellarTransaction(
@@ -190,6 +197,8 @@ def export_funding(
         sequence=account.sequence + 1,
         min_time=0,
         max_time=max_time,
+        built_ledger=latest.sequence,
+        max_ledger=max_ledger,
         fee_stroops=1000,
         memo_hash=manifest.sha256.hex(),
         envelope_xdr=envelope.to_xdr(),
@@ -200,6 +209,7 @@ def export_funding(
     )
     session.add(tx)
     session.flush()
+    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind="inner", created_at=now))
     record_event(
         session,
         entity="stellar_transactions",
@@ -316,22 +326,8 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
             )
             uow.commit_before_submit()
         result = client.submit(envelope.to_xdr())
-        info = client.transaction(funding.tx_hash) if result.outcome != Outcome.SUCCESS else None
-        verdict = Verdict.MAYBE
-        if result.outcome != Outcome.SUCCESS and info is None:
-            source = client.account(funding.treasury)
-            verdict = landing_verdict(
-                found=False,
-                successful=None,
-                latest_closed_ts=int(client.latest_ledger().closed_at.timestamp()),
-                max_time_ts=recorded.max_time,
-                source_sequence_now=source.sequence if source else None,
-                tx_sequence=recorded.sequence,
-            )
-            if verdict is Verdict.NEVER:
-                # the proof holds only for a lookup made after it: the transaction may have
-                # landed since the first lookup, using up its own sequence number
-                info = client.transaction(funding.tx_hash)
+        answer = chain_outcome(session, client, recorded) if result.outcome != Outcome.SUCCESS else None
+        info = answer.info if answer is not None else None
         if result.outcome == Outcome.SUCCESS or (info is not None and info.successful):
             ledger, closed_at = (result.ledger, result.closed_at) if info is None else (info.ledger, info.closed_at)
             transition(
@@ -357,8 +353,21 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
                 detail={"tx_hash": funding.tx_hash},
             )
             return RunStatus.FUNDED
-        if info is not None:
-            verdict = Verdict.FAILED  # found, and failed
+        assert answer is not None
+        verdict = answer.verdict
+        if verdict is Verdict.FOREIGN:
+            transition(
+                session,
+                Run,
+                id_of(run),
+                RunStatus.FUNDING,
+                RunStatus.STOPPED,
+                transitions=RUN_TRANSITIONS,
+                event="run.stopped",
+                detail={"reason": answer.reason},
+                status_reason=answer.reason[:500],
+            )
+            return RunStatus.STOPPED
         if verdict not in (Verdict.FAILED, Verdict.NEVER):
             return run.status  # unknown and may still land: submit the same file again later
         transition(

@@ -12,9 +12,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import structlog
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from payouts.ledger.models import Payment, Run, StellarTransaction
+from payouts.ledger.models import Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
 from payouts.money import parse_tft
@@ -51,18 +51,24 @@ def reconcile_run(
             continue
         ledger_by_tx[payment.tx_hash][(payment.destination, payment.amount_tft_units)] += 1
     result.paid_in_ledger = len(paid)
-    # a transaction is on chain under its own hash, or that of the fee bump around it
+    # a transaction is on chain under its own hash, or that of any fee bump that wrapped it
     memos: dict[str, str] = {}
     for tx in session.exec(select(StellarTransaction).where(StellarTransaction.run_id == run.id)).all():
         memos[tx.tx_hash] = tx.memo_hash
         if tx.fee_bump_hash:
             memos[tx.fee_bump_hash] = tx.memo_hash
+    for tx_hash, memo_hash in session.exec(
+        select(TransactionHash.tx_hash, StellarTransaction.memo_hash)
+        .join(StellarTransaction, col(TransactionHash.transaction_id) == col(StellarTransaction.id))
+        .where(StellarTransaction.run_id == run.id)
+    ):
+        memos[tx_hash] = memo_hash
     all_known = {
         h
         for pair in session.exec(select(StellarTransaction.tx_hash, StellarTransaction.fee_bump_hash))
         for h in pair
         if h
-    }
+    } | set(session.exec(select(TransactionHash.tx_hash)).all())
     chain_memos: dict[str, str | None] = {}
 
     chain_by_tx: dict[str, Counter] = defaultdict(Counter)

@@ -25,6 +25,9 @@ class ReadView:
     def __init__(self, ledger: Ledger, lag_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.ledger = ledger
         self.lag_s = 0.0
+        #: history trimmed below this ledger (a Horizon with a retention window): lookups of
+        #: older transactions answer 404 and the root names it as `history_elder_ledger`
+        self.history_floor = 0
         self._clock = clock
         self._closed_at: dict[int, float] = {}
         self._before: deque[tuple[int, dict[str, Account | None]]] = deque()
@@ -89,9 +92,14 @@ class ReadView:
 
     def transaction(self, hash_hex: str) -> TxRecord | None:
         record = self.ledger.transaction(hash_hex)
-        if record is None or record.ledger_seq > self.visible_sequence():
+        if record is None or record.ledger_seq > self.visible_sequence() or record.ledger_seq < self.history_floor:
             return None
         return record
+
+    def elder_ledger(self) -> int:
+        """The oldest ledger reads can see (root `history_elder_ledger`)."""
+        with self.ledger.lock:
+            return max(self.ledger.headers[0].sequence, self.history_floor)
 
     def token_limit(self) -> int:
         """Paging tokens at or above this belong to ledgers reads may not see yet."""

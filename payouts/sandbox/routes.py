@@ -67,7 +67,9 @@ class Router:
         handler = self.handler
         if not parts:
             with self.ledger.lock:
-                return handler._send(200, views.root(self.base, self.ledger, self.view.latest()))
+                return handler._send(
+                    200, views.root(self.base, self.ledger, self.view.latest(), self.view.elder_ledger())
+                )
         head, rest = parts[0], parts[1:]
         if head == "fee_stats" and not rest:
             with self.ledger.lock:

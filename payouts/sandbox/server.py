@@ -290,6 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
     # headers and body go out in two writes: without TCP_NODELAY each answer waits for the
     # client's delayed ACK (about 40 ms a request)
     disable_nagle_algorithm = True
+    #: the `Latest-Ledger` header of the answer being served
+    _latest_ledger = 0
 
     def log_message(self, format: str, *args) -> None:
         # one line per request would drown the operator's terminal at 1,000 payments a second
@@ -312,6 +314,9 @@ class _Handler(BaseHTTPRequestHandler):
             "application/problem+json; charset=utf-8" if problem else "application/hal+json; charset=utf-8",
         )
         self.send_header("Content-Length", str(len(body)))
+        # as Horizon: the newest ledger this server had ingested when the request came in (taken
+        # before the request is served, so a "not found" is never claimed for a later ledger)
+        self.send_header("Latest-Ledger", str(self._latest_ledger))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -328,6 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _guard(self, action: Callable[[], None]) -> None:
+        self._latest_ledger = self.sandbox.view.visible_sequence()
         if self.command != "POST" and self.headers.get("Content-Length", "0").strip() not in ("", "0"):
             # a body nobody reads would be taken for the next request on this connection
             self.close_connection = True

@@ -158,7 +158,7 @@ ROOT_LINKS = (
 )
 
 
-def root(base: str, ledger: Ledger, latest: LedgerHeader) -> dict:
+def root(base: str, ledger: Ledger, latest: LedgerHeader, elder: int | None = None) -> dict:
     links: dict[str, dict] = {}
     for name, template in ROOT_LINKS:
         links[name] = {"href": f"{base}{template}"}
@@ -171,7 +171,7 @@ def root(base: str, ledger: Ledger, latest: LedgerHeader) -> dict:
         "ingest_latest_ledger": latest.sequence,
         "history_latest_ledger": latest.sequence,
         "history_latest_ledger_closed_at": rfc3339(latest.closed_at_s),
-        "history_elder_ledger": ledger.headers[0].sequence,
+        "history_elder_ledger": ledger.headers[0].sequence if elder is None else elder,
         "core_latest_ledger": ledger.latest.sequence,
         "network_passphrase": ledger.network_passphrase,
         "current_protocol_version": PROTOCOL_VERSION,

@@ -46,6 +46,7 @@ def build_payment_envelope(
     fee_per_operation_stroops: int,
     min_time: int,
     max_time: int,
+    max_ledger: int = 0,
 ) -> TransactionEnvelope:
     """An unsigned envelope: `sequence` is the transaction's own number (account's + 1).
 
@@ -63,6 +64,9 @@ def build_payment_envelope(
         base_fee=fee_per_operation_stroops,
     )
     builder.add_time_bounds(min_time, max_time)
+    if max_ledger:
+        # valid in ledgers below max_ledger only: "not found as of max_ledger" proves it never lands
+        builder.set_ledger_bounds(0, max_ledger)
     builder.add_hash_memo(memo_hash)
     op_source = payout_account if payout_account != source_account else None
     for op in operations:

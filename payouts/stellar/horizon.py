@@ -139,6 +139,17 @@ class TransactionInfo:
     source_sequence: int
     memo_type: str
     memo: str | None
+    #: a fee bump's inner transaction hash (the hash it was signed under); None otherwise
+    inner_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A lookup by hash and the newest ledger the answering Horizon had ingested (its
+    `Latest-Ledger` header), so a "not found" can be weighed: not found as of which ledger."""
+
+    info: TransactionInfo | None
+    latest_ledger: int | None
 
 
 @dataclass(frozen=True)
@@ -248,21 +259,51 @@ class HorizonClient:
         return LedgerInfo(sequence=int(record["sequence"]), closed_at=_time(record["closed_at"]))
 
     def transaction(self, tx_hash: str) -> TransactionInfo | None:
+        return self.lookup(tx_hash).info
+
+    def lookup(self, tx_hash: str) -> Lookup:
+        """The transaction by hash (its own, or a fee bump's inner hash), with the answering
+        Horizon's `Latest-Ledger` header (None when it sent none)."""
         response = self._get(f"/transactions/{tx_hash}")
+        header = response.headers.get("Latest-Ledger", "").strip()
+        latest = int(header) if header.isdigit() else None
+        if response.status_code == 404:
+            return Lookup(None, latest)
+        response.raise_for_status()
+        document = response.json()
+        return Lookup(_transaction_info(document), latest)
+
+    def history_elder_ledger(self) -> int | None:
+        """The oldest ledger this Horizon's history holds (root `history_elder_ledger`)."""
+        response = self._get("/")
+        response.raise_for_status()
+        value = response.json().get("history_elder_ledger")
+        return int(value) if isinstance(value, int) or (isinstance(value, str) and value.isdigit()) else None
+
+    def ledger(self, sequence: int) -> LedgerInfo | None:
+        response = self._get(f"/ledgers/{sequence}")
         if response.status_code == 404:
             return None
         response.raise_for_status()
-        document = response.json()
-        return TransactionInfo(
-            tx_hash=document["hash"],
-            successful=bool(document["successful"]),
-            ledger=int(document["ledger"]),
-            closed_at=_time(document["created_at"]),
-            source_account=document["source_account"],
-            source_sequence=int(document["source_account_sequence"]),
-            memo_type=document.get("memo_type", "none"),
-            memo=document.get("memo"),
-        )
+        record = response.json()
+        return LedgerInfo(sequence=int(record["sequence"]), closed_at=_time(record["closed_at"]))
+
+    def transactions(self, account_id: str, *, cursor: str | None = None, limit: int = 200) -> Iterator[dict]:
+        """Every transaction of an account in ledger order (as source or touched), following
+        the paging links from `cursor`."""
+        params: dict = {"order": "asc", "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        while True:
+            response = self._get(f"/accounts/{account_id}/transactions", params)
+            if response.status_code == 404:
+                return
+            response.raise_for_status()
+            records = response.json()["_embedded"]["records"]
+            yield from records
+            if len(records) < limit:
+                return
+            params["cursor"] = records[-1]["paging_token"]
 
     def submit(self, envelope_xdr: str) -> SubmitResult:
         """POST /transactions once. Never retried here: the caller resolves unknowns by hash
@@ -320,3 +361,26 @@ class HorizonClient:
             if len(records) < limit:
                 return
             params["cursor"] = records[-1]["paging_token"]
+
+    def transaction_operations(self, tx_hash: str) -> list[dict]:
+        """The operations of one transaction, in order (at most 100 per transaction)."""
+        response = self._get(f"/transactions/{tx_hash}/operations", {"limit": 200, "order": "asc"})
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return list(response.json()["_embedded"]["records"])
+
+
+def _transaction_info(document: dict) -> TransactionInfo:
+    inner = document.get("inner_transaction") or {}
+    return TransactionInfo(
+        tx_hash=document["hash"],
+        successful=bool(document["successful"]),
+        ledger=int(document["ledger"]),
+        closed_at=_time(document["created_at"]),
+        source_account=document["source_account"],
+        source_sequence=int(document["source_account_sequence"]),
+        memo_type=document.get("memo_type", "none"),
+        memo=document.get("memo"),
+        inner_hash=inner.get("hash"),
+    )

@@ -1,15 +1,15 @@
-"""Can this transaction still land? The rule that makes rebuilding safe (SPEC section 5).
+"""Can this transaction still land? The rule that makes rebuilding safe (SPEC sections 5 and 10).
 
 A transaction whose outcome is unknown is never treated as failed. Its payments may go into a
-new transaction only when the old one provably can never land:
+new transaction only on proof that it can never land:
 - found on chain and failed (fee and sequence consumed), or
-- not found, and the network's latest closed ledger is past its max time, or
-- not found, and its source account's sequence has reached or passed its own (another
-  transaction used the number).
-"Not found" must come from a lookup made after the reads of the latest ledger and of the source
-account: a transaction that lands between an earlier lookup and those reads uses up its own
-sequence number, which proves nothing. A caller that looked up first looks up again before it
-acts on NEVER.
+- not found by a Horizon whose `Latest-Ledger` is at or past the transaction's `max_ledger`
+  (it was valid in ledgers below it only), and whose history reaches back to the ledger it was
+  built at (`history_elder_ledger`): not found in every ledger it could have landed in.
+A Horizon that lags or trims its history makes the engine wait. A source sequence number that
+moved on is never a reason to rebuild: once the transaction provably did not land, a sequence
+number consumed by a transaction this ledger did not build means someone else pays from the
+account, and the run stops.
 A pure function, tested one row per clause.
 """
 
@@ -22,22 +22,31 @@ class Verdict(StrEnum):
     LANDED = "landed"  # found, successful: its payments are paid
     FAILED = "failed"  # found, failed: its payments can be rebuilt
     NEVER = "never"  # not found and provably never will be: rebuild
-    MAYBE = "maybe"  # not found yet and could still land: resubmit the identical bytes, wait
+    MAYBE = "maybe"  # not found yet and could still land (or no proof yet): same bytes, wait
+    FOREIGN = "foreign"  # provably not landed, but its sequence number was used by a stranger: stop
 
 
 def landing_verdict(
     *,
     found: bool,
     successful: bool | None,
-    latest_closed_ts: int,
-    max_time_ts: int,
+    latest_ledger: int | None,
+    max_ledger: int | None,
+    built_ledger: int | None,
+    elder_ledger: int | None,
     source_sequence_now: int | None,
     tx_sequence: int,
+    sequence_used_by_us: bool = False,
 ) -> Verdict:
+    """`latest_ledger`: the lowest `Latest-Ledger` among the not-found answers (None when one
+    had no header); `elder_ledger`: Horizon's `history_elder_ledger`; `sequence_used_by_us`:
+    another transaction this ledger built landed with the same source and sequence."""
     if found:
         return Verdict.LANDED if successful else Verdict.FAILED
-    if max_time_ts and latest_closed_ts > max_time_ts:
-        return Verdict.NEVER  # the network's clock is past the time bound: tx_too_late forever
-    if source_sequence_now is not None and source_sequence_now >= tx_sequence:
-        return Verdict.NEVER  # another transaction consumed this sequence number
-    return Verdict.MAYBE
+    if latest_ledger is None or max_ledger is None or latest_ledger < max_ledger:
+        return Verdict.MAYBE  # Horizon has not seen every ledger it could land in
+    if elder_ledger is None or built_ledger is None or elder_ledger > built_ledger:
+        return Verdict.MAYBE  # history trimmed: it may have landed where Horizon cannot look
+    if source_sequence_now is not None and source_sequence_now >= tx_sequence and not sequence_used_by_us:
+        return Verdict.FOREIGN
+    return Verdict.NEVER

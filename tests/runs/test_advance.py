@@ -12,12 +12,14 @@ from sqlmodel import Session, select
 
 from payouts.ledger.db import session_scope
 from payouts.ledger.models import Run, StellarTransaction
+from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.periods import Period
 from payouts.runs.advance import ProgramWindow, continue_run
 from payouts.runs.control import set_paused
+from payouts.runs.payment import PaymentEngine
 from payouts.sandbox import running_sandbox
 from payouts.stellar.horizon import HorizonClient
-from payouts.wiring import build_orchestrator, export_dir
+from payouts.wiring import build_orchestrator, export_dir, pay_config, signing_keys
 from tests.support.monthly import approve, count_events, prepare_month
 from tests.support.payments import check_invariants
 
@@ -147,6 +149,20 @@ def test_a_stopped_run_waits_for_an_operator_and_continues_where_it_stopped(sand
     _refill_payout(sandbox.url, month.document, balance)
     with session_scope(month.db) as session:
         assert continue_run(session, session.get(Run, run_id)) == "approved"
+    step = orchestrator.advance(month.period.offset)
+    # the chain scan finds the operator's own transfer out of the payout account before
+    # anything is sent, and names it; the operator accepts it (payouts recover RUN --accept)
+    assert step.status == "stopped" and "chain scan" in step.waits_for and drain in step.waits_for
+    assert _transactions(month.db) == []
+    with HorizonClient(sandbox.url) as client:
+        engine = PaymentEngine(
+            UnitsOfWork(month.db),
+            client,
+            signing_keys(month.settings),
+            pay_config(month.settings, month.settings.network),
+        )
+        status, _scan = engine.recover(run_id, accept="ops, the transfer back to the treasury was ours (drill)")
+    assert status == "paying"
     step = orchestrator.advance(month.period.offset)
     # paid, then reconciliation finds the operator's own transfer out of the payout account
     assert step.status == "stopped" and "reconciliation mismatch" in step.waits_for

@@ -1,41 +1,51 @@
-"""The 'can it still land' rule, one row per clause of SPEC section 5, rule 5."""
+"""The 'can it still land' rule, one row per clause of SPEC sections 5 and 10: a transaction is
+given up only on proof, never on a clock or a sequence number alone."""
 
 import pytest
 
 from payouts.stellar.submit import Verdict, landing_verdict
 
-BASE = {"latest_closed_ts": 1000, "max_time_ts": 1300, "source_sequence_now": 41, "tx_sequence": 42}
+# built at ledger 100, valid below 160; Horizon has seen up to 160, history from ledger 1
+BASE = {
+    "found": False,
+    "successful": None,
+    "latest_ledger": 160,
+    "max_ledger": 160,
+    "built_ledger": 100,
+    "elder_ledger": 1,
+    "source_sequence_now": 41,
+    "tx_sequence": 42,
+}
 
 ROWS = [
     ("found and successful: landed", {"found": True, "successful": True}, Verdict.LANDED),
     ("found and failed: rebuild", {"found": True, "successful": False}, Verdict.FAILED),
-    ("found wins over an expired bound", {"found": True, "successful": True, "latest_closed_ts": 5000}, Verdict.LANDED),
-    ("not found, before max time, sequence free: may land", {"found": False, "successful": None}, Verdict.MAYBE),
+    ("found wins over a trimmed history", {"found": True, "successful": True, "elder_ledger": 500}, Verdict.LANDED),
+    ("not found, Horizon at max_ledger, history covers, sequence free: never", {}, Verdict.NEVER),
+    ("not found, Horizon past max_ledger: never", {"latest_ledger": 900}, Verdict.NEVER),
+    ("not found, Horizon one ledger short of max_ledger: may land", {"latest_ledger": 159}, Verdict.MAYBE),
+    ("not found, no Latest-Ledger header: wait", {"latest_ledger": None}, Verdict.MAYBE),
+    ("not found, no ledger bound recorded: wait", {"max_ledger": None}, Verdict.MAYBE),
+    ("not found, history starts after it was built: wait", {"elder_ledger": 101}, Verdict.MAYBE),
+    ("not found, history starts at its build ledger: never", {"elder_ledger": 100}, Verdict.NEVER),
+    ("not found, no history_elder_ledger: wait", {"elder_ledger": None}, Verdict.MAYBE),
     (
-        "not found, latest ledger exactly at max time: may land",
-        {"found": False, "successful": None, "latest_closed_ts": 1300},
+        "not found yet, sequence consumed, no proof: may land (a lagging replica)",
+        {"latest_ledger": 120, "source_sequence_now": 42},
         Verdict.MAYBE,
     ),
     (
-        "not found, latest ledger past max time: never",
-        {"found": False, "successful": None, "latest_closed_ts": 1301},
+        "proven not landed, sequence consumed by a stranger: stop",
+        {"source_sequence_now": 42},
+        Verdict.FOREIGN,
+    ),
+    ("proven not landed, sequence far past: stop", {"source_sequence_now": 99}, Verdict.FOREIGN),
+    (
+        "proven not landed, sequence used by our own transaction: rebuild",
+        {"source_sequence_now": 42, "sequence_used_by_us": True},
         Verdict.NEVER,
     ),
-    (
-        "not found, sequence consumed by another: never",
-        {"found": False, "successful": None, "source_sequence_now": 42},
-        Verdict.NEVER,
-    ),
-    (
-        "not found, sequence far past: never",
-        {"found": False, "successful": None, "source_sequence_now": 99},
-        Verdict.NEVER,
-    ),
-    (
-        "not found, source account unknown: may land",
-        {"found": False, "successful": None, "source_sequence_now": None},
-        Verdict.MAYBE,
-    ),
+    ("proven not landed, source account unknown: never", {"source_sequence_now": None}, Verdict.NEVER),
 ]
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from payouts.ledger.events import record_event
-from payouts.ledger.models import Payment, StellarTransaction
+from payouts.ledger.models import Payment, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
     PAYMENT_TRANSITIONS,
@@ -22,7 +22,7 @@ from payouts.ledger.states import (
 from payouts.ledger.types import utcnow
 from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.errors import RunsError
-from payouts.runs.payment.common import EngineState
+from payouts.runs.payment.common import EngineState, ledger_window
 from payouts.runs.payment.gate import check_before_signing
 from payouts.runs.payment.queries import stop_run
 from payouts.runs.service import require_run
@@ -76,9 +76,11 @@ class Builder(EngineState):
             session = uow.session
             pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources))
             groups = [pending[i : i + per_tx] for i in range(0, len(pending), per_tx)]
+            # the ledger bound counts from the network's latest ledger, read once per batch
+            built_ledger = self._latest_ledger_now() if groups and sources else 0
             for source, group in zip(sources, groups, strict=False):
                 try:
-                    built.append(self._build_one(session, run_id, source, group))
+                    built.append(self._build_one(session, run_id, source, group, built_ledger))
                 except GateRefused as refused:
                     # nothing of this group was signed or recorded; the run stops on record
                     stop_run(session, require_run(session, run_id), str(refused))
@@ -100,7 +102,14 @@ class Builder(EngineState):
             self._next_sequence[tx.source_account] = tx.sequence + 1
         return built
 
-    def _build_one(self, session: Session, run_id: int, source: str, group: list[Payment]) -> StellarTransaction:
+    def _latest_ledger_now(self) -> int:
+        latest = self.client.latest_ledger()
+        self._clock = (int(latest.closed_at.timestamp()), time.monotonic())
+        return latest.sequence
+
+    def _build_one(
+        self, session: Session, run_id: int, source: str, group: list[Payment], built_ledger: int
+    ) -> StellarTransaction:
         sequence = self._next_sequence.get(source)
         if sequence is None:
             account = self.client.account(source)
@@ -108,6 +117,7 @@ class Builder(EngineState):
                 raise RunsError(f"transaction source {source} does not exist on the network")
             sequence = account.sequence + 1
         max_time = self._network_now() + self.config.tx_timeout_s
+        max_ledger = built_ledger + ledger_window(self.config)
         memo = (
             bytes.fromhex(group[0].receipt_hash)
             if self.config.memo_mode == "per_receipt"
@@ -125,6 +135,7 @@ class Builder(EngineState):
             fee_per_operation_stroops=self._fee_per_op,
             min_time=0,
             max_time=max_time,
+            max_ledger=max_ledger,
         )
         refusal = check_before_signing(
             session,
@@ -145,6 +156,8 @@ class Builder(EngineState):
             sequence=sequence,
             min_time=0,
             max_time=max_time,
+            built_ledger=built_ledger,
+            max_ledger=max_ledger,
             fee_stroops=self._fee_per_op * len(group),
             memo_hash=memo.hex(),
             envelope_xdr=envelope.to_xdr(),
@@ -155,6 +168,7 @@ class Builder(EngineState):
         )
         session.add(tx)
         session.flush()
+        session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind="inner", created_at=now))
         record_event(
             session,
             entity="stellar_transactions",
@@ -162,7 +176,12 @@ class Builder(EngineState):
             run_id=run_id,
             event="transaction.built",
             to_status=TransactionStatus.BUILT,
-            detail={"tx_hash": tx.tx_hash, "payments": len(group), "sequence": tx.sequence},
+            detail={
+                "tx_hash": tx.tx_hash,
+                "payments": len(group),
+                "sequence": tx.sequence,
+                "max_ledger": max_ledger,
+            },
         )
         transition_many(
             session,
@@ -217,6 +236,10 @@ class Builder(EngineState):
                 updated_at=utcnow(),
             )
             .execution_options(synchronize_session=False)
+        )
+        # every bump stays ours: an earlier one may be what lands
+        session.add(
+            TransactionHash(tx_hash=bump.hash_hex(), transaction_id=id_of(tx), kind="fee_bump", created_at=utcnow())
         )
         record_event(
             session,

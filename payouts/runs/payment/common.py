@@ -3,6 +3,7 @@ state one engine keeps between calls (sequence numbers, fee bid, network clock).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -54,6 +55,9 @@ class PayConfig:
     base_fee_stroops: int = 100  # per operation
     max_fee_stroops: int = 10_000  # per operation: congestion raises the bid up to here
     tx_timeout_s: int = 300
+    #: the network's usual ledger close time: a transaction's ledger bound is its timeout in
+    #: ledgers (5 s on the public and test networks)
+    ledger_close_s: float = 5.0
     poll_interval_s: float = 0.5
     #: a multisig treasury funds the hot payout account per run before anything is paid
     two_tier: bool = False
@@ -72,8 +76,15 @@ class PayReport:
     transactions: int = 0
     rebuilt: int = 0
     unknown_outcomes: int = 0
+    #: payments the chain scan found paid by transactions this ledger had lost
+    adopted: int = 0
     ledgers: set[int] = field(default_factory=set)
     reason: str = ""
+
+
+def ledger_window(config: PayConfig) -> int:
+    """How many ledgers a transaction stays valid for: its timeout in ledgers, at least 2."""
+    return max(2, math.ceil(config.tx_timeout_s / config.ledger_close_s))
 
 
 class EngineState:

@@ -39,6 +39,7 @@ from payouts.ledger.states import (
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.control import acquire_lease, lease_holder, pause_state, release_lease, renew_lease
+from payouts.runs.errors import RunsError
 from payouts.runs.payment.build import Builder
 from payouts.runs.payment.common import (
     LeaseLost,
@@ -51,6 +52,7 @@ from payouts.runs.payment.common import (
 )
 from payouts.runs.payment.gate import check_manifest_binding, check_payments_against_receipts
 from payouts.runs.payment.resolve import Resolver
+from payouts.runs.payment.scan import ScanResult, record_acceptance, scan_chain
 from payouts.runs.service import require_run
 from payouts.stellar.horizon import HorizonClient, SubmitResult
 from payouts.stellar.keys import SigningKeys
@@ -178,6 +180,73 @@ class PaymentEngine(Builder, Resolver):
     def _check_payments_against_receipts(self, session: Session, run: Run) -> str | None:
         return check_payments_against_receipts(session, run)
 
+    def scan(self, run_id: int, report: PayReport | None = None) -> str | None:
+        """Scan the payout and channel accounts' history (payment/scan.py) in one unit of
+        work; returns why the run stopped, or None."""
+        with self.units() as uow:
+            session = uow.session
+            run = require_run(session, run_id)
+            result = scan_chain(
+                session,
+                self.client,
+                run,
+                payout_account=self.keys.payout_account,
+                accounts=self._sources(),
+                asset_code=self.asset.code,
+                asset_issuer=self.asset.issuer,
+            )
+            if report is not None:
+                report.paid += result.adopted_payments
+                report.adopted += result.adopted_payments
+            if result.problems:
+                reason = "chain scan: " + "; ".join(result.problems[:3])
+                self._stop(session, run, reason[:500])
+                return reason
+        return None
+
+    def recover(self, run_id: int, *, accept: str | None = None) -> tuple[str, ScanResult]:
+        """`payouts recover`: scan the chain for the run; transactions from our accounts that
+        match nothing stop it until an operator accepts them (`accept`: "who, why", on record).
+        A run stopped by the scan continues as paying. Returns the run's status and the scan."""
+        if accept is not None and ("," not in accept or not all(part.strip() for part in accept.split(",", 1))):
+            raise RunsError('--accept takes "who, why": the operator and the reason, e.g. "ana, key rotation"')
+        unexplained = ""
+        with self.units() as uow:
+            session = uow.session
+            run = require_run(session, run_id)
+            result = scan_chain(
+                session,
+                self.client,
+                run,
+                payout_account=self.keys.payout_account,
+                accounts=self._sources(),
+                asset_code=self.asset.code,
+                asset_issuer=self.asset.issuer,
+            )
+            if result.problems and accept is None:
+                unexplained = "; ".join(result.problems)  # adoptions and the cursor stay on record
+            else:
+                if result.problems and accept is not None:
+                    record_acceptance(session, run, result.unmatched_hashes, accept.strip())
+                if RunStatus(run.status) is RunStatus.STOPPED and run.status_reason.startswith("chain scan:"):
+                    transition(
+                        session,
+                        Run,
+                        run_id,
+                        RunStatus.STOPPED,
+                        RunStatus.PAYING,
+                        transitions=RUN_TRANSITIONS,
+                        event="run.continued",
+                        detail={"after": "chain scan", "accepted_by": accept},
+                        status_reason="",
+                    )
+            session.flush()
+            session.refresh(run)
+            status = run.status
+        if unexplained:
+            raise RunStopped(unexplained)
+        return status, result
+
     # -- the loop ----------------------------------------------------------------------------
 
     def pay(
@@ -239,6 +308,11 @@ class PaymentEngine(Builder, Resolver):
     ) -> PayReport:
         self.start(run_id)
         report = PayReport(run_id=run_id, status=RunStatus.PAYING)
+        # the chain before anything is sent: this ledger may be a restored or copied one
+        stopped = self.scan(run_id, report)
+        if stopped:
+            report.status, report.reason = RunStatus.STOPPED, stopped
+            return report
         poll_s = self.config.poll_interval_s
         deadline = time.monotonic() + budget_s if budget_s is not None else None
         renewed_at = time.monotonic()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+
 import orjson
 import structlog
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from payouts.ledger.models import Payment, StellarTransaction
+from payouts.ledger.models import Payment, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
     PAYMENT_TRANSITIONS,
@@ -20,10 +23,131 @@ from payouts.ledger.states import (
 from payouts.ledger.types import utcnow
 from payouts.runs.payment.common import EngineState, PayReport
 from payouts.runs.service import require_run
-from payouts.stellar.horizon import DESTINATION_CODES, CodeBucket, Outcome, SubmitResult, classify
+from payouts.stellar.horizon import (
+    DESTINATION_CODES,
+    CodeBucket,
+    HorizonClient,
+    Outcome,
+    SubmitResult,
+    TransactionInfo,
+    classify,
+)
 from payouts.stellar.submit import Verdict, landing_verdict
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ChainAnswer:
+    """What the chain says about one of our transactions, and the proof behind it."""
+
+    verdict: Verdict
+    info: TransactionInfo | None = None
+    #: why it waits (MAYBE with a reason to tell) or why the run must stop (FOREIGN)
+    reason: str = ""
+
+
+def own_hashes(session: Session, tx: StellarTransaction) -> list[str]:
+    """Every hash the transaction has had: its own first, then each fee bump (oldest first)."""
+    recorded = session.exec(
+        select(TransactionHash.tx_hash)
+        .where(TransactionHash.transaction_id == tx.id, TransactionHash.kind == "fee_bump")
+        .order_by(col(TransactionHash.created_at), col(TransactionHash.tx_hash))
+    ).all()
+    hashes = [tx.tx_hash, *recorded]
+    if tx.fee_bump_hash and tx.fee_bump_hash not in hashes:
+        hashes.append(tx.fee_bump_hash)
+    return hashes
+
+
+def is_ours(info: TransactionInfo, hashes: Collection[str]) -> bool:
+    """A chain transaction is ours when its hash, or its inner transaction's hash, is ours."""
+    return info.tx_hash in hashes or (info.inner_hash is not None and info.inner_hash in hashes)
+
+
+def chain_outcome(session: Session, client: HorizonClient, tx: StellarTransaction) -> ChainAnswer:
+    """Look the transaction up under every hash it has; give it up only on proof (submit.py).
+
+    Shared by payments and funding. Each "not found" counts as of the `Latest-Ledger` of the
+    Horizon that answered it; the history check and the source account are read only when the
+    lookups are past the transaction's ledger bound."""
+    hashes = own_hashes(session, tx)
+    seen: list[int | None] = []
+    for tx_hash in hashes:
+        lookup = client.lookup(tx_hash)
+        if lookup.info is not None and is_ours(lookup.info, hashes):
+            return ChainAnswer(Verdict.LANDED if lookup.info.successful else Verdict.FAILED, lookup.info)
+        seen.append(lookup.latest_ledger)
+    latest = None if any(ledger is None for ledger in seen) else min(ledger for ledger in seen if ledger is not None)
+    max_ledger, built_ledger = tx.max_ledger, tx.built_ledger
+    if max_ledger is None:
+        max_ledger, built_ledger = _unbounded_proof(client, tx, latest)
+    elder: int | None = None
+    source_sequence: int | None = None
+    used_by_us = False
+    if latest is not None and max_ledger is not None and latest >= max_ledger:
+        elder = client.history_elder_ledger()
+        if elder is not None and built_ledger is not None and elder <= built_ledger:
+            source = client.account(tx.source_account)
+            source_sequence = source.sequence if source is not None else None
+            used_by_us = _sequence_landed_for_us(session, tx)
+    verdict = landing_verdict(
+        found=False,
+        successful=None,
+        latest_ledger=latest,
+        max_ledger=max_ledger,
+        built_ledger=built_ledger,
+        elder_ledger=elder,
+        source_sequence_now=source_sequence,
+        tx_sequence=tx.sequence,
+        sequence_used_by_us=used_by_us,
+    )
+    reason = ""
+    if verdict is Verdict.FOREIGN:
+        reason = (
+            f"sequence {tx.sequence} of {tx.source_account} was used by a transaction this ledger did not "
+            f"build (its own transaction {tx.tx_hash[:12]} did not land): another payer may be paying from "
+            "this account; find who before continuing"
+        )
+    elif verdict is Verdict.MAYBE and latest is None:
+        reason = "Horizon answered without a Latest-Ledger header: waiting for a lookup that says as of which ledger"
+    elif verdict is Verdict.MAYBE and elder is not None and built_ledger is not None and elder > built_ledger:
+        reason = (
+            f"Horizon's history starts at ledger {elder}, after the transaction was built (ledger "
+            f"{built_ledger}): waiting for a Horizon whose history covers it"
+        )
+    return ChainAnswer(verdict, None, reason)
+
+
+def _unbounded_proof(
+    client: HorizonClient, tx: StellarTransaction, latest: int | None
+) -> tuple[int | None, int | None]:
+    """A transaction built before ledger bounds (time bounds only): the ledger Horizon had seen
+    counts as its bound once that ledger closed past the max time, and the history counts from
+    the oldest ledger Horizon keeps once that closed before the transaction was built."""
+    if latest is None:
+        return None, None
+    seen = client.ledger(latest)
+    if seen is None or int(seen.closed_at.timestamp()) <= tx.max_time:
+        return None, None
+    elder = client.history_elder_ledger()
+    oldest = client.ledger(elder) if elder is not None else None
+    if oldest is None or oldest.closed_at > tx.created_at:
+        return latest, None
+    return latest, oldest.sequence
+
+
+def _sequence_landed_for_us(session: Session, tx: StellarTransaction) -> bool:
+    """Did another transaction this ledger built land with the same source and sequence?"""
+    other = session.exec(
+        select(StellarTransaction.id).where(
+            StellarTransaction.source_account == tx.source_account,
+            StellarTransaction.sequence == tx.sequence,
+            col(StellarTransaction.id) != tx.id,
+            col(StellarTransaction.status).in_([TransactionStatus.CONFIRMED, TransactionStatus.FAILED]),
+        )
+    ).first()
+    return other is not None
 
 
 class Resolver(EngineState):
@@ -84,34 +208,21 @@ class Resolver(EngineState):
             and (bumped := self._bump_fee(session, tx)) is not None
         ):
             return Verdict.MAYBE, bumped
-        info = self.client.transaction(tx.tx_hash)
-        verdict = Verdict.MAYBE
-        if info is None:
-            latest = self.client.latest_ledger()
-            source = self.client.account(tx.source_account)
-            verdict = landing_verdict(
-                found=False,
-                successful=None,
-                latest_closed_ts=int(latest.closed_at.timestamp()),
-                max_time_ts=tx.max_time,
-                source_sequence_now=source.sequence if source else None,
-                tx_sequence=tx.sequence,
-            )
-            if verdict is Verdict.NEVER:
-                # The proof holds only for a lookup made after it: the transaction may have
-                # landed between the first lookup and these reads, using up its own sequence
-                # number. Not found now, it never will be.
-                info = self.client.transaction(tx.tx_hash)
-        if info is not None:
-            verdict = Verdict.LANDED if info.successful else Verdict.FAILED
-            if verdict is Verdict.LANDED:
-                self._confirm(session, tx, info.ledger, info.closed_at, report, landed_hash=info.tx_hash)
-                return verdict, ""
+        answer = chain_outcome(session, self.client, tx)
+        verdict, info = answer.verdict, answer.info
+        if verdict is Verdict.LANDED and info is not None:
+            self._confirm(session, tx, info.ledger, info.closed_at, report, landed_hash=info.tx_hash)
+            return verdict, ""
         if verdict is Verdict.FAILED:
             self._failed_on_chain(session, tx, codes, report)
         elif verdict is Verdict.NEVER:
             self._next_sequence.pop(tx.source_account, None)  # reload: the number may be unused
             self._dead(session, tx, codes, report)
+        elif verdict is Verdict.FOREIGN:
+            self._stop(session, require_run(session, run_id), answer.reason)
+            return Verdict.MAYBE, tx.envelope_xdr
+        elif answer.reason:
+            log.warning("payment.wait", run_id=run_id, tx_hash=tx.tx_hash, reason=answer.reason)
         return verdict, tx.envelope_xdr
 
     def _confirm(

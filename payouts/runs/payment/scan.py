@@ -1,0 +1,382 @@
+"""The chain is scanned before anything is sent (SPEC 10): the ledger may be wrong about the
+world (restored from a backup, copied), the chain is not.
+
+Before a run's first submission, and whenever a payer takes a run over, the outgoing history
+of the payout and channel accounts, from the moment the period's inputs were complete (the
+period's end), is matched against every transaction this ledger knows (any run, under every
+hash) and the period's receipts:
+- a transaction this ledger built is left to the landing rule;
+- an unknown one whose payments are exactly pending payments of the run (per receipt: memo =
+  receipt hash, destination and amount; batch: the memo root recomputed from the receipts that
+  match destination and amount in operation order) is adopted: those payments are paid, the
+  event names the chain transaction;
+- a batch whose receipts cannot be told apart (too many receipts share its destinations and
+  amounts to try every choice) stops the run, and so does an outgoing
+  transaction that matches nothing (naming it) unless an operator accepted it
+  (`payouts recover RUN --accept "who, why"`);
+- incoming payments (anyone can send dust with a receipt hash as memo) are ignored, with a
+  warning.
+The paging cursor per account is kept in the ledger, so later scans read only what is new; it
+never moves past a transaction that stopped the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+import structlog
+from sqlmodel import Session, col, select
+from stellar_sdk import FeeBumpTransactionEnvelope, TransactionBuilder
+from stellar_sdk.operation import Payment as PaymentOperation
+
+from payouts.ledger.events import record_event
+from payouts.ledger.models import ChainCursor, LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
+from payouts.ledger.repository import id_of
+from payouts.ledger.states import PAYMENT_TRANSITIONS, PaymentStatus, transition_many
+from payouts.ledger.types import utcnow
+from payouts.money import parse_tft
+from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.merkle import merkle_root
+
+log = structlog.get_logger(__name__)
+
+#: the event that records an operator's acceptance of chain transactions the ledger lacks
+ACCEPTED_EVENT = "chain.accepted"
+
+
+#: how many ways to match a batch's operations to receipts the scan tries before it stops
+MAX_CHOICES = 4096
+
+#: operations that move no value out of an account: settings, trust, data entries, sequence
+MOVES_NOTHING = frozenset(
+    {
+        "change_trust",
+        "set_options",
+        "manage_data",
+        "bump_sequence",
+        "allow_trust",
+        "set_trust_line_flags",
+        "begin_sponsoring_future_reserves",
+        "end_sponsoring_future_reserves",
+    }
+)
+
+
+@dataclass
+class ScanResult:
+    transactions_read: int = 0
+    adopted_payments: int = 0
+    adopted_transactions: list[str] = field(default_factory=list)
+    #: outgoing transactions that match nothing (or cannot be told apart): each stops the run
+    problems: list[str] = field(default_factory=list)
+    unmatched_hashes: list[str] = field(default_factory=list)
+    incoming_ignored: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+
+
+def known_hashes(session: Session) -> set[str]:
+    """Every hash of every transaction this ledger built, any run, any purpose."""
+    own = {
+        h
+        for pair in session.exec(select(StellarTransaction.tx_hash, StellarTransaction.fee_bump_hash))
+        for h in pair
+        if h
+    }
+    return own | set(session.exec(select(TransactionHash.tx_hash)).all())
+
+
+def accepted_hashes(session: Session) -> set[str]:
+    accepted: set[str] = set()
+    for detail in session.exec(select(LedgerEvent.detail_json).where(LedgerEvent.event == ACCEPTED_EVENT)).all():
+        accepted.update(orjson.loads(detail).get("tx_hashes", []))
+    return accepted
+
+
+def scan_chain(
+    session: Session,
+    client: HorizonClient,
+    run: Run,
+    *,
+    payout_account: str,
+    accounts: list[str],
+    asset_code: str,
+    asset_issuer: str,
+) -> ScanResult:
+    """Scan the accounts' history (incrementally) and adopt or flag what the ledger lacks.
+    Writes through the caller's session; never commits."""
+    started = time.monotonic()
+    result = ScanResult()
+    ours = set(accounts) | {payout_account}
+    known = known_hashes(session)
+    accepted = accepted_hashes(session)
+    receipt_hashes = set(session.exec(select(Payment.receipt_hash).where(Payment.run_id == run.id)).all())
+    seen: set[str] = set()
+    pending = PendingIndex(session, run)
+    for account in [payout_account, *[a for a in accounts if a != payout_account]]:
+        stored = session.get(ChainCursor, account)
+        cursor = stored.cursor if stored is not None else None
+        keep_cursor = cursor
+        blocked = False
+        read_here = 0
+        for record in client.transactions(account, cursor=cursor):
+            result.transactions_read += 1
+            read_here += 1
+            token = str(record["paging_token"])
+            problem = _match(
+                session,
+                client,
+                run,
+                record,
+                result,
+                ours,
+                known,
+                accepted,
+                receipt_hashes,
+                seen,
+                pending,
+                payout_account,
+                asset_code,
+                asset_issuer,
+            )
+            if problem:
+                blocked = True
+            if not blocked:
+                keep_cursor = token
+        result.requests += 1 + read_here // 200  # pages of 200
+        if keep_cursor and keep_cursor != cursor:
+            if stored is None:
+                session.add(ChainCursor(account_id=account, cursor=keep_cursor, updated_at=utcnow()))
+            else:
+                stored.cursor, stored.updated_at = keep_cursor, utcnow()
+                session.add(stored)
+    session.flush()
+    result.seconds = time.monotonic() - started
+    log.info(
+        "chain.scanned",
+        run_id=run.id,
+        transactions=result.transactions_read,
+        adopted=result.adopted_payments,
+        problems=len(result.problems),
+        seconds=round(result.seconds, 3),
+    )
+    return result
+
+
+def _match(
+    session: Session,
+    client: HorizonClient,
+    run: Run,
+    record: dict,
+    result: ScanResult,
+    ours: set[str],
+    known: set[str],
+    accepted: set[str],
+    receipt_hashes: set[str],
+    seen: set[str],
+    pending: PendingIndex,
+    payout_account: str,
+    asset_code: str,
+    asset_issuer: str,
+) -> bool:
+    """One chain transaction; True when it stops the run."""
+    tx_hash = record["hash"]
+    inner = (record.get("inner_transaction") or {}).get("hash")
+    if tx_hash in seen:
+        return tx_hash in result.unmatched_hashes
+    seen.add(tx_hash)
+    if not record.get("successful", True):
+        return False  # pays nothing
+    if datetime.fromisoformat(record["created_at"]).timestamp() < run.period_end_ts:
+        return False  # before the period's inputs were complete: not this period's
+    if tx_hash in known or (inner is not None and inner in known):
+        return False  # ours: the landing rule resolves it
+    memo = _memo_hex(record)
+    outgoing = record.get("source_account") in ours or record.get("fee_account") in ours
+    operations = _envelope_operations(record)
+    if operations is None:  # no envelope in the record: ask Horizon for the operations
+        operations = client.transaction_operations(tx_hash)
+        result.requests += 1
+    ours_paying = [
+        op
+        for op in operations
+        if (op.get("source_account") in ours or op.get("from") in ours) and op.get("type") not in MOVES_NOTHING
+    ]
+    if not ours_paying:
+        # incoming, or our own account settings (a trustline, signers, the payer's claim)
+        if not outgoing:
+            result.incoming_ignored += 1
+            if memo in receipt_hashes:
+                log.warning("chain.incoming.receipt_memo", run_id=run.id, tx_hash=tx_hash, memo=memo)
+        return False
+    if tx_hash in accepted:
+        return False
+    payments = [
+        (op["to"], parse_tft(op["amount"]))
+        for op in ours_paying
+        if op.get("type") == "payment"
+        and op.get("from") == payout_account
+        and op.get("asset_code") == asset_code
+        and op.get("asset_issuer") == asset_issuer
+    ]
+    if payments and len(payments) == len(ours_paying) and memo is not None:
+        adopted, ambiguous = _adopt(session, run, pending, tx_hash, memo, payments, record)
+        if adopted:
+            result.adopted_payments += adopted
+            result.adopted_transactions.append(tx_hash)
+            return False
+        if ambiguous:
+            result.problems.append(
+                f"chain transaction {tx_hash} pays receipts of this run that cannot be told apart "
+                "(same destination and amount); resolve it by hand"
+            )
+            result.unmatched_hashes.append(tx_hash)
+            return True
+    result.problems.append(
+        f"chain transaction {tx_hash} from {record.get('source_account')} matches nothing this ledger knows "
+        f'({len(ours_paying)} operation(s) from our accounts); `payouts recover {run.id} --accept "who, why"` '
+        "once it is explained (a key rotation, a manual transfer)"
+    )
+    result.unmatched_hashes.append(tx_hash)
+    return True
+
+
+class PendingIndex:
+    """The run's pending payments, read once per scan, by memo and by (destination, amount),
+    in payment-id order (the order they are built in)."""
+
+    def __init__(self, session: Session, run: Run) -> None:
+        self.by_memo: dict[str, list[Payment]] = {}
+        self.by_payment: dict[tuple[str, int], list[Payment]] = {}
+        for payment in session.exec(
+            select(Payment)
+            .where(
+                Payment.run_id == run.id, Payment.status == PaymentStatus.PENDING, col(Payment.in_manifest).is_(True)
+            )
+            .order_by(col(Payment.id))
+        ).all():
+            self.by_memo.setdefault(payment.receipt_hash, []).append(payment)
+            self.by_payment.setdefault((payment.destination, payment.amount_tft_units), []).append(payment)
+
+    def take(self, chosen: list[Payment]) -> None:
+        for payment in chosen:
+            self.by_memo[payment.receipt_hash].remove(payment)
+            self.by_payment[(payment.destination, payment.amount_tft_units)].remove(payment)
+
+
+def _adopt(
+    session: Session,
+    run: Run,
+    pending: PendingIndex,
+    tx_hash: str,
+    memo: str,
+    payments: Sequence[tuple[str, int]],
+    record: dict,
+) -> tuple[int, bool]:
+    """Adopt the run's pending payments this chain transaction paid; (adopted, ambiguous)."""
+    chosen: list[Payment] = []
+    ambiguous = False
+    if len(payments) == 1:
+        destination, amount = payments[0]
+        match = [
+            p for p in pending.by_memo.get(memo, []) if p.destination == destination and p.amount_tft_units == amount
+        ]
+        chosen = match[:1] if len(match) == 1 else []
+    if not chosen:
+        # batch: the receipts matching destination and amount in operation order, and the memo
+        # root recomputed from them; where several receipts share a destination and amount,
+        # every choice is tried (up to MAX_CHOICES): exactly one must give the memo root
+        options = [pending.by_payment.get((destination, amount), []) for destination, amount in payments]
+        if all(options):
+            choices = math.prod(len(o) for o in options)
+            if choices > MAX_CHOICES:
+                return 0, True
+            matches = {
+                tuple(sorted(id_of(p) for p in combination)): list(combination)
+                for combination in itertools.product(*options)
+                if len({id_of(p) for p in combination}) == len(combination)
+                and merkle_root([p.receipt_hash for p in combination]).hex() == memo
+            }
+            if len(matches) == 1:
+                chosen = next(iter(matches.values()))
+            ambiguous = len(matches) > 1
+    if not chosen:
+        return 0, ambiguous
+    ledger = int(record["ledger"]) if record.get("ledger") is not None else None
+    transition_many(
+        session,
+        Payment,
+        [id_of(p) for p in chosen],
+        PaymentStatus.PENDING,
+        PaymentStatus.PAID,
+        transitions=PAYMENT_TRANSITIONS,
+        event="payment.adopted",
+        run_id=id_of(run),
+        detail={"tx_hash": tx_hash, "ledger": ledger},
+        tx_hash=tx_hash,
+        ledger=ledger,
+        paid_at=datetime.fromisoformat(record["created_at"]),
+    )
+    pending.take(chosen)
+    log.warning("chain.adopted", run_id=run.id, tx_hash=tx_hash, payments=len(chosen))
+    return len(chosen), False
+
+
+def record_acceptance(session: Session, run: Run, tx_hashes: list[str], accepted_by: str) -> None:
+    record_event(
+        session,
+        entity="runs",
+        entity_id=id_of(run),
+        run_id=id_of(run),
+        event=ACCEPTED_EVENT,
+        detail={"tx_hashes": sorted(tx_hashes), "accepted_by": accepted_by},
+    )
+
+
+def _envelope_operations(record: dict) -> list[dict] | None:
+    """The transaction's operations read from its signed envelope (in the record already), in
+    the shape of Horizon's operation records; None when the record carries no envelope."""
+    envelope_xdr = record.get("envelope_xdr")
+    if not envelope_xdr:
+        return None
+    try:
+        # the passphrase only feeds the hash, which the record gives: any value reads the body
+        envelope = TransactionBuilder.from_xdr(envelope_xdr, "scan")
+    except Exception:  # noqa: BLE001 - an envelope the SDK cannot read: ask Horizon instead
+        return None
+    if isinstance(envelope, FeeBumpTransactionEnvelope):
+        transaction = envelope.transaction.inner_transaction_envelope.transaction
+    else:
+        transaction = envelope.transaction
+    tx_source = transaction.source.account_id
+    operations: list[dict] = []
+    for op in transaction.operations:
+        source = op.source.account_id if op.source is not None else tx_source
+        document: dict[str, str | None] = {"type": _SNAKE.sub("_", type(op).__name__).lower(), "source_account": source}
+        if isinstance(op, PaymentOperation):
+            document |= {
+                "from": source,
+                "to": op.destination.account_id,
+                "amount": str(op.amount),
+                "asset_code": op.asset.code,
+                "asset_issuer": op.asset.issuer,
+            }
+        operations.append(document)
+    return operations
+
+
+_SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def _memo_hex(record: dict) -> str | None:
+    if record.get("memo_type") != "hash" or not record.get("memo"):
+        return None
+    return base64.b64decode(record["memo"]).hex()
