@@ -129,12 +129,20 @@ class Settings(BaseSettings):
 
     def ledger_url(self) -> str:
         if self.database_url is not None:
-            return self.database_url.get_secret_value()
+            return with_driver(self.database_url.get_secret_value())
         return f"sqlite:///{self.state_dir / 'payouts.sqlite3'}"
 
     def ledger_url_for_display(self) -> str:
         """The ledger URL with any password masked, safe for logs and error messages."""
         return make_url(self.ledger_url()).render_as_string(hide_password=True)
+
+
+def with_driver(url: str) -> str:
+    """`postgres://` and `postgresql://` (as hosting providers write them) use the psycopg driver."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,8 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from config.settings import Settings
-from payouts.cli.console import abort
+from payouts.cli import errors
+from payouts.cli.failures import fail
 from payouts.ledger.db import make_engine, migrate, session_scope
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 
@@ -35,7 +36,8 @@ class CliContext:
                     migrate(engine)
             except OperationalError as exc:
                 # the driver's message can quote the URL; show the masked one only
-                abort(f"cannot open the ledger at {self.settings.ledger_url_for_display()}: {type(exc.orig).__name__}")
+                errors.current.ledger_url = self.settings.ledger_url_for_display()
+                fail(exc)
             self._engine = engine
         return self._engine
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from config.logging import configure_logging
 from config.settings import Settings
 from payouts import CODE_VERSION
 from payouts.cli import approve, db, demo, export, funding, operate, pay, receipt, run, sandbox, snapshot
 from payouts.cli.context import CliContext
+from payouts.cli.failures import fail, remember, run_app
 
 app = typer.Typer(
     name="payouts",
@@ -43,7 +45,11 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fail(exc)
+    remember(ctx.invoked_subcommand, settings)
     configure_logging(log_format or settings.log_format, "DEBUG" if verbose else settings.log_level)
     ctx.obj = CliContext(settings=settings)
 
@@ -77,7 +83,7 @@ app.add_typer(export.nodes_app, name="nodes")
 
 
 def main() -> None:
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":
