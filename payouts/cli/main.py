@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from config.logging import configure_logging
 from config.settings import Settings
 from payouts import CODE_VERSION
-from payouts.cli import approve, db, demo, export, funding, operate, pay, receipt, run, sandbox, snapshot
+from payouts.cli import approve, db, demo, export, funding, operate, pay, receipt, rehearsal, run, sandbox, snapshot
 from payouts.cli.context import CliContext
 from payouts.cli.failures import fail, remember, run_app
 
@@ -73,6 +73,7 @@ app.add_typer(funding.app, name="funding")
 app.add_typer(receipt.app, name="receipt")
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(rehearsal.keys_app, name="keys")
 app.command("export")(export.export)
 app.command("status")(export.status)
 app.command("publish")(export.publish)
