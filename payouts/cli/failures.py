@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, NoReturn
 from payouts.cli import errors
 
 if TYPE_CHECKING:
+    import typer
+
     from config.settings import Settings
+
+#: options that print help and exit: such a run needs no settings
+_HELP = {"--help", "-h"}
 
 #: exit codes: 1 a failure of the world (unreachable service), 2 a bad setting or input
 EXIT_UNAVAILABLE = 1
@@ -52,3 +57,24 @@ def run_app(app: Callable[[], object]) -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - described when expected, re-raised otherwise
         fail(exc)
+
+
+def open_root(ctx: typer.Context, log_format: str | None, verbose: bool) -> None:
+    """Read the settings, configure logging and keep the command's context (skipped for --help)."""
+    from payouts.cli.lazy import ARGS_KEY
+
+    if _HELP & set(ctx.meta.get(ARGS_KEY, [])):
+        return
+    from pydantic import ValidationError
+
+    from config.logging import configure_logging
+    from config.settings import Settings
+    from payouts.cli.context import CliContext
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fail(exc)
+    remember(ctx.invoked_subcommand, settings)
+    configure_logging(log_format or settings.log_format, "DEBUG" if verbose else settings.log_level)
+    ctx.obj = CliContext(settings=settings)

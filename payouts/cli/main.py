@@ -1,25 +1,28 @@
-"""The `payouts` command: treasury operators drive runs from here."""
+"""The `payouts` command: treasury operators drive runs from here.
+
+Commands are imported when used (payouts/cli/lazy.py): `payouts --help` and a command's
+`--help` load neither the ledger nor Stellar, Celery or HTTP libraries.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from config.logging import configure_logging
-from config.settings import Settings
-from payouts import CODE_VERSION
-from payouts.cli import approve, db, demo, export, funding, operate, pay, receipt, rehearsal, run, sandbox, snapshot
-from payouts.cli.context import CliContext
-from payouts.cli.failures import fail, remember, run_app
+from payouts.cli.failures import open_root, run_app
+from payouts.cli.lazy import LazyGroup
 
 app = typer.Typer(
     name="payouts",
+    cls=LazyGroup,
     help=(
         "Monthly TFT payouts to ThreeFold farmers: calculate proof-of-capacity receipts "
         "exactly as minting did, review and approve them, pay them once on Stellar."
     ),
+    epilog="Example:\n\n\b\n  payouts runs\n  payouts run --period 2025-11",
+    # plain help (click's formatter): `payouts --help` prints without loading rich's renderer
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -29,6 +32,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from payouts import CODE_VERSION
+
         typer.echo(CODE_VERSION)
         raise typer.Exit()
 
@@ -45,42 +50,7 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        fail(exc)
-    remember(ctx.invoked_subcommand, settings)
-    configure_logging(log_format or settings.log_format, "DEBUG" if verbose else settings.log_level)
-    ctx.obj = CliContext(settings=settings)
-
-
-app.command("run")(operate.run)
-app.command("calculate")(run.calculate)
-app.command("runs")(run.runs)
-app.command("show")(run.show)
-app.command("approve")(approve.approve)
-app.command("reject")(approve.reject)
-app.command("pay")(pay.pay)
-app.command("reconcile")(pay.reconcile)
-app.command("held")(pay.held)
-app.command("pause")(operate.pause)
-app.command("resume")(operate.resume)
-app.command("continue")(operate.continue_)
-app.command("synth")(snapshot.synth)
-app.command("snapshot")(snapshot.snapshot)
-app.command("demo")(demo.demo)
-app.add_typer(funding.app, name="funding")
-app.add_typer(receipt.app, name="receipt")
-app.add_typer(db.app, name="db")
-app.add_typer(sandbox.app, name="sandbox")
-app.add_typer(rehearsal.keys_app, name="keys")
-app.command("export")(export.export)
-app.command("status")(export.status)
-app.command("publish")(export.publish)
-app.command("web")(export.web)
-app.command("correct")(export.correct)
-app.add_typer(export.farms_app, name="farms")
-app.add_typer(export.nodes_app, name="nodes")
+    open_root(ctx, log_format, verbose)
 
 
 def main() -> None:

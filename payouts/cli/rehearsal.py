@@ -10,8 +10,6 @@ from typing import Annotated
 
 import typer
 
-from payouts.cli.console import abort, err_console
-
 keys_app = typer.Typer(
     help="Stellar keys for approvers, treasury signers and payout accounts.",
     no_args_is_help=True,
@@ -20,6 +18,8 @@ keys_app = typer.Typer(
 
 def sandbox_farmers(path: Path) -> list[str]:
     """The farmers' public keys of a `payouts sandbox init` accounts file (secrets are not read out)."""
+    from payouts.cli.console import abort
+
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -67,9 +67,12 @@ def new(
 
     Example (an approver's key, then the setting that trusts it):
 
+    \b
       payouts keys new --out ~/keys/approver.key
       export PAYOUTS_APPROVERS=G...   # the public key printed above
     """
+    from payouts.cli.console import abort, err_console
+
     try:
         public_key = write_new_key(out)
     except FileExistsError as exc:

@@ -107,6 +107,7 @@ def init(
 
     Example (a 3-signer treasury needing 2 signatures, then a month for its farmers):
 
+    \b
       payouts sandbox init --horizon http://127.0.0.1:8000 --out accounts.json --treasury-signers 3 --threshold 2
       payouts synth --accounts accounts.json --out 2025-11.json
     """

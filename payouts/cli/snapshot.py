@@ -49,6 +49,7 @@ def synth(
 
     Example (a month paying the sandbox's farmers):
 
+    \b
       payouts synth --accounts accounts.json --nodes 200 --period 2025-11 --out var/snapshots/2025-11.json
     """
     if period is None and period_offset is None:
