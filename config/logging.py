@@ -50,6 +50,9 @@ _LIBRARY_LEVELS = {
 }
 
 
+_HANDLER_NAME = "payouts.structlog"
+
+
 def _logger_name(logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """The standard library's logger name as `logger` (a product line names its module itself)."""
     record = event_dict.get("_record")
@@ -87,9 +90,11 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> No
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if old.get_name() == _HANDLER_NAME:  # ours from an earlier call; others' handlers stay
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.getLevelName(level))
     logging.captureWarnings(True)  # a library's warning is a WARNING line of the same shape
