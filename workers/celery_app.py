@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import inspect
+import sys
 
 import structlog
 from celery import Celery, signals
 from celery.schedules import crontab
+from pydantic import ValidationError
 
+from config.errors import describe_settings
 from config.logging import configure_logging
 from config.settings import Settings
 from payouts.periods import Period
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    settings = settings or Settings()
+    if settings is None:
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            # a worker or beat with a bad setting says which, in one short message, and stops
+            sys.stderr.write(f"error: {describe_settings(exc)}\n")
+            raise SystemExit(2) from None
     app = Celery("payouts", include=["workers.tasks"])
     app.conf.update(
         broker_url=settings.broker_url.get_secret_value(),

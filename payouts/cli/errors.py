@@ -15,6 +15,10 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from config.errors import describe_settings, setting_errors
+
+__all__ = ["describe", "describe_settings", "mask_url", "setting_errors"]
+
 
 @dataclass
 class Invocation:
@@ -27,9 +31,6 @@ class Invocation:
 
 
 current = Invocation()
-
-#: Settings whose errors are a consequence of another bad setting (pydantic says so itself).
-_CONSEQUENTIAL = {"default_factory_not_called"}
 
 
 def mask_url(url: str) -> str:
@@ -53,37 +54,6 @@ def _class_names(error: BaseException) -> set[str]:
 def _is(error: BaseException, *names: str) -> bool:
     found = _class_names(error)
     return any(name in found for name in names)
-
-
-def setting_errors(error: BaseException) -> list[str]:
-    """One line per bad setting of a pydantic ValidationError: its PAYOUTS_ name and the problem.
-
-    The input value is never shown (`input_value` may be a seed or a password).
-    """
-    lines: list[str] = []
-    seen: set[str] = set()
-    for item in error.errors(include_url=False, include_input=False, include_context=False):  # type: ignore[attr-defined]
-        if item.get("type") in _CONSEQUENTIAL:
-            continue
-        loc = item.get("loc") or ()
-        name = str(loc[0]) if loc else "?"
-        env_name = f"PAYOUTS_{name.upper()}"
-        if env_name in seen:
-            continue
-        seen.add(env_name)
-        message = str(item.get("msg", "invalid"))
-        # "Value error, approver 'GABC' is ..." -> "approver is ...": a quoted value may be a secret
-        message = message.removeprefix("Value error, ")
-        message = re.sub(r"'[^']*'", "(the value given)", message)
-        lines.append(f"{env_name}: {message}")
-    return lines
-
-
-def describe_settings(error: BaseException) -> str:
-    lines = setting_errors(error)
-    head = f"{len(lines)} setting{'s are' if len(lines) != 1 else ' is'} not valid"
-    body = "\n".join(f"  {line}" for line in lines)
-    return f"{head} (fix it in the environment or .env):\n{body}"
 
 
 def _rerun_hint() -> str:

@@ -159,3 +159,21 @@ def test_double_signing_is_one_line(calculated_run, tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in text
     assert f"run {run_id} is approved" in result.stderr, text
+
+
+def test_worker_with_a_bad_setting_says_which_and_stops():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYOUTS_")}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "PAYOUTS_APPROVALS_REQUIRED": "two",
+        "PAYOUTS_STATE_DIR": os.environ["PAYOUTS_STATE_DIR"],
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "--quiet", "worker", "--pool", "solo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_short_failure(result, "PAYOUTS_APPROVALS_REQUIRED", "valid integer", max_lines=3)
+    assert result.returncode == 2 and "two" not in result.stderr.replace("(fix it", "")
