@@ -68,7 +68,34 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+#: Loggers of libraries and their level: their INFO is chatter, their WARNING is worth a line.
+_LIBRARY_LEVELS = {
+    "celery": logging.INFO,
+    "celery.redirected": logging.WARNING,
+    "kombu": logging.WARNING,
+    "amqp": logging.WARNING,
+    "alembic": logging.WARNING,
+    "sqlalchemy": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "redbeat": logging.INFO,
+}
+
+
+_HANDLER_NAME = "payouts.structlog"
+
+
+def _logger_name(logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """The standard library's logger name as `logger` (a product line names its module itself)."""
+    record = event_dict.get("_record")
+    if record is not None and "logger" not in event_dict:
+        event_dict["logger"] = record.name
+    return event_dict
+
+
 def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> None:
+    """One log shape for every line of the process: structlog's and the standard library's
+    (Celery, Alembic, Hypercorn) alike, JSON lines in production and a console in a terminal."""
     stream = stream or _CurrentStderr()
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     shared: list[Processor] = [
@@ -93,8 +120,24 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> No
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    # Library loggers (alembic, celery) go through the standard library; keep them quiet.
-    logging.basicConfig(level=max(logging.getLevelName(level), logging.WARNING))
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _SeedFilter) for f in handler.filters):
-            handler.addFilter(_SeedFilter())
+    # the standard library's loggers (Celery, Alembic, Hypercorn) render through the same chain
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    handler.set_name(_HANDLER_NAME)
+    handler.addFilter(_SeedFilter())  # a library's line never shows a seed either
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if old.get_name() == _HANDLER_NAME:  # ours from an earlier call; others' handlers stay
+            root.removeHandler(old)
+    root.addHandler(handler)
+    for other in root.handlers:  # a handler someone else added (a test runner, a host) too
+        if not any(isinstance(f, _SeedFilter) for f in other.filters):
+            other.addFilter(_SeedFilter())
+    root.setLevel(logging.getLevelName(level))
+    logging.captureWarnings(True)  # a library's warning is a WARNING line of the same shape
+    for name, library_level in _LIBRARY_LEVELS.items():
+        logging.getLogger(name).setLevel(max(library_level, logging.getLevelName(level)))

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from stellar_sdk import StrKey
 
+from config.errors import describe_settings
 from payouts.redact import has_seed, redact
 
 DEFAULT_STATE_DIR = Path("var")
@@ -183,7 +184,7 @@ class Settings(BaseSettings):
 
     def ledger_url(self) -> str:
         if self.database_url is not None:
-            return self.database_url.get_secret_value()
+            return with_driver(self.database_url.get_secret_value())
         return f"sqlite:///{self.state_dir / 'payouts.sqlite3'}"
 
     def ledger_url_for_display(self) -> str:
@@ -202,15 +203,8 @@ def env_file_for(environ: dict[str, str] | None = None, state_dir: Path | None =
 
 
 def describe_errors(exc: ValidationError) -> str:
-    """Each failing setting by its environment name with what is wrong, never its value."""
-    lines = []
-    for error in exc.errors(include_input=False, include_url=False):
-        if error["type"] == "default_factory_not_called":
-            continue  # a consequence of another error, listed already
-        loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
-        name = "PAYOUTS_" + "_".join(loc).upper() if loc else "settings"
-        lines.append(f"{name}: {redact(str(error['msg']).removeprefix('Value error, '))}")
-    return "invalid settings: " + "; ".join(lines)
+    """Each failing setting once by its environment name with what is wrong, never its value."""
+    return describe_settings(exc)
 
 
 def load_settings(**values: Any) -> Settings:
@@ -224,6 +218,14 @@ def load_settings(**values: Any) -> Settings:
         return Settings(_env_file=env_file if env_file.is_file() else None, **values)
     except ValidationError as exc:
         raise SettingsError(describe_errors(exc)) from None
+
+
+def with_driver(url: str) -> str:
+    """`postgres://` and `postgresql://` (as hosting providers write them) use the psycopg driver."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
 
 
 @lru_cache(maxsize=1)

@@ -1,11 +1,25 @@
 """TFT payout scheduler: proof-of-capacity receipts paid exactly once on Stellar."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("tft-payouts")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
+from functools import cache
 
-#: Written on every run and receipt row so a run can be reproduced with the same code.
-CODE_VERSION = f"tft-payouts/{__version__}"
+
+@cache
+def _version() -> str:
+    # read on first use: importlib.metadata is slow to import and `payouts --help` needs no version
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tft-payouts")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        return _version()
+    #: Written on every run and receipt row so a run can be reproduced with the same code.
+    if name == "CODE_VERSION":
+        return f"tft-payouts/{_version()}"
+    raise AttributeError(f"module 'payouts' has no attribute {name!r}")

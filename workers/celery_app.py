@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 import structlog
 from celery import Celery, signals
 from celery.schedules import crontab
 
 from config.logging import configure_logging
-from config.settings import Settings, load_settings
+from config.settings import Settings, SettingsError, load_settings
+from payouts.periods import Period
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    settings = settings or load_settings()
+    if settings is None:
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            # a worker or beat with a bad setting says which, in one short message, and stops
+            sys.stderr.write(f"error: {exc}\n")
+            raise SystemExit(2) from None
     app = Celery("payouts", include=["workers.tasks"])
     app.conf.update(
         broker_url=settings.broker_url.get_secret_value(),
@@ -27,7 +37,10 @@ def create_app(settings: Settings | None = None) -> Celery:
         timezone="UTC",
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
+        # one log shape: Celery's own loggers go through structlog's formatter (setup_logging
+        # below); product events are structlog lines, never print()ed into "celery.redirected"
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
     )
     # beat: one active scheduler across processes (RedBeat's lock in Redis); it fires the
     # reconciler, which is harmless when late, missed or doubled
@@ -67,17 +80,43 @@ def _cron_fields(text: str) -> list[str]:
 app = create_app()
 
 
+@signals.celeryd_init.connect
+@signals.setup_logging.connect
 @signals.worker_process_init.connect
-@signals.worker_init.connect
+@signals.beat_init.connect
 def _configure_worker_logging(**_kwargs) -> None:
+    # connected to setup_logging, Celery leaves the root logger to us (no plain-text handler)
     settings = app.conf.payouts_settings
     configure_logging(settings.log_format, settings.log_level)
 
 
+#: task argument -> the context key it is logged under
+_CONTEXT_ARGUMENTS = {"run_id": "run_id", "period_offset": "period"}
+
+
 @signals.task_prerun.connect
-def _bind_task_context(task_id=None, task=None, **_kwargs) -> None:
+def _bind_task_context(task_id=None, task=None, args=None, kwargs=None, **_kwargs) -> None:
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
+    context: dict[str, object] = {"task_id": task_id, "task": getattr(task, "name", None)}
+    context.update(_task_arguments(task, args or (), kwargs or {}))
+    structlog.contextvars.bind_contextvars(**context)
+
+
+def _task_arguments(task, args, kwargs) -> dict[str, object]:
+    """run_id and period from a task's arguments (the unit of work is injected, not passed)."""
+    try:
+        parameters = [p for p in inspect.signature(task.run).parameters if p not in {"self", "uow"}]
+    except (TypeError, ValueError):
+        return {}
+    values = dict(zip(parameters, args, strict=False)) | dict(kwargs)
+    found: dict[str, object] = {}
+    for argument, key in _CONTEXT_ARGUMENTS.items():
+        if argument in values:
+            value = values[argument]
+            if key == "period" and isinstance(value, int):
+                value = Period(value).label
+            found[key] = value
+    return found
 
 
 @signals.task_postrun.connect

@@ -17,7 +17,9 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from config.settings import Settings, SettingsError, load_settings
+from payouts.cli import errors
 from payouts.cli.console import abort
+from payouts.cli.failures import fail
 from payouts.ledger.db import make_engine, migrate, session_scope
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 
@@ -37,7 +39,8 @@ class CliContext:
                     migrate(engine)
             except OperationalError as exc:
                 # the driver's message can quote the URL; show the masked one only
-                abort(f"cannot open the ledger at {self.settings.ledger_url_for_display()}: {type(exc.orig).__name__}")
+                errors.current.ledger_url = self.settings.ledger_url_for_display()
+                fail(exc)
             self._engine = engine
         return self._engine
 
@@ -55,7 +58,8 @@ class CliContext:
             with make_engine(self.settings.ledger_url()).connect() as connection:
                 initialised = inspect(connection).has_table("alembic_version")
         except OperationalError as exc:
-            abort(f"cannot open the ledger at {where}: {type(exc.orig).__name__}")
+            errors.current.ledger_url = where
+            fail(exc)
         if not initialised:
             abort(f"the database at {where} holds no ledger on the {self.settings.network} network; {hint}", code=2)
 

@@ -9,6 +9,8 @@ import typer
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
+from payouts.cli.rehearsal import trigger_line
+from payouts.periods import Period
 from payouts.runs.errors import RunsError
 from payouts.runs.funding import FundingFile, export_funding, sign_funding, submit_funding
 from payouts.runs.service import require_run
@@ -95,3 +97,11 @@ def submit(
     except (RunsError, StellarError) as exc:
         abort(str(exc))
     err_console.print(f"run {funding.run_id}: {status}")
+    with cli.session() as session:
+        run = require_run(session, funding.run_id)
+        period = Period(run.period_offset).label
+    settings = cli.settings
+    err_console.print(
+        f"the run is paid when the reconciler next runs; "
+        f"{trigger_line(settings.schedule_cron, settings.schedule_every_s, period)}"
+    )

@@ -1,4 +1,8 @@
-"""The `payouts` command: treasury operators drive runs from here."""
+"""The `payouts` command: treasury operators drive runs from here.
+
+Commands are imported when used (payouts/cli/lazy.py): `payouts --help` and a command's
+`--help` load neither the ledger nor Stellar, Celery or HTTP libraries.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,13 @@ from typing import Annotated
 import typer
 from typer._click import Context as ClickContext  # typer ships its own click; its commands get this
 from typer._click import exceptions as click_errors
-from typer.core import TyperGroup
 
-from config.logging import configure_logging
-from config.settings import SettingsError, load_settings
-from payouts import CODE_VERSION
-from payouts.cli import approve, approvers, db, demo, export, funding, operate, pay, receipt, run, sandbox, snapshot
-from payouts.cli.console import abort
-from payouts.cli.context import CliContext
+from payouts.cli.failures import open_root, run_app
+from payouts.cli.lazy import LazyGroup
 from payouts.redact import has_seed, redact
 
 
-class SeedSafeGroup(TyperGroup):
+class SeedSafeGroup(LazyGroup):
     """The root command: an argument shaped like a secret seed is refused before anything runs
     (without repeating it), and no error a command raises shows one."""
 
@@ -43,17 +42,22 @@ class SeedSafeGroup(TyperGroup):
             raise
         except Exception as exc:
             if has_seed(str(exc)):  # never a traceback that quotes a seed
+                from payouts.cli.console import abort
+
                 abort(redact(f"{type(exc).__name__}: {exc}"))
             raise
 
 
 app = typer.Typer(
-    cls=SeedSafeGroup,
     name="payouts",
+    cls=SeedSafeGroup,
     help=(
         "Monthly TFT payouts to ThreeFold farmers: calculate proof-of-capacity receipts "
         "exactly as minting did, review and approve them, pay them once on Stellar."
     ),
+    epilog="Example:\n\n\b\n  payouts runs\n  payouts run --period 2025-11",
+    # plain help (click's formatter): `payouts --help` prints without loading rich's renderer
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -63,6 +67,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from payouts import CODE_VERSION
+
         typer.echo(CODE_VERSION)
         raise typer.Exit()
 
@@ -79,46 +85,11 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        abort(str(exc), code=2)
-    configure_logging(log_format or settings.log_format, "DEBUG" if verbose else settings.log_level)
-    ctx.obj = CliContext(settings=settings)
-
-
-app.command("run")(operate.run)
-app.command("calculate")(run.calculate)
-app.command("runs")(run.runs)
-app.command("show")(run.show)
-app.command("approve")(approve.approve)
-app.command("reject")(approve.reject)
-app.command("pay")(pay.pay)
-app.command("reconcile")(pay.reconcile)
-app.command("recover")(pay.recover)
-app.command("held")(pay.held)
-app.command("pause")(operate.pause)
-app.command("resume")(operate.resume)
-app.command("continue")(operate.continue_)
-app.command("synth")(snapshot.synth)
-app.command("snapshot")(snapshot.snapshot)
-app.command("demo")(demo.demo)
-app.add_typer(funding.app, name="funding")
-app.add_typer(receipt.app, name="receipt")
-app.add_typer(db.app, name="db")
-app.add_typer(approvers.app, name="approvers")
-app.add_typer(sandbox.app, name="sandbox")
-app.command("export")(export.export)
-app.command("status")(export.status)
-app.command("publish")(export.publish)
-app.command("web")(export.web)
-app.command("correct")(export.correct)
-app.add_typer(export.farms_app, name="farms")
-app.add_typer(export.nodes_app, name="nodes")
+    open_root(ctx, log_format, verbose)
 
 
 def main() -> None:
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

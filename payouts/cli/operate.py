@@ -9,6 +9,7 @@ import typer
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
+from payouts.cli.errors import mask_url
 from payouts.periods import PeriodError, resolve_period
 from payouts.runs.advance import continue_run
 from payouts.runs.control import pause_state, set_paused
@@ -48,8 +49,8 @@ def run(
             result = advance_period.apply_async(args=[month.offset], retry=False)
         except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the broker is down
             abort(
-                f"cannot queue the run for {month}: broker unreachable ({type(exc).__name__}); "
-                "start Redis and a worker, or use --in-process"
+                f"cannot queue the run for {month}: Redis at {mask_url(cli.settings.broker_url.get_secret_value())} "
+                f"is unreachable ({type(exc).__name__}); start Redis and a worker, or use --in-process"
             )
         if as_json:
             print_json({"period": month.label, "queued": True, "task_id": result.id})

@@ -11,6 +11,7 @@ from sqlmodel import col, select
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
+from payouts.cli.failures import fail
 from payouts.ledger import repository
 from payouts.ledger.errors import AlreadyDone
 from payouts.ledger.models import Payment
@@ -23,7 +24,7 @@ from payouts.runs.payment import PaymentEngine
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.runs.retries import retries_so_far
 from payouts.runs.service import require_run
-from payouts.stellar.horizon import StellarError
+from payouts.stellar.horizon import HorizonUnavailable, StellarError
 from payouts.stellar.keys import KeyFileError
 from payouts.wiring import horizon, pay_config, signing_keys
 
@@ -96,6 +97,8 @@ def pay(
         except AlreadyDone as exc:
             err_console.print(str(exc))
             return
+        except HorizonUnavailable as exc:
+            fail(exc)
         except (RunsError, StellarError) as exc:
             abort(str(exc))
     out_console.print(

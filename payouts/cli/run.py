@@ -12,6 +12,7 @@ from rich.table import Table
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
+from payouts.cli.rehearsal import trigger_line
 from payouts.ledger import repository
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
@@ -153,6 +154,7 @@ def runs(
             "No runs yet. Calculate one with: payouts calculate --snapshot FILE, "
             "or run a period with: payouts run --period 2025-11 --in-process"
         )
+        err_console.print(trigger_line(settings.schedule_cron, settings.schedule_every_s, None))
         return
     table = Table(title="Runs")
     for column in ("run", "period", "status", "waits for", "nodes", "total TFT", "snapshot"):
@@ -168,6 +170,12 @@ def runs(
             row["snapshot_sha256"][:12],
         )
     out_console.print(table)
+    waiting = [row["period"] for row in rows if row["status"] not in _SETTLED]
+    err_console.print(trigger_line(settings.schedule_cron, settings.schedule_every_s, waiting[-1] if waiting else None))
+
+
+#: a run in one of these states waits for nothing the trigger does
+_SETTLED = {"exported", "replaced", "rejected"}
 
 
 def show(

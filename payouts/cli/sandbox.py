@@ -97,11 +97,26 @@ def init(
     without_trustline: Annotated[int, typer.Option(min=0, help="How many farmers get no TFT trustline.")] = 0,
     channels: Annotated[int, typer.Option(min=0, help="Channel accounts (XLM only, for fees).")] = 0,
     treasury_tft: Annotated[str, typer.Option(help="TFT issued to the treasury.")] = "10000000",
+    treasury_signers: Annotated[
+        int, typer.Option(min=1, max=20, help="Signers of the treasury (a multisig treasury when above 1).")
+    ] = 1,
+    threshold: Annotated[
+        int, typer.Option(min=1, help="Signatures the treasury needs (at most --treasury-signers).")
+    ] = 1,
 ) -> None:
     """Create an issuer, a treasury, a payout account, channels and farmers on the sandbox;
-    keys go to --out only, never to the terminal."""
+    keys go to --out only, never to the terminal.
+
+    Example (a 3-signer treasury needing 2 signatures, then a month for its farmers):
+
+    \b
+      payouts sandbox init --horizon http://127.0.0.1:8000 --out accounts.json --treasury-signers 3 --threshold 2
+      payouts synth --accounts accounts.json --out 2025-11.json
+    """
     if without_trustline > farmers:
         abort("--without-trustline cannot exceed --farmers")
+    if threshold > treasury_signers:
+        abort(f"--threshold {threshold} exceeds --treasury-signers {treasury_signers}", code=2)
     try:
         treasury_tft_units = parse_tft(treasury_tft)
     except ValueError as exc:
@@ -114,6 +129,8 @@ def init(
             without_trustline=without_trustline,
             channels=channels,
             treasury_tft_units=treasury_tft_units,
+            treasury_signers=treasury_signers,
+            threshold=threshold,
         )
     except SandboxInitError as exc:
         abort(str(exc))
@@ -124,6 +141,11 @@ def init(
         f"created issuer {doc['asset']['issuer']}, treasury, payout, {channels} channels, "
         f"{farmers} farmers ({without_trustline} without TFT trustline); keys in {out}"
     )
+    if treasury_signers > 1:
+        err_console.print(
+            f"treasury {doc['treasury']['public_key']}: {treasury_signers} signers, {threshold} needed "
+            f"(the other signers' keys are under treasury_signers in {out})"
+        )
 
 
 __all__ = ["app"]

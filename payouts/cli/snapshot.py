@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from payouts.cli.console import abort, err_console
 from payouts.cli.context import get_context
+from payouts.cli.rehearsal import sandbox_farmers
 from payouts.periods import PeriodError, resolve_period
 from payouts.snapshot.synthetic import write_synthetic_snapshot
 from payouts.sources import endpoints
@@ -36,11 +37,22 @@ def synth(
             "--format", help="2: tfgrid-snapshot/2 (JSON Lines, 6-second blocks); 1: tfgrid-snapshot/1.", min=1, max=2
         ),
     ] = 2,
+    accounts: Annotated[
+        Path | None,
+        typer.Option(
+            "--accounts", help="A `payouts sandbox init` accounts file: its farmers become the farms' payout addresses."
+        ),
+    ] = None,
 ) -> None:
     """Write a realistic synthetic month of the grid as a tfgrid-snapshot/2 file (or /1).
 
     Reports every 40 minutes with jitter, reboots, outages, sleeping farmerbot nodes, a few
     violations, farms without a payout address, both certifications, NU and public IPs.
+
+    Example (a month paying the sandbox's farmers):
+
+    \b
+      payouts synth --accounts accounts.json --nodes 200 --period 2025-11 --out var/snapshots/2025-11.json
     """
     if period is None and period_offset is None:
         period = "2025-11"
@@ -50,6 +62,7 @@ def synth(
         abort(str(exc), code=2)
     if network not in ("main", "test", "dev"):
         abort(f"--network must be main, test or dev, not {network!r}", code=2)
+    farm_addresses = sandbox_farmers(accounts) if accounts is not None else None
     with Progress(
         TextColumn("[bold]synthesizing[/]"),
         BarColumn(),
@@ -67,6 +80,8 @@ def synth(
             network=network,
             progress=lambda done: bar.update(task, completed=done),
             snapshot_format=snapshot_format,
+            farm_addresses=farm_addresses,
+            farms=len(farm_addresses) if farm_addresses else None,
         )
     err_console.print(
         f"wrote {summary.path}: {month}, {summary.nodes:,} nodes, {summary.farms:,} farms, "

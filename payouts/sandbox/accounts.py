@@ -58,12 +58,22 @@ def init_sandbox(
     without_trustline: int = 0,
     channels: int = 0,
     treasury_tft_units: int = DEFAULT_TREASURY_TFT_UNITS,
+    treasury_signers: int = 1,
+    threshold: int = 1,
     timeout_s: float = 120.0,
 ) -> SandboxAccounts:
     """Create the accounts on the sandbox at `horizon_url` and write their keys to `out_path`
-    (mode 0600). Returns the document written (it holds secrets: never print it)."""
+    (mode 0600). Returns the document written (it holds secrets: never print it).
+
+    With `treasury_signers` N > 1 the treasury becomes an N-signer multisig account (its own
+    key and N-1 more, weight 1 each) whose low, medium and high thresholds are `threshold`."""
     if without_trustline > farmers:
         raise ValueError("without_trustline cannot exceed farmers")
+    if not 1 <= treasury_signers <= 20:
+        raise ValueError("treasury signers must be between 1 and 20 (Stellar allows 20 per account)")
+    if not 1 <= threshold <= treasury_signers:
+        raise ValueError(f"threshold must be between 1 and the number of treasury signers ({treasury_signers})")
+    cosigners = [Keypair.random() for _ in range(treasury_signers - 1)]
     with httpx.Client(base_url=horizon_url.rstrip("/"), timeout=30.0) as client:
         passphrase = client.get("/").raise_for_status().json()["network_passphrase"]
         root = root_keypair(passphrase)
@@ -116,6 +126,20 @@ def init_sandbox(
             tx.sign(issuer)
             _submit_all(client, [tx.to_xdr()], timeout_s, what="fund the treasury with TFT")
 
+        if cosigners or threshold > 1:
+            sequence = int(client.get(f"/accounts/{treasury.public_key}").raise_for_status().json()["sequence"])
+            builder = TransactionBuilder(
+                SdkAccount(treasury.public_key, sequence), passphrase, base_fee=SETUP_FEE_STROOPS
+            )
+            for cosigner in cosigners:
+                builder.append_ed25519_public_key_signer(cosigner.public_key, 1)
+            builder.append_set_options_op(
+                master_weight=1, low_threshold=threshold, med_threshold=threshold, high_threshold=threshold
+            )
+            tx = builder.set_timeout(int(timeout_s) + 60).build()
+            tx.sign(treasury)
+            _submit_all(client, [tx.to_xdr()], timeout_s, what="make the treasury a multisig account")
+
     document = {
         "format": ACCOUNTS_FORMAT,
         "horizon_url": horizon_url,
@@ -123,7 +147,9 @@ def init_sandbox(
         "asset": {"code": TFT_CODE, "issuer": issuer.public_key},
         "treasury_tft_units": treasury_tft_units,
         "issuer": _keys(issuer),
-        "treasury": _keys(treasury),
+        "treasury": _keys(treasury) | {"threshold": threshold},
+        #: the treasury's other signers (its own key is the first): operators' keys in a rehearsal
+        "treasury_signers": [_keys(k) for k in cosigners],
         "payout": _keys(payout),
         "channels": [_keys(k) for k in channel_keys],
         "farmers": [_keys(k) | {"trustline": i < farmers - without_trustline} for i, k in enumerate(farmer_keys)],
@@ -191,5 +217,9 @@ def fund_payout_account(horizon_url: str, document: dict, amount_units: int, *, 
             .build()
         )
         tx.sign(treasury)
+        # a multisig treasury: its own key and enough of the other signers to meet the threshold
+        threshold = int(document["treasury"].get("threshold", 1))
+        for cosigner in document.get("treasury_signers", [])[: threshold - 1]:
+            tx.sign(Keypair.from_secret(cosigner["secret"]))
         _submit_all(client, [tx.to_xdr()], timeout_s, what="fund the payout account")
         return tx.hash_hex()

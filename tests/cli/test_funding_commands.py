@@ -55,6 +55,7 @@ def test_two_tier_funding_through_the_cli(monkeypatch, tmp_path, sqlite_url):
         runner.invoke(app, ["funding", "sign", str(funding_file), "-k", str(tmp_path / "signer1.key"), "-y"])
         submitted = runner.invoke(app, ["funding", "submit", str(funding_file)])
         assert submitted.exit_code == 0 and "funded" in submitted.stderr
+        assert "next trigger:" in submitted.stderr and "payouts run --period" in " ".join(submitted.stderr.split())
         paid = runner.invoke(app, ["pay", str(run_id)])
         assert paid.exit_code == 0, paid.output
         assert json.loads(runner.invoke(app, ["runs", "--json"]).stdout)[0]["status"] == "paid"
