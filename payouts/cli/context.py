@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from config.settings import Settings
 from payouts.cli.console import abort
-from payouts.ledger.db import make_engine, migrate, session_scope
+from payouts.ledger.db import LedgerFileError, make_engine, migrate, session_scope
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 
 
@@ -29,13 +29,15 @@ class CliContext:
 
     def engine(self) -> Engine:
         if self._engine is None:
-            engine = make_engine(self.settings.ledger_url())
             try:
+                engine = make_engine(self.settings.ledger_url())
                 if self.settings.auto_migrate:
                     migrate(engine)
             except OperationalError as exc:
                 # the driver's message can quote the URL; show the masked one only
                 abort(f"cannot open the ledger at {self.settings.ledger_url_for_display()}: {type(exc.orig).__name__}")
+            except LedgerFileError as exc:
+                abort(f"cannot open the ledger: {exc}")
             self._engine = engine
         return self._engine
 

@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
-from payouts.ledger.db import BackupError, RevisionError, backup, is_current, make_engine, migrate, write_revision
+from payouts.ledger.db import (
+    BackupError,
+    LedgerFileError,
+    RevisionError,
+    backup,
+    is_current,
+    make_engine,
+    migrate,
+    write_revision,
+)
 
 app = typer.Typer(help="Ledger database: migrations, status and backups.", no_args_is_help=True)
+
+
+def _cannot_open(where: str, exc: OperationalError | LedgerFileError) -> NoReturn:
+    # the driver's message can quote the URL; name the masked one and the error's kind only
+    # (exit 2: `db status` exits 1 for a ledger that is behind)
+    reason = str(exc) if isinstance(exc, LedgerFileError) else type(exc.orig).__name__
+    abort(f"cannot open the ledger at {where}: {reason}", code=2)
 
 
 @app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
     """Apply every pending migration to the ledger (safe to run again)."""
     settings = get_context(ctx).settings
-    engine = make_engine(settings.ledger_url())
-    migrate(engine)
+    try:
+        migrate(make_engine(settings.ledger_url()))
+    except (OperationalError, LedgerFileError) as exc:
+        _cannot_open(settings.ledger_url_for_display(), exc)
     err_console.print(f"ledger at {settings.ledger_url_for_display()} is up to date")
 
 
@@ -48,7 +67,10 @@ def revision(
 def status(ctx: typer.Context) -> None:
     """Say whether the ledger schema is at the newest migration."""
     settings = get_context(ctx).settings
-    current = is_current(make_engine(settings.ledger_url()))
+    try:
+        current = is_current(make_engine(settings.ledger_url()))
+    except (OperationalError, LedgerFileError) as exc:
+        _cannot_open(settings.ledger_url_for_display(), exc)
     where = settings.ledger_url_for_display()
     err_console.print(f"ledger at {where} is {'up to date' if current else 'behind: run `payouts db upgrade`'}")
     raise typer.Exit(0 if current else 1)
