@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from stellar_sdk import StrKey
@@ -124,7 +124,9 @@ class Settings(BaseSettings):
     def _check_approvers(cls, value: list[str]) -> list[str]:
         for key in value:
             if not StrKey.is_valid_ed25519_public_key(key):
-                raise ValueError(f"approver {key!r} is not a Stellar public key (G...)")
+                # never echo what was given: a pasted secret seed would end up in the error
+                shown = "a secret seed (S...)" if key.startswith("S") else f"{len(key)} characters"
+                raise ValueError(f"approver {value.index(key) + 1} is not a Stellar public key (G...); got {shown}")
         return value
 
     def ledger_url(self) -> str:
@@ -135,6 +137,28 @@ class Settings(BaseSettings):
     def ledger_url_for_display(self) -> str:
         """The ledger URL with any password masked, safe for logs and error messages."""
         return make_url(self.ledger_url()).render_as_string(hide_password=True)
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names the settings, never the values."""
+
+
+def load_settings() -> Settings:
+    """The settings, or SettingsError naming each bad setting and why (without its value: a
+    value may be a password or a seed put in the wrong place)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"{_env_name(error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+            if error["type"] != "default_factory_not_called"
+        ]
+        raise SettingsError("bad settings: " + "; ".join(problems)) from None
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return "PAYOUTS_" + str(loc[0]).upper() if loc else "settings"
 
 
 @lru_cache(maxsize=1)

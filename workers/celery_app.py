@@ -7,11 +7,11 @@ from celery import Celery, signals
 from celery.schedules import crontab
 
 from config.logging import configure_logging
-from config.settings import Settings
+from config.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     app = Celery("payouts", include=["workers.tasks"])
     app.conf.update(
         broker_url=settings.broker_url.get_secret_value(),

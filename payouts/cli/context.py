@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from config.settings import Settings
+from config.settings import Settings, load_settings
 from payouts.cli.console import abort
 from payouts.ledger.db import LedgerFileError, make_engine, migrate, session_scope
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
@@ -53,5 +53,5 @@ class CliContext:
 def get_context(ctx: typer.Context) -> CliContext:
     root = ctx.find_root()
     if not isinstance(root.obj, CliContext):
-        root.obj = CliContext(settings=Settings())
+        root.obj = CliContext(settings=load_settings())
     return root.obj

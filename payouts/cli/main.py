@@ -7,9 +7,10 @@ from typing import Annotated
 import typer
 
 from config.logging import configure_logging
-from config.settings import Settings
+from config.settings import SettingsError, load_settings
 from payouts import CODE_VERSION
 from payouts.cli import approve, db, demo, export, funding, operate, pay, receipt, run, sandbox, snapshot
+from payouts.cli.console import abort
 from payouts.cli.context import CliContext
 
 app = typer.Typer(
@@ -43,7 +44,10 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        abort(str(exc), code=2)
     configure_logging(log_format or settings.log_format, "DEBUG" if verbose else settings.log_level)
     ctx.obj = CliContext(settings=settings)
 
