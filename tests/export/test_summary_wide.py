@@ -1,0 +1,56 @@
+"""A farm's summary is exact when its payments add up past 64 bits (each payment fits a
+Stellar int64; their sum need not), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from payouts.export.summary import farm_summaries
+from payouts.ledger.models import Payment, Run
+from payouts.ledger.types import utcnow
+
+LARGEST_PAYMENT = 2**63 - 1  # the largest Stellar payment, in units
+
+
+def test_a_farm_owed_past_64_bits_is_summed_exactly(session: Session):
+    now = utcnow()
+    run = Run(
+        period_offset=81,
+        period_start_ts=1,
+        period_end_ts=2,
+        network="dev",
+        snapshot_sha256="ab" * 32,
+        code_version="test",
+        status="approved",
+        total_musd=0,
+        total_tft_units=3 * LARGEST_PAYMENT,
+        payable_tft_units=3 * LARGEST_PAYMENT,
+        node_count=3,
+        rewarded_node_count=3,
+        report_json="{}",
+    )
+    session.add(run)
+    session.flush()
+    for node_id, status in ((1, "pending"), (2, "pending"), (3, "held")):
+        session.add(
+            Payment(
+                run_id=run.id,
+                kind="receipt",
+                idempotency_key=f"receipt:{run.id}:{node_id}",
+                receipt_hash=f"{node_id:064x}",
+                farm_id=42,
+                node_id=node_id,
+                destination="G" + "A" * 55,
+                amount_tft_units=LARGEST_PAYMENT,
+                status=status,
+                in_manifest=status == "pending",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    session.commit()
+    [farm] = list(farm_summaries(session))
+    assert farm["farm_id"] == 42 and farm["payments"] == 3
+    assert farm["owed_tft_units"] == 3 * LARGEST_PAYMENT
+    assert farm["held_tft_units"] == LARGEST_PAYMENT
+    assert farm["paid_tft_units"] == 0
