@@ -9,7 +9,9 @@ commas, quotes and newlines is the csv module's.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TextIO
 
 import orjson
@@ -60,7 +62,17 @@ def write_csv(entries: Iterable[dict], out: TextIO, fields: Sequence[str] = FIEL
 
 
 def _dumps(document: object) -> str:
-    return orjson.dumps(document).decode()
+    try:
+        return orjson.dumps(document).decode()
+    except TypeError:
+        # an integer past 64 bits (a run's or a farm's total): exact, in the same compact shape
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, datetime):  # as orjson writes it
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def write_json(header: dict, runs: list[dict], entries: Iterable[dict], out: TextIO) -> int:

@@ -3,16 +3,22 @@ Stellar int64; their sum need not), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import io
+import json
+
+import pytest
 from sqlmodel import Session
 
+from payouts.export.rows import ExportFilter, runs_document
 from payouts.export.summary import farm_summaries
+from payouts.export.writers import write_export
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.types import utcnow
 
 LARGEST_PAYMENT = 2**63 - 1  # the largest Stellar payment, in units
 
 
-def test_a_farm_owed_past_64_bits_is_summed_exactly(session: Session):
+def _record_a_run_owing_past_64_bits(session: Session) -> None:
     now = utcnow()
     run = Run(
         period_offset=81,
@@ -49,8 +55,32 @@ def test_a_farm_owed_past_64_bits_is_summed_exactly(session: Session):
             )
         )
     session.commit()
+
+
+def test_a_farm_owed_past_64_bits_is_summed_exactly(session: Session):
+    _record_a_run_owing_past_64_bits(session)
     [farm] = list(farm_summaries(session))
     assert farm["farm_id"] == 42 and farm["payments"] == 3
     assert farm["owed_tft_units"] == 3 * LARGEST_PAYMENT
     assert farm["held_tft_units"] == LARGEST_PAYMENT
     assert farm["paid_tft_units"] == 0
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_totals_past_64_bits_are_written_exactly_in_json_exports(session: Session, fmt):
+    _record_a_run_owing_past_64_bits(session)
+    out = io.StringIO()
+    runs = runs_document(session, ExportFilter())
+    count = write_export(fmt, {"format": "test", "note": "ferme d'été"}, runs, farm_summaries(session), out)
+    assert count == 1
+    text = out.getvalue()
+    if fmt == "json":
+        document = json.loads(text)
+        [run], [farm] = document["runs"], document["entries"]
+    else:
+        records = [json.loads(line) for line in text.splitlines()]
+        assert [r["record"] for r in records] == ["header", "run", "entry"]
+        run, farm = records[1], records[2]
+    assert run["total_tft_units"] == 3 * LARGEST_PAYMENT
+    assert farm["owed_tft_units"] == 3 * LARGEST_PAYMENT
+    assert "ferme d'été" in text  # UTF-8 as written, as orjson writes it
