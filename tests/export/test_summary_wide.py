@@ -84,3 +84,15 @@ def test_totals_past_64_bits_are_written_exactly_in_json_exports(session: Sessio
     assert run["total_tft_units"] == 3 * LARGEST_PAYMENT
     assert farm["owed_tft_units"] == 3 * LARGEST_PAYMENT
     assert "ferme d'été" in text  # UTF-8 as written, as orjson writes it
+
+
+def test_a_site_document_with_a_total_past_64_bits_is_written_exactly(tmp_path):
+    from payouts.export.site import _write_json
+
+    path = tmp_path / "periods.json"
+    _write_json(path, {"periods": [{"period": "2025-01", "paid_tft_units": 3 * LARGEST_PAYMENT, "farm": "北京农场"}]})
+    assert json.loads(path.read_bytes())["periods"][0] == {
+        "period": "2025-01",
+        "paid_tft_units": 3 * LARGEST_PAYMENT,
+        "farm": "北京农场",
+    }
