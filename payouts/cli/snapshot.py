@@ -48,6 +48,8 @@ def synth(
         abort(str(exc), code=2)
     if network not in ("main", "test", "dev"):
         abort(f"--network must be main, test or dev, not {network!r}", code=2)
+    if not out.parent.is_dir():
+        abort(f"the folder of --out ({out.parent}) does not exist", code=2)
     with Progress(
         TextColumn("[bold]synthesizing[/]"),
         BarColumn(),
