@@ -168,4 +168,5 @@ def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], s
         two_tier=settings.two_tier,
         max_retries=settings.max_retries,
         webhook_url=settings.alert_webhook_url,
+        snapshot_max_bytes=settings.snapshot_max_bytes,
     )

@@ -49,7 +49,8 @@ def is_transient(error: BaseException) -> bool:
 
 @app.task(base=PayoutTask, name="payouts.runs.calculate")
 def calculate_snapshot(uow: UnitOfWork, snapshot_path: str) -> dict:
-    outcome = calculate_run(uow.session, load_snapshot(snapshot_path))
+    limit = app.conf.payouts_settings.snapshot_max_bytes
+    outcome = calculate_run(uow.session, load_snapshot(snapshot_path, max_decompressed_bytes=limit))
     run = outcome.run
     return {"run_id": run.id if run else None, "created": outcome.created, "status": run.status if run else None}
 

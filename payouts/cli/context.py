@@ -20,7 +20,7 @@ from config.settings import Settings, SettingsError, load_settings
 from payouts.cli import errors
 from payouts.cli.console import abort
 from payouts.cli.failures import fail
-from payouts.ledger.db import make_engine, migrate, session_scope
+from payouts.ledger.db import LedgerFileError, make_engine, migrate, session_scope
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 
 
@@ -33,7 +33,10 @@ class CliContext:
         if self._engine is None:
             if self.settings.strict:
                 self._require_existing_ledger()
-            engine = make_engine(self.settings.ledger_url())
+            try:
+                engine = make_engine(self.settings.ledger_url())
+            except LedgerFileError as exc:
+                abort(f"cannot open the ledger: {exc}")
             try:
                 if self.settings.auto_migrate:
                     migrate(engine)

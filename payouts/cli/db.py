@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from sqlalchemy.exc import OperationalError
@@ -12,6 +12,7 @@ from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
 from payouts.ledger.db import (
     BackupError,
+    LedgerFileError,
     RevisionError,
     backup,
     is_current,
@@ -26,6 +27,13 @@ from payouts.stellar.keys import KeyFileError
 from payouts.wiring import payout_public_key
 
 app = typer.Typer(help="Ledger database: migrations, status and backups.", no_args_is_help=True)
+
+
+def _cannot_open(where: str, exc: OperationalError | LedgerFileError) -> NoReturn:
+    # the driver's message can quote the URL; name the masked one and the error's kind only
+    # (exit 2: `db status` exits 1 for a ledger that is behind)
+    reason = str(exc) if isinstance(exc, LedgerFileError) else type(exc.orig).__name__
+    abort(f"cannot open the ledger at {where}: {reason}", code=2)
 
 
 @app.command("init")
@@ -53,8 +61,8 @@ def init(ctx: typer.Context) -> None:
             ledger_id, bound = identity.ledger_id, identity.payout_account
     except (KeyFileError, PayoutAccountMismatch) as exc:
         abort(str(exc), code=2)
-    except OperationalError as exc:
-        abort(f"cannot open the ledger at {where}: {type(exc.orig).__name__}")
+    except (OperationalError, LedgerFileError) as exc:
+        _cannot_open(where, exc)
     verb = "exists" if existed else "created" if existed is False else "ready"
     err_console.print(f"ledger at {where} {verb}: id {ledger_id}; payout account {bound or 'not recorded yet'}")
     if state is not None:
@@ -69,7 +77,10 @@ def upgrade(ctx: typer.Context) -> None:
     approvals (those approved under an earlier manifest format)."""
     settings = get_context(ctx).settings
     engine = make_engine(settings.ledger_url())
-    migrate(engine)
+    try:
+        migrate(engine)
+    except (OperationalError, LedgerFileError) as exc:
+        _cannot_open(settings.ledger_url_for_display(), exc)
     err_console.print(f"ledger at {settings.ledger_url_for_display()} is up to date")
     with session_scope(engine) as session:
         for run, count in runs_needing_new_approvals(session):
@@ -105,7 +116,10 @@ def revision(
 def status(ctx: typer.Context) -> None:
     """Say whether the ledger schema is at the newest migration."""
     settings = get_context(ctx).settings
-    current = is_current(make_engine(settings.ledger_url()))
+    try:
+        current = is_current(make_engine(settings.ledger_url()))
+    except (OperationalError, LedgerFileError) as exc:
+        _cannot_open(settings.ledger_url_for_display(), exc)
     where = settings.ledger_url_for_display()
     err_console.print(f"ledger at {where} is {'up to date' if current else 'behind: run `payouts db upgrade`'}")
     raise typer.Exit(0 if current else 1)

@@ -120,19 +120,22 @@ def export(
         "network": cli.settings.network,
         "filters": filters.document(),
     }
-    with cli.session() as session, _Output(out) as stream:
-        if summary == "farms":
-            rows = farm_summaries(session, filters)
-            if fmt == "csv":
-                count = write_csv(rows, stream, SUMMARY_FIELDS)
+    try:
+        with cli.session() as session, _Output(out) as stream:
+            if summary == "farms":
+                rows = farm_summaries(session, filters)
+                if fmt == "csv":
+                    count = write_csv(rows, stream, SUMMARY_FIELDS)
+                else:
+                    count = write_export(fmt, {**header, "summary": "farms"}, [], rows, stream)
+            elif fmt == "csv":
+                fields = FARMER_FIELDS if columns == "farmer" else FIELDS
+                count = write_csv(iter_entries(session, filters), stream, fields)
             else:
-                count = write_export(fmt, {**header, "summary": "farms"}, [], rows, stream)
-        elif fmt == "csv":
-            fields = FARMER_FIELDS if columns == "farmer" else FIELDS
-            count = write_csv(iter_entries(session, filters), stream, fields)
-        else:
-            runs = runs_document(session, filters)
-            count = write_export(fmt, header, runs, iter_entries(session, filters), stream)
+                runs = runs_document(session, filters)
+                count = write_export(fmt, header, runs, iter_entries(session, filters), stream)
+    except OSError as exc:
+        abort(f"cannot write the export to {out or 'stdout'}: {exc.strerror or exc}")
     what = "farm summaries" if summary else "entries"
     err_console.print(f"exported {count:,} {what}" + (f" to {out}" if out else ""))
 
@@ -227,15 +230,18 @@ def publish(
 ) -> None:
     """Write the farmers' status page: a static site with JSON shards, hostable anywhere."""
     cli = get_context(ctx)
-    with cli.session() as session:
-        report = publish_site(session, out, network=cli.settings.network, horizon_url=cli.settings.horizon_url)
+    try:
+        with cli.session() as session:
+            report = publish_site(session, out, network=cli.settings.network, horizon_url=cli.settings.horizon_url)
+    except OSError as exc:
+        abort(f"cannot publish the site to {out}: {exc.strerror or exc}")
     err_console.print(f"published {report.entries:,} entries ({report.nodes:,} nodes, {report.farms:,} farms) to {out}")
 
 
 def web(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = 8080,
     site: Annotated[
         Path | None,
         typer.Option(
@@ -251,7 +257,10 @@ def web(
     # the reconciler publishes each exported period's site here
     site_dir = site if site is not None else export_dir(cli.settings) / "site"
     err_console.print(f"serving on http://{host}:{port} (site: {site_dir}); Ctrl-C stops")
-    serve(cli.settings, host, port, site_dir)
+    try:
+        serve(cli.settings, host, port, site_dir)
+    except OSError as exc:  # the address is taken, not this machine's, or not an address
+        abort(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=2)
 
 
 def correct(

@@ -62,6 +62,8 @@ def synth(
         abort(str(exc), code=2)
     if network not in ("main", "test", "dev"):
         abort(f"--network must be main, test or dev, not {network!r}", code=2)
+    if not out.parent.is_dir():
+        abort(f"the folder of --out ({out.parent}) does not exist", code=2)
     farm_addresses = sandbox_farmers(accounts) if accounts is not None else None
     with Progress(
         TextColumn("[bold]synthesizing[/]"),

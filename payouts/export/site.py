@@ -45,6 +45,7 @@ from payouts.export.rows import (
     runs_document,
 )
 from payouts.export.wording import RUNNING_PERIOD, wording_document
+from payouts.export.writers import dumps_json
 from payouts.ledger.types import utcnow
 from payouts.periods import Period
 
@@ -109,7 +110,7 @@ class PublishReport:
 
 
 def _write_json(path: Path, document: object) -> None:
-    path.write_bytes(orjson.dumps(document))
+    path.write_bytes(dumps_json(document).encode())
 
 
 def _copy_static(out_dir: Path) -> None:

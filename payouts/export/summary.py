@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
@@ -55,19 +55,19 @@ def farm_summaries(session: Session, filters: ExportFilter | None = None) -> Ite
         col(Payment.status).in_([PaymentStatus.PENDING, PaymentStatus.SUBMITTED, PaymentStatus.HELD]),
         ~and_(col(Payment.status) == PaymentStatus.HELD, carried_by_retry),
     )
-    amount = col(Payment.amount_tft_units)
+    # one row per payment, added up here: a farm's total can pass 64 bits (each payment fits
+    # a Stellar int64, their sum need not), where SQLite's SUM() stops with "integer overflow"
     statement = (
         select(
             col(Payment.farm_id),
             col(Payment.payout_basis),
-            func.sum(case((went_out, amount), else_=0)).label("paid"),
-            func.sum(case((col(Payment.status) == PaymentStatus.HELD, amount), else_=0)).label("held"),
-            func.sum(case((outstanding, amount), else_=0)).label("owed"),
-            func.count().label("payments"),
+            col(Payment.amount_tft_units),
+            went_out.label("went_out"),
+            (col(Payment.status) == PaymentStatus.HELD).label("held"),
+            outstanding.label("outstanding"),
         )
         .join(Run, col(Run.id) == col(Payment.run_id))
         .where(col(Run.status).in_(LIVE_RUN_STATUSES))
-        .group_by(col(Payment.farm_id), col(Payment.payout_basis))
         .order_by(col(Payment.farm_id), col(Payment.payout_basis))
     )
     if filters.period_offset is not None:
@@ -78,16 +78,18 @@ def farm_summaries(session: Session, filters: ExportFilter | None = None) -> Ite
         statement = statement.where(col(Payment.destination).in_(list(filters.addresses)))
 
     current: dict | None = None
-    for row in session.execute(statement):
+    for row in session.execute(statement.execution_options(yield_per=1000)):
         if current is None or current["farm_id"] != row.farm_id:
             if current is not None:
                 yield _finish(session, current)
             current = _empty(row.farm_id)
-        paid, held, owed = int(row.paid or 0), int(row.held or 0), int(row.owed or 0)
+        amount = int(row.amount_tft_units)
+        paid = amount if row.went_out else 0
+        owed = amount if row.outstanding else 0
         current["paid_tft_units"] += paid
-        current["held_tft_units"] += held
+        current["held_tft_units"] += amount if row.held else 0
         current["owed_tft_units"] += owed
-        current["payments"] += row.payments
+        current["payments"] += 1
         if row.payout_basis in BASES:
             current[f"paid_{row.payout_basis}_tft_units"] += paid
             current[f"owed_{row.payout_basis}_tft_units"] += owed

@@ -9,7 +9,9 @@ commas, quotes and newlines is the csv module's.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TextIO
 
 import orjson
@@ -59,21 +61,32 @@ def write_csv(entries: Iterable[dict], out: TextIO, fields: Sequence[str] = FIEL
     return count
 
 
-def _dumps(document: object) -> str:
-    return orjson.dumps(document).decode()
+def dumps_json(document: object) -> str:
+    """Compact UTF-8 JSON; exact for integers of any size."""
+    try:
+        return orjson.dumps(document).decode()
+    except TypeError:
+        # an integer past 64 bits (a run's or a farm's total): exact, in the same compact shape
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, datetime):  # as orjson writes it
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def write_json(header: dict, runs: list[dict], entries: Iterable[dict], out: TextIO) -> int:
     """One JSON document: the header's keys, `runs` (manifests and signatures), then `entries`
     written one by one into the array."""
     out.write("{")
-    out.writelines(f"{_dumps(key)}:{_dumps(value)}," for key, value in header.items())
-    out.write(f'"runs":{_dumps(runs)},"entries":[\n')
+    out.writelines(f"{dumps_json(key)}:{dumps_json(value)}," for key, value in header.items())
+    out.write(f'"runs":{dumps_json(runs)},"entries":[\n')
     count = 0
     for entry in entries:
         if count:
             out.write(",\n")
-        out.write(_dumps(entry))
+        out.write(dumps_json(entry))
         count += 1
     out.write("\n]}\n")
     return count
@@ -81,11 +94,11 @@ def write_json(header: dict, runs: list[dict], entries: Iterable[dict], out: Tex
 
 def write_jsonl(header: dict, runs: list[dict], entries: Iterable[dict], out: TextIO) -> int:
     """One JSON object a line: a `header` record, one `run` record per run, then `entry` records."""
-    out.write(_dumps({"record": "header", **header}) + "\n")
-    out.writelines(_dumps({"record": "run", **run}) + "\n" for run in runs)
+    out.write(dumps_json({"record": "header", **header}) + "\n")
+    out.writelines(dumps_json({"record": "run", **run}) + "\n" for run in runs)
     count = 0
     for entry in entries:
-        out.write(_dumps({"record": "entry", **entry}) + "\n")
+        out.write(dumps_json({"record": "entry", **entry}) + "\n")
         count += 1
     return count
 

@@ -38,16 +38,23 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+class LedgerFileError(Exception):
+    """The SQLite ledger file cannot be made or opened where the settings put it."""
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             ledger_file = Path(parsed.database)
-            ledger_file.parent.mkdir(parents=True, exist_ok=True)
-            if not ledger_file.exists():
-                # the ledger decides payments: only its owner reads or writes it (SQLite gives
-                # its -wal and -shm files the same mode)
-                os.close(os.open(ledger_file, os.O_WRONLY | os.O_CREAT, 0o600))
+            try:
+                ledger_file.parent.mkdir(parents=True, exist_ok=True)
+                if not ledger_file.exists():
+                    # the ledger decides payments: only its owner reads or writes it (SQLite
+                    # gives its -wal and -shm files the same mode)
+                    os.close(os.open(ledger_file, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as exc:
+                raise LedgerFileError(f"the ledger file {ledger_file} cannot be created: {exc.strerror}") from None
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

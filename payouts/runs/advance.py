@@ -35,7 +35,7 @@ from payouts.runs.approvals import valid_approvals
 from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
 from payouts.runs.service import calculate_run
-from payouts.snapshot.load import load_snapshot
+from payouts.snapshot.load import DEFAULT_MAX_DECOMPRESSED_BYTES, load_snapshot
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +113,8 @@ class Orchestrator:
     two_tier: bool = False
     max_retries: int | None = None
     webhook_url: str | None = None
+    #: the setting PAYOUTS_SNAPSHOT_MAX_BYTES: a frozen file decompressing to more is refused
+    snapshot_max_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
 
     # -- the daily trigger -------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class Orchestrator:
             step.waits_for = f"inputs: {exc}"
             log.info("period.inputs.unavailable", reason=str(exc))
             return False
-        snapshot = load_snapshot(path)
+        snapshot = load_snapshot(path, max_decompressed_bytes=self.snapshot_max_bytes)
         with self.units() as uow:
             record_event(
                 uow.session,

@@ -65,7 +65,13 @@ def freeze_snapshot(settings: Settings, period_offset: int, out_dir: Path, optio
     period = Period(period_offset)
     out_dir = Path(out_dir)
     if settings.snapshot_source == "drop_folder":
-        return freeze_from_drop_folder(settings.snapshot_drop_folder, period, settings.network, out_dir)
+        return freeze_from_drop_folder(
+            settings.snapshot_drop_folder,
+            period,
+            settings.network,
+            out_dir,
+            max_decompressed_bytes=settings.snapshot_max_bytes,
+        )
     target = out_dir / f"tfgrid-snapshot-{period.offset}.json.gz"
     if target.exists():
         return target
@@ -81,5 +87,5 @@ def freeze_snapshot(settings: Settings, period_offset: int, out_dir: Path, optio
         gridproxy_url=gridproxy_url,
         options=options,
     )
-    load_snapshot(target)  # the header as the calculation will read it
+    load_snapshot(target, max_decompressed_bytes=settings.snapshot_max_bytes)  # as the calculation reads it
     return target

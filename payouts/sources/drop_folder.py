@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from payouts.periods import Period
-from payouts.snapshot.load import EventsNotGrouped, SnapshotError, load_snapshot
+from payouts.snapshot.load import DEFAULT_MAX_DECOMPRESSED_BYTES, EventsNotGrouped, SnapshotError, load_snapshot
 from payouts.sources.errors import DropFolderAmbiguous, SnapshotUnavailable
 
 
@@ -41,12 +41,14 @@ def find_period_file(folder: Path, period: Period) -> Path:
     return found[0]
 
 
-def validate_period_file(path: Path, period: Period, network: str) -> str:
+def validate_period_file(
+    path: Path, period: Period, network: str, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+) -> str:
     """Validate the whole file for this period and network; returns its SHA-256.
 
     Raises SnapshotError naming the file, the JSON path and the problem.
     """
-    snapshot = load_snapshot(path)
+    snapshot = load_snapshot(path, max_decompressed_bytes=max_decompressed_bytes)
     header = snapshot.header
     if header.period_offset != period.offset:
         raise SnapshotError(
@@ -64,20 +66,27 @@ def validate_period_file(path: Path, period: Period, network: str) -> str:
     return snapshot.sha256
 
 
-def freeze_from_drop_folder(folder: Path, period: Period, network: str, out_dir: Path) -> Path:
+def freeze_from_drop_folder(
+    folder: Path,
+    period: Period,
+    network: str,
+    out_dir: Path,
+    *,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+) -> Path:
     """Copy the period's validated file into out_dir; an already frozen copy is returned as is."""
     source = find_period_file(folder, period)
     suffix = next(s for s in (".jsonl.gz", ".json.gz", ".json") if source.name.endswith(s))
     target = out_dir / f"tfgrid-snapshot-{period.offset}{suffix}"
     if target.exists():
         return target  # frozen means frozen: the run may already hold its SHA-256
-    sha256 = validate_period_file(source, period, network)
+    sha256 = validate_period_file(source, period, network, max_decompressed_bytes=max_decompressed_bytes)
     out_dir.mkdir(parents=True, exist_ok=True)
     # the temp name keeps the suffix: the loader decides gzip or not by the name
     temp = target.with_name(f"partial-{os.getpid()}-{target.name}")
     try:
         shutil.copyfile(source, temp)
-        copied = load_snapshot(temp).sha256
+        copied = load_snapshot(temp, max_decompressed_bytes=max_decompressed_bytes).sha256
         if copied != sha256:
             raise SnapshotError(source, "$", "the file changed while it was being copied; try again")
         os.replace(temp, target)

@@ -17,13 +17,13 @@ import sys
 import time
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 from stellar_sdk import Keypair
 from typer.testing import CliRunner
 
 from payouts.cli.main import app
 from payouts.ledger.db import make_engine
-from payouts.ledger.models import Run
+from payouts.ledger.models import Run, StellarTransaction
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
 from payouts.sandbox.faults import FaultSpec
@@ -154,6 +154,70 @@ def test_pay_killed_at_random_points_pays_every_receipt_exactly_once(operator):
             kills += 1
         process.wait(30)
     assert kills >= 1
+    final = subprocess.run(
+        [sys.executable, "-m", "payouts.cli.main", "pay", str(run_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert final.returncode == 0, final.stderr[-2000:]
+    payments = check_invariants(make_engine(url), client, document, run_id)
+    assert sum(p.status == "paid" for p in payments) == 24
+
+
+# `payouts pay` with its payer killed at the named commit: just before it (nothing is on record
+# and nothing was sent) or just after it (on record as `submitted`, not sent). The kill is
+# SIGKILL from inside the process, so no handler, rollback or `finally` runs.
+_KILLED_AT_COMMIT = """
+import os, signal, sys
+from payouts.ledger.unit_of_work import UnitOfWork
+
+where, nth = sys.argv[1], int(sys.argv[2])
+commit = UnitOfWork.commit_before_submit
+calls = 0
+
+def killed(self):
+    global calls
+    calls += 1
+    if calls == nth and where == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    commit(self)
+    if calls == nth and where == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+UnitOfWork.commit_before_submit = killed
+from payouts.cli.main import app
+app(["pay", sys.argv[3]])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["before", "after"])
+@pytest.mark.parametrize("nth", [1, 2])
+def test_pay_killed_at_the_commit_before_submit_pays_every_receipt_exactly_once(operator, where, nth):
+    _sandbox, document, client, run_id, url = operator
+    env = dict(os.environ, PAYOUTS_LEASE_TTL_S="2")
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_AT_COMMIT, where, str(nth), str(run_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    with Session(make_engine(url)) as session:
+        recorded = session.exec(select(StellarTransaction).where(StellarTransaction.run_id == run_id)).all()
+    on_chain = chain_payments(client, document)
+    if where == "before" and nth == 1:
+        # killed before the first build was on record: no transaction exists, here or on chain
+        assert recorded == [] and on_chain == []
+    if where == "after":
+        # the nth build is on record as submitted, and none of its bytes were sent
+        sent = {r["transaction_hash"] for r in on_chain}
+        assert [t for t in recorded if t.status == "submitted" and t.tx_hash not in sent]
+    if where == "after" and nth == 1:
+        assert recorded and on_chain == [] and {t.status for t in recorded} == {"submitted"}
     final = subprocess.run(
         [sys.executable, "-m", "payouts.cli.main", "pay", str(run_id)],
         env=env,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 import structlog
+from stellar_sdk import Keypair
 from typer.testing import CliRunner
 
 from config.logging import configure_logging
@@ -63,3 +65,28 @@ def test_unreachable_database_error_never_shows_the_password(monkeypatch, tmp_pa
     assert "cannot open the ledger" in result.stderr
     assert PASSWORD not in result.output and PASSWORD not in result.stderr
     assert "***" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "named"),
+    [
+        ("PAYOUTS_SNAPSHOT_MAX_BYTES", "4GiB", "PAYOUTS_SNAPSHOT_MAX_BYTES: Input should be a valid integer"),
+        ("PAYOUTS_SNAPSHOT_MAX_BYTES", "0", "PAYOUTS_SNAPSHOT_MAX_BYTES: Input should be greater than or equal to 1"),
+        ("PAYOUTS_APPROVERS", "{seed}", "PAYOUTS_APPROVERS: Value error, approver 1 is not a Stellar public key"),
+        (
+            "PAYOUTS_APPROVERS",
+            "{public},{seed}",
+            "PAYOUTS_APPROVERS: Value error, approver 2 is not a Stellar public key",
+        ),
+    ],
+)
+def test_a_bad_setting_is_named_by_the_cli_without_a_traceback_or_its_value(monkeypatch, name, value, named):
+    seed = Keypair.random()
+    given = value.format(seed=seed.secret, public=Keypair.random().public_key)
+    monkeypatch.setenv(name, given)
+    monkeypatch.setenv("PAYOUTS_DATABASE_URL", "postgresql+psycopg://payouts:Pw-not-shown@127.0.0.1:1/ledger")
+    result = CliRunner().invoke(app, ["runs"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert "error: bad settings: " + named in " ".join(result.output.split())
+    assert seed.secret not in result.output and "Pw-not-shown" not in result.output
+    assert "Traceback" not in result.output and "4GiB" not in result.output

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -85,3 +86,27 @@ def test_no_migration_is_written_when_the_models_and_migrations_agree(tmp_path):
 def test_the_revision_command_needs_a_message():
     result = CliRunner().invoke(app, ["db", "revision", "-m", "  "])
     assert result.exit_code == 2 and "needs a message" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["upgrade", "status"])
+@pytest.mark.parametrize(
+    "url",
+    # a server nobody listens on; a SQLite file below a plain file, which no folder can hold
+    ["postgresql+psycopg://payouts:Pw-not-shown@127.0.0.1:1/ledger", "sqlite:///{tmp}/a-file/ledger.db"],
+)
+def test_db_commands_on_a_ledger_that_cannot_be_opened_say_so_without_a_traceback(monkeypatch, tmp_path, command, url):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("PAYOUTS_DATABASE_URL", url.format(tmp=tmp_path))
+    result = CliRunner().invoke(app, ["db", command])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "cannot open the ledger at" in result.output
+    assert "Traceback" not in result.output and "Pw-not-shown" not in result.output
+
+
+def test_a_sqlite_ledger_path_that_cannot_be_made_is_named_by_any_command(monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("PAYOUTS_DATABASE_URL", f"sqlite:///{tmp_path}/a-file/ledger.db")
+    result = CliRunner().invoke(app, ["runs"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert f"the ledger file {tmp_path}/a-file/ledger.db cannot be created" in result.output
