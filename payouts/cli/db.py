@@ -45,8 +45,8 @@ def init(ctx: typer.Context) -> None:
     where = settings.ledger_url_for_display()
     path = settings.sqlite_ledger_path()
     existed = path.is_file() if path is not None else None
-    engine = make_engine(settings.ledger_url())
     try:
+        engine = make_engine(settings.ledger_url())
         migrate(engine)
         payout = payout_public_key(settings)
         with session_scope(engine) as session:
@@ -76,8 +76,8 @@ def upgrade(ctx: typer.Context) -> None:
     """Apply every pending migration to the ledger (safe to run again). Says which runs need new
     approvals (those approved under an earlier manifest format)."""
     settings = get_context(ctx).settings
-    engine = make_engine(settings.ledger_url())
     try:
+        engine = make_engine(settings.ledger_url())
         migrate(engine)
     except (OperationalError, LedgerFileError) as exc:
         _cannot_open(settings.ledger_url_for_display(), exc)

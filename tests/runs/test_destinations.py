@@ -25,7 +25,6 @@ from payouts.sandbox.accounts import init_sandbox
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
 from payouts.stellar.preflight import Asset, PreflightError, check_destinations, check_payout_account
-from tests.runs.test_payment import paying  # noqa: F401 - the shared payment fixture
 from tests.support.payments import chain_payments, check_invariants, fund_payout, grid_snapshot
 
 ISSUER = Keypair.random().public_key
@@ -173,7 +172,7 @@ def test_payments_to_our_own_accounts_or_the_issuer_are_held_with_that_reason(sa
     check_invariants(db, engine.client, document, run_id)
 
 
-def test_reconciliation_counts_each_chain_operation_once(paying):  # noqa: F811
+def test_reconciliation_counts_each_chain_operation_once(paying):
     sandbox, document, db, run_id, engine = paying()
     assert engine.pay(run_id).status == RunStatus.PAID
 

@@ -16,7 +16,6 @@ from payouts.runs.payment import LeaseLost, RunBusy
 from payouts.runs.service import calculate_run
 from payouts.snapshot.load import load_snapshot
 from tests import factories
-from tests.runs.test_payment import paying  # noqa: F401 - the shared payment fixture
 from tests.support.payments import check_invariants
 
 
@@ -44,7 +43,7 @@ def test_a_renewal_takes_effect_only_for_the_holder(engine, tmp_path):
         assert session.get(Run, run_id).lease_owner == "b"
 
 
-def test_a_payer_that_lost_its_lease_at_renewal_stops_with_a_message(paying):  # noqa: F811
+def test_a_payer_that_lost_its_lease_at_renewal_stops_with_a_message(paying):
     _sandbox, document, db, run_id, engine = paying(lease_ttl_s=0.3)
     calls = []
 

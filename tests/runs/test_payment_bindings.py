@@ -27,7 +27,6 @@ from payouts.runs.payment import RunStopped
 from payouts.runs.payment.gate import check_before_signing
 from payouts.runs.service import calculate_run
 from payouts.stellar.build import PaymentOp, build_payment_envelope
-from tests.runs.test_payment import paying  # noqa: F401 - the shared payment fixture
 from tests.runs.test_retries import _approve, _month, two_farms  # noqa: F401
 from tests.support.payments import chain_payments, grid_snapshot
 
@@ -50,7 +49,7 @@ def _stopped_reason(db, run_id: int) -> str:
         return run.status_reason
 
 
-def test_an_edited_destination_and_receipt_address_stop_the_run(paying):  # noqa: F811
+def test_an_edited_destination_and_receipt_address_stop_the_run(paying):
     _sandbox, document, db, run_id, engine = paying()
     victim = _payable(db, run_id)[0]
     thief = Keypair.random().public_key
@@ -66,7 +65,7 @@ def test_an_edited_destination_and_receipt_address_stop_the_run(paying):  # noqa
     assert chain_payments(engine.client, document) == []
 
 
-def test_an_unknown_kind_with_a_new_destination_is_refused(paying):  # noqa: F811
+def test_an_unknown_kind_with_a_new_destination_is_refused(paying):
     _sandbox, document, db, run_id, engine = paying()
     victim = _payable(db, run_id)[0]
     thief = Keypair.random().public_key
@@ -77,7 +76,7 @@ def test_an_unknown_kind_with_a_new_destination_is_refused(paying):  # noqa: F81
     assert not [r for r in chain_payments(engine.client, document) if r["to"] == thief]
 
 
-def test_an_amount_moved_between_two_payments_with_the_total_unchanged_stops_the_run(paying):  # noqa: F811
+def test_an_amount_moved_between_two_payments_with_the_total_unchanged_stops_the_run(paying):
     _sandbox, document, db, run_id, engine = paying()
     first, second = _payable(db, run_id)[:2]
     moved = first.amount_tft_units - 1
@@ -95,7 +94,7 @@ def test_an_amount_moved_between_two_payments_with_the_total_unchanged_stops_the
     assert chain_payments(engine.client, document) == []
 
 
-def test_an_edit_after_the_run_started_is_refused_before_signing(paying):  # noqa: F811
+def test_an_edit_after_the_run_started_is_refused_before_signing(paying):
     _sandbox, document, db, run_id, engine = paying(channels=1)
     thief = Keypair.random().public_key
     edited: list[int] = []
@@ -114,7 +113,7 @@ def test_an_edit_after_the_run_started_is_refused_before_signing(paying):  # noq
     assert not [r for r in chain_payments(engine.client, document) if r["to"] == thief]
 
 
-def test_an_approval_copied_onto_a_recalculated_run_does_not_count(paying, tmp_path):  # noqa: F811
+def test_an_approval_copied_onto_a_recalculated_run_does_not_count(paying, tmp_path):
     _sandbox, document, db, run_id, engine = paying()
     with session_scope(db) as session:
         run = session.get(Run, run_id)
@@ -183,7 +182,7 @@ def test_a_retry_of_an_edited_held_row_is_refused(two_farms, tmp_path):  # noqa:
     assert not [r for r in chain_payments(client, document) if r["to"] == farmer_2]
 
 
-def test_a_batch_memo_that_is_not_the_root_of_the_derived_hashes_is_not_signed(paying):  # noqa: F811
+def test_a_batch_memo_that_is_not_the_root_of_the_derived_hashes_is_not_signed(paying):
     _sandbox, document, db, run_id, _engine = paying(memo_mode="batch")
     group = _payable(db, run_id)[:3]
     with Session(db) as session:
@@ -218,7 +217,7 @@ def test_a_batch_memo_that_is_not_the_root_of_the_derived_hashes_is_not_signed(p
         assert "not in the approved manifest" in check_before_signing(session, other, group, envelope(good), **kwargs)
 
 
-def test_approvals_of_the_earlier_manifest_format_need_renewal(paying):  # noqa: F811
+def test_approvals_of_the_earlier_manifest_format_need_renewal(paying):
     _sandbox, _document, db, run_id, engine = paying(approve=False)
     approver = Keypair.random()
     engine.config = replace(engine.config, approvers=(approver.public_key,))
