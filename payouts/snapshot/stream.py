@@ -22,9 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal, Self, TypeVar
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from payouts.calculation.columns import EventColumns
 from payouts.calculation.uptime import Window
 from payouts.periods import Period
 from payouts.snapshot.load import (
@@ -283,6 +285,56 @@ def _check_blocks(path: Path, header: Header2) -> None:
         raise SnapshotError(path, "line 1: $.blocks", "the end block must come after the start block")
 
 
+_INTEGERS_ONLY = {int}
+
+
+def _columns_fast(
+    heights: list,
+    indexes: list,
+    stamps: list,
+    kinds: list,
+    values: list,
+    start_height: int,
+    end_height: int,
+    last_height: int,
+) -> EventColumns | None:
+    """The common case as whole columns: every value a narrow integer, events in chain order, no
+    two at one place. None when anything is unusual (the checked path then reads the line)."""
+    count = len(heights)
+    if not count:
+        return EventColumns(*(np.zeros(0, dtype=np.int64),) * 3, 0)
+    together = heights + indexes + stamps + kinds + values
+    # exactly int (not bool, not float, not str): the set of the values' types, in C
+    if set(map(type, together)) != _INTEGERS_ONLY:
+        return None
+    try:
+        table = np.fromiter(together, dtype=np.int64, count=5 * count).reshape(5, count)
+    except OverflowError:  # past i64: not narrow
+        return None
+    lows, highs = table.min(axis=1).tolist(), table.max(axis=1).tolist()
+    if not (
+        min(lows) >= 0
+        and highs[0] <= U32_MAX
+        and highs[1] <= U32_MAX
+        and highs[2] < NARROW_EVENT_LIMIT
+        and highs[3] <= EVENT_UPTIME
+        and highs[4] < NARROW_EVENT_LIMIT
+    ):
+        return None
+    height, index, stamp, kind, value = table
+    if bool(((kind != EVENT_UPTIME) & (value > 1)).any()):
+        return None
+    read = (height >= start_height) & (height <= last_height)
+    if not bool(read.all()):
+        height, index, stamp, kind, value = height[read], index[read], stamp[read], kind[read], value[read]
+    if height.size > 1:
+        step = np.diff(height)
+        if not bool(((step > 0) | ((step == 0) & (np.diff(index) > 0))).all()):
+            return None  # out of order, or the same place twice
+    split = int(np.searchsorted(height, end_height, side="right"))
+    return EventColumns(stamp, kind, value, split)
+
+
 class StreamedSnapshot(LoadedSnapshot):
     """A validated `/2` snapshot: header and node records in memory, events streamed."""
 
@@ -313,6 +365,19 @@ class StreamedSnapshot(LoadedSnapshot):
         """(node_id, events, window) per node line: the events of the blocks minting reads, in
         chain order; `window.split` is the first one after the end block."""
         del buffered  # every line holds one whole node: nothing to buffer
+        for node_id, read in self.iter_node_columns():
+            if isinstance(read, EventColumns):
+                events = read.events()
+                yield node_id, events, Window(0, read.split, len(events))
+            else:
+                events, split = read
+                yield node_id, events, Window(0, split, len(events))
+
+    def iter_node_columns(self) -> Iterator[tuple[int, EventColumns | tuple[list[Event], int]]]:
+        """Per node line, in file order: the events of the blocks minting reads, in chain order,
+        as columns when every value is an ordinary narrow integer in chain order (the common
+        case), else as (events, split) from the checked reader. `split` is the first event
+        after the end block."""
         self.stats = EventStats()
         start_height = self.blocks.start.height
         end_height = self.blocks.end.height
@@ -328,15 +393,14 @@ class StreamedSnapshot(LoadedSnapshot):
                 raise SnapshotError(self.path, f"line {number}: $.node.node_id", "missing or not an integer")
             stats = self.stats
             counts = (stats.uptime_events, stats.power_events, stats.duplicates_dropped)
+            read: EventColumns | tuple[list[Event], int]
             try:
-                events, split = self._events(
-                    number, node_id, document.get("events"), start_height, end_height, last_height
-                )
+                read = self._events(number, node_id, document.get("events"), start_height, end_height, last_height)
             except _Inexact:
                 stats.uptime_events, stats.power_events, stats.duplicates_dropped = counts
                 exact = _parse(self.path, number, line, exact=True).get("events")
-                events, split = self._events(number, node_id, exact, start_height, end_height, last_height, exact=True)
-            yield node_id, events, Window(0, split, len(events))
+                read = self._events(number, node_id, exact, start_height, end_height, last_height, exact=True)
+            yield node_id, read
         if reader.digest.hexdigest() != self._sha256:
             raise SnapshotError(self.path, "$", "the file changed while it was being read; calculate again")
 
@@ -353,7 +417,7 @@ class StreamedSnapshot(LoadedSnapshot):
         last_height: int,
         *,
         exact: bool = False,
-    ) -> tuple[list[Event], int]:
+    ) -> EventColumns | tuple[list[Event], int]:
         if not isinstance(columns, dict):
             raise SnapshotError(self.path, f"line {number}: $.events", f"expected an object, got {describe(columns)}")
         if set(columns) != set(_EVENT_COLUMNS):
@@ -369,7 +433,7 @@ class StreamedSnapshot(LoadedSnapshot):
                 raise self._bad(number, name, f"expected an array, got {describe(column)}")
             if len(column) != count:
                 raise self._bad(number, name, f"has {len(column)} entries, expected {count} like $.events.height")
-        fast = self._events_fast(heights, indexes, stamps, kinds, values, start_height, end_height, last_height)
+        fast = _columns_fast(heights, indexes, stamps, kinds, values, start_height, end_height, last_height)
         if fast is not None:
             self.stats.uptime_events += kinds.count(EVENT_UPTIME)
             self.stats.power_events += count - kinds.count(EVENT_UPTIME)
@@ -389,37 +453,10 @@ class StreamedSnapshot(LoadedSnapshot):
         end_height: int,
         last_height: int,
     ) -> tuple[list[Event], int] | None:
-        """The common case in one flat loop: every value a narrow integer, events in chain order,
-        no two at one place. None when anything is unusual (the checked path then reads the line)."""
-        events: list[Event] = []
-        append = events.append
-        split = -1
-        previous_height = previous_index = -1
-        u32, narrow = U32_MAX, NARROW_EVENT_LIMIT
-        for height, index, ts, kind, value in zip(heights, indexes, stamps, kinds, values, strict=True):
-            if not (
-                type(height) is int
-                and type(index) is int
-                and type(ts) is int
-                and type(value) is int
-                and type(kind) is int
-                and 0 <= height <= u32
-                and 0 <= index <= u32
-                and 0 <= ts < narrow
-                and 0 <= value < narrow
-                and 0 <= kind <= EVENT_UPTIME
-                and (kind == EVENT_UPTIME or value <= 1)
-            ):
-                return None
-            if height < start_height or height > last_height:
-                continue
-            if height < previous_height or (height == previous_height and index <= previous_index):
-                return None  # out of order, or the same place twice
-            previous_height, previous_index = height, index
-            if split < 0 and height > end_height:
-                split = len(events)
-            append((ts, EVENT_UPTIME, value) if kind == EVENT_UPTIME else (ts, kind, value == 1))
-        return events, len(events) if split < 0 else split
+        """The columns reader's result as (events, split); None when it leaves the line to the
+        checked reader."""
+        columns = _columns_fast(heights, indexes, stamps, kinds, values, start_height, end_height, last_height)
+        return None if columns is None else (columns.events(), columns.split)
 
     def _events_checked(
         self,
