@@ -76,11 +76,15 @@ def measure_uptime_columns(
     credits: list[int] = []
     boots: Int64s = np.zeros(0, dtype=np.int64)
     if split >= 2:
-        t, k, u = stamps[:split], kinds[:split], values[:split]
-        rd = t[1:] - t[:-1]
-        ud = u[1:] - u[:-1]
+        times, kinds_in, uptimes = stamps[:split], kinds[:split], values[:split]
+        time_steps = times[1:] - times[:-1]
+        uptime_steps = uptimes[1:] - uptimes[:-1]
         step = (
-            (k[1:] == EVENT_UPTIME) & (k[:-1] == EVENT_UPTIME) & (ud > 0) & (ud <= rd + GRACE_S) & (ud >= rd - GRACE_S)
+            (kinds_in[1:] == EVENT_UPTIME)
+            & (kinds_in[:-1] == EVENT_UPTIME)
+            & (uptime_steps > 0)
+            & (uptime_steps <= time_steps + GRACE_S)
+            & (uptime_steps >= time_steps - GRACE_S)
         )
         marks = np.zeros(stop + 1, dtype=np.bool_)
         marks[1:split] = step
@@ -88,8 +92,8 @@ def measure_uptime_columns(
         # run_ends: the indexes that are not ordinary (a run starting at i ends before the first one after i)
         run_ends = np.flatnonzero(~marks)
         # credits[i]: the credit of reports 1..i-1 (prefix sums)
-        credits = np.concatenate(([0, 0], np.cumsum(np.minimum(ud, MAX_CREDIT_S)))).tolist()
-        boots = t - u
+        credits = np.concatenate(([0, 0], np.cumsum(np.minimum(uptime_steps, MAX_CREDIT_S)))).tolist()
+        boots = times - uptimes
 
     start, end = period.start_ts, period.end_ts
     implied_wake = start if wake_at_start_ts is None else wake_at_start_ts
@@ -157,8 +161,8 @@ def measure_uptime_columns(
                 after = int(run_ends[np.searchsorted(run_ends, here)])
                 total += credits[after] - credits[here]
                 if violation is None:
-                    skew = boots[here:after] - boot
-                    if bool(((skew >= CLOCK_SKEW_S) | (skew <= -CLOCK_SKEW_S)).any()):
+                    drifts = boots[here:after] - boot
+                    if bool(((drifts >= CLOCK_SKEW_S) | (drifts <= -CLOCK_SKEW_S)).any()):
                         violation = CLOCK_SKEW
                 t_last, u_last = ts_list[after - 1], value_list[after - 1]
                 index = after

@@ -278,7 +278,13 @@ def _measure_all(
     gc.disable()
     try:
         if columns and isinstance(snapshot, StreamedSnapshot):
-            return run_columns(snapshot)
+            measured = snapshot.measured_in_load()
+            if measured is None:
+                return run_columns(snapshot)
+            if progress is not None:
+                for done in range(256, len(measured) + 1, 256):
+                    progress(done)
+            return measured
         try:
             return run(buffered=False)
         except EventsNotGrouped:

@@ -13,12 +13,14 @@ the header and every node record. Events are validated as the calculation reads 
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
+import io
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Literal, Self, TypeVar
 
@@ -26,8 +28,8 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from payouts.calculation.columns import EventColumns
-from payouts.calculation.uptime import Window
+from payouts.calculation.columns import EventColumns, measure_uptime_columns
+from payouts.calculation.uptime import UptimeMeasurement, Window
 from payouts.periods import Period
 from payouts.snapshot.load import (
     EventStats,
@@ -131,6 +133,46 @@ class _Inexact(Exception):
     line is read again with the standard library, which keeps every integer exact."""
 
 
+class _HashingReader:
+    """A binary file that hashes every byte read from it (read once, front to back)."""
+
+    def __init__(self, stream: IO[bytes], update: Callable[[bytes], object]) -> None:
+        self._stream = stream
+        self._update = update
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._update(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self._stream.readline(size)
+        self._update(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        """Never needed reading front to back; refused so that no byte escapes the hash."""
+        raise io.UnsupportedOperation("seek")
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def raw_sha256(path: Path) -> str:
+    """SHA-256 of a file's stored bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_READ_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class _Lines:
     """The decompressed lines of a file, with the size limit and the SHA-256."""
 
@@ -139,17 +181,21 @@ class _Lines:
         self.limit = limit
         self.size = 0
         self.digest = hashlib.sha256()
+        #: SHA-256 of the file's bytes as stored (compressed), taken as they are read
+        self.raw_digest = hashlib.sha256()
 
-    def _open(self) -> IO[bytes]:
+    def _open(self) -> tuple[_HashingReader, IO[bytes]]:
+        raw = _HashingReader(self.path.open("rb"), self.raw_digest.update)
         if self.path.name.endswith(".gz"):
-            return gzip.GzipFile(self.path, "rb")  # type: ignore[return-value]
-        return self.path.open("rb")
+            return raw, gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return raw, raw  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         """(line number, line) for every non-empty line."""
         number = 0
         try:
-            with self._open() as stream:
+            raw, stream = self._open()
+            with raw, stream:
                 while True:
                     # never read past the size limit, nor more than one line's maximum
                     line = stream.readline(min(MAX_LINE_BYTES, self.limit - self.size) + 1)
@@ -191,10 +237,23 @@ def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnaps
 
     Raises SnapshotError naming the file, the line or JSON path and the problem.
     """
+    collecting = gc.isenabled()
+    gc.disable()  # the pass makes millions of short-lived integers and no cycles
+    try:
+        return _load_snapshot_2(path, max_decompressed_bytes)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapshot:
     lines = _Lines(path, max_decompressed_bytes)
     header: Header2 | None = None
     nodes: list[Node] = []
     power: list[PowerAtStart] = []
+    # Every node is measured in this same pass while every line is ordinary (see _Measuring);
+    # the calculation then needs no second read of the file.
+    measuring: _Measuring | None = None
     for number, line in lines:
         document = _parse(path, number, line)
         if header is None:
@@ -211,22 +270,25 @@ def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnaps
             except ValidationError as exc:
                 raise header_error(path, exc, FORMAT_2_TAG, prefix="line 1") from None
             _check_blocks(path, header)
+            measuring = _Measuring(header)
             continue
         try:
             record = _validate(NodeLine, document, path, number, line)
         except ValidationError as exc:
             raise header_error(path, exc, FORMAT_2_TAG, prefix=f"line {number}") from None
         nodes.append(record.node)
+        at_start_of_node: PowerAtStart | None = None
         if record.power_at_start is not None:
             at_start = record.power_at_start
-            power.append(
-                PowerAtStart(
-                    node_id=record.node.node_id,
-                    state=at_start.state,
-                    down_since=at_start.down_since,
-                    target=at_start.target,
-                )
+            at_start_of_node = PowerAtStart(
+                node_id=record.node.node_id,
+                state=at_start.state,
+                down_since=at_start.down_since,
+                target=at_start.target,
             )
+            power.append(at_start_of_node)
+        if measuring is not None and not measuring.node(record.node, at_start_of_node, document.get("events")):
+            measuring = None  # something unusual: the calculation reads the file again
     if header is None:
         raise SnapshotError(path, "$", "file is empty, expected a header line")
     model = SnapshotHeader.model_construct(
@@ -241,7 +303,67 @@ def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnaps
         notes=header.notes,
         source=header.source,
     )
-    return StreamedSnapshot(path, model, header.blocks, lines.digest.hexdigest(), lines.size, max_decompressed_bytes)
+    snapshot = StreamedSnapshot(
+        path, model, header.blocks, lines.digest.hexdigest(), lines.size, max_decompressed_bytes
+    )
+    if measuring is not None:
+        snapshot.keep_measured(measuring.measured, measuring.stats, lines.raw_digest.hexdigest())
+    return snapshot
+
+
+class _Measuring:
+    """Measures each node while the file is loaded, as the calculation would from the node's
+    columns (`measure_uptime_columns`), as long as every line is ordinary: event columns the
+    columns reader takes, no node id twice, no sleep mark wide enough for wrapping arithmetic.
+    `node()` returns False at the first line that is not; the calculation then reads the file
+    again with every rule (and reports any problem there, as before)."""
+
+    def __init__(self, header: Header2) -> None:
+        self.period = Period(header.period_offset)
+        self.twins = {twin.twin_id: twin for twin in header.twins}
+        self.wake_at_start_ts = header.blocks.start.timestamp
+        self.start_height = header.blocks.start.height
+        self.end_height = header.blocks.end.height
+        self.measured: dict[int, UptimeMeasurement] = {}
+        self.stats = EventStats()
+
+    def node(self, node: Node, at_start: PowerAtStart | None, columns: object) -> bool:
+        if node.node_id in self.measured or not isinstance(columns, dict) or set(columns) != set(_EVENT_COLUMNS):
+            return False
+        heights, indexes, stamps, kinds, values = (columns[name] for name in _EVENT_COLUMNS)
+        if not all(isinstance(column, list) for column in (heights, indexes, stamps, kinds, values)):
+            return False
+        if not len(heights) == len(indexes) == len(stamps) == len(kinds) == len(values):
+            return False
+        if (
+            at_start is not None
+            and at_start.down_since is not None
+            and not 0 <= at_start.down_since < NARROW_EVENT_LIMIT
+        ):
+            return False
+        read = _columns_fast(
+            heights,
+            indexes,
+            stamps,
+            kinds,
+            values,
+            self.start_height,
+            self.end_height,
+            self.end_height + POST_PERIOD_BLOCKS,
+        )
+        if read is None:
+            return False
+        uptime_events = kinds.count(EVENT_UPTIME)
+        self.stats.uptime_events += uptime_events
+        self.stats.power_events += len(kinds) - uptime_events
+        self.measured[node.node_id] = measure_uptime_columns(
+            read,
+            period=self.period,
+            power_at_start=at_start,
+            twin=self.twins.get(node.twin_id),
+            wake_at_start_ts=self.wake_at_start_ts,
+        )
+        return True
 
 
 def _validate(model: type[_M], document: dict, path: Path, number: int, line: bytes) -> _M:
@@ -348,6 +470,9 @@ class StreamedSnapshot(LoadedSnapshot):
         self.size_bytes = size_bytes
         self._limit = limit
         self.stats = EventStats()
+        self._measured: dict[int, UptimeMeasurement] | None = None
+        self._measured_stats = EventStats()
+        self._raw_sha256 = ""
         #: a node asleep at the start has the start block's timestamp as its wake-up request
         self.wake_at_start_ts: int | None = blocks.start.timestamp
 
@@ -355,6 +480,24 @@ class StreamedSnapshot(LoadedSnapshot):
     def sha256(self) -> str:
         """SHA-256 (hex) of the bytes after gzip decompression."""
         return self._sha256
+
+    def keep_measured(self, measured: dict[int, UptimeMeasurement] | None, stats: EventStats, raw_sha256: str) -> None:
+        """Keep the measurements taken while loading (and the SHA-256 of the stored bytes)."""
+        self._measured = measured
+        self._measured_stats = stats
+        self._raw_sha256 = raw_sha256
+
+    def measured_in_load(self) -> dict[int, UptimeMeasurement] | None:
+        """node id -> measurement taken while loading, when every line was ordinary (None
+        otherwise: read the events again). The file must still be the one loaded: its stored
+        bytes are hashed again (cheap: no decompression) and compared."""
+        if self._measured is None:
+            return None
+        if raw_sha256(self.path) != self._raw_sha256:
+            raise SnapshotError(self.path, "$", "the file changed while it was being read; calculate again")
+        kept = self._measured_stats
+        self.stats = EventStats(uptime_events=kept.uptime_events, power_events=kept.power_events)
+        return dict(self._measured)
 
     def iter_node_events(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event]]]:
         """(node_id, events read for the period) per node line, in file order."""
