@@ -7,8 +7,10 @@ records are kept (the calculation gives every node a receipt); events are read o
 at a time and let go when the node is measured.
 
 Loading reads the file once, decompressing as it goes: it checks the size limit (a gzip bomb
-is refused before it fills memory), takes the SHA-256 of the decompressed bytes and validates
-the header and every node record. Events are validated as the calculation reads them.
+is refused before it fills memory), takes the SHA-256 of the decompressed bytes (and of the
+stored bytes), validates the header and every node record and, while every line is ordinary,
+measures every node from its event columns (`calculation.columns`), so that the calculation
+needs no second read. Otherwise events are validated as the calculation reads them again.
 """
 
 from __future__ import annotations
