@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/calculate.py --nodes 3000 --nodes 30000
     .venv/bin/python benchmarks/calculate.py --nodes 3000 --format 2 --naive
+    .venv/bin/python benchmarks/calculate.py --nodes 3000 --format 2 --naive --cli
 
 Each size runs in a fresh subprocess so its peak memory (ru_maxrss) is its own. Snapshots are
 synthesized once into --data (default /tmp/payouts-bench) and reused. `--format 2` measures
 `tfgrid-snapshot/2` files (gzip JSON Lines); `--naive` also times a plain standard-library
-JSON per-event loop over the same month's `/1` file, in the same run, as a yardstick.
+JSON per-event loop over the same month's `/1` file, in the same run, as a yardstick; `--cli`
+also times the whole command `payouts calculate --dry-run --json` (its own process, from
+start to exit, output to /dev/null) on the measured file.
 """
 
 from __future__ import annotations
@@ -74,6 +77,21 @@ def naive_loop(snapshot_path: Path) -> dict:
     }
 
 
+def cli_dry_run(snapshot_path: Path) -> dict:
+    """Wall time of `payouts calculate --snapshot FILE --dry-run --json`, process start to exit."""
+    from payouts.ledger.db import make_engine, migrate
+
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/ledger.sqlite3"
+        migrate(make_engine(url))
+        env = {**os.environ, "PAYOUTS_DATABASE_URL": url, "PAYOUTS_STATE_DIR": folder}
+        command = [str(Path(sys.executable).parent / "payouts"), "calculate", "--snapshot", str(snapshot_path)]
+        started = time.perf_counter()
+        with open(os.devnull, "wb") as sink:
+            subprocess.run([*command, "--dry-run", "--json"], check=True, stdout=sink, env=env)
+        return {"cli_dry_run_s": round(time.perf_counter() - started, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, action="append", help="grid size (repeatable)")
@@ -82,6 +100,7 @@ def main() -> None:
     parser.add_argument("--gzip", action="store_true", help="benchmark .json.gz snapshots")
     parser.add_argument("--format", type=int, choices=(1, 2), default=1, help="snapshot format to measure")
     parser.add_argument("--naive", action="store_true", help="also time a plain json per-event loop over /1")
+    parser.add_argument("--cli", action="store_true", help="also time `payouts calculate --dry-run --json`")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--naive-one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -116,6 +135,8 @@ def main() -> None:
                 [sys.executable, __file__, "--naive-one", str(v1)], check=True, capture_output=True, text=True
             )
             line.update(json.loads(naive.stdout.strip().splitlines()[-1]))
+        if args.cli:
+            line.update(cli_dry_run(path))
         print(json.dumps({"format": args.format, **line}))
 
 

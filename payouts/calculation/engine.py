@@ -14,6 +14,7 @@ from enum import StrEnum
 from stellar_sdk import StrKey
 
 from payouts.calculation import units
+from payouts.calculation.columns import EventColumns, measure_uptime_columns
 from payouts.calculation.receipts import minting_receipt_bytes, receipt_hash
 from payouts.calculation.rewards import (
     CERTIFIED_MIN_PERMILLE,
@@ -24,7 +25,7 @@ from payouts.calculation.rewards import (
     scales_with_uptime,
     uptime_permille,
 )
-from payouts.calculation.uptime import NARROW_LIMIT, UptimeMeasurement, measure_uptime
+from payouts.calculation.uptime import NARROW_LIMIT, UptimeMeasurement, Window, measure_uptime
 from payouts.periods import PERIOD_LENGTH_S, Period
 from payouts.snapshot.load import EventsNotGrouped, LoadedSnapshot
 from payouts.snapshot.schema import (
@@ -39,6 +40,7 @@ from payouts.snapshot.schema import (
     PowerAtStart,
     Twin,
 )
+from payouts.snapshot.stream import StreamedSnapshot
 
 GIB = units.GIB
 #: minting_v3 writes this price into every receipt, whatever the node's connection price
@@ -221,6 +223,7 @@ def _measure_all(
     power: dict[int, PowerAtStart],
     twins: dict[int, Twin],
     progress: Callable[[int], None] | None,
+    columns: bool = True,
 ) -> dict[int, UptimeMeasurement]:
     wake_at_start_ts = snapshot.wake_at_start_ts
 
@@ -243,11 +246,45 @@ def _measure_all(
                 progress(done)
         return results
 
+    def run_columns(snapshot: StreamedSnapshot) -> dict[int, UptimeMeasurement]:
+        results: dict[int, UptimeMeasurement] = {}
+        for done, (node_id, read) in enumerate(snapshot.iter_node_columns(), 1):
+            node = nodes[node_id]
+            at_start = power.get(node_id)
+            twin = twins.get(node.twin_id)
+            wide = node_id in snapshot.stats.wide_nodes or _wide_sleep_mark(at_start)
+            if isinstance(read, EventColumns) and not wide:
+                results[node_id] = measure_uptime_columns(
+                    read, period=period, power_at_start=at_start, twin=twin, wake_at_start_ts=wake_at_start_ts
+                )
+            else:
+                events, split = (read.events(), read.split) if isinstance(read, EventColumns) else read
+                results[node_id] = measure_uptime(
+                    events,
+                    period=period,
+                    power_at_start=at_start,
+                    twin=twin,
+                    window=Window(0, split, len(events)),
+                    wake_at_start_ts=wake_at_start_ts,
+                    wide=wide,
+                )
+            if progress is not None and done % 256 == 0:
+                progress(done)
+        return results
+
     # Millions of short-lived event tuples would trigger the cyclic garbage collector over and
     # over for nothing (they hold no cycles); pause it for the pass.
     collecting = gc.isenabled()
     gc.disable()
     try:
+        if columns and isinstance(snapshot, StreamedSnapshot):
+            measured = snapshot.measured_in_load()
+            if measured is None:
+                return run_columns(snapshot)
+            if progress is not None:
+                for done in range(256, len(measured) + 1, 256):
+                    progress(done)
+            return measured
         try:
             return run(buffered=False)
         except EventsNotGrouped:
@@ -266,9 +303,12 @@ def calculate_period(
     *,
     progress: Callable[[int], None] | None = None,
     opted_out_since: dict[int, int] | None = None,
+    columns: bool = True,
 ) -> PeriodCalculation:
     """Every node's receipt for the snapshot's period. `progress(n)` reports nodes measured;
-    `opted_out_since` maps node id -> time it moved to the revenue model."""
+    `opted_out_since` maps node id -> time it moved to the revenue model. A `/2` snapshot is
+    measured from event columns (`columns.py`) unless `columns` is False (then event by event:
+    the results are identical)."""
     header = snapshot.header
     period = Period(header.period_offset)
     policies: dict[int, FarmingPolicy] = {p.id: p for p in header.farming_policies}
@@ -281,7 +321,7 @@ def calculate_period(
     power: dict[int, PowerAtStart] = {p.node_id: p for p in header.power_at_start}
     opted_out_since = opted_out_since or {}
 
-    measurements = _measure_all(snapshot, period, nodes, power, twins, progress)
+    measurements = _measure_all(snapshot, period, nodes, power, twins, progress, columns)
     stats = snapshot.stats
     report = CalculationReport(
         duplicate_events_dropped=stats.duplicates_dropped,

@@ -86,8 +86,16 @@ def _int(value: int) -> str:
     return str(value)
 
 
+#: the keys of the layouts, written once
+_KEY_TEXTS = {
+    key: _string(key)
+    for key in (*_MINTING_KEYS, *_RETRY_KEYS, *(name for names in _GROUP_KEYS.values() for name in names))
+}
+
+
 def _object(pairs: list[tuple[str, str]]) -> str:
-    return "{" + ",".join(f"{_string(key)}:{text}" for key, text in pairs) + "}"
+    texts = _KEY_TEXTS
+    return "{" + ",".join(f"{texts[key] if key in texts else _string(key)}:{text}" for key, text in pairs) + "}"
 
 
 def _group(name: str, values: dict, floats: bool) -> str:

@@ -7,25 +7,31 @@ records are kept (the calculation gives every node a receipt); events are read o
 at a time and let go when the node is measured.
 
 Loading reads the file once, decompressing as it goes: it checks the size limit (a gzip bomb
-is refused before it fills memory), takes the SHA-256 of the decompressed bytes and validates
-the header and every node record. Events are validated as the calculation reads them.
+is refused before it fills memory), takes the SHA-256 of the decompressed bytes (and of the
+stored bytes), validates the header and every node record and, while every line is ordinary,
+measures every node from its event columns (`calculation.columns`), so that the calculation
+needs no second read. Otherwise events are validated as the calculation reads them again.
 """
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
+import io
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Literal, Self, TypeVar
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from payouts.calculation.uptime import Window
+from payouts.calculation.columns import EventColumns, measure_uptime_columns
+from payouts.calculation.uptime import UptimeMeasurement, Window
 from payouts.periods import Period
 from payouts.snapshot.load import (
     EventStats,
@@ -129,6 +135,46 @@ class _Inexact(Exception):
     line is read again with the standard library, which keeps every integer exact."""
 
 
+class _HashingReader:
+    """A binary file that hashes every byte read from it (read once, front to back)."""
+
+    def __init__(self, stream: IO[bytes], update: Callable[[bytes], object]) -> None:
+        self._stream = stream
+        self._update = update
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._update(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self._stream.readline(size)
+        self._update(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        """Never needed reading front to back; refused so that no byte escapes the hash."""
+        raise io.UnsupportedOperation("seek")
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def raw_sha256(path: Path) -> str:
+    """SHA-256 of a file's stored bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_READ_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class _Lines:
     """The decompressed lines of a file, with the size limit and the SHA-256."""
 
@@ -137,17 +183,21 @@ class _Lines:
         self.limit = limit
         self.size = 0
         self.digest = hashlib.sha256()
+        #: SHA-256 of the file's bytes as stored (compressed), taken as they are read
+        self.raw_digest = hashlib.sha256()
 
-    def _open(self) -> IO[bytes]:
+    def _open(self) -> tuple[_HashingReader, IO[bytes]]:
+        raw = _HashingReader(self.path.open("rb"), self.raw_digest.update)
         if self.path.name.endswith(".gz"):
-            return gzip.GzipFile(self.path, "rb")  # type: ignore[return-value]
-        return self.path.open("rb")
+            return raw, gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return raw, raw  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         """(line number, line) for every non-empty line."""
         number = 0
         try:
-            with self._open() as stream:
+            raw, stream = self._open()
+            with raw, stream:
                 while True:
                     # never read past the size limit, nor more than one line's maximum
                     line = stream.readline(min(MAX_LINE_BYTES, self.limit - self.size) + 1)
@@ -189,10 +239,23 @@ def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnaps
 
     Raises SnapshotError naming the file, the line or JSON path and the problem.
     """
+    collecting = gc.isenabled()
+    gc.disable()  # the pass makes millions of short-lived integers and no cycles
+    try:
+        return _load_snapshot_2(path, max_decompressed_bytes)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapshot:
     lines = _Lines(path, max_decompressed_bytes)
     header: Header2 | None = None
     nodes: list[Node] = []
     power: list[PowerAtStart] = []
+    # Every node is measured in this same pass while every line is ordinary (see _Measuring);
+    # the calculation then needs no second read of the file.
+    measuring: _Measuring | None = None
     for number, line in lines:
         document = _parse(path, number, line)
         if header is None:
@@ -209,22 +272,25 @@ def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnaps
             except ValidationError as exc:
                 raise header_error(path, exc, FORMAT_2_TAG, prefix="line 1") from None
             _check_blocks(path, header)
+            measuring = _Measuring(header)
             continue
         try:
             record = _validate(NodeLine, document, path, number, line)
         except ValidationError as exc:
             raise header_error(path, exc, FORMAT_2_TAG, prefix=f"line {number}") from None
         nodes.append(record.node)
+        at_start_of_node: PowerAtStart | None = None
         if record.power_at_start is not None:
             at_start = record.power_at_start
-            power.append(
-                PowerAtStart(
-                    node_id=record.node.node_id,
-                    state=at_start.state,
-                    down_since=at_start.down_since,
-                    target=at_start.target,
-                )
+            at_start_of_node = PowerAtStart(
+                node_id=record.node.node_id,
+                state=at_start.state,
+                down_since=at_start.down_since,
+                target=at_start.target,
             )
+            power.append(at_start_of_node)
+        if measuring is not None and not measuring.node(record.node, at_start_of_node, document.get("events")):
+            measuring = None  # something unusual: the calculation reads the file again
     if header is None:
         raise SnapshotError(path, "$", "file is empty, expected a header line")
     model = SnapshotHeader.model_construct(
@@ -239,7 +305,67 @@ def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnaps
         notes=header.notes,
         source=header.source,
     )
-    return StreamedSnapshot(path, model, header.blocks, lines.digest.hexdigest(), lines.size, max_decompressed_bytes)
+    snapshot = StreamedSnapshot(
+        path, model, header.blocks, lines.digest.hexdigest(), lines.size, max_decompressed_bytes
+    )
+    if measuring is not None:
+        snapshot.keep_measured(measuring.measured, measuring.stats, lines.raw_digest.hexdigest())
+    return snapshot
+
+
+class _Measuring:
+    """Measures each node while the file is loaded, as the calculation would from the node's
+    columns (`measure_uptime_columns`), as long as every line is ordinary: event columns the
+    columns reader takes, no node id twice, no sleep mark wide enough for wrapping arithmetic.
+    `node()` returns False at the first line that is not; the calculation then reads the file
+    again with every rule (and reports any problem there, as before)."""
+
+    def __init__(self, header: Header2) -> None:
+        self.period = Period(header.period_offset)
+        self.twins = {twin.twin_id: twin for twin in header.twins}
+        self.wake_at_start_ts = header.blocks.start.timestamp
+        self.start_height = header.blocks.start.height
+        self.end_height = header.blocks.end.height
+        self.measured: dict[int, UptimeMeasurement] = {}
+        self.stats = EventStats()
+
+    def node(self, node: Node, at_start: PowerAtStart | None, columns: object) -> bool:
+        if node.node_id in self.measured or not isinstance(columns, dict) or set(columns) != set(_EVENT_COLUMNS):
+            return False
+        heights, indexes, stamps, kinds, values = (columns[name] for name in _EVENT_COLUMNS)
+        if not all(isinstance(column, list) for column in (heights, indexes, stamps, kinds, values)):
+            return False
+        if not len(heights) == len(indexes) == len(stamps) == len(kinds) == len(values):
+            return False
+        if (
+            at_start is not None
+            and at_start.down_since is not None
+            and not 0 <= at_start.down_since < NARROW_EVENT_LIMIT
+        ):
+            return False
+        read = _columns_fast(
+            heights,
+            indexes,
+            stamps,
+            kinds,
+            values,
+            self.start_height,
+            self.end_height,
+            self.end_height + POST_PERIOD_BLOCKS,
+        )
+        if read is None:
+            return False
+        uptime_events = kinds.count(EVENT_UPTIME)
+        self.stats.uptime_events += uptime_events
+        self.stats.power_events += len(kinds) - uptime_events
+        self.measured[node.node_id] = measure_uptime_columns(
+            read,
+            period=self.period,
+            power_at_start=at_start,
+            twin=self.twins.get(node.twin_id),
+            wake_at_start_ts=self.wake_at_start_ts,
+        )
+        return True
 
 
 def _validate(model: type[_M], document: dict, path: Path, number: int, line: bytes) -> _M:
@@ -283,6 +409,56 @@ def _check_blocks(path: Path, header: Header2) -> None:
         raise SnapshotError(path, "line 1: $.blocks", "the end block must come after the start block")
 
 
+_INTEGERS_ONLY = {int}
+
+
+def _columns_fast(
+    heights: list,
+    indexes: list,
+    stamps: list,
+    kinds: list,
+    values: list,
+    start_height: int,
+    end_height: int,
+    last_height: int,
+) -> EventColumns | None:
+    """The common case as whole columns: every value a narrow integer, events in chain order, no
+    two at one place. None when anything is unusual (the checked path then reads the line)."""
+    count = len(heights)
+    if not count:
+        return EventColumns(*(np.zeros(0, dtype=np.int64),) * 3, 0)
+    together = heights + indexes + stamps + kinds + values
+    # exactly int (not bool, not float, not str): the set of the values' types, in C
+    if set(map(type, together)) != _INTEGERS_ONLY:
+        return None
+    try:
+        table = np.fromiter(together, dtype=np.int64, count=5 * count).reshape(5, count)
+    except OverflowError:  # past i64: not narrow
+        return None
+    lows, highs = table.min(axis=1).tolist(), table.max(axis=1).tolist()
+    if not (
+        min(lows) >= 0
+        and highs[0] <= U32_MAX
+        and highs[1] <= U32_MAX
+        and highs[2] < NARROW_EVENT_LIMIT
+        and highs[3] <= EVENT_UPTIME
+        and highs[4] < NARROW_EVENT_LIMIT
+    ):
+        return None
+    height, index, stamp, kind, value = table
+    if bool(((kind != EVENT_UPTIME) & (value > 1)).any()):
+        return None
+    read = (height >= start_height) & (height <= last_height)
+    if not bool(read.all()):
+        height, index, stamp, kind, value = height[read], index[read], stamp[read], kind[read], value[read]
+    if height.size > 1:
+        step = np.diff(height)
+        if not bool(((step > 0) | ((step == 0) & (np.diff(index) > 0))).all()):
+            return None  # out of order, or the same place twice
+    split = int(np.searchsorted(height, end_height, side="right"))
+    return EventColumns(stamp, kind, value, split)
+
+
 class StreamedSnapshot(LoadedSnapshot):
     """A validated `/2` snapshot: header and node records in memory, events streamed."""
 
@@ -296,6 +472,9 @@ class StreamedSnapshot(LoadedSnapshot):
         self.size_bytes = size_bytes
         self._limit = limit
         self.stats = EventStats()
+        self._measured: dict[int, UptimeMeasurement] | None = None
+        self._measured_stats = EventStats()
+        self._raw_sha256 = ""
         #: a node asleep at the start has the start block's timestamp as its wake-up request
         self.wake_at_start_ts: int | None = blocks.start.timestamp
 
@@ -303,6 +482,24 @@ class StreamedSnapshot(LoadedSnapshot):
     def sha256(self) -> str:
         """SHA-256 (hex) of the bytes after gzip decompression."""
         return self._sha256
+
+    def keep_measured(self, measured: dict[int, UptimeMeasurement] | None, stats: EventStats, raw_sha256: str) -> None:
+        """Keep the measurements taken while loading (and the SHA-256 of the stored bytes)."""
+        self._measured = measured
+        self._measured_stats = stats
+        self._raw_sha256 = raw_sha256
+
+    def measured_in_load(self) -> dict[int, UptimeMeasurement] | None:
+        """node id -> measurement taken while loading, when every line was ordinary (None
+        otherwise: read the events again). The file must still be the one loaded: its stored
+        bytes are hashed again (cheap: no decompression) and compared."""
+        if self._measured is None:
+            return None
+        if raw_sha256(self.path) != self._raw_sha256:
+            raise SnapshotError(self.path, "$", "the file changed while it was being read; calculate again")
+        kept = self._measured_stats
+        self.stats = EventStats(uptime_events=kept.uptime_events, power_events=kept.power_events)
+        return dict(self._measured)
 
     def iter_node_events(self, *, buffered: bool = False) -> Iterator[tuple[int, list[Event]]]:
         """(node_id, events read for the period) per node line, in file order."""
@@ -313,6 +510,19 @@ class StreamedSnapshot(LoadedSnapshot):
         """(node_id, events, window) per node line: the events of the blocks minting reads, in
         chain order; `window.split` is the first one after the end block."""
         del buffered  # every line holds one whole node: nothing to buffer
+        for node_id, read in self.iter_node_columns():
+            if isinstance(read, EventColumns):
+                events = read.events()
+                yield node_id, events, Window(0, read.split, len(events))
+            else:
+                events, split = read
+                yield node_id, events, Window(0, split, len(events))
+
+    def iter_node_columns(self) -> Iterator[tuple[int, EventColumns | tuple[list[Event], int]]]:
+        """Per node line, in file order: the events of the blocks minting reads, in chain order,
+        as columns when every value is an ordinary narrow integer in chain order (the common
+        case), else as (events, split) from the checked reader. `split` is the first event
+        after the end block."""
         self.stats = EventStats()
         start_height = self.blocks.start.height
         end_height = self.blocks.end.height
@@ -328,15 +538,14 @@ class StreamedSnapshot(LoadedSnapshot):
                 raise SnapshotError(self.path, f"line {number}: $.node.node_id", "missing or not an integer")
             stats = self.stats
             counts = (stats.uptime_events, stats.power_events, stats.duplicates_dropped)
+            read: EventColumns | tuple[list[Event], int]
             try:
-                events, split = self._events(
-                    number, node_id, document.get("events"), start_height, end_height, last_height
-                )
+                read = self._events(number, node_id, document.get("events"), start_height, end_height, last_height)
             except _Inexact:
                 stats.uptime_events, stats.power_events, stats.duplicates_dropped = counts
                 exact = _parse(self.path, number, line, exact=True).get("events")
-                events, split = self._events(number, node_id, exact, start_height, end_height, last_height, exact=True)
-            yield node_id, events, Window(0, split, len(events))
+                read = self._events(number, node_id, exact, start_height, end_height, last_height, exact=True)
+            yield node_id, read
         if reader.digest.hexdigest() != self._sha256:
             raise SnapshotError(self.path, "$", "the file changed while it was being read; calculate again")
 
@@ -353,7 +562,7 @@ class StreamedSnapshot(LoadedSnapshot):
         last_height: int,
         *,
         exact: bool = False,
-    ) -> tuple[list[Event], int]:
+    ) -> EventColumns | tuple[list[Event], int]:
         if not isinstance(columns, dict):
             raise SnapshotError(self.path, f"line {number}: $.events", f"expected an object, got {describe(columns)}")
         if set(columns) != set(_EVENT_COLUMNS):
@@ -369,7 +578,7 @@ class StreamedSnapshot(LoadedSnapshot):
                 raise self._bad(number, name, f"expected an array, got {describe(column)}")
             if len(column) != count:
                 raise self._bad(number, name, f"has {len(column)} entries, expected {count} like $.events.height")
-        fast = self._events_fast(heights, indexes, stamps, kinds, values, start_height, end_height, last_height)
+        fast = _columns_fast(heights, indexes, stamps, kinds, values, start_height, end_height, last_height)
         if fast is not None:
             self.stats.uptime_events += kinds.count(EVENT_UPTIME)
             self.stats.power_events += count - kinds.count(EVENT_UPTIME)
@@ -389,37 +598,10 @@ class StreamedSnapshot(LoadedSnapshot):
         end_height: int,
         last_height: int,
     ) -> tuple[list[Event], int] | None:
-        """The common case in one flat loop: every value a narrow integer, events in chain order,
-        no two at one place. None when anything is unusual (the checked path then reads the line)."""
-        events: list[Event] = []
-        append = events.append
-        split = -1
-        previous_height = previous_index = -1
-        u32, narrow = U32_MAX, NARROW_EVENT_LIMIT
-        for height, index, ts, kind, value in zip(heights, indexes, stamps, kinds, values, strict=True):
-            if not (
-                type(height) is int
-                and type(index) is int
-                and type(ts) is int
-                and type(value) is int
-                and type(kind) is int
-                and 0 <= height <= u32
-                and 0 <= index <= u32
-                and 0 <= ts < narrow
-                and 0 <= value < narrow
-                and 0 <= kind <= EVENT_UPTIME
-                and (kind == EVENT_UPTIME or value <= 1)
-            ):
-                return None
-            if height < start_height or height > last_height:
-                continue
-            if height < previous_height or (height == previous_height and index <= previous_index):
-                return None  # out of order, or the same place twice
-            previous_height, previous_index = height, index
-            if split < 0 and height > end_height:
-                split = len(events)
-            append((ts, EVENT_UPTIME, value) if kind == EVENT_UPTIME else (ts, kind, value == 1))
-        return events, len(events) if split < 0 else split
+        """The columns reader's result as (events, split); None when it leaves the line to the
+        checked reader."""
+        columns = _columns_fast(heights, indexes, stamps, kinds, values, start_height, end_height, last_height)
+        return None if columns is None else (columns.events(), columns.split)
 
     def _events_checked(
         self,
