@@ -28,6 +28,7 @@ from payouts.calculation.uptime import (
     UptimeMeasurement,
     _finish,
     _woke_in_time,
+    power_state_at_start,
 )
 from payouts.periods import Period
 from payouts.snapshot.schema import EVENT_POWER_STATE, EVENT_POWER_TARGET, EVENT_UPTIME, Event, PowerAtStart, Twin
@@ -103,16 +104,7 @@ def measure_uptime_columns(
     boot = 0
     violation: str | None = None
     boot_failures = 0
-    asleep_since: int | None = None
-    wake_request: int | None = None
-    state_up = target_up = True
-    if power_at_start is not None:
-        state_up = power_at_start.state == "Up"
-        target_up = power_at_start.target == "Up"
-        if not state_up:
-            asleep_since = start if power_at_start.down_since is None else power_at_start.down_since
-            if target_up:
-                wake_request = implied_wake
+    state_up, target_up, asleep_since, wake_request = power_state_at_start(power_at_start, start, implied_wake)
 
     index = 0
     while index < stop:

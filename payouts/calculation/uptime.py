@@ -123,6 +123,22 @@ def _woke_in_time(t: int, u: int, asleep_since: int, wake_request: int) -> tuple
     return not (boot_failed or slept_too_long), boot_failed
 
 
+def power_state_at_start(
+    power_at_start: PowerAtStart | None, start_ts: int, implied_wake_ts: int
+) -> tuple[bool, bool, int | None, int | None]:
+    """(state up, target up, asleep since, wake request) as the period starts. A node Down at the
+    start is asleep since down_since (null means START); one whose target is Up was asked to wake
+    at the implied wake-up."""
+    if power_at_start is None:
+        return True, True, None, None
+    state_up = power_at_start.state == "Up"
+    target_up = power_at_start.target == "Up"
+    if state_up:
+        return state_up, target_up, None, None
+    asleep_since = start_ts if power_at_start.down_since is None else power_at_start.down_since
+    return state_up, target_up, asleep_since, implied_wake_ts if target_up else None
+
+
 def measure_uptime(
     events: list[Event],
     *,
@@ -152,17 +168,7 @@ def measure_uptime(
     boot = 0
     violation: str | None = None
     boot_failures = 0
-    asleep_since: int | None = None
-    wake_request: int | None = None
-    state_up = target_up = True
-    if power_at_start is not None:
-        state_up = power_at_start.state == "Up"
-        target_up = power_at_start.target == "Up"
-        if not state_up:
-            # a node Down at the start is asleep since down_since (null means START)
-            asleep_since = start if power_at_start.down_since is None else power_at_start.down_since
-            if target_up:
-                wake_request = implied_wake
+    state_up, target_up, asleep_since, wake_request = power_state_at_start(power_at_start, start, implied_wake)
 
     split = window.split
     for index in range(window.start, window.stop):
