@@ -133,9 +133,10 @@ def test_congestion_and_delays_only_slow_the_run_down(paying, faults):
 
 
 def test_congestion_raises_the_fee_with_a_fee_bump_within_the_cap(paying):
-    # two refusals in a row, then an open queue: whether a bumped transaction lands before its
-    # ledger bound does not hang on how fast this machine closes ledgers
-    sandbox, document, db, run_id, engine = paying(faults="congestion=0", max_fee_stroops=400)
+    # two refusals, then an open queue, and a ledger bound told in the sandbox's own ledgers
+    # (0.1 s each: 300 ledgers for the 30 s timeout), so a bumped transaction lands before its
+    # bound however slowly a loaded machine gets to it
+    sandbox, document, db, run_id, engine = paying(faults="congestion=0", max_fee_stroops=400, ledger_close_s=0.1)
     sandbox.faults.force(SubmitFault.congestion, times=2)
     report = engine.pay(run_id)
     assert report.status == RunStatus.PAID
