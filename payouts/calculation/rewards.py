@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from payouts.calculation.units import MILLION
+from payouts.money import UNITS_PER_TFT
 from payouts.periods import PERIOD_LENGTH_S
 from payouts.snapshot.schema import U64_MAX, FarmingPolicy
 
-TFT_UNITS_PER_TFT = 10**7
-MILLION = 10**6
 CERTIFIED_BONUS_NUMERATOR, CERTIFIED_BONUS_DENOMINATOR = 5, 4  # +25 % on policy 1
 DIY_MIN_PERMILLE = 950
 CERTIFIED_MIN_PERMILLE = 980
@@ -86,7 +86,7 @@ def node_reward(
         return Reward(0, 0)  # (and computes no amount, so nothing can overflow)
     if certified and policy.id == 1:
         musd = _u64(musd * CERTIFIED_BONUS_NUMERATOR, "certified bonus") // CERTIFIED_BONUS_DENOMINATOR
-    tft_units = _u64(musd * TFT_UNITS_PER_TFT, "musd x 10^7") // connection_price_musd
+    tft_units = _u64(musd * UNITS_PER_TFT, "musd x 10^7") // connection_price_musd
     if scaled:
         musd_scaled = _u64(musd * permille, "musd x uptime permille") // 1000
         tft_scaled = _u64(tft_units * permille, "tft x uptime permille") // 1000

@@ -21,9 +21,9 @@ from stellar_sdk import Asset, Keypair, TransactionBuilder
 
 from payouts.sandbox.entries import format_amount
 from payouts.sandbox.network import BASE_FEE_STROOPS, MAX_OPS_PER_TX, root_keypair
+from payouts.stellar.network import TFT_CODE
 
 ACCOUNTS_FORMAT = "tft-payouts-sandbox-accounts/1"
-TFT_CODE = "TFT"
 #: Starting XLM per role, in stroops.
 TREASURY_XLM_STROOPS = 10_000 * 10**7
 PAYOUT_XLM_STROOPS = 1_000 * 10**7

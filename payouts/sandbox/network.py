@@ -6,14 +6,24 @@ import hashlib
 
 from stellar_sdk import Keypair
 
-#: The sandbox is a network of its own: envelopes signed for testnet or mainnet fail here with
-#: tx_bad_auth, and envelopes signed here are worthless anywhere else.
-SANDBOX_NETWORK_PASSPHRASE = "TFT Payouts Sandbox ; 2025"
+# the service's own names for the network and its protocol values, re-exported for the sandbox
+from payouts.stellar.network import BASE_FEE_STROOPS, BASE_RESERVE_STROOPS, SANDBOX_NETWORK_PASSPHRASE
+
+__all__ = [
+    "BASE_FEE_STROOPS",
+    "BASE_RESERVE_STROOPS",
+    "INT64_MAX",
+    "MAX_OPS_PER_TX",
+    "MAX_SIGNERS",
+    "PROTOCOL_VERSION",
+    "SANDBOX_NETWORK_PASSPHRASE",
+    "TOTAL_COINS_STROOPS",
+    "network_id",
+    "root_keypair",
+]
 
 #: Lumens created at genesis, held by the root account (as on Stellar's own networks).
 TOTAL_COINS_STROOPS = 100_000_000_000 * 10**7
-BASE_FEE_STROOPS = 100
-BASE_RESERVE_STROOPS = 5_000_000
 MAX_OPS_PER_TX = 100
 MAX_SIGNERS = 20
 PROTOCOL_VERSION = 22

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from stellar_sdk import Network
 
-from payouts.sandbox.network import SANDBOX_NETWORK_PASSPHRASE
+#: The sandbox is a network of its own: envelopes signed for testnet or mainnet fail there with
+#: tx_bad_auth, and envelopes signed there are worthless anywhere else. Named here, with the
+#: protocol constants below, because the service must know it; the sandbox takes it from here.
+SANDBOX_NETWORK_PASSPHRASE = "TFT Payouts Sandbox ; 2025"
+#: the network's minimum fee per operation and the reserve per account entry (protocol values)
+BASE_FEE_STROOPS = 100
+BASE_RESERVE_STROOPS = 5_000_000
 
 TFT_CODE = "TFT"
 TFT_ISSUERS = {

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 
 from payouts.money import format_tft
 from payouts.stellar.horizon import HorizonClient, StellarError
-
-#: XLM an account must keep: 2 base reserves of 0.5 XLM plus one per subentry (trustlines,
-#: data entries, signers besides the master key)
-BASE_RESERVE_STROOPS = 5_000_000
+from payouts.stellar.network import BASE_RESERVE_STROOPS
 
 
 class PreflightError(StellarError):
@@ -49,6 +46,7 @@ def check_payout_account(
             f"the payout account holds {format_tft(line.balance_units)} {asset.code}, the run needs "
             f"{format_tft(total_units)} (short by {format_tft(total_units - line.balance_units)})"
         )
+    # 2 base reserves plus one per subentry (trustlines, data entries, extra signers)
     reserve = BASE_RESERVE_STROOPS * (2 + account.subentries)
     spendable = account.native_balance_stroops - reserve
     if spendable < fee_budget_stroops:
