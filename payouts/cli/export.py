@@ -258,7 +258,7 @@ def web(
     site_dir = site if site is not None else export_dir(cli.settings) / "site"
     err_console.print(f"serving on http://{host}:{port} (site: {site_dir}); Ctrl-C stops")
     try:
-        serve(cli.settings, host, port, site_dir)
+        serve(cli.settings.ledger_url(), host, port, site_dir, network=cli.settings.network)
     except OSError as exc:  # the address is taken, not this machine's, or not an address
         abort(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=2)
 

@@ -51,7 +51,6 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from config.settings import Settings
 from payouts import CODE_VERSION
 from payouts.export.rows import FARMER_FIELDS, FIELDS, ExportFilter, iso_utc, iter_entries, runs_document
 from payouts.export.writers import EXPORT_FORMAT, write_csv, write_export
@@ -561,23 +560,25 @@ class WebServer:
 
 
 def make_server(
-    settings: Settings,
+    ledger_url: str,
     host: str = "127.0.0.1",
     port: int = 8080,
     site_dir: Path | None = None,
+    *,
+    network: str,
     engine: Engine | None = None,
     **limits: Any,
 ) -> WebServer:
     """Bind the server (port 0 picks a free port); `serve_forever()` runs it."""
-    engine = engine or make_engine(settings.ledger_url())
+    engine = engine or make_engine(ledger_url)
     if site_dir is not None and not (site_dir / "index.html").is_file():
         log.warning("web.site.missing", hint="run `payouts publish --out DIR` first; exports still work")
-    return WebServer(host, port, engine, site_dir, settings.network, **limits)
+    return WebServer(host, port, engine, site_dir, network, **limits)
 
 
-def serve(settings: Settings, host: str, port: int, site_dir: Path | None) -> None:
+def serve(ledger_url: str, host: str, port: int, site_dir: Path | None, *, network: str) -> None:
     """Run the read-only web server until interrupted (Ctrl-C or SIGTERM)."""
-    server = make_server(settings, host, port, site_dir)
+    server = make_server(ledger_url, host, port, site_dir, network=network)
     log.info("web.started", url=server.url, site=str(site_dir) if site_dir else None)
     try:
         asyncio.run(_serve_until_signal(server))

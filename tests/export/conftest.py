@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import Session
 
-from config.settings import Settings
 from payouts.export.corrections import record_correction
 from payouts.export.rows import iter_entries
 from payouts.export.server import make_server, serve_in_thread
@@ -45,7 +44,7 @@ def published(tmp_path_factory, new_sqlite_ledger):
 def web(published):
     """The read-only web server on a free loopback port, serving the site and the ledger."""
     site, url, _paid, _entries = published
-    server = make_server(Settings(database_url=url, network="dev"), "127.0.0.1", 0, site)
+    server = make_server(url, "127.0.0.1", 0, site, network="dev")
     serve_in_thread(server)
     yield server
     server.shutdown()

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
-from config.settings import Settings
 from payouts.export.server import MAX_QUERY_FIELDS, MAX_QUERY_LENGTH, make_server, serve_in_thread
 
 MALFORMED = {
@@ -116,7 +115,7 @@ def test_exports_are_streamed_and_never_cached(web):
 def test_an_unreachable_ledger_is_a_503_naming_neither_url_nor_password(tmp_path):
     url = "postgresql+psycopg://payouts:hunter2secret@127.0.0.1:1/ledger"
     engine = create_engine(url, pool_pre_ping=True)
-    server = make_server(Settings(database_url=url, network="dev"), "127.0.0.1", 0, tmp_path, engine=engine)
+    server = make_server(url, "127.0.0.1", 0, tmp_path, network="dev", engine=engine)
     serve_in_thread(server)
     try:
         with httpx.Client(base_url=server.url, timeout=20) as client:
@@ -138,9 +137,7 @@ HEADER_DEADLINE_S = 1.0
 def strict_web(published):
     """A server with a one-second deadline for a request head."""
     site, url, *_ = published
-    server = make_server(
-        Settings(database_url=url, network="dev"), "127.0.0.1", 0, site, header_timeout_s=HEADER_DEADLINE_S
-    )
+    server = make_server(url, "127.0.0.1", 0, site, network="dev", header_timeout_s=HEADER_DEADLINE_S)
     thread = serve_in_thread(server)
     yield server
     server.shutdown()
@@ -223,10 +220,11 @@ def test_a_client_that_stops_reading_an_export_is_dropped_and_frees_the_ledger(t
     migrate(engine)
     fill_ledger(engine, nodes=1500, periods=2, batch=10)  # an export of several megabytes
     server = make_server(
-        Settings(database_url=url, network="dev"),
+        url,
         "127.0.0.1",
         0,
         None,
+        network="dev",
         engine=engine,
         send_timeout_s=1.0,
         max_exports=1,

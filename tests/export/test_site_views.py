@@ -18,7 +18,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlmodel import Session
 
-from config.settings import Settings
 from payouts.calculation.engine import Eligibility
 from payouts.export.rows import FARMER_FIELDS, iter_entries
 from payouts.export.server import make_server, serve_in_thread
@@ -61,7 +60,7 @@ def held_web(tmp_path_factory):
         with Session(paid.engine) as session:
             publish_site(session, folder / "site", network="dev", horizon_url=paid.horizon_url)
             entries = list(iter_entries(session))
-        server = make_server(Settings(database_url=url, network="dev"), "127.0.0.1", 0, folder / "site")
+        server = make_server(url, "127.0.0.1", 0, folder / "site", network="dev")
         thread = serve_in_thread(server)
         yield server, paid, entries
         server.shutdown()
