@@ -1,0 +1,160 @@
+"""A farmer who adds the TFT trustline is paid by an off-cycle run of retries (`payouts run
+--retries-now`), with its own approvals, beside the period's monthly run; the next monthly run
+does not pay the same receipt again. Chain truth: the sandbox's payments."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import Session, select
+from stellar_sdk import Account as SdkAccount
+from stellar_sdk import Asset as SdkAsset
+from stellar_sdk import Keypair, TransactionBuilder
+from typer.testing import CliRunner
+
+from payouts.cli.main import app
+from payouts.ledger.db import session_scope
+from payouts.ledger.models import Payment, Run
+from payouts.ledger.repository import OFF_CYCLE_RUN, live_run_for_period
+from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.runs.service import calculate_run
+from payouts.snapshot.load import load_snapshot
+from payouts.stellar.keys import write_keypair
+from tests import factories
+from tests.support.payments import chain_payments, check_invariants
+
+runner = CliRunner()
+
+
+def _add_trustline(client, document: dict, farmer: dict) -> None:
+    """The farmer fixes the wallet: a ChangeTrust for TFT, signed with the farmer's own key."""
+    keypair = Keypair.from_secret(farmer["secret"])
+    account = client.account(keypair.public_key)
+    envelope = (
+        TransactionBuilder(SdkAccount(keypair.public_key, account.sequence), document["network_passphrase"], 100)
+        .append_change_trust_op(SdkAsset(document["asset"]["code"], document["asset"]["issuer"]))
+        .set_timeout(120)
+        .build()
+    )
+    envelope.sign(keypair)
+    assert client.submit(envelope.to_xdr()).outcome == "success"
+
+
+def _month(tmp_path, farmers: list[dict], offset: int):
+    """The `paying` fixture's grid (two nodes per farm) for another period."""
+    farms, nodes = [], []
+    for index, farmer in enumerate(farmers):
+        farm_id = 100 + index
+        farms.append(
+            {
+                "farm_id": farm_id,
+                "name": f"farm {farm_id}",
+                "twin_id": 7,
+                "certification": "NotCertified",
+                "stellar_address": farmer["public_key"],
+            }
+        )
+        nodes += [factories.node(farm_id * 10 + n, farm_id=farm_id) for n in range(2)]
+    document = factories.snapshot(period_offset=offset, nodes=nodes, farms=farms)
+    return load_snapshot(factories.write(tmp_path / f"month-{offset}.json", document))
+
+
+def _to(client, document: dict, address: str) -> list[int]:
+    return sorted(int(r["amount"].replace(".", "")) for r in chain_payments(client, document) if r["to"] == address)
+
+
+@pytest.fixture
+def operator_env(monkeypatch, tmp_path, ledger_url):
+    """The environment the CLI reads, beside the `paying` fixture's sandbox and ledger."""
+    approver = Keypair.random()
+    write_keypair(tmp_path / "approver.key", approver)
+
+    def apply(sandbox) -> None:
+        env = {
+            "PAYOUTS_DATABASE_URL": ledger_url,
+            "PAYOUTS_STELLAR_ACCOUNTS_FILE": str(tmp_path / "accounts.json"),
+            "PAYOUTS_HORIZON_URL": sandbox.url,
+            "PAYOUTS_APPROVERS": approver.public_key,
+            "PAYOUTS_NETWORK": "dev",
+            "PAYOUTS_TX_TIMEOUT_S": "30",
+            "PAYOUTS_STATE_DIR": str(tmp_path / "state"),
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+
+    return apply
+
+
+def _cli(*args: str) -> dict:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout) if "--json" in args else {"output": result.output}
+
+
+def test_an_off_cycle_run_pays_a_farmer_who_added_the_trustline_once(paying, operator_env, tmp_path):
+    sandbox, document, db, run_id, engine = paying(approve=False)
+    operator_env(sandbox)
+    client = engine.client
+    _cli("approve", str(run_id), "-k", str(tmp_path / "approver.key"), "-y")
+    _cli("pay", str(run_id))
+    farmer = next(f for f in document["farmers"] if not f["trustline"])
+    with Session(db) as session:
+        held = session.exec(select(Payment).where(Payment.run_id == run_id, Payment.status == PaymentStatus.HELD)).all()
+    assert {p.destination for p in held} == {farmer["public_key"]} and len(held) == 2
+    assert {p.hold_reason for p in held} == {"no_trustline"}
+    owed = sorted(p.amount_tft_units for p in held)
+
+    # still no trustline: nothing can be paid now, and no run is recorded
+    nothing = _cli("run", "--retries-now", "--in-process", "--json")
+    assert nothing["run_id"] is None and "2 no_trustline" in nothing["waits_for"]
+    with Session(db) as session:
+        assert session.exec(select(Run).where(Run.kind == OFF_CYCLE_RUN)).all() == []
+
+    _add_trustline(client, document, farmer)
+    made = _cli("run", "--retries-now", "--in-process", "--json")
+    off_cycle_id = made["run_id"]
+    assert made["status"] == RunStatus.CALCULATED and "approvals" in made["waits_for"]
+    with Session(db) as session:
+        off_cycle = session.get(Run, off_cycle_id)
+        assert off_cycle.kind == OFF_CYCLE_RUN and off_cycle.period_offset == session.get(Run, run_id).period_offset
+        retries = session.exec(select(Payment).where(Payment.run_id == off_cycle_id)).all()
+        assert sorted(p.retry_of_payment_id for p in retries) == sorted(p.id for p in held)
+        assert all(p.kind == "retry" and p.in_manifest for p in retries)
+        assert off_cycle.total_tft_units == sum(owed)
+        # the period's monthly run is still the period's run
+        assert live_run_for_period(session, off_cycle.period_offset).id == run_id
+
+    listed = {row["run_id"]: row for row in _cli("runs", "--json")}
+    assert listed[off_cycle_id]["kind"] == OFF_CYCLE_RUN and listed[run_id]["kind"] == "monthly"
+    # its own review and approval
+    shown = _cli("show", str(off_cycle_id), "--json")
+    assert any("off-cycle run: 2 retries" in note for note in shown["notes"])
+    _cli("approve", str(off_cycle_id), "-k", str(tmp_path / "approver.key"), "-y")
+
+    # the next month is calculated while the off-cycle run is open: it retries nothing of it
+    with session_scope(db) as session:
+        month2 = calculate_run(session, _month(tmp_path, document["farmers"], 82)).run
+        month2_id = month2.id
+    with Session(db) as session:
+        month2_payments = session.exec(select(Payment).where(Payment.run_id == month2_id)).all()
+    assert [p for p in month2_payments if p.kind == "retry"] == []
+
+    paid = _cli("run", "--retries-now", "--in-process", "--json")
+    assert paid["run_id"] == off_cycle_id
+    assert "pay" in paid["did"] and paid["status"] == RunStatus.EXPORTED, paid
+    assert _to(client, document, farmer["public_key"]) == owed
+    with Session(db) as session:
+        assert {session.get(Payment, p.id).status for p in held} == {PaymentStatus.RETRIED}
+    check_invariants(db, client, document, off_cycle_id)
+
+    # the monthly run pays its own receipts; the retried ones are not paid again
+    _cli("approve", str(month2_id), "-k", str(tmp_path / "approver.key"), "-y")
+    _cli("pay", str(month2_id))
+    month2_owed = sorted(p.amount_tft_units for p in month2_payments if p.destination == farmer["public_key"])
+    assert _to(client, document, farmer["public_key"]) == sorted(owed + month2_owed)
+    check_invariants(db, client, document, month2_id)
+
+    # nothing is held any more: a later call makes no run
+    after = _cli("run", "--retries-now", "--in-process", "--json")
+    assert after["run_id"] is None and after["waits_for"] == "no payment is held: nothing to retry"
