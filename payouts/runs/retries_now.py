@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 from stellar_sdk import StrKey
 
@@ -274,3 +275,32 @@ def summarize(selection: Selection) -> Sequence[str]:
         f"still held: receipt {c.payment.receipt_hash[:16]} (farm {c.payment.farm_id}): {reason}"
         for c, reason in selection.still_held
     ]
+
+
+def doubly_retried(session: Session, run: Run) -> str | None:
+    """Why `run` must not pay, or None: a payment it retries is retried by another live run too.
+
+    Each run retries only what no live run retries, but two runs recorded at the same moment (an
+    off-cycle run and a period's calculation) may each have read the other's payments as still
+    held; whichever starts paying second would pay the same receipt again.
+    """
+    other = aliased(Payment, name="other")
+    row = session.exec(
+        select(Payment.id, Payment.retry_of_payment_id, other.run_id)
+        .join(other, col(other.retry_of_payment_id) == col(Payment.retry_of_payment_id))
+        .join(Run, col(other.run_id) == col(Run.id))
+        .where(
+            Payment.run_id == run.id,
+            col(Payment.retry_of_payment_id).is_not(None),
+            other.run_id != run.id,
+            col(Run.status).not_in(list(_DEAD_RUNS)),
+        )
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    payment_id, retried_id, other_run_id = row
+    return (
+        f"payment {payment_id} retries payment {retried_id}, which run {other_run_id} retries too; "
+        f"reject one of the two runs (payouts reject RUN) so the receipt is paid once"
+    )

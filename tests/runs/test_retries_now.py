@@ -4,6 +4,7 @@ does not pay the same receipt again. Chain truth: the sandbox's payments."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -18,6 +19,11 @@ from payouts.ledger.db import session_scope
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.repository import OFF_CYCLE_RUN, live_run_for_period
 from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.ledger.types import utcnow
+from payouts.runs.advance import continue_run
+from payouts.runs.approvals import approve_run, build_manifest, reject_run, sign_manifest
+from payouts.runs.payment import PaymentEngine, RunStopped
+from payouts.runs.retries_now import current_addresses, outstanding_held, record_off_cycle_run, select_receivable
 from payouts.runs.service import calculate_run
 from payouts.snapshot.load import load_snapshot
 from payouts.stellar.keys import write_keypair
@@ -158,3 +164,62 @@ def test_an_off_cycle_run_pays_a_farmer_who_added_the_trustline_once(paying, ope
     # nothing is held any more: a later call makes no run
     after = _cli("run", "--retries-now", "--in-process", "--json")
     assert after["run_id"] is None and after["waits_for"] == "no payment is held: nothing to retry"
+
+
+def _approve(db, run_id: int, approver: Keypair) -> None:
+    with session_scope(db) as session:
+        run = session.get(Run, run_id)
+        approve_run(
+            session,
+            run,
+            public_key=approver.public_key,
+            signature_b64=sign_manifest(build_manifest(session, run), approver),
+            approvers=[approver.public_key],
+            required=1,
+        )
+
+
+def test_two_runs_retrying_the_same_payment_at_once_pay_it_never_twice(paying, tmp_path):
+    """The race an off-cycle run and a period's calculation can run: each reads the payment as
+    still held, and both record a retry of it. Each run stops before paying, naming the other;
+    once one is rejected the other pays the receipt once."""
+    _sandbox, document, db, run_id, fixture_engine = paying(approve=False)
+    approver = Keypair.random()
+    config = dataclasses.replace(fixture_engine.config, approvers=(approver.public_key,))
+    engine = PaymentEngine(fixture_engine.units, fixture_engine.client, fixture_engine.keys, config)
+    client = engine.client
+    _approve(db, run_id, approver)
+    assert engine.pay(run_id).status == RunStatus.PAID
+    farmer = next(f for f in document["farmers"] if not f["trustline"])
+    _add_trustline(client, document, farmer)
+    with Session(db) as session:
+        stale = outstanding_held(session)  # read before the other run is recorded
+    assert len(stale) == 2
+    with session_scope(db) as session:
+        month2_id = calculate_run(session, _month(tmp_path, document["farmers"], 82)).run.id
+    with session_scope(db) as session:
+        assert outstanding_held(session) == []  # the monthly run retries them now
+        selection = select_receivable(session, stale, current_addresses(session), lambda amounts: {})
+        off_cycle_id = record_off_cycle_run(session, selection, utcnow()).id
+    _approve(db, off_cycle_id, approver)
+    _approve(db, month2_id, approver)
+
+    for first, second in ((off_cycle_id, month2_id), (month2_id, off_cycle_id)):
+        with pytest.raises(RunStopped, match=f"which run {second} retries too"):
+            engine.pay(first)
+    assert _to(client, document, farmer["public_key"]) == []
+
+    with session_scope(db) as session:
+        reject_run(session, session.get(Run, off_cycle_id), "made at the same moment as the monthly run")
+    with session_scope(db) as session:
+        continue_run(session, session.get(Run, month2_id))
+    assert engine.pay(month2_id).status == RunStatus.PAID
+    owed = sorted(p.candidate.payment.amount_tft_units for p in selection.selected)
+    with Session(db) as session:
+        month2_own = [
+            p.amount_tft_units
+            for p in session.exec(select(Payment).where(Payment.run_id == month2_id, Payment.kind == "receipt")).all()
+            if p.destination == farmer["public_key"]
+        ]
+    assert _to(client, document, farmer["public_key"]) == sorted(owed + month2_own)
+    check_invariants(db, client, document, month2_id)
