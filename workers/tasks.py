@@ -19,7 +19,7 @@ from payouts.ledger.repository import OFF_CYCLE_RUN
 from payouts.ledger.states import RunStatus
 from payouts.ledger.unit_of_work import UnitOfWork
 from payouts.runs.payment import PaymentEngine, RunBusy, RunNotPayable, RunStopped
-from payouts.runs.retries_now import NothingToRetry
+from payouts.runs.retries_now import NothingToRetry, open_off_cycle_run
 from payouts.runs.service import calculate_run, require_run
 from payouts.snapshot.load import load_snapshot
 from payouts.sources.errors import IndexerUnreachable
@@ -63,8 +63,12 @@ def advance_due(uow: UnitOfWork) -> dict:
     periods = build_orchestrator(app.conf.payouts_settings, advance_due.engine).due_periods()
     for period in periods:
         uow.after_commit(partial(advance_period.delay, period.offset))
-    log.info("reconciler.triggered", periods=[p.label for p in periods])
-    return {"periods": [p.offset for p in periods]}
+    # an open off-cycle run moves on by itself too, once approved (and funded)
+    off_cycle = open_off_cycle_run(uow.session)
+    if off_cycle is not None:
+        uow.after_commit(partial(advance_run.delay, off_cycle.id))
+    log.info("reconciler.triggered", periods=[p.label for p in periods], off_cycle_run=off_cycle and off_cycle.id)
+    return {"periods": [p.offset for p in periods], "off_cycle_run": off_cycle.id if off_cycle else None}
 
 
 @app.task(

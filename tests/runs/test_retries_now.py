@@ -15,20 +15,26 @@ from stellar_sdk import Keypair, TransactionBuilder
 from typer.testing import CliRunner
 
 from payouts.cli.main import app
-from payouts.ledger.db import session_scope
+from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.repository import OFF_CYCLE_RUN, live_run_for_period
 from payouts.ledger.states import PaymentStatus, RunStatus
 from payouts.ledger.types import utcnow
+from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.runs.advance import continue_run
 from payouts.runs.approvals import approve_run, build_manifest, reject_run, sign_manifest
-from payouts.runs.payment import PaymentEngine, RunStopped
+from payouts.runs.funding import export_funding, sign_funding, submit_funding
+from payouts.runs.payment import PayConfig, PaymentEngine, RunNotPayable, RunStopped
 from payouts.runs.retries_now import current_addresses, outstanding_held, record_off_cycle_run, select_receivable
 from payouts.runs.service import calculate_run
+from payouts.sandbox import running_sandbox
+from payouts.sandbox.accounts import init_sandbox
 from payouts.snapshot.load import load_snapshot
-from payouts.stellar.keys import write_keypair
+from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.keys import SigningKeys, write_keypair
+from payouts.stellar.preflight import Asset, check_destinations
 from tests import factories
-from tests.support.payments import chain_payments, check_invariants
+from tests.support.payments import chain_payments, check_invariants, make_treasury_multisig
 
 runner = CliRunner()
 
@@ -223,3 +229,79 @@ def test_two_runs_retrying_the_same_payment_at_once_pay_it_never_twice(paying, t
         ]
     assert _to(client, document, farmer["public_key"]) == sorted(owed + month2_own)
     check_invariants(db, client, document, month2_id)
+
+
+def test_an_off_cycle_run_is_funded_by_the_multisig_treasury_for_its_own_total(ledger_url, tmp_path):
+    with running_sandbox(ledger_close_s=0.1) as sandbox:
+        document = init_sandbox(
+            sandbox.url, tmp_path / "accounts.json", farmers=3, without_trustline=1, channels=2
+        ).document
+        client = HorizonClient(sandbox.url)
+        alice, bob = Keypair.random(), Keypair.random()
+        make_treasury_multisig(client, document, [alice, bob])
+        db = make_engine(ledger_url)
+        approver = Keypair.random()
+        asset = Asset(document["asset"]["code"], document["asset"]["issuer"])
+        config = PayConfig(
+            network_passphrase=document["network_passphrase"],
+            asset_code=asset.code,
+            asset_issuer=asset.issuer,
+            approvers=(approver.public_key,),
+            approvals_required=1,
+            poll_interval_s=0.1,
+            tx_timeout_s=30,
+            two_tier=True,
+        )
+        keys = SigningKeys.from_accounts_file(tmp_path / "accounts.json")
+        engine = PaymentEngine(UnitsOfWork(db), client, keys, config)
+
+        def fund(run_id: int) -> int:
+            with session_scope(db) as session:
+                funding = export_funding(
+                    session,
+                    session.get(Run, run_id),
+                    client,
+                    treasury=document["treasury"]["public_key"],
+                    payout_account=keys.payout_account,
+                    asset_code=asset.code,
+                    asset_issuer=asset.issuer,
+                    network_passphrase=document["network_passphrase"],
+                    approvers=[approver.public_key],
+                    required=1,
+                )
+            assert submit_funding(UnitsOfWork(db), sign_funding(sign_funding(funding, alice), bob), client) == (
+                RunStatus.FUNDED
+            )
+            return funding.amount_tft_units
+
+        with session_scope(db) as session:
+            month_id = calculate_run(session, _month(tmp_path, document["farmers"], 81)).run.id
+        _approve(db, month_id, approver)
+        fund(month_id)
+        assert engine.pay(month_id).status == RunStatus.PAID
+        farmer = next(f for f in document["farmers"] if not f["trustline"])
+        _add_trustline(client, document, farmer)
+
+        own = {keys.payout_account: "payout_account", document["treasury"]["public_key"]: "treasury_account"}
+        with session_scope(db) as session:
+            selection = select_receivable(
+                session,
+                outstanding_held(session),
+                current_addresses(session),
+                lambda amounts: check_destinations(client, asset, amounts, own),
+            )
+            off_cycle = record_off_cycle_run(session, selection, utcnow())
+            off_cycle_id, total = off_cycle.id, off_cycle.total_tft_units
+        owed = sorted(s.candidate.payment.amount_tft_units for s in selection.selected)
+        assert len(owed) == 2 and total == sum(owed)
+        _approve(db, off_cycle_id, approver)
+        with pytest.raises(RunNotPayable, match="not funded"):
+            engine.pay(off_cycle_id)
+        before = client.account(keys.payout_account).trustline(asset.code, asset.issuer).balance_units
+        assert fund(off_cycle_id) == total
+        assert engine.pay(off_cycle_id).status == RunStatus.PAID
+        after = client.account(keys.payout_account).trustline(asset.code, asset.issuer).balance_units
+        assert after == before  # funded with exactly what it paid
+        assert _to(client, document, farmer["public_key"]) == owed
+        check_invariants(db, client, document, off_cycle_id)
+        client.close()
