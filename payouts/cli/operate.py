@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from payouts.cli.console import abort, err_console, out_console, print_json
-from payouts.cli.context import get_context
+from payouts.cli.context import CliContext, get_context
 from payouts.cli.errors import mask_url
+from payouts.ledger.repository import OFF_CYCLE_RUN
 from payouts.periods import PeriodError, resolve_period
 from payouts.runs.advance import continue_run
 from payouts.runs.control import pause_state, set_paused
@@ -91,7 +92,7 @@ def run(
         out_console.print(f"waits for: {step.waits_for}")
 
 
-def _retries_now(cli, *, in_process: bool, as_json: bool) -> None:
+def _retries_now(cli: CliContext, *, in_process: bool, as_json: bool) -> None:
     if not in_process:
         from workers.tasks import retries_now  # the broker is only needed here
 
@@ -178,7 +179,7 @@ def continue_(
     except RunsError as exc:
         abort(str(exc))
     out_console.print(f"run {run_id} continues as {status} (it had stopped: {reason})")
-    err_console.print(
-        "the workers take it from here at the next trigger, or now with: "
-        f"payouts run --period-offset {run.period_offset}"
+    now = (
+        "payouts run --retries-now" if run.kind == OFF_CYCLE_RUN else f"payouts run --period-offset {run.period_offset}"
     )
+    err_console.print(f"the workers take it from here at the next trigger, or now with: {now}")
