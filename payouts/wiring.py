@@ -28,11 +28,13 @@ from payouts.runs.advance import Freezer, InputsUnavailable, Orchestrator, Progr
 from payouts.runs.approvals import required_approvals
 from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
+from payouts.runs.retries_now import HoldCheck
 from payouts.sources import freeze_snapshot
 from payouts.sources.errors import SnapshotUnavailable
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
 from payouts.stellar.network import PASSPHRASES, TFT_CODE, tft_issuer
+from payouts.stellar.preflight import Asset, check_destinations
 
 log = structlog.get_logger(__name__)
 
@@ -153,6 +155,23 @@ def freezer(settings: Settings) -> Freezer:
     return freeze
 
 
+def destination_holds(settings: Settings) -> HoldCheck:
+    """The preflight's destination checks against the settings' Horizon: which destinations
+    cannot receive now, with the reason (our own accounts never receive)."""
+
+    def holds(amounts: list[tuple[str, int]]) -> dict[str, str]:
+        config = pay_config(settings, settings.network)
+        keys = signing_keys(settings)
+        own = {channel: "channel_account" for channel in keys.channel_accounts}
+        own[keys.payout_account] = "payout_account"
+        if config.treasury_account:
+            own[config.treasury_account] = "treasury_account"
+        with horizon(settings) as client:
+            return check_destinations(client, Asset(config.asset_code, config.asset_issuer), amounts, own)
+
+    return holds
+
+
 def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], str] | None = None) -> Orchestrator:
     """The reconciler on the ledger `db`; `pay` defaults to paying in this process to the end."""
     units = UnitsOfWork(db)
@@ -169,4 +188,5 @@ def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], s
         max_retries=settings.max_retries,
         webhook_url=settings.alert_webhook_url,
         snapshot_max_bytes=settings.snapshot_max_bytes,
+        holds=destination_holds(settings),
     )

@@ -15,9 +15,11 @@ import httpx
 import structlog
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
+from payouts.ledger.repository import OFF_CYCLE_RUN
 from payouts.ledger.states import RunStatus
 from payouts.ledger.unit_of_work import UnitOfWork
 from payouts.runs.payment import PaymentEngine, RunBusy, RunNotPayable, RunStopped
+from payouts.runs.retries_now import NothingToRetry, open_off_cycle_run
 from payouts.runs.service import calculate_run, require_run
 from payouts.snapshot.load import load_snapshot
 from payouts.sources.errors import IndexerUnreachable
@@ -61,8 +63,12 @@ def advance_due(uow: UnitOfWork) -> dict:
     periods = build_orchestrator(app.conf.payouts_settings, advance_due.engine).due_periods()
     for period in periods:
         uow.after_commit(partial(advance_period.delay, period.offset))
-    log.info("reconciler.triggered", periods=[p.label for p in periods])
-    return {"periods": [p.offset for p in periods]}
+    # an open off-cycle run moves on by itself too, once approved (and funded)
+    off_cycle = open_off_cycle_run(uow.session)
+    if off_cycle is not None:
+        uow.after_commit(partial(advance_run.delay, off_cycle.id))
+    log.info("reconciler.triggered", periods=[p.label for p in periods], off_cycle_run=off_cycle and off_cycle.id)
+    return {"periods": [p.offset for p in periods], "off_cycle_run": off_cycle.id if off_cycle else None}
 
 
 @app.task(
@@ -87,6 +93,35 @@ def advance_period(uow: UnitOfWork, period_offset: int) -> dict:
     orchestrator = build_orchestrator(app.conf.payouts_settings, advance_period.engine, pay=queue_payment)
     step = orchestrator.advance(period_offset)
     log.info("period.advanced", **step.as_dict())
+    return step.as_dict()
+
+
+def _queueing_orchestrator(uow: UnitOfWork, engine):
+    def queue_payment(run_id: int) -> str:
+        uow.after_commit(partial(pay_run.delay, run_id))
+        return require_run(uow.session, run_id).status
+
+    return build_orchestrator(app.conf.payouts_settings, engine, pay=queue_payment)
+
+
+@app.task(base=PayoutTask, name="payouts.advance_run", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def advance_run(uow: UnitOfWork, run_id: int) -> dict:
+    """Bring one run (an off-cycle run of retries) forward until it waits; payment is queued."""
+    step = _queueing_orchestrator(uow, advance_run.engine).advance_run(run_id)
+    log.info("run.advanced", **step.as_dict())
+    return step.as_dict()
+
+
+@app.task(base=PayoutTask, name="payouts.retries_now", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def retries_now(uow: UnitOfWork) -> dict:
+    """`payouts run --retries-now`: the open off-cycle run forward, or a new one of the held
+    payments whose destinations can receive now."""
+    try:
+        step = _queueing_orchestrator(uow, retries_now.engine).retries_now()
+    except NothingToRetry as exc:
+        log.info("retries_now.nothing", reason=str(exc))
+        return {"run_id": None, "did": [], "waits_for": str(exc)}
+    log.info("run.advanced", **step.as_dict())
     return step.as_dict()
 
 
@@ -123,6 +158,8 @@ def pay_run(self, uow: UnitOfWork, run_id: int) -> dict:
             return {"run_id": run_id, "status": run.status, "reason": str(exc)}
     if report.status == RunStatus.PAYING and report.reason != "paused":
         uow.after_commit(partial(pay_run.delay, run_id))
+    elif report.status == RunStatus.PAID and run.kind == OFF_CYCLE_RUN:
+        uow.after_commit(partial(advance_run.delay, run_id))
     elif report.status == RunStatus.PAID:
         uow.after_commit(partial(advance_period.delay, run.period_offset))
     return {

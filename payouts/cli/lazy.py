@@ -95,7 +95,8 @@ COMMANDS: dict[str, Entry] = {
 #: An example per command path (a command's own docstring may already end with one).
 EXAMPLES: dict[str, str] = {
     "run": "payouts run --period 2025-11            # queue it for the workers\n"
-    "payouts run --period 2025-11 --in-process   # or do it here, to the end",
+    "payouts run --period 2025-11 --in-process   # or do it here, to the end\n"
+    "payouts run --retries-now --in-process      # pay held payments that can be paid now",
     "calculate": "payouts calculate --snapshot var/snapshots/2025-11.json",
     "runs": "payouts runs --json",
     "show": "payouts show 12",

@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from payouts.cli.console import abort, err_console, out_console, print_json
-from payouts.cli.context import get_context
+from payouts.cli.context import CliContext, get_context
 from payouts.cli.errors import mask_url
+from payouts.ledger.repository import OFF_CYCLE_RUN
 from payouts.periods import PeriodError, resolve_period
 from payouts.runs.advance import continue_run
 from payouts.runs.control import pause_state, set_paused
 from payouts.runs.errors import RunsError
+from payouts.runs.retries_now import NothingToRetry
 from payouts.runs.service import require_run
 from payouts.snapshot.load import SnapshotError
 from payouts.sources.errors import SourceError
@@ -30,14 +32,31 @@ def run(
         bool, typer.Option("--in-process", help="Do the work here, without a broker or workers (pays to the end).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
+    retries_now: Annotated[
+        bool,
+        typer.Option(
+            "--retries-now",
+            help="Pay held payments whose destinations can receive now (a farmer added the trustline) in an "
+            "off-cycle run of their own, with its own review, approvals and funding; again to move it on.",
+        ),
+    ] = False,
 ) -> None:
     """Bring a period forward now: freeze inputs, calculate, pay, reconcile, export.
 
     It goes as far as it can and stops where the period waits (approvals, funding, an operator,
     the pause switch). Without --in-process the work is queued for the workers (Redis broker).
     Running it twice is harmless: every step checks the ledger first.
+
+    With --retries-now, no period is named: the open off-cycle run moves on, or a new one is
+    made of the held payments whose destinations can receive now. It never holds or replaces a
+    period's monthly run, and what it retries the next monthly run does not retry again.
     """
     cli = get_context(ctx)
+    if retries_now:
+        if period is not None or period_offset is not None:
+            abort("--retries-now takes no period: it pays held payments of any period", code=2)
+        _retries_now(cli, in_process=in_process, as_json=as_json)
+        return
     try:
         month = resolve_period(period, period_offset)
     except PeriodError as exc:
@@ -69,6 +88,45 @@ def run(
     done = ", ".join(step.did) or "nothing to do"
     run_text = f"run {step.run_id}" if step.run_id else "no run yet"
     out_console.print(f"{month}: {run_text}, {step.status or '-'}; did: {done}")
+    if step.waits_for:
+        out_console.print(f"waits for: {step.waits_for}")
+
+
+def _retries_now(cli: CliContext, *, in_process: bool, as_json: bool) -> None:
+    if not in_process:
+        from workers.tasks import retries_now  # the broker is only needed here
+
+        try:
+            result = retries_now.apply_async(retry=False)
+        except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the broker is down
+            abort(
+                f"cannot queue the off-cycle run: Redis at {mask_url(cli.settings.broker_url.get_secret_value())} "
+                f"is unreachable ({type(exc).__name__}); start Redis and a worker, or use --in-process"
+            )
+        if as_json:
+            print_json({"retries_now": True, "queued": True, "task_id": result.id})
+        else:
+            out_console.print(
+                f"queued the off-cycle run of retries for the workers (task {result.id}); follow it with: payouts runs"
+            )
+        return
+    try:
+        orchestrator = build_orchestrator(cli.settings, cli.engine())
+        with err_console.status("off-cycle run of retries"):
+            step = orchestrator.retries_now()
+    except NothingToRetry as exc:
+        if as_json:
+            print_json({"run_id": None, "did": [], "status": "", "waits_for": str(exc)})
+            return
+        out_console.print(str(exc))
+        return
+    except (RunsError, StellarError, KeyFileError, ValueError) as exc:
+        abort(str(exc))
+    if as_json:
+        print_json(step.as_dict())
+        return
+    done = ", ".join(step.did) or "nothing to do"
+    out_console.print(f"off-cycle run {step.run_id} (beside {step.period}), {step.status or '-'}; did: {done}")
     if step.waits_for:
         out_console.print(f"waits for: {step.waits_for}")
 
@@ -121,7 +179,7 @@ def continue_(
     except RunsError as exc:
         abort(str(exc))
     out_console.print(f"run {run_id} continues as {status} (it had stopped: {reason})")
-    err_console.print(
-        "the workers take it from here at the next trigger, or now with: "
-        f"payouts run --period-offset {run.period_offset}"
+    now = (
+        "payouts run --retries-now" if run.kind == OFF_CYCLE_RUN else f"payouts run --period-offset {run.period_offset}"
     )
+    err_console.print(f"the workers take it from here at the next trigger, or now with: {now}")

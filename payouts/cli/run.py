@@ -14,6 +14,7 @@ from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.rehearsal import trigger_line
 from payouts.ledger import repository
+from payouts.ledger.repository import OFF_CYCLE_RUN
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
 from payouts.runs.advance import describe_wait
@@ -130,6 +131,7 @@ def runs(
                 "run_id": run.id,
                 "period": Period(run.period_offset).label,
                 "period_offset": run.period_offset,
+                "kind": run.kind,
                 "status": run.status,
                 "waits_for": describe_wait(
                     session, run, approvers=settings.approvers, approvals_required=required, two_tier=settings.two_tier
@@ -162,7 +164,7 @@ def runs(
     for row in rows:
         table.add_row(
             str(row["run_id"]),
-            row["period"],
+            row["period"] + (" (off-cycle)" if row["kind"] == OFF_CYCLE_RUN else ""),
             row["status"],
             row["waits_for"],
             f"{row['nodes']:,}",

@@ -20,6 +20,9 @@ SQLModel.metadata.naming_convention = {
 metadata: MetaData = SQLModel.metadata
 
 _LIVE_RUN = "status NOT IN ('replaced', 'rejected')"
+#: the period's own run; off-cycle runs of retries (kind `off_cycle`) share its period freely
+_LIVE_MONTHLY_RUN = _LIVE_RUN + " AND kind = 'monthly'"
+_OPEN_OFF_CYCLE_RUN = "kind = 'off_cycle' AND status NOT IN ('reconciled', 'exported', 'replaced', 'rejected')"
 
 
 def _created() -> Column:
@@ -31,13 +34,21 @@ class Run(SQLModel, table=True):
 
     __tablename__ = "runs"
     __table_args__ = (
-        # at most one live run per period: a second calculation is a no-op or a replacement
+        # at most one live monthly run per period: a second calculation is a no-op or a replacement
         Index(
             "uq_runs_live_period",
             "period_offset",
             unique=True,
-            sqlite_where=text(_LIVE_RUN),
-            postgresql_where=text(_LIVE_RUN),
+            sqlite_where=text(_LIVE_MONTHLY_RUN),
+            postgresql_where=text(_LIVE_MONTHLY_RUN),
+        ),
+        # at most one off-cycle run open at a time: two could otherwise retry the same payments
+        Index(
+            "uq_runs_open_off_cycle",
+            "kind",
+            unique=True,
+            sqlite_where=text(_OPEN_OFF_CYCLE_RUN),
+            postgresql_where=text(_OPEN_OFF_CYCLE_RUN),
         ),
     )
 
@@ -65,6 +76,8 @@ class Run(SQLModel, table=True):
     #: the worker driving the run's payments, until `lease_expires_at` (renewed while it works)
     lease_owner: str | None = Field(default=None, max_length=120)
     lease_expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    #: "monthly" (a period's calculation) or "off_cycle" (outstanding retries paid between months)
+    kind: str = Field(default="monthly", max_length=12, sa_column_kwargs={"server_default": "monthly"})
 
 
 class Receipt(SQLModel, table=True):

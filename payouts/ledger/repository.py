@@ -13,6 +13,9 @@ from payouts.ledger.models import Approval, LedgerEvent, Payment, Receipt, Run
 from payouts.ledger.states import RunStatus
 
 _LIVE = [status.value for status in RunStatus if status.is_live]
+#: Run.kind of a period's calculation; an off-cycle run of retries is OFF_CYCLE_RUN
+MONTHLY_RUN = "monthly"
+OFF_CYCLE_RUN = "off_cycle"
 
 
 class _Row(Protocol):
@@ -33,7 +36,10 @@ def get_run(session: Session, run_id: int) -> Run | None:
 
 
 def live_run_for_period(session: Session, period_offset: int) -> Run | None:
-    statement = select(Run).where(Run.period_offset == period_offset, col(Run.status).in_(_LIVE))
+    """The period's own (monthly) live run; off-cycle runs of retries are not it."""
+    statement = select(Run).where(
+        Run.period_offset == period_offset, col(Run.status).in_(_LIVE), Run.kind == MONTHLY_RUN
+    )
     return session.exec(statement).first()
 
 

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import httpx
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from payouts.ledger import repository
@@ -34,6 +35,14 @@ from payouts.periods import Period
 from payouts.runs.approvals import valid_approvals
 from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
+from payouts.runs.retries_now import (
+    HoldCheck,
+    current_addresses,
+    open_off_cycle_run,
+    outstanding_held,
+    record_off_cycle_run,
+    select_receivable,
+)
 from payouts.runs.service import calculate_run
 from payouts.snapshot.load import DEFAULT_MAX_DECOMPRESSED_BYTES, load_snapshot
 
@@ -115,6 +124,8 @@ class Orchestrator:
     webhook_url: str | None = None
     #: the setting PAYOUTS_SNAPSHOT_MAX_BYTES: a frozen file decompressing to more is refused
     snapshot_max_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    #: the preflight's destination checks, for choosing the retries an off-cycle run can pay
+    holds: HoldCheck | None = None
 
     # -- the daily trigger -------------------------------------------------------------------
 
@@ -139,11 +150,58 @@ class Orchestrator:
                 break
         return step
 
-    def _advance_once(self, period: Period, step: Step) -> bool:
-        """One move; False when the period waits."""
+    def retries_now(self) -> Step:
+        """`payouts run --retries-now`: advance the open off-cycle run, or make one of the
+        outstanding retries whose destinations can receive now (it then waits for its review
+        and approvals). Raises NothingToRetry when there is nothing to pay now."""
+        created = 0
+        try:
+            with self.units() as uow:
+                session = uow.session
+                run = open_off_cycle_run(session)
+                if run is None:
+                    if self.holds is None:
+                        raise RunsError("off-cycle runs need the destination checks (a Horizon client)")
+                    # a few account reads; at most one open off-cycle run (a unique index) makes
+                    # a second caller's insert fail rather than retry the same payments twice
+                    selection = select_receivable(
+                        session,
+                        outstanding_held(session),
+                        current_addresses(session),
+                        self.holds,
+                        max_retries=self.max_retries,
+                    )
+                    run = record_off_cycle_run(session, selection, utcnow())
+                    created = run.node_count
+                run_id = id_of(run)
+        except IntegrityError:
+            raise RunsError("another off-cycle run was made at the same time; see payouts runs") from None
+        step = self.advance_run(run_id)
+        if created:
+            step.did.insert(0, f"off-cycle run of {created} retries")
+        return step
+
+    def advance_run(self, run_id: int, *, max_steps: int = 8) -> Step:
+        """Move one run forward (an off-cycle run of retries) until it waits; never calculates."""
+        with self.units() as uow:
+            run = uow.session.get(Run, run_id)
+            if run is None:
+                raise RunsError(f"run {run_id} is not in the ledger")
+            period = Period(run.period_offset)
+        step = Step(period=period.label, run_id=run_id)
+        for _ in range(max_steps):
+            if not self._advance_once(period, step, only_run=run_id):
+                break
+        return step
+
+    def _advance_once(self, period: Period, step: Step, *, only_run: int | None = None) -> bool:
+        """One move; False when the period (or the run `only_run`) waits."""
         with self.units() as uow:
             session = uow.session
-            run = repository.live_run_for_period(session, period.offset)
+            if only_run is None:
+                run = repository.live_run_for_period(session, period.offset)
+            else:
+                run = session.get(Run, only_run)
             if run is not None:
                 run_id = id_of(run)
                 # what it waits for, in the words `payouts runs` uses

@@ -53,6 +53,7 @@ from payouts.runs.payment.common import (
 from payouts.runs.payment.gate import check_manifest_binding, check_payments_against_receipts
 from payouts.runs.payment.resolve import Resolver
 from payouts.runs.payment.scan import ScanResult, record_acceptance, scan_chain
+from payouts.runs.retries_now import doubly_retried
 from payouts.runs.service import require_run
 from payouts.stellar.horizon import HorizonClient, SubmitResult
 from payouts.stellar.keys import SigningKeys
@@ -108,6 +109,10 @@ class PaymentEngine(Builder, Resolver):
         mismatch = check_payments_against_receipts(session, run)
         if mismatch is not None:
             return mismatch
+        doubled = doubly_retried(session, run)
+        if doubled is not None:
+            self._stop(session, run, doubled)
+            return doubled
         approved = require_approved(
             session, run, approvers=list(self.config.approvers), required=self.config.approvals_required
         )
