@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from config.settings import Settings
+from payouts.clock import Clock
 from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
 from payouts.export.site import publish_site
 from payouts.export.writers import EXPORT_FORMAT, write_export
@@ -30,6 +31,7 @@ from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.sources import freeze_snapshot
 from payouts.sources.errors import SnapshotUnavailable
+from payouts.stellar.clock import ChainClock
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
 from payouts.stellar.network import PASSPHRASES, TFT_CODE, tft_issuer
@@ -78,6 +80,11 @@ def pay_config(settings: Settings, network: str) -> PayConfig:
 
 def horizon(settings: Settings) -> HorizonClient:
     return HorizonClient(settings.horizon_url, max_requests_per_s=settings.horizon_requests_per_s)
+
+
+def chain_clock(settings: Settings) -> Clock:
+    """Whose time says a period's inputs are complete: the chain's (Horizon's latest ledger)."""
+    return ChainClock(settings.horizon_url)
 
 
 def program_window(settings: Settings) -> ProgramWindow:
@@ -153,8 +160,11 @@ def freezer(settings: Settings) -> Freezer:
     return freeze
 
 
-def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], str] | None = None) -> Orchestrator:
-    """The reconciler on the ledger `db`; `pay` defaults to paying in this process to the end."""
+def build_orchestrator(
+    settings: Settings, db: Engine, *, pay: Callable[[int], str] | None = None, clock: Clock | None = None
+) -> Orchestrator:
+    """The reconciler on the ledger `db`; `pay` defaults to paying in this process to the end,
+    `clock` to the chain's time."""
     units = UnitsOfWork(db)
     return Orchestrator(
         units=units,
@@ -169,4 +179,6 @@ def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], s
         max_retries=settings.max_retries,
         webhook_url=settings.alert_webhook_url,
         snapshot_max_bytes=settings.snapshot_max_bytes,
+        network=settings.network,
+        clock=clock or chain_clock(settings),
     )

@@ -18,6 +18,7 @@ from payouts.money import format_tft, format_usd
 from payouts.periods import Period
 from payouts.runs.advance import describe_wait
 from payouts.runs.approvals import approver_notice, required_approvals
+from payouts.runs.completeness import PeriodIncomplete, RehearsalRefused, require_rehearsal_network
 from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
 from payouts.runs.review import Review, build_review
@@ -36,13 +37,28 @@ def calculate(
         bool,
         typer.Option("--replace", help="Replace the period's run if it is not approved yet."),
     ] = False,
+    rehearsal: Annotated[
+        bool,
+        typer.Option(
+            "--rehearsal",
+            help="Sandbox network only: calculate before the period's inputs are complete; the run is "
+            "marked as a rehearsal and is otherwise like any run.",
+        ),
+    ] = False,
 ) -> None:
     """Calculate every node's reward for the snapshot's period and record the run.
 
     The same snapshot again prints the existing run. A different snapshot for a period that
-    has a run is refused unless --replace is given and the run is not approved yet.
+    has a run is refused unless --replace is given and the run is not approved yet. A period is
+    calculated only after its post-period window (end + 27 h) has closed by the chain's time
+    (exit 3 before, saying when); --rehearsal allows it earlier on the sandbox network.
     """
     cli = get_context(ctx)
+    if rehearsal:
+        try:
+            require_rehearsal_network(cli.settings.network)
+        except RehearsalRefused as exc:
+            abort(str(exc), code=2)
     try:
         snapshot = load_snapshot(snapshot_path, max_decompressed_bytes=cli.settings.snapshot_max_bytes)
     except SnapshotError as exc:
@@ -67,6 +83,8 @@ def calculate(
                     dry_run=dry_run,
                     progress=lambda done: bar.update(task, completed=done),
                     max_retries=cli.settings.max_retries,
+                    clock=cli.time(),
+                    rehearsal=rehearsal,
                 )
                 receipts: Sequence[ReceiptFields]
                 if outcome.run is not None and not outcome.created:  # already calculated: as recorded
@@ -81,14 +99,23 @@ def calculate(
                     outcome.snapshot_sha256,
                     receipts,
                 )
+                document["rehearsal"] = bool(outcome.run.rehearsal) if outcome.run is not None else rehearsal
         except SnapshotError as exc:
             abort(f"snapshot refused: {exc}", code=2)
+        except PeriodIncomplete as exc:
+            abort(f"not calculated: {exc}", code=EXIT_NOT_YET)
+        except RehearsalRefused as exc:
+            abort(str(exc), code=2)
         except RunsError as exc:
             abort(str(exc))
     if as_json:
         print_json(document)
         return
     _print_calculation_summary(document, outcome)
+
+
+#: exit code for a period whose inputs are not complete yet: try again after the time given
+EXIT_NOT_YET = 3
 
 
 def _print_calculation_summary(document: dict, outcome) -> None:
@@ -103,6 +130,8 @@ def _print_calculation_summary(document: dict, outcome) -> None:
         head = f"run {outcome.run.id} recorded"
         if outcome.replaced_run_id:
             head += f" (replaces run {outcome.replaced_run_id})"
+        if outcome.run.rehearsal:
+            head += ", a rehearsal"
     else:
         head = f"already calculated as run {outcome.run.id} ({outcome.run.status})"
     table = Table(title=f"Period {period} — {head}", show_header=False, title_justify="left")
@@ -131,6 +160,7 @@ def runs(
                 "period": Period(run.period_offset).label,
                 "period_offset": run.period_offset,
                 "status": run.status,
+                "rehearsal": bool(run.rehearsal),
                 "waits_for": describe_wait(
                     session, run, approvers=settings.approvers, approvals_required=required, two_tier=settings.two_tier
                 ),
@@ -162,7 +192,7 @@ def runs(
     for row in rows:
         table.add_row(
             str(row["run_id"]),
-            row["period"],
+            row["period"] + (" (rehearsal)" if row["rehearsal"] else ""),
             row["status"],
             row["waits_for"],
             f"{row['nodes']:,}",
@@ -219,7 +249,8 @@ def _delta(current: int, previous: int | None) -> str:
 
 def print_review(review: Review) -> None:
     summary = Table(
-        title=f"Run {review.run_id} — period {review.period} — {review.status}",
+        title=f"Run {review.run_id} — period {review.period} — {review.status}"
+        + (" — a rehearsal (sandbox)" if review.rehearsal else ""),
         show_header=False,
         title_justify="left",
     )

@@ -71,6 +71,8 @@ class Review:
     invalid_records: list[dict]
     cap_breaches: list[CapBreach]
     notes: list[str] = field(default_factory=list)
+    #: a sandbox rehearsal, calculated before its period's inputs were complete
+    rehearsal: bool = False
 
     def to_document(self) -> dict:
         document = asdict(self)
@@ -193,4 +195,5 @@ def build_review(
         ],
         cap_breaches=breaches,
         notes=list(report.get("notes", [])),
+        rehearsal=bool(run.rehearsal),
     )
