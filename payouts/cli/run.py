@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
-from payouts.cli.rehearsal import trigger_line
+from payouts.cli.rehearsal import human_utc, trigger_line
 from payouts.ledger import repository
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
@@ -21,7 +22,7 @@ from payouts.runs.approvals import approver_notice, required_approvals
 from payouts.runs.completeness import PeriodIncomplete, RehearsalRefused, require_rehearsal_network
 from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
-from payouts.runs.review import Review, build_review
+from payouts.runs.review import Review
 from payouts.runs.service import ReceiptFields, calculate_run, calculation_document, require_run
 from payouts.snapshot.load import SnapshotError, load_snapshot
 
@@ -222,13 +223,9 @@ def show(
             run = require_run(session, run_id)
         except RunsError as exc:
             abort(str(exc))
-        review = build_review(
-            session,
-            run,
-            cap_node_tft_units=settings.cap_node_tft_units,
-            cap_farm_tft_units=settings.cap_farm_tft_units,
-            cap_run_tft_units=settings.cap_run_tft_units,
-        )
+        from payouts.wiring import review_of  # the composition root, for the show only
+
+        review = review_of(settings, session, run)
         notice = approver_notice(
             session, settings.approvers, required_approvals(run.network, settings.approvals_required)
         )
@@ -264,12 +261,22 @@ def print_review(review: Review) -> None:
         "total TFT",
         f"{format_tft(review.total_tft_units)}  ({_delta(review.total_tft_units, review.previous_total_tft_units)})",
     )
-    summary.add_row("payable now TFT", format_tft(review.payable_tft_units))
+    summary.add_row(
+        "period",
+        f"{review.period_month}: {_when(review.period_start)} to {_when(review.period_end)}",
+    )
+    summary.add_row(
+        "to sign",
+        f"{review.manifest_payment_count:,} payments, {format_tft(review.manifest_total_tft_units)} TFT "
+        f"(manifest {review.manifest_sha256[:16]})",
+    )
     summary.add_row("total USD", format_usd(review.total_musd))
     summary.add_row(
         "nodes", f"{review.nodes:,}  (previous {review.previous_nodes if review.previous_nodes is not None else '—'})"
     )
     out_console.print(summary)
+    _print_signed(review)
+    _print_approvals_and_balances(review)
 
     eligibility = Table(title="Receipts by eligibility", title_justify="left")
     eligibility.add_column("eligibility")
@@ -338,11 +345,128 @@ def print_review(review: Review) -> None:
         out_console.print(f"[yellow]Invalid records ({len(review.invalid_records)}):[/]")
         for record in review.invalid_records[:20]:
             out_console.print(f"  node {record['node_id']} (farm {record['farm_id']}): {record['reason']}")
-    for breach in review.cap_breaches:
-        where = f"{breach.scope} {breach.key}" if breach.key is not None else breach.scope
-        out_console.print(
-            f"[bold red]cap exceeded:[/] {where} {format_tft(breach.amount_tft_units)} TFT > cap "
-            f"{format_tft(breach.cap_tft_units)} TFT (must be approved explicitly)"
-        )
+    _print_flags(review)
     for note in review.notes:
         out_console.print(f"[dim]snapshot note:[/] {note}")
+
+
+def _when(iso: str) -> str:
+    moment = datetime.fromisoformat(iso)
+    return f"{moment:%a} {moment.day} {moment:%b %Y %H:%M:%S} UTC"
+
+
+_SECTION_TITLES = {"receipt": "new receipts", "retry": "retries", "correction": "corrections"}
+
+
+def _print_signed(review: Review) -> None:
+    """The manifest's payments by kind: the sections add up to what the approvers sign."""
+    table = Table(title="What the approvers sign", title_justify="left")
+    for column in ("section", "payments", "TFT"):
+        table.add_column(column, justify="left" if column == "section" else "right")
+    for section in review.sections:
+        table.add_row(
+            _SECTION_TITLES.get(section.kind, section.kind), f"{section.payments:,}", format_tft(section.tft_units)
+        )
+    table.add_row(
+        "[bold]manifest total[/]",
+        f"[bold]{review.manifest_payment_count:,}[/]",
+        f"[bold]{format_tft(review.manifest_total_tft_units)}[/]",
+    )
+    out_console.print(table)
+    for section in review.sections:
+        if not section.entries:
+            continue
+        detail = Table(title=f"{_SECTION_TITLES.get(section.kind, section.kind).capitalize()}", title_justify="left")
+        for column in ("payment", "farm", "node", "of period", "to", "TFT"):
+            detail.add_column(column, justify="right" if column in ("payment", "TFT") else "left")
+        for entry in section.entries[:50]:
+            detail.add_row(
+                str(entry["payment_id"]),
+                str(entry["farm_id"]),
+                "" if entry["node_id"] is None else str(entry["node_id"]),
+                entry["of_period"] or "?",
+                entry["destination"],
+                format_tft(entry["amount_tft_units"]),
+            )
+        out_console.print(detail)
+        if len(section.entries) > 50:
+            out_console.print(f"  ... and {len(section.entries) - 50:,} more (payouts show {review.run_id} --json)")
+
+
+def _print_approvals_and_balances(review: Review) -> None:
+    if review.approvals:
+        table = Table(title="Approvals so far", title_justify="left")
+        for column in ("approver", "when", "counts"):
+            table.add_column(column)
+        for approval in review.approvals:
+            table.add_row(
+                approval["approver"],
+                human_utc(datetime.fromisoformat(approval["at"])),
+                "yes" if approval["counts"] else "no (signed another state of the run)",
+            )
+        out_console.print(table)
+    else:
+        out_console.print("Approvals so far: none")
+    table = Table(title="Balances against what is due", title_justify="left")
+    for column in ("account", "", "TFT held", "TFT due", ""):
+        table.add_column(column, justify="right" if column.startswith("TFT") else "left")
+    for balance in review.balances:
+        if balance.tft_units is None:
+            held, state = "unavailable", balance.unavailable
+        else:
+            held = format_tft(balance.tft_units)
+            short = balance.short_tft_units or 0
+            state = f"[red]short {format_tft(short)}[/]" if short else "enough"
+            if balance.unavailable:
+                state += f" ({balance.unavailable})"
+        table.add_row(balance.role, balance.account_id or "-", held, format_tft(balance.due_tft_units), state)
+    out_console.print(table)
+
+
+_EXCEEDANCE_WORDS = {
+    "node_cap": ("node", "TFT", "the per-node cap"),
+    "farm_cap": ("farm", "TFT", "the per-farm cap"),
+    "run_cap": ("run", "TFT", "the per-run cap"),
+    "cores": ("node", "cores", "what one server holds"),
+    "memory_gib": ("node", "GiB of memory", "what one server holds"),
+    "ssd_gib": ("node", "GiB of SSD", "what one server holds"),
+    "hdd_gib": ("node", "GiB of HDD", "what one server holds"),
+}
+
+
+def exceedance_text(exceedance) -> str:
+    """'node 12: 150,000.0000000 TFT, above the per-node cap of 100,000.0000000 TFT'."""
+    scope, unit, limit = _EXCEEDANCE_WORDS.get(exceedance.kind, (exceedance.kind, "", "the limit"))
+    where = scope if exceedance.key is None else f"{scope} {exceedance.key}"
+    if unit == "TFT":
+        return f"{where}: {format_tft(exceedance.value)} TFT, above {limit} of {format_tft(exceedance.limit)} TFT"
+    return f"{where}: {exceedance.value:,} {unit}, above {limit} ({exceedance.limit:,})"
+
+
+def _print_flags(review: Review) -> None:
+    if review.identical_to_previous:
+        out_console.print(
+            "[bold yellow]flag:[/] every node has the same uptime and reward as the previous period "
+            "(a stale or repeated snapshot?)"
+        )
+    if review.all_addresses_new:
+        out_console.print(
+            "[bold yellow]flag:[/] not one payout address was paid to in the previous period "
+            "(a swapped source or hijacked farms?)"
+        )
+    for outlier in review.outliers:
+        out_console.print(
+            f"[bold yellow]flag:[/] {outlier.scope} {outlier.key} gets {format_tft(outlier.current_tft_units)} TFT, "
+            f"more than {outlier.factor}x its highest of the previous months "
+            f"({format_tft(outlier.previous_max_tft_units)} TFT)"
+        )
+    unaccepted = set(review.unaccepted_exceedances)
+    for exceedance in review.exceedances:
+        state = "[bold red]must be accepted to approve[/]" if exceedance in unaccepted else "accepted in the manifest"
+        out_console.print(f"[bold red]exceeds:[/] {exceedance_text(exceedance)} ({state})")
+    if review.accepted_exceedances:
+        out_console.print(f"accepted past caps and bounds, in the manifest: {review.accepted_exceedances['reason']}")
+    if unaccepted:
+        out_console.print(
+            f'to approve past them: payouts approve {review.run_id} --key-file KEY --accept-exceedance "why"'
+        )
