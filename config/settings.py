@@ -118,10 +118,21 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    #: Review caps in TFT units: a run exceeding one must be explicitly approved past it.
-    cap_node_tft_units: int | None = Field(default=None, ge=0)
-    cap_farm_tft_units: int | None = Field(default=None, ge=0)
-    cap_run_tft_units: int | None = Field(default=None, ge=0)
+    #: Review caps in TFT units (on by default: 100,000 TFT a node, 2,000,000 a farm, 10,000,000
+    #: a run): a run exceeding one is approved only with the exceedance accepted in its manifest.
+    cap_node_tft_units: int | None = Field(default=100_000 * 10**7, ge=0)
+    cap_farm_tft_units: int | None = Field(default=2_000_000 * 10**7, ge=0)
+    cap_run_tft_units: int | None = Field(default=10_000_000 * 10**7, ge=0)
+    #: Review flag: a node or farm paid more than this many times its highest of the previous
+    #: `review_outlier_months` months.
+    review_outlier_factor: int = Field(default=3, ge=1)
+    review_outlier_months: int = Field(default=3, ge=1)
+    #: Hardware plausibility bounds (what one server holds): a paid node claiming more is an
+    #: exceedance to accept like a cap. Cores (logical), memory, SSD and HDD in GiB.
+    plausible_max_cores: int = Field(default=1024, ge=1)
+    plausible_max_memory_gib: int = Field(default=24 * 1024, ge=1)
+    plausible_max_ssd_gib: int = Field(default=1024 * 1024, ge=1)
+    plausible_max_hdd_gib: int = Field(default=4 * 1024 * 1024, ge=1)
     #: A payout address that is new or changed against the previous period is flagged in review.
     flag_address_changes: bool = True
 

@@ -16,9 +16,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from config.settings import Settings
+from payouts.clock import Clock
 from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
 from payouts.export.site import publish_site
 from payouts.export.writers import EXPORT_FORMAT, write_export
+from payouts.ledger.identity import ledger_identity
 from payouts.ledger.models import Run
 from payouts.ledger.states import RunStatus
 from payouts.ledger.types import utcnow
@@ -29,8 +31,10 @@ from payouts.runs.approvals import required_approvals
 from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.runs.retries_now import HoldCheck
+from payouts.runs.review import Review, ReviewLimits, build_review
 from payouts.sources import freeze_snapshot
 from payouts.sources.errors import SnapshotUnavailable
+from payouts.stellar.clock import ChainClock
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
 from payouts.stellar.network import PASSPHRASES, TFT_CODE, tft_issuer
@@ -80,6 +84,52 @@ def pay_config(settings: Settings, network: str) -> PayConfig:
 
 def horizon(settings: Settings) -> HorizonClient:
     return HorizonClient(settings.horizon_url, max_requests_per_s=settings.horizon_requests_per_s)
+
+
+def chain_clock(settings: Settings) -> Clock:
+    """Whose time says a period's inputs are complete: the chain's (Horizon's latest ledger)."""
+    return ChainClock(settings.horizon_url)
+
+
+def review_limits(settings: Settings) -> ReviewLimits:
+    return ReviewLimits(
+        cap_node_tft_units=settings.cap_node_tft_units,
+        cap_farm_tft_units=settings.cap_farm_tft_units,
+        cap_run_tft_units=settings.cap_run_tft_units,
+        outlier_factor=settings.review_outlier_factor,
+        outlier_months=settings.review_outlier_months,
+        max_cores=settings.plausible_max_cores,
+        max_memory_gib=settings.plausible_max_memory_gib,
+        max_ssd_gib=settings.plausible_max_ssd_gib,
+        max_hdd_gib=settings.plausible_max_hdd_gib,
+    )
+
+
+def review_of(settings: Settings, session: Session, run: Run) -> Review:
+    """The review of a run with the settings' limits, and the payout and treasury balances read
+    from Horizon (one quick attempt: a review is shown whether or not Horizon answers)."""
+    try:
+        payout = payout_public_key(settings)
+    except (KeyFileError, OSError, ValueError):
+        payout = None  # an approver's machine need not hold the payout key
+    payout = payout or ledger_identity(session).payout_account
+    try:
+        asset: tuple[str, str] | None = (
+            TFT_CODE,
+            tft_issuer(settings.network, settings.tft_issuer, settings.stellar_accounts_file),
+        )
+    except (ValueError, KeyFileError, OSError):
+        asset = None
+    with HorizonClient(settings.horizon_url, timeout_s=5.0, max_read_attempts=1) as client:
+        return build_review(
+            session,
+            run,
+            limits=review_limits(settings),
+            approvers=settings.approvers,
+            lookup=client.account,
+            accounts=[("payout", payout), ("treasury", settings.treasury_account)],
+            asset=asset,
+        )
 
 
 def program_window(settings: Settings) -> ProgramWindow:
@@ -172,8 +222,11 @@ def destination_holds(settings: Settings) -> HoldCheck:
     return holds
 
 
-def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], str] | None = None) -> Orchestrator:
-    """The reconciler on the ledger `db`; `pay` defaults to paying in this process to the end."""
+def build_orchestrator(
+    settings: Settings, db: Engine, *, pay: Callable[[int], str] | None = None, clock: Clock | None = None
+) -> Orchestrator:
+    """The reconciler on the ledger `db`; `pay` defaults to paying in this process to the end,
+    `clock` to the chain's time."""
     units = UnitsOfWork(db)
     return Orchestrator(
         units=units,
@@ -189,4 +242,6 @@ def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], s
         webhook_url=settings.alert_webhook_url,
         snapshot_max_bytes=settings.snapshot_max_bytes,
         holds=destination_holds(settings),
+        network=settings.network,
+        clock=clock or chain_clock(settings),
     )

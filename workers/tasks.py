@@ -79,8 +79,9 @@ def advance_due(uow: UnitOfWork) -> dict:
     retry_backoff_max=300,
     max_retries=5,
 )
-def advance_period(uow: UnitOfWork, period_offset: int) -> dict:
-    """Bring one period forward until it waits; payment is queued as its own task.
+def advance_period(uow: UnitOfWork, period_offset: int, rehearsal: bool = False) -> dict:
+    """Bring one period forward until it waits; payment is queued as its own task (`rehearsal`:
+    calculate before the inputs are complete, on the sandbox network only).
 
     Each move of the period commits on its own (the reconciler takes the task's factory); the
     payment task is sent once this task's unit of work committed.
@@ -91,7 +92,7 @@ def advance_period(uow: UnitOfWork, period_offset: int) -> dict:
         return require_run(uow.session, run_id).status
 
     orchestrator = build_orchestrator(app.conf.payouts_settings, advance_period.engine, pay=queue_payment)
-    step = orchestrator.advance(period_offset)
+    step = orchestrator.advance(period_offset, rehearsal=rehearsal)
     log.info("period.advanced", **step.as_dict())
     return step.as_dict()
 

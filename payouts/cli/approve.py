@@ -9,15 +9,22 @@ import typer
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
-from payouts.cli.run import print_review
+from payouts.cli.run import exceedance_text, print_review
 from payouts.ledger.errors import AlreadyDone, LedgerError
 from payouts.ledger.identity import bind_payout_account
-from payouts.runs.approvals import approve_run, build_manifest, reject_run, required_approvals, sign_manifest
+from payouts.runs.approvals import (
+    approve_run,
+    build_manifest,
+    reject_run,
+    required_approvals,
+    sign_manifest,
+    valid_approvals,
+)
 from payouts.runs.errors import RunsError
-from payouts.runs.review import build_review
+from payouts.runs.exceedances import ExceedancesNotAccepted, record_acceptance
 from payouts.runs.service import require_run
 from payouts.stellar.keys import KeyFileError, load_keypair
-from payouts.wiring import payout_public_key
+from payouts.wiring import payout_public_key, review_of
 
 
 def approve(
@@ -27,11 +34,21 @@ def approve(
         Path, typer.Option("--key-file", "-k", help="File with the approver's secret seed (mode 600).")
     ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Sign without asking (after showing the review).")] = False,
+    accept_exceedance: Annotated[
+        str | None,
+        typer.Option(
+            "--accept-exceedance",
+            help="Why the run may go past the caps or hardware bounds the review names; written into "
+            "the manifest before it is signed (approval refuses such a run without it).",
+        ),
+    ] = None,
 ) -> None:
     """Show a run's review and manifest, then sign the manifest with an approver key.
 
     The signature counts while the run is unchanged; enough valid approvals move the run to
-    `approved`. The key never leaves this machine: only the signature is recorded.
+    `approved`. The key never leaves this machine: only the signature is recorded. A run past a
+    cap or a hardware bound is approved only with --accept-exceedance "why" (recorded inside the
+    signed manifest; later approvers sign the same acceptance).
     """
     cli = get_context(ctx)
     try:
@@ -48,21 +65,20 @@ def approve(
             if payout is not None:
                 bind_payout_account(session, payout)  # recorded once; the manifest names it
             run = require_run(session, run_id)
-            print_review(
-                build_review(
-                    session,
-                    run,
-                    cap_node_tft_units=settings.cap_node_tft_units,
-                    cap_farm_tft_units=settings.cap_farm_tft_units,
-                    cap_run_tft_units=settings.cap_run_tft_units,
-                )
-            )
+            required = required_approvals(run.network, settings.approvals_required)
+            review = review_of(settings, session, run)
+            if accept_exceedance is not None:
+                approved = len(valid_approvals(session, run, settings.approvers))
+                if record_acceptance(session, run, review.exceedances, accept_exceedance, approved=approved):
+                    review = review_of(settings, session, run)
+            print_review(review)
+            if review.unaccepted_exceedances:
+                raise ExceedancesNotAccepted(review.unaccepted_exceedances)
             manifest = build_manifest(session, run)
             out_console.print("Manifest to sign:", manifest.to_bytes().decode())
             out_console.print(f"SHA-256: {manifest.sha256.hex()}   approver: {keypair.public_key}")
             if not yes and not typer.confirm("Sign this manifest?", err=True):
                 abort("not signed")
-            required = required_approvals(run.network, settings.approvals_required)
             count = approve_run(
                 session,
                 run,
@@ -70,10 +86,17 @@ def approve(
                 signature_b64=sign_manifest(manifest, keypair),
                 approvers=settings.approvers,
                 required=required,
+                exceedances=review.exceedances,
             )
         except AlreadyDone as exc:
             err_console.print(str(exc))
             return
+        except ExceedancesNotAccepted as exc:
+            named = "; ".join(exceedance_text(e) for e in exc.exceedances)
+            abort(
+                f"run {run_id} not approved: it exceeds {named}. Approve past them only with the reason "
+                f'recorded in the signed manifest: payouts approve {run_id} --key-file {key_file} --accept-exceedance "why"'
+            )
         except (RunsError, LedgerError) as exc:
             abort(str(exc))
         err_console.print(f"run {run.id}: {count} of {required} approval(s); status {run.status}")

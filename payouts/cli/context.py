@@ -20,6 +20,7 @@ from config.settings import Settings, SettingsError, load_settings
 from payouts.cli import errors
 from payouts.cli.console import abort
 from payouts.cli.failures import fail
+from payouts.clock import Clock
 from payouts.ledger.db import LedgerFileError, make_engine, migrate, session_scope
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 
@@ -28,6 +29,15 @@ from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 class CliContext:
     settings: Settings
     _engine: Engine | None = field(default=None, repr=False)
+    #: whose time says a period's inputs are complete; the chain's unless one is handed in
+    clock: Clock | None = None
+
+    def time(self) -> Clock:
+        if self.clock is None:
+            from payouts.wiring import chain_clock  # the composition root, only when needed
+
+            self.clock = chain_clock(self.settings)
+        return self.clock
 
     def engine(self) -> Engine:
         if self._engine is None:

@@ -10,9 +10,16 @@ import typer
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import CliContext, get_context
 from payouts.cli.errors import mask_url
+from payouts.ledger import repository
 from payouts.ledger.repository import OFF_CYCLE_RUN
-from payouts.periods import PeriodError, resolve_period
+from payouts.periods import Period, PeriodError, resolve_period
 from payouts.runs.advance import continue_run
+from payouts.runs.completeness import (
+    PeriodIncomplete,
+    RehearsalRefused,
+    require_complete,
+    require_rehearsal_network,
+)
 from payouts.runs.control import pause_state, set_paused
 from payouts.runs.errors import RunsError
 from payouts.runs.retries_now import NothingToRetry
@@ -40,12 +47,22 @@ def run(
             "off-cycle run of their own, with its own review, approvals and funding; again to move it on.",
         ),
     ] = False,
+    rehearsal: Annotated[
+        bool,
+        typer.Option(
+            "--rehearsal",
+            help="Sandbox network only: run a period before its inputs are complete; the run is "
+            "marked as a rehearsal and is otherwise like any run (retries, funding, export).",
+        ),
+    ] = False,
 ) -> None:
     """Bring a period forward now: freeze inputs, calculate, pay, reconcile, export.
 
     It goes as far as it can and stops where the period waits (approvals, funding, an operator,
     the pause switch). Without --in-process the work is queued for the workers (Redis broker).
-    Running it twice is harmless: every step checks the ledger first.
+    Running it twice is harmless: every step checks the ledger first. A period without a run
+    is refused until its post-period window (end + 27 h) has closed by the chain's time
+    (exit 3, saying when); --rehearsal allows it earlier on the sandbox network.
 
     With --retries-now, no period is named: the open off-cycle run moves on, or a new one is
     made of the held payments whose destinations can receive now. It never holds or replaces a
@@ -61,11 +78,14 @@ def run(
         month = resolve_period(period, period_offset)
     except PeriodError as exc:
         abort(str(exc), code=2)
+    _require_inputs(cli, month, rehearsal)
     if not in_process:
         from workers.tasks import advance_period  # the broker is only needed here
 
         try:
-            result = advance_period.apply_async(args=[month.offset], retry=False)
+            result = advance_period.apply_async(
+                args=[month.offset], kwargs={"rehearsal": True} if rehearsal else {}, retry=False
+            )
         except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the broker is down
             abort(
                 f"cannot queue the run for {month}: Redis at {mask_url(cli.settings.broker_url.get_secret_value())} "
@@ -77,9 +97,9 @@ def run(
             out_console.print(f"queued period {month} for the workers (task {result.id}); follow it with: payouts runs")
         return
     try:
-        orchestrator = build_orchestrator(cli.settings, cli.engine())
+        orchestrator = build_orchestrator(cli.settings, cli.engine(), clock=cli.time())
         with err_console.status(f"advancing {month}"):
-            step = orchestrator.advance(month.offset)
+            step = orchestrator.advance(month.offset, rehearsal=rehearsal)
     except (RunsError, SourceError, SnapshotError, StellarError, KeyFileError, ValueError) as exc:
         abort(str(exc))
     if as_json:
@@ -129,6 +149,26 @@ def _retries_now(cli: CliContext, *, in_process: bool, as_json: bool) -> None:
     out_console.print(f"off-cycle run {step.run_id} (beside {step.period}), {step.status or '-'}; did: {done}")
     if step.waits_for:
         out_console.print(f"waits for: {step.waits_for}")
+
+
+def _require_inputs(cli, month: Period, rehearsal: bool) -> None:
+    """A period with no run yet is calculated only once its inputs are complete (or as a
+    sandbox rehearsal); one that has a run goes on whatever the clock says."""
+    try:
+        if rehearsal:
+            require_rehearsal_network(cli.settings.network)
+        with cli.session() as session:
+            if repository.live_run_for_period(session, month.offset) is not None:
+                return
+        require_complete(month, cli.time(), network=cli.settings.network, rehearsal=rehearsal)
+    except PeriodIncomplete as exc:
+        abort(f"not run: {exc}", code=EXIT_NOT_YET)
+    except RehearsalRefused as exc:
+        abort(str(exc), code=2)
+
+
+#: exit code for a period whose inputs are not complete yet: try again after the time given
+EXIT_NOT_YET = 3
 
 
 def pause(

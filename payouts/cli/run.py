@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,16 +13,17 @@ from rich.table import Table
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
-from payouts.cli.rehearsal import trigger_line
+from payouts.cli.rehearsal import human_utc, trigger_line
 from payouts.ledger import repository
 from payouts.ledger.repository import OFF_CYCLE_RUN
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
 from payouts.runs.advance import describe_wait
 from payouts.runs.approvals import approver_notice, required_approvals
+from payouts.runs.completeness import PeriodIncomplete, RehearsalRefused, require_rehearsal_network
 from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
-from payouts.runs.review import Review, build_review
+from payouts.runs.review import Review
 from payouts.runs.service import ReceiptFields, calculate_run, calculation_document, require_run
 from payouts.snapshot.load import SnapshotError, load_snapshot
 
@@ -37,13 +39,28 @@ def calculate(
         bool,
         typer.Option("--replace", help="Replace the period's run if it is not approved yet."),
     ] = False,
+    rehearsal: Annotated[
+        bool,
+        typer.Option(
+            "--rehearsal",
+            help="Sandbox network only: calculate before the period's inputs are complete; the run is "
+            "marked as a rehearsal and is otherwise like any run.",
+        ),
+    ] = False,
 ) -> None:
     """Calculate every node's reward for the snapshot's period and record the run.
 
     The same snapshot again prints the existing run. A different snapshot for a period that
-    has a run is refused unless --replace is given and the run is not approved yet.
+    has a run is refused unless --replace is given and the run is not approved yet. A period is
+    calculated only after its post-period window (end + 27 h) has closed by the chain's time
+    (exit 3 before, saying when); --rehearsal allows it earlier on the sandbox network.
     """
     cli = get_context(ctx)
+    if rehearsal:
+        try:
+            require_rehearsal_network(cli.settings.network)
+        except RehearsalRefused as exc:
+            abort(str(exc), code=2)
     try:
         snapshot = load_snapshot(snapshot_path, max_decompressed_bytes=cli.settings.snapshot_max_bytes)
     except SnapshotError as exc:
@@ -68,6 +85,8 @@ def calculate(
                     dry_run=dry_run,
                     progress=lambda done: bar.update(task, completed=done),
                     max_retries=cli.settings.max_retries,
+                    clock=cli.time(),
+                    rehearsal=rehearsal,
                 )
                 receipts: Sequence[ReceiptFields]
                 if outcome.run is not None and not outcome.created:  # already calculated: as recorded
@@ -82,14 +101,23 @@ def calculate(
                     outcome.snapshot_sha256,
                     receipts,
                 )
+                document["rehearsal"] = bool(outcome.run.rehearsal) if outcome.run is not None else rehearsal
         except SnapshotError as exc:
             abort(f"snapshot refused: {exc}", code=2)
+        except PeriodIncomplete as exc:
+            abort(f"not calculated: {exc}", code=EXIT_NOT_YET)
+        except RehearsalRefused as exc:
+            abort(str(exc), code=2)
         except RunsError as exc:
             abort(str(exc))
     if as_json:
         print_json(document)
         return
     _print_calculation_summary(document, outcome)
+
+
+#: exit code for a period whose inputs are not complete yet: try again after the time given
+EXIT_NOT_YET = 3
 
 
 def _print_calculation_summary(document: dict, outcome) -> None:
@@ -104,6 +132,8 @@ def _print_calculation_summary(document: dict, outcome) -> None:
         head = f"run {outcome.run.id} recorded"
         if outcome.replaced_run_id:
             head += f" (replaces run {outcome.replaced_run_id})"
+        if outcome.run.rehearsal:
+            head += ", a rehearsal"
     else:
         head = f"already calculated as run {outcome.run.id} ({outcome.run.status})"
     table = Table(title=f"Period {period} — {head}", show_header=False, title_justify="left")
@@ -133,6 +163,7 @@ def runs(
                 "period_offset": run.period_offset,
                 "kind": run.kind,
                 "status": run.status,
+                "rehearsal": bool(run.rehearsal),
                 "waits_for": describe_wait(
                     session, run, approvers=settings.approvers, approvals_required=required, two_tier=settings.two_tier
                 ),
@@ -164,7 +195,9 @@ def runs(
     for row in rows:
         table.add_row(
             str(row["run_id"]),
-            row["period"] + (" (off-cycle)" if row["kind"] == OFF_CYCLE_RUN else ""),
+            row["period"]
+            + (" (off-cycle)" if row["kind"] == OFF_CYCLE_RUN else "")
+            + (" (rehearsal)" if row["rehearsal"] else ""),
             row["status"],
             row["waits_for"],
             f"{row['nodes']:,}",
@@ -194,13 +227,9 @@ def show(
             run = require_run(session, run_id)
         except RunsError as exc:
             abort(str(exc))
-        review = build_review(
-            session,
-            run,
-            cap_node_tft_units=settings.cap_node_tft_units,
-            cap_farm_tft_units=settings.cap_farm_tft_units,
-            cap_run_tft_units=settings.cap_run_tft_units,
-        )
+        from payouts.wiring import review_of  # the composition root, for the show only
+
+        review = review_of(settings, session, run)
         notice = approver_notice(
             session, settings.approvers, required_approvals(run.network, settings.approvals_required)
         )
@@ -221,7 +250,8 @@ def _delta(current: int, previous: int | None) -> str:
 
 def print_review(review: Review) -> None:
     summary = Table(
-        title=f"Run {review.run_id} — period {review.period} — {review.status}",
+        title=f"Run {review.run_id} — period {review.period} — {review.status}"
+        + (" — a rehearsal (sandbox)" if review.rehearsal else ""),
         show_header=False,
         title_justify="left",
     )
@@ -235,12 +265,22 @@ def print_review(review: Review) -> None:
         "total TFT",
         f"{format_tft(review.total_tft_units)}  ({_delta(review.total_tft_units, review.previous_total_tft_units)})",
     )
-    summary.add_row("payable now TFT", format_tft(review.payable_tft_units))
+    summary.add_row(
+        "period",
+        f"{review.period_month}: {_when(review.period_start)} to {_when(review.period_end)}",
+    )
+    summary.add_row(
+        "to sign",
+        f"{review.manifest_payment_count:,} payments, {format_tft(review.manifest_total_tft_units)} TFT "
+        f"(manifest {review.manifest_sha256[:16]})",
+    )
     summary.add_row("total USD", format_usd(review.total_musd))
     summary.add_row(
         "nodes", f"{review.nodes:,}  (previous {review.previous_nodes if review.previous_nodes is not None else '—'})"
     )
     out_console.print(summary)
+    _print_signed(review)
+    _print_approvals_and_balances(review)
 
     eligibility = Table(title="Receipts by eligibility", title_justify="left")
     eligibility.add_column("eligibility")
@@ -309,11 +349,128 @@ def print_review(review: Review) -> None:
         out_console.print(f"[yellow]Invalid records ({len(review.invalid_records)}):[/]")
         for record in review.invalid_records[:20]:
             out_console.print(f"  node {record['node_id']} (farm {record['farm_id']}): {record['reason']}")
-    for breach in review.cap_breaches:
-        where = f"{breach.scope} {breach.key}" if breach.key is not None else breach.scope
-        out_console.print(
-            f"[bold red]cap exceeded:[/] {where} {format_tft(breach.amount_tft_units)} TFT > cap "
-            f"{format_tft(breach.cap_tft_units)} TFT (must be approved explicitly)"
-        )
+    _print_flags(review)
     for note in review.notes:
         out_console.print(f"[dim]snapshot note:[/] {note}")
+
+
+def _when(iso: str) -> str:
+    moment = datetime.fromisoformat(iso)
+    return f"{moment:%a} {moment.day} {moment:%b %Y %H:%M:%S} UTC"
+
+
+_SECTION_TITLES = {"receipt": "new receipts", "retry": "retries", "correction": "corrections"}
+
+
+def _print_signed(review: Review) -> None:
+    """The manifest's payments by kind: the sections add up to what the approvers sign."""
+    table = Table(title="What the approvers sign", title_justify="left")
+    for column in ("section", "payments", "TFT"):
+        table.add_column(column, justify="left" if column == "section" else "right")
+    for section in review.sections:
+        table.add_row(
+            _SECTION_TITLES.get(section.kind, section.kind), f"{section.payments:,}", format_tft(section.tft_units)
+        )
+    table.add_row(
+        "[bold]manifest total[/]",
+        f"[bold]{review.manifest_payment_count:,}[/]",
+        f"[bold]{format_tft(review.manifest_total_tft_units)}[/]",
+    )
+    out_console.print(table)
+    for section in review.sections:
+        if not section.entries:
+            continue
+        detail = Table(title=f"{_SECTION_TITLES.get(section.kind, section.kind).capitalize()}", title_justify="left")
+        for column in ("payment", "farm", "node", "of period", "to", "TFT"):
+            detail.add_column(column, justify="right" if column in ("payment", "TFT") else "left")
+        for entry in section.entries[:50]:
+            detail.add_row(
+                str(entry["payment_id"]),
+                str(entry["farm_id"]),
+                "" if entry["node_id"] is None else str(entry["node_id"]),
+                entry["of_period"] or "?",
+                entry["destination"],
+                format_tft(entry["amount_tft_units"]),
+            )
+        out_console.print(detail)
+        if len(section.entries) > 50:
+            out_console.print(f"  ... and {len(section.entries) - 50:,} more (payouts show {review.run_id} --json)")
+
+
+def _print_approvals_and_balances(review: Review) -> None:
+    if review.approvals:
+        table = Table(title="Approvals so far", title_justify="left")
+        for column in ("approver", "when", "counts"):
+            table.add_column(column)
+        for approval in review.approvals:
+            table.add_row(
+                approval["approver"],
+                human_utc(datetime.fromisoformat(approval["at"])),
+                "yes" if approval["counts"] else "no (signed another state of the run)",
+            )
+        out_console.print(table)
+    else:
+        out_console.print("Approvals so far: none")
+    table = Table(title="Balances against what is due", title_justify="left")
+    for column in ("account", "", "TFT held", "TFT due", ""):
+        table.add_column(column, justify="right" if column.startswith("TFT") else "left")
+    for balance in review.balances:
+        if balance.tft_units is None:
+            held, state = "unavailable", balance.unavailable
+        else:
+            held = format_tft(balance.tft_units)
+            short = balance.short_tft_units or 0
+            state = f"[red]short {format_tft(short)}[/]" if short else "enough"
+            if balance.unavailable:
+                state += f" ({balance.unavailable})"
+        table.add_row(balance.role, balance.account_id or "-", held, format_tft(balance.due_tft_units), state)
+    out_console.print(table)
+
+
+_EXCEEDANCE_WORDS = {
+    "node_cap": ("node", "TFT", "the per-node cap"),
+    "farm_cap": ("farm", "TFT", "the per-farm cap"),
+    "run_cap": ("run", "TFT", "the per-run cap"),
+    "cores": ("node", "cores", "what one server holds"),
+    "memory_gib": ("node", "GiB of memory", "what one server holds"),
+    "ssd_gib": ("node", "GiB of SSD", "what one server holds"),
+    "hdd_gib": ("node", "GiB of HDD", "what one server holds"),
+}
+
+
+def exceedance_text(exceedance) -> str:
+    """'node 12: 150,000.0000000 TFT, above the per-node cap of 100,000.0000000 TFT'."""
+    scope, unit, limit = _EXCEEDANCE_WORDS.get(exceedance.kind, (exceedance.kind, "", "the limit"))
+    where = scope if exceedance.key is None else f"{scope} {exceedance.key}"
+    if unit == "TFT":
+        return f"{where}: {format_tft(exceedance.value)} TFT, above {limit} of {format_tft(exceedance.limit)} TFT"
+    return f"{where}: {exceedance.value:,} {unit}, above {limit} ({exceedance.limit:,})"
+
+
+def _print_flags(review: Review) -> None:
+    if review.identical_to_previous:
+        out_console.print(
+            "[bold yellow]flag:[/] every node has the same uptime and reward as the previous period "
+            "(a stale or repeated snapshot?)"
+        )
+    if review.all_addresses_new:
+        out_console.print(
+            "[bold yellow]flag:[/] not one payout address was paid to in the previous period "
+            "(a swapped source or hijacked farms?)"
+        )
+    for outlier in review.outliers:
+        out_console.print(
+            f"[bold yellow]flag:[/] {outlier.scope} {outlier.key} gets {format_tft(outlier.current_tft_units)} TFT, "
+            f"more than {outlier.factor}x its highest of the previous months "
+            f"({format_tft(outlier.previous_max_tft_units)} TFT)"
+        )
+    unaccepted = set(review.unaccepted_exceedances)
+    for exceedance in review.exceedances:
+        state = "[bold red]must be accepted to approve[/]" if exceedance in unaccepted else "accepted in the manifest"
+        out_console.print(f"[bold red]exceeds:[/] {exceedance_text(exceedance)} ({state})")
+    if review.accepted_exceedances:
+        out_console.print(f"accepted past caps and bounds, in the manifest: {review.accepted_exceedances['reason']}")
+    if unaccepted:
+        out_console.print(
+            f'to approve past them: payouts approve {review.run_id} --key-file KEY --accept-exceedance "why"'
+        )

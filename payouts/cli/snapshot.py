@@ -12,6 +12,7 @@ from payouts.cli.console import abort, err_console
 from payouts.cli.context import get_context
 from payouts.cli.rehearsal import sandbox_farmers
 from payouts.periods import PeriodError, resolve_period
+from payouts.runs.completeness import PeriodIncomplete, RehearsalRefused, require_complete
 from payouts.snapshot.synthetic import write_synthetic_snapshot
 from payouts.sources import endpoints
 from payouts.sources.check import check_sources
@@ -180,14 +181,24 @@ def snapshot(
             "(for policies the indexer has none for; see payouts/sources/INDEXER.md).",
         ),
     ] = None,
+    rehearsal: Annotated[
+        bool,
+        typer.Option(
+            "--rehearsal",
+            help="Sandbox network only: freeze a period before its post-period window has closed.",
+        ),
+    ] = False,
 ) -> None:
     """Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/1 file.
 
-    Checks first that the indexer has processed the chain past the period end + 27 h (exit 3
-    otherwise: try again later). Finished pages are kept in OUT.parts/ so a rerun resumes;
-    OUT is written atomically once every check passed.
+    Refuses a period whose post-period window (end + 27 h) has not closed by the chain's time,
+    saying when it will have (exit 3; --rehearsal allows it on the sandbox network). Checks then
+    that the indexer has processed the chain past that window (exit 3 otherwise: try again
+    later). Finished pages are kept in OUT.parts/ so a rerun resumes; OUT is written atomically
+    once every check passed.
     """
-    settings = get_context(ctx).settings
+    cli = get_context(ctx)
+    settings = cli.settings
     try:
         month = resolve_period(period, period_offset)
     except PeriodError as exc:
@@ -195,6 +206,13 @@ def snapshot(
     network = network or settings.network
     if network not in ("main", "test", "dev"):
         abort(f"--network must be main, test or dev, not {network!r}", code=2)
+    if not check:
+        try:
+            require_complete(month, cli.time(), network=network, rehearsal=rehearsal)
+        except PeriodIncomplete as exc:
+            abort(f"not frozen: {exc}", code=EXIT_NOT_YET)
+        except RehearsalRefused as exc:
+            abort(str(exc), code=2)
     graphql_default, gridproxy_default = endpoints(settings, network)
     graphql_url = graphql or graphql_default
     gridproxy_url = None if no_gridproxy else (gridproxy or gridproxy_default)

@@ -78,6 +78,11 @@ class Run(SQLModel, table=True):
     lease_expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     #: "monthly" (a period's calculation) or "off_cycle" (outstanding retries paid between months)
     kind: str = Field(default="monthly", max_length=12, sa_column_kwargs={"server_default": "monthly"})
+    #: a sandbox rehearsal: calculated before its period's inputs were complete, on purpose
+    rehearsal: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    #: what the approvers accepted past the review's caps and bounds (JSON: reason and items),
+    #: written before the first signature and part of the signed manifest; "" when nothing
+    accepted_exceedances_json: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
 
 
 class Receipt(SQLModel, table=True):

@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from payouts.clock import Clock, SystemClock
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
 from payouts.ledger.models import LedgerEvent, Run
@@ -33,6 +34,7 @@ from payouts.ledger.types import utcnow
 from payouts.ledger.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from payouts.periods import Period
 from payouts.runs.approvals import valid_approvals
+from payouts.runs.completeness import PeriodIncomplete, require_complete
 from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
 from payouts.runs.retries_now import (
@@ -126,19 +128,36 @@ class Orchestrator:
     snapshot_max_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
     #: the preflight's destination checks, for choosing the retries an off-cycle run can pay
     holds: HoldCheck | None = None
+    #: the product's network (settings): a rehearsal is allowed on the sandbox ("dev") only
+    network: str = "dev"
+    #: whose time says a period's inputs are complete (the chain's, from the wiring)
+    clock: Clock = field(default_factory=SystemClock)
 
     # -- the daily trigger -------------------------------------------------------------------
 
     def due_periods(self, now: datetime | None = None) -> list[Period]:
-        return self.window.due(int((now or utcnow()).timestamp()))
+        """Periods whose window closed by `now` (the clock's time by default), and periods of
+        rehearsal runs still on their way (a rehearsal goes the whole way like any run)."""
+        due = self.window.due(int((now or self.clock.now()).timestamp()))
+        with self.units() as uow:
+            rehearsing = uow.session.exec(
+                select(Run.period_offset).where(
+                    col(Run.rehearsal).is_(True), col(Run.status).not_in([s.value for s in _REHEARSAL_DONE])
+                )
+            ).all()
+        offsets = {p.offset for p in due}
+        return due + [Period(offset) for offset in sorted(set(rehearsing)) if offset not in offsets]
 
     def advance_due(self, now: datetime | None = None) -> list[Step]:
         return [self.advance(period.offset) for period in self.due_periods(now)]
 
     # -- one period --------------------------------------------------------------------------
 
-    def advance(self, period_offset: int, *, max_steps: int = 8) -> Step:
-        """Move the period forward until it waits for something (or `max_steps` moves)."""
+    def advance(self, period_offset: int, *, max_steps: int = 8, rehearsal: bool = False) -> Step:
+        """Move the period forward until it waits for something (or `max_steps` moves).
+
+        A period without a run is calculated only once its inputs are complete by the clock;
+        `rehearsal` (sandbox network only) calculates it earlier, as a run marked rehearsal."""
         period = Period(period_offset)
         step = Step(period=period.label, run_id=None)
         if period_offset not in self.window:
@@ -146,7 +165,7 @@ class Orchestrator:
             return step
         structlog.contextvars.bind_contextvars(period=period.label)
         for _ in range(max_steps):
-            if not self._advance_once(period, step):
+            if not self._advance_once(period, step, rehearsal):
                 break
         return step
 
@@ -194,7 +213,9 @@ class Orchestrator:
                 break
         return step
 
-    def _advance_once(self, period: Period, step: Step, *, only_run: int | None = None) -> bool:
+    def _advance_once(
+        self, period: Period, step: Step, rehearsal: bool = False, *, only_run: int | None = None
+    ) -> bool:
         """One move; False when the period (or the run `only_run`) waits."""
         with self.units() as uow:
             session = uow.session
@@ -221,7 +242,7 @@ class Orchestrator:
                     return False
         # freezing inputs and paying reach out of the process: no unit of work is held open
         if run is None:
-            return self._calculate(period, step)
+            return self._calculate(period, step, rehearsal)
         return self._pay(run_id, step)
 
     def _move(self, uow: UnitOfWork, run: Run, status: RunStatus, step: Step) -> bool:
@@ -267,7 +288,14 @@ class Orchestrator:
             return False
         return after in (RunStatus.PAID, RunStatus.STOPPED)
 
-    def _calculate(self, period: Period, step: Step) -> bool:
+    def _calculate(self, period: Period, step: Step, rehearsal: bool = False) -> bool:
+        try:
+            # the snapshot says its network; before freezing, the product's network is what counts
+            require_complete(period, self.clock, network=self.network, rehearsal=rehearsal)
+        except PeriodIncomplete as exc:
+            step.waits_for = f"inputs: {exc}"
+            log.info("period.inputs.incomplete", reason=str(exc))
+            return False
         try:
             path = self.freeze(period.offset)
         except InputsUnavailable as exc:
@@ -284,7 +312,9 @@ class Orchestrator:
                 event="period.inputs_frozen",
                 detail={"snapshot": path.name, "snapshot_sha256": snapshot.sha256},
             )
-            outcome = calculate_run(uow.session, snapshot, max_retries=self.max_retries)
+            outcome = calculate_run(
+                uow.session, snapshot, max_retries=self.max_retries, clock=self.clock, rehearsal=rehearsal
+            )
         if outcome.run is None:
             raise RunsError(f"period {period.label}: the calculation recorded no run")
         step.did.append("calculate" if outcome.created else "calculate (already done)")
@@ -349,6 +379,9 @@ class Orchestrator:
         except httpx.HTTPError as exc:  # an alert channel being down must not stop the run
             log.warning("alert.webhook.failed", alert=event, error=type(exc).__name__)
 
+
+#: a rehearsal run in one of these states needs nothing more from the daily trigger
+_REHEARSAL_DONE = (RunStatus.EXPORTED, RunStatus.REPLACED, RunStatus.REJECTED)
 
 #: states in which the reconciler pays (unless paused, or approved and waiting for funding)
 PAYABLE = (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING)

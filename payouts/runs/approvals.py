@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -40,6 +41,7 @@ from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.runs.derive import DerivationError, Derived, derive_payment
 from payouts.runs.errors import RunsError
+from payouts.runs.exceedances import Exceedance, require_accepted
 from payouts.stellar.merkle import merkle_root
 from payouts.stellar.network import PASSPHRASES
 
@@ -114,6 +116,9 @@ class Manifest:
     total_tft_units: int
     receipts_merkle_root: str
     payments_merkle_root: str
+    #: what the approvers accepted past the review's caps and bounds (JSON on the run); only
+    #: in the document when there is something, so other runs' manifests are unchanged
+    accepted_exceedances: str = ""
     #: the payments as derived from their receipt bytes, the leaves of the payments tree
     payments: frozenset[Derived] = field(default=frozenset(), compare=False, repr=False)
 
@@ -132,7 +137,7 @@ class Manifest:
             "run_id": self.run_id,
             "snapshot_sha256": self.snapshot_sha256,
             "total_tft_units": self.total_tft_units,
-        }
+        } | ({"accepted_exceedances": orjson.loads(self.accepted_exceedances)} if self.accepted_exceedances else {})
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.document(), option=orjson.OPT_SORT_KEYS)
@@ -174,6 +179,7 @@ def build_manifest(session: Session, run: Run) -> Manifest:
         total_tft_units=sum(p.amount_tft_units for p in payments),
         receipts_merkle_root=merkle_root([p.receipt_hash for p in payments]).hex(),
         payments_merkle_root=merkle_root([payment_leaf(d) for d in derived]).hex(),
+        accepted_exceedances=run.accepted_exceedances_json,
         payments=frozenset(derived),
     )
 
@@ -261,9 +267,12 @@ def approve_run(
     signature_b64: str,
     approvers: list[str],
     required: int,
+    exceedances: Sequence[Exceedance] = (),
 ) -> int:
     """Record a verified approval; the run becomes `approved` with enough of them.
 
+    `exceedances`: the caps and bounds the review finds the run past; each must be recorded as
+    accepted in the manifest being signed (ExceedancesNotAccepted otherwise).
     Returns the number of valid approvals now. Raises UnknownApprover, InvalidSignature or
     RunNotApprovable; an identical approval again is ApprovalAlreadyRecorded.
     """
@@ -284,6 +293,7 @@ def approve_run(
         status in REAPPROVABLE and len(valid_approvals(session, run, approvers, manifest)) < required
     ):
         raise RunNotApprovable(f"run {run.id} is {run.status}; only a calculated run can be approved")
+    require_accepted(run, exceedances)
     if not signature_is_valid(manifest, public_key, signature_b64):
         raise InvalidSignature(f"the signature by {public_key} does not match run {run.id}'s manifest")
     try:

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from payouts import CODE_VERSION
 from payouts.calculation.engine import PeriodCalculation, calculate_period
+from payouts.clock import Clock, SystemClock
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
 from payouts.ledger.models import NodeTransition, Run
@@ -25,6 +26,7 @@ from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.periods import Period
+from payouts.runs.completeness import require_complete
 from payouts.runs.errors import RunExistsForPeriod, RunNotFound, RunNotReplaceable
 from payouts.runs.retries import join_corrections, retry_rows
 from payouts.snapshot.load import LoadedSnapshot
@@ -85,14 +87,20 @@ def calculate_run(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
     max_retries: int | None = None,
+    clock: Clock | None = None,
+    rehearsal: bool = False,
 ) -> CalculationOutcome:
     """Calculate the snapshot's period and record it as a run (unless `dry_run`).
 
     The same snapshot again returns the existing run (created=False). A different snapshot for
     a period with a live run is refused, unless `replace` and the run is not approved yet.
+    A period whose inputs are not complete by `clock` (the chain's time, from the wiring) is
+    refused (PeriodIncomplete), unless `rehearsal` on the sandbox network (RehearsalRefused
+    elsewhere); a rehearsal run is marked as one and is otherwise like any other.
     """
     period = Period(snapshot.header.period_offset)
     structlog.contextvars.bind_contextvars(period=period.label)
+    require_complete(period, clock or SystemClock(), network=snapshot.header.network, rehearsal=rehearsal)
     existing = None if dry_run else _check_existing(session, period, snapshot.sha256, replace)
     if existing is not None and existing.snapshot_sha256 == snapshot.sha256:
         log.info("run.calculate.already_done", run_id=existing.id)
@@ -116,7 +124,9 @@ def calculate_run(
                     event="run.replaced",
                     detail={"snapshot_sha256": snapshot.sha256},
                 )
-            run = _record_run(session, snapshot, calculation, replaces=existing, max_retries=max_retries)
+            run = _record_run(
+                session, snapshot, calculation, replaces=existing, max_retries=max_retries, rehearsal=rehearsal
+            )
     except IntegrityError:
         # another process recorded this period between our check and our insert
         raced = repository.live_run_for_period(session, period.offset)
@@ -180,6 +190,7 @@ def _record_run(
     *,
     replaces: Run | None,
     max_retries: int | None = None,
+    rehearsal: bool = False,
 ) -> Run:
     totals = calculation.totals
     now = utcnow()
@@ -200,6 +211,7 @@ def _record_run(
         rewarded_node_count=totals.rewarded_nodes,
         report_json=orjson.dumps(report_document(calculation)).decode(),
         replaces_run_id=replaces.id if replaces else None,
+        rehearsal=rehearsal,
         created_at=now,
         updated_at=now,
     )
@@ -217,7 +229,7 @@ def _record_run(
         run_id=run.id,
         event="run.calculated",
         to_status=RunStatus.CALCULATED,
-        detail={"snapshot_sha256": snapshot.sha256, "total_tft_units": totals.tft},
+        detail={"snapshot_sha256": snapshot.sha256, "total_tft_units": totals.tft, "rehearsal": rehearsal},
     )
     return run
 

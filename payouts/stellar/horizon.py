@@ -197,7 +197,9 @@ class HorizonClient:
         timeout_s: float = 60.0,
         max_requests_per_s: float | None = None,
         transport: httpx.BaseTransport | None = None,
+        max_read_attempts: int = MAX_READ_ATTEMPTS,
     ) -> None:
+        self._max_read_attempts = max_read_attempts
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport)
         self._min_interval_s = 1.0 / max_requests_per_s if max_requests_per_s else 0.0
         self._next_request_at = 0.0
@@ -225,18 +227,18 @@ class HorizonClient:
     def _get(self, path: str, params: dict | None = None) -> httpx.Response:
         """A read with bounded retries on 429 (Retry-After), 5xx and connection errors."""
         delay_s = 0.5
-        for attempt in range(1, MAX_READ_ATTEMPTS + 1):
+        for attempt in range(1, self._max_read_attempts + 1):
             self._pace()
             try:
                 response = self._http.get(path, params=params)
             except httpx.TransportError as exc:
-                if attempt == MAX_READ_ATTEMPTS:
+                if attempt == self._max_read_attempts:
                     raise HorizonUnavailable(f"GET {path}: {type(exc).__name__}") from None
                 time.sleep(delay_s)
                 delay_s *= 2
                 continue
             if response.status_code == 429 or response.status_code >= 500:
-                if attempt == MAX_READ_ATTEMPTS:
+                if attempt == self._max_read_attempts:
                     raise HorizonUnavailable(f"GET {path}: HTTP {response.status_code}")
                 retry_after = response.headers.get("Retry-After", "")
                 time.sleep(float(retry_after) if retry_after.isdigit() else delay_s)

@@ -55,7 +55,7 @@ def test_env_is_read_from_the_state_folder_or_payouts_env_file_never_the_current
     state = tmp_path / "state"
     state.mkdir()
     (tmp_path / ".env").write_text("PAYOUTS_CAP_RUN_TFT_UNITS=111\n")  # the current directory
-    assert load_settings().cap_run_tft_units is None
+    assert load_settings().cap_run_tft_units == 10_000_000 * 10**7  # the default: caps are on
     (state / ".env").write_text("PAYOUTS_CAP_RUN_TFT_UNITS=222\n")
     assert load_settings().cap_run_tft_units == 222
     named = tmp_path / "elsewhere.env"

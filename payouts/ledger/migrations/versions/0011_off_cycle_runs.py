@@ -5,7 +5,7 @@ kind `off_cycle`; it shares the period of the newest monthly run, so the one-liv
 index now counts monthly runs only, and at most one off-cycle run is open at a time. Every
 existing run is a monthly one.
 
-Revision ID: 0015
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-02
 """
@@ -13,7 +13,7 @@ Create Date: 2026-12-02
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None

@@ -1,4 +1,7 @@
-"""The review an approver reads before approving a run (SPEC section 7)."""
+"""The review an approver reads before approving a run (SPEC section 7): what is signed (the
+manifest's sections), approvals so far, balances against what is due, the period, and the flags
+and exceedances to look at. One job per module: `sections`, `flags`, `balances`; this module
+puts them together."""
 
 from __future__ import annotations
 
@@ -13,6 +16,21 @@ from payouts.ledger import repository
 from payouts.ledger.models import Receipt, Run
 from payouts.ledger.repository import id_of
 from payouts.periods import Period
+from payouts.runs.approvals import build_manifest, valid_approvals
+from payouts.runs.exceedances import Exceedance, accepted, uncovered
+from payouts.runs.review.balances import AccountLookup, Balance, read_balances
+from payouts.runs.review.flags import (
+    Outlier,
+    ReviewLimits,
+    all_addresses_new,
+    cap_exceedances,
+    identical_to_previous,
+    implausible_resources,
+    outliers,
+)
+from payouts.runs.review.sections import Section, manifest_sections
+
+__all__ = ["Review", "ReviewLimits", "build_review"]
 
 HELD_FOR_ADDRESS = ("no_address", "invalid_address")
 TOP_CHANGES = 10
@@ -71,6 +89,28 @@ class Review:
     invalid_records: list[dict]
     cap_breaches: list[CapBreach]
     notes: list[str] = field(default_factory=list)
+    #: a sandbox rehearsal, calculated before its period's inputs were complete
+    rehearsal: bool = False
+    #: the period by name and its bounds (ISO 8601, UTC)
+    period_month: str = ""
+    period_start: str = ""
+    period_end: str = ""
+    #: what the approvers sign, and the same payments by kind (the sections add up to it)
+    manifest_sha256: str = ""
+    manifest_payment_count: int = 0
+    manifest_total_tft_units: int = 0
+    sections: list[Section] = field(default_factory=list)
+    #: approvals so far: approver, when (ISO 8601, UTC), and whether it counts for this manifest
+    approvals: list[dict] = field(default_factory=list)
+    balances: list[Balance] = field(default_factory=list)
+    identical_to_previous: bool = False
+    all_addresses_new: bool = False
+    outliers: list[Outlier] = field(default_factory=list)
+    outlier_factor: int = 0
+    #: caps and hardware bounds exceeded; approval needs each accepted in the manifest
+    exceedances: list[Exceedance] = field(default_factory=list)
+    accepted_exceedances: dict | None = None
+    unaccepted_exceedances: list[Exceedance] = field(default_factory=list)
 
     def to_document(self) -> dict:
         document = asdict(self)
@@ -104,7 +144,20 @@ def build_review(
     cap_node_tft_units: int | None = None,
     cap_farm_tft_units: int | None = None,
     cap_run_tft_units: int | None = None,
+    limits: ReviewLimits | None = None,
+    approvers: Sequence[str] = (),
+    lookup: AccountLookup | None = None,
+    accounts: Sequence[tuple[str, str | None]] = (),
+    asset: tuple[str, str] | None = None,
 ) -> Review:
+    """The review of `run`. `limits` (caps, outlier factor, hardware bounds) default to the
+    cap keywords; `lookup` reads an account from Horizon for the balances of `accounts`
+    ((role, account id) pairs) in `asset` (code, issuer); any failure there says unavailable."""
+    if limits is None:
+        limits = ReviewLimits(cap_node_tft_units, cap_farm_tft_units, cap_run_tft_units)
+    cap_node_tft_units = limits.cap_node_tft_units
+    cap_farm_tft_units = limits.cap_farm_tft_units
+    cap_run_tft_units = limits.cap_run_tft_units
     receipts = repository.receipts_of_run(session, id_of(run))
     previous_run = repository.previous_live_run(session, run)
     previous = repository.receipts_of_run(session, id_of(previous_run)) if previous_run else []
@@ -165,6 +218,29 @@ def build_review(
     if cap_run_tft_units is not None and run.total_tft_units > cap_run_tft_units:
         breaches.append(CapBreach("run", None, run.total_tft_units, cap_run_tft_units))
 
+    period = Period(run.period_offset)
+    manifest = build_manifest(session, run)
+    counted = {a.id for a in valid_approvals(session, run, list(approvers), manifest)}
+    approvals = [
+        {
+            "approver": a.approver_public_key,
+            "at": a.created_at.isoformat(),
+            "counts": a.id in counted,
+            "manifest_sha256": a.manifest_sha256,
+        }
+        for a in repository.approvals_of_run(session, id_of(run))
+    ]
+    history = []
+    for back in range(1, limits.outlier_months + 1):
+        earlier = repository.live_run_for_period(session, run.period_offset - back)
+        if earlier is not None:
+            history.append(repository.receipts_of_run(session, id_of(earlier)))
+    exceedances = cap_exceedances(run, receipts, manifest.total_tft_units, limits) + implausible_resources(
+        receipts, limits
+    )
+    paid_so_far = sum(
+        p.amount_tft_units for p in repository.manifest_payments(session, id_of(run)) if p.status == "paid"
+    )
     return Review(
         run_id=id_of(run),
         period=Period(run.period_offset).label,
@@ -193,4 +269,43 @@ def build_review(
         ],
         cap_breaches=breaches,
         notes=list(report.get("notes", [])),
+        rehearsal=bool(run.rehearsal),
+        period_month=f"{_month_name(period)}",
+        period_start=period.start.isoformat(),
+        period_end=period.end.isoformat(),
+        manifest_sha256=manifest.sha256.hex(),
+        manifest_payment_count=manifest.payment_count,
+        manifest_total_tft_units=manifest.total_tft_units,
+        sections=manifest_sections(session, run),
+        approvals=approvals,
+        balances=read_balances(lookup, list(accounts), manifest.total_tft_units - paid_so_far, asset),
+        identical_to_previous=identical_to_previous(receipts, previous),
+        all_addresses_new=all_addresses_new(receipts, previous),
+        outliers=outliers(receipts, history, limits.outlier_factor),
+        outlier_factor=limits.outlier_factor,
+        exceedances=exceedances,
+        accepted_exceedances=accepted(run),
+        unaccepted_exceedances=uncovered(run, exceedances),
     )
+
+
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _month_name(period: Period) -> str:
+    """'2026-12' -> 'December 2026' (the calendar month holding most of the period)."""
+    year, month = period.label.split("-")
+    return f"{_MONTHS[int(month) - 1]} {year}"
