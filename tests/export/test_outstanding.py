@@ -23,15 +23,22 @@ from payouts.cli.main import app
 from payouts.export.rows import ExportFilter, iter_entries
 from payouts.export.site import publish_site
 from payouts.export.summary import farm_summaries
-from payouts.ledger.db import make_engine
+from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Payment, Receipt, Run
 from payouts.ledger.outstanding import outstanding
+from payouts.ledger.states import PAYMENT_TRANSITIONS, PaymentStatus, transition
 from payouts.ledger.unit_of_work import UnitsOfWork
+from payouts.money import format_tft
+from payouts.periods import Period
+from payouts.runs.approvals import reject_run
 from payouts.runs.payment import PayConfig, PaymentEngine
+from payouts.runs.service import calculate_run
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
+from payouts.snapshot.load import load_snapshot
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
+from tests import factories
 from tests.export.support import HOSTILE_FARM_ID, PaidLedger, _add_trustline, _calculate_approve_pay
 from tests.support.payments import check_invariants, fund_payout
 
@@ -65,7 +72,7 @@ def _check_counted_once(paid: PaidLedger, tmp_path: Path, farm_id: int, want: tu
     assert status.exit_code == 0, status.output
     assert sum(e["owed_tft_units"] for e in json.loads(status.stdout)["entries"]) == units
     printed = runner.invoke(app, ["status", "--farm", str(farm_id)], env={"COLUMNS": "200"})
-    assert f"not paid yet {_tft(units)} TFT" in printed.stdout
+    assert f"not paid yet {format_tft(units)} TFT" in printed.stdout
     with Session(paid.engine) as session:
         # the outstanding query and the export's farm summary
         mine = [e for e in outstanding(session) if e.farm_id == farm_id]
@@ -82,12 +89,6 @@ def _check_counted_once(paid: PaidLedger, tmp_path: Path, farm_id: int, want: tu
     assert sum(e["owed_tft_units"] for e in shard["entries"]) == units
     held_rows = [e for e in shard["entries"] if e["status"] == "held"]
     assert len(held_rows) == count and sum(e["amount_tft_units"] for e in held_rows) == units
-
-
-def _tft(units: int) -> str:
-    from payouts.money import format_tft
-
-    return format_tft(units)
 
 
 @pytest.fixture
@@ -168,3 +169,65 @@ def test_held_and_retried_receipts_count_once_everywhere_and_a_paid_retry_settle
         for e in originals_now
     )
     assert sorted(e["status"] for e in entries) == ["paid", "paid", "retried", "retried", "retried", "retried"]
+
+
+def test_a_retry_whose_run_is_rejected_leaves_one_entry_carried_by_the_next_retry(ledger_url, tmp_path):
+    """2025-01 held (no address); 2025-02 retries it and the retry is held in turn; 2025-03
+    retries the retry; then 2025-02 is rejected. The receipt is still owed once, carried by the
+    2025-03 retry, and the 2025-02 receipt that was never approved is owed by nobody."""
+    farmer = Keypair.random().public_key
+
+    def month(offset: int, address: str):
+        farms = [
+            {"farm_id": 2, "name": "two", "twin_id": 7, "certification": "NotCertified", "stellar_address": address}
+        ]
+        document = factories.snapshot(period_offset=offset, nodes=[factories.node(20, farm_id=2)], farms=farms)
+        return load_snapshot(factories.write(tmp_path / f"m{offset}.json", document))
+
+    db = make_engine(ledger_url)
+    with session_scope(db) as session:
+        first = calculate_run(session, month(81, "")).run
+    with session_scope(db) as session:
+        second = calculate_run(session, month(82, farmer)).run
+        (retry,) = session.exec(select(Payment).where(Payment.run_id == second.id, Payment.kind == "retry")).all()
+        transition(
+            session,
+            Payment,
+            retry.id,
+            PaymentStatus.PENDING,
+            PaymentStatus.HELD,
+            transitions=PAYMENT_TRANSITIONS,
+            event="payment.held.preflight",
+            run_id=second.id,
+            hold_reason="no_trustline",
+        )
+    with session_scope(db) as session:
+        third = calculate_run(session, month(83, farmer)).run
+        (again,) = session.exec(select(Payment).where(Payment.run_id == third.id, Payment.kind == "retry")).all()
+        assert again.retry_of_payment_id == retry.id
+    with Session(db) as session:
+        before = outstanding(session, farm_id=2)
+    # 2025-01 carried by its 2025-03 retry, 2025-02 and 2025-03 each its own
+    assert [(_label(e.earned_period_offset), _label(e.period_offset)) for e in before] == [
+        ("2025-01", "2025-03"),
+        ("2025-02", "2025-02"),
+        ("2025-03", "2025-03"),
+    ]
+    with session_scope(db) as session:
+        reject_run(session, session.get(Run, second.id), "wrong snapshot")
+    with Session(db) as session:
+        after = outstanding(session, farm_id=2)
+        original = session.exec(select(Payment).where(Payment.run_id == first.id)).one()
+        entries = list(iter_entries(session, ExportFilter(farm_id=2)))
+    assert [(_label(e.earned_period_offset), e.payment_id, e.retries) for e in after] == [
+        ("2025-01", again.id, 2),
+        ("2025-03", after[1].payment_id, 0),
+    ]
+    assert after[0].receipt_hash == original.receipt_hash and after[0].amount_tft_units == original.amount_tft_units
+    assert sum(e["owed_tft_units"] for e in entries) == sum(e.amount_tft_units for e in after)
+    (original_entry,) = [e for e in entries if e["entry_kind"] == "receipt" and e["period"] == "2025-01"]
+    assert original_entry["status"] == "retried" and original_entry["retried_by_period"] == "2025-03"
+
+
+def _label(offset: int) -> str:
+    return Period(offset).label
