@@ -15,12 +15,18 @@ from pathlib import Path
 
 import orjson
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 from sqlmodel import Session, col, select
 from stellar_sdk import Keypair
 from typer.testing import CliRunner
 
+from config.settings import Settings
 from payouts.cli.main import app
 from payouts.export.rows import ExportFilter, iter_entries
+from payouts.export.server import make_server, serve_in_thread
 from payouts.export.site import publish_site
 from payouts.export.summary import farm_summaries
 from payouts.ledger.db import make_engine, session_scope
@@ -145,6 +151,9 @@ def test_held_and_retried_receipts_count_once_everywhere_and_a_paid_retry_settle
     assert {e["retried_by_period"] for e in originals.values()} == {"2025-02"}
     held_text = runner.invoke(app, ["held"], env={"COLUMNS": "200"}).stdout
     assert "retried by the 2025-02 run" in held_text
+    # the page a farmer reads: "not paid yet" in the browser is what is owed, once
+    owed = _owed_from_receipts(paid.engine, NO_TRUSTLINE_FARM, paid_periods=set())[1]
+    assert _site_not_paid_yet(paid, tmp_path / "site-page", NO_TRUSTLINE_FARM) == f"{format_tft(owed)} TFT"
 
     # 2025-03: the farmer adds the trustline; the retries of both earlier months are paid
     _add_trustline(paid.client, paid.document, paid.document["farmers"][-1])
@@ -227,6 +236,30 @@ def test_a_retry_whose_run_is_rejected_leaves_one_entry_carried_by_the_next_retr
     assert sum(e["owed_tft_units"] for e in entries) == sum(e.amount_tft_units for e in after)
     (original_entry,) = [e for e in entries if e["entry_kind"] == "receipt" and e["period"] == "2025-01"]
     assert original_entry["status"] == "retried" and original_entry["retried_by_period"] == "2025-03"
+
+
+def _site_not_paid_yet(paid: PaidLedger, site: Path, farm_id: int) -> str:
+    """The "not paid yet" figure of the farm's page on the published site, in headless Chromium."""
+    with Session(paid.engine) as session:
+        publish_site(session, site, network="dev", horizon_url=paid.horizon_url)
+    server = make_server(Settings(database_url=paid.url, network="dev"), "127.0.0.1", 0, site)
+    thread = serve_in_thread(server)
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        browser.get(f"{server.url}/#farm={farm_id}")
+        WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#summary dd"))
+        terms = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#summary dt")]
+        values = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#summary dd")]
+        return dict(zip(terms, values, strict=True))["not paid yet"]
+    finally:
+        browser.quit()
+        server.shutdown()
+        thread.join(10)
+        server.engine.dispose()
 
 
 def _label(offset: int) -> str:
