@@ -108,7 +108,7 @@ def pay(
             f"\ninterrupted: nothing is lost. What was sent is on record and is looked up by its hash; "
             f"run `payouts pay {run_id}` again to continue where this stopped."
         )
-        _whole_run(cli, run_id, to=err_console)
+        _whole_run(cli, run_id, to=err_console, unknown_words="unknown outcomes met so far")
         raise typer.Exit(130) from None
     whole = _whole_run(cli, run_id, status=report.status)
     out_console.print(
@@ -120,15 +120,20 @@ def pay(
         abort(f"run {run_id} stopped: {report.reason}")
 
 
-def _whole_run(cli: Any, run_id: int, *, status: str | None = None, to: Any = None) -> RunProgress:
+def _whole_run(
+    cli: Any,
+    run_id: int,
+    *,
+    status: str | None = None,
+    to: Any = None,
+    unknown_words: str = "unknown outcomes resolved",
+) -> RunProgress:
     """The whole run's progress from the ledger, as one line (not only this call's work)."""
     with cli.session() as session:
         progress = run_progress(session, [run_id])[run_id]
         if status is None:
             status = require_run(session, run_id).status
-    (to or out_console).print(
-        f"run {run_id}: {status}; {progress.line()}; {progress.unknown_outcomes} unknown outcomes resolved"
-    )
+    (to or out_console).print(f"run {run_id}: {status}; {progress.line()}; {progress.unknown_outcomes} {unknown_words}")
     return progress
 
 

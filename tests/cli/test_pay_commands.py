@@ -257,8 +257,9 @@ app(["pay", sys.argv[2]])
 
 def test_ctrl_c_during_pay_loses_nothing_and_a_resumed_pay_summarizes_the_whole_run(operator):
     _sandbox, document, client, run_id, url = operator
+    # three channels: the 10th transaction is built once at least 7 have been answered
     interrupted = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_AT_COMMIT, "3", str(run_id)],
+        [sys.executable, "-c", _INTERRUPTED_AT_COMMIT, "10", str(run_id)],
         env=dict(os.environ, PAYOUTS_LEASE_TTL_S="2"),
         capture_output=True,
         text=True,
@@ -274,7 +275,7 @@ def test_ctrl_c_during_pay_loses_nothing_and_a_resumed_pay_summarizes_the_whole_
     paid_before = [p for p in payments if p.status == "paid"]
     held = [p for p in payments if p.status == "held"]
     pending = [p for p in payments if p.status in ("pending", "submitted")]
-    assert len(paid_before) < 24 and pending and len(held) == 6
+    assert 7 <= len(paid_before) < 24 and pending and len(held) == 6
     listed = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
     (row,) = [r for r in listed if r["run_id"] == run_id]
     assert row["status"] == "paying"
@@ -290,7 +291,7 @@ def test_ctrl_c_during_pay_loses_nothing_and_a_resumed_pay_summarizes_the_whole_
     assert f"{len(pending)} pending (" in table and "6 held (" in table
 
     # paying again continues; its summary covers the whole run, and this call's own work
-    resumed = runner.invoke(app, ["pay", str(run_id)])
+    resumed = runner.invoke(app, ["pay", str(run_id)], env={"COLUMNS": "250"})
     assert resumed.exit_code == 0, resumed.output
     held_tft = format_tft_human(sum(p.amount_tft_units for p in held))
     assert (
@@ -298,6 +299,8 @@ def test_ctrl_c_during_pay_loses_nothing_and_a_resumed_pay_summarizes_the_whole_
         and f"6 held ({held_tft} TFT), 0 pending (0 TFT)" in resumed.stdout
     )
     assert f"this call: {24 - len(paid_before)} paid" in resumed.stdout
+    assert "0 pending (0 TFT); 0 unknown outcomes resolved" in resumed.stdout
+    assert "; whole run: 24 transactions" in resumed.stdout  # one per receipt, most sent before
     payments = check_invariants(make_engine(url), client, document, run_id)
     assert sum(p.status == "paid" for p in payments) == 24
     total = sum(p.amount_tft_units for p in payments if p.status == "paid")
