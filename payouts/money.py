@@ -43,3 +43,13 @@ def format_usd(amount_musd: int) -> str:
     sign = "-" if amount_musd < 0 else ""
     whole, frac = divmod(abs(amount_musd), 1000)
     return f"{sign}${whole:,}.{frac:03d}"
+
+
+def format_tft_human(amount_units: int) -> str:
+    """TFT units for people: thousands separated, trailing zeros dropped, nothing rounded
+    (151_339_900_000_0 -> "151,339.9"; 0 -> "0")."""
+    whole, _, frac = format_tft(amount_units).partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    text = f"{sign}{int(whole.lstrip('-')):,}"
+    frac = frac.rstrip("0")
+    return f"{text}.{frac}" if frac else text

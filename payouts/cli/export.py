@@ -3,10 +3,11 @@ read-only web server, correction entries and the farms' revenue-model sign-on.""
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import JustifyMethod
@@ -16,7 +17,12 @@ from rich.text import Text
 from payouts import CODE_VERSION
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
-from payouts.export.corrections import CorrectionError, parse_correction_amount, record_correction
+from payouts.export.corrections import (
+    CorrectionError,
+    list_corrections,
+    parse_correction_amount,
+    record_correction,
+)
 from payouts.export.rows import FARMER_FIELDS, FIELDS, ExportFilter, iso_utc, iter_entries, runs_document
 from payouts.export.signons import SignonFileError, import_node_transitions, import_signons
 from payouts.export.site import publish_site
@@ -208,8 +214,7 @@ def _print_status(query: dict, rows: list[dict]) -> None:
         amount = r["amount_tft"] if r["amount_tft_units"] else r["reward_tft"]
         if r["status"] == "paid":
             paid_units += r["amount_tft_units"]
-        elif r["status"] in ("calculated", "approved", "submitted", "held"):
-            owed_units += r["amount_tft_units"]
+        owed_units += r["owed_tft_units"]  # each owed receipt once (a retried entry owes nothing)
         table.add_row(
             Text(r["period"] + kind),
             str(r["node_id"]),
@@ -270,14 +275,23 @@ def correct(
     ],
     amount: Annotated[str, typer.Option(help="TFT owed on top of the receipt, e.g. 12.5 (at most 7 decimals).")],
     reason: Annotated[str, typer.Option(help="Why, in words the farmer will read.")],
+    again: Annotated[
+        bool, typer.Option("--again", help="Record another correction of a receipt that was corrected before.")
+    ] = False,
+    by: Annotated[str | None, typer.Option(help="Who asks for it, on record (default: the login name).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the correction as JSON.")] = False,
 ) -> None:
-    """Record a correction entry; it never edits history and joins the next run to be paid."""
+    """Record a correction entry; it never edits history and joins the next run to be paid.
+
+    A receipt is corrected once: a second correction of it is refused, naming the one already
+    recorded, unless --again is given (see `payouts corrections`)."""
     cli = get_context(ctx)
     try:
         units = parse_correction_amount(amount, cap_tft_units=cli.settings.cap_node_tft_units)
         with cli.session() as session:
-            correction = record_correction(session, receipt_hash, units, reason)
+            correction = record_correction(
+                session, receipt_hash, units, reason, again=again, recorded_by=by if by is not None else _login()
+            )
     except CorrectionError as exc:
         abort(str(exc), code=2)
     document = {
@@ -296,6 +310,69 @@ def correct(
         f"recorded correction {correction.idempotency_key}: {document['amount_tft']} TFT "
         f"(payment {correction.payment_id}); it joins the next run"
     )
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container): nobody to name
+        return ""
+
+
+def corrections(
+    ctx: typer.Context,
+    receipt: Annotated[str | None, typer.Option(help="Only the corrections of this receipt (or retry) hash.")] = None,
+    farm: Annotated[int | None, typer.Option(help="Only this farm id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+) -> None:
+    """List the recorded corrections: when, by whom, why, how much, and where each stands
+    (waiting for the next run, in a run, held, paid)."""
+    cli = get_context(ctx)
+    with cli.session() as session:
+        entries = list_corrections(session, receipt_hash=receipt.strip() if receipt else None, farm_id=farm)
+    rows: list[dict[str, Any]] = [
+        {
+            "payment_id": e.payment_id,
+            "recorded_at": iso_utc(e.recorded_at),
+            "recorded_by": e.recorded_by,
+            "reason": e.reason,
+            "corrects_receipt_hash": e.corrects_receipt_hash,
+            "node_id": e.node_id,
+            "farm_id": e.farm_id,
+            "amount_tft_units": e.amount_tft_units,
+            "amount_tft": format_tft(e.amount_tft_units),
+            "correction_hash": e.correction_hash,
+            "status": e.status,
+            "state": e.state,
+            "run_id": e.run_id,
+            "period": Period(e.period_offset).label,
+            "stellar_tx_hash": e.tx_hash,
+            "paid_at": iso_utc(e.paid_at),
+        }
+        for e in entries
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        err_console.print("no corrections recorded")
+        return
+    total = sum(r["amount_tft_units"] for r in rows)
+    table = Table(title=f"Corrections ({len(rows)}, {format_tft(total)} TFT)", title_justify="left")
+    for column in ("recorded (UTC)", "by", "receipt", "node", "farm", "TFT", "reason", "state"):
+        table.add_column(column, justify="right" if column in ("node", "farm", "TFT") else "left")
+    for r in rows:
+        table.add_row(
+            (r["recorded_at"] or "").replace("T", " ").replace("Z", "")[:16],
+            r["recorded_by"] or "—",
+            r["corrects_receipt_hash"][:12] + "…",
+            str(r["node_id"]),
+            str(r["farm_id"]),
+            r["amount_tft"],
+            r["reason"],
+            r["state"],
+        )
+    out_console.print(table)
 
 
 @farms_app.command("import")

@@ -47,7 +47,7 @@ COMMANDS: dict[str, Entry] = {
     ),
     "recover": Entry(_M + "pay:recover", "Scan the chain for a run: adopt what a lost ledger state already paid, ..."),
     "held": Entry(
-        _M + "pay:held", "Everything outstanding: held payments of every run, why, and what the farmer should fix."
+        _M + "pay:held", "Everything outstanding: one entry per owed receipt that is held or being retried, ..."
     ),
     "pause": Entry(_M + "operate:pause", "Stop new submissions everywhere (a kill switch)."),
     "resume": Entry(
@@ -87,6 +87,9 @@ COMMANDS: dict[str, Entry] = {
     "web": Entry(_M + "export:web", "Serve the published site and read-only exports (/export.json, /export.csv)."),
     "correct": Entry(
         _M + "export:correct", "Record a correction entry; it never edits history and joins the next run to be paid."
+    ),
+    "corrections": Entry(
+        _M + "export:corrections", "List the recorded corrections: when, by whom, why, how much, and where ..."
     ),
     "farms": Entry(_M + "export:farms_app", "Farms' sign-on to the revenue model."),
     "nodes": Entry(_M + "export:nodes_app", "Nodes' move to the revenue model (v3 opt-out, v4 account)."),
@@ -139,6 +142,7 @@ EXAMPLES: dict[str, str] = {
     "publish": "payouts publish --out site",
     "web": "payouts web --host 127.0.0.1 --port 8080",
     "correct": "payouts correct 5f0c...e1 12.5 --reason 'uptime report lost by the indexer'",
+    "corrections": "payouts corrections --receipt 5f0c...e1   (or --farm 42, --json)",
     "farms": "payouts farms import signons.csv",
     "farms import": "payouts farms import signons.csv",
     "nodes": "payouts nodes import transitions.csv",

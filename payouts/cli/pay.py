@@ -7,22 +7,21 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlmodel import col, select
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.failures import fail
 from payouts.ledger import repository
 from payouts.ledger.errors import AlreadyDone
-from payouts.ledger.models import Payment
+from payouts.ledger.outstanding import outstanding
 from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, resolve_period
 from payouts.runs.approvals import approver_notice, required_approvals
 from payouts.runs.errors import RunsError
 from payouts.runs.payment import PaymentEngine
+from payouts.runs.progress import RunProgress, run_progress
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
-from payouts.runs.retries import retries_so_far
 from payouts.runs.service import require_run
 from payouts.stellar.horizon import HorizonUnavailable, StellarError
 from payouts.stellar.keys import KeyFileError
@@ -74,39 +73,68 @@ def pay(
         config = pay_config(settings, run.network)
     except (KeyFileError, ValueError, OSError) as exc:
         abort(str(exc), code=2)
-    with (
-        horizon(settings) as client,
-        Progress(
-            TextColumn("[bold]paying[/] run " + str(run_id)),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        ) as bar,
-    ):
-        task = bar.add_task("payments", total=payable)
-        engine = PaymentEngine(cli.units(), client, keys, config)
-        try:
-            # after a crash the dead payer's lease lapses within the lease time: wait for it
-            report = engine.pay(
-                run_id,
-                progress=lambda r: bar.update(task, completed=r.paid + r.held),
-                wait_for_lease_s=settings.lease_ttl_s + 1,
-            )
-        except AlreadyDone as exc:
-            err_console.print(str(exc))
-            return
-        except HorizonUnavailable as exc:
-            fail(exc)
-        except (RunsError, StellarError) as exc:
-            abort(str(exc))
+    try:
+        with (
+            horizon(settings) as client,
+            Progress(
+                TextColumn("[bold]paying[/] run " + str(run_id)),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            ) as bar,
+        ):
+            task = bar.add_task("payments", total=payable)
+            engine = PaymentEngine(cli.units(), client, keys, config)
+            try:
+                # after a crash the dead payer's lease lapses within the lease time: wait for it
+                report = engine.pay(
+                    run_id,
+                    progress=lambda r: bar.update(task, completed=r.paid + r.held),
+                    wait_for_lease_s=settings.lease_ttl_s + 1,
+                )
+            except AlreadyDone as exc:
+                err_console.print(str(exc))
+                _whole_run(cli, run_id)
+                return
+            except HorizonUnavailable as exc:
+                fail(exc)
+            except (RunsError, StellarError) as exc:
+                abort(str(exc))
+    except KeyboardInterrupt:
+        # every envelope is on record before it is sent, and its outcome is looked up by hash
+        err_console.print(
+            f"\ninterrupted: nothing is lost. What was sent is on record and is looked up by its hash; "
+            f"run `payouts pay {run_id}` again to continue where this stopped."
+        )
+        _whole_run(cli, run_id, to=err_console, unknown_words="unknown outcomes met so far")
+        raise typer.Exit(130) from None
+    whole = _whole_run(cli, run_id, status=report.status)
     out_console.print(
-        f"run {run_id}: {report.status}; {report.paid} paid in {report.transactions} transactions over "
-        f"{len(report.ledgers)} ledgers; {report.held} held; {report.unknown_outcomes} unknown outcomes resolved"
+        f"this call: {report.paid} paid in {report.transactions} transactions over {len(report.ledgers)} ledgers; "
+        f"{report.held} held; {report.unknown_outcomes} unknown outcomes resolved"
+        + (f"; whole run: {whole.transactions} transactions" if whole.transactions != report.transactions else "")
     )
     if report.status == "stopped":
         abort(f"run {run_id} stopped: {report.reason}")
+
+
+def _whole_run(
+    cli: Any,
+    run_id: int,
+    *,
+    status: str | None = None,
+    to: Any = None,
+    unknown_words: str = "unknown outcomes resolved",
+) -> RunProgress:
+    """The whole run's progress from the ledger, as one line (not only this call's work)."""
+    with cli.session() as session:
+        progress = run_progress(session, [run_id])[run_id]
+        if status is None:
+            status = require_run(session, run_id).status
+    (to or out_console).print(f"run {run_id}: {status}; {progress.line()}; {progress.unknown_outcomes} {unknown_words}")
+    return progress
 
 
 def recover(
@@ -190,30 +218,32 @@ def held(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Everything outstanding: held payments of every run, why, and what the farmer should fix."""
+    """Everything outstanding: one entry per owed receipt that is held or being retried, why,
+    and what the farmer should fix."""
     cli = get_context(ctx)
     max_retries = cli.settings.max_retries
     with cli.session() as session:
-        rows = session.exec(
-            select(Payment).where(Payment.status == PaymentStatus.HELD).order_by(col(Payment.farm_id), col(Payment.id))
-        ).all()
-        runs = {r.id: r for r in repository.list_runs(session)}
-        entries: list[dict[str, Any]] = [
-            {
-                "run_id": p.run_id,
-                "period": Period(runs[p.run_id].period_offset).label,
-                "farm_id": p.farm_id,
-                "node_id": p.node_id,
-                "amount_tft_units": p.amount_tft_units,
-                "reason": p.hold_reason,
-                "fix": HOLD_ADVICE.get(p.hold_reason, ""),
-                "destination": p.destination,
-                "receipt_hash": p.receipt_hash,
-                "retries": retries_so_far(session, p),
-                "retries_exhausted": max_retries is not None and retries_so_far(session, p) >= max_retries,
-            }
-            for p in rows
-        ]
+        owed = [e for e in outstanding(session) if e.is_held or e.retries > 0]
+    entries: list[dict[str, Any]] = [
+        {
+            "run_id": e.earned_run_id,
+            "period": Period(e.earned_period_offset).label,
+            "farm_id": e.farm_id,
+            "node_id": e.node_id,
+            "amount_tft_units": e.amount_tft_units,
+            "status": e.status,
+            "reason": e.hold_reason,
+            "fix": HOLD_ADVICE.get(e.hold_reason, "") if e.is_held else "",
+            "destination": e.destination,
+            "receipt_hash": e.receipt_hash,
+            "retries": e.retries,
+            "retries_exhausted": e.is_held and max_retries is not None and e.retries >= max_retries,
+            "carried_by_run_id": e.run_id,
+            "carried_by_period": Period(e.period_offset).label,
+            "payment_id": e.payment_id,
+        }
+        for e in owed
+    ]
     if as_json:
         print_json(entries)
         return
@@ -221,18 +251,25 @@ def held(
         err_console.print("nothing is held")
         return
     table = Table(
-        title=f"Held payments ({len(entries)}, {format_tft(sum(e['amount_tft_units'] for e in entries))} TFT)"
+        title=f"Held payments ({len(entries)} owed receipts, "
+        f"{format_tft(sum(e['amount_tft_units'] for e in entries))} TFT)"
     )
-    for column in ("period", "farm", "node", "TFT", "reason", "what to fix", "retries"):
+    for column in ("period", "farm", "node", "TFT", "state", "what to fix", "retries"):
         table.add_column(column)
     for e in entries:
         retries = f"{e['retries']} (no more: settle by hand)" if e["retries_exhausted"] else str(e["retries"])
+        if e["retries"]:
+            state = f"retried by the {e['carried_by_period']} run: {e['status']}"
+        else:
+            state = e["status"]
+        if e["reason"] and e["status"] in ("held", "failed"):
+            state += f" ({e['reason']})"
         table.add_row(
             e["period"],
             str(e["farm_id"]),
             str(e["node_id"]),
             format_tft(e["amount_tft_units"]),
-            e["reason"],
+            state,
             e["fix"],
             retries,
         )

@@ -15,7 +15,7 @@ from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.rehearsal import human_utc, trigger_line
 from payouts.ledger import repository
-from payouts.ledger.repository import OFF_CYCLE_RUN
+from payouts.ledger.repository import OFF_CYCLE_RUN, id_of
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
 from payouts.runs.advance import describe_wait
@@ -23,6 +23,7 @@ from payouts.runs.approvals import approver_notice, required_approvals
 from payouts.runs.completeness import PeriodIncomplete, RehearsalRefused, require_rehearsal_network
 from payouts.runs.control import pause_state
 from payouts.runs.errors import RunsError
+from payouts.runs.progress import run_progress
 from payouts.runs.review import Review
 from payouts.runs.service import ReceiptFields, calculate_run, calculation_document, require_run
 from payouts.snapshot.load import SnapshotError, load_snapshot
@@ -156,6 +157,8 @@ def runs(
     required = required_approvals(settings.network, settings.approvals_required)
     with cli.session() as session:
         paused = pause_state(session)
+        all_runs = repository.list_runs(session)
+        progress = run_progress(session, [id_of(run) for run in all_runs])
         rows: list[dict[str, Any]] = [
             {
                 "run_id": run.id,
@@ -171,8 +174,9 @@ def runs(
                 "total_tft_units": run.total_tft_units,
                 "snapshot_sha256": run.snapshot_sha256,
                 "created_at": run.created_at.isoformat(),
+                "payments": progress[id_of(run)].document(),
             }
-            for run in repository.list_runs(session)
+            for run in all_runs
         ]
     if as_json:
         print_json(rows)
@@ -190,7 +194,7 @@ def runs(
         err_console.print(trigger_line(settings.schedule_cron, settings.schedule_every_s, None))
         return
     table = Table(title="Runs")
-    for column in ("run", "period", "status", "waits for", "nodes", "total TFT", "snapshot"):
+    for column in ("run", "period", "status", "waits for", "nodes", "total TFT", "payments", "snapshot"):
         table.add_column(column, justify="right" if column in ("run", "nodes", "total TFT") else "left")
     for row in rows:
         table.add_row(
@@ -202,6 +206,8 @@ def runs(
             row["waits_for"],
             f"{row['nodes']:,}",
             format_tft(row["total_tft_units"]),
+            # counts for runs being paid (and after): where the money stands
+            progress[row["run_id"]].line().replace(", ", "\n") if row["status"] in _PAYING_OR_LATER else "",
             row["snapshot_sha256"][:12],
         )
     out_console.print(table)
@@ -211,6 +217,8 @@ def runs(
 
 #: a run in one of these states waits for nothing the trigger does
 _SETTLED = {"exported", "replaced", "rejected"}
+#: runs whose payments have started: `runs` shows paid, held and pending counts
+_PAYING_OR_LATER = {"paying", "paid", "reconciled", "exported", "stopped"}
 
 
 def show(

@@ -10,6 +10,7 @@ which pays it. Its memo is the BLAKE2b-256 hash of a small canonical correction 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 from sqlalchemy import func, select
@@ -21,10 +22,11 @@ from payouts.calculation.receipts import receipt_hash as blake2b_hex
 from payouts.export.rows import LIVE_RUN_STATUSES
 from payouts.ledger.errors import LedgerError
 from payouts.ledger.events import record_event
-from payouts.ledger.models import Payment, Receipt, Run
+from payouts.ledger.models import LedgerEvent, Payment, Receipt, Run
 from payouts.ledger.states import PaymentStatus
 from payouts.ledger.types import utcnow
 from payouts.money import format_tft, parse_tft
+from payouts.periods import Period
 from payouts.stellar.build import MAX_AMOUNT_UNITS
 
 #: Stellar amounts are int64 stroops-like units
@@ -34,6 +36,10 @@ MAX_CORRECTIONS_PER_RECEIPT = 100
 
 class CorrectionError(LedgerError):
     """A correction that cannot be recorded (unknown receipt, bad amount, no reason)."""
+
+
+class AlreadyCorrected(CorrectionError):
+    """The receipt has a correction already: a second one needs `again=True` (`--again`)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,20 @@ def parse_correction_amount(text: str, *, cap_tft_units: int | None) -> int:
     return units
 
 
-def record_correction(session: Session, receipt_hash: str, amount_tft_units: int, reason: str) -> Correction:
-    """Record a correction of the receipt (or retry receipt) `receipt_hash`; the caller commits."""
+def record_correction(
+    session: Session,
+    receipt_hash: str,
+    amount_tft_units: int,
+    reason: str,
+    *,
+    again: bool = False,
+    recorded_by: str = "",
+) -> Correction:
+    """Record a correction of the receipt (or retry receipt) `receipt_hash`; the caller commits.
+
+    A receipt is corrected once: a second correction of the same node receipt (by its own
+    hash or a retry's) is refused, naming the corrections already recorded, unless `again`.
+    `recorded_by` (who asked for it) goes into the correction's history event."""
     wanted = receipt_hash.strip().lower()
     if len(wanted) != 64 or any(c not in "0123456789abcdef" for c in wanted):
         raise CorrectionError(f"{receipt_hash!r} is not a receipt hash (64 hex digits)")
@@ -103,6 +121,14 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
     destination = corrected.destination if corrected is not None else receipt.stellar_payout_address
     if not StrKey.is_valid_ed25519_public_key(destination):
         destination = receipt.stellar_payout_address  # the address the receipt names
+
+    earlier = list_corrections(session, receipt_id=receipt.id)
+    if earlier and not again:
+        raise AlreadyCorrected(
+            f"receipt {wanted} was already corrected: "
+            + "; ".join(c.describe() for c in earlier)
+            + ". Give --again to record another correction on top"
+        )
 
     existing = session.execute(
         select(func.count())
@@ -165,6 +191,8 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
             "amount_tft_units": amount_tft_units,
             "reason": reason.strip(),
             "correction_of_payment_id": payment.correction_of_payment_id,
+            "recorded_by": recorded_by.strip(),
+            "again": bool(earlier),
         },
     )
     return Correction(
@@ -175,3 +203,107 @@ def record_correction(session: Session, receipt_hash: str, amount_tft_units: int
         corrects_payment_id=payment.correction_of_payment_id,
         idempotency_key=key,
     )
+
+
+@dataclass(frozen=True)
+class CorrectionEntry:
+    """A recorded correction and where it stands. Amounts in TFT units (10^-7 TFT)."""
+
+    payment_id: int
+    recorded_at: datetime
+    recorded_by: str
+    reason: str
+    #: the receipt (or retry receipt) it corrects, and that receipt's node and farm
+    corrects_receipt_hash: str
+    node_id: int | None
+    farm_id: int
+    amount_tft_units: int
+    correction_hash: str
+    status: str
+    hold_reason: str
+    in_manifest: bool
+    run_id: int
+    period_offset: int
+    run_status: str
+    tx_hash: str | None
+    paid_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        """Where it stands, in words."""
+        status = PaymentStatus(self.status)
+        if status is PaymentStatus.PAID and self.paid_at is not None:
+            return f"paid on {self.paid_at.astimezone(UTC):%Y-%m-%d}"
+        if status is PaymentStatus.PENDING and not self.in_manifest:
+            return "recorded: joins the next run"
+        if status is PaymentStatus.PENDING:
+            return f"in the {Period(self.period_offset).label} run (run {self.run_id}, {self.run_status})"
+        if status is PaymentStatus.HELD:
+            return f"held ({self.hold_reason}): retried by a later run"
+        if status is PaymentStatus.SUBMITTED:
+            return "sent: waiting for the ledger to confirm it"
+        return status.value
+
+    def describe(self) -> str:
+        by = f" by {self.recorded_by}" if self.recorded_by else ""
+        return (
+            f"{format_tft(self.amount_tft_units)} TFT on {self.recorded_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC{by} "
+            f"({self.reason!r}; {self.state})"
+        )
+
+
+def list_corrections(
+    session: Session, *, receipt_id: int | None = None, receipt_hash: str | None = None, farm_id: int | None = None
+) -> list[CorrectionEntry]:
+    """Every correction recorded, oldest first (or those of one receipt or farm)."""
+    statement = (
+        select(Payment, Run, Receipt)
+        .join(Run, col(Run.id) == col(Payment.run_id))
+        .join(Receipt, col(Receipt.id) == col(Payment.receipt_id))
+        .where(col(Payment.kind) == "correction")
+        .order_by(col(Payment.id))
+    )
+    if receipt_id is not None:
+        statement = statement.where(col(Payment.receipt_id) == receipt_id)
+    if farm_id is not None:
+        statement = statement.where(col(Payment.farm_id) == farm_id)
+    rows = session.execute(statement).all()
+    events = {
+        event.entity_id: event
+        for event in session.execute(
+            select(LedgerEvent).where(
+                col(LedgerEvent.event) == "payment.correction.recorded",
+                col(LedgerEvent.entity_id).in_([p.id for p, _, _ in rows]),
+            )
+        ).scalars()
+    }
+    entries = []
+    for payment, run, receipt in rows:
+        document = orjson.loads(payment.receipt_bytes or b"{}")
+        event = events.get(payment.id)
+        detail = orjson.loads(event.detail_json) if event is not None else {}
+        corrects = str(document.get("correction_of_receipt", receipt.receipt_hash))
+        if receipt_hash is not None and receipt_hash.lower() not in (corrects, receipt.receipt_hash):
+            continue
+        entries.append(
+            CorrectionEntry(
+                payment_id=payment.id or 0,
+                recorded_at=event.occurred_at if event is not None else payment.created_at,
+                recorded_by=str(detail.get("recorded_by", "")),
+                reason=str(document.get("reason", "")),
+                corrects_receipt_hash=corrects,
+                node_id=payment.node_id,
+                farm_id=payment.farm_id,
+                amount_tft_units=payment.amount_tft_units,
+                correction_hash=payment.receipt_hash,
+                status=payment.status,
+                hold_reason=payment.hold_reason,
+                in_manifest=payment.in_manifest,
+                run_id=run.id or 0,
+                period_offset=run.period_offset,
+                run_status=run.status,
+                tx_hash=payment.tx_hash,
+                paid_at=payment.paid_at,
+            )
+        )
+    return entries

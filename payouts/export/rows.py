@@ -36,6 +36,7 @@ from payouts.ledger.models import (
     Run,
     StellarTransaction,
 )
+from payouts.ledger.outstanding import Chains, RetriedBy, owed_units, retry_chains
 from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus
 from payouts.money import format_tft
 from payouts.periods import Period
@@ -107,6 +108,7 @@ FIELDS = (
     "reward_tft",
     "amount_tft_units",
     "amount_tft",
+    "owed_tft_units",
     "currency",
     "reference_price_musd",
     "payout_basis",
@@ -122,6 +124,8 @@ FIELDS = (
     "paid_at",
     "paying_run_id",
     "paying_period",
+    "retried_by_run_id",
+    "retried_by_period",
     "retry_of",
     "correction_of",
     "in_manifest",
@@ -417,6 +421,7 @@ def iter_entries(
     """Export entries in order (by period then node, or `order="farm"`), streamed."""
     proofs = ProofSource(session)
     retry_label = next_retry_period(session)
+    chains = retry_chains(session)
     result = session.execute(
         _statement(filters, order), execution_options={"yield_per": batch_size, "stream_results": True}
     )
@@ -428,8 +433,8 @@ def iter_entries(
             previous_receipt_id = row["receipt_id"]
             if first_of_receipt and row["payment_id"] is not None and not row["has_own_payment"]:
                 # a receipt without a payment of its own, corrected later: show both
-                yield _entry(row, proofs, retry_label, own=True)
-            yield _entry(row, proofs, retry_label, own=row["payment_id"] is None)
+                yield _entry(row, proofs, retry_label, chains, own=True)
+            yield _entry(row, proofs, retry_label, chains, own=row["payment_id"] is None)
     finally:
         result.close()
 
@@ -455,8 +460,11 @@ def _label(period_offset: int) -> str:
     return Period(period_offset).label
 
 
-def _entry(row, proofs: ProofSource, retry_label: str, *, own: bool) -> dict:
-    """One flat entry. `own`: the receipt's own line with no payment (nothing to pay)."""
+def _entry(row, proofs: ProofSource, retry_label: str, chains: Chains, *, own: bool) -> dict:
+    """One flat entry. `own`: the receipt's own line with no payment (nothing to pay).
+
+    `owed_tft_units` is what the entry adds to what is still owed (ledger/outstanding.py): an
+    entry that a later run retries owes nothing itself, its chain's newest entry carries it."""
     entry = {
         "period": _label(row["period_offset"]),
         "period_start": _ts_iso(row["period_start_ts"]),
@@ -485,6 +493,7 @@ def _entry(row, proofs: ProofSource, retry_label: str, *, own: bool) -> dict:
         "reward_tft": format_tft(row["reward_tft_units"]),
         "amount_tft_units": 0,
         "amount_tft": format_tft(0),
+        "owed_tft_units": 0,
         "currency": CURRENCY,
         # proof-of-capacity entries are priced at the node's connection price (mUSD per TFT)
         "reference_price_musd": row["connection_price_musd"],
@@ -501,6 +510,8 @@ def _entry(row, proofs: ProofSource, retry_label: str, *, own: bool) -> dict:
         "paid_at": None,
         "paying_run_id": None,
         "paying_period": None,
+        "retried_by_run_id": None,
+        "retried_by_period": None,
         "retry_of": None,
         "correction_of": None,
         "in_manifest": False,
@@ -525,6 +536,9 @@ def _entry(row, proofs: ProofSource, retry_label: str, *, own: bool) -> dict:
         kind=row["kind"],
         in_manifest=bool(row["in_manifest"]),
     )
+    retried_by = chains.retried_by.get(row["payment_id"])
+    if retried_by is not None and status != "corrected":
+        status = "retried"  # a later run's retry carries it: where it stands is on the retry
     entry.update(
         {
             "amount_tft_units": row["amount_tft_units"],
@@ -536,6 +550,11 @@ def _entry(row, proofs: ProofSource, retry_label: str, *, own: bool) -> dict:
             "hold_reason": row["hold_reason"] if status in ("held", "failed", "retried") else "",
             "paying_run_id": row["paying_run_id"],
             "paying_period": _label(row["paying_period_offset"]),
+            "owed_tft_units": owed_units(
+                chains, row["payment_id"], row["payment_status"], row["amount_tft_units"], run_live=True
+            ),
+            "retried_by_run_id": retried_by.next_run_id if retried_by else None,
+            "retried_by_period": _label(retried_by.next_period_offset) if retried_by else None,
             "retry_of": row["retry_of"],
             "correction_of": row["correction_of"] if row["kind"] == "correction" else None,
             "in_manifest": bool(row["in_manifest"]),
@@ -561,11 +580,11 @@ def _entry(row, proofs: ProofSource, retry_label: str, *, own: bool) -> dict:
             proof = proofs.proof(row["tx_hash"], row["payment_receipt_hash"])
             if proof is not None:
                 entry["merkle_leaf_index"], entry["merkle_tree_size"], entry["merkle_proof"] = proof
-    entry["status_note"], entry["what_to_fix"], entry["next_retry_period"] = _note(row, status, retry_label)
+    entry["status_note"], entry["what_to_fix"], entry["next_retry_period"] = _note(row, status, retry_label, retried_by)
     return entry
 
 
-def _note(row, status: str, retry_label: str) -> tuple[str, str, str]:
+def _note(row, status: str, retry_label: str, retried_by: RetriedBy | None = None) -> tuple[str, str, str]:
     """What the status means for the farmer, what to fix, and when the next retry runs."""
     why = HOLD_WORDS.get(row["hold_reason"], row["hold_reason"])
     fix = HOLD_FIX.get(row["hold_reason"], "")
@@ -578,7 +597,12 @@ def _note(row, status: str, retry_label: str) -> tuple[str, str, str]:
         return (f"refused by the destination: {why}; a later run retries it once that is fixed", fix, retry_label)
     if status == "retried":
         held = f" ({why})" if why else ""
-        return f"held{held}, then paid again by a retry in a later run (see the retry entry)", "", ""
+        if retried_by is None:
+            return f"held{held}, then paid again by a retry in a later run (see the retry entry)", "", ""
+        by = f"held{held}; retried by the {_label(retried_by.next_period_offset)} run"
+        if retried_by.settled:
+            return f"{by}; paid by the retry of the {_label(retried_by.newest_period_offset)} run", "", ""
+        return f"{by}; not paid yet (see the retry entry)", "", ""
     if status == "corrected":
         return "superseded by a correction entry (see the correction)", "", ""
     if status == "submitted":

@@ -69,6 +69,7 @@ FARM_ENTRY_FIELDS = (
     "reward_musd",
     "amount_tft_units",
     "amount_tft",
+    "owed_tft_units",
     "status",
     "hold_reason",
     "status_note",
@@ -79,6 +80,7 @@ FARM_ENTRY_FIELDS = (
     "payout_address",
     "receipt_hash",
     "retry_of",
+    "retried_by_period",
     "correction_of",
     "memo",
     "merkle_leaf_index",
@@ -187,6 +189,7 @@ class _SiteWriter:
                 "paid_tft_units": 0,
                 "held_count": 0,
                 "held_tft_units": 0,
+                "owed_tft_units": 0,
             }
         if entry["entry_kind"] == "receipt":  # one per node and month
             totals["nodes"] += 1
@@ -200,6 +203,8 @@ class _SiteWriter:
         elif entry["status"] in ("held", "failed"):
             totals["held_count"] += 1
             totals["held_tft_units"] += entry["amount_tft_units"]
+        # each owed receipt once: a retried entry owes nothing, its newest retry carries it
+        totals["owed_tft_units"] += entry["owed_tft_units"]
 
     def periods_document(self, now: datetime) -> list[dict]:
         """Every month with entries, oldest first, then the running month if it has none yet."""

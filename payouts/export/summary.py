@@ -4,22 +4,22 @@ Totals are summed in the database by farm, payout basis and state, then folded p
 Python (a row per farm and basis, so memory follows the number of farms, not of payments).
 
 - paid: payments that went out (paid, or paid and corrected later), by payout basis too;
-- held: payments held now (address, trustline, account);
-- owed: what is still to be paid: pending, submitted and held payments, except a held payment
-  that a live retry already carries (the retry counts, not both).
+- held: owed receipts held now (address, trustline, account), each once;
+- owed: what is still to be paid, one entry per owed receipt (ledger/outstanding.py): a
+  payment that a later run retries owes nothing itself, the newest entry of its chain does, and
+  a paid retry settles the whole chain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import and_, exists, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from payouts.export.rows import LIVE_RUN_STATUSES, ExportFilter, iso_utc
 from payouts.ledger.models import FarmSignon, Payment, Receipt, Run
-from payouts.ledger.states import PaymentStatus
+from payouts.ledger.outstanding import HELD_STATUSES, owed_units, retry_chains
 from payouts.money import format_tft
 
 BASES = ("poc_treasury", "poc_minted", "revenue_share", "correction")
@@ -43,28 +43,18 @@ SUMMARY_FIELDS = (
 def farm_summaries(session: Session, filters: ExportFilter | None = None) -> Iterator[dict]:
     """One summary per farm, ordered by farm id."""
     filters = filters or ExportFilter()
-    retry = aliased(Payment, name="retry")
-    retry_run = aliased(Run, name="retry_run")
-    carried_by_retry = exists(
-        select(col(retry.id))
-        .join(retry_run, col(retry_run.id) == col(retry.run_id))
-        .where(col(retry.retry_of_payment_id) == col(Payment.id), col(retry_run.status).in_(LIVE_RUN_STATUSES))
-    )
+    chains = retry_chains(session)
     went_out = col(Payment.paid_at).is_not(None)
-    outstanding = and_(
-        col(Payment.status).in_([PaymentStatus.PENDING, PaymentStatus.SUBMITTED, PaymentStatus.HELD]),
-        ~and_(col(Payment.status) == PaymentStatus.HELD, carried_by_retry),
-    )
     # one row per payment, added up here: a farm's total can pass 64 bits (each payment fits
     # a Stellar int64, their sum need not), where SQLite's SUM() stops with "integer overflow"
     statement = (
         select(
+            col(Payment.id),
             col(Payment.farm_id),
             col(Payment.payout_basis),
             col(Payment.amount_tft_units),
+            col(Payment.status),
             went_out.label("went_out"),
-            (col(Payment.status) == PaymentStatus.HELD).label("held"),
-            outstanding.label("outstanding"),
         )
         .join(Run, col(Run.id) == col(Payment.run_id))
         .where(col(Run.status).in_(LIVE_RUN_STATUSES))
@@ -85,9 +75,9 @@ def farm_summaries(session: Session, filters: ExportFilter | None = None) -> Ite
             current = _empty(row.farm_id)
         amount = int(row.amount_tft_units)
         paid = amount if row.went_out else 0
-        owed = amount if row.outstanding else 0
+        owed = owed_units(chains, row.id, row.status, amount, run_live=True)
         current["paid_tft_units"] += paid
-        current["held_tft_units"] += amount if row.held else 0
+        current["held_tft_units"] += owed if row.status in HELD_STATUSES else 0
         current["owed_tft_units"] += owed
         current["payments"] += 1
         if row.payout_basis in BASES:

@@ -25,7 +25,7 @@ STATUS_WORDS: dict[str, tuple[str, str]] = {
     "paid": ("paid", "paid on Stellar"),
     "held": ("held", "cannot be paid yet: something on the payout wallet needs fixing"),
     "failed": ("refused", "the payout wallet refused the payment; it is retried once fixed"),
-    "retried": ("paid by a retry", "held at first, then paid by a retry in a later month"),
+    "retried": ("retried", "held at first, then retried by a later month's run: the note says whether it is paid"),
     "corrected": ("corrected", "a correction entry supersedes this amount"),
     "pending": ("calculated", "the reward is calculated; the run still needs its approvals"),
 }

@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 
 from payouts.cli.main import app
 from payouts.ledger.db import make_engine
-from payouts.ledger.models import Run, StellarTransaction
+from payouts.ledger.models import Payment, Run, StellarTransaction
+from payouts.money import format_tft_human
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
 from payouts.sandbox.faults import FaultSpec
@@ -228,3 +229,79 @@ def test_pay_killed_at_the_commit_before_submit_pays_every_receipt_exactly_once(
     assert final.returncode == 0, final.stderr[-2000:]
     payments = check_invariants(make_engine(url), client, document, run_id)
     assert sum(p.status == "paid" for p in payments) == 24
+
+
+# `payouts pay` interrupted by Ctrl-C (a real SIGINT to the process) right after its nth
+# transaction is on record: an operator's Ctrl-C at a point where something is in flight.
+_INTERRUPTED_AT_COMMIT = """
+import os, signal, sys
+from payouts.ledger.unit_of_work import UnitOfWork
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+nth = int(sys.argv[1])
+commit = UnitOfWork.commit_before_submit
+calls = 0
+
+def interrupted(self):
+    global calls
+    calls += 1
+    commit(self)
+    if calls == nth:
+        os.kill(os.getpid(), signal.SIGINT)
+
+UnitOfWork.commit_before_submit = interrupted
+from payouts.cli.main import app
+app(["pay", sys.argv[2]])
+"""
+
+
+def test_ctrl_c_during_pay_loses_nothing_and_a_resumed_pay_summarizes_the_whole_run(operator):
+    _sandbox, document, client, run_id, url = operator
+    # three channels: the 10th transaction is built once at least 7 have been answered
+    interrupted = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_AT_COMMIT, "10", str(run_id)],
+        env=dict(os.environ, PAYOUTS_LEASE_TTL_S="2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert interrupted.returncode == 130, interrupted.stderr[-2000:]
+    assert "nothing is lost" in interrupted.stderr and f"payouts pay {run_id}` again" in interrupted.stderr
+    assert "Traceback" not in interrupted.stderr + interrupted.stdout
+
+    # `payouts runs` shows where the run being paid stands, from the ledger
+    with Session(make_engine(url)) as session:
+        payments = session.exec(select(Payment).where(Payment.run_id == run_id)).all()
+    paid_before = [p for p in payments if p.status == "paid"]
+    held = [p for p in payments if p.status == "held"]
+    pending = [p for p in payments if p.status in ("pending", "submitted")]
+    assert 7 <= len(paid_before) < 24 and pending and len(held) == 6
+    listed = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
+    (row,) = [r for r in listed if r["run_id"] == run_id]
+    assert row["status"] == "paying"
+    assert row["payments"] == row["payments"] | {
+        "paid_count": len(paid_before),
+        "paid_tft_units": sum(p.amount_tft_units for p in paid_before),
+        "held_count": 6,
+        "held_tft_units": sum(p.amount_tft_units for p in held),
+        "pending_count": len(pending),
+        "pending_tft_units": sum(p.amount_tft_units for p in pending),
+    }
+    table = runner.invoke(app, ["runs"], env={"COLUMNS": "250"}).stdout
+    assert f"{len(pending)} pending (" in table and "6 held (" in table
+
+    # paying again continues; its summary covers the whole run, and this call's own work
+    resumed = runner.invoke(app, ["pay", str(run_id)], env={"COLUMNS": "250"})
+    assert resumed.exit_code == 0, resumed.output
+    held_tft = format_tft_human(sum(p.amount_tft_units for p in held))
+    assert (
+        f"run {run_id}: paid; 24 paid (" in resumed.stdout
+        and f"6 held ({held_tft} TFT), 0 pending (0 TFT)" in resumed.stdout
+    )
+    assert f"this call: {24 - len(paid_before)} paid" in resumed.stdout
+    assert "0 pending (0 TFT); 0 unknown outcomes resolved" in resumed.stdout
+    assert "; whole run: 24 transactions" in resumed.stdout  # one per receipt, most sent before
+    payments = check_invariants(make_engine(url), client, document, run_id)
+    assert sum(p.status == "paid" for p in payments) == 24
+    total = sum(p.amount_tft_units for p in payments if p.status == "paid")
+    assert f"24 paid ({format_tft_human(total)} TFT)" in resumed.stdout

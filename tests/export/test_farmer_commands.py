@@ -114,10 +114,37 @@ def test_a_correction_is_a_new_entry_and_never_edits_the_corrected_payment(publi
         document["amount_tft_units"] == 25_000_000
         and document["idempotency_key"] == f"correction:{target['receipt_hash']}:1"
     )
+    # corrected once: a second correction of the same receipt is refused, naming the first
+    twice = runner.invoke(
+        app, ["correct", target["receipt_hash"], "--amount", "1", "--reason", "again", "--by", "bo", "--json"]
+    )
+    assert twice.exit_code == 2 and twice.stdout == ""
+    assert "already corrected" in twice.stderr and "2.5000000 TFT" in twice.stderr
+    assert "'late uptime'" in twice.stderr and "--again" in twice.stderr
     second = json.loads(
-        runner.invoke(app, ["correct", target["receipt_hash"], "--amount", "1", "--reason", "again", "--json"]).stdout
+        runner.invoke(
+            app,
+            [
+                "correct",
+                target["receipt_hash"],
+                "--amount",
+                "1",
+                "--reason",
+                "again",
+                "--again",
+                "--by",
+                "bo",
+                "--json",
+            ],
+        ).stdout
     )
     assert second["idempotency_key"].endswith(":2") and second["correction_hash"] != document["correction_hash"]
+    listed = json.loads(runner.invoke(app, ["corrections", "--receipt", target["receipt_hash"], "--json"]).stdout)
+    assert [(c["amount_tft"], c["reason"], c["recorded_by"], c["state"]) for c in listed] == [
+        ("2.5000000", "late uptime", listed[0]["recorded_by"], "recorded: joins the next run"),
+        ("1.0000000", "again", "bo", "recorded: joins the next run"),
+    ]
+    assert {c["corrects_receipt_hash"] for c in listed} == {target["receipt_hash"]}
 
     with Session(engine) as session:
         after = session.exec(select(Payment).where(Payment.receipt_hash == target["receipt_hash"])).one()

@@ -350,3 +350,19 @@ def test_pause_stops_new_submissions_within_one_cycle_and_resume_finishes(paying
         set_paused(session, False)
     assert engine.pay(run_id).status == RunStatus.PAID
     check_invariants(db, engine.client, document, run_id)
+
+
+def test_the_runs_progress_is_counted_from_the_ledger_like_the_engines_report(paying):
+    from payouts.runs.progress import run_progress
+
+    sandbox, document, db, run_id, engine = paying()
+    sandbox.faults.force(SubmitFault.timeout_after_apply)
+    report = engine.pay(run_id)
+    assert report.status == RunStatus.PAID and report.unknown_outcomes == 1
+    payments = check_invariants(db, engine.client, document, run_id)
+    with Session(db) as session:
+        progress = run_progress(session, [run_id])[run_id]
+    assert (progress.paid_count, progress.held_count, progress.pending_count) == (8, 2, 0)
+    assert progress.paid_tft_units == sum(p.amount_tft_units for p in payments if p.status == "paid")
+    assert progress.held_tft_units == sum(p.amount_tft_units for p in payments if p.status == "held")
+    assert (progress.transactions, progress.unknown_outcomes) == (report.transactions, 1)

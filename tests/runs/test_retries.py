@@ -200,3 +200,20 @@ def test_a_correction_joins_the_next_run_and_is_paid_once_with_its_approval(two_
     info = client.transaction(paid.tx_hash)
     assert base64.b64decode(info.memo).hex() == paid.receipt_hash
     check_invariants(db, client, document, second.id)
+
+    # corrected once: a second correction names the first, paid, and needs `again`
+    from payouts.export.corrections import AlreadyCorrected, list_corrections
+
+    with Session(db) as session:
+        (listed,) = list_corrections(session, receipt_hash=node_10.receipt_hash)
+    assert listed.state == f"paid on {paid.paid_at:%Y-%m-%d}" and listed.amount_tft_units == 5 * 10**7
+    with session_scope(db) as session, pytest.raises(AlreadyCorrected, match="5.0000000 TFT .*paid on"):
+        record_correction(session, node_10.receipt_hash, 10**7, "once more")
+    with session_scope(db) as session:
+        again = record_correction(session, node_10.receipt_hash, 10**7, "once more", again=True, recorded_by="ana")
+    with Session(db) as session:
+        states = [(c.payment_id, c.recorded_by, c.state) for c in list_corrections(session)]
+    assert states == [
+        (correction.payment_id, "", listed.state),
+        (again.payment_id, "ana", "recorded: joins the next run"),
+    ]

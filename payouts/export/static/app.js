@@ -316,7 +316,9 @@
     for (const entry of entries) {
       if (entry.amount_tft_units === undefined || entry.amount_tft_units === null) continue;
       if (entry.status === 'paid' || (entry.status === 'corrected' && entry.paid_at)) paid += BigInt(entry.amount_tft_units);
-      if (['calculated', 'approved', 'submitted', 'held'].includes(entry.status) && hasPayment(entry)) {
+      // each owed receipt once: the export says what an entry adds (a retried one adds nothing)
+      if (entry.owed_tft_units !== undefined && entry.owed_tft_units !== null) owed += BigInt(entry.owed_tft_units);
+      else if (['calculated', 'approved', 'submitted', 'held'].includes(entry.status) && hasPayment(entry)) {
         owed += BigInt(entry.amount_tft_units);
       }
     }

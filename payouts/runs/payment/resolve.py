@@ -10,7 +10,9 @@ import structlog
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from payouts.ledger.events import record_event
 from payouts.ledger.models import Payment, StellarTransaction, TransactionHash
+from payouts.ledger.outstanding import settled_by_retries
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
     PAYMENT_TRANSITIONS,
@@ -22,6 +24,7 @@ from payouts.ledger.states import (
 )
 from payouts.ledger.types import utcnow
 from payouts.runs.payment.common import EngineState, PayReport
+from payouts.runs.progress import UNKNOWN_OUTCOME_EVENT
 from payouts.runs.service import require_run
 from payouts.stellar.horizon import (
     DESTINATION_CODES,
@@ -195,6 +198,15 @@ class Resolver(EngineState):
             return Verdict.LANDED, ""
         if result.outcome == Outcome.UNKNOWN:
             report.unknown_outcomes += 1
+            # on record, so a resumed `pay` can say how many the whole run resolved
+            record_event(
+                session,
+                entity="stellar_transactions",
+                entity_id=tx.id,
+                run_id=run_id,
+                event=UNKNOWN_OUTCOME_EVENT,
+                detail={"reason": result.reason[:200]},
+            )
             log.warning("payment.submit.unknown_outcome", run_id=run_id, tx_hash=tx.tx_hash, reason=result.reason)
         if codes.get("transaction") == "tx_bad_seq":
             self._next_sequence.pop(tx.source_account, None)
@@ -273,14 +285,8 @@ class Resolver(EngineState):
             ledger=ledger,
             paid_at=closed_at,
         )
-        # a paid retry settles the held payment it retries
-        originals = [
-            p.retry_of_payment_id
-            for p in session.exec(
-                select(Payment).where(col(Payment.id).in_(ids), col(Payment.retry_of_payment_id).is_not(None))
-            ).all()
-            if p.retry_of_payment_id is not None
-        ]
+        # a paid retry settles its whole chain: the payment it retries and every one before it
+        originals = settled_by_retries(session, ids)
         transition_many(
             session,
             Payment,

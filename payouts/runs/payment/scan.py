@@ -39,6 +39,7 @@ from stellar_sdk.operation import Payment as PaymentOperation
 
 from payouts.ledger.events import record_event
 from payouts.ledger.models import ChainCursor, LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
+from payouts.ledger.outstanding import settled_by_retries
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import PAYMENT_TRANSITIONS, PaymentStatus, transition_many
 from payouts.ledger.types import utcnow
@@ -324,6 +325,18 @@ def _adopt(
         tx_hash=tx_hash,
         ledger=ledger,
         paid_at=datetime.fromisoformat(record["created_at"]),
+    )
+    # an adopted retry settles its whole chain, as a retry paid by this ledger does
+    transition_many(
+        session,
+        Payment,
+        settled_by_retries(session, [id_of(p) for p in chosen]),
+        PaymentStatus.HELD,
+        PaymentStatus.RETRIED,
+        transitions=PAYMENT_TRANSITIONS,
+        event="payment.retried",
+        run_id=id_of(run),
+        detail={"tx_hash": tx_hash},
     )
     pending.take(chosen)
     log.warning("chain.adopted", run_id=run.id, tx_hash=tx_hash, payments=len(chosen))
