@@ -31,6 +31,7 @@ from payouts.calculation.receipts import receipt_hash, retry_receipt_bytes
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
 from payouts.ledger.models import Payment, Receipt, Run
+from payouts.ledger.outstanding import outstanding
 from payouts.ledger.repository import MONTHLY_RUN, OFF_CYCLE_RUN, id_of
 from payouts.ledger.states import PaymentStatus, RunStatus
 from payouts.money import format_tft
@@ -74,22 +75,16 @@ class Selection:
 
 
 def outstanding_held(session: Session) -> list[Candidate]:
-    """Held payments of live runs that no live run retries yet: the newest entry of each
-    retry chain that is still owed."""
-    rows = session.exec(
-        select(Payment, Run)
-        .join(Run, col(Payment.run_id) == col(Run.id))
-        .where(Payment.status == PaymentStatus.HELD, col(Run.status).not_in(list(_DEAD_RUNS)))
-        .order_by(col(Payment.id))
-    ).all()
-    retried = set(
-        session.exec(
-            select(Payment.retry_of_payment_id)
-            .join(Run, col(Payment.run_id) == col(Run.id))
-            .where(col(Payment.retry_of_payment_id).is_not(None), col(Run.status).not_in(list(_DEAD_RUNS)))
-        ).all()
-    )
-    return [Candidate(payment, run) for payment, run in rows if payment.id not in retried]
+    """Held payments still owed: the newest entry of each retry chain (ledger/outstanding.py,
+    the derivation `held`, the export and the site count from) that is held."""
+    held = sorted(entry.payment_id for entry in outstanding(session) if entry.status == PaymentStatus.HELD)
+    candidates = []
+    for payment_id in held:
+        payment = session.get(Payment, payment_id)
+        run = session.get(Run, payment.run_id) if payment is not None else None
+        if payment is not None and run is not None:
+            candidates.append(Candidate(payment, run))
+    return candidates
 
 
 def current_addresses(session: Session) -> dict[int, str]:
