@@ -28,9 +28,10 @@ from payouts.runs.advance import Freezer, InputsUnavailable, Orchestrator, Progr
 from payouts.runs.approvals import required_approvals
 from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
+from payouts.runs.sweep import sweep_run
 from payouts.sources import freeze_snapshot
 from payouts.sources.errors import SnapshotUnavailable
-from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.horizon import HorizonClient, StellarError
 from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
 from payouts.stellar.network import PASSPHRASES, TFT_CODE, tft_issuer
 
@@ -114,11 +115,42 @@ def reconcile_step(settings: Settings) -> Callable[[Session, Run], None]:
         config = pay_config(settings, run.network)
         with horizon(settings) as client:
             result = reconcile_run(
-                session, run, client, signing_keys(settings).payout_account, config.asset_code, config.asset_issuer
+                session,
+                run,
+                client,
+                signing_keys(settings).payout_account,
+                config.asset_code,
+                config.asset_issuer,
+                treasury=settings.treasury_account if settings.two_tier else None,
             )
         record_reconciliation(session, run, result)
 
     return reconcile
+
+
+def sweep_step(settings: Settings, units: UnitOfWorkFactory) -> Callable[[int], object]:
+    """Two-tier: a reconciled run's leftover funding back to the treasury (SPEC 10)."""
+
+    def sweep(run_id: int) -> object:
+        if not settings.two_tier or not settings.treasury_account:
+            return None
+        try:
+            with horizon(settings) as client:
+                result = sweep_run(
+                    units,
+                    run_id,
+                    client,
+                    signing_keys(settings),
+                    pay_config(settings, settings.network),
+                    treasury=settings.treasury_account,
+                )
+        except StellarError as exc:  # on record as it stands; the next reconcile looks again
+            log.warning("run.sweep.unavailable", run_id=run_id, error=str(exc))
+            return None
+        log.info("run.sweep", run_id=run_id, state=result.state, amount_tft_units=result.amount_tft_units)
+        return result
+
+    return sweep
 
 
 def export_step(settings: Settings) -> Callable[[Session, Run], str]:
@@ -169,4 +201,5 @@ def build_orchestrator(settings: Settings, db: Engine, *, pay: Callable[[int], s
         max_retries=settings.max_retries,
         webhook_url=settings.alert_webhook_url,
         snapshot_max_bytes=settings.snapshot_max_bytes,
+        sweep=sweep_step(settings, units),
     )

@@ -115,6 +115,8 @@ class Orchestrator:
     webhook_url: str | None = None
     #: the setting PAYOUTS_SNAPSHOT_MAX_BYTES: a frozen file decompressing to more is refused
     snapshot_max_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    #: two-tier: return what a reconciled run's funding left to the treasury (own units of work)
+    sweep: Callable[[int], object] | None = None
 
     # -- the daily trigger -------------------------------------------------------------------
 
@@ -178,6 +180,9 @@ class Orchestrator:
         if status is RunStatus.PAID:
             self.reconcile(session, run)
             step.did.append("reconcile")
+            if self.sweep is not None:
+                sweep = self.sweep
+                uow.after_commit(lambda: sweep(run_id))  # sends a transaction: only once on record
             return True
         if status is RunStatus.RECONCILED:
             location = self.export(session, run)
