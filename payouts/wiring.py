@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import structlog
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -28,6 +29,7 @@ from payouts.runs.advance import Freezer, InputsUnavailable, Orchestrator, Progr
 from payouts.runs.approvals import required_approvals
 from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
+from payouts.runs.statement import period_statement
 from payouts.runs.sweep import sweep_run
 from payouts.sources import freeze_snapshot
 from payouts.sources.errors import SnapshotUnavailable
@@ -169,6 +171,8 @@ def export_step(settings: Settings) -> Callable[[Session, Run], str]:
                 runs = runs_document(session, filters) if fmt == "json" else []
                 write_export(fmt, header, runs, iter_entries(session, filters), stream)
             partial.replace(target)
+        statement = folder / f"statement-{label}.json"
+        statement.write_text(orjson.dumps(period_statement(session, run.period_offset).document()).decode() + "\n")
         publish_site(session, export_dir(settings) / "site", network=settings.network, horizon_url=settings.horizon_url)
         return str(folder)
 

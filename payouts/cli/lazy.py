@@ -47,7 +47,7 @@ COMMANDS: dict[str, Entry] = {
     ),
     "recover": Entry(_M + "pay:recover", "Scan the chain for a run: adopt what a lost ledger state already paid, ..."),
     "statement": Entry(
-        _M + "statement:statement", "A period's statement: owed, paid, held, funded, swept back and fees, balanced."
+        _M + "statement:statement", "A period's statement: owed carried in, new receipts, retries, corrections, ..."
     ),
     "held": Entry(
         _M + "pay:held", "Everything outstanding: held payments of every run, why, and what the farmer should fix."

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.failures import fail
+from payouts.cli.surplus import payout_surplus_now
 from payouts.ledger import repository
 from payouts.ledger.errors import AlreadyDone
 from payouts.ledger.models import Payment
@@ -25,7 +26,7 @@ from payouts.runs.payment import PaymentEngine
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.runs.retries import retries_so_far
 from payouts.runs.service import require_run
-from payouts.runs.sweep import payout_surplus, sweep_run
+from payouts.runs.sweep import sweep_run
 from payouts.stellar.horizon import HorizonUnavailable, StellarError
 from payouts.stellar.keys import KeyFileError
 from payouts.wiring import horizon, pay_config, signing_keys
@@ -185,7 +186,7 @@ def reconcile(
         with horizon(settings) as client:
             try:
                 sweep = sweep_run(cli.units(), run_id, client, keys, config, treasury=treasury)
-                surplus = _surplus(cli, client, keys.payout_account, config.asset_code, config.asset_issuer)
+                surplus = payout_surplus_now(cli, client)
             except StellarError as exc:
                 abort(str(exc))
     if as_json:
@@ -209,13 +210,6 @@ def reconcile(
             err_console.print(f"[bold yellow]warning:[/] {surplus.describe()}")
     if not result.clean:
         raise typer.Exit(1)
-
-
-def _surplus(cli, client, payout_account: str, asset_code: str, asset_issuer: str):
-    account = client.account(payout_account)
-    line = account.trustline(asset_code, asset_issuer) if account is not None else None
-    with cli.session() as session:
-        return payout_surplus(session, line.balance_units if line is not None else 0)
 
 
 def held(

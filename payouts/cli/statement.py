@@ -27,7 +27,8 @@ def statement(
     """A period's statement: owed carried in, new receipts, retries, corrections, paid, held
     carried forward, funding received, swept back and XLM fees, in integer units.
 
-    Two identities must hold to the unit, or the command exits 1 naming the difference:
+    Two identities must hold to the unit (and each retry must equal what it retries), or the
+    command exits 1 naming the difference:
 
       owed_in + new + retries + corrections - paid - held_out = 0
 
@@ -68,6 +69,8 @@ def statement(
             problems.append(
                 f"TFT side off by {result.tft_difference_units} units ({format_tft(result.tft_difference_units)} TFT)"
             )
+        if result.retries_mismatch_units:
+            problems.append(f"retries differ from what they retry by {result.retries_mismatch_units} units")
         abort(f"the statement of {month} does not balance: " + "; ".join(problems))
     err_console.print(f"the statement of {month} balances")
 

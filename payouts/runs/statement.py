@@ -59,6 +59,8 @@ class Statement:
     swept_back_units: int = 0
     payout_change_units: int | None = None
     fees_stroops: int | None = None
+    #: this period's retries less the amounts of the entries they retry (must be 0)
+    retries_mismatch_units: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -84,7 +86,11 @@ class Statement:
 
     @property
     def balances(self) -> bool:
-        return self.owed_difference_units == 0 and self.tft_difference_units in (0, None)
+        return (
+            self.owed_difference_units == 0
+            and self.tft_difference_units in (0, None)
+            and self.retries_mismatch_units == 0
+        )
 
     def document(self) -> dict:
         return asdict(self) | {
@@ -108,13 +114,18 @@ def period_statement(session: Session, period_offset: int, client: HorizonClient
     here = sorted(run_id for run_id, offset in period_of.items() if offset == period_offset and run_id is not None)
     statement = Statement(Period(period_offset).label, period_offset, here)
     payments = session.exec(select(Payment).where(col(Payment.run_id).in_(list(period_of)))).all()
-    # when each entry was superseded (retried or corrected), by the earliest period that did it
+    by_id = {payment.id: payment for payment in payments}
+    # when each entry was retried, or (unpaid) corrected, by the earliest period that did it
+    retried_at: dict[int, int] = {}
     superseded_at: dict[int, int] = {}
     for payment in payments:
-        for earlier in (payment.retry_of_payment_id, payment.correction_of_payment_id):
-            if earlier is not None:
-                offset = period_of[payment.run_id]
-                superseded_at[earlier] = min(superseded_at.get(earlier, offset), offset)
+        offset = period_of[payment.run_id]
+        for earlier, retried in ((payment.retry_of_payment_id, True), (payment.correction_of_payment_id, False)):
+            if earlier is None:
+                continue
+            if retried:
+                retried_at[earlier] = min(retried_at.get(earlier, offset), offset)
+            superseded_at[earlier] = min(superseded_at.get(earlier, offset), offset)
     for payment in payments:
         assert payment.id is not None
         offset = period_of[payment.run_id]
@@ -123,13 +134,18 @@ def period_statement(session: Session, period_offset: int, client: HorizonClient
         if offset < period_offset:
             if unpaid and (gone_at is None or gone_at >= period_offset):
                 statement.owed_carried_in_units += payment.amount_tft_units
-                if gone_at == period_offset:
-                    statement.paid_again_units += payment.amount_tft_units
-                else:
+                if gone_at is None or gone_at > period_offset:
                     statement.held_out_units += payment.amount_tft_units
+            if gone_at == period_offset and (unpaid or retried_at.get(payment.id) == period_offset):
+                # a retry of what is no longer owed (paid already) shows up as a difference
+                statement.paid_again_units += payment.amount_tft_units
             continue
         if payment.kind == "retry":
             statement.retries_units += payment.amount_tft_units
+            original = by_id.get(payment.retry_of_payment_id or -1)
+            statement.retries_mismatch_units += payment.amount_tft_units - (
+                original.amount_tft_units if original else 0
+            )
         elif payment.kind == "correction":
             statement.corrections_units += payment.amount_tft_units
         else:
@@ -138,7 +154,8 @@ def period_statement(session: Session, period_offset: int, client: HorizonClient
             statement.paid_units += payment.amount_tft_units
         elif gone_at is None or gone_at > period_offset:
             statement.held_out_units += payment.amount_tft_units
-        else:  # retried or corrected within the period (an off-cycle run): owed once, as its successor
+        if gone_at == period_offset and (unpaid or retried_at.get(payment.id) == period_offset):
+            # retried or corrected within the period (an off-cycle run)
             statement.paid_again_units += payment.amount_tft_units
     for run_id in here:
         statement.funding_in_units += funding_received_units(session, run_id)

@@ -48,6 +48,7 @@ SWEPT_STATUSES = (RunStatus.RECONCILED, RunStatus.EXPORTED)
 class SweepResult:
     run_id: int
     #: swept | already swept | adopted | nothing to sweep | not funded | waiting | not reconciled
+    #: (| rebuild, inside sweep_run only: the last sweep provably never landed)
     state: str
     amount_tft_units: int = 0
     tx_hash: str | None = None
@@ -216,6 +217,10 @@ def adopt_chain_transaction(
     return tx
 
 
+#: a sweep that provably never landed (expired before inclusion) is rebuilt this often per call
+SWEEP_ATTEMPTS = 5
+
+
 def sweep_run(
     units: UnitOfWorkFactory,
     run_id: int,
@@ -225,7 +230,27 @@ def sweep_run(
     *,
     treasury: str,
 ) -> SweepResult:
-    """Return the reconciled run's leftover funding to the treasury, exactly once."""
+    """Return the reconciled run's leftover funding to the treasury, exactly once.
+
+    A sweep that provably never landed is built again (after the chain is searched once more
+    for one that did), up to SWEEP_ATTEMPTS times; anything still open waits for the next call."""
+    result = _sweep_once(units, run_id, client, keys, config, treasury=treasury)
+    for _ in range(SWEEP_ATTEMPTS - 1):
+        if result.state != "rebuild":
+            return result
+        result = _sweep_once(units, run_id, client, keys, config, treasury=treasury)
+    return result if result.state != "rebuild" else SweepResult(**{**result.__dict__, "state": "waiting"})
+
+
+def _sweep_once(
+    units: UnitOfWorkFactory,
+    run_id: int,
+    client: HorizonClient,
+    keys: SigningKeys,
+    config: PayConfig,
+    *,
+    treasury: str,
+) -> SweepResult:
     payout = keys.payout_account
     with units() as uow:
         session = uow.session
@@ -372,7 +397,8 @@ def _submit(session: Session, client: HorizonClient, tx: StellarTransaction, con
     """Send the recorded bytes once; what the chain answers decides (never "failed" on doubt)."""
     run_id = tx.run_id
     amount = envelope_amount_units(tx.envelope_xdr)
-    deadline = time.monotonic() + config.tx_timeout_s
+    # waits while the transaction may still land (it is bounded by its max ledger and time)
+    deadline = time.monotonic() + 2 * config.tx_timeout_s
     result = client.submit(tx.envelope_xdr)
     while True:
         if result.outcome == Outcome.SUCCESS:
@@ -396,11 +422,11 @@ def _submit(session: Session, client: HorizonClient, tx: StellarTransaction, con
             )
             return SweepResult(
                 run_id,
-                "waiting",
+                "rebuild",
                 amount,
                 tx.tx_hash,
-                f"run {run_id}: the sweep did not land ({result.result_codes or result.reason}); "
-                "the next reconcile builds a new one",
+                f"run {run_id}: the sweep {tx.tx_hash} did not land ({result.result_codes or result.reason}); "
+                "reconcile again to build a new one",
             )
         if answer.verdict is Verdict.FOREIGN or time.monotonic() > deadline:
             return SweepResult(

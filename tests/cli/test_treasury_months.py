@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlmodel import Session, select
 from stellar_sdk import Keypair
 from typer.testing import CliRunner
@@ -18,6 +19,7 @@ from payouts.money import parse_tft
 from payouts.periods import Period
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
+from payouts.sandbox.faults import SubmitFault
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import write_keypair
 from tests import factories
@@ -132,7 +134,7 @@ def test_two_months_with_a_held_payment_sweep_back_and_balance(monkeypatch, tmp_
             assert _tft(client, payout, asset) == run_total
             _ok(["pay", str(run_id)])
             reconciled = json.loads(_ok(["reconcile", "--period", label, "--json"]).stdout)
-            assert reconciled["clean"] and reconciled["sweep"]["state"] == "swept"
+            assert reconciled["clean"] and reconciled["sweep"]["state"] == "swept", reconciled["sweep"]
             assert reconciled["sweep"]["amount_tft_units"] == held_here > 0
             assert reconciled["payout_surplus_tft_units"] == 0
             # nothing in flight once reconciled: the hot account holds no TFT at all
@@ -157,6 +159,16 @@ def test_two_months_with_a_held_payment_sweep_back_and_balance(monkeypatch, tmp_
             assert statement["held_out_units"] == held_here
             assert statement["retries_units"] == sum(p.amount_tft_units for p in retries)
             assert statement["fees_stroops"] > 0
+            human = _ok(["statement", "--period", label])
+            assert "balances" in human.stderr and "held carried forward" in human.stdout
+            export_file = tmp_path / f"export-{label}.json"
+            _ok(["export", "--period", label, "--format", "json", "--out", str(export_file)])
+            in_export = json.loads(export_file.read_text())["statement"]
+            beside = json.loads((tmp_path / f"statement-{label}.json").read_text())
+            for document in (in_export, beside):
+                assert document["balances"] and document["owed_difference_units"] == 0
+                assert document["paid_units"] == statement["paid_units"]
+                assert document["held_out_units"] == statement["held_out_units"]
         # over both months the treasury paid out exactly what reached farmers: no retry twice
         assert treasury_before - _tft(client, treasury, asset) == paid_to_farmers
         chain_to_farmers = sum(
@@ -165,6 +177,27 @@ def test_two_months_with_a_held_payment_sweep_back_and_balance(monkeypatch, tmp_
             if r.get("type") == "payment" and r.get("from") == payout and r.get("to") != treasury
         )
         assert chain_to_farmers == paid_to_farmers
+        # an edited ledger (a retry one unit larger than what it retries) does not balance
+        with Session(db) as session:
+            retry = session.exec(select(Payment).where(Payment.kind == "retry")).first()
+            retry.amount_tft_units += 1
+            retry_id = retry.id
+            session.add(retry)
+            session.commit()
+        off = runner.invoke(app, ["statement", "--period", Period(MONTHS[1]).label, "--no-chain"])
+        assert off.exit_code == 1 and "retries differ from what they retry by 1 units" in " ".join(off.stderr.split())
+        # a held receipt recorded as paid while its retry is owed too: owed twice, off by its amount
+        with Session(db) as session:
+            retry = session.get(Payment, retry_id)
+            retry.amount_tft_units -= 1
+            original = session.get(Payment, retry.retry_of_payment_id)
+            original.status, original.paid_at = "paid", original.created_at
+            session.add_all([retry, original])
+            session.commit()
+            doubled = original.amount_tft_units
+        off = runner.invoke(app, ["statement", "--period", Period(MONTHS[1]).label, "--no-chain"])
+        assert off.exit_code == 1
+        assert f"owed side off by -{doubled} units" in " ".join(off.stderr.split())
         db.dispose()
         client.close()
 
@@ -271,3 +304,31 @@ def _drop_signer(client: HorizonClient, document: dict, signers: list[Keypair], 
         envelope.sign(signer)
     result = client.submit(envelope.to_xdr())
     assert result.outcome == "success", result.result_codes
+
+
+@pytest.mark.parametrize("fault", [SubmitFault.drop_after_apply, SubmitFault.timeout_without_apply])
+def test_a_sweep_whose_answer_is_lost_lands_once(monkeypatch, tmp_path, sqlite_url, fault):
+    """The sweep's submission answers nothing useful (applied and the connection dropped, or a
+    504 before it was queued): it is looked up by hash and only its identical bytes are sent
+    again, so exactly one sweep reaches the chain."""
+    with running_sandbox(ledger_close_s=0.1) as sandbox:
+        document, client, _signers, month = _setup(monkeypatch, tmp_path, sandbox, sqlite_url)
+        asset = (document["asset"]["code"], document["asset"]["issuer"])
+        payout, treasury = document["payout"]["public_key"], document["treasury"]["public_key"]
+        run_id = month.calculate(MONTHS[0])
+        month.fund(run_id)
+        _ok(["pay", str(run_id)])
+        left = _tft(client, payout, asset)
+        assert left > 0  # the held payments' share
+        sandbox.faults.force(fault)
+        swept = json.loads(_ok(["reconcile", "--period", Period(MONTHS[0]).label, "--json"]).stdout)
+        assert sandbox.faults.injected == {fault.value: 1}
+        assert swept["sweep"]["state"] == "swept" and swept["sweep"]["amount_tft_units"] == left
+        back = [
+            r
+            for r in client.payments(payout)
+            if r.get("type") == "payment" and r.get("from") == payout and r.get("to") == treasury
+        ]
+        assert [r["transaction_hash"] for r in back] == [swept["sweep"]["tx_hash"]]
+        assert _tft(client, payout, asset) == 0
+        client.close()
