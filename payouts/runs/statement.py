@@ -25,17 +25,18 @@ carried forward shows up as a difference: nothing is forced to balance.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from sqlmodel import Session, col, select
+from stellar_sdk import FeeBumpTransactionEnvelope
+from stellar_sdk.operation import Payment as PaymentOperation
 
 from payouts.ledger.models import Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus
 from payouts.money import parse_tft
 from payouts.periods import Period
 from payouts.runs.sweep import funding_received_units, swept_units
+from payouts.stellar.build import parse_envelope
 from payouts.stellar.horizon import HorizonClient
 
 _NOT_LIVE = (RunStatus.REPLACED, RunStatus.REJECTED)
@@ -179,9 +180,15 @@ def _read_chain(session: Session, client: HorizonClient, statement: Statement) -
     hashes = {h for tx in landed for h in (tx.tx_hash, tx.fee_bump_hash) if h}
     ids = [tx.id for tx in landed]
     hashes |= set(session.exec(select(TransactionHash.tx_hash).where(col(TransactionHash.transaction_id).in_(ids))))
-    payout = next((tx.source_account for tx in landed if tx.purpose != "funding"), None)
-    if payout is None:  # funded, nothing paid yet: the funding names the payout account
-        payout = _funding_destination(landed)
+    # payments a chain scan adopted carry their chain hash without a transaction row of ours
+    hashes |= {
+        h
+        for h in session.exec(
+            select(Payment.tx_hash).where(col(Payment.run_id).in_(statement.run_ids), col(Payment.tx_hash).is_not(None))
+        )
+        if h
+    }
+    payout = _payout_account(landed[0])
     change = 0
     fees: dict[str, int] = {}
     seen: set[str] = set()
@@ -214,16 +221,15 @@ def _read_chain(session: Session, client: HorizonClient, statement: Statement) -
     statement.fees_stroops = sum(fees.values())
 
 
-def _funding_destination(landed: Sequence[StellarTransaction]) -> str:
-    from stellar_sdk.operation import Payment as PaymentOperation
-
-    from payouts.stellar.build import parse_envelope
-
-    envelope = parse_envelope(landed[0].envelope_xdr, "")
-    operation = envelope.transaction.operations[0]  # type: ignore[union-attr]
-    assert isinstance(operation, PaymentOperation)
-    return operation.destination.account_id
-
-
-def memo_hex(memo_b64: str | None) -> str | None:
-    return base64.b64decode(memo_b64).hex() if memo_b64 else None
+def _payout_account(tx: StellarTransaction) -> str:
+    """The payout account a transaction of ours moves TFT to or from: a funding pays it; a
+    payment's operations (and a sweep) come from it."""
+    envelope = parse_envelope(tx.envelope_xdr, "")  # the passphrase matters for hashes only
+    if isinstance(envelope, FeeBumpTransactionEnvelope):
+        envelope = envelope.transaction.inner_transaction_envelope
+    operation = envelope.transaction.operations[0]
+    if tx.purpose == "funding" and isinstance(operation, PaymentOperation):
+        return operation.destination.account_id
+    if operation.source is not None:
+        return operation.source.account_id
+    return envelope.transaction.source.account_id

@@ -185,7 +185,7 @@ def adopt_chain_transaction(
     """Record a transaction of ours the chain has and the ledger lost, as confirmed."""
     transaction = record.get("transaction") or {}
     now = utcnow()
-    bounds = transaction.get("preconditions", {}).get("timebounds", {}) if isinstance(transaction, dict) else {}
+    bounds = (transaction.get("preconditions") or {}).get("timebounds") or {}
     tx = StellarTransaction(
         run_id=run_id,
         purpose=purpose,
