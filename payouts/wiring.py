@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import structlog
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -32,10 +33,12 @@ from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.runs.retries_now import HoldCheck
 from payouts.runs.review import Review, ReviewLimits, build_review
+from payouts.runs.statement import period_statement
+from payouts.runs.sweep import sweep_run
 from payouts.sources import freeze_snapshot
 from payouts.sources.errors import SnapshotUnavailable
 from payouts.stellar.clock import ChainClock
-from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.horizon import HorizonClient, StellarError
 from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
 from payouts.stellar.network import PASSPHRASES, TFT_CODE, tft_issuer
 from payouts.stellar.preflight import Asset, check_destinations
@@ -166,11 +169,42 @@ def reconcile_step(settings: Settings) -> Callable[[Session, Run], None]:
         config = pay_config(settings, run.network)
         with horizon(settings) as client:
             result = reconcile_run(
-                session, run, client, signing_keys(settings).payout_account, config.asset_code, config.asset_issuer
+                session,
+                run,
+                client,
+                signing_keys(settings).payout_account,
+                config.asset_code,
+                config.asset_issuer,
+                treasury=settings.treasury_account if settings.two_tier else None,
             )
         record_reconciliation(session, run, result)
 
     return reconcile
+
+
+def sweep_step(settings: Settings, units: UnitOfWorkFactory) -> Callable[[int], object]:
+    """Two-tier: a reconciled run's leftover funding back to the treasury (SPEC 10)."""
+
+    def sweep(run_id: int) -> object:
+        if not settings.two_tier or not settings.treasury_account:
+            return None
+        try:
+            with horizon(settings) as client:
+                result = sweep_run(
+                    units,
+                    run_id,
+                    client,
+                    signing_keys(settings),
+                    pay_config(settings, settings.network),
+                    treasury=settings.treasury_account,
+                )
+        except StellarError as exc:  # on record as it stands; the next reconcile looks again
+            log.warning("run.sweep.unavailable", run_id=run_id, error=str(exc))
+            return None
+        log.info("run.sweep", run_id=run_id, state=result.state, amount_tft_units=result.amount_tft_units)
+        return result
+
+    return sweep
 
 
 def export_step(settings: Settings) -> Callable[[Session, Run], str]:
@@ -189,6 +223,8 @@ def export_step(settings: Settings) -> Callable[[Session, Run], str]:
                 runs = runs_document(session, filters) if fmt == "json" else []
                 write_export(fmt, header, runs, iter_entries(session, filters), stream)
             partial.replace(target)
+        statement = folder / f"statement-{label}.json"
+        statement.write_text(orjson.dumps(period_statement(session, run.period_offset).document()).decode() + "\n")
         publish_site(session, export_dir(settings) / "site", network=settings.network, horizon_url=settings.horizon_url)
         return str(folder)
 
@@ -244,4 +280,5 @@ def build_orchestrator(
         holds=destination_holds(settings),
         network=settings.network,
         clock=clock or chain_clock(settings),
+        sweep=sweep_step(settings, units),
     )

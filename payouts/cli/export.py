@@ -4,6 +4,7 @@ read-only web server, correction entries and the farms' revenue-model sign-on.""
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ from payouts.export.writers import EXPORT_FORMAT, FORMATS, write_csv, write_expo
 from payouts.ledger.types import utcnow
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, offset_for_label
+from payouts.runs.statement import period_statement
 
 farms_app = typer.Typer(help="Farms' sign-on to the revenue model.", no_args_is_help=True)
 nodes_app = typer.Typer(help="Nodes' move to the revenue model (v3 opt-out, v4 account).", no_args_is_help=True)
@@ -139,11 +141,30 @@ def export(
                 count = write_csv(iter_entries(session, filters), stream, fields)
             else:
                 runs = runs_document(session, filters)
+                if filters.period_offset is not None:  # the period's statement (ledger side)
+                    header["statement"] = period_statement(session, filters.period_offset).document()
                 count = write_export(fmt, header, runs, iter_entries(session, filters), stream)
+            statement_file = _write_statement(session, filters.period_offset, out) if summary is None else None
     except OSError as exc:
         abort(f"cannot write the export to {out or 'stdout'}: {exc.strerror or exc}")
     what = "farm summaries" if summary else "entries"
     err_console.print(f"exported {count:,} {what}" + (f" to {out}" if out else ""))
+    if statement_file is not None:
+        err_console.print(f"the period's statement: {statement_file}")
+
+
+def _write_statement(session, period_offset: int | None, out: Path | None) -> Path | None:
+    """`statement-<period>.json` beside the export file, for a one-period export to a file."""
+    if period_offset is None or out is None:
+        return None
+    document = period_statement(session, period_offset).document()
+    if not document["run_ids"]:
+        return None
+    target = out.with_name(f"statement-{Period(period_offset).label}.json")
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.replace(target)
+    return target
 
 
 def status(

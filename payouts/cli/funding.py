@@ -12,7 +12,14 @@ from payouts.cli.context import get_context
 from payouts.cli.rehearsal import trigger_line
 from payouts.periods import Period
 from payouts.runs.errors import RunsError
-from payouts.runs.funding import FundingFile, export_funding, sign_funding, submit_funding
+from payouts.runs.funding import (
+    AlreadySigned,
+    FundingFile,
+    adopt_funding,
+    export_funding,
+    sign_funding,
+    submit_funding,
+)
 from payouts.runs.service import require_run
 from payouts.stellar.horizon import StellarError
 from payouts.stellar.keys import KeyFileError, load_keypair
@@ -28,18 +35,40 @@ def export(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="An approved run.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Funding file to write (no secrets in it).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a file that holds collected signatures (they are lost).")
+    ] = False,
 ) -> None:
     """Write the run's funding transaction (treasury -> payout account, the approved total,
-    valid for 7 days) for the treasury signers. Exporting again gives the same transaction."""
+    valid for 7 days) for the treasury signers, with the treasury's signers and thresholds as
+    the chain has them. Exporting again gives the same transaction; a file that already holds
+    signatures is kept unless --force."""
     cli = get_context(ctx)
     settings = cli.settings
     if not settings.treasury_account:
         abort("set PAYOUTS_TREASURY_ACCOUNT to the treasury's public key", code=2)
+    if out.exists() and not force:
+        _refuse_overwrite(out)
     try:
         keys = signing_keys(settings)
         with cli.session() as session, horizon(settings) as client:
             run = require_run(session, run_id)
             config = pay_config(settings, run.network)
+            # a restored ledger must not fund a run twice: the chain's funding payment is adopted
+            adopted = adopt_funding(
+                session,
+                run,
+                client,
+                treasury=settings.treasury_account,
+                payout_account=keys.payout_account,
+                asset_code=config.asset_code,
+                asset_issuer=config.asset_issuer,
+                approvers=list(config.approvers),
+                required=config.approvals_required,
+            )
+            if adopted is not None:
+                err_console.print(adopted)
+                return
             funding = export_funding(
                 session,
                 run,
@@ -60,6 +89,22 @@ def export(
     err_console.print(f"wrote {out}; have the treasury signers run: payouts funding sign {out} --key-file KEY")
 
 
+def _refuse_overwrite(out: Path) -> None:
+    """A file already there is overwritten only when it holds no signatures."""
+    try:
+        existing = FundingFile.read(out)
+    except RunsError as exc:
+        abort(f"{out} exists and is not a funding file to replace ({exc}); choose another --out or pass --force")
+    signatures = len(existing.envelope().signatures)
+    if signatures:
+        signed = existing.signed_by()
+        abort(
+            f"{out} holds {signatures} collected signature(s)"
+            + (f" (by {', '.join(signed)})" if signed else "")
+            + "; submit it (payouts funding submit), or pass --force to overwrite it and lose them"
+        )
+
+
 @app.command("sign")
 def sign(
     file: Annotated[Path, typer.Argument(help="The funding file.")],
@@ -76,10 +121,20 @@ def sign(
     for line in funding.describe():
         out_console.print(line)
     out_console.print(f"signing as {keypair.public_key}")
+    try:
+        signed = sign_funding(funding, keypair)  # checked before asking: nothing is written yet
+    except AlreadySigned as exc:
+        err_console.print(str(exc))
+        return
+    except RunsError as exc:
+        abort(str(exc), code=2)
     if not yes and not typer.confirm("Sign this funding transaction?", err=True):
         abort("not signed")
-    sign_funding(funding, keypair).write(file)
-    err_console.print(f"signature added to {file}")
+    signed.write(file)
+    weight = sum(signed.signer_keys[key] for key in signed.signed_by())
+    err_console.print(
+        f"signature added to {file}; signatures weigh {weight} of the {signed.needed_weight} the treasury needs"
+    )
 
 
 @app.command("submit")

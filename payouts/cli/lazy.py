@@ -46,6 +46,9 @@ COMMANDS: dict[str, Entry] = {
         _M + "pay:reconcile", "Compare the payout account's payments on chain with the ledger for a period's run."
     ),
     "recover": Entry(_M + "pay:recover", "Scan the chain for a run: adopt what a lost ledger state already paid, ..."),
+    "statement": Entry(
+        _M + "statement:statement", "A period's statement: owed carried in, new receipts, retries, corrections, ..."
+    ),
     "held": Entry(
         _M + "pay:held", "Everything outstanding: one entry per owed receipt that is held or being retried, ..."
     ),
@@ -109,6 +112,7 @@ EXAMPLES: dict[str, str] = {
     "reconcile": "payouts reconcile --period 2025-11",
     "recover": "payouts recover 12 --accept 'A. Operator: key rotation of channel 3'",
     "held": "payouts held --json",
+    "statement": "payouts statement --period 2025-11",
     "pause": "payouts pause --reason 'investigating a difference'",
     "resume": "payouts resume",
     "continue": "payouts continue 12",

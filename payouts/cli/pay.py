@@ -11,9 +11,11 @@ from rich.table import Table
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.failures import fail
+from payouts.cli.surplus import payout_surplus_now
 from payouts.ledger import repository
 from payouts.ledger.errors import AlreadyDone
 from payouts.ledger.outstanding import outstanding
+from payouts.ledger.repository import id_of
 from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, resolve_period
@@ -23,6 +25,7 @@ from payouts.runs.payment import PaymentEngine
 from payouts.runs.progress import RunProgress, run_progress
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.runs.service import require_run
+from payouts.runs.sweep import sweep_run
 from payouts.stellar.horizon import HorizonUnavailable, StellarError
 from payouts.stellar.keys import KeyFileError
 from payouts.wiring import horizon, pay_config, signing_keys
@@ -193,23 +196,46 @@ def reconcile(
         config = pay_config(settings, settings.network)
     except (PeriodError, KeyFileError, ValueError, OSError) as exc:
         abort(str(exc), code=2)
+    treasury = settings.treasury_account if settings.two_tier else None
     with cli.session() as session:
         run = repository.live_run_for_period(session, month.offset)
         if run is None:
             abort(f"no run for period {month}")
         with horizon(settings) as client:
-            result = reconcile_run(session, run, client, keys.payout_account, config.asset_code, config.asset_issuer)
+            result = reconcile_run(
+                session, run, client, keys.payout_account, config.asset_code, config.asset_issuer, treasury=treasury
+            )
         record_reconciliation(session, run, result)
+        run_id = id_of(run)
+    sweep = None
+    surplus = None
+    if treasury is not None:
+        # what the run's funding left in the hot account goes back to the treasury (exactly once)
+        with horizon(settings) as client:
+            try:
+                sweep = sweep_run(cli.units(), run_id, client, keys, config, treasury=treasury)
+                surplus = payout_surplus_now(cli, client)
+            except StellarError as exc:
+                abort(str(exc))
     if as_json:
-        print_json(result.__dict__ | {"clean": result.clean})
+        print_json(
+            result.__dict__
+            | {"clean": result.clean}
+            | ({"sweep": sweep.__dict__} if sweep is not None else {})
+            | ({"payout_surplus_tft_units": surplus.surplus_units} if surplus is not None else {})
+        )
     else:
         out_console.print(
-            f"run {run.id} ({month}): {result.paid_in_ledger} paid in the ledger "
+            f"run {run_id} ({month}): {result.paid_in_ledger} paid in the ledger "
             f"({format_tft(result.ledger_total_units)} TFT), {result.paid_on_chain} on chain "
             f"({format_tft(result.chain_total_units)} TFT)"
         )
         for line in result.differences + result.unknown_on_chain:
             err_console.print(f"[bold red]difference:[/] {line}")
+        if sweep is not None and sweep.state not in ("not funded",):
+            err_console.print(f"sweep: {sweep.message}")
+        if surplus is not None and surplus.surplus_units:
+            err_console.print(f"[bold yellow]warning:[/] {surplus.describe()}")
     if not result.clean:
         raise typer.Exit(1)
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.rehearsal import human_utc, trigger_line
+from payouts.cli.surplus import surplus_warning
 from payouts.ledger import repository
 from payouts.ledger.repository import OFF_CYCLE_RUN, id_of
 from payouts.money import format_tft, format_usd
@@ -211,6 +212,8 @@ def runs(
             row["snapshot_sha256"][:12],
         )
     out_console.print(table)
+    if warning := surplus_warning(cli):
+        err_console.print(warning)
     waiting = [row["period"] for row in rows if row["status"] not in _SETTLED]
     err_console.print(trigger_line(settings.schedule_cron, settings.schedule_every_s, waiting[-1] if waiting else None))
 

@@ -132,6 +132,8 @@ class Orchestrator:
     network: str = "dev"
     #: whose time says a period's inputs are complete (the chain's, from the wiring)
     clock: Clock = field(default_factory=SystemClock)
+    #: two-tier: return what a reconciled run's funding left to the treasury (own units of work)
+    sweep: Callable[[int], object] | None = None
 
     # -- the daily trigger -------------------------------------------------------------------
 
@@ -257,6 +259,9 @@ class Orchestrator:
         if status is RunStatus.PAID:
             self.reconcile(session, run)
             step.did.append("reconcile")
+            if self.sweep is not None:
+                sweep = self.sweep
+                uow.after_commit(lambda: sweep(run_id))  # sends a transaction: only once on record
             return True
         if status is RunStatus.RECONCILED:
             location = self.export(session, run)

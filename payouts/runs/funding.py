@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlmodel import Session, select
-from stellar_sdk import Keypair, TransactionEnvelope
+from stellar_sdk import Keypair, StrKey, TransactionEnvelope
 from stellar_sdk.exceptions import BadSignatureError
 from stellar_sdk.operation import Payment as PaymentOperation
 
@@ -28,6 +28,7 @@ from payouts.money import format_tft, parse_tft
 from payouts.runs.approvals import require_approved
 from payouts.runs.errors import RunsError
 from payouts.runs.payment.resolve import chain_outcome
+from payouts.runs.sweep import adopt_chain_transaction, envelope_amount_units, find_on_chain
 from payouts.stellar.build import PaymentOp, build_payment_envelope
 from payouts.stellar.horizon import HorizonClient, Outcome
 from payouts.stellar.submit import Verdict
@@ -55,6 +56,10 @@ class FundingFile:
     max_time: int
     tx_hash: str
     envelope_xdr: str
+    #: the treasury's signers ({"key", "weight"}) and thresholds as the chain had them at
+    #: export: what `sign` checks a key against offline (submit checks the chain again)
+    signers: list[dict] = field(default_factory=list)
+    thresholds: dict[str, int] = field(default_factory=dict)
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"format": FUNDING_FORMAT, **asdict(self)}, indent=2) + "\n")
@@ -74,6 +79,8 @@ class FundingFile:
             funding = cls(**document)
         except TypeError as exc:
             raise FundingError(f"{path}: {exc}") from None
+        if not _well_formed_signers(funding.signers, funding.thresholds):
+            raise FundingError(f"{path}: the treasury signers or thresholds in the file are not well formed")
         funding.envelope()  # the envelope must say what the file says
         return funding
 
@@ -112,6 +119,21 @@ class FundingFile:
             raise FundingError("the funding file does not match its envelope: " + ", ".join(problems))
         return envelope
 
+    @property
+    def signer_keys(self) -> dict[str, int]:
+        """The treasury's signing keys named in the file, with their weights."""
+        return {str(s.get("key")): int(s.get("weight", 0)) for s in self.signers if s.get("key")}
+
+    @property
+    def needed_weight(self) -> int:
+        """A payment needs the treasury's medium threshold (at least 1)."""
+        return max(int(self.thresholds.get("med_threshold", 0)), 1)
+
+    def signed_by(self) -> list[str]:
+        """The file's signers whose signatures in the envelope verify."""
+        envelope = self.envelope()
+        return [key for key in self.signer_keys if _has_signature(envelope, key)]
+
     def describe(self) -> list[str]:
         return [
             f"run {self.run_id}: fund the payout account for exactly the approved run total",
@@ -121,7 +143,48 @@ class FundingFile:
             f"memo: manifest SHA-256 {self.manifest_sha256}",
             f"valid until unix time {self.max_time}; network: {self.network_passphrase}",
             f"transaction hash {self.tx_hash}",
+            "treasury signers: "
+            + (", ".join(f"{key} (weight {weight})" for key, weight in self.signer_keys.items()) or "not named")
+            + f"; a payment needs weight {self.needed_weight}",
         ]
+
+
+def _well_formed_signers(signers: object, thresholds: object) -> bool:
+    if not isinstance(signers, list) or not isinstance(thresholds, dict):
+        return False
+    for signer in signers:
+        if not isinstance(signer, dict) or not isinstance(signer.get("key"), str):
+            return False
+        if not isinstance(signer.get("weight"), int) or not StrKey.is_valid_ed25519_public_key(signer["key"]):
+            return False
+    return all(isinstance(value, int) for value in thresholds.values())
+
+
+def _has_signature(envelope: TransactionEnvelope, public_key: str) -> bool:
+    keypair = Keypair.from_public_key(public_key)
+    tx_hash = envelope.hash()
+    for decorated in envelope.signatures:
+        if decorated.signature_hint != keypair.signature_hint():
+            continue
+        try:
+            keypair.verify(tx_hash, decorated.signature)
+        except BadSignatureError:
+            continue
+        return True
+    return False
+
+
+def treasury_signers(account) -> tuple[list[dict], dict[str, int]]:
+    """The treasury's ed25519 signers with a weight, and its thresholds, as the chain has them."""
+    signers = [
+        {"key": s["key"], "weight": int(s.get("weight", 0))}
+        for s in account.signers
+        if s.get("type", "ed25519_public_key") == "ed25519_public_key" and int(s.get("weight", 0)) > 0
+    ]
+    thresholds = {
+        name: int(account.thresholds.get(name, 0)) for name in ("low_threshold", "med_threshold", "high_threshold")
+    }
+    return sorted(signers, key=lambda s: s["key"]), thresholds
 
 
 def export_funding(
@@ -148,6 +211,10 @@ def export_funding(
         )
     ).first()
     manifest = require_approved(session, run, approvers=approvers, required=required)
+    account = client.account(treasury)
+    if account is None:
+        raise FundingError(f"the treasury {treasury} does not exist on this network")
+    signers, thresholds = treasury_signers(account)
     if recorded is not None:
         envelope = TransactionEnvelope.from_xdr(recorded.envelope_xdr, network_passphrase)
         op = envelope.transaction.operations[0]
@@ -165,12 +232,25 @@ def export_funding(
             recorded.max_time,
             recorded.tx_hash,
             recorded.envelope_xdr,
+            signers,
+            thresholds,
         )
     if RunStatus(run.status) is not RunStatus.APPROVED:
         raise FundingError(f"run {run.id} is {run.status}; only an approved run is funded")
-    account = client.account(treasury)
-    if account is None:
-        raise FundingError(f"the treasury {treasury} does not exist on this network")
+    landed = funding_on_chain(
+        client,
+        treasury=treasury,
+        payout_account=payout_account,
+        manifest_hex=manifest.sha256.hex(),
+        asset_code=asset_code,
+        asset_issuer=asset_issuer,
+    )
+    if landed:
+        raise FundingError(
+            f"the chain already has a funding payment for run {run.id}'s manifest ({landed[0]['transaction_hash']}, "
+            f"{landed[0]['amount']} TFT) that this ledger does not know (a restored ledger?): nothing exported; "
+            f"`payouts funding export {run.id}` records it as the run's funding"
+        )
     latest = client.latest_ledger()
     max_time = int(latest.closed_at.timestamp()) + validity_s
     # valid below this ledger only: "not found as of max_ledger" is the proof it never lands
@@ -241,12 +321,118 @@ def export_funding(
         max_time,
         tx.tx_hash,
         tx.envelope_xdr,
+        signers,
+        thresholds,
+    )
+
+
+class AlreadySigned(FundingError):
+    """This key's signature is in the file already: nothing to add."""
+
+
+def funding_on_chain(
+    client: HorizonClient, *, treasury: str, payout_account: str, manifest_hex: str, asset_code: str, asset_issuer: str
+) -> list[dict]:
+    """Treasury -> payout payments on chain carrying this manifest's hash."""
+    return find_on_chain(
+        client,
+        account=payout_account,
+        source=treasury,
+        destination=payout_account,
+        memo_hex=manifest_hex,
+        asset_code=asset_code,
+        asset_issuer=asset_issuer,
+    )
+
+
+def adopt_funding(
+    session: Session,
+    run: Run,
+    client: HorizonClient,
+    *,
+    treasury: str,
+    payout_account: str,
+    asset_code: str,
+    asset_issuer: str,
+    approvers: list[str],
+    required: int,
+) -> str | None:
+    """A funding payment for this run's manifest that landed while the ledger lost it (a
+    restored ledger): record it as the run's confirmed funding, so the run is never funded
+    twice. Returns what was adopted, or None when the chain has none."""
+    manifest = require_approved(session, run, approvers=approvers, required=required)
+    known = set(
+        session.exec(
+            select(StellarTransaction.tx_hash).where(
+                StellarTransaction.run_id == run.id, StellarTransaction.purpose == "funding"
+            )
+        ).all()
+    )
+    landed = [
+        record
+        for record in funding_on_chain(
+            client,
+            treasury=treasury,
+            payout_account=payout_account,
+            manifest_hex=manifest.sha256.hex(),
+            asset_code=asset_code,
+            asset_issuer=asset_issuer,
+        )
+        if record["transaction_hash"] not in known
+    ]
+    if not landed:
+        return None
+    if RunStatus(run.status) is not RunStatus.APPROVED:
+        raise FundingError(
+            f"the chain has a funding payment for run {run.id} ({landed[0]['transaction_hash']}) the ledger "
+            f"lacks, and the run is {run.status}: resolve it by hand before anything else moves"
+        )
+    tx = adopt_chain_transaction(session, id_of(run), "funding", landed[0], manifest.sha256.hex(), "funding.adopted")
+    amount = envelope_amount_units(tx.envelope_xdr)
+    if amount != manifest.total_tft_units:
+        raise FundingError(
+            f"the chain's funding payment {tx.tx_hash} for run {run.id} brought {format_tft(amount)} TFT, "
+            f"not the run total {format_tft(manifest.total_tft_units)}: resolve it by hand"
+        )
+    for from_status, to_status, event in (
+        (RunStatus.APPROVED, RunStatus.FUNDING, "run.funding"),
+        (RunStatus.FUNDING, RunStatus.FUNDED, "run.funded"),
+    ):
+        transition(
+            session,
+            Run,
+            id_of(run),
+            from_status,
+            to_status,
+            transitions=RUN_TRANSITIONS,
+            event=event,
+            detail={"tx_hash": tx.tx_hash, "adopted": True},
+        )
+    return (
+        f"run {run.id} is funded already: the chain has its funding payment {tx.tx_hash} "
+        f"({format_tft(amount)} TFT) that this ledger lacked; recorded, nothing exported"
     )
 
 
 def sign_funding(funding: FundingFile, keypair: Keypair) -> FundingFile:
-    """Add one signature; the hash (and so the transaction) does not change."""
+    """Add one signature; the hash (and so the transaction) does not change.
+
+    Offline: the key must be one of the treasury signers the file names (read from the chain
+    at export). Raises AlreadySigned when this key has signed the file already."""
     envelope = funding.envelope()
+    public_key = keypair.public_key
+    if not funding.signers:
+        raise FundingError(
+            "this funding file does not name the treasury's signers (written by an older version): "
+            f"export it again with `payouts funding export {funding.run_id} --out FILE --force`"
+        )
+    if public_key not in funding.signer_keys:
+        raise FundingError(
+            f"key {public_key} is not a signer of the treasury {funding.treasury}; its signers are "
+            + ", ".join(f"{key} (weight {weight})" for key, weight in funding.signer_keys.items())
+        )
+    if _has_signature(envelope, public_key):
+        raise AlreadySigned(f"{public_key} has signed this funding transaction already; nothing added")
     envelope.sign(keypair)
     return FundingFile(**{**asdict(funding), "envelope_xdr": envelope.to_xdr()})
 
@@ -307,11 +493,29 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
         if treasury is None:
             raise FundingError(f"the treasury {funding.treasury} does not exist on this network")
         weight, strangers = signature_weight(envelope, treasury.signers)
+        chain_signers, chain_thresholds = treasury_signers(treasury)
+        now_signing = ", ".join(f"{s['key']} (weight {s['weight']})" for s in chain_signers)
+        changed = ""
+        if funding.signers and (chain_signers, chain_thresholds) != (
+            sorted(funding.signers, key=lambda s: s["key"]),
+            funding.thresholds,
+        ):
+            changed = " (the treasury's signers or thresholds changed since the file was exported)"
         if strangers:
-            raise FundingError(f"signatures by keys that are not treasury signers (hints {', '.join(strangers)})")
+            named = [
+                key for key in funding.signer_keys if Keypair.from_public_key(key).signature_hint().hex() in strangers
+            ]
+            raise FundingError(
+                "signatures by keys that are not treasury signers on chain "
+                f"({', '.join(named) if named else 'hints ' + ', '.join(strangers)}){changed}; "
+                f"the treasury's signers are {now_signing}"
+            )
         needed = max(int(treasury.thresholds.get("med_threshold", 0)), 1)
         if weight < needed:
-            raise FundingError(f"the signatures weigh {weight}; the treasury needs {needed} to pay")
+            raise FundingError(
+                f"the signatures weigh {weight}; the treasury needs {needed} to pay{changed}; "
+                f"its signers are {now_signing}"
+            )
         recorded_id = id_of(recorded)
         if recorded.status == TransactionStatus.BUILT:
             transition(

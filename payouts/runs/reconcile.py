@@ -32,6 +32,9 @@ class Reconciliation:
     chain_total_units: int = 0
     differences: list[str] = field(default_factory=list)
     unknown_on_chain: list[str] = field(default_factory=list)  # chain payments no run knows
+    #: payout -> treasury payments under this run's manifest hash the ledger lacks: a sweep the
+    #: ledger lost, adopted by the sweep step (never swept again)
+    lost_sweeps: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -39,9 +42,35 @@ class Reconciliation:
 
 
 def reconcile_run(
-    session: Session, run: Run, client: HorizonClient, payout_account: str, asset_code: str, asset_issuer: str
+    session: Session,
+    run: Run,
+    client: HorizonClient,
+    payout_account: str,
+    asset_code: str,
+    asset_issuer: str,
+    *,
+    treasury: str | None = None,
 ) -> Reconciliation:
     result = Reconciliation(run_id=id_of(run))
+    # sweeps return leftover funding to the treasury: not payments of receipts (sweep.py checks them)
+    sweep_ids = set(session.exec(select(StellarTransaction.id).where(StellarTransaction.purpose == "sweep")).all())
+    sweeps = {
+        h
+        for pair in session.exec(
+            select(StellarTransaction.tx_hash, StellarTransaction.fee_bump_hash).where(
+                StellarTransaction.purpose == "sweep"
+            )
+        )
+        for h in pair
+        if h
+    } | set(
+        session.exec(select(TransactionHash.tx_hash).where(col(TransactionHash.transaction_id).in_(sweep_ids))).all()
+    )
+    manifest_hex = session.exec(
+        select(StellarTransaction.memo_hash).where(
+            StellarTransaction.run_id == run.id, StellarTransaction.purpose == "funding"
+        )
+    ).first()
     paid = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.status == PaymentStatus.PAID)).all()
     ledger_by_tx: dict[str, Counter] = defaultdict(Counter)
     for payment in paid:
@@ -89,6 +118,17 @@ def reconcile_run(
             continue
         tx_hash = record["transaction_hash"]
         amount_units = parse_tft(record["amount"])
+        if tx_hash in sweeps:
+            continue
+        if (
+            tx_hash not in all_known
+            and treasury is not None
+            and record.get("to") == treasury
+            and manifest_hex is not None
+            and _memo_hex((record.get("transaction") or {}).get("memo")) == manifest_hex
+        ):
+            result.lost_sweeps.append(tx_hash)
+            continue
         if tx_hash not in all_known:
             result.unknown_on_chain.append(f"{tx_hash}: {record['amount']} TFT to {record['to']}")
             continue

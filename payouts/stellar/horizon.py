@@ -141,6 +141,8 @@ class TransactionInfo:
     memo: str | None
     #: a fee bump's inner transaction hash (the hash it was signed under); None otherwise
     inner_hash: str | None = None
+    #: the fee the network charged (stroops), when Horizon says
+    fee_charged_stroops: int | None = None
 
 
 @dataclass(frozen=True)
@@ -385,4 +387,5 @@ def _transaction_info(document: dict) -> TransactionInfo:
         memo_type=document.get("memo_type", "none"),
         memo=document.get("memo"),
         inner_hash=inner.get("hash"),
+        fee_charged_stroops=int(document["fee_charged"]) if str(document.get("fee_charged", "")).isdigit() else None,
     )

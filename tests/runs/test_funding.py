@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 from sqlmodel import Session, select
@@ -13,7 +14,7 @@ from payouts.ledger.models import LedgerEvent, Run, StellarTransaction
 from payouts.ledger.states import RunStatus
 from payouts.ledger.unit_of_work import UnitsOfWork, unit_of_work
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
-from payouts.runs.funding import FundingError, FundingFile, export_funding, sign_funding, submit_funding
+from payouts.runs.funding import AlreadySigned, FundingError, FundingFile, export_funding, sign_funding, submit_funding
 from payouts.runs.payment import PayConfig, PaymentEngine, RunNotPayable
 from payouts.runs.service import calculate_run
 from payouts.sandbox import running_sandbox
@@ -87,9 +88,16 @@ def test_a_multisig_treasury_funds_exactly_the_run_total(ledger_url, tmp_path):
         one = sign_funding(FundingFile.read(exported), alice)
         with pytest.raises(FundingError, match="weigh 1; the treasury needs 2"):
             submit_funding(UnitsOfWork(db), one, client)
-        stranger = sign_funding(one, Keypair.random())
-        with pytest.raises(FundingError, match="not treasury signers"):
+        outsider = Keypair.random()
+        with pytest.raises(FundingError, match=f"key {outsider.public_key} is not a signer of the treasury"):
+            sign_funding(one, outsider)  # refused offline, naming the key and the signers
+        forged = one.envelope()
+        forged.sign(outsider)  # signed past the check, by hand: the chain check still refuses it
+        stranger = FundingFile(**{**asdict(one), "envelope_xdr": forged.to_xdr()})
+        with pytest.raises(FundingError, match="not treasury signers on chain"):
             submit_funding(UnitsOfWork(db), stranger, client)
+        with pytest.raises(AlreadySigned, match=alice.public_key):
+            sign_funding(one, alice)
 
         both = sign_funding(one, bob)
         assert both.tx_hash == funding.tx_hash  # signatures do not change the transaction
