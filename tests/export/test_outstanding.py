@@ -23,7 +23,6 @@ from sqlmodel import Session, col, select
 from stellar_sdk import Keypair
 from typer.testing import CliRunner
 
-from config.settings import Settings
 from payouts.cli.main import app
 from payouts.export.rows import ExportFilter, iter_entries
 from payouts.export.server import make_server, serve_in_thread
@@ -242,7 +241,7 @@ def _site_not_paid_yet(paid: PaidLedger, site: Path, farm_id: int) -> str:
     """The "not paid yet" figure of the farm's page on the published site, in headless Chromium."""
     with Session(paid.engine) as session:
         publish_site(session, site, network="dev", horizon_url=paid.horizon_url)
-    server = make_server(Settings(database_url=paid.url, network="dev"), "127.0.0.1", 0, site)
+    server = make_server(paid.url, "127.0.0.1", 0, site, network="dev")
     thread = serve_in_thread(server)
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
