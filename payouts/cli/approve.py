@@ -9,15 +9,6 @@ import typer
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
-from payouts.cli.run import print_review
-from payouts.ledger.errors import AlreadyDone, LedgerError
-from payouts.ledger.identity import bind_payout_account
-from payouts.runs.approvals import approve_run, build_manifest, reject_run, required_approvals, sign_manifest
-from payouts.runs.errors import RunsError
-from payouts.runs.review import build_review
-from payouts.runs.service import require_run
-from payouts.stellar.keys import KeyFileError, load_keypair
-from payouts.wiring import payout_public_key
 
 
 def approve(
@@ -33,6 +24,16 @@ def approve(
     The signature counts while the run is unchanged; enough valid approvals move the run to
     `approved`. The key never leaves this machine: only the signature is recorded.
     """
+    from payouts.cli.run import print_review
+    from payouts.ledger.errors import AlreadyDone, LedgerError
+    from payouts.ledger.identity import bind_payout_account
+    from payouts.runs.approvals import approve_run, build_manifest, required_approvals, sign_manifest
+    from payouts.runs.errors import RunsError
+    from payouts.runs.review import build_review
+    from payouts.runs.service import require_run
+    from payouts.stellar.keys import KeyFileError, load_keypair
+    from payouts.wiring import payout_public_key
+
     cli = get_context(ctx)
     try:
         keypair = load_keypair(key_file)
@@ -85,6 +86,10 @@ def reject(
     reason: Annotated[str, typer.Option("--reason", help="Why the run is rejected (recorded).")],
 ) -> None:
     """Reject a run for good; its period can then be calculated again."""
+    from payouts.runs.approvals import reject_run
+    from payouts.runs.errors import RunsError
+    from payouts.runs.service import require_run
+
     cli = get_context(ctx)
     with cli.session() as session:
         try:

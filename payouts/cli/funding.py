@@ -11,12 +11,6 @@ from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
 from payouts.cli.rehearsal import trigger_line
 from payouts.periods import Period
-from payouts.runs.errors import RunsError
-from payouts.runs.funding import FundingFile, export_funding, sign_funding, submit_funding
-from payouts.runs.service import require_run
-from payouts.stellar.horizon import StellarError
-from payouts.stellar.keys import KeyFileError, load_keypair
-from payouts.wiring import horizon, pay_config, signing_keys
 
 app = typer.Typer(
     help="Two-tier funding: the treasury funds the payout account with exactly a run's total.", no_args_is_help=True
@@ -31,6 +25,13 @@ def export(
 ) -> None:
     """Write the run's funding transaction (treasury -> payout account, the approved total,
     valid for 7 days) for the treasury signers. Exporting again gives the same transaction."""
+    from payouts.runs.errors import RunsError
+    from payouts.runs.funding import export_funding
+    from payouts.runs.service import require_run
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import horizon, pay_config, signing_keys
+
     cli = get_context(ctx)
     settings = cli.settings
     if not settings.treasury_account:
@@ -68,6 +69,10 @@ def sign(
 ) -> None:
     """Show what the funding transaction does, then add this key's signature to the file.
     Works offline: nothing is sent."""
+    from payouts.runs.errors import RunsError
+    from payouts.runs.funding import FundingFile, sign_funding
+    from payouts.stellar.keys import KeyFileError, load_keypair
+
     try:
         funding = FundingFile.read(file)
         keypair = load_keypair(key_file)
@@ -89,6 +94,12 @@ def submit(
 ) -> None:
     """Submit the funding transaction once its signatures meet the treasury's threshold.
     Safe to repeat: an unknown outcome is looked up by hash before anything else."""
+    from payouts.runs.errors import RunsError
+    from payouts.runs.funding import FundingFile, submit_funding
+    from payouts.runs.service import require_run
+    from payouts.stellar.horizon import StellarError
+    from payouts.wiring import horizon
+
     cli = get_context(ctx)
     try:
         funding = FundingFile.read(file)

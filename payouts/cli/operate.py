@@ -11,15 +11,6 @@ from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.errors import mask_url
 from payouts.periods import PeriodError, resolve_period
-from payouts.runs.advance import continue_run
-from payouts.runs.control import pause_state, set_paused
-from payouts.runs.errors import RunsError
-from payouts.runs.service import require_run
-from payouts.snapshot.load import SnapshotError
-from payouts.sources.errors import SourceError
-from payouts.stellar.horizon import StellarError
-from payouts.stellar.keys import KeyFileError
-from payouts.wiring import build_orchestrator
 
 
 def run(
@@ -37,6 +28,13 @@ def run(
     the pause switch). Without --in-process the work is queued for the workers (Redis broker).
     Running it twice is harmless: every step checks the ledger first.
     """
+    from payouts.runs.errors import RunsError
+    from payouts.snapshot.load import SnapshotError
+    from payouts.sources.errors import SourceError
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import build_orchestrator
+
     cli = get_context(ctx)
     try:
         month = resolve_period(period, period_offset)
@@ -79,6 +77,8 @@ def pause(
 ) -> None:
     """Stop new submissions everywhere (a kill switch). Transactions already sent are still
     confirmed; nothing new is built or sent until `payouts resume`."""
+    from payouts.runs.control import set_paused
+
     cli = get_context(ctx)
     try:
         with cli.session() as session:
@@ -90,6 +90,8 @@ def pause(
 
 def resume(ctx: typer.Context) -> None:
     """Allow submissions again; paying runs continue at the next trigger or `payouts run`."""
+    from payouts.runs.control import pause_state, set_paused
+
     cli = get_context(ctx)
     with cli.session() as session:
         was = pause_state(session)
@@ -112,6 +114,10 @@ def continue_(
     ] = None,
 ) -> None:
     """Continue a stopped run exactly where it stopped, once its cause is fixed."""
+    from payouts.runs.advance import continue_run
+    from payouts.runs.errors import RunsError
+    from payouts.runs.service import require_run
+
     cli = get_context(ctx)
     try:
         with cli.session() as session:

@@ -5,28 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from sqlmodel import col, select
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.failures import fail
-from payouts.ledger import repository
-from payouts.ledger.errors import AlreadyDone
-from payouts.ledger.models import Payment
-from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, resolve_period
-from payouts.runs.approvals import approver_notice, required_approvals
-from payouts.runs.errors import RunsError
-from payouts.runs.payment import PaymentEngine
-from payouts.runs.reconcile import reconcile_run, record_reconciliation
-from payouts.runs.retries import retries_so_far
-from payouts.runs.service import require_run
-from payouts.stellar.horizon import HorizonUnavailable, StellarError
-from payouts.stellar.keys import KeyFileError
-from payouts.wiring import horizon, pay_config, signing_keys
 
 HOLD_ADVICE = {
     "no_address": "set a payout address on the farm",
@@ -47,6 +31,19 @@ def pay(
     Safe to run again after any interruption: it resumes from the ledger, looks unknown
     outcomes up by hash and never rebuilds a transaction that could still land.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from payouts.ledger import repository
+    from payouts.ledger.errors import AlreadyDone
+    from payouts.ledger.states import PaymentStatus
+    from payouts.runs.approvals import approver_notice, required_approvals
+    from payouts.runs.errors import RunsError
+    from payouts.runs.payment import PaymentEngine
+    from payouts.runs.service import require_run
+    from payouts.stellar.horizon import HorizonUnavailable, StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import horizon, pay_config, signing_keys
+
     cli = get_context(ctx)
     settings = cli.settings
     with cli.session() as session:
@@ -122,6 +119,13 @@ def recover(
 ) -> None:
     """Scan the chain for a run: adopt what a lost ledger state already paid, list what matches
     nothing, and with --accept record an operator's acceptance of it."""
+    from payouts.runs.errors import RunsError
+    from payouts.runs.payment import PaymentEngine
+    from payouts.runs.service import require_run
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import horizon, pay_config, signing_keys
+
     cli = get_context(ctx)
     settings = cli.settings
     with cli.session() as session:
@@ -157,6 +161,11 @@ def reconcile(
 
     Differences are reported loudly and stop the run; nothing is ever paid again to fix one.
     """
+    from payouts.ledger import repository
+    from payouts.runs.reconcile import reconcile_run, record_reconciliation
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import horizon, pay_config, signing_keys
+
     cli = get_context(ctx)
     settings = cli.settings
     try:
@@ -191,6 +200,14 @@ def held(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Everything outstanding: held payments of every run, why, and what the farmer should fix."""
+    from rich.table import Table
+    from sqlmodel import col, select
+
+    from payouts.ledger import repository
+    from payouts.ledger.models import Payment
+    from payouts.ledger.states import PaymentStatus
+    from payouts.runs.retries import retries_so_far
+
     cli = get_context(ctx)
     max_retries = cli.settings.max_retries
     with cli.session() as session:

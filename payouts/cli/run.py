@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.rehearsal import trigger_line
-from payouts.ledger import repository
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
-from payouts.runs.advance import describe_wait
-from payouts.runs.approvals import approver_notice, required_approvals
-from payouts.runs.control import pause_state
-from payouts.runs.errors import RunsError
-from payouts.runs.review import Review, build_review
-from payouts.runs.service import ReceiptFields, calculate_run, calculation_document, require_run
-from payouts.snapshot.load import SnapshotError, load_snapshot
+
+if TYPE_CHECKING:  # the ledger and the calculation load when a command runs, not for its --help
+    from payouts.runs.review import Review
+    from payouts.runs.service import ReceiptFields
 
 
 def calculate(
@@ -42,6 +36,13 @@ def calculate(
     The same snapshot again prints the existing run. A different snapshot for a period that
     has a run is refused unless --replace is given and the run is not approved yet.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from payouts.ledger import repository
+    from payouts.runs.errors import RunsError
+    from payouts.runs.service import calculate_run, calculation_document
+    from payouts.snapshot.load import SnapshotError, load_snapshot
+
     cli = get_context(ctx)
     try:
         snapshot = load_snapshot(snapshot_path, max_decompressed_bytes=cli.settings.snapshot_max_bytes)
@@ -92,6 +93,8 @@ def calculate(
 
 
 def _print_calculation_summary(document: dict, outcome) -> None:
+    from rich.table import Table
+
     totals = document["totals"]
     period = Period(document["period"]["offset"])
     counts: dict[str, int] = {}
@@ -120,6 +123,13 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """List every run with its state and what it waits for."""
+    from rich.table import Table
+
+    from payouts.ledger import repository
+    from payouts.runs.advance import describe_wait
+    from payouts.runs.approvals import required_approvals
+    from payouts.runs.control import pause_state
+
     cli = get_context(ctx)
     settings = cli.settings
     required = required_approvals(settings.network, settings.approvals_required)
@@ -185,6 +195,11 @@ def show(
 ) -> None:
     """Show the review an approver needs: totals against the previous period, largest
     changes, violations, held addresses, new or changed payout addresses, caps."""
+    from payouts.runs.approvals import approver_notice, required_approvals
+    from payouts.runs.errors import RunsError
+    from payouts.runs.review import build_review
+    from payouts.runs.service import require_run
+
     cli = get_context(ctx)
     settings = cli.settings
     with cli.session() as session:
@@ -218,6 +233,8 @@ def _delta(current: int, previous: int | None) -> str:
 
 
 def print_review(review: Review) -> None:
+    from rich.table import Table
+
     summary = Table(
         title=f"Run {review.run_id} — period {review.period} — {review.status}",
         show_header=False,
