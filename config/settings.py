@@ -20,10 +20,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
-from stellar_sdk import StrKey
 
 from config.errors import describe_settings
 from payouts.redact import has_seed, redact
+from payouts.strkey import is_valid_public_key
 
 DEFAULT_STATE_DIR = Path("var")
 #: networks that move real (or real-looking) money: stricter configuration
@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_approvers(cls, value: list[str]) -> list[str]:
         for key in value:
-            if not StrKey.is_valid_ed25519_public_key(key):
+            if not is_valid_public_key(key):
                 raise ValueError(f"approver {redact(key)!r} is not a Stellar public key (G...)")
         return value
 

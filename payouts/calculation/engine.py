@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from stellar_sdk import StrKey
-
 from payouts.calculation import units
 from payouts.calculation.columns import EventColumns, measure_uptime_columns
 from payouts.calculation.receipts import minting_receipt_bytes, receipt_hash
@@ -41,6 +39,7 @@ from payouts.snapshot.schema import (
     Twin,
 )
 from payouts.snapshot.stream import StreamedSnapshot
+from payouts.strkey import is_valid_public_key
 
 GIB = units.GIB
 #: minting_v3 writes this price into every receipt, whatever the node's connection price
@@ -532,7 +531,7 @@ def _reward(
         return Eligibility.BELOW_SLA, reason, 0, 0
     if tft_units > 0 and not address:
         return Eligibility.NO_ADDRESS, "no payout address set on the farm", musd, tft_units
-    if tft_units > 0 and not StrKey.is_valid_ed25519_public_key(address):
+    if tft_units > 0 and not is_valid_public_key(address):
         return (
             Eligibility.INVALID_ADDRESS,
             "the farm's payout address is not a valid Stellar address",

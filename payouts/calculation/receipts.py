@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from decimal import Decimal
 
 FLOAT_GROUPS = ("cloud_units", "resource_units", "resource_utilization")
 _MINTING_KEYS = (
@@ -53,16 +52,25 @@ _RETRY_KEYS = (
 
 
 def format_f64(value: float) -> str:
-    """An f64 as serde_json writes it (ryu): `16.0`, `0.00005`, `1e-6`, `2.5e-7`, `1e16`."""
+    """An f64 as serde_json writes it (ryu): `16.0`, `0.00005`, `1e-6`, `2.5e-7`, `1e16`.
+
+    Both write the shortest digits that read back as the same f64; only the layout differs.
+    The digits and exponent are read from `repr` (as `Decimal(repr(value)).normalize()` would
+    give them, tests/calculation/test_receipts.py compares the two)."""
     value = float(value)
     if not math.isfinite(value):
         return "null"  # serde_json writes non-finite floats as null
     if value == 0:
         return "-0.0" if str(value).startswith("-") else "0.0"
-    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
-    if not isinstance(exponent, int):  # 'n', 'N', 'F' (NaN, infinity): excluded above
-        return "null"
-    text = "".join(map(str, digits))
+    shown = repr(value)
+    sign = shown.startswith("-")
+    mantissa, _, power = shown.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    text = (whole + fraction).lstrip("0")
+    exponent = (int(power) if power else 0) - len(fraction)
+    stripped = text.rstrip("0")
+    exponent += len(text) - len(stripped)
+    text = stripped
     # scientific exponent of the first digit: value = d.ddd x 10^point
     point = len(text) + exponent - 1
     prefix = "-" if sign else ""

@@ -9,22 +9,6 @@ import typer
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
-from payouts.cli.run import exceedance_text, print_review
-from payouts.ledger.errors import AlreadyDone, LedgerError
-from payouts.ledger.identity import bind_payout_account
-from payouts.runs.approvals import (
-    approve_run,
-    build_manifest,
-    reject_run,
-    required_approvals,
-    sign_manifest,
-    valid_approvals,
-)
-from payouts.runs.errors import RunsError
-from payouts.runs.exceedances import ExceedancesNotAccepted, record_acceptance
-from payouts.runs.service import require_run
-from payouts.stellar.keys import KeyFileError, load_keypair
-from payouts.wiring import payout_public_key, review_of
 
 
 def approve(
@@ -50,6 +34,16 @@ def approve(
     cap or a hardware bound is approved only with --accept-exceedance "why" (recorded inside the
     signed manifest; later approvers sign the same acceptance).
     """
+    from payouts.cli.run import exceedance_text, print_review
+    from payouts.ledger.errors import AlreadyDone, LedgerError
+    from payouts.ledger.identity import bind_payout_account
+    from payouts.runs.approvals import approve_run, build_manifest, required_approvals, sign_manifest, valid_approvals
+    from payouts.runs.errors import RunsError
+    from payouts.runs.exceedances import ExceedancesNotAccepted, record_acceptance
+    from payouts.runs.service import require_run
+    from payouts.stellar.keys import KeyFileError, load_keypair
+    from payouts.wiring import payout_public_key, review_of
+
     cli = get_context(ctx)
     try:
         keypair = load_keypair(key_file)
@@ -108,6 +102,10 @@ def reject(
     reason: Annotated[str, typer.Option("--reason", help="Why the run is rejected (recorded).")],
 ) -> None:
     """Reject a run for good; its period can then be calculated again."""
+    from payouts.runs.approvals import reject_run
+    from payouts.runs.errors import RunsError
+    from payouts.runs.service import require_run
+
     cli = get_context(ctx)
     with cli.session() as session:
         try:

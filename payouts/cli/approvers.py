@@ -9,8 +9,6 @@ import typer
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
-from payouts.runs.approvals import ApproverSetError, approvers_in_effect, required_approvals, sign_approver_change
-from payouts.stellar.keys import KeyFileError, load_keypair
 
 app = typer.Typer(
     help="The approver set recorded in the ledger: a change takes effect once signed by the set before it.",
@@ -21,6 +19,8 @@ app = typer.Typer(
 @app.command("show")
 def show(ctx: typer.Context) -> None:
     """Show the approvers in effect, and a configured change waiting for signatures."""
+    from payouts.runs.approvals import approvers_in_effect, required_approvals
+
     cli = get_context(ctx)
     settings = cli.settings
     required = required_approvals(settings.network, settings.approvals_required)
@@ -45,6 +45,9 @@ def sign(
 ) -> None:
     """Sign the configured approver set (PAYOUTS_APPROVERS, PAYOUTS_APPROVALS_REQUIRED) as the
     successor of the set in effect; it takes effect once enough current approvers signed."""
+    from payouts.runs.approvals import ApproverSetError, required_approvals, sign_approver_change
+    from payouts.stellar.keys import KeyFileError, load_keypair
+
     cli = get_context(ctx)
     settings = cli.settings
     try:

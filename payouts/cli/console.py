@@ -1,20 +1,60 @@
-"""Terminal output for operators: status to stderr, data to stdout, `--json` for scripts."""
+"""Terminal output for operators: status to stderr, data to stdout, `--json` for scripts.
+
+The consoles are made on first use: importing this module loads no rich, so a command's
+`--help` prints at once.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import NoReturn
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import orjson
 import typer
-from rich.console import Console
 
 from payouts.redact import redact
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich Console made when first used (its options given now)."""
+
+    _options: dict[str, Any]
+    _console: Console | None
+
+    def __init__(self, **options: Any) -> None:
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
+
+    def _real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            object.__setattr__(self, "_console", Console(**self._options))
+        return cast("Console", self._console)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._real(), name, value)
+
+    def __enter__(self) -> Console:
+        return self._real().__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._real().__exit__(kind, error, traceback)
+
+
 #: Human status, progress bars and tables that are not the command's data.
-err_console = Console(stderr=True, highlight=False)
+err_console = cast("Console", _LazyConsole(stderr=True, highlight=False))
 #: The command's data (tables, JSON).
-out_console = Console(highlight=False)
+out_console = cast("Console", _LazyConsole(highlight=False))
 
 
 def abort(message: str, code: int = 1) -> NoReturn:

@@ -10,19 +10,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import Engine, inspect
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
 
-from config.settings import Settings, SettingsError, load_settings
 from payouts.cli import errors
 from payouts.cli.console import abort
 from payouts.cli.failures import fail
-from payouts.clock import Clock
-from payouts.ledger.db import LedgerFileError, make_engine, migrate, session_scope
-from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlmodel import Session
+
+    from config.settings import Settings
+    from payouts.clock import Clock  # the ledger and settings load when a command runs, not for its --help
+    from payouts.ledger.unit_of_work import UnitOfWorkFactory
 
 
 @dataclass
@@ -41,6 +43,10 @@ class CliContext:
 
     def engine(self) -> Engine:
         if self._engine is None:
+            from sqlalchemy.exc import OperationalError
+
+            from payouts.ledger.db import LedgerFileError, make_engine, migrate
+
             if self.settings.strict:
                 self._require_existing_ledger()
             try:
@@ -62,6 +68,11 @@ class CliContext:
         another working directory): `payouts db init` creates it."""
         where = self.settings.ledger_url_for_display()
         hint = "create it with `payouts db init` (once), or point PAYOUTS_STATE_DIR / PAYOUTS_DATABASE_URL at it"
+        from sqlalchemy import inspect
+        from sqlalchemy.exc import OperationalError
+
+        from payouts.ledger.db import make_engine
+
         path = self.settings.sqlite_ledger_path()
         if path is not None:
             if not path.is_file():
@@ -78,14 +89,20 @@ class CliContext:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        from payouts.ledger.db import session_scope
+
         with session_scope(self.engine()) as session:
             yield session
 
     def units(self) -> UnitOfWorkFactory:
+        from payouts.ledger.unit_of_work import UnitsOfWork
+
         return UnitsOfWork(self.engine())
 
 
 def get_context(ctx: typer.Context) -> CliContext:
+    from config.settings import SettingsError, load_settings
+
     root = ctx.find_root()
     if not isinstance(root.obj, CliContext):
         try:

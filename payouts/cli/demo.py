@@ -14,26 +14,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from sqlmodel import Session, func, select
-from stellar_sdk import Keypair
 
-from config.settings import Settings
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import CliContext
-from payouts.ledger.db import session_scope
-from payouts.ledger.models import Payment
-from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period
-from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
-from payouts.runs.service import require_run
-from payouts.sandbox import running_sandbox
-from payouts.sandbox.accounts import fund_payout_account, init_sandbox
-from payouts.snapshot.synthetic import write_synthetic_snapshot
-from payouts.stellar.horizon import HorizonClient
-from payouts.stellar.keys import write_keypair
-from payouts.wiring import build_orchestrator, export_dir
 
 
 def demo(
@@ -47,6 +32,23 @@ def demo(
 ) -> None:
     """Run a month end to end: sandbox network and accounts, a synthetic grid, calculation,
     approval, payment on the sandbox, reconciliation and the farmer export."""
+    from rich.table import Table
+    from sqlmodel import Session, func, select
+    from stellar_sdk import Keypair
+
+    from config.settings import Settings
+    from payouts.ledger.db import session_scope
+    from payouts.ledger.models import Payment
+    from payouts.ledger.states import PaymentStatus
+    from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
+    from payouts.runs.service import require_run
+    from payouts.sandbox import running_sandbox
+    from payouts.sandbox.accounts import fund_payout_account, init_sandbox
+    from payouts.snapshot.synthetic import write_synthetic_snapshot
+    from payouts.stellar.horizon import HorizonClient
+    from payouts.stellar.keys import write_keypair
+    from payouts.wiring import build_orchestrator, export_dir
+
     started = time.perf_counter()
     if folder.exists():
         shutil.rmtree(folder)

@@ -8,33 +8,20 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import JustifyMethod
-from rich.table import Table
-from rich.text import Text
 
-from payouts import CODE_VERSION
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
-from payouts.export.corrections import (
-    CorrectionError,
-    list_corrections,
-    parse_correction_amount,
-    record_correction,
-)
-from payouts.export.rows import FARMER_FIELDS, FIELDS, ExportFilter, iso_utc, iter_entries, runs_document
-from payouts.export.signons import SignonFileError, import_node_transitions, import_signons
-from payouts.export.site import publish_site
-from payouts.export.status import status_rows
-from payouts.export.summary import SUMMARY_FIELDS, farm_summaries
 from payouts.export.wording import eligibility_status
-from payouts.export.writers import EXPORT_FORMAT, FORMATS, write_csv, write_export
-from payouts.ledger.types import utcnow
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, offset_for_label
-from payouts.runs.statement import period_statement
+
+if TYPE_CHECKING:  # the ledger and rich load when a command runs, not for its --help
+    from rich.console import JustifyMethod
+
+    from payouts.export.rows import ExportFilter
 
 farms_app = typer.Typer(help="Farms' sign-on to the revenue model.", no_args_is_help=True)
 nodes_app = typer.Typer(help="Nodes' move to the revenue model (v3 opt-out, v4 account).", no_args_is_help=True)
@@ -55,6 +42,8 @@ def _period_offset(period: str | None) -> int | None:
 def _filters(
     period: str | None, farm: int | None, node: int | None, addresses: list[str] | None, receipt: str | None
 ) -> ExportFilter:
+    from payouts.export.rows import ExportFilter
+
     receipt_hash = receipt.strip().lower() if receipt else None
     if receipt_hash is not None and (len(receipt_hash) != 64 or any(c not in "0123456789abcdef" for c in receipt_hash)):
         abort(f"{receipt!r} is not a receipt or memo hash (64 hex digits)", code=2)
@@ -113,6 +102,12 @@ def export(
     JSON carries each run's signed manifest and approvals; batch-mode entries carry their Merkle
     proof and the transaction memo. Amounts in TFT have exactly 7 decimals; times are UTC.
     """
+    from payouts import CODE_VERSION
+    from payouts.export.rows import FARMER_FIELDS, FIELDS, iso_utc, iter_entries, runs_document
+    from payouts.export.summary import SUMMARY_FIELDS, farm_summaries
+    from payouts.export.writers import EXPORT_FORMAT, FORMATS, write_csv, write_export
+    from payouts.ledger.types import utcnow
+
     if fmt not in FORMATS:
         abort(f"--format must be one of {', '.join(FORMATS)}", code=2)
     if summary not in (None, "farms"):
@@ -142,6 +137,8 @@ def export(
             else:
                 runs = runs_document(session, filters)
                 if filters.period_offset is not None:  # the period's statement (ledger side)
+                    from payouts.runs.statement import period_statement
+
                     header["statement"] = period_statement(session, filters.period_offset).document()
                 count = write_export(fmt, header, runs, iter_entries(session, filters), stream)
             statement_file = _write_statement(session, filters.period_offset, out) if summary is None else None
@@ -155,6 +152,8 @@ def export(
 
 def _write_statement(session, period_offset: int | None, out: Path | None) -> Path | None:
     """`statement-<period>.json` beside the export file, for a one-period export to a file."""
+    from payouts.runs.statement import period_statement
+
     if period_offset is None or out is None:
         return None
     document = period_statement(session, period_offset).document()
@@ -178,6 +177,8 @@ def status(
 ) -> None:
     """A farmer's payouts per period: eligible or not and why, reward, state, transaction and
     date; a period not paid yet says so and why."""
+    from payouts.export.status import status_rows
+
     if sum(x is not None for x in (node, farm, receipt)) + bool(address) != 1:
         abort("give exactly one of --node, --farm, --address or --receipt", code=2)
     filters = _filters(period, farm, node, address, receipt)
@@ -203,6 +204,9 @@ def _describe(query: dict) -> str:
 
 
 def _print_status(query: dict, rows: list[dict]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     farms = {(r["farm_id"], r["farm_name"]) for r in rows}
     title = Text(f"Payouts for {_describe(query)}")
     if len(farms) == 1:
@@ -255,6 +259,8 @@ def publish(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the static site.")],
 ) -> None:
     """Write the farmers' status page: a static site with JSON shards, hostable anywhere."""
+    from payouts.export.site import publish_site
+
     cli = get_context(ctx)
     try:
         with cli.session() as session:
@@ -306,6 +312,8 @@ def correct(
 
     A receipt is corrected once: a second correction of it is refused, naming the one already
     recorded, unless --again is given (see `payouts corrections`)."""
+    from payouts.export.corrections import CorrectionError, parse_correction_amount, record_correction
+
     cli = get_context(ctx)
     try:
         units = parse_correction_amount(amount, cap_tft_units=cli.settings.cap_node_tft_units)
@@ -348,6 +356,13 @@ def corrections(
 ) -> None:
     """List the recorded corrections: when, by whom, why, how much, and where each stands
     (waiting for the next run, in a run, held, paid)."""
+    from typing import Any
+
+    from rich.table import Table
+
+    from payouts.export.corrections import list_corrections
+    from payouts.export.rows import iso_utc
+
     cli = get_context(ctx)
     with cli.session() as session:
         entries = list_corrections(session, receipt_hash=receipt.strip() if receipt else None, farm_id=farm)
@@ -402,6 +417,8 @@ def farms_import(
     file: Annotated[Path, typer.Argument(help="CSV with farm_id, contact_confirmed_at, sla_accepted_at.")],
 ) -> None:
     """Import the farms' sign-on to the revenue model (contact confirmed, SLA accepted)."""
+    from payouts.export.signons import SignonFileError, import_signons
+
     cli = get_context(ctx)
     try:
         with cli.session() as session:
@@ -418,6 +435,8 @@ def nodes_import(
 ) -> None:
     """Import nodes' move to the revenue model: the v3 opt-out time (no proof-of-capacity payout
     from the period that holds it) and the v4 account."""
+    from payouts.export.signons import SignonFileError, import_node_transitions
+
     cli = get_context(ctx)
     try:
         with cli.session() as session:

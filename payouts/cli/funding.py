@@ -11,19 +11,6 @@ from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
 from payouts.cli.rehearsal import trigger_line
 from payouts.periods import Period
-from payouts.runs.errors import RunsError
-from payouts.runs.funding import (
-    AlreadySigned,
-    FundingFile,
-    adopt_funding,
-    export_funding,
-    sign_funding,
-    submit_funding,
-)
-from payouts.runs.service import require_run
-from payouts.stellar.horizon import StellarError
-from payouts.stellar.keys import KeyFileError, load_keypair
-from payouts.wiring import horizon, pay_config, signing_keys
 
 app = typer.Typer(
     help="Two-tier funding: the treasury funds the payout account with exactly a run's total.", no_args_is_help=True
@@ -43,6 +30,13 @@ def export(
     valid for 7 days) for the treasury signers, with the treasury's signers and thresholds as
     the chain has them. Exporting again gives the same transaction; a file that already holds
     signatures is kept unless --force."""
+    from payouts.runs.errors import RunsError
+    from payouts.runs.funding import adopt_funding, export_funding
+    from payouts.runs.service import require_run
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import horizon, pay_config, signing_keys
+
     cli = get_context(ctx)
     settings = cli.settings
     if not settings.treasury_account:
@@ -91,6 +85,9 @@ def export(
 
 def _refuse_overwrite(out: Path) -> None:
     """A file already there is overwritten only when it holds no signatures."""
+    from payouts.runs.errors import RunsError
+    from payouts.runs.funding import FundingFile
+
     try:
         existing = FundingFile.read(out)
     except RunsError as exc:
@@ -113,6 +110,10 @@ def sign(
 ) -> None:
     """Show what the funding transaction does, then add this key's signature to the file.
     Works offline: nothing is sent."""
+    from payouts.runs.errors import RunsError
+    from payouts.runs.funding import AlreadySigned, FundingFile, sign_funding
+    from payouts.stellar.keys import KeyFileError, load_keypair
+
     try:
         funding = FundingFile.read(file)
         keypair = load_keypair(key_file)
@@ -144,6 +145,12 @@ def submit(
 ) -> None:
     """Submit the funding transaction once its signatures meet the treasury's threshold.
     Safe to repeat: an unknown outcome is looked up by hash before anything else."""
+    from payouts.runs.errors import RunsError
+    from payouts.runs.funding import FundingFile, submit_funding
+    from payouts.runs.service import require_run
+    from payouts.stellar.horizon import StellarError
+    from payouts.wiring import horizon
+
     cli = get_context(ctx)
     try:
         funding = FundingFile.read(file)

@@ -242,10 +242,23 @@ class LazyGroup(TyperGroup):
             self.commands[cmd_name] = finish(load(cmd_name), cmd_name, ctx)
         return self.commands[cmd_name]
 
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        # `payouts COMMAND --help` before the root's own options are converted (typer loads
+        # pydantic to convert any option)
+        if args and args[0] in COMMANDS:
+            ctx.meta[ARGS_KEY] = list(args)
+            command = self.get_command(ctx, args[0])
+            if command is not None:
+                _help_at_once(command, args[0], args[1:], ctx)
+        return super().parse_args(ctx, args)
+
     def resolve_command(self, ctx: Context, args: list[str]) -> Any:
         # the root callback runs after this: it reads no settings for a --help
         ctx.meta[ARGS_KEY] = list(args)
-        return super().resolve_command(ctx, args)
+        name, command, rest = super().resolve_command(ctx, args)
+        if name is not None and command is not None:
+            _help_at_once(command, name, rest, ctx)
+        return name, command, rest
 
     def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
         self._listing = True
@@ -254,3 +267,22 @@ class LazyGroup(TyperGroup):
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
+
+
+_HELP_OPTIONS = ("--help", "-h")
+
+
+def _help_at_once(command: Command, name: str, args: list[str], parent: Context) -> None:
+    """`payouts COMMAND [SUBCOMMAND] --help`: print the help and exit before the command's own
+    parsing, which would build a converter for each of its parameters (typer loads pydantic
+    for that). Anything else (arguments before the --help) goes the usual way."""
+    ctx = command.context_class(command, info_name=name, parent=parent)
+    while isinstance(command, TyperGroup) and args and args[0] not in _HELP_OPTIONS:
+        sub = command.commands.get(args[0])
+        if sub is None:
+            return
+        name, command, args = args[0], sub, args[1:]
+        ctx = command.context_class(command, info_name=name, parent=ctx)
+    if args and args[0] in _HELP_OPTIONS:
+        typer.echo(command.get_help(ctx), color=ctx.color)
+        ctx.exit()

@@ -10,25 +10,7 @@ import typer
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import CliContext, get_context
 from payouts.cli.errors import mask_url
-from payouts.ledger import repository
-from payouts.ledger.repository import OFF_CYCLE_RUN
 from payouts.periods import Period, PeriodError, resolve_period
-from payouts.runs.advance import continue_run
-from payouts.runs.completeness import (
-    PeriodIncomplete,
-    RehearsalRefused,
-    require_complete,
-    require_rehearsal_network,
-)
-from payouts.runs.control import pause_state, set_paused
-from payouts.runs.errors import RunsError
-from payouts.runs.retries_now import NothingToRetry
-from payouts.runs.service import require_run
-from payouts.snapshot.load import SnapshotError
-from payouts.sources.errors import SourceError
-from payouts.stellar.horizon import StellarError
-from payouts.stellar.keys import KeyFileError
-from payouts.wiring import build_orchestrator
 
 
 def run(
@@ -68,6 +50,13 @@ def run(
     made of the held payments whose destinations can receive now. It never holds or replaces a
     period's monthly run, and what it retries the next monthly run does not retry again.
     """
+    from payouts.runs.errors import RunsError
+    from payouts.snapshot.load import SnapshotError
+    from payouts.sources.errors import SourceError
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import build_orchestrator
+
     cli = get_context(ctx)
     if retries_now:
         if period is not None or period_offset is not None:
@@ -113,6 +102,12 @@ def run(
 
 
 def _retries_now(cli: CliContext, *, in_process: bool, as_json: bool) -> None:
+    from payouts.runs.errors import RunsError
+    from payouts.runs.retries_now import NothingToRetry
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import build_orchestrator
+
     if not in_process:
         from workers.tasks import retries_now  # the broker is only needed here
 
@@ -154,6 +149,14 @@ def _retries_now(cli: CliContext, *, in_process: bool, as_json: bool) -> None:
 def _require_inputs(cli, month: Period, rehearsal: bool) -> None:
     """A period with no run yet is calculated only once its inputs are complete (or as a
     sandbox rehearsal); one that has a run goes on whatever the clock says."""
+    from payouts.ledger import repository
+    from payouts.runs.completeness import (
+        PeriodIncomplete,
+        RehearsalRefused,
+        require_complete,
+        require_rehearsal_network,
+    )
+
     try:
         if rehearsal:
             require_rehearsal_network(cli.settings.network)
@@ -177,6 +180,8 @@ def pause(
 ) -> None:
     """Stop new submissions everywhere (a kill switch). Transactions already sent are still
     confirmed; nothing new is built or sent until `payouts resume`."""
+    from payouts.runs.control import set_paused
+
     cli = get_context(ctx)
     try:
         with cli.session() as session:
@@ -188,6 +193,8 @@ def pause(
 
 def resume(ctx: typer.Context) -> None:
     """Allow submissions again; paying runs continue at the next trigger or `payouts run`."""
+    from payouts.runs.control import pause_state, set_paused
+
     cli = get_context(ctx)
     with cli.session() as session:
         was = pause_state(session)
@@ -210,6 +217,11 @@ def continue_(
     ] = None,
 ) -> None:
     """Continue a stopped run exactly where it stopped, once its cause is fixed."""
+    from payouts.ledger.repository import OFF_CYCLE_RUN
+    from payouts.runs.advance import continue_run
+    from payouts.runs.errors import RunsError
+    from payouts.runs.service import require_run
+
     cli = get_context(ctx)
     try:
         with cli.session() as session:

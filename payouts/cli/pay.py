@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.failures import fail
-from payouts.cli.surplus import payout_surplus_now
-from payouts.ledger import repository
-from payouts.ledger.errors import AlreadyDone
-from payouts.ledger.outstanding import outstanding
-from payouts.ledger.repository import id_of
-from payouts.ledger.states import PaymentStatus
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, resolve_period
-from payouts.runs.approvals import approver_notice, required_approvals
-from payouts.runs.errors import RunsError
-from payouts.runs.payment import PaymentEngine
-from payouts.runs.progress import RunProgress, run_progress
-from payouts.runs.reconcile import reconcile_run, record_reconciliation
-from payouts.runs.service import require_run
-from payouts.runs.sweep import sweep_run
-from payouts.stellar.horizon import HorizonUnavailable, StellarError
-from payouts.stellar.keys import KeyFileError
-from payouts.wiring import horizon, pay_config, signing_keys
+
+if TYPE_CHECKING:  # the ledger loads when a command runs, not for its --help
+    from payouts.runs.progress import RunProgress
 
 HOLD_ADVICE = {
     "no_address": "set a payout address on the farm",
@@ -49,6 +34,19 @@ def pay(
     Safe to run again after any interruption: it resumes from the ledger, looks unknown
     outcomes up by hash and never rebuilds a transaction that could still land.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from payouts.ledger import repository
+    from payouts.ledger.errors import AlreadyDone
+    from payouts.ledger.states import PaymentStatus
+    from payouts.runs.approvals import approver_notice, required_approvals
+    from payouts.runs.errors import RunsError
+    from payouts.runs.payment import PaymentEngine
+    from payouts.runs.service import require_run
+    from payouts.stellar.horizon import HorizonUnavailable, StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import horizon, pay_config, signing_keys
+
     cli = get_context(ctx)
     settings = cli.settings
     with cli.session() as session:
@@ -132,6 +130,9 @@ def _whole_run(
     unknown_words: str = "unknown outcomes resolved",
 ) -> RunProgress:
     """The whole run's progress from the ledger, as one line (not only this call's work)."""
+    from payouts.runs.progress import run_progress
+    from payouts.runs.service import require_run
+
     with cli.session() as session:
         progress = run_progress(session, [run_id])[run_id]
         if status is None:
@@ -153,6 +154,13 @@ def recover(
 ) -> None:
     """Scan the chain for a run: adopt what a lost ledger state already paid, list what matches
     nothing, and with --accept record an operator's acceptance of it."""
+    from payouts.runs.errors import RunsError
+    from payouts.runs.payment import PaymentEngine
+    from payouts.runs.service import require_run
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import horizon, pay_config, signing_keys
+
     cli = get_context(ctx)
     settings = cli.settings
     with cli.session() as session:
@@ -188,6 +196,15 @@ def reconcile(
 
     Differences are reported loudly and stop the run; nothing is ever paid again to fix one.
     """
+    from payouts.cli.surplus import payout_surplus_now
+    from payouts.ledger import repository
+    from payouts.ledger.repository import id_of
+    from payouts.runs.reconcile import reconcile_run, record_reconciliation
+    from payouts.runs.sweep import sweep_run
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import horizon, pay_config, signing_keys
+
     cli = get_context(ctx)
     settings = cli.settings
     try:
@@ -246,6 +263,10 @@ def held(
 ) -> None:
     """Everything outstanding: one entry per owed receipt that is held or being retried, why,
     and what the farmer should fix."""
+    from rich.table import Table
+
+    from payouts.ledger.outstanding import outstanding
+
     cli = get_context(ctx)
     max_retries = cli.settings.max_retries
     with cli.session() as session:

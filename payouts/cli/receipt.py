@@ -12,7 +12,6 @@ from typer.core import TyperGroup
 from payouts.calculation.receipts import canonical_bytes_from_json, receipt_hash
 from payouts.cli.console import abort, err_console
 from payouts.cli.context import get_context
-from payouts.ledger import repository
 
 
 class _HashOrCommand(TyperGroup):
@@ -38,6 +37,8 @@ def show(
     receipt_hash_hex: Annotated[str, typer.Argument(metavar="HASH", help="Receipt hash (64 hex digits).")],
 ) -> None:
     """Print the canonical receipt JSON (the exact bytes that were hashed)."""
+    from payouts.ledger import repository
+
     with get_context(ctx).session() as session:
         found = repository.receipts_by_hash(session, receipt_hash_hex.strip())
     if not found:
@@ -58,6 +59,8 @@ def verify(
     It compares with --expect when given, else with a file name that is a hash, and looks the
     hash up in the ledger. Exit 0 when it matches, 1 when it does not.
     """
+    from payouts.ledger import repository
+
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

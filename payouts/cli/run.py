@@ -5,29 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
-from payouts.cli.rehearsal import human_utc, trigger_line
-from payouts.cli.surplus import surplus_warning
-from payouts.ledger import repository
-from payouts.ledger.repository import OFF_CYCLE_RUN, id_of
+from payouts.cli.rehearsal import trigger_line
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
-from payouts.runs.advance import describe_wait
-from payouts.runs.approvals import approver_notice, required_approvals
-from payouts.runs.completeness import PeriodIncomplete, RehearsalRefused, require_rehearsal_network
-from payouts.runs.control import pause_state
-from payouts.runs.errors import RunsError
-from payouts.runs.progress import run_progress
-from payouts.runs.review import Review
-from payouts.runs.service import ReceiptFields, calculate_run, calculation_document, require_run
-from payouts.snapshot.load import SnapshotError, load_snapshot
+
+if TYPE_CHECKING:  # the ledger and the calculation load when a command runs, not for its --help
+    from payouts.runs.review import Review
+    from payouts.runs.service import ReceiptFields
 
 
 def calculate(
@@ -57,6 +47,14 @@ def calculate(
     calculated only after its post-period window (end + 27 h) has closed by the chain's time
     (exit 3 before, saying when); --rehearsal allows it earlier on the sandbox network.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from payouts.ledger import repository
+    from payouts.runs.completeness import PeriodIncomplete, RehearsalRefused, require_rehearsal_network
+    from payouts.runs.errors import RunsError
+    from payouts.runs.service import calculate_run, calculation_document
+    from payouts.snapshot.load import SnapshotError, load_snapshot
+
     cli = get_context(ctx)
     if rehearsal:
         try:
@@ -123,6 +121,8 @@ EXIT_NOT_YET = 3
 
 
 def _print_calculation_summary(document: dict, outcome) -> None:
+    from rich.table import Table
+
     totals = document["totals"]
     period = Period(document["period"]["offset"])
     counts: dict[str, int] = {}
@@ -153,6 +153,16 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """List every run with its state and what it waits for."""
+    from rich.table import Table
+
+    from payouts.cli.surplus import surplus_warning
+    from payouts.ledger import repository
+    from payouts.ledger.repository import OFF_CYCLE_RUN, id_of
+    from payouts.runs.advance import describe_wait
+    from payouts.runs.approvals import required_approvals
+    from payouts.runs.control import pause_state
+    from payouts.runs.progress import run_progress
+
     cli = get_context(ctx)
     settings = cli.settings
     required = required_approvals(settings.network, settings.approvals_required)
@@ -231,6 +241,10 @@ def show(
 ) -> None:
     """Show the review an approver needs: totals against the previous period, largest
     changes, violations, held addresses, new or changed payout addresses, caps."""
+    from payouts.runs.approvals import approver_notice, required_approvals
+    from payouts.runs.errors import RunsError
+    from payouts.runs.service import require_run
+
     cli = get_context(ctx)
     settings = cli.settings
     with cli.session() as session:
@@ -260,6 +274,8 @@ def _delta(current: int, previous: int | None) -> str:
 
 
 def print_review(review: Review) -> None:
+    from rich.table import Table
+
     summary = Table(
         title=f"Run {review.run_id} — period {review.period} — {review.status}"
         + (" — a rehearsal (sandbox)" if review.rehearsal else ""),
@@ -375,6 +391,8 @@ _SECTION_TITLES = {"receipt": "new receipts", "retry": "retries", "correction": 
 
 def _print_signed(review: Review) -> None:
     """The manifest's payments by kind: the sections add up to what the approvers sign."""
+    from rich.table import Table
+
     table = Table(title="What the approvers sign", title_justify="left")
     for column in ("section", "payments", "TFT"):
         table.add_column(column, justify="left" if column == "section" else "right")
@@ -409,6 +427,10 @@ def _print_signed(review: Review) -> None:
 
 
 def _print_approvals_and_balances(review: Review) -> None:
+    from rich.table import Table
+
+    from payouts.cli.rehearsal import human_utc
+
     if review.approvals:
         table = Table(title="Approvals so far", title_justify="left")
         for column in ("approver", "when", "counts"):

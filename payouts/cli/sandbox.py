@@ -11,10 +11,7 @@ import typer
 
 from payouts.cli.console import abort, err_console
 from payouts.money import parse_tft
-from payouts.sandbox.accounts import SandboxInitError, init_sandbox
-from payouts.sandbox.faults import FaultSpec, FaultSpecError
 from payouts.sandbox.network import SANDBOX_NETWORK_PASSPHRASE
-from payouts.sandbox.server import SandboxConfig, SandboxServer
 
 app = typer.Typer(
     help=(
@@ -55,6 +52,9 @@ def up(
     ] = 30.0,
 ) -> None:
     """Serve the sandbox on 127.0.0.1 until SIGINT or SIGTERM; state is saved on every ledger."""
+    from payouts.sandbox.faults import FaultSpec, FaultSpecError
+    from payouts.sandbox.server import SandboxConfig, SandboxServer
+
     try:
         spec = FaultSpec.parse(faults)
     except FaultSpecError as exc:
@@ -113,6 +113,8 @@ def init(
       payouts sandbox init --horizon http://127.0.0.1:8000 --out accounts.json --treasury-signers 3 --threshold 2
       payouts synth --accounts accounts.json --out 2025-11.json
     """
+    from payouts.sandbox.accounts import SandboxInitError, init_sandbox
+
     if without_trustline > farmers:
         abort("--without-trustline cannot exceed --farmers")
     if threshold > treasury_signers:

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from payouts.cli.console import abort, err_console
 from payouts.cli.context import get_context
 from payouts.cli.rehearsal import sandbox_farmers
 from payouts.periods import PeriodError, resolve_period
-from payouts.runs.completeness import PeriodIncomplete, RehearsalRefused, require_complete
-from payouts.snapshot.synthetic import write_synthetic_snapshot
-from payouts.sources import endpoints
-from payouts.sources.check import check_sources
-from payouts.sources.errors import IndexerBehind, SourceError
-from payouts.sources.graphql import RetryPolicy, check_http_url
-from payouts.sources.indexer import BuildOptions, build_snapshot
-from payouts.sources.policies import load_policy_file
+
+if TYPE_CHECKING:  # rich's progress bars and the indexer client load when a command runs
+    from rich.progress import Progress, TaskID
 
 #: Exit code when the indexer has not processed the period's window yet: try again later.
 EXIT_NOT_YET = 3
@@ -55,6 +49,10 @@ def synth(
     \b
       payouts synth --accounts accounts.json --nodes 200 --period 2025-11 --out var/snapshots/2025-11.json
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from payouts.snapshot.synthetic import write_synthetic_snapshot
+
     if period is None and period_offset is None:
         period = "2025-11"
     try:
@@ -113,6 +111,9 @@ class _Bars:
 
 
 def policy_file_for_check(path: Path | None):
+    from payouts.sources.errors import SourceError
+    from payouts.sources.policies import load_policy_file
+
     if path is None:
         return None
     try:
@@ -122,6 +123,10 @@ def policy_file_for_check(path: Path | None):
 
 
 def _check(month, network, graphql_url, gridproxy_url, policy_file, timeout_s: float, retries: int) -> None:
+    from payouts.sources.check import check_sources
+    from payouts.sources.graphql import RetryPolicy
+    from payouts.sources.indexer import BuildOptions
+
     report = check_sources(
         period=month,
         network=network,
@@ -197,6 +202,15 @@ def snapshot(
     later). Finished pages are kept in OUT.parts/ so a rerun resumes; OUT is written atomically
     once every check passed.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from payouts.runs.completeness import PeriodIncomplete, RehearsalRefused, require_complete
+    from payouts.sources import endpoints
+    from payouts.sources.errors import IndexerBehind, SourceError
+    from payouts.sources.graphql import RetryPolicy, check_http_url
+    from payouts.sources.indexer import BuildOptions, build_snapshot
+    from payouts.sources.policies import load_policy_file
+
     cli = get_context(ctx)
     settings = cli.settings
     try:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.money import format_tft
 from payouts.periods import PeriodError, resolve_period
-from payouts.runs.statement import Statement, period_statement
-from payouts.stellar.horizon import StellarError
-from payouts.wiring import horizon
+
+if TYPE_CHECKING:  # the ledger, Horizon and rich load when the command runs, not for its --help
+    from rich.table import Table
+
+    from payouts.runs.statement import Statement
 
 
 def statement(
@@ -39,6 +40,10 @@ def statement(
       funding_in - paid - swept_back = the payout account's TFT change from the period's
       transactions (read from the chain; --no-chain skips this side).
     """
+    from payouts.runs.statement import period_statement
+    from payouts.stellar.horizon import StellarError
+    from payouts.wiring import horizon
+
     cli = get_context(ctx)
     try:
         month = resolve_period(period, None)
@@ -76,6 +81,8 @@ def statement(
 
 
 def _table(s: Statement) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"Statement {s.period} (runs {', '.join(map(str, s.run_ids))})")
     table.add_column("")
     table.add_column("TFT", justify="right")

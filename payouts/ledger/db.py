@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from payouts.ledger.unit_of_work import unit_of_work
+
+if TYPE_CHECKING:  # Alembic loads when a migration runs: a ledger at the newest one needs none
+    from alembic.config import Config
 
 _MIGRATIONS = str(Path(__file__).with_name("migrations"))
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -62,6 +62,8 @@ def make_engine(url: str) -> Engine:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", _MIGRATIONS)
     config.attributes["engine"] = engine
@@ -69,8 +71,49 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` (idempotent)."""
+    """Bring the schema to `revision` (idempotent). A ledger already at the newest migration
+    is left alone without loading Alembic (every command opens the ledger this way)."""
+    if revision == "head" and _at_head(engine):
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
+
+
+_REVISION = re.compile(r"""^revision(?:: *str)? *= *["']([^"']+)["'] *$""", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"""^down_revision(?:: *[^=\n]+)? *= *(?:None|["']([^"']+)["']) *$""", re.MULTILINE)
+
+
+def _head_of_files() -> str | None:
+    """The newest migration of a plain chain, read from the version files' own lines; None for
+    anything else (a branch, a merge, a file not written that way): Alembic decides then."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    files = sorted(Path(_MIGRATIONS, "versions").glob("*.py"))
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        revision, parent = _REVISION.findall(text), _DOWN_REVISION.findall(text)
+        if len(revision) != 1 or len(parent) != 1:
+            return None
+        revisions.add(revision[0])
+        if parent[0]:
+            parents.add(parent[0])
+    heads = revisions - parents
+    if len(revisions) != len(files) or len(heads) != 1 or not parents <= revisions:
+        return None
+    return heads.pop()
+
+
+def _at_head(engine: Engine) -> bool:
+    head = _head_of_files()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except Exception:  # noqa: BLE001 - no ledger yet (or not readable): Alembic creates or reports it
+        return False
+    return [tuple(row) for row in rows] == [(head,)]
 
 
 #: a source checkout's Alembic configuration: where new migrations are written
@@ -93,6 +136,10 @@ def write_revision(message: str, *, autogenerate: bool = True, ini: Path = ALEMB
         raise RevisionError("a migration needs a message saying what it changes (-m ...)")
     if not ini.is_file():
         raise RevisionError(f"{ini} not found: new migrations are written in a source checkout")
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config(str(ini), stdout=sys.stderr)
     head = ScriptDirectory.from_config(config).get_current_head()
     if head is not None and not head.isdigit():
@@ -119,6 +166,9 @@ def write_revision(message: str, *, autogenerate: bool = True, ini: Path = ALEMB
 
 
 def is_current(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision() == head

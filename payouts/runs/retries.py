@@ -15,7 +15,6 @@ from datetime import datetime
 import orjson
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
-from stellar_sdk import StrKey
 
 from payouts.calculation.receipts import receipt_hash, retry_receipt_bytes
 from payouts.ledger.events import record_event
@@ -23,6 +22,7 @@ from payouts.ledger.models import Payment, Receipt, Run
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import PaymentStatus, RunStatus
 from payouts.runs.errors import RunsError
+from payouts.strkey import is_valid_public_key
 
 _DEAD_RUNS = (RunStatus.REPLACED, RunStatus.REJECTED)
 
@@ -72,7 +72,7 @@ def retry_rows(
         if max_retries is not None and retries_so_far(session, payment) >= max_retries:
             continue
         address = farm_addresses.get(payment.farm_id, "")
-        if not StrKey.is_valid_ed25519_public_key(address):
+        if not is_valid_public_key(address):
             continue  # still no usable address: stays held, listed by `payouts held`
         original = session.get(Receipt, payment.receipt_id) if payment.receipt_id else None
         document = {

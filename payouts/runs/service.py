@@ -13,6 +13,7 @@ from typing import Protocol
 
 import orjson
 import structlog
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -21,7 +22,7 @@ from payouts.calculation.engine import PeriodCalculation, calculate_period
 from payouts.clock import Clock, SystemClock
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
-from payouts.ledger.models import NodeTransition, Run
+from payouts.ledger.models import NodeTransition, Receipt, Run
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
 from payouts.ledger.types import utcnow
@@ -236,7 +237,18 @@ def _record_run(
 
 def _payment_rows(session: Session, run: Run, now) -> Iterable[dict]:
     """One payment per positive reward: payable now (in the manifest) or held for its address."""
-    for receipt in repository.receipts_of_run(session, id_of(run)):
+    # the columns a payment needs, not whole receipts (their bytes): thousands of rows
+    fields = (
+        col(Receipt.id),
+        col(Receipt.receipt_hash),
+        col(Receipt.farm_id),
+        col(Receipt.node_id),
+        col(Receipt.stellar_payout_address),
+        col(Receipt.reward_tft_units),
+        col(Receipt.eligibility),
+    )
+    statement = sa_select(*fields).where(col(Receipt.run_id) == id_of(run)).order_by(col(Receipt.node_id))
+    for receipt in session.connection().execute(statement).all():
         if receipt.reward_tft_units <= 0:
             continue  # a zero reward never becomes a payment
         held = receipt.eligibility in HELD_ELIGIBILITY

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-from stellar_sdk import Keypair
+if TYPE_CHECKING:
+    from stellar_sdk import Keypair
 
 # the service's own names for the network and its protocol values, re-exported for the sandbox
 from payouts.stellar.network import BASE_FEE_STROOPS, BASE_RESERVE_STROOPS, SANDBOX_NETWORK_PASSPHRASE
@@ -33,6 +35,8 @@ INT64_MAX = 2**63 - 1
 def root_keypair(network_passphrase: str = SANDBOX_NETWORK_PASSPHRASE) -> Keypair:
     """The root account's key, derived from the passphrase as stellar-core's standalone network
     does, so any tool that knows the passphrase can fund accounts without a shared secret."""
+    from stellar_sdk import Keypair
+
     return Keypair.from_raw_ed25519_seed(hashlib.sha256(network_passphrase.encode()).digest())
 
 

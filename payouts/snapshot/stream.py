@@ -18,11 +18,10 @@ from __future__ import annotations
 import gc
 import gzip
 import hashlib
-import io
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal, Self, TypeVar
 
@@ -66,6 +65,9 @@ POST_PERIOD_BLOCKS = 27 * 600
 #: one node line is held at a time; a month's longest is tens of kB
 MAX_LINE_BYTES = 64 * 2**20
 _READ_CHUNK_BYTES = 1 << 20
+#: stored bytes read, and decompressed bytes handed on, at a time (memory stays flat)
+_INFLATE_CHUNK_BYTES = 128 << 10
+_PIECE_BYTES = 256 << 10
 _FORMAT_2_START = re.compile(
     rb'\A(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"format"[ \t\r\n]*:[ \t\r\n]*"tfgrid-snapshot/2"'
 )
@@ -135,37 +137,6 @@ class _Inexact(Exception):
     line is read again with the standard library, which keeps every integer exact."""
 
 
-class _HashingReader:
-    """A binary file that hashes every byte read from it (read once, front to back)."""
-
-    def __init__(self, stream: IO[bytes], update: Callable[[bytes], object]) -> None:
-        self._stream = stream
-        self._update = update
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self._update(data)
-        return data
-
-    def readline(self, size: int = -1) -> bytes:
-        data = self._stream.readline(size)
-        self._update(data)
-        return data
-
-    def seek(self, offset: int, whence: int = 0, /) -> int:
-        """Never needed reading front to back; refused so that no byte escapes the hash."""
-        raise io.UnsupportedOperation("seek")
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
 def raw_sha256(path: Path) -> str:
     """SHA-256 of a file's stored bytes."""
     digest = hashlib.sha256()
@@ -186,34 +157,61 @@ class _Lines:
         #: SHA-256 of the file's bytes as stored (compressed), taken as they are read
         self.raw_digest = hashlib.sha256()
 
-    def _open(self) -> tuple[_HashingReader, IO[bytes]]:
-        raw = _HashingReader(self.path.open("rb"), self.raw_digest.update)
-        if self.path.name.endswith(".gz"):
-            return raw, gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-        return raw, raw  # type: ignore[return-value]
+    def _pieces(self) -> Iterator[bytes]:
+        """The decompressed bytes in pieces of at most _PIECE_BYTES (gzip members one after the
+        other, zero padding between them skipped, as the gzip module reads them), each stored
+        byte hashed as it is read."""
+        gzipped = self.path.name.endswith(".gz")
+        with self.path.open("rb") as raw:
+            inflater = None
+            while chunk := raw.read(_INFLATE_CHUNK_BYTES):
+                self.raw_digest.update(chunk)
+                if not gzipped:
+                    yield chunk
+                    continue
+                while chunk:
+                    if inflater is None:  # between members
+                        chunk = chunk.lstrip(b"\0")
+                        if not chunk:
+                            break
+                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    # bounded pieces: a gzip bomb never inflates past one piece at a time
+                    piece = inflater.decompress(chunk, _PIECE_BYTES)
+                    if piece:
+                        yield piece
+                    chunk = inflater.unconsumed_tail
+                    if inflater.eof:
+                        chunk, inflater = inflater.unused_data, None
+            if inflater is not None:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         """(line number, line) for every non-empty line."""
         number = 0
+        pending = bytearray()
         try:
-            raw, stream = self._open()
-            with raw, stream:
-                while True:
-                    # never read past the size limit, nor more than one line's maximum
-                    line = stream.readline(min(MAX_LINE_BYTES, self.limit - self.size) + 1)
-                    if not line:
-                        return
+            for piece in self._pieces():
+                self.size += len(piece)
+                if self.size > self.limit:
+                    raise too_large(self.path, self.limit)
+                self.digest.update(piece)
+                pending += piece
+                start = 0
+                while (end := pending.find(b"\n", start)) >= 0:
                     number += 1
-                    self.size += len(line)
-                    if self.size > self.limit:
-                        raise too_large(self.path, self.limit)
-                    if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                        raise SnapshotError(
-                            self.path, f"line {number}", f"longer than {MAX_LINE_BYTES:,} bytes; refused"
-                        )
-                    self.digest.update(line)
+                    line = bytes(pending[start : end + 1])
+                    start = end + 1
+                    if len(line) > MAX_LINE_BYTES + 1:
+                        raise self._too_long(number)
                     if line.strip():
                         yield number, line
+                del pending[:start]
+                if len(pending) > MAX_LINE_BYTES:
+                    raise self._too_long(number + 1)
+            if pending:
+                number += 1
+                if pending.strip():
+                    yield number, bytes(pending)
         except SnapshotError:
             raise
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -222,6 +220,9 @@ class _Lines:
             if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
                 raise open_error(self.path, exc) from None
             raise SnapshotError(self.path, "$", f"not a valid gzip file or cannot be read ({exc})") from None
+
+    def _too_long(self, number: int) -> SnapshotError:
+        return SnapshotError(self.path, f"line {number}", f"longer than {MAX_LINE_BYTES:,} bytes; refused")
 
 
 def _parse(path: Path, number: int, line: bytes, *, exact: bool = False) -> dict:

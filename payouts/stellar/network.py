@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stellar_sdk import Network
-
 #: The sandbox is a network of its own: envelopes signed for testnet or mainnet fail there with
 #: tx_bad_auth, and envelopes signed there are worthless anywhere else. Named here, with the
 #: protocol constants below, because the service must know it; the sandbox takes it from here.
@@ -21,8 +19,10 @@ TFT_ISSUERS = {
     "test": "GA47YZA3PKFUZMPLQ3B5F2E3CJIB57TGGU7SPCQT2WAEYKN766PWIMB3",
 }
 PASSPHRASES = {
-    "main": Network.PUBLIC_NETWORK_PASSPHRASE,
-    "test": Network.TESTNET_NETWORK_PASSPHRASE,
+    # stellar_sdk's Network.PUBLIC_/TESTNET_NETWORK_PASSPHRASE, written out so that naming a
+    # network does not load the SDK (tests/stellar/test_network.py compares them)
+    "main": "Public Global Stellar Network ; September 2015",
+    "test": "Test SDF Network ; September 2015",
     "dev": SANDBOX_NETWORK_PASSPHRASE,
 }
 

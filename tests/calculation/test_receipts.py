@@ -123,3 +123,44 @@ def test_retry_receipt_layout():
         b'"retry_for_receipt":"' + VECTOR_HASH.encode() + b'","reward":{"musd":14446,"tft":1805817375}}'
     )
     assert canonical_bytes_from_json(json.dumps(retry, indent=1)) == data
+
+
+def _format_f64_by_decimal(value: float) -> str:
+    """serde_json's layout from `Decimal(repr(value)).normalize()`: the reference for format_f64."""
+    from decimal import Decimal
+
+    if value == 0:
+        return "-0.0" if str(value).startswith("-") else "0.0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    text = "".join(map(str, digits))
+    point = len(text) + exponent - 1
+    prefix = "-" if sign else ""
+    if -5 <= point < 16:
+        if exponent >= 0:
+            return f"{prefix}{text}{'0' * exponent}.0"
+        if point >= 0:
+            return f"{prefix}{text[: point + 1]}.{text[point + 1 :]}"
+        return f"{prefix}0.{'0' * (-point - 1)}{text}"
+    mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+    return f"{prefix}{mantissa}e{point}"
+
+
+def test_format_f64_matches_the_decimal_reference_on_every_kind_of_float():
+    import math
+    import random
+    import struct
+
+    rng = random.Random(11)
+    values = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1, 1e16, 1e15]
+    values += [10.0**k for k in range(-30, 31)] + [-(10.0**k) for k in range(-8, 20)]
+    values += [float(rng.randrange(1, 2**64)) for _ in range(3000)]
+    values += [rng.randrange(1, 2**40) / 2**30 for _ in range(3000)]  # resource units in GiB
+    values += [rng.randrange(0, 10**7) / 10**6 for _ in range(3000)]  # cloud units
+    values += [rng.randrange(1, 10**6) * 100.0 / rng.randrange(1, 10**4) for _ in range(3000)]  # utilization
+    while len(values) < 30000:  # any bit pattern
+        value = struct.unpack("<d", rng.randbytes(8))[0]
+        if math.isfinite(value):
+            values.append(value)
+    for value in values:
+        assert format_f64(value) == _format_f64_by_decimal(value), repr(value)

@@ -68,3 +68,62 @@ def test_help_needs_no_settings_and_loads_no_heavy_module():
         timeout=60,
     )
     assert keys.returncode == 0 and "payouts keys new --out" in keys.stdout, keys.stderr
+
+
+#: modules a command's --help must not load: the ledger, Stellar, Celery, HTTP, numpy, pydantic, rich
+HEAVY_MODULES = (
+    "sqlalchemy",
+    "sqlmodel",
+    "alembic",
+    "stellar_sdk",
+    "celery",
+    "kombu",
+    "redis",
+    "httpx",
+    "numpy",
+    "pydantic",
+    "pydantic_settings",
+    "structlog",
+    "rich",
+    "starlette",
+    "hypercorn",
+    "payouts.ledger",
+)
+
+_MODULE_PROBE = """
+import sys
+from typer._click import Context
+from payouts.cli.lazy import COMMANDS, finish, load
+import importlib
+importlib.import_module(sys.argv[1])
+loaded_by_import = sorted(m for m in {heavy!r} if m in sys.modules)
+helps = 0
+for name, entry in COMMANDS.items():
+    if entry.target.split(":")[0] != sys.argv[1]:
+        continue
+    command = finish(load(name), name, Context(load(name)))
+    with Context(command, info_name=name) as ctx:
+        command.get_help(ctx)
+        helps += 1
+        for sub_name, sub in getattr(command, "commands", {{}}).items():
+            with Context(sub, info_name=sub_name, parent=ctx) as sub_ctx:
+                sub.get_help(sub_ctx)
+                helps += 1
+print("IMPORT", loaded_by_import)
+print("HELP", sorted(m for m in {heavy!r} if m in sys.modules), helps)
+"""
+
+
+@pytest.mark.parametrize("module", sorted({entry.target.split(":")[0] for entry in COMMANDS.values()}))
+def test_command_module_loads_no_heavy_module(module):
+    """Importing a command's module and printing its help (and its subcommands') loads none of
+    the heavy modules: they are imported inside the commands, when one runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYOUTS_")} | {"PYTHONPATH": str(ROOT)}
+    probe = _MODULE_PROBE.format(heavy=HEAVY_MODULES)
+    result = subprocess.run([sys.executable, "-c", probe, module], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(("IMPORT", "HELP")))
+    assert lines["IMPORT"] == "[]", f"{module} imports {lines['IMPORT']} at import time"
+    loaded, helps = lines["HELP"].rsplit(" ", 1)
+    assert loaded == "[]", f"the help of {module}'s commands loads {loaded}"
+    assert int(helps) >= 1

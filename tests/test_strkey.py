@@ -1,0 +1,37 @@
+"""The light public key check answers as stellar_sdk's for keys and near-keys of every kind."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from stellar_sdk import Keypair, StrKey
+
+from payouts.strkey import is_valid_public_key
+
+
+def _candidates() -> list[str]:
+    rng = random.Random(7)
+    keys = [Keypair.random() for _ in range(40)]
+    texts: list[str] = []
+    for keypair in keys:
+        public, secret = keypair.public_key, keypair.secret
+        texts += [public, secret, public.lower(), public[:-1], public + "A", public + "=", " " + public]
+        texts.append(StrKey.encode_med25519_public_key(keypair.raw_public_key() + rng.randbytes(8)))
+        texts.append(StrKey.encode_pre_auth_tx(rng.randbytes(32)))
+        for _ in range(6):  # one character changed: checksum, version or padding bits break
+            position = rng.randrange(len(public))
+            texts.append(public[:position] + rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") + public[position + 1 :])
+    texts += ["", "G", "GAAAA", "é" * 56, "G" * 56, "A" * 56, "GA" + "=" * 54, "\x00" * 56]
+    return texts
+
+
+@pytest.mark.parametrize("text", _candidates())
+def test_same_answer_as_stellar_sdk(text):
+    assert is_valid_public_key(text) is StrKey.is_valid_ed25519_public_key(text)
+
+
+def test_real_keys_are_valid_and_near_keys_are_not():
+    texts = _candidates()
+    answers = [is_valid_public_key(text) for text in texts]
+    assert any(answers) and not all(answers)
