@@ -160,6 +160,8 @@ class Account:
         for code, issuer, balance, limit, flags, modified in doc["trustlines"]:
             lines[(code, issuer)] = Trustline(code, issuer, balance, limit, flags, modified)
         low, med, high = doc["thresholds"]
+        modified_ledger, modified_time_s = doc["last_modified"]
+        seq_ledger, seq_time_s = doc["seq_at"]
         return cls(
             doc["account_id"],
             doc["balance_stroops"],
@@ -172,8 +174,10 @@ class Account:
             doc["home_domain"],
             dict(doc["signers"]),
             lines,
-            *doc["last_modified"],
-            *doc["seq_at"],
+            modified_ledger,
+            modified_time_s,
+            seq_ledger,
+            seq_time_s,
             {name: bytes.fromhex(value) for name, value in doc.get("data", {}).items()},
         )
 

@@ -116,7 +116,7 @@ def test_batch_mode_uses_merkle_memos(paying):
     assert len(paid) == 8
     from payouts.stellar.merkle import merkle_root
 
-    confirmed = [t for t in txs if t.status == "confirmed"]
+    confirmed = [t for t in txs if t.status == "confirmed" and t.purpose == "payment"]
     for tx in confirmed:
         hashes = [p.receipt_hash for p in paid if p.tx_hash == tx.tx_hash]
         assert tx.memo_hash == merkle_root(hashes).hex()
