@@ -316,7 +316,11 @@ def test_reconciliation_reads_memos_from_the_joined_payments(paying):
     assert not [path for path in requests if path.startswith("/transactions/")]
     # an edited memo in the ledger is still caught
     with session_scope(db) as session:
-        tx_hash = session.exec(select(StellarTransaction.tx_hash)).first()
+        tx_hash = session.exec(
+            select(StellarTransaction.tx_hash)
+            .where(StellarTransaction.purpose == "payment", StellarTransaction.status == "confirmed")
+            .order_by(StellarTransaction.id)
+        ).first()
         session.execute(
             update(StellarTransaction).where(StellarTransaction.tx_hash == tx_hash).values(memo_hash="00" * 32)
         )
@@ -340,7 +344,7 @@ def test_pause_stops_new_submissions_within_one_cycle_and_resume_finishes(paying
     report = engine.pay(run_id, progress=pause_after_two)
     assert report.status == RunStatus.PAYING and report.reason == "paused"
     with Session(db) as session:
-        txs = session.exec(select(StellarTransaction)).all()
+        txs = session.exec(select(StellarTransaction).where(StellarTransaction.purpose == "payment")).all()
     assert len(txs) == paused_at[0]  # nothing built after the switch
     assert all(t.status == "confirmed" for t in txs)  # what was in flight was resolved
     again = engine.pay(run_id)  # still paused: builds nothing

@@ -84,28 +84,34 @@ class Claimer(EngineState):
             run = require_run(uow.session, run_id)
             name = claim_name(self.config.network_passphrase, run.period_offset)
             manifest_sha256 = build_manifest(uow.session, run).sha256
-        for _attempt in range(CLAIM_ATTEMPTS):
+        taken = 0
+        for _attempt in range(CLAIM_ATTEMPTS * 5):
             seen = read_claim(self.client, payout, name)
             if seen is None:
                 raise RunsError(f"the payout account {payout} does not exist on this network")
             with self.units() as uow:
                 foreign = take_over or (seen.value_b64 is not None and not known_claim(uow.session, seen.value_b64))
             value = claim_value(os.urandom(16), manifest_sha256)
-            landed = self._write_claim(run_id, name, value, seen.account_sequence + 1)
-            if landed is not None:
-                self._claims[run_id] = landed
-                log.info("claim.written", run_id=run_id, name=name, ledger=landed.ledger, took_over=foreign)
+            outcome = self._write_claim(run_id, name, value, seen.account_sequence + 1)
+            if isinstance(outcome, HeldClaim):
+                self._claims[run_id] = outcome
+                log.info("claim.written", run_id=run_id, name=name, ledger=outcome.ledger, took_over=foreign)
                 if foreign:
-                    self._wait_out_previous_payer(run_id, landed)
+                    self._wait_out_previous_payer(run_id, outcome)
                 return None
+            if outcome == "late":
+                continue  # its bounds passed before it was applied: nothing took its number
             now = self._after_sequence(name, seen.account_sequence + 1)
             if now is not None and now.value_b64 != seen.value_b64:
                 log.error("claim.lost", run_id=run_id, name=name)
                 return self._lost_message(name)
             # the sequence number went to something else (our own payment transaction): again
+            taken += 1
+            if taken >= CLAIM_ATTEMPTS:
+                break
         raise RunsError(
-            f"run {run_id}: the claim on {name} did not land in {CLAIM_ATTEMPTS} tries; the payout account's "
-            "sequence number keeps moving (is another program sending from it?)"
+            f"run {run_id}: the claim on {name} did not land; the payout account's sequence number keeps "
+            "moving (is another program sending from it?)"
         )
 
     def _after_sequence(self, name: str, sequence: int):
@@ -125,9 +131,9 @@ class Claimer(EngineState):
             "may pay: stop the other, and run `payouts recover RUN` on the one that goes on"
         )
 
-    def _write_claim(self, run_id: int, name: str, value: bytes, sequence: int) -> HeldClaim | None:
-        """Build, record and submit the claim transaction; the claim when it landed, None when
-        its sequence number went to another transaction."""
+    def _write_claim(self, run_id: int, name: str, value: bytes, sequence: int) -> HeldClaim | str:
+        """Build, record and submit the claim transaction: the claim when it landed, "taken"
+        when its sequence number went to another transaction, "late" when its bounds passed."""
         payout = self.keys.payout_account
         latest = self.client.latest_ledger()
         max_time = int(latest.closed_at.timestamp()) + self.config.tx_timeout_s
@@ -197,7 +203,7 @@ class Claimer(EngineState):
                 # refused for good: the account's number is past ours, or the time bound passed
                 with self.units() as uow:
                     self._claim_failed(uow.session, tx_id, claim_id, TransactionStatus.DEAD, result.result_codes)
-                return None
+                return "taken" if code == "tx_bad_seq" else "late"
             if result.outcome == Outcome.FAILED and code != "tx_insufficient_fee":
                 with self.units() as uow:
                     self._claim_failed(uow.session, tx_id, claim_id, TransactionStatus.FAILED, result.result_codes)
@@ -217,7 +223,7 @@ class Claimer(EngineState):
                         failed = answer.verdict is Verdict.FAILED
                         status = TransactionStatus.FAILED if failed else TransactionStatus.DEAD
                         self._claim_failed(uow.session, tx_id, claim_id, status, result.result_codes)
-                        return None
+                        return "late" if answer.verdict is Verdict.NEVER else "taken"
             time.sleep(self.config.poll_interval_s)
         return self._claim_settled(tx_id, claim_id, name, sequence, info.ledger, info.closed_at)
 

@@ -42,7 +42,7 @@ from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.control import acquire_lease, lease_holder, pause_state, release_lease, renew_lease
 from payouts.runs.errors import RunsError
 from payouts.runs.payment.build import Builder
-from payouts.runs.payment.claim import Claimer, HeldClaim
+from payouts.runs.payment.claim import Claimer, ClaimLost, HeldClaim
 from payouts.runs.payment.common import (
     LeaseLost,
     LedgerMoved,
@@ -341,8 +341,14 @@ class PaymentEngine(Claimer, Builder, Resolver):
         self._require_own_database(run_id)
         self.start(run_id)
         report = PayReport(run_id=run_id, status=RunStatus.PAYING)
-        # one payer per period: this session's claim on chain first (a takeover waits)
-        lost = self.claim(run_id)
+        # one payer per period: this session's claim on chain first (a takeover waits); an
+        # engine that still holds its claim from an earlier call keeps it
+        try:
+            with self.units() as uow:
+                held = run_id in self._claims and self.claim_lost(uow.session, run_id) is None
+        except ClaimLost:
+            held = False  # another session of this ledger had it since (it held the lease)
+        lost = None if held else self.claim(run_id)
         if lost:
             with self.units() as uow:
                 self._stop(uow.session, require_run(uow.session, run_id), lost)
