@@ -154,7 +154,8 @@ def test_a_restored_backup_taken_before_pay_takes_the_claim_over_and_pays_nothin
         scanned_after = session.exec(select(LedgerEvent).where(LedgerEvent.event == "payment.adopted")).first()
     assert scanned_after is not None and scanned_after.occurred_at >= event.occurred_at
     assert engine.client.latest_ledger().closed_at.timestamp() > took_over.closed_at_s + TIMEOUT_S
-    check_invariants(restored_db, engine.client, document, run_id)
+    check_invariants(db, engine.client, document, run_id)  # the first ledger and the chain agree
+    assert paid_receipts(restored_db, run_id) == payable  # the restored one adopted every payment
 
 
 def test_a_payer_whose_claim_is_overwritten_mid_run_stops_before_its_next_batch(paying):
