@@ -7,6 +7,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import get_context
@@ -21,6 +22,7 @@ from payouts.ledger.db import (
     session_scope,
     write_revision,
 )
+from payouts.ledger.fingerprint import fingerprint_difference
 from payouts.ledger.identity import PayoutAccountMismatch, bind_payout_account, ledger_identity
 from payouts.runs.approvals import approvers_in_effect, required_approvals, runs_needing_new_approvals
 from payouts.stellar.keys import KeyFileError
@@ -122,7 +124,18 @@ def status(ctx: typer.Context) -> None:
         _cannot_open(settings.ledger_url_for_display(), exc)
     where = settings.ledger_url_for_display()
     err_console.print(f"ledger at {where} is {'up to date' if current else 'behind: run `payouts db upgrade`'}")
-    raise typer.Exit(0 if current else 1)
+    moved = None
+    if current:
+        with Session(make_engine(settings.ledger_url())) as session:
+            moved = fingerprint_difference(session)
+    if moved is not None:
+        # a restored backup or a copy: it pays only after `payouts recover` took the claim over
+        err_console.print(
+            f"ledger at {where} was restored from a backup or copied: it was recorded in {moved[0]}, it is now in "
+            f"{moved[1]}. It pays nothing until `payouts recover RUN` has taken the period's claim over and "
+            "scanned the chain (RUNBOOK.md, after restoring a backup)"
+        )
+    raise typer.Exit(0 if current and moved is None else 1)
 
 
 @app.command("backup")

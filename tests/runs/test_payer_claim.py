@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import sqlite3
 import threading
 import uuid
 from collections import Counter
@@ -35,15 +36,22 @@ TIMEOUT_S = 4
 def copied_ledger(url: str, tmp_path: Path, db) -> str:
     """A second ledger holding the same rows: the SQLite file copied, or on PostgreSQL a new
     database made from this one as a template."""
-    db.dispose()  # SQLite checkpoints its WAL; PostgreSQL copies only an idle database
+    db.dispose()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        with sqlite3.connect(parsed.database) as conn:  # everything committed into the file itself
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         copy = tmp_path / f"copy-{uuid.uuid4().hex[:6]}.sqlite3"
         shutil.copyfile(parsed.database, copy)
         return f"sqlite:///{copy}"
     name = f"copy_{uuid.uuid4().hex[:10]}"
     admin = f"host={parsed.host} port={parsed.port} user={parsed.username} dbname=postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
+        # a template must be idle: close what other engines of this test left open
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (parsed.database,),
+        )
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {parsed.database}")
     return parsed.set(database=name).render_as_string(hide_password=False)
 
