@@ -45,8 +45,9 @@ log = structlog.get_logger(__name__)
 
 CLAIM_PURPOSE = "claim"
 #: how often a claim is tried again when the account's sequence moved on but the claim did not
-#: (our own payment transaction from the payout account took the number)
-CLAIM_ATTEMPTS = 3
+#: (our own payment transaction from the payout account took the number, or a slow network
+#: let it expire)
+CLAIM_ATTEMPTS = 10
 #: how long a payer waits for a Horizon whose view of the payout account is older than its claim
 STALE_VIEW_WAIT_S = 30.0
 
@@ -85,7 +86,7 @@ class Claimer(EngineState):
             name = claim_name(self.config.network_passphrase, run.period_offset)
             manifest_sha256 = build_manifest(uow.session, run).sha256
         taken = 0
-        for _attempt in range(CLAIM_ATTEMPTS * 5):
+        for _attempt in range(CLAIM_ATTEMPTS * 3):
             seen = read_claim(self.client, payout, name)
             if seen is None:
                 raise RunsError(f"the payout account {payout} does not exist on this network")
@@ -109,6 +110,7 @@ class Claimer(EngineState):
             taken += 1
             if taken >= CLAIM_ATTEMPTS:
                 break
+            time.sleep(self.config.poll_interval_s)
         raise RunsError(
             f"run {run_id}: the claim on {name} did not land; the payout account's sequence number keeps "
             "moving (is another program sending from it?)"
