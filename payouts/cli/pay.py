@@ -121,7 +121,12 @@ def recover(
     ] = None,
 ) -> None:
     """Scan the chain for a run: adopt what a lost ledger state already paid, list what matches
-    nothing, and with --accept record an operator's acceptance of it."""
+    nothing, and with --accept record an operator's acceptance of it.
+
+    It first writes this ledger's claim on the period (the payout account's data entry); a
+    restored or copied ledger, or a claim this ledger did not write, is taken over after the
+    previous payer's transactions have expired. A restored or copied ledger pays again only
+    after this."""
     cli = get_context(ctx)
     settings = cli.settings
     with cli.session() as session:
