@@ -122,8 +122,10 @@ def revision(
 def status(ctx: typer.Context) -> None:
     """Say whether the ledger schema is at the newest migration."""
     from sqlalchemy.exc import OperationalError
+    from sqlmodel import Session
 
     from payouts.ledger.db import LedgerFileError, is_current, make_engine
+    from payouts.ledger.fingerprint import fingerprint_difference
 
     settings = get_context(ctx).settings
     try:
@@ -132,7 +134,18 @@ def status(ctx: typer.Context) -> None:
         _cannot_open(settings.ledger_url_for_display(), exc)
     where = settings.ledger_url_for_display()
     err_console.print(f"ledger at {where} is {'up to date' if current else 'behind: run `payouts db upgrade`'}")
-    raise typer.Exit(0 if current else 1)
+    moved = None
+    if current:
+        with Session(make_engine(settings.ledger_url())) as session:
+            moved = fingerprint_difference(session)
+    if moved is not None:
+        # a restored backup or a copy: it pays only after `payouts recover` took the claim over
+        err_console.print(
+            f"ledger at {where} was restored from a backup or copied: it was recorded in {moved[0]}, it is now in "
+            f"{moved[1]}. It pays nothing until `payouts recover RUN` has taken the period's claim over and "
+            "scanned the chain (RUNBOOK.md, after restoring a backup)"
+        )
+    raise typer.Exit(0 if current and moved is None else 1)
 
 
 @app.command("backup")

@@ -153,7 +153,12 @@ def recover(
     ] = None,
 ) -> None:
     """Scan the chain for a run: adopt what a lost ledger state already paid, list what matches
-    nothing, and with --accept record an operator's acceptance of it."""
+    nothing, and with --accept record an operator's acceptance of it.
+
+    It first writes this ledger's claim on the period (the payout account's data entry); a
+    restored or copied ledger, or a claim this ledger did not write, is taken over after the
+    previous payer's transactions have expired. A restored or copied ledger pays again only
+    after this."""
     from payouts.runs.errors import RunsError
     from payouts.runs.payment import PaymentEngine
     from payouts.runs.service import require_run

@@ -301,6 +301,9 @@ class LedgerIdentity(SQLModel, table=True):
     ledger_id: str = Field(max_length=36, unique=True)
     payout_account: str | None = Field(default=None, max_length=56)
     created_at: datetime = Field(sa_column=_created())
+    #: which database file or cluster database holds this ledger (SQLite file identity, or
+    #: PostgreSQL system identifier and database oid): a restored or copied ledger differs
+    database_fingerprint: str | None = Field(default=None, max_length=200)
 
 
 class RejectedManifest(SQLModel, table=True):
@@ -328,4 +331,24 @@ class ApproverSet(SQLModel, table=True):
     previous_id: int | None = Field(default=None, sa_column=Column(ForeignKey("approver_sets.id"), nullable=True))
     #: JSON {public key: base64 signature} by members of the previous set
     signatures_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    created_at: datetime = Field(sa_column=_created())
+
+
+class PayerClaim(SQLModel, table=True):
+    """A claim this ledger wrote on chain: the payout account's data entry for a period, whose
+    value (a fresh nonce per pay session and the approved manifest's hash prefix) names the one
+    payer of the period. Written by a transaction on the account's current sequence number."""
+
+    __tablename__ = "payer_claims"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    data_name: str = Field(max_length=64)
+    #: base64 of the entry's value, as Horizon shows it
+    value_b64: str = Field(max_length=100, index=True)
+    transaction_id: int | None = Field(default=None, foreign_key="stellar_transactions.id")
+    #: "submitted", "landed" or "lost" (another claim took the sequence number)
+    status: str = Field(max_length=16)
+    ledger: int | None = Field(default=None, sa_type=BigInteger)
+    closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     created_at: datetime = Field(sa_column=_created())

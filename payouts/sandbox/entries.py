@@ -88,6 +88,8 @@ class Account:
     last_modified_time_s: int = 0
     seq_ledger: int = 0
     seq_time_s: int = 0
+    #: data entries (ManageData): name -> value, up to 64 bytes each; one base reserve each
+    data: dict[str, bytes] = field(default_factory=dict)
 
     def clone(self) -> Account:
         return Account(
@@ -106,11 +108,12 @@ class Account:
             self.last_modified_time_s,
             self.seq_ledger,
             self.seq_time_s,
+            dict(self.data),
         )
 
     @property
     def num_subentries(self) -> int:
-        return len(self.signers) + len(self.trustlines)
+        return len(self.signers) + len(self.trustlines) + len(self.data)
 
     def min_balance_stroops(self, extra_subentries: int = 0) -> int:
         return (2 + self.num_subentries + extra_subentries) * BASE_RESERVE_STROOPS
@@ -148,6 +151,7 @@ class Account:
             ],
             "last_modified": [self.last_modified_ledger, self.last_modified_time_s],
             "seq_at": [self.seq_ledger, self.seq_time_s],
+            "data": {name: value.hex() for name, value in self.data.items()},
         }
 
     @classmethod
@@ -156,6 +160,8 @@ class Account:
         for code, issuer, balance, limit, flags, modified in doc["trustlines"]:
             lines[(code, issuer)] = Trustline(code, issuer, balance, limit, flags, modified)
         low, med, high = doc["thresholds"]
+        modified_ledger, modified_time_s = doc["last_modified"]
+        seq_ledger, seq_time_s = doc["seq_at"]
         return cls(
             doc["account_id"],
             doc["balance_stroops"],
@@ -168,8 +174,11 @@ class Account:
             doc["home_domain"],
             dict(doc["signers"]),
             lines,
-            *doc["last_modified"],
-            *doc["seq_at"],
+            modified_ledger,
+            modified_time_s,
+            seq_ledger,
+            seq_time_s,
+            {name: bytes.fromhex(value) for name, value in doc.get("data", {}).items()},
         )
 
 

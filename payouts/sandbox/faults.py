@@ -106,18 +106,22 @@ class FaultPlan:
         self.spec = spec or FaultSpec({})
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._forced: list[SubmitFault] = []
+        #: forced faults in order, each with whether only a transaction that pays may draw it
+        self._forced: list[tuple[SubmitFault, bool]] = []
         self._forced_landings = 0
         self.injected: dict[str, int] = {}
 
-    def force(self, fault: SubmitFault, times: int = 1) -> None:
+    def force(self, fault: SubmitFault, times: int = 1, *, payments_only: bool = True) -> None:
+        """The next `times` submissions get `fault`; with `payments_only`, only submissions
+        that carry a payment operation (a payer's own settings, such as its claim, go by)."""
         with self._lock:
-            self._forced.extend([fault] * times)
+            self._forced.extend([(fault, payments_only)] * times)
 
-    def next_submit_fault(self) -> SubmitFault | None:
+    def next_submit_fault(self, *, pays: bool = True) -> SubmitFault | None:
+        """The fault for the next submission; `pays`: it carries a payment operation."""
         with self._lock:
-            if self._forced:
-                fault = self._forced.pop(0)
+            if self._forced and (pays or not self._forced[0][1]):
+                fault: SubmitFault | None = self._forced.pop(0)[0]
             else:
                 fault = None
                 for candidate in SubmitFault:

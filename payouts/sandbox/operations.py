@@ -3,6 +3,7 @@ operation records, and the applier that changes accounts and reports effects."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from stellar_sdk import (
     Asset,
     ChangeTrust,
     CreateAccount,
+    ManageData,
     Operation,
     Payment,
     SetOptions,
@@ -54,6 +56,7 @@ def op_kind(op: Operation) -> str:
         AllowTrust: "allow_trust",
         SetTrustLineFlags: "set_trust_line_flags",
         SetOptions: "set_options",
+        ManageData: "manage_data",
     }.get(type(op), "other")
 
 
@@ -100,6 +103,11 @@ def static_op_check(op: Operation, source_id: str) -> str | None:
     elif isinstance(op, AllowTrust):
         if op.trustor == source_id:
             return "op_self_not_allowed"
+    elif isinstance(op, ManageData):
+        # stellar-core: a name of 1 to 64 bytes without control or non-ASCII characters
+        name = op.data_name.encode()
+        if not 1 <= len(name) <= 64 or any(byte < 0x20 or byte > 0x7E for byte in name):
+            return "op_data_invalid_name"
     elif isinstance(op, SetOptions):
         for value in (op.master_weight, op.low_threshold, op.med_threshold, op.high_threshold):
             if value is not None and not 0 <= value <= 255:
@@ -133,6 +141,9 @@ EFFECT_TYPES = {
     "trustline_removed": 21,
     "trustline_updated": 22,
     "trustline_flags_updated": 26,
+    "data_created": 40,
+    "data_removed": 41,
+    "data_updated": 42,
 }
 
 _OP_TYPE_I = {
@@ -141,6 +152,7 @@ _OP_TYPE_I = {
     "set_options": 5,
     "change_trust": 6,
     "allow_trust": 7,
+    "manage_data": 10,
     "set_trust_line_flags": 21,
 }
 
@@ -197,6 +209,8 @@ def operation_doc(op: Operation, source_id: str) -> tuple[dict, tuple[str, ...]]
             if value:
                 doc[name], doc[f"{name}_s"] = _flag_lists(value, _TL_FLAG_NAMES)
         parties = (source_id, op.trustor)
+    elif isinstance(op, ManageData):
+        doc.update({"name": op.data_name, "value": _b64(op.data_value) if op.data_value is not None else ""})
     elif isinstance(op, SetOptions):
         if op.home_domain is not None:
             doc["home_domain"] = op.home_domain
@@ -280,6 +294,8 @@ class OperationApplier:
             )
         if isinstance(op, SetOptions):
             return self.set_options(op, source)
+        if isinstance(op, ManageData):
+            return self.manage_data(op, source)
         return "op_not_supported"
 
     def payment(self, op: Payment, source: Account) -> str:
@@ -488,6 +504,30 @@ class OperationApplier:
             kind, key, weight = signer_effect
             self._effect(account_id, kind, weight=weight, public_key=key, key="")
         return "op_success"
+
+    def manage_data(self, op: ManageData, source: Account) -> str:
+        """Set, change or delete a data entry (stellar-core's ManageDataOpFrame): a new entry
+        needs one more base reserve above the balance; deleting a missing one is refused."""
+        name = op.data_name
+        if op.data_value is None:
+            if name not in source.data:
+                return "op_data_name_not_found"
+            del self.touch(source).data[name]
+            self._effect(source.account_id, "data_removed", name=name)
+            return "op_success"
+        if name not in source.data:
+            if source.balance_stroops < source.min_balance_stroops(extra_subentries=1):
+                return "op_low_reserve"
+            self.touch(source).data[name] = op.data_value
+            self._effect(source.account_id, "data_created", name=name, value=_b64(op.data_value))
+            return "op_success"
+        self.touch(source).data[name] = op.data_value
+        self._effect(source.account_id, "data_updated", name=name, value=_b64(op.data_value))
+        return "op_success"
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
 
 
 def asset_fields(asset: Asset) -> dict:

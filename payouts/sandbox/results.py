@@ -40,6 +40,7 @@ _GENERIC_OP_CODES: dict[str, x.OperationResultCode] = {
 
 _P, _C, _T = x.PaymentResultCode, x.CreateAccountResultCode, x.ChangeTrustResultCode
 _A, _F, _S = x.AllowTrustResultCode, x.SetTrustLineFlagsResultCode, x.SetOptionsResultCode
+_D = x.ManageDataResultCode
 
 #: operation kind -> (OperationType, OperationResultTr field, result class, code class, codes)
 _OP_CODES: dict[str, tuple] = {
@@ -124,6 +125,18 @@ _OP_CODES: dict[str, tuple] = {
             "op_threshold_out_of_range": _S.SET_OPTIONS_THRESHOLD_OUT_OF_RANGE,
             "op_bad_signer": _S.SET_OPTIONS_BAD_SIGNER,
             "op_invalid_home_domain": _S.SET_OPTIONS_INVALID_HOME_DOMAIN,
+        },
+    ),
+    "manage_data": (
+        x.OperationType.MANAGE_DATA,
+        "manage_data_result",
+        x.ManageDataResult,
+        {
+            "op_success": _D.MANAGE_DATA_SUCCESS,
+            "op_not_supported_yet": _D.MANAGE_DATA_NOT_SUPPORTED_YET,
+            "op_data_name_not_found": _D.MANAGE_DATA_NAME_NOT_FOUND,
+            "op_low_reserve": _D.MANAGE_DATA_LOW_RESERVE,
+            "op_data_invalid_name": _D.MANAGE_DATA_INVALID_NAME,
         },
     ),
 }

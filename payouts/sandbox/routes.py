@@ -76,7 +76,7 @@ class Router:
                 return handler._send(200, views.fee_stats(self.ledger))
         if head == "friendbot" and not rest:
             return handler._friendbot(query)
-        if len(rest) > 2:
+        if len(rest) > 2 and not (head == "accounts" and len(rest) == 3 and rest[1] == "data"):
             raise Missing()
         if head == "ledgers":
             if not rest:
@@ -167,6 +167,12 @@ class Router:
                 raise Missing()
             return self.handler._send(200, views.account(self.base, entry))
         sub = rest[0]
+        if sub == "data" and len(rest) == 2:
+            entry = self.view.account(account_id)
+            name = urllib.parse.unquote(rest[1])
+            if entry is None or name not in entry.data:
+                raise Missing()
+            return self.handler._send(200, views.data_entry(entry.data[name]))
         if len(rest) == 1 and sub in ("offers", "trades"):
             if self.view.account(account_id) is None:
                 raise Missing()

@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import structlog
 from stellar_sdk import Account as SdkAccount
-from stellar_sdk import FeeBumpTransactionEnvelope, StrKey, TransactionBuilder
+from stellar_sdk import FeeBumpTransactionEnvelope, Payment, StrKey, TransactionBuilder
 
 from payouts.sandbox import views
 from payouts.sandbox.entries import TxRecord
@@ -445,7 +445,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer_record(known)
         if ledger.transaction(hash_hex) is not None:  # included, but not yet in the lagging view
             return self._problem(views.submission_timeout(hash_hex, envelope_xdr))
-        fault = None if hash_hex in ledger.queue else sandbox.faults.next_submit_fault()
+        fault = None if hash_hex in ledger.queue else sandbox.faults.next_submit_fault(pays=_pays(envelope))
         if fault is None and sandbox.view.lagging:
             fault = SubmitFault.timeout_after_apply  # the replica never sees it in time
         if fault is SubmitFault.congestion:
@@ -494,7 +494,7 @@ class _Handler(BaseHTTPRequestHandler):
         hash_hex = envelope.hash_hex()
         if ledger.transaction(hash_hex) is not None or hash_hex in ledger.queue:
             return self._send(409, {"tx_status": "DUPLICATE", "hash": hash_hex})
-        fault = sandbox.faults.next_submit_fault()
+        fault = sandbox.faults.next_submit_fault(pays=_pays(envelope))
         if fault is SubmitFault.congestion:
             result_xdr, _ = _insufficient_fee(envelope)
             return self._send(400, {"tx_status": "ERROR", "hash": hash_hex, "error_result_xdr": result_xdr})
@@ -512,6 +512,13 @@ class _Handler(BaseHTTPRequestHandler):
         # Horizon's asynchronous handler never waits, so it never answers 504: the
         # 504-after-apply fault is the plain PENDING answer here.
         self._send(201, {"tx_status": "PENDING", "hash": hash_hex})
+
+
+def _pays(envelope) -> bool:
+    """Does the transaction (or the one a fee bump wraps) carry a payment operation?"""
+    fee_bump = isinstance(envelope, FeeBumpTransactionEnvelope)
+    tx = envelope.transaction.inner_transaction_envelope.transaction if fee_bump else envelope.transaction
+    return any(isinstance(op, Payment) for op in tx.operations)
 
 
 def _insufficient_fee(envelope) -> tuple[str, dict]:

@@ -5,6 +5,8 @@ Amounts leave the model as integers and become 7-decimal strings only here.
 
 from __future__ import annotations
 
+import base64
+
 from payouts.sandbox.entries import Account, LedgerHeader, OpRecord, TxRecord, format_amount, rfc3339
 from payouts.sandbox.ledger import Ledger
 from payouts.sandbox.network import BASE_RESERVE_STROOPS, PROTOCOL_VERSION, TOTAL_COINS_STROOPS
@@ -238,7 +240,7 @@ def account(base: str, entry: Account) -> dict:
         },
         "balances": balances,
         "signers": signers,
-        "data": {},
+        "data": {name: base64.b64encode(value).decode() for name, value in sorted(entry.data.items())},
         "num_sponsoring": 0,
         "num_sponsored": 0,
         "paging_token": account_id,
@@ -249,6 +251,11 @@ def account(base: str, entry: Account) -> dict:
     if entry.home_domain:
         document["home_domain"] = entry.home_domain
     return document
+
+
+def data_entry(value: bytes) -> dict:
+    """GET /accounts/{id}/data/{key}: the value, base64 (Horizon's AccountData)."""
+    return {"value": base64.b64encode(value).decode()}
 
 
 def transaction(base: str, record: TxRecord) -> dict:

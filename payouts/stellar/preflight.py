@@ -32,9 +32,17 @@ class Asset:
 
 
 def check_payout_account(
-    client: HorizonClient, payout_account: str, asset: Asset, *, total_units: int, fee_budget_stroops: int
+    client: HorizonClient,
+    payout_account: str,
+    asset: Asset,
+    *,
+    total_units: int,
+    fee_budget_stroops: int,
+    data_entries: Iterable[str] = (),
 ) -> None:
-    """Raise PreflightError when the payout account lacks TFT for the total or XLM for fees."""
+    """Raise PreflightError when the payout account lacks TFT for the total or XLM for fees.
+    `data_entries`: entries the payer will write (the period's claim); each one it does not
+    hold yet needs a base reserve more."""
     account = client.account(payout_account)
     if account is None:
         raise PreflightError(f"the payout account {payout_account} does not exist on this network")
@@ -46,8 +54,10 @@ def check_payout_account(
             f"the payout account holds {format_tft(line.balance_units)} {asset.code}, the run needs "
             f"{format_tft(total_units)} (short by {format_tft(total_units - line.balance_units)})"
         )
-    # 2 base reserves plus one per subentry (trustlines, data entries, extra signers)
-    reserve = BASE_RESERVE_STROOPS * (2 + account.subentries)
+    # 2 base reserves plus one per subentry (trustlines, data entries, extra signers), and one
+    # for each data entry the run will add (the payer's claim)
+    new_entries = sum(1 for name in set(data_entries) if name not in account.data)
+    reserve = BASE_RESERVE_STROOPS * (2 + account.subentries + new_entries)
     spendable = account.native_balance_stroops - reserve
     if spendable < fee_budget_stroops:
         raise PreflightError(

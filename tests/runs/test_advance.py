@@ -51,8 +51,9 @@ def webhook():
 
 
 def _transactions(db) -> list[StellarTransaction]:
+    """What was sent to pay or fund (the payer's claim on the period is neither)."""
     with Session(db) as session:
-        return list(session.exec(select(StellarTransaction)).all())
+        return list(session.exec(select(StellarTransaction).where(StellarTransaction.purpose != "claim")).all())
 
 
 def test_a_period_goes_from_inputs_to_export_once_and_waits_for_approvals(sandbox, ledger_url, tmp_path, webhook):

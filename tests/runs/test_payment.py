@@ -116,7 +116,7 @@ def test_batch_mode_uses_merkle_memos(paying):
     assert len(paid) == 8
     from payouts.stellar.merkle import merkle_root
 
-    confirmed = [t for t in txs if t.status == "confirmed"]
+    confirmed = [t for t in txs if t.status == "confirmed" and t.purpose == "payment"]
     for tx in confirmed:
         hashes = [p.receipt_hash for p in paid if p.tx_hash == tx.tx_hash]
         assert tx.memo_hash == merkle_root(hashes).hex()
@@ -317,7 +317,11 @@ def test_reconciliation_reads_memos_from_the_joined_payments(paying):
     assert not [path for path in requests if path.startswith("/transactions/")]
     # an edited memo in the ledger is still caught
     with session_scope(db) as session:
-        tx_hash = session.exec(select(StellarTransaction.tx_hash)).first()
+        tx_hash = session.exec(
+            select(StellarTransaction.tx_hash)
+            .where(StellarTransaction.purpose == "payment", StellarTransaction.status == "confirmed")
+            .order_by(StellarTransaction.id)
+        ).first()
         session.execute(
             update(StellarTransaction).where(StellarTransaction.tx_hash == tx_hash).values(memo_hash="00" * 32)
         )
@@ -341,7 +345,7 @@ def test_pause_stops_new_submissions_within_one_cycle_and_resume_finishes(paying
     report = engine.pay(run_id, progress=pause_after_two)
     assert report.status == RunStatus.PAYING and report.reason == "paused"
     with Session(db) as session:
-        txs = session.exec(select(StellarTransaction)).all()
+        txs = session.exec(select(StellarTransaction).where(StellarTransaction.purpose == "payment")).all()
     assert len(txs) == paused_at[0]  # nothing built after the switch
     assert all(t.status == "confirmed" for t in txs)  # what was in flight was resolved
     again = engine.pay(run_id)  # still paused: builds nothing

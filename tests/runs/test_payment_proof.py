@@ -75,17 +75,26 @@ def test_a_lagging_replica_with_a_second_engine_reading_stale_accounts_pays_noth
 def test_a_horizon_whose_history_starts_after_the_transaction_was_built_makes_the_engine_wait(paying):
     sandbox, document, db, run_id, engine = paying(ledger_close_s=0.1, tx_timeout_s=2, channels=1)
     engine.start(run_id)
+    assert engine.claim(run_id) is None  # the period's claim first: this engine keeps it
     sandbox.faults.spec = FaultSpec.parse("504_without_apply=1")  # nothing sent reaches the queue
     built = sandbox.ledger.latest.sequence
-    sandbox.view.history_floor = built + 3  # a Horizon keeping only recent history
+    # a Horizon keeping only recent history: it starts after anything this test builds
+    sandbox.view.history_floor = built + 1000
     outcome: dict = {}
     paying_thread = threading.Thread(target=lambda: outcome.setdefault("report", engine.pay(run_id)))
     paying_thread.start()
     # well past the 20-ledger bound: a "not found" that now proves nothing, since the history
     # Horizon still has starts after the transaction was built
-    time.sleep(4.0)
-    with Session(db) as session:
-        live = session.exec(select(StellarTransaction)).all()
+    deadline = time.monotonic() + 60
+    while True:  # until the ledgers are well past the transaction's bound, however slow they close
+        time.sleep(0.2)
+        with Session(db) as session:
+            live = session.exec(select(StellarTransaction).where(StellarTransaction.purpose == "payment")).all()
+        past = (
+            bool(live) and live[0].max_ledger is not None and live[0].max_ledger + 10 < sandbox.ledger.latest.sequence
+        )
+        if past or time.monotonic() > deadline:
+            break
     assert len(live) == 1 and live[0].status == TransactionStatus.SUBMITTED
     assert live[0].max_ledger < sandbox.ledger.latest.sequence
     assert live[0].built_ledger < sandbox.view.elder_ledger()

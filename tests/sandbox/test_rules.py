@@ -9,7 +9,7 @@ import pytest
 from stellar_sdk import Asset, AuthorizationFlag, Keypair, Signer, TransactionBuilder, TrustLineFlags
 from stellar_sdk import xdr as stellar_xdr
 from stellar_sdk.exceptions import NotFoundError
-from stellar_sdk.operation import ManageData
+from stellar_sdk.operation import BumpSequence
 
 from payouts.sandbox import SANDBOX_NETWORK_PASSPHRASE, root_keypair, running_sandbox
 from payouts.sandbox.entries import AUTH_REQUIRED, AUTH_REVOCABLE
@@ -226,7 +226,7 @@ def test_multisig_thresholds(net):
 
 def test_unsupported_operation(net):
     alice = net.new_accounts(1)[0]
-    builder = net.builder(alice).append_operation(ManageData("k", b"v"))
+    builder = net.builder(alice).append_operation(BumpSequence(net.sequence(alice) + 10))
     assert codes(net.fail(net.signed(builder, alice))) == {
         "transaction": "tx_failed",
         "operations": ["op_not_supported"],

@@ -174,7 +174,10 @@ def test_a_payment_stream_sees_every_payment_of_a_demo_month_once_across_a_resta
         # hash, memo, amounts, time bounds, fee, and both signatures (channel and payout)
         expected = []
         with Session(db) as session:
-            for row in session.exec(select(StellarTransaction).where(StellarTransaction.status == "confirmed")):
+            confirmed = select(StellarTransaction).where(
+                StellarTransaction.status == "confirmed", StellarTransaction.purpose == "payment"
+            )
+            for row in session.exec(confirmed):
                 mine = [p for p in paid if p.tx_hash == row.tx_hash and p.status == PaymentStatus.PAID]
                 on_chain = client.transaction(row.fee_bump_hash or row.tx_hash)
                 expected.append(

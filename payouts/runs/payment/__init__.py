@@ -2,8 +2,10 @@
 ledger reads (queries), building transactions (build), resolving their outcomes (resolve) and the
 loop that drives them (engine)."""
 
+from payouts.runs.payment.claim import ClaimLost
 from payouts.runs.payment.common import (
     LeaseLost,
+    LedgerMoved,
     PayConfig,
     PayReport,
     RunAlreadyPaid,
@@ -14,7 +16,9 @@ from payouts.runs.payment.common import (
 from payouts.runs.payment.engine import PaymentEngine
 
 __all__ = [
+    "ClaimLost",
     "LeaseLost",
+    "LedgerMoved",
     "PayConfig",
     "PayReport",
     "PaymentEngine",

@@ -54,6 +54,10 @@ class Builder(EngineState):
             )
         return self._approved[run_id]
 
+    def claim_lost(self, session: Session, run_id: int) -> str | None:
+        """Why this payer no longer holds the period's claim, or None (claim.py)."""
+        return None
+
     def _sources(self) -> list[str]:
         return self.keys.channel_accounts or [self.keys.payout_account]
 
@@ -76,6 +80,12 @@ class Builder(EngineState):
             session = uow.session
             pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources))
             groups = [pending[i : i + per_tx] for i in range(0, len(pending), per_tx)]
+            if groups and sources:
+                # one payer per period: the claim on chain is read again before every batch
+                lost = self.claim_lost(session, run_id)
+                if lost is not None:
+                    stop_run(session, require_run(session, run_id), lost)
+                    return []
             # the ledger bound counts from the network's latest ledger, read once per batch
             built_ledger = self._latest_ledger_now() if groups and sources else 0
             for source, group in zip(sources, groups, strict=False):

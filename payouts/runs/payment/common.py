@@ -39,6 +39,11 @@ class LeaseLost(RunBusy):
     and the payer holding the lease now drives the run."""
 
 
+class LedgerMoved(RunNotPayable):
+    """This ledger was restored from a backup or copied (its database fingerprint is not the
+    recorded one): it pays only after `payouts recover` took the period's claim over."""
+
+
 class RunStopped(RunsError):
     """The run stopped and waits for an operator; the reason says why."""
 

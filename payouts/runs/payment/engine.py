@@ -26,6 +26,7 @@ import structlog
 from sqlmodel import Session
 
 from payouts.ledger.errors import StaleStatus
+from payouts.ledger.fingerprint import fingerprint_difference, record_fingerprint
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
@@ -41,8 +42,10 @@ from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.control import acquire_lease, lease_holder, pause_state, release_lease, renew_lease
 from payouts.runs.errors import RunsError
 from payouts.runs.payment.build import Builder
+from payouts.runs.payment.claim import Claimer, ClaimLost, HeldClaim
 from payouts.runs.payment.common import (
     LeaseLost,
+    LedgerMoved,
     PayConfig,
     PayReport,
     RunAlreadyPaid,
@@ -55,6 +58,7 @@ from payouts.runs.payment.resolve import Resolver
 from payouts.runs.payment.scan import ScanResult, record_acceptance, scan_chain
 from payouts.runs.retries_now import doubly_retried
 from payouts.runs.service import require_run
+from payouts.stellar.claim import claim_name
 from payouts.stellar.horizon import HorizonClient, SubmitResult
 from payouts.stellar.keys import SigningKeys
 from payouts.stellar.preflight import Asset, PreflightError, check_destinations, check_payout_account
@@ -63,7 +67,7 @@ from payouts.stellar.submit import Verdict
 log = structlog.get_logger(__name__)
 
 
-class PaymentEngine(Builder, Resolver):
+class PaymentEngine(Claimer, Builder, Resolver):
     def __init__(self, units: UnitOfWorkFactory, client: HorizonClient, keys: SigningKeys, config: PayConfig) -> None:
         self.units = units
         self.client = client
@@ -76,6 +80,8 @@ class PaymentEngine(Builder, Resolver):
         self._clock: tuple[int, float] | None = None
         #: per run, the manifest its approvals signed (checked against before each signature)
         self._approved: dict[int, Manifest] = {}
+        #: per run, the claim on chain this pay session wrote (re-read before every build batch)
+        self._claims: dict[int, HeldClaim] = {}
 
     # -- 1. start ----------------------------------------------------------------------------
 
@@ -139,6 +145,7 @@ class PaymentEngine(Builder, Resolver):
                 self.asset,
                 total_units=total_units,
                 fee_budget_stroops=fee_budget,
+                data_entries=(claim_name(self.config.network_passphrase, run.period_offset),),
             )
         except PreflightError as exc:
             self._stop(session, run, f"preflight: {exc}")
@@ -217,6 +224,13 @@ class PaymentEngine(Builder, Resolver):
             raise RunsError('--accept takes "who, why": the operator and the reason, e.g. "ana, key rotation"')
         unexplained = ""
         with self.units() as uow:
+            moved = fingerprint_difference(uow.session) is not None
+        # the period's claim first: a takeover waits until the previous payer's transactions
+        # have expired, so the scan sees everything it sent
+        lost = self.claim(run_id, take_over=moved)
+        if lost:
+            raise RunStopped(lost)
+        with self.units() as uow:
             session = uow.session
             run = require_run(session, run_id)
             result = scan_chain(
@@ -245,6 +259,8 @@ class PaymentEngine(Builder, Resolver):
                         detail={"after": "chain scan", "accepted_by": accept},
                         status_reason="",
                     )
+                # the claim is this ledger's and the chain is scanned: this database pays now
+                record_fingerprint(session, reason="payouts recover")
             session.flush()
             session.refresh(run)
             status = run.status
@@ -300,6 +316,22 @@ class PaymentEngine(Builder, Resolver):
             with self.units() as uow:
                 release_lease(uow.session, run_id, owner)
 
+    def _require_own_database(self, run_id: int) -> None:
+        """A ledger restored from a backup or copied pays only after `payouts recover`; the
+        first payer of a ledger records which database holds it."""
+        with self.units() as uow:
+            moved = fingerprint_difference(uow.session)
+            if moved is None:
+                record_fingerprint(uow.session, reason="first payer")
+        if moved is not None:
+            recorded, current = moved
+            log.error("ledger.moved", run_id=run_id, recorded=recorded, current=current)
+            raise LedgerMoved(
+                f"this ledger was restored from a backup or copied (it was recorded in {recorded}, it is now in "
+                f"{current}): it does not pay until `payouts recover {run_id}` has taken the period's claim "
+                "over and scanned the chain"
+            )
+
     def _lease_lost(self, run_id: int, holder: str | None) -> LeaseLost:
         log.warning("run.pay.lease_lost", run_id=run_id, holder=holder)
         return LeaseLost(
@@ -311,8 +343,22 @@ class PaymentEngine(Builder, Resolver):
     def _pay(
         self, run_id: int, owner: str, progress: Callable[[PayReport], None] | None, budget_s: float | None
     ) -> PayReport:
+        self._require_own_database(run_id)
         self.start(run_id)
         report = PayReport(run_id=run_id, status=RunStatus.PAYING)
+        # one payer per period: this session's claim on chain first (a takeover waits); an
+        # engine that still holds its claim from an earlier call keeps it
+        try:
+            with self.units() as uow:
+                held = run_id in self._claims and self.claim_lost(uow.session, run_id) is None
+        except ClaimLost:
+            held = False  # another session of this ledger had it since (it held the lease)
+        lost = None if held else self.claim(run_id)
+        if lost:
+            with self.units() as uow:
+                self._stop(uow.session, require_run(uow.session, run_id), lost)
+            report.status, report.reason = RunStatus.STOPPED, lost
+            return report
         # the chain before anything is sent: this ledger may be a restored or copied one
         stopped = self.scan(run_id, report)
         if stopped:
