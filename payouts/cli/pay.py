@@ -182,6 +182,8 @@ def reconcile(
         )
         for line in result.differences + result.unknown_on_chain:
             err_console.print(f"[bold red]difference:[/] {line}")
+        if result.behind:
+            err_console.print(f"not compared yet: {result.behind}")
     if not result.clean:
         raise typer.Exit(1)
 

@@ -178,7 +178,9 @@ class Orchestrator:
         if status is RunStatus.PAID:
             self.reconcile(session, run)
             step.did.append("reconcile")
-            return True
+            # still paid: Horizon is behind the run's ledgers; the next trigger reconciles again
+            after = session.get(Run, run_id, populate_existing=True)
+            return after is None or after.status != RunStatus.PAID
         if status is RunStatus.RECONCILED:
             location = self.export(session, run)
             transition(

@@ -32,10 +32,13 @@ class Reconciliation:
     chain_total_units: int = 0
     differences: list[str] = field(default_factory=list)
     unknown_on_chain: list[str] = field(default_factory=list)  # chain payments no run knows
+    #: why nothing was compared yet: the Horizon read has not seen every ledger the run's
+    #: payments landed in (a lagging replica); the run waits, it is not stopped
+    behind: str = ""
 
     @property
     def clean(self) -> bool:
-        return not self.differences and not self.unknown_on_chain
+        return not self.behind and not self.differences and not self.unknown_on_chain
 
 
 def reconcile_run(
@@ -51,6 +54,16 @@ def reconcile_run(
             continue
         ledger_by_tx[payment.tx_hash][(payment.destination, payment.amount_tft_units)] += 1
     result.paid_in_ledger = len(paid)
+    # a Horizon behind the ledgers our payments landed in would report them missing: wait for it
+    landed_up_to = max((p.ledger for p in paid if p.ledger is not None), default=None)
+    if landed_up_to is not None:
+        seen = client.latest_ledger().sequence
+        if seen < landed_up_to:
+            result.behind = (
+                f"Horizon has seen ledger {seen}, the run's payments landed up to ledger {landed_up_to}: "
+                "reconciled once it has caught up"
+            )
+            return result
     # a transaction is on chain under its own hash, or that of any fee bump that wrapped it
     memos: dict[str, str] = {}
     for tx in session.exec(select(StellarTransaction).where(StellarTransaction.run_id == run.id)).all():
@@ -120,7 +133,11 @@ def _memo_hex(memo_b64: str | None) -> str | None:
 
 
 def record_reconciliation(session: Session, run: Run, result: Reconciliation) -> None:
-    """A clean paid run becomes `reconciled`; a mismatch stops it for an operator."""
+    """A clean paid run becomes `reconciled`; a mismatch stops it for an operator; a Horizon
+    that is behind changes nothing (the run is reconciled again later)."""
+    if result.behind:
+        log.warning("run.reconcile.horizon_behind", run_id=run.id, reason=result.behind)
+        return
     if result.clean:
         if run.status == RunStatus.PAID:
             transition(
