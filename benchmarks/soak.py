@@ -7,7 +7,12 @@ Everything is on loopback and started here: Redis, PostgreSQL (the ledger), the 
 network with submission faults on, and real Celery worker processes. For each period the soak
 drops the period's snapshot into the drop folder, fires the reconciler (twice, like a doubled
 trigger), approves the run when it waits, and keeps firing while it pays. Meanwhile it kills
-workers with SIGKILL, restarts Redis, PostgreSQL and the sandbox at random. After each period
+workers with SIGKILL, restarts Redis, PostgreSQL and the sandbox at random, and turns on a
+lagging replica (reads some seconds behind the chain, landed submissions answered 504) until the
+next outage. Once a period, mid-run, it restores an older backup of the ledger: the backup is
+taken at the period's first outage, and a few outages later every worker is stopped (SIGKILL),
+the ledger database is replaced by the backup (pg_restore), `payouts recover RUN` scans the
+chain (a real process), and the workers start again. After each period
 it checks: each receipt paid at most once; every payable receipt paid or held with a reason;
 chain totals equal ledger totals; the run is exported, or stopped with a reason. It ends with a
 table of faults injected and survived, and exits 1 on any invariant violation.
@@ -84,6 +89,8 @@ def main() -> int:
     parser.add_argument("--period-timeout", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the soak's folder (logs, ledger) afterwards")
+    parser.add_argument("--no-lag", action="store_true", help="leave out the lagging-replica outage")
+    parser.add_argument("--no-restore", action="store_true", help="leave out the restore-then-recover event")
     args = parser.parse_args()
 
     from pydantic import SecretStr
@@ -114,6 +121,8 @@ def main() -> int:
     redis_server = RedisServer.start(dir=folder / "redis")
     postgres = PostgresServer.start()
     workers: list[subprocess.Popen] = []
+    recovered: list[str] = []
+    stops: list[str] = []
     try:
         import psycopg
 
@@ -215,12 +224,59 @@ def main() -> int:
                 except Exception:  # noqa: BLE001 - Redis may be restarting: the next trigger comes
                     injected["trigger lost (broker down)"] += 1
 
-            def chaos() -> None:
+            def restore(backup_file: Path, run_id: int) -> None:
+                """RUNBOOK's restore: stop the workers, put the backup in the ledger's place,
+                `payouts recover RUN`, start the workers again."""
                 nonlocal spawned
-                fault = rng.choice(
-                    ["kill worker", "restart redis", "restart postgresql", "restart sandbox", "duplicate trigger"]
+                for victim in workers:
+                    os.killpg(victim.pid, signal.SIGKILL)
+                    victim.wait(10)
+                workers.clear()
+                # what the killed workers sent lands (or not) before the restored ledger looks
+                settle = time.monotonic() + 30
+                while sandbox.ledger.queue and time.monotonic() < settle:
+                    time.sleep(0.1)
+                time.sleep(0.5)
+                db.dispose()
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres", autocommit=True
+                ) as conn:
+                    conn.execute("DROP DATABASE soak WITH (FORCE)")
+                    conn.execute("CREATE DATABASE soak")
+                pg_restore = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_restore"))))
+                subprocess.run(
+                    [str(pg_restore), "--no-owner", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres"]
+                    + ["-d", "soak", str(backup_file)],
+                    check=True,
+                    capture_output=True,
                 )
-                if fault == "kill worker":
+                done = subprocess.run(
+                    [sys.executable, "-m", "payouts.cli.main", "recover", str(run_id)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+                recovered.append(f"run {run_id}: exit {done.returncode}: {(done.stdout + done.stderr).strip()[-300:]}")
+                if done.returncode != 0:
+                    violations.append(f"payouts recover {run_id} failed: {recovered[-1]}")
+                for _ in range(args.workers):
+                    spawned += 1
+                    workers.append(start_worker(f"w{spawned}"))
+
+            lagging = False
+
+            def chaos() -> None:
+                nonlocal spawned, lagging
+                if lagging:  # a lagging replica lasts until the next outage
+                    sandbox.view.set_lag(0.0)
+                    lagging = False
+                choices = ["kill worker", "restart redis", "restart postgresql", "restart sandbox", "duplicate trigger"]
+                fault = rng.choice(choices + ([] if args.no_lag else ["lagging replica"]))
+                if fault == "lagging replica":
+                    sandbox.view.set_lag(rng.choice([1.0, 2.0, 3.0]))
+                    lagging = True
+                elif fault == "kill worker":
                     victim = workers.pop(rng.randrange(len(workers)))
                     os.killpg(victim.pid, signal.SIGKILL)
                     victim.wait(10)
@@ -270,6 +326,11 @@ def main() -> int:
 
                 approved = False
                 next_chaos = time.monotonic() + args.chaos_every
+                outages = 0
+                backup_file: Path | None = None
+                backup_at = 0
+                restored = False
+                restore_after = rng.randint(2, 5)  # outages between the backup and the restore
                 while time.monotonic() - period_started < args.period_timeout:
                     run = run_row()
                     if run is not None and run.status == "calculated" and not approved:
@@ -288,11 +349,32 @@ def main() -> int:
                     if run is not None and run.status in ("exported", "stopped"):
                         break
                     if approved and time.monotonic() >= next_chaos:
-                        chaos()
+                        outages += 1
+                        if not args.no_restore and backup_file is None:
+                            from payouts.ledger.db import BackupError, backup
+
+                            try:  # mid-run: the run is approved or paying
+                                backup_file = backup(ledger_url, folder / f"{period.label}-{outages}.backup")
+                                backup_at = outages
+                            except BackupError:
+                                pass  # PostgreSQL restarting: the next outage takes it
+                        if (
+                            backup_file is not None
+                            and not restored
+                            and outages >= backup_at + restore_after
+                            and run is not None
+                        ):
+                            restore(backup_file, run.id)
+                            restored = True
+                            injected["restore older backup, then payouts recover"] += 1
+                        else:
+                            chaos()
                         next_chaos = time.monotonic() + args.chaos_every
                         trigger()  # like beat: the reconciler picks up whatever a fault cost
                     time.sleep(0.5)
                 sandbox.faults.spec = FaultSpec.parse(None)
+                sandbox.view.set_lag(0.0)
+                lagging = False
                 run = run_row()
                 found = invariant_violations(db, client, document, run.id) if run else ["no run was calculated"]
                 violations.extend(f"{period.label}: {v}" for v in found)
@@ -310,6 +392,8 @@ def main() -> int:
                         "ok" if not found else "VIOLATED",
                     )
                 )
+                if run is not None and run.status == "stopped":
+                    stops.append(f"{period.label}: run {run.id} stopped: {run.status_reason}")
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -331,6 +415,10 @@ def main() -> int:
         f"periods {len(rows)}, payments paid {sum(r[2] for r in rows)}, "
         f"invariant violations {len(violations)}, {time.monotonic() - started:.0f} s"
     )
+    for line in stops:
+        print(f"STOPPED {line}")
+    for line in recovered:
+        print(f"recovered {line}")
     for violation in violations:
         print(f"VIOLATION {violation}")
     return 1 if violations or len(rows) < min(args.periods, 1) else 0

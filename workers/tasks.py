@@ -138,7 +138,11 @@ def retries_now(uow: UnitOfWork) -> dict:
 def pay_run(self, uow: UnitOfWork, run_id: int) -> dict:
     """Pay a run for one time budget; queue the next slice, or the next step once paid."""
     settings = app.conf.payouts_settings
-    run = require_run(uow.session, run_id)
+    # read in a unit of its own: the task's unit must not sit open (idle in transaction) while
+    # the engine waits on the network for the whole time budget
+    with self.units() as reading:
+        run = require_run(reading.session, run_id)
+        network, period_offset = run.network, run.period_offset
     try:
         keys = signing_keys(settings)
     except KeyFileError as exc:
@@ -146,7 +150,7 @@ def pay_run(self, uow: UnitOfWork, run_id: int) -> dict:
         log.error("run.pay.keys_unusable", run_id=run_id, reason=str(exc))
         raise
     with horizon(settings) as client:
-        engine = PaymentEngine(self.units, client, keys, pay_config(settings, run.network))
+        engine = PaymentEngine(self.units, client, keys, pay_config(settings, network))
         try:
             report = engine.pay(run_id, budget_s=settings.pay_task_budget_s)
         except RunBusy:
@@ -155,14 +159,13 @@ def pay_run(self, uow: UnitOfWork, run_id: int) -> dict:
         except (RunNotPayable, RunStopped) as exc:
             # waits for approvals, funding or an operator: nothing to retry
             log.warning("run.pay.not_now", run_id=run_id, reason=str(exc))
-            uow.session.refresh(run)
-            return {"run_id": run_id, "status": run.status, "reason": str(exc)}
+            return {"run_id": run_id, "status": require_run(uow.session, run_id).status, "reason": str(exc)}
     if report.status == RunStatus.PAYING and report.reason != "paused":
         uow.after_commit(partial(pay_run.delay, run_id))
     elif report.status == RunStatus.PAID and run.kind == OFF_CYCLE_RUN:
         uow.after_commit(partial(advance_run.delay, run_id))
     elif report.status == RunStatus.PAID:
-        uow.after_commit(partial(advance_period.delay, run.period_offset))
+        uow.after_commit(partial(advance_period.delay, period_offset))
     return {
         "run_id": run_id,
         "status": report.status,

@@ -231,7 +231,7 @@ def reconcile(
         run_id = id_of(run)
     sweep = None
     surplus = None
-    if treasury is not None:
+    if treasury is not None and not result.behind:
         # what the run's funding left in the hot account goes back to the treasury (exactly once)
         with horizon(settings) as client:
             try:
@@ -258,6 +258,8 @@ def reconcile(
             err_console.print(f"sweep: {sweep.message}")
         if surplus is not None and surplus.surplus_units:
             err_console.print(f"[bold yellow]warning:[/] {surplus.describe()}")
+        if result.behind:
+            err_console.print(f"not compared yet: {result.behind}")
     if not result.clean:
         raise typer.Exit(1)
 

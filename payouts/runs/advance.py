@@ -259,7 +259,11 @@ class Orchestrator:
         if status is RunStatus.PAID:
             self.reconcile(session, run)
             step.did.append("reconcile")
-            if self.sweep is not None:
+            # still paid: Horizon is behind the run's ledgers; the next trigger reconciles again
+            after = session.get(Run, run_id, populate_existing=True)
+            if after is None or after.status == RunStatus.PAID:
+                return False
+            if self.sweep is not None and after.status == RunStatus.RECONCILED:
                 sweep = self.sweep
                 uow.after_commit(lambda: sweep(run_id))  # sends a transaction: only once on record
             return True

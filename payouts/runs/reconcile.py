@@ -11,14 +11,16 @@ import base64
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+import orjson
 import structlog
 from sqlmodel import Session, col, select
 
-from payouts.ledger.models import Payment, Run, StellarTransaction, TransactionHash
+from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
 from payouts.money import parse_tft
 from payouts.stellar.horizon import HorizonClient
+from payouts.stellar.merkle import merkle_root
 
 log = structlog.get_logger(__name__)
 
@@ -35,10 +37,13 @@ class Reconciliation:
     #: payout -> treasury payments under this run's manifest hash the ledger lacks: a sweep the
     #: ledger lost, adopted by the sweep step (never swept again)
     lost_sweeps: list[str] = field(default_factory=list)
+    #: why nothing was compared yet: the Horizon read has not seen every ledger the run's
+    #: payments landed in (a lagging replica); the run waits, it is not stopped
+    behind: str = ""
 
     @property
     def clean(self) -> bool:
-        return not self.differences and not self.unknown_on_chain
+        return not self.behind and not self.differences and not self.unknown_on_chain
 
 
 def reconcile_run(
@@ -80,6 +85,16 @@ def reconcile_run(
             continue
         ledger_by_tx[payment.tx_hash][(payment.destination, payment.amount_tft_units)] += 1
     result.paid_in_ledger = len(paid)
+    # a Horizon behind the ledgers our payments landed in would report them missing: wait for it
+    landed_up_to = max((p.ledger for p in paid if p.ledger is not None), default=None)
+    if landed_up_to is not None:
+        seen = client.latest_ledger().sequence
+        if seen < landed_up_to:
+            result.behind = (
+                f"Horizon has seen ledger {seen}, the run's payments landed up to ledger {landed_up_to}: "
+                "reconciled once it has caught up"
+            )
+            return result
     # a transaction is on chain under its own hash, or that of any fee bump that wrapped it
     memos: dict[str, str] = {}
     for tx in session.exec(select(StellarTransaction).where(StellarTransaction.run_id == run.id)).all():
@@ -92,12 +107,33 @@ def reconcile_run(
         .where(StellarTransaction.run_id == run.id)
     ):
         memos[tx_hash] = memo_hash
-    all_known = {
-        h
-        for pair in session.exec(select(StellarTransaction.tx_hash, StellarTransaction.fee_bump_hash))
-        for h in pair
-        if h
-    } | set(session.exec(select(TransactionHash.tx_hash)).all())
+    # payments adopted from the chain (a restored ledger's lost transactions: payment/scan.py) have
+    # no transaction row; the adoption event names the chain transaction, its memo is the receipt
+    # hash or the Merkle root of the receipt hashes it paid
+    adopted = {
+        orjson.loads(detail).get("tx_hash")
+        for detail in session.exec(select(LedgerEvent.detail_json).where(LedgerEvent.event == "payment.adopted"))
+    }
+    adopted.discard(None)
+    memo_choices: dict[str, set[str]] = {}
+    adopted_here: dict[str, list[str]] = defaultdict(list)
+    for payment in paid:
+        if payment.tx_hash is not None and payment.tx_hash in adopted and payment.tx_hash not in memos:
+            adopted_here[payment.tx_hash].append(payment.receipt_hash)
+    for tx_hash, receipt_hashes in adopted_here.items():
+        root = merkle_root(receipt_hashes).hex()
+        memos[tx_hash] = root
+        memo_choices[tx_hash] = {root, receipt_hashes[0]} if len(receipt_hashes) == 1 else {root}
+    all_known = (
+        {
+            h
+            for pair in session.exec(select(StellarTransaction.tx_hash, StellarTransaction.fee_bump_hash))
+            for h in pair
+            if h
+        }
+        | set(session.exec(select(TransactionHash.tx_hash)).all())
+        | adopted
+    )
     chain_memos: dict[str, str | None] = {}
 
     chain_by_tx: dict[str, Counter] = defaultdict(Counter)
@@ -150,7 +186,7 @@ def reconcile_run(
         else:
             info = client.transaction(tx_hash)
             memo_hex = _memo_hex(info.memo if info else None)
-        if memo_hex != memos.get(tx_hash):
+        if memo_hex not in memo_choices.get(tx_hash, {memos.get(tx_hash)}):
             result.differences.append(f"transaction {tx_hash}: memo {memo_hex} != ledger {memos.get(tx_hash)}")
     return result
 
@@ -160,7 +196,11 @@ def _memo_hex(memo_b64: str | None) -> str | None:
 
 
 def record_reconciliation(session: Session, run: Run, result: Reconciliation) -> None:
-    """A clean paid run becomes `reconciled`; a mismatch stops it for an operator."""
+    """A clean paid run becomes `reconciled`; a mismatch stops it for an operator; a Horizon
+    that is behind changes nothing (the run is reconciled again later)."""
+    if result.behind:
+        log.warning("run.reconcile.horizon_behind", run_id=run.id, reason=result.behind)
+        return
     if result.clean:
         if run.status == RunStatus.PAID:
             transition(
