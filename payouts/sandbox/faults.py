@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -103,6 +104,8 @@ class FaultPlan:
     submissions sees the same faults. Tests may also force the next fault."""
 
     def __init__(self, spec: FaultSpec | None = None, seed: int | None = None) -> None:
+        #: told of every new spec (the server's read view follows its `lag`)
+        self._listeners: list[Callable[[FaultSpec], None]] = []
         self.spec = spec or FaultSpec({})
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -110,6 +113,20 @@ class FaultPlan:
         self._forced: list[tuple[SubmitFault, bool]] = []
         self._forced_landings = 0
         self.injected: dict[str, int] = {}
+
+    @property
+    def spec(self) -> FaultSpec:
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: FaultSpec) -> None:
+        # a spec set on a running server takes effect at once, the lag included
+        self._spec = spec
+        for listener in self._listeners:
+            listener(spec)
+
+    def on_spec(self, listener: Callable[[FaultSpec], None]) -> None:
+        self._listeners.append(listener)
 
     def force(self, fault: SubmitFault, times: int = 1, *, payments_only: bool = True) -> None:
         """The next `times` submissions get `fault`; with `payments_only`, only submissions

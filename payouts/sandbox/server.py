@@ -74,6 +74,7 @@ class SandboxServer:
         self.ledger = Ledger(network_passphrase=config.network_passphrase, ops_per_ledger=config.ops_per_ledger)
         #: what reads see: the chain, or under the `lag` fault a replica behind it
         self.view = ReadView(self.ledger, lag_s=self.faults.spec.lag_s)
+        self.faults.on_spec(lambda spec: self.view.set_lag(spec.lag_s))
         self.store: StateStore | None = None
         self.port = config.port
         self.generation = 0
