@@ -180,8 +180,16 @@ def snapshot(
             "(for policies the indexer has none for; see payouts/sources/INDEXER.md).",
         ),
     ] = None,
+    rpc: Annotated[
+        str | None,
+        typer.Option(
+            "--rpc",
+            help="A TFChain node's HTTP JSON-RPC URL, for the timestamps of blocks without events at the "
+            "period's edges (default: the setting PAYOUTS_TFCHAIN_RPC_URL; without one, the notes name the ambiguity).",
+        ),
+    ] = None,
 ) -> None:
-    """Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/1 file.
+    """Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/2 file.
 
     Checks first that the indexer has processed the chain past the period end + 27 h (exit 3
     otherwise: try again later). Finished pages are kept in OUT.parts/ so a rerun resumes;
@@ -224,7 +232,15 @@ def snapshot(
         policy_file = load_policy_file(policies) if policies is not None else None
     except SourceError as exc:
         abort(str(exc), code=2)
-    options = BuildOptions(timeout_s=timeout_s, retry=RetryPolicy(attempts=retries), policy_file=policy_file)
+    rpc_url = rpc or settings.tfchain_rpc_url
+    if rpc_url is not None:
+        try:
+            check_http_url(rpc_url, "TFChain RPC")
+        except SourceError as exc:
+            abort(str(exc), code=2)
+    options = BuildOptions(
+        timeout_s=timeout_s, retry=RetryPolicy(attempts=retries), policy_file=policy_file, rpc_url=rpc_url
+    )
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
         BarColumn(),

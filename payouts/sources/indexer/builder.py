@@ -1,4 +1,4 @@
-"""Build a period's `tfgrid-snapshot/1` file from TFChain's GraphQL indexer (shared spec, section 3).
+"""Build a period's `tfgrid-snapshot/2` file from TFChain's GraphQL indexer (shared spec, sections 3 and 10).
 
 Where each snapshot field comes from and how usage is aggregated: `payouts/sources/INDEXER.md`.
 
@@ -20,11 +20,14 @@ from pathlib import Path
 
 from payouts import CODE_VERSION
 from payouts.periods import Period
-from payouts.snapshot.schema import FORMAT_TAG
-from payouts.sources.errors import IndexerBehind, IndexerQueryError
+from payouts.snapshot.schema import FORMAT_2_TAG
+from payouts.snapshot.stream import POST_PERIOD_BLOCKS
+from payouts.sources.errors import IndexerBehind, IndexerDataError, IndexerQueryError
+from payouts.sources.event_ids import event_position
 from payouts.sources.graphql import GraphQLClient, JsonHttp
 from payouts.sources.gridproxy import COMPARED, compare_counts, fetch_stats
 from payouts.sources.indexer.block_range import BlockSearch, id_bounds
+from payouts.sources.indexer.edges import EdgePoints, ambiguity_note, resolve_edge
 from payouts.sources.indexer.options import BuildOptions, BuildSummary, NoProgress, Progress
 from payouts.sources.indexer.paging import Pager, where_label
 from payouts.sources.indexer.parts import Parts
@@ -45,16 +48,26 @@ from payouts.sources.indexer.queries import (
 )
 from payouts.sources.indexer.records import MILLISECONDS_ABOVE, U64_MAX, Record, block_seconds
 from payouts.sources.indexer.text import chunks, duration, id_list, iso
-from payouts.sources.indexer.writer import write_format_1
+from payouts.sources.indexer.writer import write_format_2
+from payouts.sources.tfchain_rpc import TfchainRpc
 
 #: Used when a node has no connection price on chain (nodes from before prices were per node).
 DEFAULT_CONNECTION_PRICE_MUSD = 80
 #: Bumped whenever the layout of a part file changes, so old parts are never reused.
-_PARTS_LAYOUT = 3
+_PARTS_LAYOUT = 4
 #: Blocks of margin around the period's blocks when an event table is paged by id: an hour for
 #: tables stamped with their block's time, three days for traffic reports (the node's own time).
 _BLOCK_MARGIN = 600
 _NRU_BLOCK_MARGIN = 3 * 14_400
+
+
+def _position(r: Record) -> tuple[int, int]:
+    """(block height, index in the block) from the record's event id (event_ids.py)."""
+    event_id = r.str("id")
+    found = event_position(event_id)
+    if found is None:
+        raise r.fail(f"id {event_id!r} is not an event id of a layout the indexer has used (height, index, hash)")
+    return found
 
 
 @dataclass
@@ -94,6 +107,9 @@ class Builder:
         self.parts: Parts | None = None
         #: (first block of the window's events, first block after them): see block_range
         self.blocks = (0, 0)
+        #: what the events tell of the blocks around the period's start and end
+        self.edge_points = (EdgePoints(self.start_ts), EdgePoints(self.end_ts))
+        self.rpc = TfchainRpc(options.rpc_url, self.http) if options.rpc_url else None
         self.pager = Pager(self.gql, progress, lambda: self.store)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -309,9 +325,10 @@ class Builder:
 
     # -- event tables: paged by primary-key ranges ---------------------------------------------
 
-    def uptime(self, node_ids: list[int]) -> tuple[dict[int, tuple[array, array]], int]:
-        """Uptime reports of the window per node in chain order ({node: (timestamps, uptimes)}),
-        and how many reports in the window belong to nodes the snapshot does not have."""
+    def uptime(self, node_ids: list[int]) -> tuple[dict[int, tuple[array, array, array, array]], int]:
+        """Uptime reports of the window per node in chain order ({node: (timestamps, uptimes,
+        block heights, indexes in the block)}), and how many reports in the window belong to
+        nodes the snapshot does not have. Every block seen goes into `self.edge_points`."""
         known = set(node_ids)
         low, high = self.start_ts, self.window_end_ts
 
@@ -333,8 +350,9 @@ class Builder:
                         and len(item) == 4
                     ):
                         ts_i, up_i = int(ts), int(up)
-                        if low <= ts_i <= high and up_i <= U64_MAX:
-                            append([node_id, ts_i, up_i])
+                        position = event_position(eid)
+                        if low <= ts_i <= high and up_i <= U64_MAX and position is not None:
+                            append([node_id, ts_i, up_i, position[0], position[1]])
                             continue
                 except (KeyError, TypeError):
                     pass
@@ -346,29 +364,37 @@ class Builder:
                 up_i = r.int("uptime", bigint=True)
                 if up_i > U64_MAX:
                     raise r.fail(f"uptime {up_i} does not fit in 64 bits")
-                r.str("id")
+                height, in_block = _position(r)
                 # a negative uptime is written as is: the calculation refuses that node
-                append([node_id, ts_i, up_i])
+                append([node_id, ts_i, up_i, height, in_block])
             return rows
 
         where = {**id_bounds(self.blocks, _BLOCK_MARGIN), "timestamp_gte": str(low), "timestamp_lte": str(high)}
-        per_node: dict[int, tuple[array, array]] = {node_id: (array("q"), array("q")) for node_id in node_ids}
+        per_node: dict[int, tuple[array, array, array, array]] = {
+            node_id: (array("q"), array("q"), array("q"), array("q")) for node_id in node_ids
+        }
         outside = 0
+        see = [points.see for points in self.edge_points]
         for page in self.pager.ranged(
             "uptime", UPTIME_BY_ID, where, parse, page_size=self.options.event_page_size, progress="uptime reports"
         ):
-            for node_id, ts, up in page:
+            for node_id, ts, up, height, in_block in page:
+                for seen in see:
+                    seen(height, ts)
                 if node_id not in known:
                     outside += 1
                     continue
                 columns = per_node[node_id]
                 columns[0].append(ts)
                 columns[1].append(up)
+                columns[2].append(height)
+                columns[3].append(in_block)
         return per_node, outside
 
     def power_events(self, node_ids: list[int]) -> list[list]:
         """Power target and state reports in the window, merged per node in chain order
-        (timestamp, then event id); rows [node_id, timestamp, kind, value]."""
+        (block height, then index in the block); rows [node_id, timestamp, kind, value,
+        height, index]."""
         known = set(node_ids)
         merged: list[list] = []
         where = {
@@ -389,15 +415,79 @@ class Builder:
                     ts = r.int("timestamp", bigint=True)
                     if not self.start_ts <= ts <= self.window_end_ts:
                         raise r.fail(f"timestamp {ts} is outside the requested window")
-                    rows.append([node_id, ts, r.str("id"), kind, r.str(value_field, choices=("Up", "Down"))])
+                    height, in_block = _position(r)
+                    value = r.str(value_field, choices=("Up", "Down"))
+                    rows.append([node_id, ts, kind, value, height, in_block])
                 return rows
 
             for page in self.pager.ranged(
                 f"power.{kind}", entity, where, parse, page_size=self.options.page_size, progress="power events"
             ):
+                for row in page:
+                    for points in self.edge_points:
+                        points.see(row[4], row[1])
                 merged.extend(row for row in page if row[0] in known)
-        merged.sort(key=lambda row: (row[0], row[1], row[2]))
-        return [[node_id, ts, kind, value] for node_id, ts, _, kind, value in merged]
+        merged.sort(key=lambda row: (row[0], row[4], row[5]))
+        return merged
+
+    def edges(self) -> tuple[dict, list[str]]:
+        """The header's `blocks` and the notes on them (see edges.py)."""
+        start_points, end_points = self.edge_points
+        first = self.blocks[0]
+        if first > 0:
+            # the search's first block is the one after the last block with a report before
+            # START: that block's report is the closest known point below the start edge
+            before = BlockSearch(self.pager).first_report_ts_from(first - 1)
+            if before is not None and before < self.start_ts:
+                start_points.see(first - 1, before)
+        block_ts = self._rpc_block_ts if self.rpc is not None else None
+        start = resolve_edge("start", start_points, block_ts)
+        end = resolve_edge("end", end_points, block_ts)
+        if not start.height < end.height:
+            raise IndexerDataError(
+                "uptimeEvents", "the period's blocks", f"start block {start.height} is not below end block {end.height}"
+            )
+        notes = [
+            note
+            for note in (
+                ambiguity_note(
+                    "start",
+                    start,
+                    self.start_ts,
+                    "the events are the same whichever it is (the blocks between hold none), but the start "
+                    "block's timestamp, the wake-up request of nodes asleep at the start, may be late",
+                ),
+                ambiguity_note(
+                    "end",
+                    end,
+                    self.end_ts,
+                    "the period's events are the same whichever it is, but minting's 16,200 post-period "
+                    "blocks are counted from it",
+                ),
+            )
+            if note is not None
+        ]
+        read_through = self.blocks[1] - 1
+        if end.height + POST_PERIOD_BLOCKS > read_through:
+            notes.append(
+                f"minting reads post-period blocks through {end.height + POST_PERIOD_BLOCKS}; the indexer's "
+                f"events were read up to the period end + 27 h ({iso(self.window_end_ts)}, block {read_through}): "
+                f"reports in the blocks after it are not in the snapshot"
+            )
+        blocks = {
+            "start": {"height": start.height, "timestamp": start.timestamp},
+            "end": {"height": end.height, "timestamp": end.timestamp},
+        }
+        return blocks, notes
+
+    def _rpc_block_ts(self, height: int) -> int:
+        assert self.rpc is not None
+        cached = self.store.get(f"block_ts.{height:010d}")
+        if cached is not None:
+            return cached
+        ts = self.rpc.block_timestamp_s(height)
+        self.store.put(f"block_ts.{height:010d}", ts)
+        return ts
 
     def power_at_start(self, nodes: list[dict]) -> list[dict]:
         """State and target at the period start: the last report before START of each node
@@ -683,6 +773,7 @@ class Builder:
             "event_page_size": self.options.event_page_size,
             "nodes_per_chunk": self.options.nodes_per_chunk,
             "ids_per_query": self.options.ids_per_query,
+            "tfchain_rpc_url": self.options.rpc_url,
         }
         self.parts = Parts(self.out.with_name(self.out.name + ".parts"), fingerprint)
         built_at = self.now().astimezone(UTC)
@@ -703,6 +794,8 @@ class Builder:
         power_count = len(power)
         power_at_start = self.power_at_start(nodes)
         usage = self.consumption(nodes)
+        blocks, edge_notes = self.edges()
+        self.notes.extend(edge_notes)
 
         self.references(nodes, farms, twins)
         if outside > 0:
@@ -739,15 +832,17 @@ class Builder:
             node.pop("_power")
             node_rows.append({**node, "consumption": usage.get(node["node_id"], zero)})
         header = {
-            "format": FORMAT_TAG,
+            "format": FORMAT_2_TAG,
             "network": self.network,
             "period_offset": self.period.offset,
+            "blocks": blocks,
             "notes": self.notes,
             "source": {
                 "builder": "tfchain-graphql",
                 "code_version": CODE_VERSION,
                 "graphql_url": self.gql.url,
                 "gridproxy_url": self.gridproxy_url,
+                "tfchain_rpc_url": self.rpc.url if self.rpc is not None else None,
                 "indexer_height": height,
                 "indexer_processed_ts": processed_ts,
                 "window": {"start_ts": self.start_ts, "end_ts": self.end_ts, "window_end_ts": self.window_end_ts},
@@ -757,10 +852,8 @@ class Builder:
             "farming_policies": policies,
             "farms": farms,
             "twins": [twins[twin_id] for twin_id in sorted(twins)],
-            "nodes": node_rows,
-            "power_at_start": power_at_start,
         }
-        written = write_format_1(self.out, header, node_ids, uptime, power)
+        written = write_format_2(self.out, header, node_rows, uptime, power, power_at_start)
         reused = self.parts.reused
         self.parts.remove()
         return BuildSummary(

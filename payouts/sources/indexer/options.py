@@ -48,6 +48,8 @@ class BuildOptions:
     gridproxy_tolerance_ratio: float = 0.01
     #: Minimal uptimes of farming policies the indexer has none for (`--policies FILE`).
     policy_file: PolicyFile | None = None
+    #: A TFChain node's HTTP JSON-RPC: timestamps of blocks without events at the period's edges.
+    rpc_url: str | None = None
 
 
 @dataclass
