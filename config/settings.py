@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     gridproxy_url: str | None = None
     #: Minimal uptimes of farming policies the indexer has none for (payouts/sources/INDEXER.md).
     snapshot_policies_file: Path | None = None
+    #: A TFChain node's HTTP JSON-RPC (`PAYOUTS_TFCHAIN_RPC_URL`): the timestamps of blocks without
+    #: events at the period's edges; None: the snapshot's notes name the edge ambiguity.
+    tfchain_rpc_url: str | None = None
 
     #: How often a held receipt is retried by later runs; none = until paid (the reference
     #: allowed one). Receipts past it stay held and are listed by `payouts held`.

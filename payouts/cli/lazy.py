@@ -64,7 +64,7 @@ COMMANDS: dict[str, Entry] = {
     ),
     "snapshot": Entry(
         _M + "snapshot:snapshot",
-        "Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/1 file.",
+        "Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/2 file.",
     ),
     "demo": Entry(_M + "demo:demo", "Run a month end to end: sandbox network and accounts, a synthetic grid, ..."),
     "funding": Entry(

@@ -193,8 +193,16 @@ def snapshot(
             help="Sandbox network only: freeze a period before its post-period window has closed.",
         ),
     ] = False,
+    rpc: Annotated[
+        str | None,
+        typer.Option(
+            "--rpc",
+            help="A TFChain node's HTTP JSON-RPC URL, for the timestamps of blocks without events at the "
+            "period's edges (default: the setting PAYOUTS_TFCHAIN_RPC_URL; without one, the notes name the ambiguity).",
+        ),
+    ] = None,
 ) -> None:
-    """Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/1 file.
+    """Freeze a period's inputs from TFChain's GraphQL indexer into a tfgrid-snapshot/2 file.
 
     Refuses a period whose post-period window (end + 27 h) has not closed by the chain's time,
     saying when it will have (exit 3; --rehearsal allows it on the sandbox network). Checks then
@@ -256,7 +264,15 @@ def snapshot(
         policy_file = load_policy_file(policies) if policies is not None else None
     except SourceError as exc:
         abort(str(exc), code=2)
-    options = BuildOptions(timeout_s=timeout_s, retry=RetryPolicy(attempts=retries), policy_file=policy_file)
+    rpc_url = rpc or settings.tfchain_rpc_url
+    if rpc_url is not None:
+        try:
+            check_http_url(rpc_url, "TFChain RPC")
+        except SourceError as exc:
+            abort(str(exc), code=2)
+    options = BuildOptions(
+        timeout_s=timeout_s, retry=RetryPolicy(attempts=retries), policy_file=policy_file, rpc_url=rpc_url
+    )
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
         BarColumn(),

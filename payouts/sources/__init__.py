@@ -1,7 +1,7 @@
 """Where a period's frozen inputs come from: a drop folder or TFChain's GraphQL indexer.
 
 `freeze_snapshot` is what the monthly job calls. It returns the path of a validated
-`tfgrid-snapshot/1` file for the period inside `out_dir`, or raises `SnapshotUnavailable`
+snapshot file for the period inside `out_dir` (`tfgrid-snapshot/2` when built from the indexer), or raises `SnapshotUnavailable`
 when the period's input is not there yet (the job tries again on its next run).
 """
 
@@ -79,6 +79,8 @@ def freeze_snapshot(settings: Settings, period_offset: int, out_dir: Path, optio
     graphql_url, gridproxy_url = endpoints(settings)
     if settings.snapshot_policies_file is not None and (options is None or options.policy_file is None):
         options = replace(options or BuildOptions(), policy_file=load_policy_file(settings.snapshot_policies_file))
+    if settings.tfchain_rpc_url is not None and (options is None or options.rpc_url is None):
+        options = replace(options or BuildOptions(), rpc_url=settings.tfchain_rpc_url)
     build_snapshot(
         target,
         period=period,

@@ -20,7 +20,9 @@ from payouts.periods import Period
 from payouts.sources.errors import IndexerBehind, IndexerUnreachable, SourceError
 from payouts.sources.event_ids import event_position
 from payouts.sources.gridproxy import fetch_stats
-from payouts.sources.indexer import (
+from payouts.sources.indexer.builder import Builder
+from payouts.sources.indexer.options import BuildOptions, NoProgress
+from payouts.sources.indexer.queries import (
     BILLS_BY_ID,
     CONTRACTS,
     FARMS,
@@ -30,10 +32,7 @@ from payouts.sources.indexer import (
     POWER_TARGETS_BY_ID,
     TWINS,
     UPTIME_BY_ID,
-    BuildOptions,
-    NoProgress,
-    _Builder,
-    _Entity,
+    Entity,
 )
 from payouts.sources.policies import FIXED_SLA_POLICIES
 
@@ -83,7 +82,7 @@ def check_sources(
 ) -> CheckReport:
     options = options or BuildOptions()
     report = CheckReport()
-    builder = _Builder(
+    builder = Builder(
         Path(os.devnull),  # the check writes nothing
         period=period,
         network=network,
@@ -112,7 +111,7 @@ def check_sources(
     return report
 
 
-def _check_indexer(builder: _Builder, report: CheckReport) -> None:
+def _check_indexer(builder: Builder, report: CheckReport) -> None:
     url = builder.gql.url
     try:
         height, processed_ts = builder.check_indexer()
@@ -141,7 +140,7 @@ def _check_indexer(builder: _Builder, report: CheckReport) -> None:
         report.problems.append(f"indexer {url} stopped answering: {exc}")
 
 
-def _check_policies(builder: _Builder, report: CheckReport) -> None:
+def _check_policies(builder: Builder, report: CheckReport) -> None:
     data = builder.gql.query(
         "query policies { farmingPolicies(orderBy: farmingPolicyID_ASC) "
         "{ farmingPolicyID name cu su nu ipv4 minimalUptime immutable default nodeCertification farmCertification } }",
@@ -171,7 +170,7 @@ def _check_policies(builder: _Builder, report: CheckReport) -> None:
         )
 
 
-def _one_page(builder: _Builder, report: CheckReport, entity: _Entity, *, event_ids: bool = False) -> None:
+def _one_page(builder: Builder, report: CheckReport, entity: Entity, *, event_ids: bool = False) -> None:
     try:
         data = builder.gql.query(
             entity.document, {"where": {}, "limit": CHECK_PAGE, "offset": 0}, what=f"one page of {entity.field}"

@@ -259,10 +259,20 @@ SCHEMA = {
 _OPS = ("eq", "in", "gt", "gte", "lt", "lte", "not_eq")
 
 
+def block_of(ts: int) -> int:
+    """The served chain's block of an event at `ts`: the first block stamped at or after it
+    (block h is stamped GENESIS_TS + 6 h), so every event of a block is at or before its stamp."""
+    return -(-(ts - GENESIS_TS) // BLOCK_S)
+
+
+def block_stamp(height: int) -> int:
+    return GENESIS_TS + BLOCK_S * height
+
+
 def _event_id(ts: int, seq: int) -> str:
     # Subsquid event ids: zero-padded block height, then the event's index: they sort in chain order
     # (the FireSquid layout the indexer uses: height, index in the block, hash prefix)
-    return f"{(ts - GENESIS_TS) // BLOCK_S:010d}-{seq % 10**6:06d}-{seq * 2654435761 % 16**5:05x}"
+    return f"{block_of(ts):010d}-{seq % 10**6:06d}-{seq * 2654435761 % 16**5:05x}"
 
 
 def _comparable(value: object) -> object:
@@ -625,7 +635,7 @@ class IndexerData:
             "id": _event_id(ts, seq),
             "farmID": farm_id,
             "nodeID": node_id,
-            "block": (ts - GENESIS_TS) // BLOCK_S,
+            "block": block_of(ts),
             "timestamp": str(ts),
         }
         if target:
@@ -761,7 +771,7 @@ class IndexerData:
 
     def height(self) -> int:
         newest = min(self.uptime.newest_ts(), self.cap_ts)
-        return (newest - GENESIS_TS) // BLOCK_S
+        return block_of(newest)
 
     def resolve(self, item: Field, variables: dict) -> object:
         args = _substitute(item.args, variables)
