@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from payouts.periods import Period
 from payouts.snapshot.load import load_snapshot
@@ -27,8 +27,28 @@ from payouts.sources.errors import (
 from payouts.sources.indexer import BuildOptions, build_snapshot, default_endpoints
 from payouts.sources.policies import PolicyFileError, PolicyValueUnknown, load_policy_file
 
-if TYPE_CHECKING:  # settings are read at the edges and handed in; no import-time coupling
-    from config.settings import Settings
+
+class SourceSettings(Protocol):
+    """What the sources read of the product's settings (the edges hand their settings in;
+    nothing here imports them)."""
+
+    @property
+    def network(self) -> str: ...
+    @property
+    def snapshot_source(self) -> str: ...
+    @property
+    def snapshot_drop_folder(self) -> Path: ...
+    @property
+    def snapshot_max_bytes(self) -> int: ...
+    @property
+    def graphql_url(self) -> str | None: ...
+    @property
+    def gridproxy_url(self) -> str | None: ...
+    @property
+    def snapshot_policies_file(self) -> Path | None: ...
+    @property
+    def tfchain_rpc_url(self) -> str | None: ...
+
 
 __all__ = [
     "CrossCheckFailed",
@@ -41,18 +61,21 @@ __all__ = [
     "PolicyValueUnknown",
     "SnapshotUnavailable",
     "SourceError",
+    "SourceSettings",
     "endpoints",
     "freeze_snapshot",
 ]
 
 
-def endpoints(settings: Settings, network: str | None = None) -> tuple[str, str | None]:
+def endpoints(settings: SourceSettings, network: str | None = None) -> tuple[str, str | None]:
     """(GraphQL URL, grid proxy URL): the settings' URLs, else the network's defaults."""
     graphql_default, gridproxy_default = default_endpoints(network or settings.network)
     return settings.graphql_url or graphql_default, settings.gridproxy_url or gridproxy_default
 
 
-def freeze_snapshot(settings: Settings, period_offset: int, out_dir: Path, options: BuildOptions | None = None) -> Path:
+def freeze_snapshot(
+    settings: SourceSettings, period_offset: int, out_dir: Path, options: BuildOptions | None = None
+) -> Path:
     """The path of a frozen snapshot file of the period in out_dir.
 
     drop_folder: the period's file from `settings.snapshot_drop_folder`, validated and copied.
