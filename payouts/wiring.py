@@ -18,11 +18,12 @@ from sqlmodel import Session
 
 from config.settings import Settings
 from payouts.clock import Clock
-from payouts.export.rows import ExportFilter, iso_utc, iter_entries, runs_document
+from payouts.export.rows import ExportFilter, iso_utc, iter_entries, periods_of_run_entries, runs_document
 from payouts.export.site import publish_site
 from payouts.export.writers import EXPORT_FORMAT, write_export
 from payouts.ledger.identity import ledger_identity
 from payouts.ledger.models import Run
+from payouts.ledger.repository import id_of
 from payouts.ledger.states import RunStatus
 from payouts.ledger.types import utcnow
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
@@ -211,10 +212,19 @@ def export_step(settings: Settings) -> Callable[[Session, Run], str]:
     """The period's farmer export (CSV and JSON) and the status site, written atomically."""
 
     def export(session: Session, run: Run) -> str:
-        label = Period(run.period_offset).label
+        # the run's own period, and the earlier periods whose held receipts it retried: their
+        # entries changed (retried, paid by the retry) and their files must not say otherwise
+        offsets = sorted({run.period_offset, *periods_of_run_entries(session, id_of(run))})
+        for offset in offsets:
+            _export_period(session, offset)
+        publish_site(session, export_dir(settings) / "site", network=settings.network, horizon_url=settings.horizon_url)
+        return str(export_dir(settings) / Period(run.period_offset).label)
+
+    def _export_period(session: Session, period_offset: int) -> None:
+        label = Period(period_offset).label
         folder = export_dir(settings) / label
         folder.mkdir(parents=True, exist_ok=True)
-        filters = ExportFilter(period_offset=run.period_offset)
+        filters = ExportFilter(period_offset=period_offset)
         header = {"format": EXPORT_FORMAT, "generated_at": iso_utc(utcnow()), "filters": filters.document()}
         for fmt in ("csv", "json"):
             target = folder / f"payouts-{label}.{fmt}"
@@ -224,9 +234,7 @@ def export_step(settings: Settings) -> Callable[[Session, Run], str]:
                 write_export(fmt, header, runs, iter_entries(session, filters), stream)
             partial.replace(target)
         statement = folder / f"statement-{label}.json"
-        statement.write_text(orjson.dumps(period_statement(session, run.period_offset).document()).decode() + "\n")
-        publish_site(session, export_dir(settings) / "site", network=settings.network, horizon_url=settings.horizon_url)
-        return str(folder)
+        statement.write_text(orjson.dumps(period_statement(session, period_offset).document()).decode() + "\n")
 
     return export
 

@@ -287,6 +287,21 @@ def next_retry_period(session: Session) -> str:
     return Period(newest + 1).label if newest is not None else ""
 
 
+def periods_of_run_entries(session: Session, run_id: int) -> list[int]:
+    """The periods whose export entries a run's payments belong to: its own, and the periods
+    the receipts it retries or corrects were earned in (their entries change when it pays)."""
+    receipt_run = aliased(Run, name="receipt_run")
+    offsets = session.execute(
+        select(col(receipt_run.period_offset))
+        .select_from(Payment)
+        .join(Receipt, col(Receipt.id) == col(Payment.receipt_id))
+        .join(receipt_run, col(receipt_run.id) == col(Receipt.run_id))
+        .where(col(Payment.run_id) == run_id)
+        .distinct()
+    ).scalars()
+    return sorted(set(offsets))
+
+
 def _statement(filters: ExportFilter, order: str):
     receipt_run = aliased(Run, name="receipt_run")
     paying_run = aliased(Run, name="paying_run")

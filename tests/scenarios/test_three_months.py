@@ -13,6 +13,7 @@ totals computed here from the ledger's canonical receipts alone (no payment rows
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from payouts.calculation.receipts import receipt_hash
 from payouts.cli.main import app
 from payouts.clock import FixedClock
 from payouts.ledger.db import make_engine
-from payouts.ledger.models import Receipt
+from payouts.ledger.models import Approval, Receipt
 from payouts.money import format_tft
 from payouts.periods import Period
 from payouts.sandbox import running_sandbox
@@ -180,6 +181,12 @@ def test_three_months_count_each_owed_receipt_once_fund_once_and_sweep_back(monk
             assert review["period_month"] == datetime.strptime(label, "%Y-%m").strftime("%B %Y")
             for key in approver_keys:
                 _cli("approve", str(run_id), "-k", str(key), "-y")
+            with Session(db) as session:
+                signed = [json.loads(a.manifest_json) for a in session.exec(select(Approval)).all()]
+            signed = [m for m in signed if m["run_id"] == run_id]
+            assert len(signed) == 2 and all(m == signed[0] for m in signed)
+            assert signed[0]["total_tft_units"] == run_total
+            assert signed[0]["payment_count"] == sum(s["payments"] for s in review["sections"])
             waiting = _json("run", "--period", label, "--in-process", clock=clock)
             assert waiting["status"] == "approved" and "funding" in waiting["waits_for"], waiting
 
@@ -191,6 +198,8 @@ def test_three_months_count_each_owed_receipt_once_fund_once_and_sweep_back(monk
             assert "funded" in _cli("funding", "submit", str(funding_file)).stderr
             funding = json.loads(funding_file.read_text())
             assert funding["amount_tft_units"] == run_total
+            signed_bytes = json.dumps(signed[0], sort_keys=True, separators=(",", ":")).encode()
+            assert funding["manifest_sha256"] == hashlib.sha256(signed_bytes).hexdigest()
             assert _tft(client, payout, asset) == run_total
             assert _tft(client, treasury, asset) == treasury_start - sum(paid_to.values()) + paid_units - run_total
 
@@ -222,6 +231,8 @@ def test_three_months_count_each_owed_receipt_once_fund_once_and_sweep_back(monk
             # what is owed, counted once everywhere
             owed_count, owed_units = len(owed_receipts), held_units
             _check_owed(exports, tmp_path / f"site-{label}", owed_count, owed_units, label)
+            if month == 2:
+                assert "retried by the 2025-02 run" in _cli("held").stdout
 
             # the statement balances, and says what the receipts say
             statement = _json("statement", "--period", label)
@@ -232,6 +243,22 @@ def test_three_months_count_each_owed_receipt_once_fund_once_and_sweep_back(monk
             assert statement["funding_in_units"] == run_total and statement["swept_back_units"] == held_units
             assert statement["payout_change_units"] == 0
             beside = json.loads((exports / label / f"statement-{label}.json").read_text())
+            # the reconciler's exports, one per period (by the period a receipt was earned in):
+            # together they owe what is owed, and an earlier period's file is refreshed when a
+            # later run pays its retries
+            written_owed = 0
+            for earned in MONTHS[:month]:
+                earned_label = Period(earned).label
+                written = json.loads((exports / earned_label / f"payouts-{earned_label}.json").read_text())
+                mine = [e for e in written["entries"] if e["farm_id"] == HELD_FARM]
+                written_owed += sum(e["owed_tft_units"] for e in mine)
+                fresh = json.loads(_cli("export", "--period", earned_label, "--format", "json").stdout)
+                assert [(e["receipt_hash"], e["status"], e["owed_tft_units"]) for e in mine] == [
+                    (e["receipt_hash"], e["status"], e["owed_tft_units"])
+                    for e in fresh["entries"]
+                    if e["farm_id"] == HELD_FARM
+                ], (label, earned_label)
+            assert written_owed == held_units, label
             assert beside["balances"] and beside["paid_units"] == paid_units
 
         # three months: the held farm was paid each receipt once (month 1's original, its month-2
@@ -246,6 +273,10 @@ def test_three_months_count_each_owed_receipt_once_fund_once_and_sweep_back(monk
             if r.get("type") == "payment" and r.get("to") == farmers[HELD_FARM]
         ]
         assert len(to_farmer) == len(held_farm_receipts)
+        # every month's statement still balances once later months retried and settled its entries
+        for offset in MONTHS:
+            later = _json("statement", "--period", Period(offset).label)
+            assert later["balances"] and later["owed_difference_units"] == 0 and later["tft_difference_units"] == 0
         db.dispose()
         client.close()
 
@@ -269,3 +300,6 @@ def _check_owed(exports: Path, site: Path, count: int, units: int, label: str) -
         assert sum(e["owed_tft_units"] for e in shard["entries"]) == units, (label, published)
         held_rows = [e for e in shard["entries"] if e["status"] == "held"]
         assert len(held_rows) == count and sum(e["amount_tft_units"] for e in held_rows) == units
+        periods = json.loads((published / "data" / "periods.json").read_text())
+        assert sum(p.get("owed_tft_units", 0) for p in periods) == units, (label, periods)
+        assert sum(p.get("held_tft_units", 0) for p in periods) == units, (label, periods)
