@@ -226,6 +226,8 @@ def test_three_months_count_each_owed_receipt_once_fund_once_and_sweep_back(monk
                 assert got == paid_to[farm], (label, farm, got, paid_to[farm])
             runs = {row["run_id"]: row for row in _json("runs")}
             assert runs[run_id]["payments"]["paid_tft_units"] == paid_units
+            assert runs[run_id]["payments"]["held_tft_units"] == held_units  # not paid by this run
+            assert runs[run_id]["payments"]["pending_count"] == 0
             assert "no open run needs" not in _cli("runs").stderr
 
             # what is owed, counted once everywhere
