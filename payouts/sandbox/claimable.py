@@ -317,10 +317,25 @@ def record(base: str, balance: ClaimableBalance, sponsor_id: str) -> dict:
     }
 
 
+def sort_key(balance: ClaimableBalance) -> tuple[int, str]:
+    return (balance.last_modified_ledger, balance.balance_id)
+
+
+def parse_cursor(text: str) -> tuple[int, str] | None:
+    """A page cursor "<ledger>-<id>" as a sort key; None for the start. ValueError if malformed."""
+    if not text:
+        return None
+    ledger_text, _, balance_id = text.partition("-")
+    canonical = canonical_balance_id(balance_id)
+    if not ledger_text.isdigit() or canonical is None:
+        raise ValueError(text)
+    return (int(ledger_text), canonical)
+
+
 def all_balances(accounts: dict[str, Account]) -> list[tuple[ClaimableBalance, str]]:
     """Every live balance with its sponsor, in Horizon's order (last modified, then id)."""
     found = [(balance, account.account_id) for account in accounts.values() for balance in account.claimable.values()]
-    return sorted(found, key=lambda item: (item[0].last_modified_ledger, item[0].balance_id))
+    return sorted(found, key=lambda item: sort_key(item[0]))
 
 
 def matches(balance: ClaimableBalance, sponsor_id: str, query: dict[str, list[str]]) -> bool:

@@ -130,18 +130,40 @@ class Router:
                 value = (query.get(name) or [""])[0]
                 if value and not StrKey.is_valid_ed25519_public_key(value):
                     raise BadQuery(name, "Account ID must start with `G` and contain 56 alphanum characters")
+            # a balance's paging token is "<last modified ledger>-<id>", not a number
+            try:
+                cursor = claimable.parse_cursor((query.get("cursor") or [""])[0])
+            except ValueError:
+                raise BadQuery("cursor", "cursor: must be <ledger>-<balance id>") from None
             paging = Paging.parse({k: v for k, v in query.items() if k != "cursor"}, self.view)
             with self.ledger.lock:
                 found = [
-                    claimable.record(self.base, balance, sponsor_id)
+                    (claimable.sort_key(balance), claimable.record(self.base, balance, sponsor_id))
                     for balance, sponsor_id in claimable.all_balances(self.ledger.accounts)
                     if claimable.matches(balance, sponsor_id, query)
                 ]
             if paging.order == "desc":
                 found.reverse()
-            records = found[: paging.limit]
-            here = f"{self.base}/claimable_balances?"
-            return self.handler._send(200, views.page(here, here, here, records))
+            if cursor is not None:
+                after = paging.order == "asc"
+                found = [item for item in found if item[0] != cursor and (item[0] > cursor) == after]
+            records = [record for _key, record in found[: paging.limit]]
+            filters = "".join(
+                f"{name}={query[name][0]}&" for name in ("claimant", "sponsor", "asset") if query.get(name)
+            )
+            here = f"{self.base}/claimable_balances?{filters}"
+            first = records[0]["paging_token"] if records else ""
+            last = records[-1]["paging_token"] if records else ""
+            reverse = "desc" if paging.order == "asc" else "asc"
+            return self.handler._send(
+                200,
+                views.page(
+                    f"{here}limit={paging.limit}&order={paging.order}",
+                    f"{here}cursor={last}&limit={paging.limit}&order={paging.order}",
+                    f"{here}cursor={first}&limit={paging.limit}&order={reverse}",
+                    records,
+                ),
+            )
         balance_id = claimable.canonical_balance_id(rest[0])
         if balance_id is None:
             raise BadQuery("id", "Invalid claimable balance ID")

@@ -10,9 +10,12 @@ from decimal import Decimal
 import httpx
 import pytest
 from stellar_sdk import Asset, Claimant, ClaimClaimableBalance, ClaimPredicate, CreateClaimableBalance
+from stellar_sdk import xdr as stellar_xdr
 
+from payouts.sandbox import running_sandbox
 from payouts.sandbox.claimable import balance_id_hex
 from payouts.sandbox.network import BASE_RESERVE_STROOPS
+from tests.sandbox.conftest import make_net
 from tests.sandbox.test_rules import codes
 
 WINDOW_S = 3600
@@ -141,3 +144,57 @@ def test_malformed_and_underfunded_and_low_reserve(net, parties):
         net.builder(poor).append_operation(CreateClaimableBalance(Asset.native(), "0.00001", one)), poor
     )
     assert codes(net.fail(envelope))["operations"] == ["op_low_reserve"]
+
+
+def test_a_balance_outlives_a_full_stop_and_start(tmp_path):
+    with running_sandbox(ledger_close_s=0.1, state_dir=tmp_path) as sandbox:
+        net = make_net(sandbox)
+        payer, farmer = net.new_accounts(2)
+        _issuer, asset = net.issue(payer, farmer)
+        net.submit(net.signed(net.builder(_issuer).append_payment_op(payer.public_key, asset, "50"), _issuer))
+        envelope, _result = _create(net, payer, farmer, asset, amount="3")
+        balance_id = envelope.transaction.get_claimable_balance_id(0)
+    with running_sandbox(ledger_close_s=0.1, state_dir=tmp_path) as sandbox:
+        net = make_net(sandbox)
+        assert httpx.get(f"{sandbox.url}/claimable_balances/{balance_id}").json()["amount"] == "3.0000000"
+        assert net.account(payer)["num_sponsoring"] == 2
+        net.submit(_claim(net, farmer, balance_id))
+        assert net.balance(farmer, asset) == "3.0000000"
+
+
+def test_the_result_names_the_balance_and_a_failed_transaction_leaves_none(net, parties):
+    payer, farmer, _issuer, asset = parties
+    envelope, result = _create(net, payer, farmer, asset, amount="2")
+    balance_id = envelope.transaction.get_claimable_balance_id(0)
+    decoded = stellar_xdr.TransactionResult.from_xdr(result["result_xdr"])
+    created = decoded.result.results[0].tr.create_claimable_balance_result
+    assert created.balance_id.to_xdr_bytes().hex() == balance_id
+    # a later operation fails: the balance, its reserves and the amount are all undone
+    one = [Claimant(farmer.public_key, ClaimPredicate.predicate_unconditional())]
+    builder = net.builder(payer).append_operation(CreateClaimableBalance(asset, "5", one))
+    builder.append_payment_op(farmer.public_key, asset, "1")  # the farmer has no trustline
+    failed = net.signed(builder, payer)
+    assert codes(net.fail(failed))["operations"] == ["op_success", "op_no_trust"]
+    assert net.balance(payer, asset) == "998.0000000"
+    assert net.account(payer)["num_sponsoring"] == 2
+    listed = httpx.get(f"{net.sandbox.url}/claimable_balances", params={"sponsor": payer.public_key}).json()
+    assert [r["id"] for r in listed["_embedded"]["records"]] == [balance_id]
+
+
+def test_pages_of_balances_follow_their_cursor(net, parties):
+    payer, farmer, _issuer, asset = parties
+    made = [
+        _create(net, payer, farmer, asset, amount=str(n))[0].transaction.get_claimable_balance_id(0) for n in (1, 2, 3)
+    ]
+    url = f"{net.sandbox.url}/claimable_balances"
+    seen: list[str] = []
+    page = httpx.get(url, params={"claimant": farmer.public_key, "limit": 2}).json()
+    while page["_embedded"]["records"]:
+        seen += [record["id"] for record in page["_embedded"]["records"]]
+        page = httpx.get(page["_links"]["next"]["href"]).json()
+    assert seen == made
+    backwards = httpx.get(url, params={"sponsor": payer.public_key, "order": "desc"}).json()
+    assert [r["id"] for r in backwards["_embedded"]["records"]] == made[::-1]
+    assert httpx.get(url, params={"cursor": "not-a-cursor"}).status_code == 400
+    assert httpx.get(url, params={"claimant": "GNOTANACCOUNT"}).status_code == 400
+    assert httpx.get(f"{url}/00ff").status_code == 400
