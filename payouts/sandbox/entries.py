@@ -70,6 +70,49 @@ class Trustline:
 
 
 @dataclass(slots=True)
+class ClaimableBalance:
+    """A claimable balance, kept on the account that sponsors it (its creator), which holds
+    one base reserve per claimant while it exists. Predicates are stored as evaluated:
+    `{"unconditional": True}`, `{"and": [p, q]}`, `{"or": [p, q]}`, `{"not": p}`, or
+    `{"abs_before": epoch seconds}` (a relative time is made absolute at creation, as core does)."""
+
+    balance_id: str  # Horizon's hex: the 00000000 type prefix, then the sha256 of the op id
+    asset_code: str  # "" for XLM
+    asset_issuer: str  # "" for XLM
+    amount_units: int
+    claimants: list[tuple[str, dict]]
+    last_modified_ledger: int = 0
+    last_modified_time_s: int = 0
+
+    def clone(self) -> ClaimableBalance:
+        return ClaimableBalance(
+            self.balance_id,
+            self.asset_code,
+            self.asset_issuer,
+            self.amount_units,
+            list(self.claimants),
+            self.last_modified_ledger,
+            self.last_modified_time_s,
+        )
+
+    def to_doc(self) -> list:
+        return [
+            self.balance_id,
+            self.asset_code,
+            self.asset_issuer,
+            self.amount_units,
+            [[destination, predicate] for destination, predicate in self.claimants],
+            self.last_modified_ledger,
+            self.last_modified_time_s,
+        ]
+
+    @classmethod
+    def from_doc(cls, doc: list) -> ClaimableBalance:
+        balance_id, code, issuer, amount, claimants, modified_ledger, modified_time_s = doc
+        return cls(balance_id, code, issuer, amount, [(d, p) for d, p in claimants], modified_ledger, modified_time_s)
+
+
+@dataclass(slots=True)
 class Account:
     account_id: str
     balance_stroops: int
@@ -90,6 +133,8 @@ class Account:
     seq_time_s: int = 0
     #: data entries (ManageData): name -> value, up to 64 bytes each; one base reserve each
     data: dict[str, bytes] = field(default_factory=dict)
+    #: claimable balances this account created and sponsors: balance id -> balance
+    claimable: dict[str, ClaimableBalance] = field(default_factory=dict)
 
     def clone(self) -> Account:
         return Account(
@@ -109,14 +154,20 @@ class Account:
             self.seq_ledger,
             self.seq_time_s,
             dict(self.data),
+            {key: balance.clone() for key, balance in self.claimable.items()},
         )
 
     @property
     def num_subentries(self) -> int:
         return len(self.signers) + len(self.trustlines) + len(self.data)
 
+    @property
+    def num_sponsoring(self) -> int:
+        """Reserves this account holds for entries it sponsors: one per claimant of each balance."""
+        return sum(len(balance.claimants) for balance in self.claimable.values())
+
     def min_balance_stroops(self, extra_subentries: int = 0) -> int:
-        return (2 + self.num_subentries + extra_subentries) * BASE_RESERVE_STROOPS
+        return (2 + self.num_subentries + self.num_sponsoring + extra_subentries) * BASE_RESERVE_STROOPS
 
     def available_stroops(self) -> int:
         return self.balance_stroops - self.min_balance_stroops()
@@ -152,6 +203,7 @@ class Account:
             "last_modified": [self.last_modified_ledger, self.last_modified_time_s],
             "seq_at": [self.seq_ledger, self.seq_time_s],
             "data": {name: value.hex() for name, value in self.data.items()},
+            "claimable": [balance.to_doc() for balance in self.claimable.values()],
         }
 
     @classmethod
@@ -179,6 +231,7 @@ class Account:
             seq_ledger,
             seq_time_s,
             {name: bytes.fromhex(value) for name, value in doc.get("data", {}).items()},
+            {item[0]: ClaimableBalance.from_doc(item) for item in doc.get("claimable", [])},
         )
 
 

@@ -467,6 +467,10 @@ class Ledger:
             for account_id in op_record.participants:
                 self.ops_by_account.setdefault(account_id, []).append(position)
 
+    def claimable_sponsor(self, balance_id: str) -> str | None:
+        """The account that holds a live claimable balance."""
+        return next((a.account_id for a in self.accounts.values() if balance_id in a.claimable), None)
+
     # ---- apply ----
 
     def _apply(self, pending: PendingTx, seq: int, now_s: int):
@@ -498,12 +502,21 @@ class Ledger:
             ops = [OpResult(op_kind(op), "op_success") for op in tx.operations]
             return "tx_bad_auth", ops, op_docs, set()
         op_results: list[OpResult] = []
-        apply_op = OperationApplier(load, touch, create, seq, now_s)
+        apply_op = OperationApplier(
+            load,
+            touch,
+            create,
+            seq,
+            now_s,
+            tx_source_id=pending.source_id,
+            tx_sequence=pending.sequence,
+            find_sponsor=self.claimable_sponsor,
+        )
         for index, op in enumerate(tx.operations):
             op_source_id = op.source.account_id if op.source is not None else pending.source_id
             kind = op_kind(op)
             code = apply_op(op, op_source_id, pending.inner_signed_by)
-            op_results.append(OpResult(kind, code))
+            op_results.append(OpResult(kind, code, apply_op.created_balance_id))
             op_docs[index][2].extend(apply_op.take_effects())
         ok = all(result.code == "op_success" for result in op_results)
         if not ok:
@@ -612,6 +625,7 @@ def _participants(pending: PendingTx) -> set[str]:
             value = getattr(op, attr, None)
             if value is not None:
                 participants.add(value if isinstance(value, str) else value.account_id)
+        participants.update(claimant.destination for claimant in getattr(op, "claimants", ()))
     return participants
 
 

@@ -11,7 +11,9 @@ from stellar_sdk import (
     AllowTrust,
     Asset,
     ChangeTrust,
+    ClaimClaimableBalance,
     CreateAccount,
+    CreateClaimableBalance,
     ManageData,
     Operation,
     Payment,
@@ -20,6 +22,7 @@ from stellar_sdk import (
 )
 from stellar_sdk.signer_key import SignerKeyType
 
+from payouts.sandbox import claimable
 from payouts.sandbox.entries import (
     AUTH_CLAWBACK_ENABLED,
     AUTH_IMMUTABLE,
@@ -57,12 +60,14 @@ def op_kind(op: Operation) -> str:
         SetTrustLineFlags: "set_trust_line_flags",
         SetOptions: "set_options",
         ManageData: "manage_data",
+        CreateClaimableBalance: "create_claimable_balance",
+        ClaimClaimableBalance: "claim_claimable_balance",
     }.get(type(op), "other")
 
 
 def op_threshold(op: Operation) -> str:
     """Which of the source's thresholds an operation needs (stellar-core's getThresholdLevel)."""
-    if isinstance(op, (AllowTrust, SetTrustLineFlags)):
+    if isinstance(op, (AllowTrust, SetTrustLineFlags, ClaimClaimableBalance)):
         return "low"
     if isinstance(op, SetOptions) and (
         op.master_weight is not None
@@ -103,6 +108,8 @@ def static_op_check(op: Operation, source_id: str) -> str | None:
     elif isinstance(op, AllowTrust):
         if op.trustor == source_id:
             return "op_self_not_allowed"
+    elif isinstance(op, (CreateClaimableBalance, ClaimClaimableBalance)):
+        return claimable.static_check(op, units)
     elif isinstance(op, ManageData):
         # stellar-core: a name of 1 to 64 bytes without control or non-ASCII characters
         name = op.data_name.encode()
@@ -144,6 +151,11 @@ EFFECT_TYPES = {
     "data_created": 40,
     "data_removed": 41,
     "data_updated": 42,
+    "claimable_balance_created": 50,
+    "claimable_balance_claimant_created": 51,
+    "claimable_balance_claimed": 52,
+    "claimable_balance_sponsorship_created": 69,
+    "claimable_balance_sponsorship_removed": 71,
 }
 
 _OP_TYPE_I = {
@@ -153,6 +165,8 @@ _OP_TYPE_I = {
     "change_trust": 6,
     "allow_trust": 7,
     "manage_data": 10,
+    "create_claimable_balance": 14,
+    "claim_claimable_balance": 15,
     "set_trust_line_flags": 21,
 }
 
@@ -209,6 +223,9 @@ def operation_doc(op: Operation, source_id: str) -> tuple[dict, tuple[str, ...]]
             if value:
                 doc[name], doc[f"{name}_s"] = _flag_lists(value, _TL_FLAG_NAMES)
         parties = (source_id, op.trustor)
+    elif isinstance(op, (CreateClaimableBalance, ClaimClaimableBalance)):
+        fields, parties = claimable.operation_doc(op, source_id, units)
+        doc.update(fields)
     elif isinstance(op, ManageData):
         doc.update({"name": op.data_name, "value": _b64(op.data_value) if op.data_value is not None else ""})
     elif isinstance(op, SetOptions):
@@ -242,10 +259,20 @@ class OperationApplier:
         create: Callable[[Account], None],
         seq: int,
         now_s: int,
+        *,
+        tx_source_id: str = "",
+        tx_sequence: int = 0,
+        find_sponsor: Callable[[str], str | None] = lambda _balance_id: None,
     ) -> None:
         self.load, self.touch, self.create = load, touch, create
         self.seq, self.now_s = seq, now_s
         self._effects: list[dict] = []
+        # a claimable balance's id is made of the transaction's source and sequence and the
+        # operation's index in it
+        self.tx_source_id, self.tx_sequence, self.op_index = tx_source_id, tx_sequence, -1
+        #: the id of the balance the last successful CreateClaimableBalance made
+        self.created_balance_id = ""
+        self.claimable = claimable.ClaimableApplier(load, touch, find_sponsor, self._effect, units, seq, now_s)
 
     def take_effects(self) -> list[dict]:
         effects, self._effects = self._effects, []
@@ -256,6 +283,8 @@ class OperationApplier:
 
     def __call__(self, op: Operation, source_id: str, signed_by: set[str]) -> str:
         self._effects = []
+        self.op_index += 1
+        self.created_balance_id = ""
         code = self._apply(op, source_id, signed_by)
         if code != "op_success":
             self._effects = []
@@ -296,6 +325,14 @@ class OperationApplier:
             return self.set_options(op, source)
         if isinstance(op, ManageData):
             return self.manage_data(op, source)
+        if isinstance(op, CreateClaimableBalance):
+            balance_id = claimable.balance_id_hex(self.tx_source_id, self.tx_sequence, self.op_index)
+            code = self.claimable.create(op, source, balance_id)
+            if code == "op_success":
+                self.created_balance_id = balance_id
+            return code
+        if isinstance(op, ClaimClaimableBalance):
+            return self.claimable.claim(op, source)
         return "op_not_supported"
 
     def payment(self, op: Payment, source: Account) -> str:

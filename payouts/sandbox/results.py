@@ -41,6 +41,7 @@ _GENERIC_OP_CODES: dict[str, x.OperationResultCode] = {
 _P, _C, _T = x.PaymentResultCode, x.CreateAccountResultCode, x.ChangeTrustResultCode
 _A, _F, _S = x.AllowTrustResultCode, x.SetTrustLineFlagsResultCode, x.SetOptionsResultCode
 _D = x.ManageDataResultCode
+_CC, _CL = x.CreateClaimableBalanceResultCode, x.ClaimClaimableBalanceResultCode
 
 #: operation kind -> (OperationType, OperationResultTr field, result class, code class, codes)
 _OP_CODES: dict[str, tuple] = {
@@ -139,6 +140,32 @@ _OP_CODES: dict[str, tuple] = {
             "op_data_invalid_name": _D.MANAGE_DATA_INVALID_NAME,
         },
     ),
+    "create_claimable_balance": (
+        x.OperationType.CREATE_CLAIMABLE_BALANCE,
+        "create_claimable_balance_result",
+        x.CreateClaimableBalanceResult,
+        {
+            "op_success": _CC.CREATE_CLAIMABLE_BALANCE_SUCCESS,
+            "op_malformed": _CC.CREATE_CLAIMABLE_BALANCE_MALFORMED,
+            "op_low_reserve": _CC.CREATE_CLAIMABLE_BALANCE_LOW_RESERVE,
+            "op_no_trust": _CC.CREATE_CLAIMABLE_BALANCE_NO_TRUST,
+            "op_not_authorized": _CC.CREATE_CLAIMABLE_BALANCE_NOT_AUTHORIZED,
+            "op_underfunded": _CC.CREATE_CLAIMABLE_BALANCE_UNDERFUNDED,
+        },
+    ),
+    "claim_claimable_balance": (
+        x.OperationType.CLAIM_CLAIMABLE_BALANCE,
+        "claim_claimable_balance_result",
+        x.ClaimClaimableBalanceResult,
+        {
+            "op_success": _CL.CLAIM_CLAIMABLE_BALANCE_SUCCESS,
+            "op_does_not_exist": _CL.CLAIM_CLAIMABLE_BALANCE_DOES_NOT_EXIST,
+            "op_cannot_claim": _CL.CLAIM_CLAIMABLE_BALANCE_CANNOT_CLAIM,
+            "op_line_full": _CL.CLAIM_CLAIMABLE_BALANCE_LINE_FULL,
+            "op_no_trust": _CL.CLAIM_CLAIMABLE_BALANCE_NO_TRUST,
+            "op_not_authorized": _CL.CLAIM_CLAIMABLE_BALANCE_NOT_AUTHORIZED,
+        },
+    ),
 }
 
 
@@ -148,22 +175,29 @@ class OpResult:
 
     kind: str
     code: str
+    #: what a successful operation's result carries: a new claimable balance's id (hex)
+    detail: str = ""
 
 
 @cache
-def _operation_result(kind: str, code: str) -> x.OperationResult:
+def _operation_result(kind: str, code: str, detail: str = "") -> x.OperationResult:
     # Cached: a 100-payment envelope reuses one object per distinct (kind, code).
     if code in _GENERIC_OP_CODES:
         return x.OperationResult(code=_GENERIC_OP_CODES[code])
     op_type, field, result_cls, codes = _OP_CODES[kind]
-    inner = result_cls(code=codes[code])
+    if kind == "create_claimable_balance" and code == "op_success":
+        inner = result_cls(
+            code=codes[code], balance_id=x.ClaimableBalanceID.from_xdr_bytes(bytes.fromhex(detail or "00" * 36))
+        )
+    else:
+        inner = result_cls(code=codes[code])
     return x.OperationResult(code=x.OperationResultCode.opINNER, tr=x.OperationResultTr(type=op_type, **{field: inner}))
 
 
 def _result_body(tx_code: str, ops: list[OpResult] | None) -> tuple[x.TransactionResultCode, list | None]:
     code = TX_CODES[tx_code]
     if tx_code in ("tx_success", "tx_failed"):
-        return code, [_operation_result(op.kind, op.code) for op in ops or []]
+        return code, [_operation_result(op.kind, op.code, op.detail) for op in ops or []]
     return code, None
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from stellar_sdk import StrKey
 
-from payouts.sandbox import views
+from payouts.sandbox import claimable, views
 from payouts.sandbox.entries import OpRecord, TxRecord
 from payouts.sandbox.paging import BadQuery, Collection, Key, Paging
 from payouts.sandbox.replica import ReadView
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _COLLECTIONS = ("transactions", "operations", "payments", "effects")
 #: collections of entries the sandbox's operations never create: always an empty page
-_NEVER_HELD = ("offers", "trades", "claimable_balances", "liquidity_pools")
+_NEVER_HELD = ("offers", "trades", "liquidity_pools")
 
 
 class Missing(LookupError):
@@ -114,11 +114,74 @@ class Router:
             if head == "payments":
                 return self._collection(self._operations(query, "/payments", source, payments=True), query)
             return self._collection(self._effects(query, "/effects", source, account_id=None), query)
+        if head == "claimable_balances":
+            return self._claimable(rest, query)
         if head in _NEVER_HELD and not rest:
             return self._collection(self._empty(f"/{head}"), query)
         if head == "accounts" and rest:
             return self._account(rest[0], rest[1:], query)
         raise Missing()
+
+    def _claimable(self, rest: list[str], query: dict[str, list[str]]) -> None:
+        """Live claimable balances (filtered by claimant, sponsor or asset), one by id, and
+        the operations that made or claimed one (they outlive it)."""
+        if not rest:
+            for name in ("claimant", "sponsor"):
+                value = (query.get(name) or [""])[0]
+                if value and not StrKey.is_valid_ed25519_public_key(value):
+                    raise BadQuery(name, "Account ID must start with `G` and contain 56 alphanum characters")
+            # a balance's paging token is "<last modified ledger>-<id>", not a number
+            try:
+                cursor = claimable.parse_cursor((query.get("cursor") or [""])[0])
+            except ValueError:
+                raise BadQuery("cursor", "cursor: must be <ledger>-<balance id>") from None
+            paging = Paging.parse({k: v for k, v in query.items() if k != "cursor"}, self.view)
+            with self.ledger.lock:
+                found = [
+                    (claimable.sort_key(balance), claimable.record(self.base, balance, sponsor_id))
+                    for balance, sponsor_id in claimable.all_balances(self.ledger.accounts)
+                    if claimable.matches(balance, sponsor_id, query)
+                ]
+            if paging.order == "desc":
+                found.reverse()
+            if cursor is not None:
+                after = paging.order == "asc"
+                found = [item for item in found if item[0] != cursor and (item[0] > cursor) == after]
+            records = [record for _key, record in found[: paging.limit]]
+            filters = "".join(
+                f"{name}={query[name][0]}&" for name in ("claimant", "sponsor", "asset") if query.get(name)
+            )
+            here = f"{self.base}/claimable_balances?{filters}"
+            first = records[0]["paging_token"] if records else ""
+            last = records[-1]["paging_token"] if records else ""
+            reverse = "desc" if paging.order == "asc" else "asc"
+            return self.handler._send(
+                200,
+                views.page(
+                    f"{here}limit={paging.limit}&order={paging.order}",
+                    f"{here}cursor={last}&limit={paging.limit}&order={paging.order}",
+                    f"{here}cursor={first}&limit={paging.limit}&order={reverse}",
+                    records,
+                ),
+            )
+        balance_id = claimable.canonical_balance_id(rest[0])
+        if balance_id is None:
+            raise BadQuery("id", "Invalid claimable balance ID")
+        if len(rest) == 1:
+            with self.ledger.lock:
+                sponsor_id = self.ledger.claimable_sponsor(balance_id)
+                if sponsor_id is None:
+                    raise Missing()
+                balance = self.ledger.accounts[sponsor_id].claimable[balance_id]
+                return self.handler._send(200, claimable.record(self.base, balance, sponsor_id))
+        if rest[1] != "operations":
+            raise Missing()
+
+        def ops() -> list[OpRecord]:
+            return [op for op in self.ledger.operations if _concerns_balance(op, balance_id)]
+
+        path = f"/claimable_balances/{balance_id}/operations"
+        return self._collection(self._operations(query, path, ops), query)
 
     def _collection(self, collection: Collection, query: dict[str, list[str]]) -> None:
         if "text/event-stream" in self.handler.headers.get("Accept", ""):
@@ -326,3 +389,11 @@ class Router:
 def route_get(handler: _Handler, view: ReadView) -> None:
     parsed = urllib.parse.urlsplit(handler.path)
     Router(handler, view).answer(parsed.path, urllib.parse.parse_qs(parsed.query))
+
+
+def _concerns_balance(op: OpRecord, balance_id: str) -> bool:
+    if op.doc.get("balance_id") == balance_id:
+        return True
+    return op.doc.get("type") == "create_claimable_balance" and any(
+        effect.get("balance_id") == balance_id for effect in op.effects
+    )

@@ -241,7 +241,7 @@ def account(base: str, entry: Account) -> dict:
         "balances": balances,
         "signers": signers,
         "data": {name: base64.b64encode(value).decode() for name, value in sorted(entry.data.items())},
-        "num_sponsoring": 0,
+        "num_sponsoring": entry.num_sponsoring,
         "num_sponsored": 0,
         "paging_token": account_id,
     }

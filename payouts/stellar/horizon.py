@@ -374,6 +374,22 @@ class HorizonClient:
         response.raise_for_status()
         return list(response.json()["_embedded"]["records"])
 
+    def claimable_balance(self, balance_id: str) -> dict | None:
+        """A live claimable balance as Horizon shows it; None once claimed (or never made)."""
+        response = self._get(f"/claimable_balances/{balance_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return dict(response.json())
+
+    def claimable_balance_operations(self, balance_id: str) -> list[dict]:
+        """The operations that made and claimed a balance, in ledger order (they outlive it)."""
+        response = self._get(f"/claimable_balances/{balance_id}/operations", {"limit": 200, "order": "asc"})
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return list(response.json()["_embedded"]["records"])
+
 
 def _transaction_info(document: dict) -> TransactionInfo:
     inner = document.get("inner_transaction") or {}
