@@ -5,12 +5,10 @@ and HTTP-date forms), and the suite's waits cost no time."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -19,11 +17,12 @@ from payouts.retry import RetryPolicy, retry_after_s
 from payouts.sources.errors import IndexerUnreachable
 from payouts.sources.graphql import GraphQLClient, JsonHttp
 from payouts.stellar.horizon import HorizonClient, HorizonUnavailable
+from tests.support.servers import LoopbackHttp
 
 LEDGER = {"sequence": 7, "closed_at": "2025-11-01T00:00:00+00:00"}
 
 
-class Refusing:
+class Refusing(LoopbackHttp):
     """A loopback HTTP server: the first `refusals` requests get `status` with `retry_after`,
     then 200 with `answer`; it keeps the paths it was asked."""
 
@@ -57,17 +56,7 @@ class Refusing:
             def log_message(self, *_args) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
