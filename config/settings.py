@@ -13,7 +13,6 @@ repeats what was given (pydantic's own messages quote the input).
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -240,8 +239,3 @@ def with_driver(url: str) -> str:
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url[len(scheme) :]
     return url
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return load_settings()

@@ -10,9 +10,7 @@ from __future__ import annotations
 import re
 from typing import NewType
 
-MilliUsd = NewType("MilliUsd", int)
 TftUnits = NewType("TftUnits", int)
-Stroops = NewType("Stroops", int)
 
 UNITS_PER_TFT = 10**7
 DECIMALS = 7

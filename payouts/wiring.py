@@ -7,7 +7,6 @@ environment themselves. The engine handed in becomes the services' unit-of-work 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from payouts.clock import Clock
 from payouts.export.rows import ExportFilter, iso_utc, iter_entries, periods_of_run_entries, runs_document
 from payouts.export.site import publish_site
 from payouts.export.writers import EXPORT_FORMAT, write_export
+from payouts.files import atomic_path
 from payouts.ledger.identity import ledger_identity
 from payouts.ledger.models import Run
 from payouts.ledger.repository import id_of
@@ -228,11 +228,9 @@ def export_step(settings: Settings) -> Callable[[Session, Run], str]:
         header = {"format": EXPORT_FORMAT, "generated_at": iso_utc(utcnow()), "filters": filters.document()}
         for fmt in ("csv", "json"):
             target = folder / f"payouts-{label}.{fmt}"
-            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-            with partial.open("w", encoding="utf-8", newline="") as stream:
+            with atomic_path(target) as partial, partial.open("w", encoding="utf-8", newline="") as stream:
                 runs = runs_document(session, filters) if fmt == "json" else []
                 write_export(fmt, header, runs, iter_entries(session, filters), stream)
-            partial.replace(target)
         statement = folder / f"statement-{label}.json"
         statement.write_text(orjson.dumps(period_statement(session, period_offset).document()).decode() + "\n")
 

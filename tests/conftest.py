@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from payouts import retry
 from payouts.ledger.db import make_engine, migrate
 from tests.support.markers import mark_items
 from tests.support.servers import PostgresServer
@@ -26,6 +27,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     and the longest modules are handed out first."""
     mark_items(config, items)
 
+
+# retries in the clients' reads wait no time here; tests that measure a wait inject a sleep
+retry.set_testing(True)
 
 _TERMINAL_ENV = ("COLUMNS", "LINES")
 

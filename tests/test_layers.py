@@ -2,8 +2,8 @@
 fails here, naming the file, the line and both layers.
 
 cli/ and workers/ -> wiring.py (with config/, read only at the edges) -> runs/ -> calculation/,
-snapshot/, ledger/, stellar/, sources/, export/ -> money, periods, redact, clock, strkey. The sandbox is a
-product of its own: it may use stellar/ and money, and nothing of the payout service imports
+snapshot/, ledger/, stellar/, sources/, export/ -> money, periods, redact, clock, strkey, retry,
+files. The sandbox is a product of its own: it may use stellar/ and money, and nothing of the payout service imports
 it but the `payouts sandbox` commands and the demo.
 """
 
@@ -23,6 +23,8 @@ LAYER = {
     "redact": 0,
     "clock": 0,
     "strkey": 0,
+    "retry": 0,
+    "files": 0,
     "calculation": 1,
     "snapshot": 1,
     "ledger": 1,
@@ -36,7 +38,7 @@ LAYER = {
     "workers": 4,
 }
 #: the sandbox's own layer: beside the service, reachable from its edges only
-SANDBOX_MAY_IMPORT = {"sandbox", "stellar", "money", "redact"}
+SANDBOX_MAY_IMPORT = {"sandbox", "stellar", "money", "redact", "files"}
 IMPORTS_SANDBOX = {"cli", "sandbox"}
 
 

@@ -3,9 +3,9 @@ read-only web server, correction entries and the farms' revenue-model sign-on.""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +15,7 @@ import typer
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.export.wording import eligibility_status
+from payouts.files import atomic_path, write_atomic
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, offset_for_label
 
@@ -61,24 +62,19 @@ class _Output:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}") if path else None
+        self._files = contextlib.ExitStack()
 
     def __enter__(self):
-        if self.partial is None:
+        if self.path is None:
             return sys.stdout
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = self.partial.open("w", encoding="utf-8", newline="")
-        return self.handle
+        partial = self._files.enter_context(atomic_path(self.path))
+        return self._files.enter_context(partial.open("w", encoding="utf-8", newline=""))
 
     def __exit__(self, kind, value, traceback) -> None:
-        if self.partial is None:
+        if self.path is None:
             sys.stdout.flush()
             return
-        self.handle.close()
-        if kind is None and self.path is not None:
-            self.partial.replace(self.path)
-        else:
-            self.partial.unlink(missing_ok=True)
+        self._files.__exit__(kind, value, traceback)
 
 
 def export(
@@ -160,9 +156,7 @@ def _write_statement(session, period_offset: int | None, out: Path | None) -> Pa
     if not document["run_ids"]:
         return None
     target = out.with_name(f"statement-{Period(period_offset).label}.json")
-    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    partial.write_text(json.dumps(document, indent=2) + "\n")
-    partial.replace(target)
+    write_atomic(target, json.dumps(document, indent=2) + "\n")
     return target
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from payouts.files import write_atomic
 
 keys_app = typer.Typer(
     help="Stellar keys for approvers, treasury signers and payout accounts.",
@@ -44,18 +45,7 @@ def write_new_key(out: Path) -> str:
     out = out.expanduser()
     if out.exists():
         raise FileExistsError(f"{out} already exists; a key file is never overwritten (choose another --out)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, (keypair.secret + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(temporary, out)  # fails if `out` appeared meanwhile: nothing is overwritten
-    finally:
-        os.unlink(temporary)
+    write_atomic(out, keypair.secret + "\n", private=True, overwrite=False)
     return keypair.public_key
 
 

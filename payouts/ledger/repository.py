@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from sqlalchemy import func, insert
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from payouts.ledger.errors import LedgerError
-from payouts.ledger.models import Approval, LedgerEvent, Payment, Receipt, Run
+from payouts.ledger.models import Approval, Payment, Receipt, Run
 from payouts.ledger.states import RunStatus
 
 _LIVE = [status.value for status in RunStatus if status.is_live]
@@ -70,16 +70,6 @@ def receipts_of_run(session: Session, run_id: int) -> Sequence[Receipt]:
 
 def receipts_by_hash(session: Session, receipt_hash: str) -> Sequence[Receipt]:
     statement = select(Receipt).where(Receipt.receipt_hash == receipt_hash.lower()).order_by(col(Receipt.id))
-    return session.exec(statement).all()
-
-
-def receipt_count(session: Session, run_id: int) -> int:
-    statement = select(func.count()).select_from(Receipt).where(Receipt.run_id == run_id)
-    return session.exec(statement).one()
-
-
-def events_of_run(session: Session, run_id: int) -> Sequence[LedgerEvent]:
-    statement = select(LedgerEvent).where(LedgerEvent.run_id == run_id).order_by(col(LedgerEvent.id))
     return session.exec(statement).all()
 
 

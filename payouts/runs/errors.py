@@ -1,7 +1,4 @@
-"""Errors of run orchestration; `RunsError` is the base, "already done" outcomes subclass
-`payouts.ledger.errors.AlreadyDone`."""
-
-from payouts.ledger.errors import AlreadyDone
+"""Errors of run orchestration; `RunsError` is the base."""
 
 
 class RunsError(Exception):
@@ -20,7 +17,3 @@ class RunExistsForPeriod(RunsError):
 
 class RunNotReplaceable(RunsError):
     """A recalculation of a period whose run is approved or further along."""
-
-
-class RunAlreadyCalculated(AlreadyDone):
-    """The same snapshot was already calculated for this period."""

@@ -9,7 +9,6 @@ network passphrase. Keys and secrets go to a JSON file readable by its owner onl
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import orjson
 from stellar_sdk import Account as SdkAccount
 from stellar_sdk import Asset, Keypair, TransactionBuilder
 
+from payouts.files import write_atomic
 from payouts.sandbox.entries import format_amount
 from payouts.sandbox.network import BASE_FEE_STROOPS, MAX_OPS_PER_TX, root_keypair
 from payouts.stellar.network import TFT_CODE
@@ -161,16 +161,7 @@ def init_sandbox(
 def write_private_json(path: Path, document: dict) -> None:
     """Write JSON readable by the owner only: the file is created 0600 and renamed into place,
     so no other user ever sees the secrets, even for a moment."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, orjson.dumps(document, option=orjson.OPT_INDENT_2))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+    write_atomic(path, orjson.dumps(document, option=orjson.OPT_INDENT_2), private=True)
 
 
 def _submit_all(client: httpx.Client, envelopes: list[str], timeout_s: float, *, what: str) -> list[dict]:

@@ -10,10 +10,10 @@ calculation reads can no longer change under it.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+from payouts.files import atomic_path
 from payouts.periods import Period
 from payouts.snapshot.load import DEFAULT_MAX_DECOMPRESSED_BYTES, EventsNotGrouped, SnapshotError, load_snapshot
 from payouts.sources.errors import DropFolderAmbiguous, SnapshotUnavailable
@@ -81,15 +81,10 @@ def freeze_from_drop_folder(
     if target.exists():
         return target  # frozen means frozen: the run may already hold its SHA-256
     sha256 = validate_period_file(source, period, network, max_decompressed_bytes=max_decompressed_bytes)
-    out_dir.mkdir(parents=True, exist_ok=True)
     # the temp name keeps the suffix: the loader decides gzip or not by the name
-    temp = target.with_name(f"partial-{os.getpid()}-{target.name}")
-    try:
+    with atomic_path(target, keep_suffix=suffix) as temp:
         shutil.copyfile(source, temp)
         copied = load_snapshot(temp, max_decompressed_bytes=max_decompressed_bytes).sha256
         if copied != sha256:
             raise SnapshotError(source, "$", "the file changed while it was being copied; try again")
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
     return target

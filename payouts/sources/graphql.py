@@ -11,31 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from payouts import CODE_VERSION
+from payouts.retry import RetryPolicy, Transient, default_sleep, retry_after_s
 from payouts.sources.errors import IndexerQueryError, IndexerUnreachable, SourceError
 
+__all__ = ["USER_AGENT", "GraphQLClient", "JsonHttp", "RetryPolicy", "check_http_url"]
+
 USER_AGENT = f"tft-payouts/{CODE_VERSION} (snapshot builder)"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    #: Requests in all (the first one included) before giving up.
-    attempts: int = 5
-    #: First pause; doubled after every failed attempt, capped at `backoff_cap_s`.
-    backoff_s: float = 0.5
-    backoff_cap_s: float = 30.0
-
-    def pause_s(self, failed_attempts: int, retry_after_s: float | None) -> float:
-        pause = min(self.backoff_s * 2 ** (failed_attempts - 1), self.backoff_cap_s)
-        if retry_after_s is not None:
-            pause = max(pause, min(retry_after_s, self.backoff_cap_s))
-        return pause
 
 
 def check_http_url(url: str, what: str) -> str:
@@ -44,14 +31,6 @@ def check_http_url(url: str, what: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SourceError(f"{what} URL {url!r} is not an http:// or https:// URL")
     return url
-
-
-def _retry_after_s(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
 
 
 class JsonHttp:
@@ -63,7 +42,7 @@ class JsonHttp:
         timeout_s: float = 60.0,
         connect_timeout_s: float = 10.0,
         retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = default_sleep,
     ) -> None:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -82,37 +61,39 @@ class JsonHttp:
     def request_json(self, method: str, url: str, *, body: object = None, what: str) -> object:
         content = orjson.dumps(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
-        failed = 0
-        while True:
-            retry_after = None
+        attempts = 0
+
+        def attempt() -> object:
+            nonlocal attempts
+            attempts += 1
+            self.requests += 1
+            started = time.perf_counter()
             try:
-                self.requests += 1
-                started = time.perf_counter()
-                try:
-                    response = self._http.request(method, url, content=content, headers=headers)
-                finally:
-                    self.slowest_s = max(self.slowest_s, time.perf_counter() - started)
+                response = self._http.request(method, url, content=content, headers=headers)
             except httpx.TimeoutException as exc:
-                problem = f"timed out ({type(exc).__name__})"
+                raise Transient(f"timed out ({type(exc).__name__})") from None
             except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__}: {exc})"
-            else:
-                status = response.status_code
-                if status < 400:
-                    try:
-                        return orjson.loads(response.content)
-                    except orjson.JSONDecodeError:
-                        raise IndexerQueryError(
-                            f"{url}: {what}: the answer is not JSON (HTTP {status}, {response.content[:80]!r})"
-                        ) from None
-                if status != 429 and status < 500:
-                    raise IndexerQueryError(f"{url}: {what}: HTTP {status}: {response.text[:300].strip()}")
-                problem = f"HTTP {status}"
-                retry_after = _retry_after_s(response)
-            failed += 1
-            if failed >= self.retry.attempts:
-                raise IndexerUnreachable(f"{url}: {what}: gave up after {failed} attempt(s), last: {problem}")
-            self._sleep(self.retry.pause_s(failed, retry_after))
+                raise Transient(f"connection failed ({type(exc).__name__}: {exc})") from None
+            finally:
+                self.slowest_s = max(self.slowest_s, time.perf_counter() - started)
+            status = response.status_code
+            if status == 429 or status >= 500:
+                raise Transient(f"HTTP {status}", retry_after_s(response.headers))
+            if status >= 400:
+                raise IndexerQueryError(f"{url}: {what}: HTTP {status}: {response.text[:300].strip()}")
+            try:
+                return orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                raise IndexerQueryError(
+                    f"{url}: {what}: the answer is not JSON (HTTP {status}, {response.content[:80]!r})"
+                ) from None
+
+        try:
+            return self.retry.call(attempt, sleep=self._sleep)
+        except Transient as exc:
+            raise IndexerUnreachable(
+                f"{url}: {what}: gave up after {attempts} attempt(s), last: {exc.problem}"
+            ) from None
 
 
 class GraphQLClient:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -20,6 +20,7 @@ from typing import Self
 import httpx
 
 from payouts.money import parse_tft
+from payouts.retry import RetryPolicy, Transient, default_sleep, retry_after_s
 
 MAX_READ_ATTEMPTS = 5
 
@@ -200,8 +201,10 @@ class HorizonClient:
         max_requests_per_s: float | None = None,
         transport: httpx.BaseTransport | None = None,
         max_read_attempts: int = MAX_READ_ATTEMPTS,
+        sleep: Callable[[float], None] = default_sleep,
     ) -> None:
-        self._max_read_attempts = max_read_attempts
+        self._read_retry = RetryPolicy(attempts=max_read_attempts, backoff_s=0.5)
+        self._sleep = sleep
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport)
         self._min_interval_s = 1.0 / max_requests_per_s if max_requests_per_s else 0.0
         self._next_request_at = 0.0
@@ -228,26 +231,21 @@ class HorizonClient:
 
     def _get(self, path: str, params: dict | None = None) -> httpx.Response:
         """A read with bounded retries on 429 (Retry-After), 5xx and connection errors."""
-        delay_s = 0.5
-        for attempt in range(1, self._max_read_attempts + 1):
+
+        def attempt() -> httpx.Response:
             self._pace()
             try:
                 response = self._http.get(path, params=params)
             except httpx.TransportError as exc:
-                if attempt == self._max_read_attempts:
-                    raise HorizonUnavailable(f"GET {path}: {type(exc).__name__}") from None
-                time.sleep(delay_s)
-                delay_s *= 2
-                continue
+                raise Transient(type(exc).__name__) from None
             if response.status_code == 429 or response.status_code >= 500:
-                if attempt == self._max_read_attempts:
-                    raise HorizonUnavailable(f"GET {path}: HTTP {response.status_code}")
-                retry_after = response.headers.get("Retry-After", "")
-                time.sleep(float(retry_after) if retry_after.isdigit() else delay_s)
-                delay_s *= 2
-                continue
+                raise Transient(f"HTTP {response.status_code}", retry_after_s(response.headers))
             return response
-        raise AssertionError("unreachable")
+
+        try:
+            return self._read_retry.call(attempt, sleep=self._sleep)
+        except Transient as exc:
+            raise HorizonUnavailable(f"GET {path}: {exc.problem}") from None
 
     def account(self, account_id: str) -> AccountInfo | None:
         response = self._get(f"/accounts/{account_id}")

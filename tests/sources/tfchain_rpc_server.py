@@ -7,14 +7,13 @@ inherent (milliseconds) after another inherent-shaped extrinsic, so the decoder 
 from __future__ import annotations
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler
 
 import orjson
 
 from payouts.sources.tfchain_rpc import encode_compact, timestamp_inherent
 from tests.sources.indexer_server import block_stamp
+from tests.support.servers import LoopbackHttp
 
 #: milliseconds past the second in every stamp: the decoder must floor to seconds
 STAMP_MS_PAST_SECOND = 417
@@ -30,7 +29,7 @@ def _other_inherent(height: int) -> str:
     return "0x" + (encode_compact(len(body)) + body).hex()
 
 
-class TfchainRpcServer:
+class TfchainRpcServer(LoopbackHttp):
     def __init__(self, head: int) -> None:
         self.head = head
         self.asked: list[tuple[str, object]] = []
@@ -70,14 +69,4 @@ class TfchainRpcServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from payouts.files import write_atomic
 
 
 class Parts:
@@ -30,9 +31,7 @@ class Parts:
 
     @staticmethod
     def _write(path: Path, value: object) -> None:
-        temp = path.with_name(path.name + ".tmp")
-        temp.write_bytes(orjson.dumps(value))
-        os.replace(temp, path)
+        write_atomic(path, orjson.dumps(value))
 
     def get(self, name: str) -> Any:
         try:

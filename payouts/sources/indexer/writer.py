@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from itertools import repeat
 from pathlib import Path
 
+from payouts.files import atomic_path
 from payouts.snapshot.schema import EVENT_POWER_STATE, EVENT_POWER_TARGET, EVENT_UPTIME
 from payouts.snapshot.stream import Format2Writer
 
@@ -26,25 +26,17 @@ def write_format_2(
     (timestamps, uptimes, heights, indexes) in chain order."""
     # the writer gzips by the name's ending: the temp name keeps it
     gz = ".gz" if out_path.name.endswith(".gz") else ""
-    temp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}{gz}")
     at_start = {row["node_id"]: {k: v for k, v in row.items() if k != "node_id"} for row in power_at_start}
     power_of: dict[int, list[tuple[int, int, int, int, int]]] = {}
     for node_id, ts, kind, value, height, index in power:
         power_of.setdefault(node_id, []).append((height, index, ts, _KIND[kind], int(value == "Up")))
-    try:
-        with Format2Writer(temp, header) as writer:
-            for record in node_rows:
-                node_id = record["node_id"]
-                stamps, values, heights, indexes = uptime[node_id]
-                events = list(zip(heights, indexes, stamps, repeat(EVENT_UPTIME), values, strict=False))
-                events.extend(power_of.get(node_id, ()))
-                events.sort(key=lambda event: (event[0], event[1]))  # chain order
-                writer.node(record, at_start.get(node_id), events)
-            written = writer.bytes_written
-        with temp.open("rb") as done:
-            os.fsync(done.fileno())
-        os.replace(temp, out_path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_path(out_path, keep_suffix=gz) as temp, Format2Writer(temp, header) as writer:
+        for record in node_rows:
+            node_id = record["node_id"]
+            stamps, values, heights, indexes = uptime[node_id]
+            events = list(zip(heights, indexes, stamps, repeat(EVENT_UPTIME), values, strict=False))
+            events.extend(power_of.get(node_id, ()))
+            events.sort(key=lambda event: (event[0], event[1]))  # chain order
+            writer.node(record, at_start.get(node_id), events)
+    written = writer.bytes_written
     return written
