@@ -120,10 +120,13 @@ class FaultPlan:
 
     @spec.setter
     def spec(self, spec: FaultSpec) -> None:
-        # a spec set on a running server takes effect at once, the lag included
+        # a spec set on a running server takes effect at once, the lag included; a spec that
+        # leaves the lag as it was leaves alone a lag set on the read view itself
+        previous = getattr(self, "_spec", None)
         self._spec = spec
-        for listener in self._listeners:
-            listener(spec)
+        if previous is None or previous.lag_s != spec.lag_s:
+            for listener in self._listeners:
+                listener(spec)
 
     def on_spec(self, listener: Callable[[FaultSpec], None]) -> None:
         self._listeners.append(listener)

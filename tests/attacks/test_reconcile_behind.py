@@ -37,10 +37,11 @@ def _reconcile(db, run_id, engine, document):
 def test_reconciliation_behind_a_lagging_replica_waits_and_never_stops_a_paid_run(paying):  # noqa: F811
     sandbox, document, db, run_id, engine = paying(ledger_close_s=0.1, channels=2)
     # every submission is answered once it landed (a delayed inclusion: the primary answers),
-    # while reads come from a replica 30 s behind
+    # while reads come from a replica 5 s behind: the payer's first claim read waits for it to
+    # see the claim, and the run's last payments land within the lag before reconciling
     sandbox.faults.spec = FaultSpec.parse("delay=0:1")
     sandbox.faults.force(SubmitFault.delay, times=50)
-    sandbox.view.set_lag(30.0)
+    sandbox.view.set_lag(5.0)
     report = engine.pay(run_id)
     assert report.status == RunStatus.PAID and report.paid == 8
     with Session(db) as session:
