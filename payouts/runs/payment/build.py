@@ -54,12 +54,8 @@ class Builder(EngineState):
             )
         return self._approved[run_id]
 
-    def claim_lost(self, session: Session, run_id: int) -> str | None:
+    def claim_lost(self, run_id: int) -> str | None:
         """Why this payer no longer holds the period's claim, or None (claim.py)."""
-        return None
-
-    def claim_lost_now(self, run_id: int) -> str | None:
-        """`claim_lost` holding no unit of work while Horizon answers (claim.py)."""
         return None
 
     def _sources(self) -> list[str]:
@@ -84,19 +80,19 @@ class Builder(EngineState):
             waiting = len(self._payments(uow.session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources)))
         # what Horizon says is read before the unit that builds opens: none waits on the network
         sources = sources[: -(-waiting // per_tx)]
-        built_ledger = 0
-        if sources:
-            # one payer per period: the claim on chain is read again before every batch
-            lost = self.claim_lost_now(run_id)
-            if lost is not None:
-                with self.units() as uow:
-                    stop_run(uow.session, require_run(uow.session, run_id), lost)
-                return []
-            for source in sources:
-                self._next_sequence[source] = self._source_sequence(source)
-            # the ledger bound counts from the network's latest ledger, read once per batch (last:
-            # the network clock the time bounds count from is fresh while the unit builds)
-            built_ledger = self._latest_ledger_now()
+        if not sources:
+            return built
+        # one payer per period: the claim on chain is read again before every batch
+        lost = self.claim_lost(run_id)
+        if lost is not None:
+            with self.units() as uow:
+                stop_run(uow.session, require_run(uow.session, run_id), lost)
+            return []
+        for source in sources:
+            self._next_sequence[source] = self._source_sequence(source)
+        # the ledger bound counts from the network's latest ledger, read once per batch (last:
+        # the network clock the time bounds count from is fresh while the unit builds)
+        built_ledger = self._latest_ledger_now()
         with self.units() as uow:
             session = uow.session
             # read again in the unit that writes: the rows as they are now

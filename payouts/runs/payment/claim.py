@@ -306,15 +306,11 @@ class Claimer(EngineState):
                 return
             time.sleep(max(self.config.poll_interval_s, 0.05))
 
-    def claim_lost(self, session: Session, run_id: int) -> str | None:
+    def claim_lost(self, run_id: int) -> str | None:
         """Read the claim again (before a build batch): why this payer must stop, or None while
         the claim is its own. A Horizon whose view of the payout account predates the claim is
-        asked again for a while."""
-        return self._claim_lost(run_id, lambda value_b64: known_claim(session, value_b64))
-
-    def claim_lost_now(self, run_id: int) -> str | None:
-        """`claim_lost` holding no unit of work while Horizon answers: the ledger is asked, in
-        a unit of its own, only whose claim Horizon shows."""
+        asked again for a while. No unit of work is open while Horizon answers: the ledger is
+        asked, in a unit of its own, only whose claim Horizon shows."""
 
         def known(value_b64: str) -> bool:
             with self.units() as uow:

@@ -396,7 +396,7 @@ class PaymentEngine(Claimer, Builder, Resolver):
         # one payer per period: this session's claim on chain first (a takeover waits); an
         # engine that still holds its claim from an earlier call keeps it
         try:
-            held = run_id in self._claims and self.claim_lost_now(run_id) is None
+            held = run_id in self._claims and self.claim_lost(run_id) is None
         except ClaimLost:
             held = False  # another session of this ledger had it since (it held the lease)
         lost = None if held else self.claim(run_id)
