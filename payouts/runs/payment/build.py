@@ -54,7 +54,7 @@ class Builder(EngineState):
             )
         return self._approved[run_id]
 
-    def claim_lost(self, session: Session, run_id: int) -> str | None:
+    def claim_lost(self, run_id: int) -> str | None:
         """Why this payer no longer holds the period's claim, or None (claim.py)."""
         return None
 
@@ -77,17 +77,27 @@ class Builder(EngineState):
         per_tx = 1 if self.config.memo_mode == "per_receipt" else self.config.batch_size
         built: list[StellarTransaction] = []
         with self.units() as uow:
+            waiting = len(self._payments(uow.session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources)))
+        # what Horizon says is read before the unit that builds opens: none waits on the network
+        sources = sources[: -(-waiting // per_tx)]
+        if not sources:
+            return built
+        # one payer per period: the claim on chain is read again before every batch
+        lost = self.claim_lost(run_id)
+        if lost is not None:
+            with self.units() as uow:
+                stop_run(uow.session, require_run(uow.session, run_id), lost)
+            return []
+        for source in sources:
+            self._next_sequence[source] = self._source_sequence(source)
+        # the ledger bound counts from the network's latest ledger, read once per batch (last:
+        # the network clock the time bounds count from is fresh while the unit builds)
+        built_ledger = self._latest_ledger_now()
+        with self.units() as uow:
             session = uow.session
+            # read again in the unit that writes: the rows as they are now
             pending = self._payments(session, run_id, PaymentStatus.PENDING, limit=per_tx * len(sources))
             groups = [pending[i : i + per_tx] for i in range(0, len(pending), per_tx)]
-            if groups and sources:
-                # one payer per period: the claim on chain is read again before every batch
-                lost = self.claim_lost(session, run_id)
-                if lost is not None:
-                    stop_run(session, require_run(session, run_id), lost)
-                    return []
-            # the ledger bound counts from the network's latest ledger, read once per batch
-            built_ledger = self._latest_ledger_now() if groups and sources else 0
             for source, group in zip(sources, groups, strict=False):
                 try:
                     built.append(self._build_one(session, run_id, source, group, built_ledger))
@@ -120,12 +130,7 @@ class Builder(EngineState):
     def _build_one(
         self, session: Session, run_id: int, source: str, group: list[Payment], built_ledger: int
     ) -> StellarTransaction:
-        sequence = self._next_sequence.get(source)
-        if sequence is None:
-            account = self.client.account(source)
-            if account is None:
-                raise RunsError(f"transaction source {source} does not exist on the network")
-            sequence = account.sequence + 1
+        sequence = self._source_sequence(source)
         max_time = self._network_now() + self.config.tx_timeout_s
         max_ledger = built_ledger + ledger_window(self.config)
         memo = (
@@ -206,6 +211,16 @@ class Builder(EngineState):
             transaction_id=tx.id,
         )
         return tx
+
+    def _source_sequence(self, source: str) -> int:
+        """The source's next sequence number: known from our own transactions, else read."""
+        sequence = self._next_sequence.get(source)
+        if sequence is None:
+            account = self.client.account(source)
+            if account is None:
+                raise RunsError(f"transaction source {source} does not exist on the network")
+            sequence = account.sequence + 1
+        return sequence
 
     def _network_now(self) -> int:
         """The network's clock (latest ledger close), re-read at most every few seconds."""

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from sqlalchemy import update
@@ -35,7 +37,7 @@ from payouts.ledger.types import utcnow
 from payouts.runs.approvals import build_manifest
 from payouts.runs.errors import RunsError
 from payouts.runs.payment.common import EngineState, LeaseLost, ledger_window
-from payouts.runs.payment.resolve import chain_outcome
+from payouts.runs.payment.resolve import chain_answer, own_hashes, sequence_landed_for_us_in
 from payouts.runs.service import require_run
 from payouts.stellar.claim import b64, build_claim_envelope, claim_name, claim_value, read_claim
 from payouts.stellar.horizon import Outcome
@@ -217,11 +219,14 @@ class Claimer(EngineState):
                 with self.units() as uow:
                     row = uow.session.get(StellarTransaction, tx_id)
                     assert row is not None
-                    answer = chain_outcome(uow.session, self.client, row)
-                    if answer.verdict is Verdict.LANDED and answer.info is not None:
-                        info = answer.info
-                        break
-                    if answer.verdict is not Verdict.MAYBE:
+                    hashes = own_hashes(uow.session, row)
+                # the lookups by hash wait on Horizon: no unit of work is open meanwhile
+                answer = chain_answer(self.client, row, hashes, partial(sequence_landed_for_us_in, self.units, row))
+                if answer.verdict is Verdict.LANDED and answer.info is not None:
+                    info = answer.info
+                    break
+                if answer.verdict is not Verdict.MAYBE:
+                    with self.units() as uow:
                         failed = answer.verdict is Verdict.FAILED
                         status = TransactionStatus.FAILED if failed else TransactionStatus.DEAD
                         self._claim_failed(uow.session, tx_id, claim_id, status, result.result_codes)
@@ -301,10 +306,19 @@ class Claimer(EngineState):
                 return
             time.sleep(max(self.config.poll_interval_s, 0.05))
 
-    def claim_lost(self, session: Session, run_id: int) -> str | None:
+    def claim_lost(self, run_id: int) -> str | None:
         """Read the claim again (before a build batch): why this payer must stop, or None while
         the claim is its own. A Horizon whose view of the payout account predates the claim is
-        asked again for a while."""
+        asked again for a while. No unit of work is open while Horizon answers: the ledger is
+        asked, in a unit of its own, only whose claim Horizon shows."""
+
+        def known(value_b64: str) -> bool:
+            with self.units() as uow:
+                return known_claim(uow.session, value_b64)
+
+        return self._claim_lost(run_id, known)
+
+    def _claim_lost(self, run_id: int, known: Callable[[str], bool]) -> str | None:
         held = self._claims.get(run_id)
         if held is None:
             return None
@@ -321,7 +335,7 @@ class Claimer(EngineState):
             time.sleep(self.config.poll_interval_s)
         if seen.value_b64 == held.value_b64:
             return None
-        if seen.value_b64 is not None and known_claim(session, seen.value_b64):
+        if seen.value_b64 is not None and known(seen.value_b64):
             # another pay session of this same ledger took the period over (it holds the lease)
             raise ClaimLost(
                 f"run {run_id}: another pay session of this ledger took the claim {held.name} over; this "

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import structlog
 from sqlmodel import Session
@@ -55,7 +56,16 @@ from payouts.runs.payment.common import (
 )
 from payouts.runs.payment.gate import check_manifest_binding, check_payments_against_receipts
 from payouts.runs.payment.resolve import Resolver
-from payouts.runs.payment.scan import ScanResult, record_acceptance, scan_chain
+from payouts.runs.payment.scan import (
+    ChainHistory,
+    ScanResult,
+    chain_cursors,
+    known_hashes,
+    read_history,
+    record_acceptance,
+    scan_chain,
+    scan_order,
+)
 from payouts.runs.retries_now import doubly_retried
 from payouts.runs.service import require_run
 from payouts.stellar.claim import claim_name
@@ -65,6 +75,16 @@ from payouts.stellar.preflight import Asset, PreflightError, check_destinations,
 from payouts.stellar.submit import Verdict
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class _Preflight:
+    """A run the start found payable, as read: what the preflight checks on the network."""
+
+    status: RunStatus
+    period_offset: int
+    pending: list[Payment]
+    in_flight: list[Payment]
 
 
 class PaymentEngine(Claimer, Builder, Resolver):
@@ -89,12 +109,15 @@ class PaymentEngine(Claimer, Builder, Resolver):
         """Check the run and take it to `paying`. A run that must stop is stopped on record
         first (that unit of work commits), then RunStopped is raised."""
         with self.units() as uow:
-            stopped = self._start(uow.session, run_id)
+            checked = self._start(uow.session, run_id)
+        # the preflight reads wait on Horizon: no unit of work is open meanwhile
+        stopped = self._preflight(run_id, checked) if isinstance(checked, _Preflight) else checked
         if stopped is not None:
             raise RunStopped(f"run {run_id} stopped: {stopped}")
 
-    def _start(self, session: Session, run_id: int) -> str | None:
-        """Returns why the run stopped, or None when it is paying."""
+    def _start(self, session: Session, run_id: int) -> str | _Preflight | None:
+        """Returns why the run stopped, None when it is paying, or what the preflight reads
+        (outside this unit of work) before the run goes to paying."""
         run = require_run(session, run_id)
         status = RunStatus(run.status)
         if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
@@ -136,7 +159,14 @@ class PaymentEngine(Claimer, Builder, Resolver):
             return None
         pending = self._payments(session, run_id, PaymentStatus.PENDING)
         in_flight = self._payments(session, run_id, PaymentStatus.SUBMITTED)
-        total_units = sum(p.amount_tft_units for p in pending + in_flight)
+        return _Preflight(status, run.period_offset, pending, in_flight)
+
+    def _preflight(self, run_id: int, checked: _Preflight) -> str | None:
+        """The payout account must cover the run and destinations that cannot receive are held
+        (Horizon, read with no unit of work open); then, in one unit, the run goes to paying
+        (each transition checks the row is still as it was read). Returns why it stopped."""
+        pending = checked.pending
+        total_units = sum(p.amount_tft_units for p in pending + checked.in_flight)
         fee_budget = 0 if self.keys.channel_accounts else len(pending) * self.config.max_fee_stroops
         try:
             check_payout_account(
@@ -145,40 +175,43 @@ class PaymentEngine(Claimer, Builder, Resolver):
                 self.asset,
                 total_units=total_units,
                 fee_budget_stroops=fee_budget,
-                data_entries=(claim_name(self.config.network_passphrase, run.period_offset),),
+                data_entries=(claim_name(self.config.network_passphrase, checked.period_offset),),
             )
         except PreflightError as exc:
-            self._stop(session, run, f"preflight: {exc}")
+            with self.units() as uow:
+                self._stop(uow.session, require_run(uow.session, run_id), f"preflight: {exc}")
             return str(exc)
         held = check_destinations(
             self.client, self.asset, [(p.destination, p.amount_tft_units) for p in pending], self._own_accounts()
         )
-        for reason in sorted(set(held.values())):
-            ids = [id_of(p) for p in pending if held.get(p.destination) == reason]
-            transition_many(
+        with self.units() as uow:
+            session = uow.session
+            for reason in sorted(set(held.values())):
+                ids = [id_of(p) for p in pending if held.get(p.destination) == reason]
+                transition_many(
+                    session,
+                    Payment,
+                    ids,
+                    PaymentStatus.PENDING,
+                    PaymentStatus.HELD,
+                    transitions=PAYMENT_TRANSITIONS,
+                    event="payment.held.preflight",
+                    run_id=run_id,
+                    detail={"reason": reason},
+                    hold_reason=reason,
+                )
+            transition(
                 session,
-                Payment,
-                ids,
-                PaymentStatus.PENDING,
-                PaymentStatus.HELD,
-                transitions=PAYMENT_TRANSITIONS,
-                event="payment.held.preflight",
-                run_id=run_id,
-                detail={"reason": reason},
-                hold_reason=reason,
+                Run,
+                run_id,
+                checked.status,
+                RunStatus.PAYING,
+                transitions=RUN_TRANSITIONS,
+                event="run.paying",
+                detail={"held_at_preflight": len(held)},
+                status_reason="",
             )
-        transition(
-            session,
-            Run,
-            run_id,
-            status,
-            RunStatus.PAYING,
-            transitions=RUN_TRANSITIONS,
-            event="run.paying",
-            detail={"held_at_preflight": len(held)},
-            status_reason="",
-        )
-        log.info("run.paying", run_id=run.id, pending=len(pending), held_destinations=len(held))
+        log.info("run.paying", run_id=run_id, pending=len(pending), held_destinations=len(held))
         return None
 
     def _own_accounts(self) -> dict[str, str]:
@@ -195,6 +228,7 @@ class PaymentEngine(Claimer, Builder, Resolver):
     def scan(self, run_id: int, report: PayReport | None = None) -> str | None:
         """Scan the payout and channel accounts' history (payment/scan.py) in one unit of
         work; returns why the run stopped, or None."""
+        history = self._chain_history(run_id)
         with self.units() as uow:
             session = uow.session
             run = require_run(session, run_id)
@@ -206,6 +240,7 @@ class PaymentEngine(Claimer, Builder, Resolver):
                 accounts=self._sources(),
                 asset_code=self.asset.code,
                 asset_issuer=self.asset.issuer,
+                history=history,
             )
             if report is not None:
                 report.paid += result.adopted_payments
@@ -215,6 +250,16 @@ class PaymentEngine(Claimer, Builder, Resolver):
                 self._stop(session, run, reason[:500])
                 return reason
         return None
+
+    def _chain_history(self, run_id: int) -> ChainHistory:
+        """The accounts' history past their cursors: the cursors read in a unit of work, the
+        history from Horizon once it is closed (the scan's unit then only matches)."""
+        accounts = scan_order(self.keys.payout_account, self._sources())
+        with self.units() as uow:
+            cursors = chain_cursors(uow.session, accounts)
+            known = known_hashes(uow.session)
+            period_end_ts = require_run(uow.session, run_id).period_end_ts
+        return read_history(self.client, cursors, known, period_end_ts)
 
     def recover(self, run_id: int, *, accept: str | None = None) -> tuple[str, ScanResult]:
         """`payouts recover`: scan the chain for the run; transactions from our accounts that
@@ -230,6 +275,7 @@ class PaymentEngine(Claimer, Builder, Resolver):
         lost = self.claim(run_id, take_over=moved)
         if lost:
             raise RunStopped(lost)
+        history = self._chain_history(run_id)
         with self.units() as uow:
             session = uow.session
             run = require_run(session, run_id)
@@ -241,6 +287,7 @@ class PaymentEngine(Claimer, Builder, Resolver):
                 accounts=self._sources(),
                 asset_code=self.asset.code,
                 asset_issuer=self.asset.issuer,
+                history=history,
             )
             if result.problems and accept is None:
                 unexplained = "; ".join(result.problems)  # adoptions and the cursor stay on record
@@ -349,8 +396,7 @@ class PaymentEngine(Claimer, Builder, Resolver):
         # one payer per period: this session's claim on chain first (a takeover waits); an
         # engine that still holds its claim from an earlier call keeps it
         try:
-            with self.units() as uow:
-                held = run_id in self._claims and self.claim_lost(uow.session, run_id) is None
+            held = run_id in self._claims and self.claim_lost(run_id) is None
         except ClaimLost:
             held = False  # another session of this ledger had it since (it held the lease)
         lost = None if held else self.claim(run_id)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 import structlog
@@ -23,6 +24,7 @@ from payouts.ledger.states import (
     transition_many,
 )
 from payouts.ledger.types import utcnow
+from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.runs.payment.common import EngineState, PayReport
 from payouts.runs.progress import UNKNOWN_OUTCOME_EVENT
 from payouts.runs.service import require_run
@@ -74,7 +76,15 @@ def chain_outcome(session: Session, client: HorizonClient, tx: StellarTransactio
     Shared by payments and funding. Each "not found" counts as of the `Latest-Ledger` of the
     Horizon that answered it; the history check and the source account are read only when the
     lookups are past the transaction's ledger bound."""
-    hashes = own_hashes(session, tx)
+    return chain_answer(client, tx, own_hashes(session, tx), lambda: _sequence_landed_for_us(session, tx))
+
+
+def chain_answer(
+    client: HorizonClient, tx: StellarTransaction, hashes: list[str], sequence_used_by_us: Callable[[], bool]
+) -> ChainAnswer:
+    """`chain_outcome` from what the ledger said beforehand: the transaction's hashes, and a
+    question asked of the ledger only when the answer depends on it. A caller that holds no
+    unit of work while Horizon answers reads `hashes` in one unit and the question in another."""
     seen: list[int | None] = []
     for tx_hash in hashes:
         lookup = client.lookup(tx_hash)
@@ -93,7 +103,7 @@ def chain_outcome(session: Session, client: HorizonClient, tx: StellarTransactio
         if elder is not None and built_ledger is not None and elder <= built_ledger:
             source = client.account(tx.source_account)
             source_sequence = source.sequence if source is not None else None
-            used_by_us = _sequence_landed_for_us(session, tx)
+            used_by_us = sequence_used_by_us()
     verdict = landing_verdict(
         found=False,
         successful=None,
@@ -153,6 +163,12 @@ def _sequence_landed_for_us(session: Session, tx: StellarTransaction) -> bool:
     return other is not None
 
 
+def sequence_landed_for_us_in(units: UnitOfWorkFactory, tx: StellarTransaction) -> bool:
+    """`_sequence_landed_for_us` in a unit of work of its own (a caller holding none)."""
+    with units() as uow:
+        return _sequence_landed_for_us(uow.session, tx)
+
+
 class Resolver(EngineState):
     def _bump_fee(self, session: Session, tx: StellarTransaction) -> str | None:
         raise NotImplementedError
@@ -169,6 +185,8 @@ class Resolver(EngineState):
         identical bytes, or a fee bump of them when a congested network asked for a higher fee.
         """
         verdicts: dict[int, tuple[Verdict, str]] = {}
+        #: per transaction that needs a lookup by hash: the row as read, its hashes, its codes
+        lookups: dict[int, tuple[StellarTransaction, list[str], dict]] = {}
         with self.units() as uow:
             session = uow.session
             for tx_id, result in answers:
@@ -176,12 +194,33 @@ class Resolver(EngineState):
                 if tx is None or not TransactionStatus(tx.status).is_live:
                     verdicts[tx_id] = (Verdict.LANDED, "")  # resolved already (a doubled call)
                     continue
-                verdicts[tx_id] = self._resolve_one(session, run_id, tx, result, report)
+                decided = self._record_answer(session, run_id, tx, result, report)
+                if decided is None:
+                    lookups[tx_id] = (tx, own_hashes(session, tx), result.result_codes)
+                else:
+                    verdicts[tx_id] = decided
+        if not lookups:
+            return verdicts
+        # the lookups by hash wait on Horizon: no unit of work is open meanwhile
+        found = {
+            tx_id: chain_answer(self.client, tx, hashes, partial(sequence_landed_for_us_in, self.units, tx))
+            for tx_id, (tx, hashes, _codes) in lookups.items()
+        }
+        with self.units() as uow:
+            session = uow.session
+            for tx_id, (seen, _hashes, codes) in lookups.items():
+                tx = session.get(StellarTransaction, tx_id)
+                if tx is None or tx.status != seen.status:
+                    verdicts[tx_id] = (Verdict.LANDED, "")  # resolved meanwhile (a doubled call)
+                    continue
+                verdicts[tx_id] = self._apply_answer(session, run_id, tx, found[tx_id], codes, report)
         return verdicts
 
-    def _resolve_one(
+    def _record_answer(
         self, session: Session, run_id: int, tx: StellarTransaction, result: SubmitResult, report: PayReport
-    ) -> tuple[Verdict, str]:
+    ) -> tuple[Verdict, str] | None:
+        """Record the submission's answer; the verdict when it decides one, None when the
+        chain must be asked (outside this unit of work, then `_apply_answer`)."""
         codes = result.result_codes
         session.execute(
             update(StellarTransaction)
@@ -220,7 +259,12 @@ class Resolver(EngineState):
             and (bumped := self._bump_fee(session, tx)) is not None
         ):
             return Verdict.MAYBE, bumped
-        answer = chain_outcome(session, self.client, tx)
+        return None
+
+    def _apply_answer(
+        self, session: Session, run_id: int, tx: StellarTransaction, answer: ChainAnswer, codes: dict, report: PayReport
+    ) -> tuple[Verdict, str]:
+        """What the chain said about `tx` (re-read in this unit of work, still as it was)."""
         verdict, info = answer.verdict, answer.info
         if verdict is Verdict.LANDED and info is not None:
             self._confirm(session, tx, info.ledger, info.closed_at, report, landed_hash=info.tx_hash)

@@ -44,6 +44,7 @@ from payouts.ledger.repository import id_of
 from payouts.ledger.states import PAYMENT_TRANSITIONS, PaymentStatus, transition_many
 from payouts.ledger.types import utcnow
 from payouts.money import parse_tft
+from payouts.runs.errors import RunsError
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.merkle import merkle_root
 
@@ -102,6 +103,54 @@ def accepted_hashes(session: Session) -> set[str]:
     return accepted
 
 
+@dataclass
+class ChainHistory:
+    """What Horizon showed of the accounts' history past their cursors, read while no unit of
+    work is open; `scan_chain` then matches it in one."""
+
+    cursors: dict[str, str | None]
+    records: dict[str, list[dict]]
+    #: a transaction's operations, for records that carry no envelope
+    operations: dict[str, list[dict]]
+
+
+def scan_order(payout_account: str, accounts: list[str]) -> list[str]:
+    return [payout_account, *[a for a in accounts if a != payout_account]]
+
+
+def chain_cursors(session: Session, accounts: list[str]) -> dict[str, str | None]:
+    cursors: dict[str, str | None] = {}
+    for account in accounts:
+        stored = session.get(ChainCursor, account)
+        cursors[account] = stored.cursor if stored is not None else None
+    return cursors
+
+
+def read_history(
+    client: HorizonClient, cursors: dict[str, str | None], known: set[str], period_end_ts: int
+) -> ChainHistory:
+    """Read the history `scan_chain` matches (no ledger access): each account's transactions
+    past its cursor, and the operations of those that may need matching and carry no envelope."""
+    history = ChainHistory(cursors=dict(cursors), records={}, operations={})
+    for account, cursor in cursors.items():
+        records = list(client.transactions(account, cursor=cursor))
+        history.records[account] = records
+        for record in records:
+            tx_hash = record["hash"]
+            inner = (record.get("inner_transaction") or {}).get("hash")
+            if (
+                tx_hash in history.operations
+                or not record.get("successful", True)
+                or datetime.fromisoformat(record["created_at"]).timestamp() < period_end_ts
+                or tx_hash in known
+                or (inner is not None and inner in known)
+                or _envelope_operations(record) is not None
+            ):
+                continue
+            history.operations[tx_hash] = client.transaction_operations(tx_hash)
+    return history
+
+
 def scan_chain(
     session: Session,
     client: HorizonClient,
@@ -111,9 +160,11 @@ def scan_chain(
     accounts: list[str],
     asset_code: str,
     asset_issuer: str,
+    history: ChainHistory | None = None,
 ) -> ScanResult:
     """Scan the accounts' history (incrementally) and adopt or flag what the ledger lacks.
-    Writes through the caller's session; never commits."""
+    Writes through the caller's session; never commits. With `history` (read by
+    `read_history` from the cursors as they still are), Horizon is not asked again."""
     started = time.monotonic()
     result = ScanResult()
     ours = set(accounts) | {payout_account}
@@ -122,13 +173,16 @@ def scan_chain(
     receipt_hashes = set(session.exec(select(Payment.receipt_hash).where(Payment.run_id == run.id)).all())
     seen: set[str] = set()
     pending = PendingIndex(session, run)
-    for account in [payout_account, *[a for a in accounts if a != payout_account]]:
+    for account in scan_order(payout_account, accounts):
         stored = session.get(ChainCursor, account)
         cursor = stored.cursor if stored is not None else None
         keep_cursor = cursor
         blocked = False
         read_here = 0
-        for record in client.transactions(account, cursor=cursor):
+        if history is not None and history.cursors.get(account, cursor) != cursor:
+            raise RunsError(f"the chain cursor of {account} moved while its history was read")
+        records = history.records[account] if history is not None else client.transactions(account, cursor=cursor)
+        for record in records:
             result.transactions_read += 1
             read_here += 1
             token = str(record["paging_token"])
@@ -147,6 +201,7 @@ def scan_chain(
                 payout_account,
                 asset_code,
                 asset_issuer,
+                history,
             )
             if problem:
                 blocked = True
@@ -187,6 +242,7 @@ def _match(
     payout_account: str,
     asset_code: str,
     asset_issuer: str,
+    history: ChainHistory | None = None,
 ) -> bool:
     """One chain transaction; True when it stops the run."""
     tx_hash = record["hash"]
@@ -204,7 +260,8 @@ def _match(
     outgoing = record.get("source_account") in ours or record.get("fee_account") in ours
     operations = _envelope_operations(record)
     if operations is None:  # no envelope in the record: ask Horizon for the operations
-        operations = client.transaction_operations(tx_hash)
+        read = history.operations.get(tx_hash) if history is not None else None
+        operations = read if read is not None else client.transaction_operations(tx_hash)
         result.requests += 1
     ours_paying = [
         op
