@@ -30,8 +30,6 @@ from payouts.ledger.fingerprint import fingerprint_difference, record_fingerprin
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
-    PAYMENT_TRANSITIONS,
-    RUN_TRANSITIONS,
     PaymentStatus,
     RunStatus,
     transition,
@@ -97,14 +95,14 @@ class PaymentEngine(Claimer, Builder, Resolver):
         """Returns why the run stopped, or None when it is paying."""
         run = require_run(session, run_id)
         status = RunStatus(run.status)
-        if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
+        if status.is_paid_or_after:
             raise RunAlreadyPaid(f"run {run_id} is already {status}")
         if status is RunStatus.STOPPED:
             raise RunNotPayable(
                 f"run {run_id} is stopped: {run.status_reason}; an operator continues it "
                 f"with `payouts continue {run_id}` once the cause is fixed"
             )
-        if status not in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
+        if not status.is_payable:
             raise RunNotPayable(f"run {run_id} is {status}; only an approved run can be paid")
         if status is RunStatus.APPROVED and self.config.two_tier:
             raise RunNotPayable(
@@ -161,7 +159,6 @@ class PaymentEngine(Claimer, Builder, Resolver):
                 ids,
                 PaymentStatus.PENDING,
                 PaymentStatus.HELD,
-                transitions=PAYMENT_TRANSITIONS,
                 event="payment.held.preflight",
                 run_id=run_id,
                 detail={"reason": reason},
@@ -173,7 +170,6 @@ class PaymentEngine(Claimer, Builder, Resolver):
             run_id,
             status,
             RunStatus.PAYING,
-            transitions=RUN_TRANSITIONS,
             event="run.paying",
             detail={"held_at_preflight": len(held)},
             status_reason="",
@@ -254,7 +250,6 @@ class PaymentEngine(Claimer, Builder, Resolver):
                         run_id,
                         RunStatus.STOPPED,
                         RunStatus.PAYING,
-                        transitions=RUN_TRANSITIONS,
                         event="run.continued",
                         detail={"after": "chain scan", "accepted_by": accept},
                         status_reason="",
@@ -441,7 +436,6 @@ class PaymentEngine(Claimer, Builder, Resolver):
                     run_id,
                     RunStatus.PAYING,
                     RunStatus.PAID,
-                    transitions=RUN_TRANSITIONS,
                     event="run.paid",
                     detail={"paid": report.paid},
                 )
