@@ -15,7 +15,6 @@ import typer
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.export.wording import eligibility_status
-from payouts.ledger.kinds import PaymentKind
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, offset_for_label
 
@@ -236,7 +235,7 @@ def _print_status(query: dict, rows: list[dict]) -> None:
             state.append("\n" + r["note"], style="dim")
         if r["what_to_fix"]:
             state.append("\nto fix: " + r["what_to_fix"])
-        kind = "" if r["entry_kind"] == PaymentKind.RECEIPT else f"\n{r['entry_kind']}"
+        kind = "" if r["entry_kind"] == "receipt" else f"\n{r['entry_kind']}"
         amount = r["amount_tft"] if r["amount_tft_units"] else r["reward_tft"]
         if r["status"] == "paid":
             paid_units += r["amount_tft_units"]

@@ -12,7 +12,6 @@ import typer
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
 from payouts.cli.rehearsal import trigger_line
-from payouts.ledger.kinds import PaymentKind
 from payouts.money import format_tft, format_usd
 from payouts.periods import Period
 
@@ -384,11 +383,7 @@ def _when(iso: str) -> str:
     return f"{moment:%a} {moment.day} {moment:%b %Y %H:%M:%S} UTC"
 
 
-_SECTION_TITLES: dict[str, str] = {
-    PaymentKind.RECEIPT: "new receipts",
-    PaymentKind.RETRY: "retries",
-    PaymentKind.CORRECTION: "corrections",
-}
+_SECTION_TITLES: dict[str, str] = {"receipt": "new receipts", "retry": "retries", "correction": "corrections"}
 
 
 def _print_signed(review: Review) -> None:
