@@ -158,11 +158,14 @@ def runs(
     from payouts.cli.surplus import surplus_warning
     from payouts.ledger import repository
     from payouts.ledger.repository import OFF_CYCLE_RUN, id_of
+    from payouts.ledger.states import RunStatus
     from payouts.runs.advance import describe_wait
     from payouts.runs.approvals import required_approvals
     from payouts.runs.control import pause_state
     from payouts.runs.progress import run_progress
 
+    #: runs whose payments have started: `runs` shows paid, held and pending counts
+    paying_or_later = {RunStatus.PAYING, RunStatus.STOPPED} | {s for s in RunStatus if s.is_paid_or_after}
     cli = get_context(ctx)
     settings = cli.settings
     required = required_approvals(settings.network, settings.approvals_required)
@@ -218,20 +221,14 @@ def runs(
             f"{row['nodes']:,}",
             format_tft(row["total_tft_units"]),
             # counts for runs being paid (and after): where the money stands
-            progress[row["run_id"]].line().replace(", ", "\n") if row["status"] in _PAYING_OR_LATER else "",
+            progress[row["run_id"]].line().replace(", ", "\n") if row["status"] in paying_or_later else "",
             row["snapshot_sha256"][:12],
         )
     out_console.print(table)
     if warning := surplus_warning(cli):
         err_console.print(warning)
-    waiting = [row["period"] for row in rows if row["status"] not in _SETTLED]
+    waiting = [row["period"] for row in rows if not RunStatus(row["status"]).is_settled]
     err_console.print(trigger_line(settings.schedule_cron, settings.schedule_every_s, waiting[-1] if waiting else None))
-
-
-#: a run in one of these states waits for nothing the trigger does
-_SETTLED = {"exported", "replaced", "rejected"}
-#: runs whose payments have started: `runs` shows paid, held and pending counts
-_PAYING_OR_LATER = {"paying", "paid", "reconciled", "exported", "stopped"}
 
 
 def show(
@@ -386,7 +383,7 @@ def _when(iso: str) -> str:
     return f"{moment:%a} {moment.day} {moment:%b %Y %H:%M:%S} UTC"
 
 
-_SECTION_TITLES = {"receipt": "new receipts", "retry": "retries", "correction": "corrections"}
+_SECTION_TITLES: dict[str, str] = {"receipt": "new receipts", "retry": "retries", "correction": "corrections"}
 
 
 def _print_signed(review: Review) -> None:

@@ -19,11 +19,11 @@ from sqlmodel import Session, col
 from stellar_sdk import StrKey
 
 from payouts.calculation.receipts import receipt_hash as blake2b_hex
-from payouts.export.rows import LIVE_RUN_STATUSES
 from payouts.ledger.errors import LedgerError
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import PaymentKind, PayoutBasis
 from payouts.ledger.models import LedgerEvent, Payment, Receipt, Run
-from payouts.ledger.states import PaymentStatus
+from payouts.ledger.states import LIVE_RUN_STATUSES, PaymentStatus
 from payouts.ledger.types import utcnow
 from payouts.money import format_tft, parse_tft
 from payouts.periods import Period
@@ -100,7 +100,7 @@ def record_correction(
         .join(Run, col(Run.id) == col(Payment.run_id))
         .where(
             col(Payment.receipt_hash) == wanted,
-            col(Payment.kind) != "correction",
+            col(Payment.kind) != PaymentKind.CORRECTION,
             col(Run.status).in_(LIVE_RUN_STATUSES),
         )
         .order_by(col(Payment.id).desc())
@@ -133,7 +133,7 @@ def record_correction(
     existing = session.execute(
         select(func.count())
         .select_from(Payment)
-        .where(col(Payment.kind) == "correction", col(Payment.idempotency_key).like(f"correction:{wanted}:%"))
+        .where(col(Payment.kind) == PaymentKind.CORRECTION, col(Payment.idempotency_key).like(f"correction:{wanted}:%"))
     ).scalar_one()
     if existing >= MAX_CORRECTIONS_PER_RECEIPT:
         raise CorrectionError(f"receipt {wanted} already has {existing} corrections")
@@ -154,7 +154,7 @@ def record_correction(
     payment = Payment(
         run_id=receipt.run_id,
         receipt_id=receipt.id,
-        kind="correction",
+        kind=PaymentKind.CORRECTION,
         idempotency_key=key,
         receipt_hash=blake2b_hex(data),
         receipt_bytes=data,
@@ -165,7 +165,7 @@ def record_correction(
         status=PaymentStatus.PENDING,
         hold_reason="",
         in_manifest=False,
-        payout_basis="correction",
+        payout_basis=PayoutBasis.CORRECTION,
         correction_of_payment_id=corrected.id if corrected is not None else None,
         created_at=now,
         updated_at=now,
@@ -260,7 +260,7 @@ def list_corrections(
         select(Payment, Run, Receipt)
         .join(Run, col(Run.id) == col(Payment.run_id))
         .join(Receipt, col(Receipt.id) == col(Payment.receipt_id))
-        .where(col(Payment.kind) == "correction")
+        .where(col(Payment.kind) == PaymentKind.CORRECTION)
         .order_by(col(Payment.id))
     )
     if receipt_id is not None:

@@ -27,6 +27,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from payouts.ledger.kinds import PaymentKind, PayoutBasis
 from payouts.ledger.models import (
     Approval,
     FarmSignon,
@@ -37,13 +38,12 @@ from payouts.ledger.models import (
     StellarTransaction,
 )
 from payouts.ledger.outstanding import Chains, RetriedBy, owed_units, retry_chains
-from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus
+from payouts.ledger.states import LIVE_RUN_STATUSES, PaymentStatus, RunStatus, TransactionStatus
 from payouts.money import format_tft
 from payouts.periods import Period
 from payouts.stellar.merkle import leaf_hash, node_hash, sorted_leaves
 
 CURRENCY = "TFT"
-LIVE_RUN_STATUSES = tuple(status.value for status in RunStatus if status.is_live)
 
 #: why a payment is held, in the farmer's words
 HOLD_WORDS = {
@@ -214,7 +214,7 @@ def farmer_status(
         return "calculated"  # no payment: nothing to pay for this receipt
     status = PaymentStatus(payment_status)
     if status is PaymentStatus.PENDING:
-        if kind == "correction" and not in_manifest:
+        if kind == PaymentKind.CORRECTION and not in_manifest:
             return "calculated"  # recorded, joins the manifest of the next run
         return "approved" if RunStatus(run_status) in _APPROVED_RUN else "calculated"
     return status.value
@@ -314,14 +314,14 @@ def _statement(filters: ExportFilter, order: str):
         .join(correction_run, col(correction_run.id) == col(correction.run_id))
         .where(
             col(correction.correction_of_payment_id) == col(Payment.id),
-            col(correction.kind) == "correction",
+            col(correction.kind) == PaymentKind.CORRECTION,
             col(correction_run.status).in_(LIVE_RUN_STATUSES),
         )
     )
     own_payment = aliased(Payment, name="own_payment")
     has_own_payment = exists(
         select(col(own_payment.id)).where(
-            col(own_payment.receipt_id) == col(Receipt.id), col(own_payment.kind) == "receipt"
+            col(own_payment.receipt_id) == col(Receipt.id), col(own_payment.kind) == PaymentKind.RECEIPT
         )
     )
     columns = [
@@ -487,7 +487,7 @@ def _entry(row, proofs: ProofSource, retry_label: str, chains: Chains, *, own: b
         "run_id": row["receipt_run_id"],
         "run_status": row["receipt_run_status"],
         "code_version": row["code_version"],
-        "entry_kind": "receipt" if own else row["kind"],
+        "entry_kind": PaymentKind.RECEIPT if own else row["kind"],
         "node_id": row["node_id"],
         "farm_id": row["farm_id"],
         "farm_name": row["farm_name"],
@@ -512,7 +512,7 @@ def _entry(row, proofs: ProofSource, retry_label: str, chains: Chains, *, own: b
         "currency": CURRENCY,
         # proof-of-capacity entries are priced at the node's connection price (mUSD per TFT)
         "reference_price_musd": row["connection_price_musd"],
-        "payout_basis": "poc_treasury",
+        "payout_basis": PayoutBasis.POC_TREASURY,
         "payout_address": row["stellar_payout_address"],
         "receipt_hash": row["receipt_hash"],
         "status": "calculated",
@@ -571,11 +571,11 @@ def _entry(row, proofs: ProofSource, retry_label: str, chains: Chains, *, own: b
             "retried_by_run_id": retried_by.next_run_id if retried_by else None,
             "retried_by_period": _label(retried_by.next_period_offset) if retried_by else None,
             "retry_of": row["retry_of"],
-            "correction_of": row["correction_of"] if row["kind"] == "correction" else None,
+            "correction_of": row["correction_of"] if row["kind"] == PaymentKind.CORRECTION else None,
             "in_manifest": bool(row["in_manifest"]),
         }
     )
-    if row["kind"] == "correction" and entry["correction_of"] is None:
+    if row["kind"] == PaymentKind.CORRECTION and entry["correction_of"] is None:
         entry["correction_of"] = row["receipt_hash"]  # corrects a receipt that had no payment
     if row["tx_hash"] is not None and row["paid_at"] is not None:
         entry.update(
@@ -622,7 +622,7 @@ def _note(row, status: str, retry_label: str, retried_by: RetriedBy | None = Non
         return "superseded by a correction entry (see the correction)", "", ""
     if status == "submitted":
         return "sent to Stellar; not paid yet: waiting for the ledger to confirm it", "", ""
-    if row["kind"] == "correction" and not row["in_manifest"]:
+    if row["kind"] == PaymentKind.CORRECTION and not row["in_manifest"]:
         reason = _correction_reason(row["payment_receipt_bytes"])
         return f"correction recorded ({reason}); not paid yet: it joins the next run", "", ""
     waits_for = RunStatus(row["paying_run_status"]).waits_for

@@ -46,6 +46,7 @@ from payouts.export.rows import (
 )
 from payouts.export.wording import RUNNING_PERIOD, wording_document
 from payouts.export.writers import dumps_json
+from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.types import utcnow
 from payouts.periods import Period
 
@@ -191,7 +192,7 @@ class _SiteWriter:
                 "held_tft_units": 0,
                 "owed_tft_units": 0,
             }
-        if entry["entry_kind"] == "receipt":  # one per node and month
+        if entry["entry_kind"] == PaymentKind.RECEIPT:  # one per node and month
             totals["nodes"] += 1
             if entry["reward_tft_units"]:
                 totals["rewarded_nodes"] += 1

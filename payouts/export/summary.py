@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from payouts.export.rows import LIVE_RUN_STATUSES, ExportFilter, iso_utc
+from payouts.export.rows import ExportFilter, iso_utc
+from payouts.ledger.kinds import PayoutBasis
 from payouts.ledger.models import FarmSignon, Payment, Receipt, Run
 from payouts.ledger.outstanding import HELD_STATUSES, owed_units, retry_chains
+from payouts.ledger.states import LIVE_RUN_STATUSES
 from payouts.money import format_tft
 
-BASES = ("poc_treasury", "poc_minted", "revenue_share", "correction")
+BASES = tuple(PayoutBasis)
 SUMMARY_FIELDS = (
     "farm_id",
     "farm_name",

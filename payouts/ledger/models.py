@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, LargeBinary, MetaData, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from payouts.ledger.kinds import PayoutBasis, RunKind, TransactionPurpose
 from payouts.ledger.types import UtcDateTime, WideInteger, utcnow
 
 # Constraint names fixed by convention so migrations are the same on SQLite and PostgreSQL.
@@ -77,7 +78,7 @@ class Run(SQLModel, table=True):
     lease_owner: str | None = Field(default=None, max_length=120)
     lease_expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     #: "monthly" (a period's calculation) or "off_cycle" (outstanding retries paid between months)
-    kind: str = Field(default="monthly", max_length=12, sa_column_kwargs={"server_default": "monthly"})
+    kind: str = Field(default=RunKind.MONTHLY, max_length=12, sa_column_kwargs={"server_default": "monthly"})
     #: a sandbox rehearsal: calculated before its period's inputs were complete, on purpose
     rehearsal: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
     #: what the approvers accepted past the review's caps and bounds (JSON: reason and items),
@@ -149,7 +150,7 @@ class Payment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="runs.id", index=True)
     receipt_id: int | None = Field(default=None, foreign_key="receipts.id", index=True)
-    #: "receipt", "retry" or "correction"
+    #: a PaymentKind: "receipt", "retry" or "correction"
     kind: str = Field(max_length=12)
     idempotency_key: str = Field(max_length=160, unique=True)
     #: the hash of the receipt this payment pays (a retry pays its retry receipt): the memo
@@ -166,7 +167,7 @@ class Payment(SQLModel, table=True):
     #: covered by the run's manifest (payable when the run was calculated); a payment held at
     #: calculation is not, and a hold found later at preflight does not change the manifest
     in_manifest: bool
-    payout_basis: str = Field(default="poc_treasury", max_length=20)
+    payout_basis: str = Field(default=PayoutBasis.POC_TREASURY, max_length=20)
     #: the live transaction that holds this payment (at most one at a time)
     transaction_id: int | None = Field(default=None, foreign_key="stellar_transactions.id", index=True)
     tx_hash: str | None = Field(default=None, max_length=64, index=True)
@@ -217,7 +218,9 @@ class StellarTransaction(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="runs.id", index=True)
     #: "payment" (pays receipts) or "funding" (treasury -> payout account, two-tier mode)
-    purpose: str = Field(default="payment", max_length=10, sa_column_kwargs={"server_default": "payment"})
+    purpose: str = Field(
+        default=TransactionPurpose.PAYMENT, max_length=10, sa_column_kwargs={"server_default": "payment"}
+    )
     source_account: str = Field(max_length=56)  # channel (or payout) account paying the fee
     sequence: int = Field(sa_type=BigInteger)
     min_time: int = Field(sa_type=BigInteger)  # unix seconds

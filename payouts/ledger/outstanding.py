@@ -21,9 +21,8 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from payouts.ledger.models import Payment, Run
-from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.ledger.states import LIVE_RUN_STATUSES, PaymentStatus
 
-LIVE_RUN_STATUSES = tuple(status.value for status in RunStatus if status.is_live)
 #: a newest entry in one of these states is owed to the farmer and not paid yet
 OWED_STATUSES = (PaymentStatus.PENDING, PaymentStatus.SUBMITTED, PaymentStatus.HELD, PaymentStatus.FAILED)
 #: a newest entry in one of these cannot be paid until the farmer fixes something

@@ -9,13 +9,13 @@ from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from payouts.ledger.errors import LedgerError
+from payouts.ledger.kinds import RunKind
 from payouts.ledger.models import Approval, Payment, Receipt, Run
-from payouts.ledger.states import RunStatus
+from payouts.ledger.states import LIVE_RUN_STATUSES
 
-_LIVE = [status.value for status in RunStatus if status.is_live]
 #: Run.kind of a period's calculation; an off-cycle run of retries is OFF_CYCLE_RUN
-MONTHLY_RUN = "monthly"
-OFF_CYCLE_RUN = "off_cycle"
+MONTHLY_RUN = RunKind.MONTHLY
+OFF_CYCLE_RUN = RunKind.OFF_CYCLE
 
 
 class _Row(Protocol):
@@ -38,7 +38,7 @@ def get_run(session: Session, run_id: int) -> Run | None:
 def live_run_for_period(session: Session, period_offset: int) -> Run | None:
     """The period's own (monthly) live run; off-cycle runs of retries are not it."""
     statement = select(Run).where(
-        Run.period_offset == period_offset, col(Run.status).in_(_LIVE), Run.kind == MONTHLY_RUN
+        Run.period_offset == period_offset, col(Run.status).in_(LIVE_RUN_STATUSES), Run.kind == MONTHLY_RUN
     )
     return session.exec(statement).first()
 

@@ -7,6 +7,7 @@ leaves a trace. It works on SQLite, which ignores `FOR UPDATE`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -47,9 +48,36 @@ class RunStatus(StrEnum):
         return self is RunStatus.CALCULATED
 
     @property
+    def is_payable(self) -> bool:
+        """Approved and not paid out yet: the payment engine may send its payments."""
+        return self in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING)
+
+    @property
+    def is_paid_or_after(self) -> bool:
+        """Every payment of the run has an outcome on chain: nothing more is sent for it."""
+        return self in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED)
+
+    @property
+    def is_settled(self) -> bool:
+        """Nothing the monthly job does moves the run any more: exported, or not live."""
+        return self is RunStatus.EXPORTED or not self.is_live
+
+    @property
+    def is_finished(self) -> bool:
+        """Nothing more happens to the run's payments: reconciled (or after), or not live."""
+        return self in (RunStatus.RECONCILED, RunStatus.EXPORTED) or not self.is_live
+
+    @property
     def waits_for(self) -> str:
         return RUN_WAITS_FOR[self]
 
+
+#: the statuses of live runs and of the others (replaced or rejected), for a query's `IN`
+LIVE_RUN_STATUSES: tuple[RunStatus, ...] = tuple(status for status in RunStatus if status.is_live)
+DEAD_RUN_STATUSES: tuple[RunStatus, ...] = tuple(status for status in RunStatus if not status.is_live)
+PAYABLE_RUN_STATUSES: tuple[RunStatus, ...] = tuple(status for status in RunStatus if status.is_payable)
+FINISHED_RUN_STATUSES: tuple[RunStatus, ...] = tuple(status for status in RunStatus if status.is_finished)
+SETTLED_RUN_STATUSES: tuple[RunStatus, ...] = tuple(status for status in RunStatus if status.is_settled)
 
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     # review done, enough valid approvals; a recalculation replaces; an operator may reject
@@ -104,7 +132,6 @@ def transition(
     from_status: StrEnum,
     to_status: StrEnum,
     *,
-    transitions: dict,
     event: str,
     run_id: int | None = None,
     detail: dict | None = None,
@@ -112,11 +139,12 @@ def transition(
 ) -> None:
     """Move one row from `from_status` to `to_status`, or raise.
 
-    Raises InvalidTransition when the edge is not in the table and StaleStatus when the row is
-    no longer in `from_status` (someone else moved it first).
+    The allowed edges are the model's table in `TRANSITIONS`. Raises InvalidTransition when
+    the edge is not in it and StaleStatus when the row is no longer in `from_status` (someone
+    else moved it first).
     """
     table = _table_name(model)
-    if to_status not in transitions[from_status]:
+    if to_status not in TRANSITIONS[model][from_status]:
         raise InvalidTransition(f"{table} {row_id}: {from_status} -> {to_status} is not allowed")
     result = session.execute(
         update(model)
@@ -194,6 +222,14 @@ TRANSACTION_TRANSITIONS: dict[TransactionStatus, frozenset[TransactionStatus]] =
 }
 
 
+#: each status model's transitions table: `transition()` looks the row's table up here
+TRANSITIONS: dict[StatusModel, Mapping[Any, frozenset]] = {
+    Run: RUN_TRANSITIONS,
+    Payment: PAYMENT_TRANSITIONS,
+    StellarTransaction: TRANSACTION_TRANSITIONS,
+}
+
+
 def transition_many(
     session: Session,
     model: StatusModel,
@@ -201,7 +237,6 @@ def transition_many(
     from_status: StrEnum,
     to_status: StrEnum,
     *,
-    transitions: dict,
     event: str,
     run_id: int,
     detail: dict | None = None,
@@ -211,7 +246,7 @@ def transition_many(
     if not row_ids:
         return
     table = _table_name(model)
-    if to_status not in transitions[from_status]:
+    if to_status not in TRANSITIONS[model][from_status]:
         raise InvalidTransition(f"{table}: {from_status} -> {to_status} is not allowed")
     result = session.execute(
         update(model)

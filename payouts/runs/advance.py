@@ -29,7 +29,7 @@ from payouts.ledger import repository
 from payouts.ledger.events import record_event
 from payouts.ledger.models import LedgerEvent, Run
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
+from payouts.ledger.states import PAYABLE_RUN_STATUSES, SETTLED_RUN_STATUSES, RunStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.ledger.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from payouts.periods import Period
@@ -144,7 +144,7 @@ class Orchestrator:
         with self.units() as uow:
             rehearsing = uow.session.exec(
                 select(Run.period_offset).where(
-                    col(Run.rehearsal).is_(True), col(Run.status).not_in([s.value for s in _REHEARSAL_DONE])
+                    col(Run.rehearsal).is_(True), col(Run.status).not_in(SETTLED_RUN_STATUSES)
                 )
             ).all()
         offsets = {p.offset for p in due}
@@ -238,7 +238,7 @@ class Orchestrator:
                 step.run_id, step.status = run_id, run.status
                 structlog.contextvars.bind_contextvars(run_id=run_id)
                 status = RunStatus(run.status)
-                if status not in PAYABLE:
+                if not status.is_payable:
                     return self._move(uow, run, status, step)
                 if (status is RunStatus.APPROVED and self.two_tier) or pause_state(session).paused:
                     return False
@@ -248,52 +248,49 @@ class Orchestrator:
         return self._pay(run_id, step)
 
     def _move(self, uow: UnitOfWork, run: Run, status: RunStatus, step: Step) -> bool:
-        """A move within the ledger (and the chain's read side): in the caller's unit of work."""
+        """A move within the ledger (and the chain's read side): in the caller's unit of work.
+
+        The step for each status is in `LADDER`; True when it moved the run on. A status
+        without a step waits, in the words `describe_wait` gave the step already."""
+        move = LADDER.get(status)
+        return move(self, uow, run, step) if move is not None else False
+
+    def _reconcile(self, uow: UnitOfWork, run: Run, step: Step) -> bool:
         session = uow.session
         run_id = id_of(run)
-        if status is RunStatus.CALCULATED:
-            self._remind_approvers(uow, run, step)
+        self.reconcile(session, run)
+        step.did.append("reconcile")
+        # still paid: Horizon is behind the run's ledgers; the next trigger reconciles again
+        after = session.get(Run, run_id, populate_existing=True)
+        if after is None or after.status == RunStatus.PAID:
             return False
-        if status is RunStatus.FUNDING:
-            return False
-        if status is RunStatus.PAID:
-            self.reconcile(session, run)
-            step.did.append("reconcile")
-            # still paid: Horizon is behind the run's ledgers; the next trigger reconciles again
-            after = session.get(Run, run_id, populate_existing=True)
-            if after is None or after.status == RunStatus.PAID:
-                return False
-            if self.sweep is not None and after.status == RunStatus.RECONCILED:
-                sweep = self.sweep
-                uow.after_commit(lambda: sweep(run_id))  # sends a transaction: only once on record
-            return True
-        if status is RunStatus.RECONCILED:
-            location = self.export(session, run)
-            transition(
-                session,
-                Run,
-                run_id,
-                RunStatus.RECONCILED,
-                RunStatus.EXPORTED,
-                transitions=RUN_TRANSITIONS,
-                event="run.exported",
-                detail={"location": location},
-            )
-            uow.after_commit(lambda: log.info("run.exported", location=location))
-            step.did.append("export")
-            return True
-        if status is RunStatus.STOPPED:
-            self._alert_stopped(uow, run, step)
-            return False
-        step.waits_for = status.waits_for
-        return False
+        if self.sweep is not None and after.status == RunStatus.RECONCILED:
+            sweep = self.sweep
+            uow.after_commit(lambda: sweep(run_id))  # sends a transaction: only once on record
+        return True
+
+    def _export(self, uow: UnitOfWork, run: Run, step: Step) -> bool:
+        session = uow.session
+        location = self.export(session, run)
+        transition(
+            session,
+            Run,
+            id_of(run),
+            RunStatus.RECONCILED,
+            RunStatus.EXPORTED,
+            event="run.exported",
+            detail={"location": location},
+        )
+        uow.after_commit(lambda: log.info("run.exported", location=location))
+        step.did.append("export")
+        return True
 
     def _pay(self, run_id: int, step: Step) -> bool:
         after = self.pay(run_id)
         step.did.append("pay")
         step.status = after
-        if after in PAYABLE:
-            step.waits_for = "payments to be confirmed"
+        if after in PAYABLE_RUN_STATUSES:
+            step.waits_for = RunStatus.PAYING.waits_for
             return False
         return after in (RunStatus.PAID, RunStatus.STOPPED)
 
@@ -332,12 +329,13 @@ class Orchestrator:
 
     # -- waiting states ----------------------------------------------------------------------
 
-    def _remind_approvers(self, uow: UnitOfWork, run: Run, step: Step) -> None:
+    def _remind_approvers(self, uow: UnitOfWork, run: Run, step: Step) -> bool:
+        """Waits for the approvals; reminds the approvers at most every REMIND_EVERY."""
         session = uow.session
         run_id = id_of(run)
         count = len(valid_approvals(session, run, list(self.approvers)))
         if _recent_event(session, run_id, "run.approvals.reminded", REMIND_EVERY):
-            return
+            return False
         summary = {
             "run_id": run_id,
             "period": step.period,
@@ -358,12 +356,14 @@ class Orchestrator:
             self._webhook("run.awaiting_approval", summary)
 
         uow.after_commit(remind)
+        return False
 
-    def _alert_stopped(self, uow: UnitOfWork, run: Run, step: Step) -> None:
+    def _alert_stopped(self, uow: UnitOfWork, run: Run, step: Step) -> bool:
+        """Waits for an operator; alerts at most every REMIND_EVERY."""
         session = uow.session
         run_id = id_of(run)
         if _recent_event(session, run_id, "run.stopped.alerted", REMIND_EVERY):
-            return
+            return False
         reason = run.status_reason
         record_event(
             session,
@@ -379,6 +379,7 @@ class Orchestrator:
             self._webhook("run.stopped", {"run_id": run_id, "period": step.period, "reason": reason})
 
         uow.after_commit(alert)
+        return False
 
     def _webhook(self, event: str, payload: dict) -> None:
         if not self.webhook_url:
@@ -389,11 +390,14 @@ class Orchestrator:
             log.warning("alert.webhook.failed", alert=event, error=type(exc).__name__)
 
 
-#: a rehearsal run in one of these states needs nothing more from the daily trigger
-_REHEARSAL_DONE = (RunStatus.EXPORTED, RunStatus.REPLACED, RunStatus.REJECTED)
-
-#: states in which the reconciler pays (unless paused, or approved and waiting for funding)
-PAYABLE = (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING)
+#: the monthly job's step ladder: what it does for a run in each status within the ledger
+#: (a payable run is paid by `_pay`, outside any unit of work); every other status waits
+LADDER: dict[RunStatus, Callable[[Orchestrator, UnitOfWork, Run, Step], bool]] = {
+    RunStatus.CALCULATED: Orchestrator._remind_approvers,
+    RunStatus.PAID: Orchestrator._reconcile,
+    RunStatus.RECONCILED: Orchestrator._export,
+    RunStatus.STOPPED: Orchestrator._alert_stopped,
+}
 
 
 def _recent_event(session: Session, run_id: int, event: str, within: timedelta) -> bool:
@@ -422,7 +426,7 @@ def describe_wait(session: Session, run: Run, *, approvers: list[str], approvals
     if status is RunStatus.FUNDING:
         return "the funding transaction to land (payouts funding submit)"
     paused = pause_state(session)
-    if paused.paused and status in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
+    if paused.paused and status.is_payable:
         return f"payouts resume (paused: {paused.reason})"
     return status.waits_for
 
@@ -456,7 +460,6 @@ def continue_run(session: Session, run: Run, *, accept_differences: str | None =
         id_of(run),
         RunStatus.STOPPED,
         target,
-        transitions=RUN_TRANSITIONS,
         event="run.continued",
         detail={"stopped_for": run.status_reason, "accepted_differences": accept_differences},
         status_reason="",

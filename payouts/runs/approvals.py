@@ -37,7 +37,7 @@ from payouts.ledger.events import record_event
 from payouts.ledger.identity import ledger_identity
 from payouts.ledger.models import Approval, ApproverSet, Payment, Receipt, RejectedManifest, Run
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
+from payouts.ledger.states import RunStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.runs.derive import DerivationError, Derived, derive_payment
 from payouts.runs.errors import RunsError
@@ -319,7 +319,6 @@ def approve_run(
             id_of(run),
             RunStatus.CALCULATED,
             RunStatus.APPROVED,
-            transitions=RUN_TRANSITIONS,
             event="run.approved",
             detail={"manifest_sha256": manifest.sha256.hex(), "approvals": count},
         )
@@ -360,7 +359,6 @@ def reject_run(session: Session, run: Run, reason: str) -> None:
         id_of(run),
         RunStatus(run.status),
         RunStatus.REJECTED,
-        transitions=RUN_TRANSITIONS,
         event="run.rejected",
         detail={"reason": reason, "manifest_sha256": manifest_sha256},
         status_reason=reason,

@@ -20,10 +20,11 @@ import orjson
 from sqlmodel import Session, col, select
 
 from payouts.calculation.receipts import receipt_hash
+from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.models import Payment, Receipt
 from payouts.runs.errors import RunsError
 
-KNOWN_KINDS = ("receipt", "retry", "correction")
+KNOWN_KINDS = tuple(PaymentKind)
 #: retries of retries are followed this deep at most (a loop in an edited ledger ends here)
 MAX_RETRY_DEPTH = 64
 
@@ -75,7 +76,7 @@ ReceiptLookup = Callable[[int], Receipt | None]
 def derive_payment(session: Session, payment: Payment, receipts: ReceiptLookup | None = None) -> Derived:
     """The payment from its receipt bytes; raises DerivationError when it cannot be derived."""
     get_receipt = receipts or (lambda receipt_id: session.get(Receipt, receipt_id))
-    if payment.kind == "receipt":
+    if payment.kind == PaymentKind.RECEIPT:
         receipt = get_receipt(payment.receipt_id) if payment.receipt_id is not None else None
         if receipt is None:
             raise DerivationError(payment, "receipt_id", "names no receipt in the ledger")
@@ -83,20 +84,20 @@ def derive_payment(session: Session, payment: Payment, receipts: ReceiptLookup |
         document = _parse(payment, data, "receipt")
         return Derived(
             receipt_hash=receipt_hash(data),
-            kind="receipt",
+            kind=PaymentKind.RECEIPT,
             destination=_field(payment, document, ("stellar_payout_address",), str, "receipt"),
             amount_tft_units=_field(payment, document, ("reward", "tft"), int, "receipt"),
         )
-    if payment.kind == "correction":
+    if payment.kind == PaymentKind.CORRECTION:
         data = bytes(payment.receipt_bytes or b"")
         document = _parse(payment, data, "correction receipt")
         return Derived(
             receipt_hash=receipt_hash(data),
-            kind="correction",
+            kind=PaymentKind.CORRECTION,
             destination=_field(payment, document, ("stellar_payout_address",), str, "correction receipt"),
             amount_tft_units=_field(payment, document, ("amount", "tft"), int, "correction receipt"),
         )
-    if payment.kind == "retry":
+    if payment.kind == PaymentKind.RETRY:
         data = bytes(payment.receipt_bytes or b"")
         document = _parse(payment, data, "retry receipt")
         own_amount = _field(payment, document, ("reward", "tft"), int, "retry receipt")
@@ -111,7 +112,7 @@ def derive_payment(session: Session, payment: Payment, receipts: ReceiptLookup |
             )
         return Derived(
             receipt_hash=receipt_hash(data),
-            kind="retry",
+            kind=PaymentKind.RETRY,
             destination=_field(payment, document, ("stellar_payout_address",), str, "retry receipt"),
             amount_tft_units=amount,
         )
@@ -140,7 +141,7 @@ def _original_amount(session: Session, payment: Payment, wanted_hash: str) -> in
                 payment, "retry_for_receipt", f"no receipt in the ledger has the hash {wanted_hash[:16]} and its bytes"
             )
         document = _parse(payment, bytes(earlier.receipt_bytes or b""), "earlier receipt")
-        if earlier.kind == "correction":
+        if earlier.kind == PaymentKind.CORRECTION:
             return _field(payment, document, ("amount", "tft"), int, "correction receipt")
         wanted_hash = _field(payment, document, ("retry_for_receipt",), str, "earlier retry receipt")
     raise DerivationError(payment, "retry_for_receipt", f"retries more than {MAX_RETRY_DEPTH} receipts deep")

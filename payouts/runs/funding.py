@@ -19,9 +19,10 @@ from stellar_sdk.exceptions import BadSignatureError
 from stellar_sdk.operation import Payment as PaymentOperation
 
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import HashKind, TransactionPurpose
 from payouts.ledger.models import Run, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import RUN_TRANSITIONS, TRANSACTION_TRANSITIONS, RunStatus, TransactionStatus, transition
+from payouts.ledger.states import RunStatus, TransactionStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.money import format_tft, parse_tft
@@ -206,7 +207,7 @@ def export_funding(
     recorded = session.exec(
         select(StellarTransaction).where(
             StellarTransaction.run_id == run.id,
-            StellarTransaction.purpose == "funding",
+            StellarTransaction.purpose == TransactionPurpose.FUNDING,
             StellarTransaction.status == TransactionStatus.BUILT,
         )
     ).first()
@@ -272,7 +273,7 @@ def export_funding(
     now = utcnow()
     tx = StellarTransaction(
         run_id=id_of(run),
-        purpose="funding",
+        purpose=TransactionPurpose.FUNDING,
         source_account=treasury,
         sequence=account.sequence + 1,
         min_time=0,
@@ -289,7 +290,7 @@ def export_funding(
     )
     session.add(tx)
     session.flush()
-    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind="inner", created_at=now))
+    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now))
     record_event(
         session,
         entity="stellar_transactions",
@@ -305,7 +306,6 @@ def export_funding(
         id_of(run),
         RunStatus.APPROVED,
         RunStatus.FUNDING,
-        transitions=RUN_TRANSITIONS,
         event="run.funding",
         detail={"tx_hash": tx.tx_hash},
     )
@@ -364,7 +364,7 @@ def adopt_funding(
     known = set(
         session.exec(
             select(StellarTransaction.tx_hash).where(
-                StellarTransaction.run_id == run.id, StellarTransaction.purpose == "funding"
+                StellarTransaction.run_id == run.id, StellarTransaction.purpose == TransactionPurpose.FUNDING
             )
         ).all()
     )
@@ -404,7 +404,6 @@ def adopt_funding(
             id_of(run),
             from_status,
             to_status,
-            transitions=RUN_TRANSITIONS,
             event=event,
             detail={"tx_hash": tx.tx_hash, "adopted": True},
         )
@@ -481,7 +480,7 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
             raise FundingError(f"run {funding.run_id} does not exist")
         recorded = session.exec(
             select(StellarTransaction).where(
-                StellarTransaction.tx_hash == funding.tx_hash, StellarTransaction.purpose == "funding"
+                StellarTransaction.tx_hash == funding.tx_hash, StellarTransaction.purpose == TransactionPurpose.FUNDING
             )
         ).first()
         if recorded is None or recorded.run_id != run.id:
@@ -524,7 +523,6 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
                 recorded_id,
                 TransactionStatus.BUILT,
                 TransactionStatus.SUBMITTED,
-                transitions=TRANSACTION_TRANSITIONS,
                 event="funding.submitted",
                 run_id=run.id,
             )
@@ -540,7 +538,6 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
                 recorded_id,
                 TransactionStatus.SUBMITTED,
                 TransactionStatus.CONFIRMED,
-                transitions=TRANSACTION_TRANSITIONS,
                 event="funding.confirmed",
                 run_id=run.id,
                 ledger=ledger,
@@ -552,7 +549,6 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
                 id_of(run),
                 RunStatus.FUNDING,
                 RunStatus.FUNDED,
-                transitions=RUN_TRANSITIONS,
                 event="run.funded",
                 detail={"tx_hash": funding.tx_hash},
             )
@@ -566,7 +562,6 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
                 id_of(run),
                 RunStatus.FUNDING,
                 RunStatus.STOPPED,
-                transitions=RUN_TRANSITIONS,
                 event="run.stopped",
                 detail={"reason": answer.reason},
                 status_reason=answer.reason[:500],
@@ -580,7 +575,6 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
             recorded_id,
             TransactionStatus.SUBMITTED,
             TransactionStatus.FAILED if verdict is Verdict.FAILED else TransactionStatus.DEAD,
-            transitions=TRANSACTION_TRANSITIONS,
             event="funding.not_landed",
             run_id=run.id,
             detail={"result_codes": result.result_codes},
@@ -591,7 +585,6 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
             id_of(run),
             RunStatus.FUNDING,
             RunStatus.APPROVED,
-            transitions=RUN_TRANSITIONS,
             event="run.funding.retry",
             detail={"result_codes": result.result_codes},
         )

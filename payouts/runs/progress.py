@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from payouts.ledger.kinds import TransactionPurpose
 from payouts.ledger.models import LedgerEvent, Payment, StellarTransaction
 from payouts.ledger.states import PaymentStatus, TransactionStatus
 from payouts.money import format_tft_human
@@ -93,7 +94,7 @@ def run_progress(session: Session, run_ids: Iterable[int]) -> dict[int, RunProgr
         select(col(StellarTransaction.run_id), func.count())
         .where(
             col(StellarTransaction.run_id).in_(wanted),
-            col(StellarTransaction.purpose) == "payment",
+            col(StellarTransaction.purpose) == TransactionPurpose.PAYMENT,
             col(StellarTransaction.status) == TransactionStatus.CONFIRMED,
         )
         .group_by(col(StellarTransaction.run_id))

@@ -15,9 +15,10 @@ import orjson
 import structlog
 from sqlmodel import Session, col, select
 
+from payouts.ledger.kinds import TransactionPurpose
 from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
+from payouts.ledger.states import PaymentStatus, RunStatus, transition
 from payouts.money import parse_tft
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.merkle import merkle_root
@@ -58,12 +59,14 @@ def reconcile_run(
 ) -> Reconciliation:
     result = Reconciliation(run_id=id_of(run))
     # sweeps return leftover funding to the treasury: not payments of receipts (sweep.py checks them)
-    sweep_ids = set(session.exec(select(StellarTransaction.id).where(StellarTransaction.purpose == "sweep")).all())
+    sweep_ids = set(
+        session.exec(select(StellarTransaction.id).where(StellarTransaction.purpose == TransactionPurpose.SWEEP)).all()
+    )
     sweeps = {
         h
         for pair in session.exec(
             select(StellarTransaction.tx_hash, StellarTransaction.fee_bump_hash).where(
-                StellarTransaction.purpose == "sweep"
+                StellarTransaction.purpose == TransactionPurpose.SWEEP
             )
         )
         for h in pair
@@ -73,7 +76,7 @@ def reconcile_run(
     )
     manifest_hex = session.exec(
         select(StellarTransaction.memo_hash).where(
-            StellarTransaction.run_id == run.id, StellarTransaction.purpose == "funding"
+            StellarTransaction.run_id == run.id, StellarTransaction.purpose == TransactionPurpose.FUNDING
         )
     ).first()
     paid = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.status == PaymentStatus.PAID)).all()
@@ -209,7 +212,6 @@ def record_reconciliation(session: Session, run: Run, result: Reconciliation) ->
                 id_of(run),
                 RunStatus.PAID,
                 RunStatus.RECONCILED,
-                transitions=RUN_TRANSITIONS,
                 event="run.reconciled",
                 detail={"payments": result.paid_in_ledger},
             )
@@ -228,7 +230,6 @@ def record_reconciliation(session: Session, run: Run, result: Reconciliation) ->
             id_of(run),
             RunStatus.PAID,
             RunStatus.STOPPED,
-            transitions=RUN_TRANSITIONS,
             event="run.stopped",
             detail={"reason": reason},
             status_reason=reason[:500],

@@ -18,13 +18,12 @@ from sqlmodel import Session, col, select
 
 from payouts.calculation.receipts import receipt_hash, retry_receipt_bytes
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.models import Payment, Receipt, Run
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.ledger.states import DEAD_RUN_STATUSES, PaymentStatus
 from payouts.runs.errors import RunsError
 from payouts.strkey import is_valid_public_key
-
-_DEAD_RUNS = (RunStatus.REPLACED, RunStatus.REJECTED)
 
 
 def retries_so_far(session: Session, payment: Payment) -> int:
@@ -53,7 +52,7 @@ def retry_rows(
         .where(
             Payment.status == PaymentStatus.HELD,
             Run.period_offset < run.period_offset,
-            col(Run.status).not_in(list(_DEAD_RUNS)),
+            col(Run.status).not_in(DEAD_RUN_STATUSES),
         )
         .order_by(col(Payment.id))
     ).all()
@@ -63,7 +62,7 @@ def retry_rows(
         session.exec(
             select(Payment.retry_of_payment_id)
             .join(Run, col(Payment.run_id) == col(Run.id))
-            .where(col(Payment.retry_of_payment_id).is_not(None), col(Run.status).not_in(list(_DEAD_RUNS)))
+            .where(col(Payment.retry_of_payment_id).is_not(None), col(Run.status).not_in(DEAD_RUN_STATUSES))
         ).all()
     )
     for payment, held_run in held:
@@ -88,7 +87,7 @@ def retry_rows(
         yield {
             "run_id": run.id,
             "receipt_id": payment.receipt_id,
-            "kind": "retry",
+            "kind": PaymentKind.RETRY,
             "idempotency_key": f"retry:{run.id}:{payment.id}",
             "receipt_hash": receipt_hash(data),
             "receipt_bytes": data,
@@ -115,7 +114,7 @@ def retry_receipt_matches(payment: Payment) -> list[str]:
         return [f"{payment.kind} receipt bytes do not match their hash"]
     try:
         document = orjson.loads(data)
-        amount = document["amount"]["tft"] if payment.kind == "correction" else document["reward"]["tft"]
+        amount = document["amount"]["tft"] if payment.kind == PaymentKind.CORRECTION else document["reward"]["tft"]
         address = document["stellar_payout_address"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return [f"{payment.kind} receipt is not readable"]
@@ -133,13 +132,13 @@ def join_corrections(session: Session, run: Run) -> int:
         select(Payment)
         .join(Run, col(Payment.run_id) == col(Run.id))
         .where(
-            Payment.kind == "correction",
+            Payment.kind == PaymentKind.CORRECTION,
             Payment.status == PaymentStatus.PENDING,
             Payment.run_id != run.id,
             # recorded since, or joined a run that was then replaced or rejected
             or_(
                 and_(col(Payment.in_manifest).is_(False), col(Run.period_offset) < run.period_offset),
-                col(Run.status).in_(list(_DEAD_RUNS)),
+                col(Run.status).in_(DEAD_RUN_STATUSES),
             ),
         )
     ).all()

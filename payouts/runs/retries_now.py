@@ -30,18 +30,15 @@ from payouts import CODE_VERSION
 from payouts.calculation.receipts import receipt_hash, retry_receipt_bytes
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.models import Payment, Receipt, Run
 from payouts.ledger.outstanding import outstanding
 from payouts.ledger.repository import MONTHLY_RUN, OFF_CYCLE_RUN, id_of
-from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.ledger.states import DEAD_RUN_STATUSES, FINISHED_RUN_STATUSES, PaymentStatus, RunStatus
 from payouts.money import format_tft
 from payouts.periods import Period
 from payouts.runs.errors import RunsError
 from payouts.runs.retries import retries_so_far
-
-_DEAD_RUNS = (RunStatus.REPLACED, RunStatus.REJECTED)
-#: an off-cycle run in one of these is done; until then it is the open one, and no second is made
-FINISHED = (RunStatus.RECONCILED, RunStatus.EXPORTED, RunStatus.REPLACED, RunStatus.REJECTED)
 
 #: (destination, amount in TFT units) pairs -> destinations that cannot receive, with the reason
 HoldCheck = Callable[[list[tuple[str, int]]], Mapping[str, str]]
@@ -92,7 +89,7 @@ def current_addresses(session: Session) -> dict[int, str]:
     rows = session.exec(
         select(Receipt.farm_id, Receipt.stellar_payout_address)
         .join(Run, col(Receipt.run_id) == col(Run.id))
-        .where(col(Run.status).not_in(list(_DEAD_RUNS)), Run.kind == MONTHLY_RUN)
+        .where(col(Run.status).not_in(DEAD_RUN_STATUSES), Run.kind == MONTHLY_RUN)
         .order_by(col(Run.period_offset), col(Run.id))
     ).all()
     return {farm_id: address for farm_id, address in rows}  # the newest run's row wins
@@ -138,7 +135,7 @@ def open_off_cycle_run(session: Session) -> Run | None:
     """The off-cycle run not done yet (reconciled and exported runs are done), if any."""
     return session.exec(
         select(Run)
-        .where(Run.kind == OFF_CYCLE_RUN, col(Run.status).not_in([s.value for s in FINISHED]))
+        .where(Run.kind == OFF_CYCLE_RUN, col(Run.status).not_in(FINISHED_RUN_STATUSES))
         .order_by(col(Run.id))
     ).first()
 
@@ -150,7 +147,7 @@ def record_off_cycle_run(session: Session, selection: Selection, now: datetime) 
         raise NothingToRetry(_nothing_message(selection))
     basis = session.exec(
         select(Run)
-        .where(Run.kind == MONTHLY_RUN, col(Run.status).not_in(list(_DEAD_RUNS)))
+        .where(Run.kind == MONTHLY_RUN, col(Run.status).not_in(DEAD_RUN_STATUSES))
         .order_by(col(Run.period_offset).desc(), col(Run.id).desc())
     ).first()
     if basis is None:
@@ -225,7 +222,7 @@ def _retry_row(session: Session, chosen: Selected, basis: Run, now: datetime) ->
     data = retry_receipt_bytes(document)
     return {
         "receipt_id": payment.receipt_id,
-        "kind": "retry",
+        "kind": PaymentKind.RETRY,
         "receipt_hash": receipt_hash(data),
         "receipt_bytes": data,
         "retry_of_payment_id": payment.id,
@@ -288,7 +285,7 @@ def doubly_retried(session: Session, run: Run) -> str | None:
             Payment.run_id == run.id,
             col(Payment.retry_of_payment_id).is_not(None),
             other.run_id != run.id,
-            col(Run.status).not_in(list(_DEAD_RUNS)),
+            col(Run.status).not_in(DEAD_RUN_STATUSES),
         )
         .limit(1)
     ).first()

@@ -22,9 +22,10 @@ from payouts.calculation.engine import PeriodCalculation, calculate_period
 from payouts.clock import Clock, SystemClock
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import PaymentKind, PayoutBasis
 from payouts.ledger.models import NodeTransition, Receipt, Run
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, transition
+from payouts.ledger.states import PaymentStatus, RunStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.periods import Period
 from payouts.runs.completeness import require_complete
@@ -121,7 +122,6 @@ def calculate_run(
                     id_of(existing),
                     RunStatus(existing.status),
                     RunStatus.REPLACED,
-                    transitions=RUN_TRANSITIONS,
                     event="run.replaced",
                     detail={"snapshot_sha256": snapshot.sha256},
                 )
@@ -257,7 +257,7 @@ def _payment_rows(session: Session, run: Run, now) -> Iterable[dict]:
         yield {
             "run_id": run.id,
             "receipt_id": receipt.id,
-            "kind": "receipt",
+            "kind": PaymentKind.RECEIPT,
             "idempotency_key": f"receipt:{run.id}:{receipt.receipt_hash}",
             "receipt_hash": receipt.receipt_hash,
             "farm_id": receipt.farm_id,
@@ -267,7 +267,7 @@ def _payment_rows(session: Session, run: Run, now) -> Iterable[dict]:
             "status": PaymentStatus.HELD if held else PaymentStatus.PENDING,
             "hold_reason": receipt.eligibility if held else "",
             "in_manifest": not held,
-            "payout_basis": "poc_treasury",
+            "payout_basis": PayoutBasis.POC_TREASURY,
             "created_at": now,
             "updated_at": now,
         }

@@ -31,15 +31,14 @@ from sqlmodel import Session, col, select
 from stellar_sdk import FeeBumpTransactionEnvelope
 from stellar_sdk.operation import Payment as PaymentOperation
 
+from payouts.ledger.kinds import PaymentKind, TransactionPurpose
 from payouts.ledger.models import Payment, Run, StellarTransaction, TransactionHash
-from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus
+from payouts.ledger.states import DEAD_RUN_STATUSES, PaymentStatus, TransactionStatus
 from payouts.money import parse_tft
 from payouts.periods import Period
 from payouts.runs.sweep import funding_received_units, swept_units
 from payouts.stellar.build import parse_envelope
 from payouts.stellar.horizon import HorizonClient
-
-_NOT_LIVE = (RunStatus.REPLACED, RunStatus.REJECTED)
 
 
 @dataclass
@@ -109,7 +108,7 @@ def _unpaid(payment: Payment) -> bool:
 def period_statement(session: Session, period_offset: int, client: HorizonClient | None = None) -> Statement:
     """The statement of one period from the ledger (and the chain, when `client` is given)."""
     runs = session.exec(
-        select(Run).where(Run.period_offset <= period_offset, col(Run.status).not_in(list(_NOT_LIVE)))
+        select(Run).where(Run.period_offset <= period_offset, col(Run.status).not_in(DEAD_RUN_STATUSES))
     ).all()
     period_of = {run.id: run.period_offset for run in runs}
     here = sorted(run_id for run_id, offset in period_of.items() if offset == period_offset and run_id is not None)
@@ -141,13 +140,13 @@ def period_statement(session: Session, period_offset: int, client: HorizonClient
                 # a retry of what is no longer owed (paid already) shows up as a difference
                 statement.paid_again_units += payment.amount_tft_units
             continue
-        if payment.kind == "retry":
+        if payment.kind == PaymentKind.RETRY:
             statement.retries_units += payment.amount_tft_units
             original = by_id.get(payment.retry_of_payment_id or -1)
             statement.retries_mismatch_units += payment.amount_tft_units - (
                 original.amount_tft_units if original else 0
             )
-        elif payment.kind == "correction":
+        elif payment.kind == PaymentKind.CORRECTION:
             statement.corrections_units += payment.amount_tft_units
         else:
             statement.new_units += payment.amount_tft_units
@@ -228,7 +227,7 @@ def _payout_account(tx: StellarTransaction) -> str:
     if isinstance(envelope, FeeBumpTransactionEnvelope):
         envelope = envelope.transaction.inner_transaction_envelope
     operation = envelope.transaction.operations[0]
-    if tx.purpose == "funding" and isinstance(operation, PaymentOperation):
+    if tx.purpose == TransactionPurpose.FUNDING and isinstance(operation, PaymentOperation):
         return operation.destination.account_id
     if operation.source is not None:
         return operation.source.account_id

@@ -22,9 +22,10 @@ from stellar_sdk import FeeBumpTransactionEnvelope
 from stellar_sdk.operation import Payment as PaymentOperation
 
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import HashKind, TransactionPurpose
 from payouts.ledger.models import Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import TRANSACTION_TRANSITIONS, PaymentStatus, RunStatus, TransactionStatus, transition
+from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.money import format_tft, parse_tft
@@ -35,8 +36,8 @@ from payouts.stellar.horizon import HorizonClient, Outcome
 from payouts.stellar.keys import SigningKeys
 from payouts.stellar.submit import Verdict
 
-SWEEP_PURPOSE = "sweep"
-FUNDING_PURPOSE = "funding"
+SWEEP_PURPOSE = TransactionPurpose.SWEEP
+FUNDING_PURPOSE = TransactionPurpose.FUNDING
 
 #: runs whose funding is still needed in the payout account (paid out, held or in flight)
 OPEN_STATUSES = (RunStatus.FUNDED, RunStatus.PAYING, RunStatus.PAID, RunStatus.STOPPED)
@@ -204,7 +205,7 @@ def adopt_chain_transaction(
     )
     session.add(tx)
     session.flush()
-    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind="inner", created_at=now))
+    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now))
     record_event(
         session,
         entity="stellar_transactions",
@@ -323,7 +324,6 @@ def _sweep_once(
                 id_of(live),
                 TransactionStatus.BUILT,
                 TransactionStatus.SUBMITTED,
-                transitions=TRANSACTION_TRANSITIONS,
                 event="sweep.submitted",
                 run_id=run_id,
             )
@@ -380,7 +380,7 @@ def _build(
     )
     session.add(tx)
     session.flush()
-    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind="inner", created_at=now))
+    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now))
     record_event(
         session,
         entity="stellar_transactions",
@@ -415,7 +415,6 @@ def _submit(session: Session, client: HorizonClient, tx: StellarTransaction, con
                 id_of(tx),
                 TransactionStatus.SUBMITTED,
                 TransactionStatus.FAILED if answer.verdict is Verdict.FAILED else TransactionStatus.DEAD,
-                transitions=TRANSACTION_TRANSITIONS,
                 event="sweep.not_landed",
                 run_id=run_id,
                 detail={"result_codes": result.result_codes},
@@ -445,7 +444,6 @@ def _submit(session: Session, client: HorizonClient, tx: StellarTransaction, con
         id_of(tx),
         TransactionStatus.SUBMITTED,
         TransactionStatus.CONFIRMED,
-        transitions=TRANSACTION_TRANSITIONS,
         event="sweep.confirmed",
         run_id=run_id,
         ledger=ledger,

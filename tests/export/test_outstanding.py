@@ -31,7 +31,7 @@ from payouts.export.summary import farm_summaries
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Payment, Receipt, Run
 from payouts.ledger.outstanding import outstanding
-from payouts.ledger.states import PAYMENT_TRANSITIONS, PaymentStatus, transition
+from payouts.ledger.states import PaymentStatus, transition
 from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.money import format_tft
 from payouts.periods import Period
@@ -204,7 +204,6 @@ def test_a_retry_whose_run_is_rejected_leaves_one_entry_carried_by_the_next_retr
             retry.id,
             PaymentStatus.PENDING,
             PaymentStatus.HELD,
-            transitions=PAYMENT_TRANSITIONS,
             event="payment.held.preflight",
             run_id=second.id,
             hold_reason="no_trustline",

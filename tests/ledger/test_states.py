@@ -9,8 +9,23 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, select
 
 from payouts.ledger.errors import InvalidTransition, StaleStatus
-from payouts.ledger.models import LedgerEvent, Run
-from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
+from payouts.ledger.kinds import HashKind, PaymentKind, PayoutBasis, RunKind, TransactionPurpose
+from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction
+from payouts.ledger.states import (
+    DEAD_RUN_STATUSES,
+    FINISHED_RUN_STATUSES,
+    LIVE_RUN_STATUSES,
+    PAYABLE_RUN_STATUSES,
+    PAYMENT_TRANSITIONS,
+    RUN_TRANSITIONS,
+    SETTLED_RUN_STATUSES,
+    TRANSACTION_TRANSITIONS,
+    TRANSITIONS,
+    PaymentStatus,
+    RunStatus,
+    TransactionStatus,
+    transition,
+)
 from payouts.ledger.types import utcnow
 
 
@@ -52,7 +67,6 @@ def test_allowed_transition_moves_the_row_and_appends_an_event(session):
         run.id,
         RunStatus.CALCULATED,
         RunStatus.APPROVED,
-        transitions=RUN_TRANSITIONS,
         event="run.approved",
     )
     session.commit()
@@ -65,9 +79,7 @@ def test_allowed_transition_moves_the_row_and_appends_an_event(session):
 def test_transition_not_in_the_table_is_refused(session):
     run = _run(session)
     with pytest.raises(InvalidTransition):
-        transition(
-            session, Run, run.id, RunStatus.CALCULATED, RunStatus.PAID, transitions=RUN_TRANSITIONS, event="run.paid"
-        )
+        transition(session, Run, run.id, RunStatus.CALCULATED, RunStatus.PAID, event="run.paid")
 
 
 def test_second_compare_and_set_from_the_same_status_loses(session):
@@ -78,7 +90,6 @@ def test_second_compare_and_set_from_the_same_status_loses(session):
         run.id,
         RunStatus.CALCULATED,
         RunStatus.APPROVED,
-        transitions=RUN_TRANSITIONS,
         event="run.approved",
     )
     session.commit()
@@ -89,7 +100,6 @@ def test_second_compare_and_set_from_the_same_status_loses(session):
             run.id,
             RunStatus.CALCULATED,
             RunStatus.REJECTED,
-            transitions=RUN_TRANSITIONS,
             event="run.rejected",
         )
     session.rollback()
@@ -114,7 +124,6 @@ def test_event_history_refuses_edits_and_deletes(session):
         run.id,
         RunStatus.CALCULATED,
         RunStatus.REJECTED,
-        transitions=RUN_TRANSITIONS,
         event="run.rejected",
     )
     session.commit()
@@ -131,3 +140,58 @@ def test_times_come_back_timezone_aware_utc(session):
     loaded = session.get(Run, run.id)
     assert loaded.created_at.tzinfo is not None
     assert loaded.created_at.utcoffset().total_seconds() == 0
+
+
+def test_each_status_model_has_its_own_table_and_every_status_a_row():
+    assert TRANSITIONS[Run] is RUN_TRANSITIONS
+    assert TRANSITIONS[Payment] is PAYMENT_TRANSITIONS
+    assert TRANSITIONS[StellarTransaction] is TRANSACTION_TRANSITIONS
+    assert set(PAYMENT_TRANSITIONS) == set(PaymentStatus)
+    assert set(TRANSACTION_TRANSITIONS) == set(TransactionStatus)
+
+
+def test_the_row_s_model_decides_the_allowed_edges(session):
+    # no `transitions=` from the caller: the run table, looked up from `Run`, refuses the edge
+    run = _run(session, period_offset=92)
+    with pytest.raises(InvalidTransition):
+        transition(session, Run, run.id, RunStatus.CALCULATED, RunStatus.EXPORTED, event="run.exported")
+    session.rollback()
+    assert session.get(Run, run.id).status == RunStatus.CALCULATED
+
+
+def test_run_status_words_partition_as_the_monthly_job_reads_them():
+    assert set(LIVE_RUN_STATUSES) | set(DEAD_RUN_STATUSES) == set(RunStatus)
+    assert not set(LIVE_RUN_STATUSES) & set(DEAD_RUN_STATUSES)
+    assert set(DEAD_RUN_STATUSES) == {RunStatus.REPLACED, RunStatus.REJECTED}
+    assert set(PAYABLE_RUN_STATUSES) == {RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING}
+    assert {s for s in RunStatus if s.is_paid_or_after} == {RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED}
+    assert set(SETTLED_RUN_STATUSES) == {RunStatus.EXPORTED, RunStatus.REPLACED, RunStatus.REJECTED}
+    assert set(FINISHED_RUN_STATUSES) == {
+        RunStatus.RECONCILED,
+        RunStatus.EXPORTED,
+        RunStatus.REPLACED,
+        RunStatus.REJECTED,
+    }
+    # a payable run can always still be stopped, a finished one has left the payment engine
+    for status in PAYABLE_RUN_STATUSES:
+        assert RunStatus.STOPPED in RUN_TRANSITIONS[status]
+        assert not status.is_finished
+
+
+def test_kind_words_are_the_stored_strings():
+    # no migration: rows written before the enums read back equal to the members
+    assert [k.value for k in PaymentKind] == ["receipt", "retry", "correction"]
+    assert PaymentKind("retry") == "retry" and f"{PaymentKind.RETRY}" == "retry"
+    assert [b.value for b in PayoutBasis] == ["poc_treasury", "poc_minted", "revenue_share", "correction"]
+    assert [p.value for p in TransactionPurpose] == ["payment", "funding", "sweep", "claim"]
+    assert [k.value for k in RunKind] == ["monthly", "off_cycle"]
+    assert [k.value for k in HashKind] == ["inner", "fee_bump"]
+
+
+def test_a_kind_member_reads_back_as_the_stored_string(session):
+    run = _run(session, period_offset=93)
+    session.execute(text("UPDATE runs SET kind = :kind WHERE id = :id"), {"kind": RunKind.OFF_CYCLE, "id": run.id})
+    session.commit()
+    stored = session.execute(text("SELECT kind FROM runs WHERE id = :id"), {"id": run.id}).scalar_one()
+    assert stored == "off_cycle" and type(stored) is str
+    assert session.get(Run, run.id, populate_existing=True).kind == RunKind.OFF_CYCLE

@@ -13,7 +13,7 @@ from stellar_sdk import Keypair
 from payouts.calculation.receipts import receipt_hash
 from payouts.ledger.db import make_engine, session_scope
 from payouts.ledger.models import Payment, Run
-from payouts.ledger.states import PAYMENT_TRANSITIONS, PaymentStatus, RunStatus, transition
+from payouts.ledger.states import PaymentStatus, RunStatus, transition
 from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.runs.approvals import approve_run, build_manifest, sign_manifest
 from payouts.runs.payment import PayConfig, PaymentEngine
@@ -151,7 +151,6 @@ def test_the_retry_count_setting_bounds_how_often_a_receipt_is_retried(ledger_ur
             retry[0].id,
             PaymentStatus.PENDING,
             PaymentStatus.HELD,
-            transitions=PAYMENT_TRANSITIONS,
             event="payment.held.preflight",
             run_id=second.id,
             hold_reason="no_trustline",

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from payouts.ledger import repository
 from payouts.ledger.models import LedgerEvent, Receipt, Run
-from payouts.ledger.states import RUN_TRANSITIONS, RunStatus, transition
+from payouts.ledger.states import RunStatus, transition
 from payouts.runs.errors import RunExistsForPeriod, RunNotReplaceable
 from payouts.runs.service import calculate_run, calculation_document
 from payouts.snapshot.load import SnapshotError, load_snapshot
@@ -86,7 +86,6 @@ def test_replace_is_refused_after_approval(session, tmp_path):
         first.run.id,
         RunStatus.CALCULATED,
         RunStatus.APPROVED,
-        transitions=RUN_TRANSITIONS,
         event="run.approved",
     )
     session.commit()

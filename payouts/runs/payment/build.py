@@ -9,11 +9,10 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import HashKind
 from payouts.ledger.models import Payment, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
-    PAYMENT_TRANSITIONS,
-    TRANSACTION_TRANSITIONS,
     PaymentStatus,
     TransactionStatus,
     transition,
@@ -113,7 +112,6 @@ class Builder(EngineState):
                     id_of(tx),
                     TransactionStatus.BUILT,
                     TransactionStatus.SUBMITTED,
-                    transitions=TRANSACTION_TRANSITIONS,
                     event="transaction.submitted",
                     run_id=run_id,
                 )
@@ -183,7 +181,7 @@ class Builder(EngineState):
         )
         session.add(tx)
         session.flush()
-        session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind="inner", created_at=now))
+        session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now))
         record_event(
             session,
             entity="stellar_transactions",
@@ -204,7 +202,6 @@ class Builder(EngineState):
             [id_of(p) for p in group],
             PaymentStatus.PENDING,
             PaymentStatus.SUBMITTED,
-            transitions=PAYMENT_TRANSITIONS,
             event="payment.in_transaction",
             run_id=run_id,
             detail={"tx_hash": tx.tx_hash},
@@ -264,7 +261,9 @@ class Builder(EngineState):
         )
         # every bump stays ours: an earlier one may be what lands
         session.add(
-            TransactionHash(tx_hash=bump.hash_hex(), transaction_id=id_of(tx), kind="fee_bump", created_at=utcnow())
+            TransactionHash(
+                tx_hash=bump.hash_hex(), transaction_id=id_of(tx), kind=HashKind.FEE_BUMP, created_at=utcnow()
+            )
         )
         record_event(
             session,

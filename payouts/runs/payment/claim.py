@@ -30,9 +30,10 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import HashKind, TransactionPurpose
 from payouts.ledger.models import PayerClaim, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import TRANSACTION_TRANSITIONS, TransactionStatus, transition
+from payouts.ledger.states import TransactionStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.runs.approvals import build_manifest
 from payouts.runs.errors import RunsError
@@ -45,7 +46,7 @@ from payouts.stellar.submit import Verdict
 
 log = structlog.get_logger(__name__)
 
-CLAIM_PURPOSE = "claim"
+CLAIM_PURPOSE = TransactionPurpose.CLAIM
 #: how often a claim is tried again when the account's sequence moved on but the claim did not
 #: (our own payment transaction from the payout account took the number, or a slow network
 #: let it expire)
@@ -174,7 +175,9 @@ class Claimer(EngineState):
             )
             session.add(tx)
             session.flush()
-            session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind="inner", created_at=now))
+            session.add(
+                TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now)
+            )
             claim = PayerClaim(
                 run_id=run_id,
                 data_name=name,
@@ -245,7 +248,6 @@ class Claimer(EngineState):
                 tx_id,
                 TransactionStatus(tx.status),
                 TransactionStatus.CONFIRMED,
-                transitions=TRANSACTION_TRANSITIONS,
                 event="transaction.confirmed",
                 run_id=tx.run_id,
                 detail={"ledger": ledger, "landed_hash": tx.tx_hash, "purpose": CLAIM_PURPOSE},
@@ -273,7 +275,6 @@ class Claimer(EngineState):
                 tx_id,
                 TransactionStatus(tx.status),
                 status,
-                transitions=TRANSACTION_TRANSITIONS,
                 event=f"transaction.{status}",
                 run_id=tx.run_id,
                 detail={"result_codes": codes, "purpose": CLAIM_PURPOSE},

@@ -31,8 +31,6 @@ from payouts.ledger.fingerprint import fingerprint_difference, record_fingerprin
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
-    PAYMENT_TRANSITIONS,
-    RUN_TRANSITIONS,
     PaymentStatus,
     RunStatus,
     transition,
@@ -120,14 +118,14 @@ class PaymentEngine(Claimer, Builder, Resolver):
         (outside this unit of work) before the run goes to paying."""
         run = require_run(session, run_id)
         status = RunStatus(run.status)
-        if status in (RunStatus.PAID, RunStatus.RECONCILED, RunStatus.EXPORTED):
+        if status.is_paid_or_after:
             raise RunAlreadyPaid(f"run {run_id} is already {status}")
         if status is RunStatus.STOPPED:
             raise RunNotPayable(
                 f"run {run_id} is stopped: {run.status_reason}; an operator continues it "
                 f"with `payouts continue {run_id}` once the cause is fixed"
             )
-        if status not in (RunStatus.APPROVED, RunStatus.FUNDED, RunStatus.PAYING):
+        if not status.is_payable:
             raise RunNotPayable(f"run {run_id} is {status}; only an approved run can be paid")
         if status is RunStatus.APPROVED and self.config.two_tier:
             raise RunNotPayable(
@@ -194,7 +192,6 @@ class PaymentEngine(Claimer, Builder, Resolver):
                     ids,
                     PaymentStatus.PENDING,
                     PaymentStatus.HELD,
-                    transitions=PAYMENT_TRANSITIONS,
                     event="payment.held.preflight",
                     run_id=run_id,
                     detail={"reason": reason},
@@ -206,7 +203,6 @@ class PaymentEngine(Claimer, Builder, Resolver):
                 run_id,
                 checked.status,
                 RunStatus.PAYING,
-                transitions=RUN_TRANSITIONS,
                 event="run.paying",
                 detail={"held_at_preflight": len(held)},
                 status_reason="",
@@ -301,7 +297,6 @@ class PaymentEngine(Claimer, Builder, Resolver):
                         run_id,
                         RunStatus.STOPPED,
                         RunStatus.PAYING,
-                        transitions=RUN_TRANSITIONS,
                         event="run.continued",
                         detail={"after": "chain scan", "accepted_by": accept},
                         status_reason="",
@@ -487,7 +482,6 @@ class PaymentEngine(Claimer, Builder, Resolver):
                     run_id,
                     RunStatus.PAYING,
                     RunStatus.PAID,
-                    transitions=RUN_TRANSITIONS,
                     event="run.paid",
                     detail={"paid": report.paid},
                 )

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from stellar_sdk import TransactionEnvelope
 from stellar_sdk.operation import Payment as PaymentOperation
 
+from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.models import Payment, Receipt, Run
 from payouts.ledger.repository import id_of
 from payouts.money import parse_tft
@@ -64,7 +65,7 @@ def check_payments_against_receipts(session: Session, run: Run) -> str | None:
             stop_run(session, run, str(exc))
             return str(exc)
         reason = _difference(payment, derived)
-        if reason is None and payment.kind == "receipt":
+        if reason is None and payment.kind == PaymentKind.RECEIPT:
             receipt = receipts.get(payment.receipt_id) if payment.receipt_id is not None else None
             if receipt is not None and receipt.receipt_hash != derived.receipt_hash:
                 reason = f"{_name(payment)}: receipt bytes do not match their hash (field receipts.receipt_hash)"

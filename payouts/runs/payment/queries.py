@@ -5,9 +5,10 @@ from __future__ import annotations
 import structlog
 from sqlmodel import Session, col, select
 
+from payouts.ledger.kinds import TransactionPurpose
 from payouts.ledger.models import Payment, Run, StellarTransaction
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import RUN_TRANSITIONS, PaymentStatus, RunStatus, TransactionStatus, transition
+from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus, transition
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +31,7 @@ def live(session: Session, run_id: int) -> list[StellarTransaction]:
         select(StellarTransaction)
         .where(
             StellarTransaction.run_id == run_id,
-            StellarTransaction.purpose == "payment",
+            StellarTransaction.purpose == TransactionPurpose.PAYMENT,
             col(StellarTransaction.status).in_([TransactionStatus.BUILT, TransactionStatus.SUBMITTED]),
         )
         .order_by(col(StellarTransaction.id))
@@ -48,7 +49,6 @@ def stop_run(session: Session, run: Run, reason: str) -> None:
         id_of(run),
         status,
         RunStatus.STOPPED,
-        transitions=RUN_TRANSITIONS,
         event="run.stopped",
         detail={"reason": reason},
         status_reason=reason,

@@ -12,12 +12,11 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import HashKind
 from payouts.ledger.models import Payment, StellarTransaction, TransactionHash
 from payouts.ledger.outstanding import settled_by_retries
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
-    PAYMENT_TRANSITIONS,
-    TRANSACTION_TRANSITIONS,
     PaymentStatus,
     TransactionStatus,
     transition,
@@ -56,7 +55,7 @@ def own_hashes(session: Session, tx: StellarTransaction) -> list[str]:
     """Every hash the transaction has had: its own first, then each fee bump (oldest first)."""
     recorded = session.exec(
         select(TransactionHash.tx_hash)
-        .where(TransactionHash.transaction_id == tx.id, TransactionHash.kind == "fee_bump")
+        .where(TransactionHash.transaction_id == tx.id, TransactionHash.kind == HashKind.FEE_BUMP)
         .order_by(col(TransactionHash.created_at), col(TransactionHash.tx_hash))
     ).all()
     hashes = [tx.tx_hash, *recorded]
@@ -301,7 +300,6 @@ class Resolver(EngineState):
             id_of(tx),
             TransactionStatus(tx.status),
             TransactionStatus.CONFIRMED,
-            transitions=TRANSACTION_TRANSITIONS,
             event="transaction.confirmed",
             run_id=tx.run_id,
             detail={"ledger": ledger, "landed_hash": landed_hash},
@@ -321,7 +319,6 @@ class Resolver(EngineState):
             ids,
             PaymentStatus.SUBMITTED,
             PaymentStatus.PAID,
-            transitions=PAYMENT_TRANSITIONS,
             event="payment.paid",
             run_id=tx.run_id,
             detail={"tx_hash": landed_hash},
@@ -337,7 +334,6 @@ class Resolver(EngineState):
             originals,
             PaymentStatus.HELD,
             PaymentStatus.RETRIED,
-            transitions=PAYMENT_TRANSITIONS,
             event="payment.retried",
             run_id=tx.run_id,
             detail={"tx_hash": tx.tx_hash},
@@ -372,7 +368,6 @@ class Resolver(EngineState):
                 ids,
                 PaymentStatus.SUBMITTED,
                 PaymentStatus.HELD,
-                transitions=PAYMENT_TRANSITIONS,
                 event="payment.held.refused",
                 run_id=tx.run_id,
                 detail={"tx_hash": tx.tx_hash, "reason": reason},
@@ -386,7 +381,6 @@ class Resolver(EngineState):
             free,
             PaymentStatus.SUBMITTED,
             PaymentStatus.PENDING,
-            transitions=PAYMENT_TRANSITIONS,
             event="payment.rebuild",
             run_id=tx.run_id,
             detail={"tx_hash": tx.tx_hash},
@@ -401,7 +395,6 @@ class Resolver(EngineState):
             id_of(tx),
             TransactionStatus(tx.status),
             TransactionStatus.FAILED,
-            transitions=TRANSACTION_TRANSITIONS,
             event="transaction.failed",
             run_id=tx.run_id,
             detail={"result_codes": codes},
@@ -417,7 +410,6 @@ class Resolver(EngineState):
             id_of(tx),
             TransactionStatus(tx.status),
             TransactionStatus.DEAD,
-            transitions=TRANSACTION_TRANSITIONS,
             event="transaction.dead",
             run_id=tx.run_id,
             detail={"result_codes": codes},

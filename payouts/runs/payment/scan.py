@@ -41,7 +41,7 @@ from payouts.ledger.events import record_event
 from payouts.ledger.models import ChainCursor, LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.outstanding import settled_by_retries
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import PAYMENT_TRANSITIONS, PaymentStatus, transition_many
+from payouts.ledger.states import PaymentStatus, transition_many
 from payouts.ledger.types import utcnow
 from payouts.money import parse_tft
 from payouts.runs.errors import RunsError
@@ -375,7 +375,6 @@ def _adopt(
         [id_of(p) for p in chosen],
         PaymentStatus.PENDING,
         PaymentStatus.PAID,
-        transitions=PAYMENT_TRANSITIONS,
         event="payment.adopted",
         run_id=id_of(run),
         detail={"tx_hash": tx_hash, "ledger": ledger},
@@ -390,7 +389,6 @@ def _adopt(
         settled_by_retries(session, [id_of(p) for p in chosen]),
         PaymentStatus.HELD,
         PaymentStatus.RETRIED,
-        transitions=PAYMENT_TRANSITIONS,
         event="payment.retried",
         run_id=id_of(run),
         detail={"tx_hash": tx_hash},

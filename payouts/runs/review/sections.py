@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from sqlmodel import Session
 
 from payouts.ledger import repository
+from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.repository import id_of
 from payouts.periods import Period
 
 #: the sections in the order the review shows them (a payment kind each)
-SECTION_KINDS = ("receipt", "retry", "correction")
+SECTION_KINDS = tuple(PaymentKind)
 
 
 @dataclass
@@ -36,14 +37,14 @@ def _original_period(session: Session, payment: Payment, link: int | None) -> st
 def manifest_sections(session: Session, run: Run) -> list[Section]:
     """Every payment of the manifest in one section by its kind (an unknown kind gets its own
     section, so nothing signed is left out of the review)."""
-    sections = {kind: Section(kind) for kind in SECTION_KINDS}
+    sections: dict[str, Section] = {kind: Section(kind) for kind in SECTION_KINDS}
     for payment in repository.manifest_payments(session, id_of(run)):
         section = sections.setdefault(payment.kind, Section(payment.kind))
         section.payments += 1
         section.tft_units += payment.amount_tft_units
-        if payment.kind == "receipt":
+        if payment.kind == PaymentKind.RECEIPT:
             continue
-        link = payment.retry_of_payment_id if payment.kind == "retry" else payment.correction_of_payment_id
+        link = payment.retry_of_payment_id if payment.kind == PaymentKind.RETRY else payment.correction_of_payment_id
         section.entries.append(
             {
                 "payment_id": payment.id,
