@@ -260,3 +260,24 @@ def test_preflight_counts_the_claim_entry_reserve(paying):
         check_payout_account(
             engine.client, account.account_id, asset, total_units=1, fee_budget_stroops=spendable, data_entries=("c",)
         )
+
+
+def test_a_horizon_restarting_while_the_claim_is_read_again_delays_the_payer_and_pays_each_receipt_once(paying):
+    sandbox, document, db, run_id, engine = paying(channels=1, ledger_close_s=0.1)
+    # one read attempt: Horizon being down for a moment is the engine's to ride out, not the client's
+    engine.client = HorizonClient(sandbox.url, timeout_s=10, max_read_attempts=1)
+    outages: list[float] = []
+
+    def go_down_once(_report) -> None:
+        if outages:
+            return
+        # the server stops listening just before the next build batch reads the claim again
+        sandbox._unserve()
+        outages.append(1.5)
+        threading.Timer(1.5, sandbox._serve).start()
+
+    report = engine.pay(run_id, progress=go_down_once)
+    assert outages
+    assert report.status == RunStatus.PAID, report.reason
+    on_chain = receipts_paid_on_chain(engine.client, document)
+    assert set(on_chain.values()) == {1} and set(on_chain) == paid_receipts(db, run_id)

@@ -41,7 +41,7 @@ from payouts.runs.payment.common import EngineState, LeaseLost, ledger_window
 from payouts.runs.payment.resolve import chain_answer, own_hashes, sequence_landed_for_us_in
 from payouts.runs.service import require_run
 from payouts.stellar.claim import b64, build_claim_envelope, claim_name, claim_value, read_claim
-from payouts.stellar.horizon import Outcome
+from payouts.stellar.horizon import HorizonUnavailable, Outcome
 from payouts.stellar.submit import Verdict
 
 log = structlog.get_logger(__name__)
@@ -325,7 +325,15 @@ class Claimer(EngineState):
             return None
         deadline = time.monotonic() + STALE_VIEW_WAIT_S
         while True:
-            seen = read_claim(self.client, self.keys.payout_account, held.name)
+            try:
+                seen = read_claim(self.client, self.keys.payout_account, held.name)
+            except HorizonUnavailable:
+                # a Horizon restarting mid-run answers again within the wait; what is in flight
+                # meanwhile is safe, and nothing new is built until the claim is read
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(self.config.poll_interval_s)
+                continue
             if seen is not None and seen.account_sequence >= held.sequence:
                 break
             if time.monotonic() > deadline:
