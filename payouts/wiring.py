@@ -83,6 +83,7 @@ def pay_config(settings: Settings, network: str) -> PayConfig:
         tx_timeout_s=settings.tx_timeout_s,
         two_tier=settings.two_tier,
         lease_ttl_s=settings.lease_ttl_s,
+        claimable_for_no_trustline=settings.claimable_for_no_trustline,
     )
 
 

@@ -182,7 +182,9 @@ class Payment(SQLModel, table=True):
     correction_of_payment_id: int | None = Field(default=None, foreign_key="payments.id", index=True)
     #: a PaymentDelivery: a plain payment, or a claimable balance for a destination without a
     #: TFT trustline (chosen at preflight under the run's signed policy)
-    delivery: str = Field(default=PaymentDelivery.PAYMENT, max_length=20, sa_column_kwargs={"server_default": "payment"})
+    delivery: str = Field(
+        default=PaymentDelivery.PAYMENT, max_length=20, sa_column_kwargs={"server_default": "payment"}
+    )
     #: the balance the live or landed transaction creates (hex with its type prefix, as Horizon
     #: shows it): computed from the transaction's source account, sequence and operation index
     claimable_balance_id: str | None = Field(default=None, max_length=72, index=True)

@@ -20,9 +20,7 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as batch_op:
         batch_op.add_column(sa.Column("claimable_policy_json", sa.Text(), server_default="", nullable=False))
     with op.batch_alter_table("payments") as batch_op:
-        batch_op.add_column(
-            sa.Column("delivery", sa.String(length=20), server_default="payment", nullable=False)
-        )
+        batch_op.add_column(sa.Column("delivery", sa.String(length=20), server_default="payment", nullable=False))
         batch_op.add_column(sa.Column("claimable_balance_id", sa.String(length=72), nullable=True))
         batch_op.add_column(sa.Column("claimable_until", UtcDateTime(), nullable=True))
         batch_op.create_index("ix_payments_claimable_balance_id", ["claimable_balance_id"], unique=False)
