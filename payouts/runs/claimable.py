@@ -107,6 +107,15 @@ class Settlement:
     due: dict[int, list[int]] = field(default_factory=dict)
     differences: list[str] = field(default_factory=list)
 
+    def document(self) -> dict:
+        return {
+            "claimed": self.claimed,
+            "reclaimed": self.reclaimed,
+            "live": self.live,
+            "due": {str(run_id): ids for run_id, ids in sorted(self.due.items())},
+            "differences": self.differences,
+        }
+
 
 def _network_now(client: HorizonClient) -> datetime:
     return client.latest_ledger().closed_at.astimezone(UTC)
