@@ -96,7 +96,7 @@ def reconcile_run(
             result.differences.append(f"payment {payment.id}: paid in the ledger without a transaction hash")
             continue
         ledger_by_tx[payment.tx_hash][(payment.destination, payment.amount_tft_units)] += 1
-    result.paid_in_ledger = len(paid)
+    result.paid_in_ledger += len(paid)
     # a Horizon behind the ledgers our payments landed in would report them missing: wait for it
     landed_up_to = max((p.ledger for p in paid if p.ledger is not None), default=None)
     if landed_up_to is not None:
