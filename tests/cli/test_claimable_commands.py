@@ -264,6 +264,7 @@ def test_pay_killed_between_commit_and_submit_creates_each_balance_once(operator
         ).all()
         assert waiting and all(p.claimable_balance_id for p in waiting)
         recorded = {p.claimable_balance_id for p in waiting}
+        killed_rows = [(p.id, p.transaction_id, p.claimable_balance_id) for p in waiting]
     on_chain_before = {b["id"] for b in _balances_for(sandbox, farmer["public_key"])}
     assert not recorded & on_chain_before  # committed, never sent
     final = subprocess.run(
@@ -279,9 +280,26 @@ def test_pay_killed_between_commit_and_submit_creates_each_balance_once(operator
         transactions = session.exec(select(StellarTransaction).where(StellarTransaction.run_id == run_id)).all()
         assert session.get(Run, run_id).status == "paid"
     balances = _balances_for(sandbox, farmer["public_key"])
-    # one balance per receipt, each the one the ledger recorded; the killed bytes were sent as they were
+    sent_ids = {p.id: p.claimable_balance_id for p in sent}
+    # one balance per receipt, each the one the ledger recorded
     assert sorted(b["id"] for b in balances) == sorted(p.claimable_balance_id for p in sent)
     assert len(balances) == len(sent) == 6 and {p.status for p in sent} == {"claimable"}
-    assert recorded <= {b["id"] for b in balances}
+    # the killed transaction was sent as it was recorded, or (its ledger bound passed while the
+    # payer was down) provably never landed and was rebuilt: its balance then never exists
+    by_id = {t.id: t for t in transactions}
+    for payment_id, transaction_id, balance_id in killed_rows:
+        status = by_id[transaction_id].status
+        assert status in ("confirmed", "dead"), status
+        if status == "confirmed":
+            assert balance_id in {b["id"] for b in balances} and balance_id == sent_ids[payment_id]
+        elif balance_id != sent_ids[payment_id]:
+            assert client.claimable_balance(balance_id) is None
+            assert client.claimable_balance_operations(balance_id) == []
+        # (a rebuild on the same channel and sequence number makes the same balance id)
+    for balance_id in sent_ids.values():
+        created = [
+            op for op in client.claimable_balance_operations(balance_id) if op["type"] == "create_claimable_balance"
+        ]
+        assert len(created) == 1, created
     assert {t.status for t in transactions if t.tx_hash in {p.tx_hash for p in sent}} == {"confirmed"}
     check_invariants(make_engine(url), client, document, run_id)
