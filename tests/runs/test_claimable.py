@@ -155,3 +155,184 @@ def test_after_the_window_the_payout_account_reclaims_and_the_next_run_pays_once
         owed = [e for e in outstanding(session) if e.destination == farmer["public_key"]]
     assert sorted(e.amount_tft_units for e in owed) == sorted(p.amount_tft_units for p in sent)
     assert {e.status for e in owed} == {PaymentStatus.HELD}
+
+
+def _gate_inputs(db, run_id: int, engine: PaymentEngine, payment_id: int):
+    from payouts.runs.approvals import require_approved
+
+    with Session(db) as session:
+        run = session.get(Run, run_id)
+        approved = require_approved(session, run, approvers=list(engine.config.approvers), required=1)
+        payment = session.get(Payment, payment_id)
+        session.expunge(payment)
+    return approved, payment
+
+
+def _claimable_envelope(engine: PaymentEngine, payment: Payment, **changes):
+    """A transaction with one claimable balance, as the builder makes it, then edited."""
+    from stellar_sdk import Account as SdkAccount2
+    from stellar_sdk import Asset, Claimant, ClaimPredicate, CreateClaimableBalance
+
+    from payouts.money import format_tft
+
+    payout = engine.keys.payout_account
+    claimants = changes.get(
+        "claimants",
+        [
+            Claimant(payment.destination, ClaimPredicate.predicate_unconditional()),
+            Claimant(
+                payout,
+                ClaimPredicate.predicate_not(ClaimPredicate.predicate_before_relative_time(WINDOW_DAYS * 86_400)),
+            ),
+        ],
+    )
+    builder = TransactionBuilder(SdkAccount2(payout, 1), engine.config.network_passphrase, base_fee=100)
+    builder.add_time_bounds(0, 0).add_hash_memo(bytes.fromhex(payment.receipt_hash))
+    builder.append_operation(
+        CreateClaimableBalance(
+            Asset(engine.config.asset_code, engine.config.asset_issuer),
+            format_tft(payment.amount_tft_units),
+            claimants,
+            source=payout,
+        )
+    )
+    return builder.build()
+
+
+def test_the_gate_signs_a_claimable_balance_only_as_signed(paying):
+    from stellar_sdk import Claimant, ClaimPredicate
+
+    from payouts.runs.payment.gate import check_before_signing
+
+    _sandbox, document, db, run_id, fixture_engine = paying(approve=False)
+    approver = Keypair.random()
+    engine = _engine(fixture_engine, approver, claimable_for_no_trustline=True)
+    _approve(db, run_id, engine, approver)
+    farmer = _farmer(document)
+    target = _payments_to(db, run_id, farmer["public_key"])[0]
+    with session_scope(db) as session:
+        row = session.get(Payment, target.id)
+        row.delivery = PaymentDelivery.CLAIMABLE_BALANCE
+        session.add(row)
+    approved, payment = _gate_inputs(db, run_id, engine, target.id)
+    payout = engine.keys.payout_account
+    other = Keypair.random().public_key
+    unconditional = ClaimPredicate.predicate_unconditional()
+    window = ClaimPredicate.predicate_not(ClaimPredicate.predicate_before_relative_time(WINDOW_DAYS * 86_400))
+    refused = {
+        "none": None,
+        "claimant": [Claimant(other, unconditional), Claimant(payout, window)],
+        "reclaimer": [Claimant(payment.destination, unconditional), Claimant(other, window)],
+        "third": [
+            Claimant(payment.destination, unconditional),
+            Claimant(payout, window),
+            Claimant(other, unconditional),
+        ],
+        "only the farmer": [Claimant(payment.destination, unconditional)],
+        "window": [
+            Claimant(payment.destination, unconditional),
+            Claimant(payout, ClaimPredicate.predicate_not(ClaimPredicate.predicate_before_relative_time(60))),
+        ],
+        "conditional farmer": [
+            Claimant(payment.destination, ClaimPredicate.predicate_before_relative_time(60)),
+            Claimant(payout, window),
+        ],
+    }
+    with Session(db) as session:
+        for name, claimants in refused.items():
+            changes = {} if claimants is None else {"claimants": claimants}
+            reason = check_before_signing(
+                session,
+                approved,
+                [payment],
+                _claimable_envelope(engine, payment, **changes),
+                memo_mode="per_receipt",
+                asset_code=engine.config.asset_code,
+                asset_issuer=engine.config.asset_issuer,
+                payout_account=payout,
+            )
+            if name == "none":
+                assert reason is None
+            else:
+                assert reason is not None and ("field claimants" in reason or "reclaim_after_s" in reason), (
+                    name,
+                    reason,
+                )
+        # a manifest signed without the policy never lets a balance through
+        unsigned = dataclasses.replace(approved, claimable_policy="")
+        reason = check_before_signing(
+            session,
+            unsigned,
+            [payment],
+            _claimable_envelope(engine, payment),
+            memo_mode="per_receipt",
+            asset_code=engine.config.asset_code,
+            asset_issuer=engine.config.asset_issuer,
+            payout_account=payout,
+        )
+        assert reason is not None and "field claimable_balances" in reason
+
+
+def test_an_edited_claimant_stops_the_run_before_anything_is_signed(paying):
+    _sandbox, document, db, run_id, fixture_engine = paying(approve=False)
+    approver = Keypair.random()
+    engine = _engine(fixture_engine, approver, claimable_for_no_trustline=True)
+    _approve(db, run_id, engine, approver)
+    farmer = _farmer(document)
+    target = _payments_to(db, run_id, farmer["public_key"])[0]
+    with session_scope(db) as session:
+        row = session.get(Payment, target.id)
+        row.destination = Keypair.random().public_key  # the balance's claimant, redirected
+        session.add(row)
+    try:
+        engine.pay(run_id)
+    except RunStopped as stopped:
+        assert f"payment {target.id}" in str(stopped) and "destination" in str(stopped)
+    else:
+        raise AssertionError("the run was paid with an edited claimant")
+    with Session(db) as session:
+        assert session.get(Run, run_id).status == RunStatus.STOPPED
+    assert [b for b in _balances_of(engine)] == []
+
+
+def test_a_claimable_delivery_the_manifest_does_not_sign_stops_the_run(paying):
+    _sandbox, document, db, run_id, fixture_engine = paying(approve=False)
+    approver = Keypair.random()
+    engine = _engine(fixture_engine, approver, claimable_for_no_trustline=True)
+    _approve(db, run_id, engine, approver, claimable=False)
+    target = next(p for p in _payments_to(db, run_id, document["farmers"][0]["public_key"]))
+    with session_scope(db) as session:
+        row = session.get(Payment, target.id)
+        row.delivery = PaymentDelivery.CLAIMABLE_BALANCE  # edited: the signed manifest has no policy
+        session.add(row)
+    engine.pay(run_id)
+    with Session(db) as session:
+        run = session.get(Run, run_id)
+        assert run.status == RunStatus.STOPPED and "field claimable_balances" in run.status_reason
+        assert session.get(Payment, target.id).status == PaymentStatus.PENDING
+    assert _balances_of(engine) == []
+
+
+def test_an_edited_policy_voids_the_approvals(paying):
+    from payouts.runs.approvals import NotApproved
+
+    _sandbox, _document, db, run_id, fixture_engine = paying(approve=False)
+    approver = Keypair.random()
+    engine = _engine(fixture_engine, approver, claimable_for_no_trustline=True)
+    _approve(db, run_id, engine, approver)
+    with session_scope(db) as session:
+        run = session.get(Run, run_id)
+        run.claimable_policy_json = policy_json(True, 3650)  # a longer window than was signed
+        session.add(run)
+    try:
+        engine.pay(run_id)
+    except NotApproved as refused:
+        assert "valid approval" in str(refused)
+    else:
+        raise AssertionError("a run whose signed policy was edited was paid")
+    assert _balances_of(engine) == []
+
+
+def _balances_of(engine: PaymentEngine) -> list[dict]:
+    response = engine.client._get("/claimable_balances", {"sponsor": engine.keys.payout_account, "limit": 200})
+    return list(response.json()["_embedded"]["records"])
