@@ -623,6 +623,8 @@ def _note(row, status: str, retry_label: str, retried_by: RetriedBy | None = Non
         by = f"held{held}; retried by the {_label(retried_by.next_period_offset)} run"
         if retried_by.settled:
             return f"{by}; paid by the retry of the {_label(retried_by.newest_period_offset)} run", "", ""
+        if retried_by.newest_status == PaymentStatus.CLAIMABLE:
+            return f"{by}; the retry was sent as a claimable balance (see the retry entry)", "", ""
         return f"{by}; not paid yet (see the retry entry)", "", ""
     if status == "corrected":
         return "superseded by a correction entry (see the correction)", "", ""

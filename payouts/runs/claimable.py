@@ -135,8 +135,11 @@ def settle_balances(
     the chain it retries), a reclaimed one makes it owed again. Writes through the caller's
     session; never commits."""
     result = Settlement()
+    waiting = waiting_payments(session, run_id)
+    if not waiting:
+        return result  # nothing to ask Horizon
     now = _network_now(client)
-    for payment in waiting_payments(session, run_id):
+    for payment in waiting:
         if not payment.claimable_balance_id:
             result.differences.append(f"payment {payment.id} is claimable in the ledger without a balance id")
             continue

@@ -195,7 +195,7 @@ def test_policy_off_holds_the_farmer_as_before(operator, monkeypatch):
 
 
 def test_a_setting_changed_after_approval_changes_nothing_signed(operator, monkeypatch):
-    sandbox, document, client, run_id, url, key = operator
+    sandbox, document, _client, run_id, _url, key = operator
     monkeypatch.setenv("PAYOUTS_CLAIMABLE_FOR_NO_TRUSTLINE", "false")
     _cli("approve", str(run_id), "-k", str(key), "-y")
     # turned on after the approval: the run was signed without it, so it holds as before
