@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     #: How often a held receipt is retried by later runs; none = until paid (the reference
     #: allowed one). Receipts past it stay held and are listed by `payouts held`.
     max_retries: int | None = Field(default=None, ge=0)
+    #: Pay a destination whose only problem is a missing TFT trustline by a Stellar claimable
+    #: balance (the farmer claims it once the trustline exists) instead of holding it. Off by
+    #: default; a run pays this way only when its signed manifest records the policy.
+    claimable_for_no_trustline: bool = False
+    #: Days after which the payout account may take an unclaimed balance back (`payouts reclaim`);
+    #: the receipt is then owed again and paid by a later run.
+    claimable_reclaim_after_days: int = Field(default=90, ge=1, le=3650)
 
     #: The transition program: the first period paid from the treasury and an optional last
     #: one (operators extend it month by month); the reconciler never touches a period outside.

@@ -30,6 +30,7 @@ from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 from payouts.periods import Period, PeriodError, offset_for_label
 from payouts.runs.advance import Freezer, InputsUnavailable, Orchestrator, ProgramWindow
 from payouts.runs.approvals import required_approvals
+from payouts.runs.claimable import settle_balances
 from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.runs.retries_now import HoldCheck
@@ -83,6 +84,7 @@ def pay_config(settings: Settings, network: str) -> PayConfig:
         tx_timeout_s=settings.tx_timeout_s,
         two_tier=settings.two_tier,
         lease_ttl_s=settings.lease_ttl_s,
+        claimable_for_no_trustline=settings.claimable_for_no_trustline,
     )
 
 
@@ -178,6 +180,8 @@ def reconcile_step(settings: Settings) -> Callable[[Session, Run], None]:
                 config.asset_issuer,
                 treasury=settings.treasury_account if settings.two_tier else None,
             )
+            # claimed balances settle their receipts; reclaimed ones are owed again
+            settle_balances(session, client, signing_keys(settings).payout_account)
         record_reconciliation(session, run, result)
 
     return reconcile

@@ -38,6 +38,7 @@ def approve(
     from payouts.ledger.errors import AlreadyDone, LedgerError
     from payouts.ledger.identity import bind_payout_account
     from payouts.runs.approvals import approve_run, build_manifest, required_approvals, sign_manifest, valid_approvals
+    from payouts.runs.claimable import describe_policy, policy_json, record_claimable_policy
     from payouts.runs.errors import RunsError
     from payouts.runs.exceedances import ExceedancesNotAccepted, record_acceptance
     from payouts.runs.service import require_run
@@ -60,6 +61,11 @@ def approve(
                 bind_payout_account(session, payout)  # recorded once; the manifest names it
             run = require_run(session, run_id)
             required = required_approvals(run.network, settings.approvals_required)
+            # the claimable-balance policy of this machine's settings goes into what is signed
+            policy = policy_json(settings.claimable_for_no_trustline, settings.claimable_reclaim_after_days)
+            record_claimable_policy(
+                session, run, policy, approved=len(valid_approvals(session, run, settings.approvers))
+            )
             review = review_of(settings, session, run)
             if accept_exceedance is not None:
                 approved = len(valid_approvals(session, run, settings.approvers))
@@ -71,6 +77,7 @@ def approve(
             manifest = build_manifest(session, run)
             out_console.print("Manifest to sign:", manifest.to_bytes().decode())
             out_console.print(f"SHA-256: {manifest.sha256.hex()}   approver: {keypair.public_key}")
+            out_console.print(f"Destinations without a TFT trustline: {describe_policy(run.claimable_policy_json)}")
             if not yes and not typer.confirm("Sign this manifest?", err=True):
                 abort("not signed")
             count = approve_run(

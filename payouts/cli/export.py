@@ -220,7 +220,7 @@ def _print_status(query: dict, rows: list[dict]) -> None:
     )
     for column, justify in columns:
         table.add_column(column, justify=justify)
-    paid_units = owed_units = 0
+    paid_units = owed_units = claimable_units = 0
     for r in rows:
         eligibility = Text("eligible" if r["eligible"] else eligibility_status(r["eligibility"]))
         eligibility.append("\n" + r["why"], style="dim")
@@ -233,6 +233,8 @@ def _print_status(query: dict, rows: list[dict]) -> None:
         amount = r["amount_tft"] if r["amount_tft_units"] else r["reward_tft"]
         if r["status"] == "paid":
             paid_units += r["amount_tft_units"]
+        if r["status"] == "claimable":
+            claimable_units += r["amount_tft_units"]
         owed_units += r["owed_tft_units"]  # each owed receipt once (a retried entry owes nothing)
         table.add_row(
             Text(r["period"] + kind),
@@ -246,6 +248,8 @@ def _print_status(query: dict, rows: list[dict]) -> None:
         )
     out_console.print(table)
     out_console.print(f"paid {format_tft(paid_units)} TFT; not paid yet {format_tft(owed_units)} TFT")
+    if claimable_units:
+        out_console.print(f"sent as claimable balances, waiting to be claimed: {format_tft(claimable_units)} TFT")
 
 
 def publish(

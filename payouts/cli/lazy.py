@@ -45,6 +45,9 @@ COMMANDS: dict[str, Entry] = {
     "reconcile": Entry(
         _M + "pay:reconcile", "Compare the payout account's payments on chain with the ledger for a period's run."
     ),
+    "reclaim": Entry(
+        _M + "pay:reclaim", "Take back a run's claimable balances that nobody claimed within the reclaim window."
+    ),
     "recover": Entry(_M + "pay:recover", "Scan the chain for a run: adopt what a lost ledger state already paid, ..."),
     "statement": Entry(
         _M + "statement:statement", "A period's statement: owed carried in, new receipts, retries, corrections, ..."
@@ -110,6 +113,7 @@ EXAMPLES: dict[str, str] = {
     "reject": "payouts reject 12 --reason 'wrong snapshot'",
     "pay": "payouts pay 12",
     "reconcile": "payouts reconcile --period 2025-11",
+    "reclaim": "payouts reclaim 7",
     "recover": "payouts recover 12 --accept 'A. Operator: key rotation of channel 3'",
     "held": "payouts held --json",
     "statement": "payouts statement --period 2025-11",

@@ -22,6 +22,7 @@ HOLD_ADVICE = {
     "no_account": "create (fund) the payout account on Stellar",
     "not_authorized": "ask the issuer to authorize the TFT trustline",
     "line_full": "raise the TFT trustline limit",
+    "not_claimed": "add a TFT trustline; the next run pays it again",
 }
 
 
@@ -204,6 +205,7 @@ def reconcile(
     from payouts.cli.surplus import payout_surplus_now
     from payouts.ledger import repository
     from payouts.ledger.repository import id_of
+    from payouts.runs.claimable import settle_balances
     from payouts.runs.reconcile import reconcile_run, record_reconciliation
     from payouts.runs.sweep import sweep_run
     from payouts.stellar.horizon import StellarError
@@ -227,6 +229,7 @@ def reconcile(
             result = reconcile_run(
                 session, run, client, keys.payout_account, config.asset_code, config.asset_issuer, treasury=treasury
             )
+            balances = settle_balances(session, client, keys.payout_account)
         record_reconciliation(session, run, result)
         run_id = id_of(run)
     sweep = None
@@ -245,6 +248,7 @@ def reconcile(
             | {"clean": result.clean}
             | ({"sweep": sweep.__dict__} if sweep is not None else {})
             | ({"payout_surplus_tft_units": surplus.surplus_units} if surplus is not None else {})
+            | {"claimable_balances": balances.document()}
         )
     else:
         out_console.print(
@@ -260,6 +264,18 @@ def reconcile(
             err_console.print(f"[bold yellow]warning:[/] {surplus.describe()}")
         if result.behind:
             err_console.print(f"not compared yet: {result.behind}")
+        if balances.claimed or balances.reclaimed or balances.live:
+            err_console.print(
+                f"claimable balances: {balances.claimed} claimed now, {balances.reclaimed} taken back, "
+                f"{balances.live} waiting to be claimed"
+            )
+        for due_run, ids in sorted(balances.due.items()):
+            err_console.print(
+                f"[bold yellow]reclaim:[/] run {due_run} has {len(ids)} unclaimed balance(s) past their window: "
+                f"`payouts reclaim {due_run}` takes them back (the receipts are then paid by the next run)"
+            )
+        for line in balances.differences:
+            err_console.print(f"[bold red]difference:[/] {line}")
     if not result.clean:
         raise typer.Exit(1)
 
@@ -272,12 +288,14 @@ def held(
     and what the farmer should fix."""
     from rich.table import Table
 
-    from payouts.ledger.outstanding import outstanding
+    from payouts.export.wording import claimable_note
+    from payouts.ledger.outstanding import outstanding, waiting_to_be_claimed
 
     cli = get_context(ctx)
     max_retries = cli.settings.max_retries
     with cli.session() as session:
         owed = [e for e in outstanding(session) if e.is_held or e.retries > 0]
+        waiting = waiting_to_be_claimed(session)
     entries: list[dict[str, Any]] = [
         {
             "run_id": e.earned_run_id,
@@ -298,9 +316,37 @@ def held(
         }
         for e in owed
     ]
+    # paid out as claimable balances, not owed: listed so nobody forgets the farmer must claim
+    claimable: list[dict[str, Any]] = [
+        {
+            "run_id": w.run_id,
+            "period": Period(w.period_offset).label,
+            "farm_id": w.farm_id,
+            "node_id": w.node_id,
+            "amount_tft_units": w.amount_tft_units,
+            "status": "claimable",
+            "reason": "",
+            "fix": claimable_note(w.claimable_until),
+            "destination": w.destination,
+            "claimable_balance_id": w.balance_id,
+            "claimable_until": w.claimable_until.isoformat() if w.claimable_until else None,
+            "payment_id": w.payment_id,
+        }
+        for w in waiting
+    ]
     if as_json:
-        print_json(entries)
+        print_json(entries + claimable)
         return
+    if claimable:
+        sent = Table(
+            title=f"Sent as claimable balances ({len(claimable)}, "
+            f"{format_tft(sum(e['amount_tft_units'] for e in claimable))} TFT; paid out, not owed)"
+        )
+        for column in ("period", "farm", "node", "TFT", "what the farmer does"):
+            sent.add_column(column)
+        for e in claimable:
+            sent.add_row(e["period"], str(e["farm_id"]), str(e["node_id"]), format_tft(e["amount_tft_units"]), e["fix"])
+        out_console.print(sent)
     if not entries:
         err_console.print("nothing is held")
         return
@@ -328,3 +374,41 @@ def held(
             retries,
         )
     out_console.print(table)
+
+
+def reclaim(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run that sent the claimable balances.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Take back a run's claimable balances that nobody claimed within the reclaim window.
+
+    Each such receipt is owed again (held, `not_claimed`) and the next run pays it once; the
+    TFT comes back into the payout account. Balances still inside their window, and balances
+    the farmer claimed meanwhile, are left alone (a claimed one settles its receipt).
+    """
+    from payouts.ledger.errors import LedgerError
+    from payouts.runs.claimable import reclaim_run
+    from payouts.runs.errors import RunsError
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+    from payouts.wiring import horizon, pay_config, signing_keys
+
+    cli = get_context(ctx)
+    settings = cli.settings
+    try:
+        keys = signing_keys(settings)
+        config = pay_config(settings, settings.network)
+    except (KeyFileError, ValueError, OSError) as exc:
+        abort(str(exc), code=2)
+    with horizon(settings) as client:
+        try:
+            result = reclaim_run(cli.units(), run_id, client, keys, config)
+        except (RunsError, LedgerError, StellarError) as exc:
+            abort(str(exc))
+    if as_json:
+        print_json(result.__dict__)
+    else:
+        err_console.print(result.message)
+    if result.state in ("failed", "waiting"):
+        raise typer.Exit(1)

@@ -27,6 +27,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from payouts.export.wording import claimable_note
 from payouts.ledger.kinds import PaymentKind, PayoutBasis
 from payouts.ledger.models import (
     Approval,
@@ -53,6 +54,7 @@ HOLD_WORDS = {
     "no_account": "the payout address does not exist on Stellar (not funded)",
     "not_authorized": "the TFT trustline of the address is not authorized by the issuer",
     "line_full": "the TFT trustline of the address is full",
+    "not_claimed": "a claimable balance sent to the address was not claimed in time and went back",
 }
 #: what the farmer does about it
 HOLD_FIX = {
@@ -62,6 +64,7 @@ HOLD_FIX = {
     "no_account": "create (fund) the payout account on Stellar and add a TFT trustline",
     "not_authorized": "ask the TFT issuer to authorize the trustline",
     "line_full": "raise the TFT trustline limit of the payout address",
+    "not_claimed": "add a TFT trustline to the payout address; the next run pays it again",
 }
 
 #: run states in which a pending payment is approved but not sent yet
@@ -365,6 +368,7 @@ def _statement(filters: ExportFilter, order: str):
         col(Payment.tx_hash),
         col(Payment.ledger),
         col(Payment.paid_at),
+        col(Payment.claimable_until),
         col(paying_run.id).label("paying_run_id"),
         col(paying_run.period_offset).label("paying_period_offset"),
         col(paying_run.status).label("paying_run_status"),
@@ -603,6 +607,8 @@ def _note(row, status: str, retry_label: str, retried_by: RetriedBy | None = Non
     """What the status means for the farmer, what to fix, and when the next retry runs."""
     why = HOLD_WORDS.get(row["hold_reason"], row["hold_reason"])
     fix = HOLD_FIX.get(row["hold_reason"], "")
+    if status == "claimable":
+        return claimable_note(row["claimable_until"]), HOLD_FIX["no_trustline"] + " and claim the balance", ""
     if status == "paid":
         day = row["paid_at"].astimezone(UTC).date().isoformat()
         return f"paid on {day} (Stellar ledger {row['ledger']})", "", ""
@@ -617,6 +623,8 @@ def _note(row, status: str, retry_label: str, retried_by: RetriedBy | None = Non
         by = f"held{held}; retried by the {_label(retried_by.next_period_offset)} run"
         if retried_by.settled:
             return f"{by}; paid by the retry of the {_label(retried_by.newest_period_offset)} run", "", ""
+        if retried_by.newest_status == PaymentStatus.CLAIMABLE:
+            return f"{by}; the retry was sent as a claimable balance (see the retry entry)", "", ""
         return f"{by}; not paid yet (see the retry entry)", "", ""
     if status == "corrected":
         return "superseded by a correction entry (see the correction)", "", ""

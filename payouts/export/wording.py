@@ -4,6 +4,8 @@ holds every Eligibility and PaymentStatus to having words here."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 #: a node-month's eligibility, as a farmer reads it: (short status, one sentence)
 ELIGIBILITY_WORDS: dict[str, tuple[str, str]] = {
     "ok": ("rewarded", "the node met the rules for this month and earned TFT"),
@@ -28,7 +30,18 @@ STATUS_WORDS: dict[str, tuple[str, str]] = {
     "retried": ("retried", "held at first, then retried by a later month's run: the note says whether it is paid"),
     "corrected": ("corrected", "a correction entry supersedes this amount"),
     "pending": ("calculated", "the reward is calculated; the run still needs its approvals"),
+    "claimable": (
+        "sent as a claimable balance",
+        "sent to your wallet as a claimable balance: add the TFT trustline and claim it before the date shown",
+    ),
 }
+
+
+def claimable_note(until: datetime | None) -> str:
+    """What a farmer reads for a payment sent as a claimable balance (one wording everywhere)."""
+    when = f"{until.astimezone(UTC):%d %B %Y %H:%M} UTC" if until is not None else "the reclaim date"
+    return f"sent as a claimable balance; claim it in your wallet before {when} (add the TFT trustline first)"
+
 
 #: shown for the period that is still running (no receipts until it ends)
 RUNNING_PERIOD = "this month has not ended yet"

@@ -15,6 +15,13 @@ class PaymentKind(StrEnum):
     CORRECTION = "correction"  # an entry correcting an earlier payment (history is never edited)
 
 
+class PaymentDelivery(StrEnum):
+    """How a payment reaches its destination."""
+
+    PAYMENT = "payment"  # a payment operation
+    CLAIMABLE_BALANCE = "claimable_balance"  # a claimable balance (the destination had no trustline)
+
+
 class PayoutBasis(StrEnum):
     """Where the TFT of a payment comes from (SPEC: the export's payout basis)."""
 
@@ -29,6 +36,7 @@ class TransactionPurpose(StrEnum):
     FUNDING = "funding"  # treasury -> payout account, two-tier mode
     SWEEP = "sweep"  # returns what a payout account holds to the treasury
     CLAIM = "claim"  # the payer's claim transaction
+    RECLAIM = "reclaim"  # takes unclaimed claimable balances back into the payout account
 
 
 class RunKind(StrEnum):

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, LargeBinary, MetaData, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from payouts.ledger.kinds import PayoutBasis, RunKind, TransactionPurpose
+from payouts.ledger.kinds import PaymentDelivery, PayoutBasis, RunKind, TransactionPurpose
 from payouts.ledger.types import UtcDateTime, WideInteger, utcnow
 
 # Constraint names fixed by convention so migrations are the same on SQLite and PostgreSQL.
@@ -84,6 +84,9 @@ class Run(SQLModel, table=True):
     #: what the approvers accepted past the review's caps and bounds (JSON: reason and items),
     #: written before the first signature and part of the signed manifest; "" when nothing
     accepted_exceedances_json: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    #: the claimable-balance policy the approvers sign (JSON: what it covers and the reclaim
+    #: window in seconds), written before the first signature and part of the manifest; "" when off
+    claimable_policy_json: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
 
 
 class Receipt(SQLModel, table=True):
@@ -177,6 +180,17 @@ class Payment(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_created())
     #: a correction entry points at the payment it corrects (history is never edited)
     correction_of_payment_id: int | None = Field(default=None, foreign_key="payments.id", index=True)
+    #: a PaymentDelivery: a plain payment, or a claimable balance for a destination without a
+    #: TFT trustline (chosen at preflight under the run's signed policy)
+    delivery: str = Field(
+        default=PaymentDelivery.PAYMENT, max_length=20, sa_column_kwargs={"server_default": "payment"}
+    )
+    #: the balance the live or landed transaction creates (hex with its type prefix, as Horizon
+    #: shows it): computed from the transaction's source account, sequence and operation index
+    claimable_balance_id: str | None = Field(default=None, max_length=72, index=True)
+    #: when the payout account may take the balance back (its creation ledger's close time plus
+    #: the signed window): the farmer claims before then
+    claimable_until: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 class Approval(SQLModel, table=True):

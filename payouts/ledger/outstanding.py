@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import pairwise
 
 from sqlalchemy import select
@@ -253,3 +254,44 @@ def settled_by_retries(session: Session, paid_payment_ids: Iterable[int]) -> lis
             if parent is not None:
                 parents.append(parent)
     return sorted(held)
+
+
+@dataclass(frozen=True)
+class WaitingToBeClaimed:
+    """A payment sent as a claimable balance the farmer has not claimed yet: paid out, owed
+    nothing, settled once claimed (owed again if the payout account takes it back)."""
+
+    payment_id: int
+    run_id: int
+    period_offset: int
+    farm_id: int
+    node_id: int | None
+    destination: str
+    amount_tft_units: int
+    balance_id: str
+    claimable_until: datetime | None
+
+
+def waiting_to_be_claimed(session: Session, *, farm_id: int | None = None) -> list[WaitingToBeClaimed]:
+    statement = (
+        select(Payment, Run)
+        .join(Run, col(Run.id) == col(Payment.run_id))
+        .where(col(Run.status).in_(LIVE_RUN_STATUSES), col(Payment.status) == PaymentStatus.CLAIMABLE)
+        .order_by(col(Payment.farm_id), col(Payment.id))
+    )
+    if farm_id is not None:
+        statement = statement.where(col(Payment.farm_id) == farm_id)
+    return [
+        WaitingToBeClaimed(
+            payment_id=payment.id or 0,
+            run_id=run.id or 0,
+            period_offset=run.period_offset,
+            farm_id=payment.farm_id,
+            node_id=payment.node_id,
+            destination=payment.destination,
+            amount_tft_units=payment.amount_tft_units,
+            balance_id=payment.claimable_balance_id or "",
+            claimable_until=payment.claimable_until,
+        )
+        for payment, run in session.execute(statement).all()
+    ]

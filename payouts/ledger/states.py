@@ -173,6 +173,8 @@ class PaymentStatus(StrEnum):
     FAILED = "failed"  # its destination refused it for good in this run
     RETRIED = "retried"  # held, then paid again by a retry payment in a later run
     CORRECTED = "corrected"  # superseded by a correction entry
+    #: sent as a claimable balance; paid out, waiting for the farmer to claim it
+    CLAIMABLE = "claimable"
 
     @property
     def is_outstanding(self) -> bool:
@@ -187,8 +189,14 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     # a later run's retry payment settles it; a hold is never released back into its own
     # run, so a held payment and its retry can never both be paid
     PaymentStatus.HELD: frozenset({PaymentStatus.RETRIED, PaymentStatus.CORRECTED}),
-    # landed; or provably never landing (rebuild: back to pending); or refused per operation
-    PaymentStatus.SUBMITTED: frozenset({PaymentStatus.PAID, PaymentStatus.PENDING, PaymentStatus.HELD}),
+    # landed (as a payment, or as a claimable balance); or provably never landing (rebuild:
+    # back to pending); or refused per operation
+    PaymentStatus.SUBMITTED: frozenset(
+        {PaymentStatus.PAID, PaymentStatus.CLAIMABLE, PaymentStatus.PENDING, PaymentStatus.HELD}
+    ),
+    # the farmer claimed the balance (settled); or the payout account took it back after the
+    # window (owed again: a later run retries it)
+    PaymentStatus.CLAIMABLE: frozenset({PaymentStatus.PAID, PaymentStatus.HELD}),
     PaymentStatus.PAID: frozenset({PaymentStatus.CORRECTED}),
     PaymentStatus.FAILED: frozenset({PaymentStatus.RETRIED}),
     PaymentStatus.RETRIED: frozenset(),

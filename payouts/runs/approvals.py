@@ -119,6 +119,8 @@ class Manifest:
     #: what the approvers accepted past the review's caps and bounds (JSON on the run); only
     #: in the document when there is something, so other runs' manifests are unchanged
     accepted_exceedances: str = ""
+    #: the claimable-balance policy (JSON on the run): only in the document when it is on
+    claimable_policy: str = ""
     #: the payments as derived from their receipt bytes, the leaves of the payments tree
     payments: frozenset[Derived] = field(default=frozenset(), compare=False, repr=False)
 
@@ -137,7 +139,16 @@ class Manifest:
             "run_id": self.run_id,
             "snapshot_sha256": self.snapshot_sha256,
             "total_tft_units": self.total_tft_units,
-        } | ({"accepted_exceedances": orjson.loads(self.accepted_exceedances)} if self.accepted_exceedances else {})
+        } | (
+            ({"accepted_exceedances": orjson.loads(self.accepted_exceedances)} if self.accepted_exceedances else {})
+            | ({"claimable_balances": orjson.loads(self.claimable_policy)} if self.claimable_policy else {})
+        )
+
+    @property
+    def claimable_reclaim_after_s(self) -> int | None:
+        """The signed reclaim window when the manifest lets a destination without a trustline
+        be paid by a claimable balance; None when it does not."""
+        return reclaim_after_s_of(self.claimable_policy)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.document(), option=orjson.OPT_SORT_KEYS)
@@ -145,6 +156,17 @@ class Manifest:
     @property
     def sha256(self) -> bytes:
         return hashlib.sha256(self.to_bytes()).digest()
+
+
+def reclaim_after_s_of(policy_json: str) -> int | None:
+    """A run's claimable policy's reclaim window in seconds; None when the policy is off."""
+    if not policy_json:
+        return None
+    document = orjson.loads(policy_json)
+    if not isinstance(document, dict) or document.get("for") != "no_trustline":
+        return None
+    window = document.get("reclaim_after_s")
+    return window if isinstance(window, int) and window > 0 else None
 
 
 def _as_written(payment: Payment) -> Derived:
@@ -180,6 +202,7 @@ def build_manifest(session: Session, run: Run) -> Manifest:
         receipts_merkle_root=merkle_root([p.receipt_hash for p in payments]).hex(),
         payments_merkle_root=merkle_root([payment_leaf(d) for d in derived]).hex(),
         accepted_exceedances=run.accepted_exceedances_json,
+        claimable_policy=run.claimable_policy_json,
         payments=frozenset(derived),
     )
 

@@ -56,7 +56,8 @@ class RunProgress:
         }
 
 
-_PAID = (PaymentStatus.PAID, PaymentStatus.CORRECTED)
+#: paid out: a claimable balance left the payout account too (the farmer claims it later)
+_PAID = (PaymentStatus.PAID, PaymentStatus.CORRECTED, PaymentStatus.CLAIMABLE)
 _HELD = (PaymentStatus.HELD, PaymentStatus.FAILED, PaymentStatus.RETRIED)
 
 

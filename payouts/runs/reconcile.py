@@ -15,7 +15,7 @@ import orjson
 import structlog
 from sqlmodel import Session, col, select
 
-from payouts.ledger.kinds import TransactionPurpose
+from payouts.ledger.kinds import PaymentDelivery, TransactionPurpose
 from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import PaymentStatus, RunStatus, transition
@@ -79,7 +79,16 @@ def reconcile_run(
             StellarTransaction.run_id == run.id, StellarTransaction.purpose == TransactionPurpose.FUNDING
         )
     ).first()
-    paid = session.exec(select(Payment).where(Payment.run_id == run.id, Payment.status == PaymentStatus.PAID)).all()
+    everything_paid = session.exec(
+        select(Payment).where(
+            Payment.run_id == run.id, col(Payment.status).in_([PaymentStatus.PAID, PaymentStatus.CLAIMABLE])
+        )
+    ).all()
+    # Horizon's payment history has no claimable balances: each is compared by its own record
+    paid = [p for p in everything_paid if p.delivery != PaymentDelivery.CLAIMABLE_BALANCE]
+    _compare_balances(
+        client, [p for p in everything_paid if p.delivery == PaymentDelivery.CLAIMABLE_BALANCE], payout_account, result
+    )
     ledger_by_tx: dict[str, Counter] = defaultdict(Counter)
     for payment in paid:
         result.ledger_total_units += payment.amount_tft_units
@@ -87,7 +96,7 @@ def reconcile_run(
             result.differences.append(f"payment {payment.id}: paid in the ledger without a transaction hash")
             continue
         ledger_by_tx[payment.tx_hash][(payment.destination, payment.amount_tft_units)] += 1
-    result.paid_in_ledger = len(paid)
+    result.paid_in_ledger += len(paid)
     # a Horizon behind the ledgers our payments landed in would report them missing: wait for it
     landed_up_to = max((p.ledger for p in paid if p.ledger is not None), default=None)
     if landed_up_to is not None:
@@ -192,6 +201,41 @@ def reconcile_run(
         if memo_hex not in memo_choices.get(tx_hash, {memos.get(tx_hash)}):
             result.differences.append(f"transaction {tx_hash}: memo {memo_hex} != ledger {memos.get(tx_hash)}")
     return result
+
+
+def _compare_balances(
+    client: HorizonClient, payments: list[Payment], payout_account: str, result: Reconciliation
+) -> None:
+    """Each payment sent as a claimable balance against the operation that created it: made
+    by the payout account in the payment's transaction, for its amount, to its destination."""
+    for payment in payments:
+        result.ledger_total_units += payment.amount_tft_units
+        result.paid_in_ledger += 1
+        created = [
+            op
+            for op in client.claimable_balance_operations(payment.claimable_balance_id or "")
+            if op.get("type") == "create_claimable_balance" and op.get("transaction_successful", True)
+        ]
+        if len(created) != 1:
+            result.differences.append(
+                f"payment {payment.id}: its claimable balance {payment.claimable_balance_id} is not on chain"
+            )
+            continue
+        op = created[0]
+        claimants = [c.get("destination") for c in op.get("claimants", [])]
+        if (
+            op.get("transaction_hash") != payment.tx_hash
+            or op.get("source_account") != payout_account
+            or parse_tft(op.get("amount", "0")) != payment.amount_tft_units
+            or claimants != [payment.destination, payout_account]
+        ):
+            result.differences.append(
+                f"payment {payment.id}: its claimable balance differs from the ledger (transaction "
+                f"{op.get('transaction_hash')}, {op.get('amount')} TFT to {claimants})"
+            )
+            continue
+        result.chain_total_units += payment.amount_tft_units
+        result.paid_on_chain += 1
 
 
 def _memo_hex(memo_b64: str | None) -> str | None:

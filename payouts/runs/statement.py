@@ -209,6 +209,7 @@ def _read_chain(session: Session, client: HorizonClient, statement: Statement) -
         transaction = record.get("transaction") or {}
         if "fee_charged" in transaction:
             fees[tx_hash] = int(transaction["fee_charged"])
+    change += _claimable_change(session, client, statement.run_ids, payout)
     statement.payout_change_units = change
     missing = [tx.tx_hash for tx in landed if not ({tx.tx_hash, tx.fee_bump_hash} & fees.keys())]
     for tx_hash in missing:  # a transaction whose payments did not carry the fee: ask for it
@@ -218,6 +219,32 @@ def _read_chain(session: Session, client: HorizonClient, statement: Statement) -
         else:
             statement.notes.append(f"fee of {tx_hash} unknown")
     statement.fees_stroops = sum(fees.values())
+
+
+def _claimable_change(session: Session, client: HorizonClient, run_ids: list[int], payout: str) -> int:
+    """What claimable balances moved: out when the period's payments created them, back in when
+    the payout account took one back (Horizon's payment history lists neither)."""
+    change = 0
+    balance_ids = [
+        b
+        for b in session.exec(
+            select(Payment.claimable_balance_id).where(
+                col(Payment.run_id).in_(run_ids), col(Payment.claimable_balance_id).is_not(None)
+            )
+        )
+        if b
+    ]
+    for balance_id in balance_ids:
+        created = None
+        for op in client.claimable_balance_operations(balance_id):
+            if not op.get("transaction_successful", True):
+                continue
+            if op.get("type") == "create_claimable_balance" and op.get("source_account") == payout:
+                created = parse_tft(op["amount"])
+                change -= created
+            elif op.get("type") == "claim_claimable_balance" and op.get("claimant") == payout and created is not None:
+                change += created
+    return change
 
 
 def _payout_account(tx: StellarTransaction) -> str:

@@ -91,7 +91,7 @@ def paid_units(session: Session, run_id: int) -> int:
         select(func.coalesce(func.sum(Payment.amount_tft_units), 0)).where(
             Payment.run_id == run_id,
             col(Payment.paid_at).is_not(None),
-            col(Payment.status).in_([PaymentStatus.PAID, PaymentStatus.CORRECTED]),
+            col(Payment.status).in_([PaymentStatus.PAID, PaymentStatus.CORRECTED, PaymentStatus.CLAIMABLE]),
         )
     ).one()
     return int(total)

@@ -31,6 +31,9 @@ class BuildError(ValueError):
 class PaymentOp:
     destination: str
     amount_units: int
+    #: sent as a claimable balance the payout account may take back after this many seconds
+    #: (the destination has no trustline); None: a payment operation
+    claimable_reclaim_after_s: int | None = None
 
 
 def build_payment_envelope(
@@ -74,6 +77,21 @@ def build_payment_envelope(
             raise BuildError(f"destination {op.destination!r} is not a Stellar account")
         if not 0 < op.amount_units <= MAX_AMOUNT_UNITS:
             raise BuildError(f"amount {op.amount_units} units to {op.destination} is not payable")
+        if op.claimable_reclaim_after_s is not None:
+            from payouts.stellar.claimable import claimable_balance_op  # it builds on this module
+
+            builder.append_operation(
+                claimable_balance_op(
+                    destination=op.destination,
+                    payout_account=payout_account,
+                    asset_code=asset_code,
+                    asset_issuer=asset_issuer,
+                    amount_units=op.amount_units,
+                    reclaim_after_s=op.claimable_reclaim_after_s,
+                    source=op_source,
+                )
+            )
+            continue
         builder.append_payment_op(op.destination, asset, format_tft(op.amount_units), source=op_source)
     return builder.build()
 

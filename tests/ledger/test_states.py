@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, select
 
 from payouts.ledger.errors import InvalidTransition, StaleStatus
-from payouts.ledger.kinds import HashKind, PaymentKind, PayoutBasis, RunKind, TransactionPurpose
+from payouts.ledger.kinds import HashKind, PaymentDelivery, PaymentKind, PayoutBasis, RunKind, TransactionPurpose
 from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction
 from payouts.ledger.states import (
     DEAD_RUN_STATUSES,
@@ -183,7 +183,8 @@ def test_kind_words_are_the_stored_strings():
     assert [k.value for k in PaymentKind] == ["receipt", "retry", "correction"]
     assert PaymentKind("retry") == "retry" and f"{PaymentKind.RETRY}" == "retry"
     assert [b.value for b in PayoutBasis] == ["poc_treasury", "poc_minted", "revenue_share", "correction"]
-    assert [p.value for p in TransactionPurpose] == ["payment", "funding", "sweep", "claim"]
+    assert [p.value for p in TransactionPurpose] == ["payment", "funding", "sweep", "claim", "reclaim"]
+    assert [d.value for d in PaymentDelivery] == ["payment", "claimable_balance"]
     assert [k.value for k in RunKind] == ["monthly", "off_cycle"]
     assert [k.value for k in HashKind] == ["inner", "fee_bump"]
 

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from payouts.ledger.events import record_event
-from payouts.ledger.kinds import HashKind
+from payouts.ledger.kinds import HashKind, PaymentDelivery
 from payouts.ledger.models import Payment, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
@@ -21,6 +21,7 @@ from payouts.ledger.states import (
 from payouts.ledger.types import utcnow
 from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.errors import RunsError
+from payouts.runs.payment.balances import record_balance_ids
 from payouts.runs.payment.common import EngineState, ledger_window
 from payouts.runs.payment.gate import check_before_signing
 from payouts.runs.payment.queries import stop_run
@@ -143,7 +144,9 @@ class Builder(EngineState):
             payout_account=self.keys.payout_account,
             asset_code=self.asset.code,
             asset_issuer=self.asset.issuer,
-            operations=[PaymentOp(p.destination, p.amount_tft_units) for p in group],
+            operations=[
+                PaymentOp(p.destination, p.amount_tft_units, self._reclaim_after_s(session, run_id, p)) for p in group
+            ],
             memo_hash=memo,
             fee_per_operation_stroops=self._fee_per_op,
             min_time=0,
@@ -158,6 +161,7 @@ class Builder(EngineState):
             memo_mode=self.config.memo_mode,
             asset_code=self.asset.code,
             asset_issuer=self.asset.issuer,
+            payout_account=self.keys.payout_account,
         )
         if refusal is not None:
             raise GateRefused(refusal)
@@ -207,7 +211,20 @@ class Builder(EngineState):
             detail={"tx_hash": tx.tx_hash},
             transaction_id=tx.id,
         )
+        record_balance_ids(session, group, envelope)
         return tx
+
+    def _reclaim_after_s(self, session: Session, run_id: int, payment: Payment) -> int | None:
+        """The signed reclaim window for a payment sent as a claimable balance, else None."""
+        if payment.delivery != PaymentDelivery.CLAIMABLE_BALANCE:
+            return None
+        window = self._approved_manifest(session, run_id).claimable_reclaim_after_s
+        if window is None:
+            raise GateRefused(
+                f"payment {payment.id} is to be sent as a claimable balance, which the signed manifest "
+                "does not allow (field claimable_balances)"
+            )
+        return window
 
     def _source_sequence(self, source: str) -> int:
         """The source's next sequence number: known from our own transactions, else read."""

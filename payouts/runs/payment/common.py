@@ -70,6 +70,9 @@ class PayConfig:
     lease_ttl_s: float = 60.0
     #: the treasury (two-tier mode): never a destination
     treasury_account: str | None = None
+    #: a destination whose only problem is a missing TFT trustline is paid by a claimable
+    #: balance, when the run's signed manifest allows it (and with the window it signed)
+    claimable_for_no_trustline: bool = False
 
 
 @dataclass
@@ -78,6 +81,8 @@ class PayReport:
     status: str
     paid: int = 0
     held: int = 0
+    #: sent as claimable balances (paid out; settled once the farmers claim them)
+    claimable: int = 0
     transactions: int = 0
     rebuilt: int = 0
     unknown_outcomes: int = 0

@@ -40,6 +40,7 @@ from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.control import acquire_lease, lease_holder, pause_state, release_lease, renew_lease
 from payouts.runs.errors import RunsError
+from payouts.runs.payment.balances import CLAIMANTS, mark_claimable
 from payouts.runs.payment.build import Builder
 from payouts.runs.payment.claim import Claimer, ClaimLost, HeldClaim
 from payouts.runs.payment.common import (
@@ -69,6 +70,7 @@ from payouts.runs.service import require_run
 from payouts.stellar.claim import claim_name
 from payouts.stellar.horizon import HorizonClient, SubmitResult
 from payouts.stellar.keys import SigningKeys
+from payouts.stellar.network import BASE_RESERVE_STROOPS
 from payouts.stellar.preflight import Asset, PreflightError, check_destinations, check_payout_account
 from payouts.stellar.submit import Verdict
 
@@ -182,8 +184,25 @@ class PaymentEngine(Claimer, Builder, Resolver):
         held = check_destinations(
             self.client, self.asset, [(p.destination, p.amount_tft_units) for p in pending], self._own_accounts()
         )
+        claimable = self._claimable_instead(run_id, pending, held)
+        if claimable:
+            # each balance keeps one base reserve per claimant on the payout account until claimed
+            try:
+                check_payout_account(
+                    self.client,
+                    self.keys.payout_account,
+                    self.asset,
+                    total_units=total_units,
+                    fee_budget_stroops=fee_budget + len(claimable) * CLAIMANTS * BASE_RESERVE_STROOPS,
+                    data_entries=(claim_name(self.config.network_passphrase, checked.period_offset),),
+                )
+            except PreflightError as exc:
+                with self.units() as uow:
+                    self._stop(uow.session, require_run(uow.session, run_id), f"preflight: {exc} (claimable balances)")
+                return str(exc)
         with self.units() as uow:
             session = uow.session
+            mark_claimable(session, run_id, claimable)
             for reason in sorted(set(held.values())):
                 ids = [id_of(p) for p in pending if held.get(p.destination) == reason]
                 transition_many(
@@ -209,6 +228,20 @@ class PaymentEngine(Claimer, Builder, Resolver):
             )
         log.info("run.paying", run_id=run_id, pending=len(pending), held_destinations=len(held))
         return None
+
+    def _claimable_instead(self, run_id: int, pending: list[Payment], held: dict[str, str]) -> list[int]:
+        """The payments to send as claimable balances rather than hold: their destination only
+        lacks a trustline, the setting is on and the signed manifest allows it. Taken out of
+        `held`."""
+        approved = self._approved.get(run_id)
+        if not self.config.claimable_for_no_trustline or approved is None:
+            return []
+        if approved.claimable_reclaim_after_s is None:
+            return []
+        chosen = [id_of(p) for p in pending if held.get(p.destination) == "no_trustline"]
+        for destination in [d for d, reason in held.items() if reason == "no_trustline"]:
+            del held[destination]
+        return chosen
 
     def _own_accounts(self) -> dict[str, str]:
         """Our accounts, never a destination, with the reason a payment to one is held."""

@@ -15,9 +15,11 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 from stellar_sdk import TransactionEnvelope
+from stellar_sdk.operation import CreateClaimableBalance
 from stellar_sdk.operation import Payment as PaymentOperation
+from stellar_sdk.operation.create_claimable_balance import ClaimPredicateType
 
-from payouts.ledger.kinds import PaymentKind
+from payouts.ledger.kinds import PaymentDelivery, PaymentKind
 from payouts.ledger.models import Payment, Receipt, Run
 from payouts.ledger.repository import id_of
 from payouts.money import parse_tft
@@ -112,10 +114,14 @@ def check_before_signing(
     memo_mode: str,
     asset_code: str,
     asset_issuer: str,
+    payout_account: str = "",
 ) -> str | None:
     """Why the transaction must not be signed, or None: each of its operations is re-derived
     from receipt bytes and must be a payment of the approved manifest; its memo must be the
-    receipt hash (or the Merkle root of the derived hashes in batch mode)."""
+    receipt hash (or the Merkle root of the derived hashes in batch mode). A claimable balance
+    is signed only under the manifest's signed policy, to a payment the ledger sends that way,
+    with exactly the farmer (unconditional) and the payout account (after the signed window)
+    as claimants."""
     operations = envelope.transaction.operations
     if len(operations) != len(group):
         return f"the transaction holds {len(operations)} operations for {len(group)} payments"
@@ -133,9 +139,18 @@ def check_before_signing(
                 f"{_name(payment)}: not in the approved manifest (receipt {derived.receipt_hash[:16]}, "
                 f"{derived.amount_tft_units} TFT units to {derived.destination}); field payments_merkle_root"
             )
-        if not isinstance(operation, PaymentOperation):
+        if isinstance(operation, CreateClaimableBalance):
+            source = (
+                operation.source.account_id if operation.source is not None else envelope.transaction.source.account_id
+            )
+            reason = _claimable_refusal(payment, derived, operation, approved, payout_account, source)
+            if reason is not None:
+                return reason
+        elif not isinstance(operation, PaymentOperation):
             return f"{_name(payment)}: its operation is a {type(operation).__name__}, not a payment (field kind)"
-        if operation.destination.account_id != derived.destination:
+        elif payment.delivery != PaymentDelivery.PAYMENT:
+            return f"{_name(payment)}: the ledger sends it as {payment.delivery}, the operation is a payment (field delivery)"
+        elif operation.destination.account_id != derived.destination:
             return f"{_name(payment)}: the operation pays {operation.destination.account_id} (field destination)"
         if parse_tft(str(operation.amount)) != derived.amount_tft_units:
             return f"{_name(payment)}: the operation pays {operation.amount} TFT (field amount_tft_units)"
@@ -151,4 +166,44 @@ def check_before_signing(
     if getattr(memo, "memo_hash", None) != expected:
         what = "the receipt hash" if memo_mode == "per_receipt" else "the Merkle root of its receipt hashes"
         return f"the transaction's memo is not {what} (field memo; payments {[p.id for p in group]})"
+    return None
+
+
+def _claimable_refusal(
+    payment: Payment,
+    derived: Derived,
+    operation: CreateClaimableBalance,
+    approved: Manifest,
+    payout_account: str,
+    source: str,
+) -> str | None:
+    """Why a claimable-balance operation must not be signed, or None."""
+    window = approved.claimable_reclaim_after_s
+    if window is None:
+        return f"{_name(payment)}: a claimable balance, which the signed manifest does not allow (field claimable_balances)"
+    if payment.delivery != PaymentDelivery.CLAIMABLE_BALANCE:
+        return f"{_name(payment)}: a claimable balance for a payment the ledger sends as {payment.delivery} (field delivery)"
+    if source != payout_account:
+        return f"{_name(payment)}: the claimable balance is not made by the payout account (field source)"
+    claimants = operation.claimants
+    if len(claimants) != 2:
+        return f"{_name(payment)}: the claimable balance has {len(claimants)} claimants, not the farmer and the payout account (field claimants)"
+    farmer, reclaimer = claimants
+    if farmer.destination != derived.destination:
+        return f"{_name(payment)}: the claimable balance's first claimant is {farmer.destination}, not {derived.destination} (field claimants)"
+    if farmer.predicate.claim_predicate_type != ClaimPredicateType.CLAIM_PREDICATE_UNCONDITIONAL:
+        return f"{_name(payment)}: the farmer's claim is not unconditional (field claimants)"
+    if reclaimer.destination != payout_account:
+        return f"{_name(payment)}: the claimable balance's second claimant is {reclaimer.destination}, not the payout account (field claimants)"
+    inner = reclaimer.predicate.not_predicate
+    if (
+        reclaimer.predicate.claim_predicate_type != ClaimPredicateType.CLAIM_PREDICATE_NOT
+        or inner is None
+        or inner.claim_predicate_type != ClaimPredicateType.CLAIM_PREDICATE_BEFORE_RELATIVE_TIME
+        or inner.rel_before != window
+    ):
+        return (
+            f"{_name(payment)}: the payout account's claim is not 'not before the creation plus {window} s' "
+            "as signed (field claimable_balances.reclaim_after_s)"
+        )
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 import orjson
@@ -12,7 +13,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from payouts.ledger.events import record_event
-from payouts.ledger.kinds import HashKind
+from payouts.ledger.kinds import HashKind, PaymentDelivery
 from payouts.ledger.models import Payment, StellarTransaction, TransactionHash
 from payouts.ledger.outstanding import settled_by_retries
 from payouts.ledger.repository import id_of
@@ -24,6 +25,7 @@ from payouts.ledger.states import (
 )
 from payouts.ledger.types import utcnow
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
+from payouts.runs.approvals import reclaim_after_s_of
 from payouts.runs.payment.common import EngineState, PayReport
 from payouts.runs.progress import UNKNOWN_OUTCOME_EVENT
 from payouts.runs.service import require_run
@@ -307,12 +309,28 @@ class Resolver(EngineState):
             closed_at=closed_at,
             **bump,
         )
-        ids = [
-            id_of(p)
-            for p in session.exec(
-                select(Payment).where(Payment.transaction_id == tx.id, Payment.status == PaymentStatus.SUBMITTED)
-            ).all()
-        ]
+        landed = session.exec(
+            select(Payment).where(Payment.transaction_id == tx.id, Payment.status == PaymentStatus.SUBMITTED)
+        ).all()
+        ids = [id_of(p) for p in landed if p.delivery != PaymentDelivery.CLAIMABLE_BALANCE]
+        balances = [id_of(p) for p in landed if p.delivery == PaymentDelivery.CLAIMABLE_BALANCE]
+        if balances:
+            # paid out, waiting for the farmer to claim: settled when claimed (runs/claimable.py)
+            window = reclaim_after_s_of(require_run(session, tx.run_id).claimable_policy_json) or 0
+            transition_many(
+                session,
+                Payment,
+                balances,
+                PaymentStatus.SUBMITTED,
+                PaymentStatus.CLAIMABLE,
+                event="payment.claimable",
+                run_id=tx.run_id,
+                detail={"tx_hash": landed_hash, "reclaim_after_s": window},
+                tx_hash=landed_hash,
+                ledger=ledger,
+                paid_at=closed_at,
+                claimable_until=closed_at + timedelta(seconds=window) if closed_at is not None else None,
+            )
         transition_many(
             session,
             Payment,
@@ -339,6 +357,7 @@ class Resolver(EngineState):
             detail={"tx_hash": tx.tx_hash},
         )
         report.paid += len(ids)
+        report.claimable += len(balances)
         report.transactions += 1
         if ledger is not None:
             report.ledgers.add(ledger)

@@ -68,6 +68,8 @@ MOVES_NOTHING = frozenset(
         "set_trust_line_flags",
         "begin_sponsoring_future_reserves",
         "end_sponsoring_future_reserves",
+        # claiming a balance brings value in (the payout account taking an unclaimed one back)
+        "claim_claimable_balance",
     }
 )
 
