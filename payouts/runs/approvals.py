@@ -35,9 +35,10 @@ from payouts.ledger import repository
 from payouts.ledger.errors import AlreadyDone
 from payouts.ledger.events import record_event
 from payouts.ledger.identity import ledger_identity
-from payouts.ledger.models import Approval, ApproverSet, Payment, Receipt, RejectedManifest, Run
+from payouts.ledger.kinds import TransactionPurpose
+from payouts.ledger.models import Approval, ApproverSet, Payment, Receipt, RejectedManifest, Run, StellarTransaction
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import RunStatus, transition
+from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus, transition
 from payouts.ledger.types import utcnow
 from payouts.runs.derive import DerivationError, Derived, derive_payment
 from payouts.runs.errors import RunsError
@@ -367,10 +368,41 @@ def require_approved(session: Session, run: Run, *, approvers: list[str], requir
     return manifest
 
 
+def sent_on_chain(session: Session, run: Run) -> str | None:
+    """What of `run` is paid, or may still land, on chain (None: nothing): a stopped run may have
+    paid part of its receipts before it stopped, or all of them (a reconciliation mismatch)."""
+    paid = session.exec(
+        select(Payment.id).where(
+            Payment.run_id == run.id,
+            col(Payment.status).in_([PaymentStatus.PAID, PaymentStatus.SUBMITTED]),
+        )
+    ).all()
+    if paid:
+        return f"{len(paid)} of its payments are paid or in transactions that may land"
+    open_or_landed = session.exec(
+        select(StellarTransaction.id).where(
+            StellarTransaction.run_id == run.id,
+            StellarTransaction.purpose == TransactionPurpose.PAYMENT,
+            col(StellarTransaction.status).in_(
+                [TransactionStatus.BUILT, TransactionStatus.SUBMITTED, TransactionStatus.CONFIRMED]
+            ),
+        )
+    ).all()
+    if open_or_landed:
+        return f"{len(open_or_landed)} of its payment transactions landed or may still land"
+    return None
+
+
 def reject_run(session: Session, run: Run, reason: str) -> None:
     """Reject a run for good; its manifest as it is now is recorded and never counts again."""
     if not reason.strip():
         raise RunsError("a rejection needs a reason")
+    sent = sent_on_chain(session, run)
+    if sent is not None:
+        raise RunsError(
+            f"run {run.id} cannot be rejected: {sent}. A rejected period is calculated and paid again, so "
+            f"these receipts would be paid twice; continue the run instead (payouts continue {run.id})"
+        )
     manifest_sha256 = build_manifest(session, run).sha256.hex()
     if not is_rejected(session, manifest_sha256):
         session.add(

@@ -102,6 +102,7 @@ def derive_payment(session: Session, payment: Payment, receipts: ReceiptLookup |
         document = _parse(payment, data, "retry receipt")
         own_amount = _field(payment, document, ("reward", "tft"), int, "retry receipt")
         original = _field(payment, document, ("retry_for_receipt",), str, "retry receipt")
+        _check_retry_link(session, payment, original)
         amount = _original_amount(session, payment, original)
         if own_amount != amount:
             raise DerivationError(
@@ -117,6 +118,22 @@ def derive_payment(session: Session, payment: Payment, receipts: ReceiptLookup |
             amount_tft_units=amount,
         )
     raise DerivationError(payment, "kind", f"{payment.kind!r} is not a payment kind this engine knows; refused")
+
+
+def _check_retry_link(session: Session, payment: Payment, wanted_hash: str) -> None:
+    """The row's link to the payment it retries must name the receipt its bytes retry: paying
+    the retry settles the linked payment, so a link moved to another held payment would leave
+    the retried one held, retried and paid again next month."""
+    linked = session.get(Payment, payment.retry_of_payment_id) if payment.retry_of_payment_id is not None else None
+    if linked is None:
+        raise DerivationError(payment, "retry_of_payment_id", "names no payment in the ledger")
+    if linked.receipt_hash != wanted_hash:
+        raise DerivationError(
+            payment,
+            "retry_of_payment_id",
+            f"names payment {linked.id} (receipt {linked.receipt_hash[:16]}); the retry receipt retries "
+            f"{wanted_hash[:16]}",
+        )
 
 
 def _original_amount(session: Session, payment: Payment, wanted_hash: str) -> int:
