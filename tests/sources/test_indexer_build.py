@@ -4,6 +4,7 @@ clear errors for everything that can go wrong, and never a half-written file."""
 from __future__ import annotations
 
 import gzip
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import orjson
@@ -20,6 +21,7 @@ from payouts.sources.errors import (
     IndexerUnreachable,
     SnapshotUnavailable,
 )
+from payouts.sources.event_ids import event_position
 from payouts.sources.graphql import RetryPolicy
 from payouts.sources.indexer import BuildOptions, build_snapshot
 from payouts.sources.policies import PolicyValueUnknown, load_policy_file
@@ -279,6 +281,65 @@ def test_a_policy_file_that_contradicts_the_indexer_stops_the_build(fake, tmp_pa
     out = tmp_path / "built.json"
     with pytest.raises(PolicyValueUnknown, match=rf"farming policy {policy['farmingPolicyID']}: the indexer says"):
         build(fake, out)
+    assert_nothing_written(out)
+
+
+# -- uptimes as the chain has them: u64 ---------------------------------------------------------
+
+
+@contextmanager
+def _uptime_values(server, request, values: dict[int, int]):
+    """Serve the k-th window report of a node with the uptime `values[k]`, on the fake (an
+    override) or in the real server's table (restored afterwards); yields (node id, event ids)."""
+    data = server.data
+    node_id = next(
+        n for n, columns in sorted(data.uptime.by_node.items()) if n != DELETED_NODE_ID and len(columns[0]) > 100
+    )
+    first = data._first_index(node_id)
+    rows = {k: data.uptime.row((node_id, first + k)) for k in values}
+    if not isinstance(server, FaultProxy):
+        for k, value in values.items():
+            data.uptime_overrides[(node_id, k)] = {**rows[k], "uptime": str(value)}
+        yield node_id, {rows[k]["id"]: value for k, value in values.items()}
+        return
+    real, _ = request.getfixturevalue("real_indexer")
+    with real.connect() as conn:
+        for k, value in values.items():
+            conn.execute("UPDATE uptime_event SET uptime = %s WHERE id = %s", (value, rows[k]["id"]))
+        try:
+            yield node_id, {rows[k]["id"]: value for k, value in values.items()}
+        finally:
+            for row in rows.values():
+                conn.execute("UPDATE uptime_event SET uptime = %s WHERE id = %s", (int(row["uptime"]), row["id"]))
+
+
+def _node_line(path, node_id: int) -> dict:
+    with open(path, "rb") as lines:
+        return next(doc for doc in map(orjson.loads, lines) if doc.get("node", {}).get("node_id") == node_id)
+
+
+def test_uptimes_past_i64_are_written_exactly_up_to_the_chains_u64(server, request, tmp_path):
+    values = {10: 2**63, 11: 2**64 - 1, 12: 2**63 - 1}
+    out = tmp_path / "built.json"
+    with _uptime_values(server, request, values) as (node_id, by_id):
+        build(server, out)
+    events = _node_line(out, node_id)["events"]
+    at = {(h, i): v for h, i, v in zip(events["height"], events["index"], events["value"], strict=True)}
+    assert {event_position(event_id): at[event_position(event_id)] for event_id in by_id} == {
+        event_position(event_id): value for event_id, value in by_id.items()
+    }
+    # the loader and the calculation take the chain's u64 (SPEC 10): the node gets a receipt
+    receipts = {r.node_id: r for r in calculate_period(load_snapshot(out)).receipts}
+    assert node_id in receipts
+
+
+def test_an_uptime_outside_u64_stops_the_build_naming_the_record(server, request, tmp_path):
+    out = tmp_path / "built.json"
+    with _uptime_values(server, request, {10: 2**64}) as (node_id, _), pytest.raises(IndexerDataError) as caught:
+        build(server, out)
+    assert caught.value.entity == "uptimeEvents"
+    assert f"(nodeID {node_id})" in caught.value.where and "page at offset" in caught.value.where
+    assert f"uptime {2**64} is outside the chain's u64 (at most {2**64 - 1})" in str(caught.value)
     assert_nothing_written(out)
 
 

@@ -70,6 +70,11 @@ def _position(r: Record) -> tuple[int, int]:
     return found
 
 
+#: A node's uptime reports as columns (timestamps, uptimes, block heights, indexes in the block);
+#: uptimes are u64 on chain, so a node with one past i64 holds its uptimes in a list.
+UptimeColumns = tuple[array, array | list[int], array, array]
+
+
 @dataclass
 class _Contract:
     contract_id: int
@@ -325,7 +330,7 @@ class Builder:
 
     # -- event tables: paged by primary-key ranges ---------------------------------------------
 
-    def uptime(self, node_ids: list[int]) -> tuple[dict[int, tuple[array, array, array, array]], int]:
+    def uptime(self, node_ids: list[int]) -> tuple[dict[int, UptimeColumns], int]:
         """Uptime reports of the window per node in chain order ({node: (timestamps, uptimes,
         block heights, indexes in the block)}), and how many reports in the window belong to
         nodes the snapshot does not have. Every block seen goes into `self.edge_points`."""
@@ -363,14 +368,14 @@ class Builder:
                     raise r.fail(f"timestamp {ts_i} is outside the requested window {low}..{high}")
                 up_i = r.int("uptime", bigint=True)
                 if up_i > U64_MAX:
-                    raise r.fail(f"uptime {up_i} does not fit in 64 bits")
+                    raise r.fail(f"uptime {up_i} is outside the chain's u64 (at most {U64_MAX})")
                 height, in_block = _position(r)
                 # a negative uptime is written as is: the calculation refuses that node
                 append([node_id, ts_i, up_i, height, in_block])
             return rows
 
         where = {**id_bounds(self.blocks, _BLOCK_MARGIN), "timestamp_gte": str(low), "timestamp_lte": str(high)}
-        per_node: dict[int, tuple[array, array, array, array]] = {
+        per_node: dict[int, UptimeColumns] = {
             node_id: (array("q"), array("q"), array("q"), array("q")) for node_id in node_ids
         }
         outside = 0
@@ -386,7 +391,13 @@ class Builder:
                     continue
                 columns = per_node[node_id]
                 columns[0].append(ts)
-                columns[1].append(up)
+                try:
+                    columns[1].append(up)
+                except OverflowError:
+                    # a u64 past i64 (the chain's type): this node's uptimes go to a list of
+                    # exact integers, the other nodes keep their compact array
+                    widened = [*columns[1], up]
+                    columns = per_node[node_id] = (columns[0], widened, columns[2], columns[3])
                 columns[2].append(height)
                 columns[3].append(in_block)
         return per_node, outside
