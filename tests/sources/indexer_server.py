@@ -28,6 +28,8 @@ import threading
 import time
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -259,14 +261,35 @@ SCHEMA = {
 _OPS = ("eq", "in", "gt", "gte", "lt", "lte", "not_eq")
 
 
+#: Blocks missed by the served chain: [after height, seconds without a block], or empty (none).
+#: Set with `missed_blocks()` for a test; ids are computed when served, so it must stay set
+#: while the server answers.
+_MISSED: list[int] = []
+
+
+@contextmanager
+def missed_blocks(after_ts: int, seconds: int) -> Iterator[None]:
+    """A chain where no block was produced for `seconds` after the block at `after_ts`: every
+    later block is stamped `seconds` later than block h at GENESIS_TS + 6 h would be."""
+    _MISSED[:] = [block_of(after_ts), seconds]
+    try:
+        yield
+    finally:
+        _MISSED.clear()
+
+
 def block_of(ts: int) -> int:
     """The served chain's block of an event at `ts`: the first block stamped at or after it
     (block h is stamped GENESIS_TS + 6 h), so every event of a block is at or before its stamp."""
-    return -(-(ts - GENESIS_TS) // BLOCK_S)
+    height = -(-(ts - GENESIS_TS) // BLOCK_S)
+    if _MISSED and height > _MISSED[0]:
+        height = max(_MISSED[0] + 1, -(-(ts - GENESIS_TS - _MISSED[1]) // BLOCK_S))
+    return height
 
 
 def block_stamp(height: int) -> int:
-    return GENESIS_TS + BLOCK_S * height
+    missed = _MISSED[1] if _MISSED and height > _MISSED[0] else 0
+    return GENESIS_TS + BLOCK_S * height + missed
 
 
 def _event_id(ts: int, seq: int) -> str:

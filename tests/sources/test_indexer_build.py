@@ -31,6 +31,7 @@ from tests.sources.indexer_server import (
     IndexerData,
     IndexerServer,
     block_stamp,
+    missed_blocks,
     policy_file_for,
 )
 from tests.sources.real_indexer import FaultProxy, RealIndexer
@@ -340,6 +341,57 @@ def test_an_uptime_outside_u64_stops_the_build_naming_the_record(server, request
     assert caught.value.entity == "uptimeEvents"
     assert f"(nodeID {node_id})" in caught.value.where and "page at offset" in caught.value.where
     assert f"uptime {2**64} is outside the chain's u64 (at most {2**64 - 1})" in str(caught.value)
+    assert_nothing_written(out)
+
+
+# -- minting's post-period blocks are counted in blocks, not in time -----------------------------
+
+#: Two hours without a block, from an hour after the period end: minting's 16,200 post-period
+#: blocks then end two hours after END + 27 h.
+_GAP_S = 7200
+
+
+def _chain_goes_on(fake) -> None:
+    """A report well past the post-period blocks: the indexer has processed them all."""
+    fake.data.uptime.add(DELETED_NODE_ID, PERIOD.window_end_ts + _GAP_S + 3 * 3600, 1, fake.data.next_seq())
+
+
+def test_after_missed_blocks_the_post_period_blocks_are_read_by_height(synthetic, policies, tmp_path):
+    with missed_blocks(PERIOD.end_ts + 3600, _GAP_S), IndexerServer(IndexerData.from_snapshot(synthetic)) as fake:
+        fake.policy_file = policies
+        _chain_goes_on(fake)
+        out = tmp_path / "built.json"
+        build(fake, out)
+        header = orjson.loads(out.read_bytes().split(b"\n", 1)[0])
+        last_read = header["blocks"]["end"]["height"] + 16_200
+        assert block_stamp(last_read) > PERIOD.window_end_ts + _GAP_S - 600
+    # every node reported once more 10 min after END + 27 h (uptime 9,999,999): with the gap,
+    # that report is in a post-period block minting reads, so the snapshot holds it
+    late = []
+    with open(out, "rb") as lines:
+        next(lines)
+        for document in map(orjson.loads, lines):
+            events = document["events"]
+            late += [
+                (h, ts)
+                for h, ts, v in zip(events["height"], events["timestamp"], events["value"], strict=True)
+                if v == 9_999_999
+            ]
+    assert len(late) > NODES // 2
+    assert all(ts == PERIOD.window_end_ts + 600 and h <= last_read for h, ts in late)
+    calculate_period(load_snapshot(out))  # and the calculation reads it
+
+
+def test_an_indexer_short_of_the_post_period_blocks_is_behind(synthetic, policies, tmp_path):
+    with missed_blocks(PERIOD.end_ts + 3600, _GAP_S), IndexerServer(IndexerData.from_snapshot(synthetic)) as fake:
+        fake.policy_file = policies
+        _chain_goes_on(fake)
+        # past END + 27 h by time, but an hour short of the 16,200 blocks after the end
+        fake.data.processed_ts = PERIOD.window_end_ts + _GAP_S - 3600
+        out = tmp_path / "built.json"
+        with pytest.raises(IndexerBehind, match=r"block\(s\) short of it \(blocks were missed") as caught:
+            build(fake, out)
+    assert "Try again later" in str(caught.value)
     assert_nothing_written(out)
 
 

@@ -54,11 +54,13 @@ from payouts.sources.tfchain_rpc import TfchainRpc
 #: Used when a node has no connection price on chain (nodes from before prices were per node).
 DEFAULT_CONNECTION_PRICE_MUSD = 80
 #: Bumped whenever the layout of a part file changes, so old parts are never reused.
-_PARTS_LAYOUT = 4
+_PARTS_LAYOUT = 5
 #: Blocks of margin around the period's blocks when an event table is paged by id: an hour for
 #: tables stamped with their block's time, three days for traffic reports (the node's own time).
 _BLOCK_MARGIN = 600
 _NRU_BLOCK_MARGIN = 3 * 14_400
+#: TFChain's block time, for the estimate of when a lagging indexer will have the blocks.
+_TARGET_BLOCK_S = 6
 
 
 def _position(r: Record) -> tuple[int, int]:
@@ -110,7 +112,8 @@ class Builder:
         self.start_ts, self.end_ts, self.window_end_ts = period.start_ts, period.end_ts, period.window_end_ts
         self.notes: list[str] = []
         self.parts: Parts | None = None
-        #: (first block of the window's events, first block after them): see block_range
+        #: (first block of the period's events, first block past minting's post-period
+        #: blocks): see block_range. Uptime and power events are read by these heights.
         self.blocks = (0, 0)
         #: what the events tell of the blocks around the period's start and end
         self.edge_points = (EdgePoints(self.start_ts), EdgePoints(self.end_ts))
@@ -154,6 +157,24 @@ class Builder:
                 needed_ts=needed,
             )
         return height, processed_ts
+
+    def check_indexer_height(self, height: int, processed_ts: int) -> None:
+        """IndexerBehind unless the indexer has processed minting's post-period blocks: counted
+        in blocks, they run past END + 27 h when blocks were missed after the end."""
+        needed = self.blocks[1] - 1
+        if height >= needed:
+            return
+        short = needed - height
+        raise IndexerBehind(
+            f"the indexer at {self.gql.url} has processed the chain up to block {height} "
+            f"({iso(processed_ts)}): period {self.period} needs the blocks through {needed} (the block "
+            f"of the first report after the period end + {POST_PERIOD_BLOCKS:,} post-period blocks), "
+            f"{short:,} block(s) short of it (blocks were missed after the end, so the window runs "
+            f"past the period end + 27 h). Try again later.",
+            height=height,
+            processed_ts=processed_ts,
+            needed_ts=processed_ts + _TARGET_BLOCK_S * short,
+        )
 
     def policies(self) -> list[dict]:
         def parse(items: list, offset: int) -> list:
@@ -335,7 +356,7 @@ class Builder:
         block heights, indexes in the block)}), and how many reports in the window belong to
         nodes the snapshot does not have. Every block seen goes into `self.edge_points`."""
         known = set(node_ids)
-        low, high = self.start_ts, self.window_end_ts
+        low = self.start_ts
 
         def parse(items: list, offset: int) -> list:
             rows: list[list[int]] = []
@@ -356,7 +377,7 @@ class Builder:
                     ):
                         ts_i, up_i = int(ts), int(up)
                         position = event_position(eid)
-                        if low <= ts_i <= high and up_i <= U64_MAX and position is not None:
+                        if low <= ts_i and up_i <= U64_MAX and position is not None:
                             append([node_id, ts_i, up_i, position[0], position[1]])
                             continue
                 except (KeyError, TypeError):
@@ -364,8 +385,8 @@ class Builder:
                 r = Record("uptimeEvents", item, where_label(offset, index, item, "nodeID"))
                 node_id = r.int("nodeID")
                 ts_i = r.int("timestamp", bigint=True)
-                if not low <= ts_i <= high:
-                    raise r.fail(f"timestamp {ts_i} is outside the requested window {low}..{high}")
+                if ts_i < low:
+                    raise r.fail(f"timestamp {ts_i} is before the requested period start {low}")
                 up_i = r.int("uptime", bigint=True)
                 if up_i > U64_MAX:
                     raise r.fail(f"uptime {up_i} is outside the chain's u64 (at most {U64_MAX})")
@@ -374,7 +395,7 @@ class Builder:
                 append([node_id, ts_i, up_i, height, in_block])
             return rows
 
-        where = {**id_bounds(self.blocks, _BLOCK_MARGIN), "timestamp_gte": str(low), "timestamp_lte": str(high)}
+        where = {**self._event_bounds(), "timestamp_gte": str(low)}
         per_node: dict[int, UptimeColumns] = {
             node_id: (array("q"), array("q"), array("q"), array("q")) for node_id in node_ids
         }
@@ -408,11 +429,7 @@ class Builder:
         height, index]."""
         known = set(node_ids)
         merged: list[list] = []
-        where = {
-            **id_bounds(self.blocks, _BLOCK_MARGIN),
-            "timestamp_gte": str(self.start_ts),
-            "timestamp_lte": str(self.window_end_ts),
-        }
+        where = {**self._event_bounds(), "timestamp_gte": str(self.start_ts)}
         for entity, kind, value_field in (
             (POWER_TARGETS_BY_ID, "target", "newPowerTarget"),
             (POWER_STATES_BY_ID, "state", "newPowerState"),
@@ -424,8 +441,8 @@ class Builder:
                     r = Record(entity.field, item, where_label(offset, index, item, "id"))
                     node_id = r.int("nodeID")
                     ts = r.int("timestamp", bigint=True)
-                    if not self.start_ts <= ts <= self.window_end_ts:
-                        raise r.fail(f"timestamp {ts} is outside the requested window")
+                    if ts < self.start_ts:
+                        raise r.fail(f"timestamp {ts} is before the requested period start {self.start_ts}")
                     height, in_block = _position(r)
                     value = r.str(value_field, choices=("Up", "Down"))
                     rows.append([node_id, ts, kind, value, height, in_block])
@@ -440,6 +457,12 @@ class Builder:
                 merged.extend(row for row in page if row[0] in known)
         merged.sort(key=lambda row: (row[0], row[4], row[5]))
         return merged
+
+    def _event_bounds(self) -> dict[str, str]:
+        """Uptime and power events: from a margin before the period's first block through
+        minting's last post-period block, exactly (by height, not by time)."""
+        first, after = self.blocks
+        return {"id_gte": f"{max(first - _BLOCK_MARGIN, 0):010d}", "id_lt": f"{after:010d}"}
 
     def edges(self) -> tuple[dict, list[str]]:
         """The header's `blocks` and the notes on them (see edges.py)."""
@@ -478,12 +501,12 @@ class Builder:
             )
             if note is not None
         ]
-        read_through = self.blocks[1] - 1
-        if end.height + POST_PERIOD_BLOCKS > read_through:
-            notes.append(
-                f"minting reads post-period blocks through {end.height + POST_PERIOD_BLOCKS}; the indexer's "
-                f"events were read up to the period end + 27 h ({iso(self.window_end_ts)}, block {read_through}): "
-                f"reports in the blocks after it are not in the snapshot"
+        if end.height + POST_PERIOD_BLOCKS >= self.blocks[1]:
+            raise IndexerDataError(
+                "uptimeEvents",
+                "the period's blocks",
+                f"end block {end.height} is past the block of the first report after the end, "
+                f"from which the read was sized (through block {self.blocks[1] - 1})",
             )
         blocks = {
             "start": {"height": start.height, "timestamp": start.timestamp},
@@ -798,7 +821,8 @@ class Builder:
         node_ids = [node["node_id"] for node in nodes]
         twin_ids = sorted({n["twin_id"] for n in nodes} | {f["twin_id"] for f in farms})
         twins = self.twins(twin_ids)
-        self.blocks = BlockSearch(self.pager).block_range(height, self.start_ts, self.window_end_ts)
+        self.blocks = BlockSearch(self.pager).block_range(height, self.start_ts, self.end_ts)
+        self.check_indexer_height(height, processed_ts)
         uptime, outside = self.uptime(node_ids)
         uptime_count = sum(len(columns[0]) for columns in uptime.values())
         power = self.power_events(node_ids)
