@@ -25,6 +25,7 @@ from payouts.sources.event_ids import event_position
 from payouts.sources.graphql import RetryPolicy
 from payouts.sources.indexer import BuildOptions, build_snapshot
 from payouts.sources.policies import PolicyValueUnknown, load_policy_file
+from payouts.sources.tfchain_state import TfchainStateError, read_minimal_uptimes
 from tests.sources.indexer_server import (
     DELETED_NODE_ID,
     GENESIS_TS,
@@ -35,7 +36,8 @@ from tests.sources.indexer_server import (
     policy_file_for,
 )
 from tests.sources.real_indexer import FaultProxy, RealIndexer
-from tests.sources.tfchain_rpc_server import TfchainRpcServer
+from tests.sources.tfchain_rpc_server import TfchainRpcServer, block_hash, policy_storage_key
+from tests.support.servers import free_port
 
 PERIOD = Period.from_label("2025-11")
 NODES = 120
@@ -392,6 +394,122 @@ def test_an_indexer_short_of_the_post_period_blocks_is_behind(synthetic, policie
         with pytest.raises(IndexerBehind, match=r"block\(s\) short of it \(blocks were missed") as caught:
             build(fake, out)
     assert "Try again later" in str(caught.value)
+    assert_nothing_written(out)
+
+
+# -- minimal uptimes from TFChain's state, through an RPC endpoint -------------------------------
+
+
+def chain_policies(synthetic, *, shift: int = 0) -> dict[int, dict]:
+    """The grid's farming policies as TFChain stores them (pallet-tfgrid's FarmingPolicy),
+    their minimal uptime moved by `shift`."""
+    return {
+        p.id: {
+            "version": 4,
+            "id": p.id,
+            "name": p.name.encode(),
+            "cu": p.cu,
+            "su": p.su,
+            "nu": p.nu,
+            "ipv4": p.ipv4,
+            "minimal_uptime": p.minimal_uptime + shift,
+            "policy_created": 10,
+            "policy_end": 0,
+            "immutable": p.immutable,
+            "default": p.default,
+            "node_certification": ("Diy", "Certified").index(p.node_certification),
+            "farm_certification": ("NotCertified", "Gold").index(p.farm_certification),
+        }
+        for p in load_snapshot(synthetic).header.farming_policies
+    }
+
+
+def _with_rpc(url: str, *, policy_file=None) -> BuildOptions:
+    return BuildOptions(**{**OPTIONS.__dict__, "rpc_url": url, "policy_file": policy_file})
+
+
+def test_without_a_policy_file_minimal_uptimes_come_from_tfchain_state_at_the_end_block(
+    server, synthetic, expected, tmp_path
+):
+    used = sorted({n.farming_policy_id for n in load_snapshot(synthetic).header.nodes} - {1, 2})
+    with TfchainRpcServer(head=server.data.height(), policies=chain_policies(synthetic)) as node:
+        out = tmp_path / "built.jsonl.gz"
+        summary = build(server, out, options=_with_rpc(node.url), policies=False)
+    header = _header_line(out)
+    end_height = header["blocks"]["end"]["height"]
+    assert header["source"]["policy_rpc"] == {
+        "rpc_url": node.url,
+        "block_height": end_height,
+        "block_hash": block_hash(end_height),
+        "policies": used,
+    }
+    assert header["source"]["policy_file"] is None
+    original = {p.id: p.minimal_uptime for p in load_snapshot(synthetic).header.farming_policies}
+    assert {p["id"]: p["minimal_uptime"] for p in header["farming_policies"] if p["id"] in used} == {
+        i: original[i] for i in used
+    }
+    assert any(
+        "from TFChain's state (TfgridModule.FarmingPoliciesMap)" in n and str(end_height) in n for n in summary.notes
+    )
+    # the client read the runtime's metadata and one storage value per policy, at the end block
+    storage_reads = [key for method, key in node.asked if method.startswith("state_getStorage")]
+    assert storage_reads == [policy_storage_key(i) for i in used]
+    assert ("chain_getBlockHash", end_height) in node.asked
+    assert any(method == "state_getMetadata" for method, _ in node.asked)
+    assert_same_receipts(expected, out)
+
+
+def test_the_policy_file_wins_over_the_chain(fake, synthetic, tmp_path):
+    with TfchainRpcServer(head=fake.data.height(), policies=chain_policies(synthetic, shift=-7)) as node:
+        out = tmp_path / "built.jsonl.gz"
+        build(fake, out, options=_with_rpc(node.url, policy_file=fake.policy_file))
+    header = _header_line(out)
+    assert header["source"]["policy_rpc"] is None
+    assert header["source"]["policy_file"]["sha256"] == fake.policy_file.sha256
+    assert {p["id"]: p["minimal_uptime"] for p in header["farming_policies"] if p["id"] > 2} == (
+        fake.policy_file.minimal_uptime
+    )
+    assert not any(method.startswith("state_") for method, _ in node.asked)
+
+
+@pytest.mark.parametrize(
+    ("node_kwargs", "words"),
+    [
+        ({"with_pallet": False}, "the runtime's metadata at block"),
+        ({"garbled_policy": "first used"}, "could not be read or decoded"),
+        ({"policies": {}}, "the map's default came back"),
+        (None, "the node cannot be reached"),
+    ],
+)
+def test_a_node_that_cannot_give_the_minimal_uptime_stops_the_build_in_one_line(
+    fake, synthetic, tmp_path, node_kwargs, words
+):
+    used = sorted({n.farming_policy_id for n in load_snapshot(synthetic).header.nodes} - {1, 2})
+    out = tmp_path / "built.jsonl.gz"
+    if node_kwargs is None:
+        url = f"http://operator:s3cret-token@127.0.0.1:{free_port()}/rpc"
+        shown = url.replace("operator:s3cret-token@", "")
+        # a build asks that node for the edge blocks' stamps first: that error is one line too
+        with pytest.raises(IndexerUnreachable) as first:
+            build(fake, out, options=_with_rpc(url), gridproxy=False, policies=False)
+        assert str(first.value).startswith(f"{shown}: hash of block ") and "s3cret" not in str(first.value)
+        with pytest.raises(TfchainStateError) as caught:
+            read_minimal_uptimes(url, used, block_height=100)
+    else:
+        kwargs = dict(node_kwargs)
+        if kwargs.get("garbled_policy") == "first used":
+            kwargs["garbled_policy"] = used[0]
+            kwargs["policies"] = chain_policies(synthetic)
+            del kwargs["policies"][used[0]]
+        kwargs.setdefault("policies", chain_policies(synthetic))
+        with TfchainRpcServer(head=fake.data.height(), **kwargs) as node:
+            shown = url = node.url
+            with pytest.raises(TfchainStateError) as caught:
+                build(fake, out, options=_with_rpc(url), gridproxy=False, policies=False)
+    message = str(caught.value)
+    assert message.startswith(f"TFChain RPC {shown}: farming policy ")
+    assert "TfgridModule.FarmingPoliciesMap" in message and words in message
+    assert "\n" not in message and "s3cret" not in message
     assert_nothing_written(out)
 
 

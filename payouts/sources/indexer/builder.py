@@ -12,6 +12,7 @@ goes away once the snapshot is written.
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from payouts.sources.indexer.edges import EdgePoints, ambiguity_note, resolve_ed
 from payouts.sources.indexer.options import BuildOptions, BuildSummary, NoProgress, Progress
 from payouts.sources.indexer.paging import Pager, where_label
 from payouts.sources.indexer.parts import Parts
-from payouts.sources.indexer.policy_values import resolve_policies
+from payouts.sources.indexer.policy_values import policies_for_the_chain, resolve_policies
 from payouts.sources.indexer.queries import (
     BILLS_BY_ID,
     CONTRACTS,
@@ -50,6 +51,7 @@ from payouts.sources.indexer.records import MILLISECONDS_ABOVE, U64_MAX, Record,
 from payouts.sources.indexer.text import chunks, duration, id_list, iso
 from payouts.sources.indexer.writer import write_format_2
 from payouts.sources.tfchain_rpc import TfchainRpc
+from payouts.sources.tfchain_state import ChainPolicyValues, read_minimal_uptimes, url_without_credentials
 
 #: Used when a node has no connection price on chain (nodes from before prices were per node).
 DEFAULT_CONNECTION_PRICE_MUSD = 80
@@ -807,16 +809,23 @@ class Builder:
             "event_page_size": self.options.event_page_size,
             "nodes_per_chunk": self.options.nodes_per_chunk,
             "ids_per_query": self.options.ids_per_query,
-            "tfchain_rpc_url": self.options.rpc_url,
+            # the endpoint may carry credentials: the parts folder keeps only its digest
+            "tfchain_rpc_url": hashlib.sha256(self.options.rpc_url.encode()).hexdigest()
+            if self.options.rpc_url
+            else None,
         }
         self.parts = Parts(self.out.with_name(self.out.name + ".parts"), fingerprint)
         built_at = self.now().astimezone(UTC)
 
         policies = self.policies()
         nodes = self.nodes()
-        self.notes.extend(
-            resolve_policies(policies, nodes, supplied=self.options.policy_file, indexer_url=self.gql.url)
-        )
+        # a value neither the indexer nor the policy file has comes from TFChain's state at the
+        # period-end block, known once the events are read; without an endpoint it stops here
+        for_the_chain = policies_for_the_chain(policies, nodes, supplied=self.options.policy_file)
+        if not (for_the_chain and self.options.rpc_url):
+            self.notes.extend(
+                resolve_policies(policies, nodes, supplied=self.options.policy_file, indexer_url=self.gql.url)
+            )
         farms = self.farms()
         node_ids = [node["node_id"] for node in nodes]
         twin_ids = sorted({n["twin_id"] for n in nodes} | {f["twin_id"] for f in farms})
@@ -831,6 +840,18 @@ class Builder:
         usage = self.consumption(nodes)
         blocks, edge_notes = self.edges()
         self.notes.extend(edge_notes)
+        from_chain: ChainPolicyValues | None = None
+        if for_the_chain and self.options.rpc_url:
+            from_chain = read_minimal_uptimes(self.options.rpc_url, for_the_chain, block_height=blocks["end"]["height"])
+            self.notes.extend(
+                resolve_policies(
+                    policies,
+                    nodes,
+                    supplied=self.options.policy_file,
+                    indexer_url=self.gql.url,
+                    from_chain=from_chain,
+                )
+            )
 
         self.references(nodes, farms, twins)
         if outside > 0:
@@ -877,12 +898,13 @@ class Builder:
                 "code_version": CODE_VERSION,
                 "graphql_url": self.gql.url,
                 "gridproxy_url": self.gridproxy_url,
-                "tfchain_rpc_url": self.rpc.url if self.rpc is not None else None,
+                "tfchain_rpc_url": url_without_credentials(self.rpc.url) if self.rpc is not None else None,
                 "indexer_height": height,
                 "indexer_processed_ts": processed_ts,
                 "window": {"start_ts": self.start_ts, "end_ts": self.end_ts, "window_end_ts": self.window_end_ts},
                 "built_at": built_at.isoformat(),
                 "policy_file": self.options.policy_file.source() if self.options.policy_file else None,
+                "policy_rpc": from_chain.source() if from_chain is not None else None,
             },
             "farming_policies": policies,
             "farms": farms,
