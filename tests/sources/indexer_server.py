@@ -369,17 +369,24 @@ class UptimeTable:
         self.by_node: dict[int, tuple[array, array, array]] = {}
         self._by_id: list[tuple[str, int, int]] | None = None
         self._ids: list[str] = []
+        self._index_lock = threading.Lock()
 
     def by_id(self) -> list[tuple[str, int, int]]:
-        """(event id, node id, index) of every report in id order (chain order), built once."""
-        if self._by_id is None:
-            self._by_id = sorted(
-                (_event_id(ts, seq), node_id, i)
-                for node_id, (tss, _, seqs) in self.by_node.items()
-                for i, (ts, seq) in enumerate(zip(tss, seqs, strict=True))
-            )
-            self._ids = [entry[0] for entry in self._by_id]
-        return self._by_id
+        """(event id, node id, index) of every report in id order (chain order), built once.
+
+        Under a lock, `_ids` set before `_by_id`: requests are answered in parallel threads (a
+        client that timed out asks again while the first answer is still being computed), and
+        a thread that saw `_by_id` set before `_ids` was filled answered "no report"."""
+        with self._index_lock:
+            if self._by_id is None:
+                by_id = sorted(
+                    (_event_id(ts, seq), node_id, i)
+                    for node_id, (tss, _, seqs) in self.by_node.items()
+                    for i, (ts, seq) in enumerate(zip(tss, seqs, strict=True))
+                )
+                self._ids = [entry[0] for entry in by_id]
+                self._by_id = by_id
+            return self._by_id
 
     def _id_ranges(self, where: dict, cap_ts: int) -> list[tuple[int, int]]:
         """Refs of the reports an id-bounded filter selects, in id order."""
