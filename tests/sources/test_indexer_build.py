@@ -532,7 +532,7 @@ def test_5xx_bursts_and_slow_answers_during_the_download_are_absorbed(server, ex
     server.faults.errors_left = 3
     # the slow answers outlast the timeout; the timeout leaves ordinary answers room on a busy machine
     server.faults.slow_left, server.faults.slow_s = 2, 2.0
-    # the five faults all land on the first request (two time-outs, then 503s): six attempts
+    # the faults all land on the first request (two slow 503s that time out, then a 503): six attempts
     # leave one for an ordinary answer slower than the timeout on a busy machine
     options = BuildOptions(**{**OPTIONS.__dict__, "timeout_s": 1.0, "retry": RetryPolicy(attempts=6, backoff_s=0.01)})
     out = tmp_path / "built.json"
