@@ -164,9 +164,13 @@ def _check_policies(builder: Builder, report: CheckReport) -> None:
             unknown.append(policy_id)
     report.lines.append(f"farmingPolicies: {len(items)} policies")
     if unknown:
+        then = (
+            "a build reads them from TFChain's state at the period-end block (the RPC endpoint)"
+            if builder.options.rpc_url
+            else "a build stops if a node of the period uses one of them (--policies FILE)"
+        )
         report.lines.append(
-            f"farming policy {', '.join(map(str, unknown))}: no minimal uptime in the indexer and none "
-            f"supplied: a build stops if a node of the period uses one of them (--policies FILE)"
+            f"farming policy {', '.join(map(str, unknown))}: no minimal uptime in the indexer and none supplied: {then}"
         )
 
 

@@ -88,7 +88,7 @@ def how_to_supply(policy_ids: list[int]) -> str:
     return (
         f'supply it with --policies FILE (a JSON file {{"farming_policies": [{{"id": N, '
         f'"minimal_uptime": V}}]}} with the values of TfgridModule.FarmingPoliciesMap for '
-        f"policy {ids} at the period-end block, see payouts/sources/INDEXER.md); the other way, "
-        f"reading TfgridModule.FarmingPoliciesMap through an archive TFChain RPC endpoint, is not "
-        f"supported by this version"
+        f"policy {ids} at the period-end block, see payouts/sources/INDEXER.md), or configure an "
+        f"archive TFChain RPC endpoint (PAYOUTS_TFCHAIN_RPC_URL or --rpc URL) to read "
+        f"TfgridModule.FarmingPoliciesMap at the period-end block"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from payouts.sources.errors import IndexerQueryError, SourceError
 from payouts.sources.graphql import JsonHttp, check_http_url
+from payouts.sources.tfchain_state import url_without_credentials
 
 #: TFChain's runtime: `Timestamp: pallet_timestamp = 1`, `set` is call 0
 TIMESTAMP_PALLET_INDEX = 1
@@ -96,18 +97,25 @@ class TfchainRpc:
     """A TFChain node's JSON-RPC over HTTP (any full node serves block bodies)."""
 
     def __init__(self, url: str, http: JsonHttp) -> None:
-        self.url = check_http_url(url, "TFChain RPC")
+        self.endpoint = check_http_url(url, "TFChain RPC")
+        #: the endpoint as errors name it: an endpoint's credentials are never shown
+        self.url = url_without_credentials(url)
         self.http = http
         self._next_id = 0
 
     def _call(self, method: str, params: list, *, what: str) -> object:
         self._next_id += 1
-        answer = self.http.request_json(
-            "POST",
-            self.url,
-            body={"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params},
-            what=what,
-        )
+        try:
+            answer = self.http.request_json(
+                "POST",
+                self.endpoint,
+                body={"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params},
+                what=what,
+            )
+        except SourceError as exc:
+            if self.endpoint == self.url:
+                raise
+            raise type(exc)(str(exc).replace(self.endpoint, self.url)) from None
         if not isinstance(answer, dict):
             raise IndexerQueryError(f"{self.url}: {what}: expected a JSON-RPC object")
         if answer.get("error") is not None:

@@ -28,6 +28,8 @@ import threading
 import time
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -259,14 +261,35 @@ SCHEMA = {
 _OPS = ("eq", "in", "gt", "gte", "lt", "lte", "not_eq")
 
 
+#: Blocks missed by the served chain: [after height, seconds without a block], or empty (none).
+#: Set with `missed_blocks()` for a test; ids are computed when served, so it must stay set
+#: while the server answers.
+_MISSED: list[int] = []
+
+
+@contextmanager
+def missed_blocks(after_ts: int, seconds: int) -> Iterator[None]:
+    """A chain where no block was produced for `seconds` after the block at `after_ts`: every
+    later block is stamped `seconds` later than block h at GENESIS_TS + 6 h would be."""
+    _MISSED[:] = [block_of(after_ts), seconds]
+    try:
+        yield
+    finally:
+        _MISSED.clear()
+
+
 def block_of(ts: int) -> int:
     """The served chain's block of an event at `ts`: the first block stamped at or after it
     (block h is stamped GENESIS_TS + 6 h), so every event of a block is at or before its stamp."""
-    return -(-(ts - GENESIS_TS) // BLOCK_S)
+    height = -(-(ts - GENESIS_TS) // BLOCK_S)
+    if _MISSED and height > _MISSED[0]:
+        height = max(_MISSED[0] + 1, -(-(ts - GENESIS_TS - _MISSED[1]) // BLOCK_S))
+    return height
 
 
 def block_stamp(height: int) -> int:
-    return GENESIS_TS + BLOCK_S * height
+    missed = _MISSED[1] if _MISSED and height > _MISSED[0] else 0
+    return GENESIS_TS + BLOCK_S * height + missed
 
 
 def _event_id(ts: int, seq: int) -> str:
@@ -346,17 +369,24 @@ class UptimeTable:
         self.by_node: dict[int, tuple[array, array, array]] = {}
         self._by_id: list[tuple[str, int, int]] | None = None
         self._ids: list[str] = []
+        self._index_lock = threading.Lock()
 
     def by_id(self) -> list[tuple[str, int, int]]:
-        """(event id, node id, index) of every report in id order (chain order), built once."""
-        if self._by_id is None:
-            self._by_id = sorted(
-                (_event_id(ts, seq), node_id, i)
-                for node_id, (tss, _, seqs) in self.by_node.items()
-                for i, (ts, seq) in enumerate(zip(tss, seqs, strict=True))
-            )
-            self._ids = [entry[0] for entry in self._by_id]
-        return self._by_id
+        """(event id, node id, index) of every report in id order (chain order), built once.
+
+        Under a lock, `_ids` set before `_by_id`: requests are answered in parallel threads (a
+        client that timed out asks again while the first answer is still being computed), and
+        a thread that saw `_by_id` set before `_ids` was filled answered "no report"."""
+        with self._index_lock:
+            if self._by_id is None:
+                by_id = sorted(
+                    (_event_id(ts, seq), node_id, i)
+                    for node_id, (tss, _, seqs) in self.by_node.items()
+                    for i, (ts, seq) in enumerate(zip(tss, seqs, strict=True))
+                )
+                self._ids = [entry[0] for entry in by_id]
+                self._by_id = by_id
+            return self._by_id
 
     def _id_ranges(self, where: dict, cap_ts: int) -> list[tuple[int, int]]:
         """Refs of the reports an id-bounded filter selects, in id order."""

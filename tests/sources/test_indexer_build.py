@@ -4,6 +4,7 @@ clear errors for everything that can go wrong, and never a half-written file."""
 from __future__ import annotations
 
 import gzip
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import orjson
@@ -20,19 +21,23 @@ from payouts.sources.errors import (
     IndexerUnreachable,
     SnapshotUnavailable,
 )
+from payouts.sources.event_ids import event_position
 from payouts.sources.graphql import RetryPolicy
 from payouts.sources.indexer import BuildOptions, build_snapshot
 from payouts.sources.policies import PolicyValueUnknown, load_policy_file
+from payouts.sources.tfchain_state import TfchainStateError, read_minimal_uptimes
 from tests.sources.indexer_server import (
     DELETED_NODE_ID,
     GENESIS_TS,
     IndexerData,
     IndexerServer,
     block_stamp,
+    missed_blocks,
     policy_file_for,
 )
 from tests.sources.real_indexer import FaultProxy, RealIndexer
-from tests.sources.tfchain_rpc_server import TfchainRpcServer
+from tests.sources.tfchain_rpc_server import TfchainRpcServer, block_hash, policy_storage_key
+from tests.support.servers import free_port
 
 PERIOD = Period.from_label("2025-11")
 NODES = 120
@@ -282,6 +287,232 @@ def test_a_policy_file_that_contradicts_the_indexer_stops_the_build(fake, tmp_pa
     assert_nothing_written(out)
 
 
+# -- uptimes as the chain has them: u64 ---------------------------------------------------------
+
+
+@contextmanager
+def _uptime_values(server, request, values: dict[int, int]):
+    """Serve the k-th window report of a node with the uptime `values[k]`, on the fake (an
+    override) or in the real server's table (restored afterwards); yields (node id, event ids)."""
+    data = server.data
+    node_id = next(
+        n for n, columns in sorted(data.uptime.by_node.items()) if n != DELETED_NODE_ID and len(columns[0]) > 100
+    )
+    first = data._first_index(node_id)
+    rows = {k: data.uptime.row((node_id, first + k)) for k in values}
+    if not isinstance(server, FaultProxy):
+        for k, value in values.items():
+            data.uptime_overrides[(node_id, k)] = {**rows[k], "uptime": str(value)}
+        yield node_id, {rows[k]["id"]: value for k, value in values.items()}
+        return
+    real, _ = request.getfixturevalue("real_indexer")
+    with real.connect() as conn:
+        for k, value in values.items():
+            conn.execute("UPDATE uptime_event SET uptime = %s WHERE id = %s", (value, rows[k]["id"]))
+        try:
+            yield node_id, {rows[k]["id"]: value for k, value in values.items()}
+        finally:
+            for row in rows.values():
+                conn.execute("UPDATE uptime_event SET uptime = %s WHERE id = %s", (int(row["uptime"]), row["id"]))
+
+
+def _node_line(path, node_id: int) -> dict:
+    with open(path, "rb") as lines:
+        return next(doc for doc in map(orjson.loads, lines) if doc.get("node", {}).get("node_id") == node_id)
+
+
+def test_uptimes_past_i64_are_written_exactly_up_to_the_chains_u64(server, request, tmp_path):
+    values = {10: 2**63, 11: 2**64 - 1, 12: 2**63 - 1}
+    out = tmp_path / "built.json"
+    with _uptime_values(server, request, values) as (node_id, by_id):
+        build(server, out)
+    events = _node_line(out, node_id)["events"]
+    at = {(h, i): v for h, i, v in zip(events["height"], events["index"], events["value"], strict=True)}
+    assert {event_position(event_id): at[event_position(event_id)] for event_id in by_id} == {
+        event_position(event_id): value for event_id, value in by_id.items()
+    }
+    # the loader and the calculation take the chain's u64 (SPEC 10): the node gets a receipt
+    receipts = {r.node_id: r for r in calculate_period(load_snapshot(out)).receipts}
+    assert node_id in receipts
+
+
+def test_an_uptime_outside_u64_stops_the_build_naming_the_record(server, request, tmp_path):
+    out = tmp_path / "built.json"
+    with _uptime_values(server, request, {10: 2**64}) as (node_id, _), pytest.raises(IndexerDataError) as caught:
+        build(server, out)
+    assert caught.value.entity == "uptimeEvents"
+    assert f"(nodeID {node_id})" in caught.value.where and "page at offset" in caught.value.where
+    assert f"uptime {2**64} is outside the chain's u64 (at most {2**64 - 1})" in str(caught.value)
+    assert_nothing_written(out)
+
+
+# -- minting's post-period blocks are counted in blocks, not in time -----------------------------
+
+#: Two hours without a block, from an hour after the period end: minting's 16,200 post-period
+#: blocks then end two hours after END + 27 h.
+_GAP_S = 7200
+
+
+def _chain_goes_on(fake) -> None:
+    """A report well past the post-period blocks: the indexer has processed them all."""
+    fake.data.uptime.add(DELETED_NODE_ID, PERIOD.window_end_ts + _GAP_S + 3 * 3600, 1, fake.data.next_seq())
+
+
+def test_after_missed_blocks_the_post_period_blocks_are_read_by_height(synthetic, policies, tmp_path):
+    with missed_blocks(PERIOD.end_ts + 3600, _GAP_S), IndexerServer(IndexerData.from_snapshot(synthetic)) as fake:
+        fake.policy_file = policies
+        _chain_goes_on(fake)
+        out = tmp_path / "built.json"
+        build(fake, out)
+        header = orjson.loads(out.read_bytes().split(b"\n", 1)[0])
+        last_read = header["blocks"]["end"]["height"] + 16_200
+        assert block_stamp(last_read) > PERIOD.window_end_ts + _GAP_S - 600
+    # every node reported once more 10 min after END + 27 h (uptime 9,999,999): with the gap,
+    # that report is in a post-period block minting reads, so the snapshot holds it
+    late = []
+    with open(out, "rb") as lines:
+        next(lines)
+        for document in map(orjson.loads, lines):
+            events = document["events"]
+            late += [
+                (h, ts)
+                for h, ts, v in zip(events["height"], events["timestamp"], events["value"], strict=True)
+                if v == 9_999_999
+            ]
+    assert len(late) > NODES // 2
+    assert all(ts == PERIOD.window_end_ts + 600 and h <= last_read for h, ts in late)
+    calculate_period(load_snapshot(out))  # and the calculation reads it
+
+
+def test_an_indexer_short_of_the_post_period_blocks_is_behind(synthetic, policies, tmp_path):
+    with missed_blocks(PERIOD.end_ts + 3600, _GAP_S), IndexerServer(IndexerData.from_snapshot(synthetic)) as fake:
+        fake.policy_file = policies
+        _chain_goes_on(fake)
+        # past END + 27 h by time, but an hour short of the 16,200 blocks after the end
+        fake.data.processed_ts = PERIOD.window_end_ts + _GAP_S - 3600
+        out = tmp_path / "built.json"
+        with pytest.raises(IndexerBehind, match=r"block\(s\) short of it \(blocks were missed") as caught:
+            build(fake, out)
+    assert "Try again later" in str(caught.value)
+    assert_nothing_written(out)
+
+
+# -- minimal uptimes from TFChain's state, through an RPC endpoint -------------------------------
+
+
+def chain_policies(synthetic, *, shift: int = 0) -> dict[int, dict]:
+    """The grid's farming policies as TFChain stores them (pallet-tfgrid's FarmingPolicy),
+    their minimal uptime moved by `shift`."""
+    return {
+        p.id: {
+            "version": 4,
+            "id": p.id,
+            "name": p.name.encode(),
+            "cu": p.cu,
+            "su": p.su,
+            "nu": p.nu,
+            "ipv4": p.ipv4,
+            "minimal_uptime": p.minimal_uptime + shift,
+            "policy_created": 10,
+            "policy_end": 0,
+            "immutable": p.immutable,
+            "default": p.default,
+            "node_certification": ("Diy", "Certified").index(p.node_certification),
+            "farm_certification": ("NotCertified", "Gold").index(p.farm_certification),
+        }
+        for p in load_snapshot(synthetic).header.farming_policies
+    }
+
+
+def _with_rpc(url: str, *, policy_file=None) -> BuildOptions:
+    return BuildOptions(**{**OPTIONS.__dict__, "rpc_url": url, "policy_file": policy_file})
+
+
+def test_without_a_policy_file_minimal_uptimes_come_from_tfchain_state_at_the_end_block(
+    server, synthetic, expected, tmp_path
+):
+    used = sorted({n.farming_policy_id for n in load_snapshot(synthetic).header.nodes} - {1, 2})
+    with TfchainRpcServer(head=server.data.height(), policies=chain_policies(synthetic)) as node:
+        out = tmp_path / "built.jsonl.gz"
+        summary = build(server, out, options=_with_rpc(node.url), policies=False)
+    header = _header_line(out)
+    end_height = header["blocks"]["end"]["height"]
+    assert header["source"]["policy_rpc"] == {
+        "rpc_url": node.url,
+        "block_height": end_height,
+        "block_hash": block_hash(end_height),
+        "policies": used,
+    }
+    assert header["source"]["policy_file"] is None
+    original = {p.id: p.minimal_uptime for p in load_snapshot(synthetic).header.farming_policies}
+    assert {p["id"]: p["minimal_uptime"] for p in header["farming_policies"] if p["id"] in used} == {
+        i: original[i] for i in used
+    }
+    assert any(
+        "from TFChain's state (TfgridModule.FarmingPoliciesMap)" in n and str(end_height) in n for n in summary.notes
+    )
+    # the client read the runtime's metadata and one storage value per policy, at the end block
+    storage_reads = [key for method, key in node.asked if method.startswith("state_getStorage")]
+    assert storage_reads == [policy_storage_key(i) for i in used]
+    assert ("chain_getBlockHash", end_height) in node.asked
+    assert any(method == "state_getMetadata" for method, _ in node.asked)
+    assert_same_receipts(expected, out)
+
+
+def test_the_policy_file_wins_over_the_chain(fake, synthetic, tmp_path):
+    with TfchainRpcServer(head=fake.data.height(), policies=chain_policies(synthetic, shift=-7)) as node:
+        out = tmp_path / "built.jsonl.gz"
+        build(fake, out, options=_with_rpc(node.url, policy_file=fake.policy_file))
+    header = _header_line(out)
+    assert header["source"]["policy_rpc"] is None
+    assert header["source"]["policy_file"]["sha256"] == fake.policy_file.sha256
+    assert {p["id"]: p["minimal_uptime"] for p in header["farming_policies"] if p["id"] > 2} == (
+        fake.policy_file.minimal_uptime
+    )
+    assert not any(method.startswith("state_") for method, _ in node.asked)
+
+
+@pytest.mark.parametrize(
+    ("node_kwargs", "words"),
+    [
+        ({"with_pallet": False}, "the runtime's metadata at block"),
+        ({"garbled_policy": "first used"}, "could not be read or decoded"),
+        ({"policies": {}}, "the map's default came back"),
+        (None, "the node cannot be reached"),
+    ],
+)
+def test_a_node_that_cannot_give_the_minimal_uptime_stops_the_build_in_one_line(
+    fake, synthetic, tmp_path, node_kwargs, words
+):
+    used = sorted({n.farming_policy_id for n in load_snapshot(synthetic).header.nodes} - {1, 2})
+    out = tmp_path / "built.jsonl.gz"
+    if node_kwargs is None:
+        url = f"http://operator:s3cret-token@127.0.0.1:{free_port()}/rpc"
+        shown = url.replace("operator:s3cret-token@", "")
+        # a build asks that node for the edge blocks' stamps first: that error is one line too
+        with pytest.raises(IndexerUnreachable) as first:
+            build(fake, out, options=_with_rpc(url), gridproxy=False, policies=False)
+        assert str(first.value).startswith(f"{shown}: hash of block ") and "s3cret" not in str(first.value)
+        with pytest.raises(TfchainStateError) as caught:
+            read_minimal_uptimes(url, used, block_height=100)
+    else:
+        kwargs = dict(node_kwargs)
+        if kwargs.get("garbled_policy") == "first used":
+            kwargs["garbled_policy"] = used[0]
+            kwargs["policies"] = chain_policies(synthetic)
+            del kwargs["policies"][used[0]]
+        kwargs.setdefault("policies", chain_policies(synthetic))
+        with TfchainRpcServer(head=fake.data.height(), **kwargs) as node:
+            shown = url = node.url
+            with pytest.raises(TfchainStateError) as caught:
+                build(fake, out, options=_with_rpc(url), gridproxy=False, policies=False)
+    message = str(caught.value)
+    assert message.startswith(f"TFChain RPC {shown}: farming policy ")
+    assert "TfgridModule.FarmingPoliciesMap" in message and words in message
+    assert "\n" not in message and "s3cret" not in message
+    assert_nothing_written(out)
+
+
 # -- faults --------------------------------------------------------------------------------
 
 
@@ -301,7 +532,9 @@ def test_5xx_bursts_and_slow_answers_during_the_download_are_absorbed(server, ex
     server.faults.errors_left = 3
     # the slow answers outlast the timeout; the timeout leaves ordinary answers room on a busy machine
     server.faults.slow_left, server.faults.slow_s = 2, 2.0
-    options = BuildOptions(**{**OPTIONS.__dict__, "timeout_s": 1.0})
+    # the faults all land on the first request (two slow 503s that time out, then a 503): six attempts
+    # leave one for an ordinary answer slower than the timeout on a busy machine
+    options = BuildOptions(**{**OPTIONS.__dict__, "timeout_s": 1.0, "retry": RetryPolicy(attempts=6, backoff_s=0.01)})
     out = tmp_path / "built.json"
     build(server, out, options=options)
     assert sum(status == 503 for _, _, status in server.requests) == 3

@@ -12,6 +12,7 @@ from payouts.periods import Period
 from payouts.snapshot.load import load_snapshot
 from payouts.snapshot.synthetic import write_synthetic_snapshot
 from tests.sources.indexer_server import IndexerData, IndexerServer, policy_file_for
+from tests.sources.tfchain_rpc_server import TfchainRpcServer
 from tests.support.servers import free_port
 
 PERIOD = Period.from_label("2025-11")
@@ -141,6 +142,30 @@ def test_a_policy_in_use_without_minimal_uptime_exits_1_naming_it_and_both_ways(
     assert f"farming policy {policy}:" in result.stderr and "has no minimalUptime" in result.stderr
     assert f"nodes {node['nodeID']}" in result.stderr
     assert "--policies FILE" in result.stderr and "RPC endpoint" in result.stderr
+    assert not out.exists()
+
+
+def test_a_node_without_the_policies_pallet_exits_1_in_one_line_naming_it(server, tmp_path):
+    policy = next(p["farmingPolicyID"] for p in server.data.tables["farmingPolicies"] if p["farmingPolicyID"] > 2)
+    server.data.tables["nodes"][2]["farmingPolicyId"] = policy
+    out = tmp_path / "month.json"
+    with TfchainRpcServer(head=server.data.height(), with_pallet=False) as node:
+        result = invoke(
+            "snapshot",
+            "--period",
+            "2025-11",
+            "--graphql",
+            server.graphql_url,
+            "--no-gridproxy",
+            "--rpc",
+            node.url,
+            "--out",
+            str(out),
+        )
+    assert result.exit_code == 1
+    message = " ".join(result.stderr.split())  # the console may wrap the one line
+    assert f"snapshot not written: TFChain RPC {node.url}: farming policy {policy}: cannot read" in message
+    assert "TfgridModule.FarmingPoliciesMap" in message and "Traceback" not in result.stderr
     assert not out.exists()
 
 

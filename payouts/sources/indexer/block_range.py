@@ -2,14 +2,18 @@
 
 Event ids begin with the zero-padded block height, so `id_gte: "<height>"` finds the first
 report at or after a block with one index lookup; block times never decrease, so a binary
-search finds the first block of the window's events and the first block after them.
+search finds the first block of the period's events and the first block with a report after
+its end. Minting reads the 16,200 blocks after the end block (SPEC 3 and 10), counted in blocks,
+not in time: when blocks were missed after END they run past END + 27 h, so the read ends at
+a block height, not at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from payouts.sources.errors import IndexerQueryError
+from payouts.snapshot.stream import POST_PERIOD_BLOCKS
+from payouts.sources.errors import IndexerDataError, IndexerQueryError
 from payouts.sources.event_ids import event_position
 from payouts.sources.indexer.paging import Pager
 from payouts.sources.indexer.queries import FIRST_FROM_QUERY
@@ -20,18 +24,24 @@ class BlockSearch:
     def __init__(self, pager: Pager) -> None:
         self.pager = pager
 
-    def first_report_ts_from(self, height: int) -> int | None:
-        """The time of the first uptime report at block `height` or later (None: there is none):
-        one primary-key index lookup, kept as a part like every answer."""
+    def first_report_from(self, height: int) -> tuple[int, int] | None:
+        """(block height, time) of the first uptime report at block `height` or later (None:
+        there is none): one primary-key index lookup, kept as a part like every answer."""
         store = self.pager.store
         cached = store.get(f"first_from.{height:010d}")
         if cached is not None:
-            return cached["ts"]
-        ts = self._ask_first_report_ts_from(height)
-        store.put(f"first_from.{height:010d}", {"ts": ts})
-        return ts
+            return None if cached["ts"] is None else (cached["height"], cached["ts"])
+        found = self._ask_first_report_from(height)
+        store.put(
+            f"first_from.{height:010d}", {"height": found[0] if found else None, "ts": found[1] if found else None}
+        )
+        return found
 
-    def _ask_first_report_ts_from(self, height: int) -> int | None:
+    def first_report_ts_from(self, height: int) -> int | None:
+        found = self.first_report_from(height)
+        return None if found is None else found[1]
+
+    def _ask_first_report_from(self, height: int) -> tuple[int, int] | None:
         gql = self.pager.gql
         data = gql.query(
             FIRST_FROM_QUERY, {"where": {"id_gte": f"{height:010d}"}}, what=f"first uptime report from block {height}"
@@ -45,7 +55,7 @@ class BlockSearch:
         found = event_position(r.str("id"))
         if found is None or found[0] < height:
             raise r.fail(f"id {r.get('id')!r} is not an event id at block {height} or later")
-        return r.int("timestamp", bigint=True)
+        return found[0], r.int("timestamp", bigint=True)
 
     def first_height(self, reached: Callable[[int], bool], height: int) -> int:
         """The lowest block height whose first uptime report at or after it is `reached` (or
@@ -60,12 +70,19 @@ class BlockSearch:
                 low = middle + 1
         return low
 
-    def block_range(self, height: int, start_ts: int, window_end_ts: int) -> tuple[int, int]:
-        """(first block that can hold an event at or after START, first block after every event
-        up to WINDOW_END): every block below the first holds only earlier events, every block
-        from the second on only later ones."""
+    def block_range(self, height: int, start_ts: int, end_ts: int) -> tuple[int, int]:
+        """(first block that can hold an event at or after START, first block past minting's
+        post-period blocks): every block below the first holds only earlier events; the end
+        block (the first stamped after END) is at most the block of the first report after
+        END, so reading through that block + 16,200 holds every block minting reads."""
         first = self.first_height(lambda ts: ts >= start_ts, height)  # each probe is a part
-        return first, self.first_height(lambda ts: ts > window_end_ts, height)
+        after_end = self.first_height(lambda ts: ts > end_ts, height)
+        found = self.first_report_from(after_end)
+        if found is None:
+            raise IndexerDataError(
+                "uptimeEvents", "the period's end", f"no uptime report after {end_ts}: the end block is unknown"
+            )
+        return first, found[0] + POST_PERIOD_BLOCKS + 1
 
 
 def id_bounds(blocks: tuple[int, int], margin_blocks: int) -> dict[str, str]:

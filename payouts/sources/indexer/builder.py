@@ -12,6 +12,7 @@ goes away once the snapshot is written.
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from payouts.sources.indexer.edges import EdgePoints, ambiguity_note, resolve_ed
 from payouts.sources.indexer.options import BuildOptions, BuildSummary, NoProgress, Progress
 from payouts.sources.indexer.paging import Pager, where_label
 from payouts.sources.indexer.parts import Parts
-from payouts.sources.indexer.policy_values import resolve_policies
+from payouts.sources.indexer.policy_values import policies_for_the_chain, resolve_policies
 from payouts.sources.indexer.queries import (
     BILLS_BY_ID,
     CONTRACTS,
@@ -50,15 +51,18 @@ from payouts.sources.indexer.records import MILLISECONDS_ABOVE, U64_MAX, Record,
 from payouts.sources.indexer.text import chunks, duration, id_list, iso
 from payouts.sources.indexer.writer import write_format_2
 from payouts.sources.tfchain_rpc import TfchainRpc
+from payouts.sources.tfchain_state import ChainPolicyValues, read_minimal_uptimes, url_without_credentials
 
 #: Used when a node has no connection price on chain (nodes from before prices were per node).
 DEFAULT_CONNECTION_PRICE_MUSD = 80
 #: Bumped whenever the layout of a part file changes, so old parts are never reused.
-_PARTS_LAYOUT = 4
+_PARTS_LAYOUT = 5
 #: Blocks of margin around the period's blocks when an event table is paged by id: an hour for
 #: tables stamped with their block's time, three days for traffic reports (the node's own time).
 _BLOCK_MARGIN = 600
 _NRU_BLOCK_MARGIN = 3 * 14_400
+#: TFChain's block time, for the estimate of when a lagging indexer will have the blocks.
+_TARGET_BLOCK_S = 6
 
 
 def _position(r: Record) -> tuple[int, int]:
@@ -68,6 +72,11 @@ def _position(r: Record) -> tuple[int, int]:
     if found is None:
         raise r.fail(f"id {event_id!r} is not an event id of a layout the indexer has used (height, index, hash)")
     return found
+
+
+#: A node's uptime reports as columns (timestamps, uptimes, block heights, indexes in the block);
+#: uptimes are u64 on chain, so a node with one past i64 holds its uptimes in a list.
+UptimeColumns = tuple[array, array | list[int], array, array]
 
 
 @dataclass
@@ -105,7 +114,8 @@ class Builder:
         self.start_ts, self.end_ts, self.window_end_ts = period.start_ts, period.end_ts, period.window_end_ts
         self.notes: list[str] = []
         self.parts: Parts | None = None
-        #: (first block of the window's events, first block after them): see block_range
+        #: (first block of the period's events, first block past minting's post-period
+        #: blocks): see block_range. Uptime and power events are read by these heights.
         self.blocks = (0, 0)
         #: what the events tell of the blocks around the period's start and end
         self.edge_points = (EdgePoints(self.start_ts), EdgePoints(self.end_ts))
@@ -149,6 +159,24 @@ class Builder:
                 needed_ts=needed,
             )
         return height, processed_ts
+
+    def check_indexer_height(self, height: int, processed_ts: int) -> None:
+        """IndexerBehind unless the indexer has processed minting's post-period blocks: counted
+        in blocks, they run past END + 27 h when blocks were missed after the end."""
+        needed = self.blocks[1] - 1
+        if height >= needed:
+            return
+        short = needed - height
+        raise IndexerBehind(
+            f"the indexer at {self.gql.url} has processed the chain up to block {height} "
+            f"({iso(processed_ts)}): period {self.period} needs the blocks through {needed} (the block "
+            f"of the first report after the period end + {POST_PERIOD_BLOCKS:,} post-period blocks), "
+            f"{short:,} block(s) short of it (blocks were missed after the end, so the window runs "
+            f"past the period end + 27 h). Try again later.",
+            height=height,
+            processed_ts=processed_ts,
+            needed_ts=processed_ts + _TARGET_BLOCK_S * short,
+        )
 
     def policies(self) -> list[dict]:
         def parse(items: list, offset: int) -> list:
@@ -325,12 +353,12 @@ class Builder:
 
     # -- event tables: paged by primary-key ranges ---------------------------------------------
 
-    def uptime(self, node_ids: list[int]) -> tuple[dict[int, tuple[array, array, array, array]], int]:
+    def uptime(self, node_ids: list[int]) -> tuple[dict[int, UptimeColumns], int]:
         """Uptime reports of the window per node in chain order ({node: (timestamps, uptimes,
         block heights, indexes in the block)}), and how many reports in the window belong to
         nodes the snapshot does not have. Every block seen goes into `self.edge_points`."""
         known = set(node_ids)
-        low, high = self.start_ts, self.window_end_ts
+        low = self.start_ts
 
         def parse(items: list, offset: int) -> list:
             rows: list[list[int]] = []
@@ -351,7 +379,7 @@ class Builder:
                     ):
                         ts_i, up_i = int(ts), int(up)
                         position = event_position(eid)
-                        if low <= ts_i <= high and up_i <= U64_MAX and position is not None:
+                        if low <= ts_i and up_i <= U64_MAX and position is not None:
                             append([node_id, ts_i, up_i, position[0], position[1]])
                             continue
                 except (KeyError, TypeError):
@@ -359,18 +387,18 @@ class Builder:
                 r = Record("uptimeEvents", item, where_label(offset, index, item, "nodeID"))
                 node_id = r.int("nodeID")
                 ts_i = r.int("timestamp", bigint=True)
-                if not low <= ts_i <= high:
-                    raise r.fail(f"timestamp {ts_i} is outside the requested window {low}..{high}")
+                if ts_i < low:
+                    raise r.fail(f"timestamp {ts_i} is before the requested period start {low}")
                 up_i = r.int("uptime", bigint=True)
                 if up_i > U64_MAX:
-                    raise r.fail(f"uptime {up_i} does not fit in 64 bits")
+                    raise r.fail(f"uptime {up_i} is outside the chain's u64 (at most {U64_MAX})")
                 height, in_block = _position(r)
                 # a negative uptime is written as is: the calculation refuses that node
                 append([node_id, ts_i, up_i, height, in_block])
             return rows
 
-        where = {**id_bounds(self.blocks, _BLOCK_MARGIN), "timestamp_gte": str(low), "timestamp_lte": str(high)}
-        per_node: dict[int, tuple[array, array, array, array]] = {
+        where = {**self._event_bounds(), "timestamp_gte": str(low)}
+        per_node: dict[int, UptimeColumns] = {
             node_id: (array("q"), array("q"), array("q"), array("q")) for node_id in node_ids
         }
         outside = 0
@@ -386,7 +414,13 @@ class Builder:
                     continue
                 columns = per_node[node_id]
                 columns[0].append(ts)
-                columns[1].append(up)
+                try:
+                    columns[1].append(up)
+                except OverflowError:
+                    # a u64 past i64 (the chain's type): this node's uptimes go to a list of
+                    # exact integers, the other nodes keep their compact array
+                    widened = [*columns[1], up]
+                    columns = per_node[node_id] = (columns[0], widened, columns[2], columns[3])
                 columns[2].append(height)
                 columns[3].append(in_block)
         return per_node, outside
@@ -397,11 +431,7 @@ class Builder:
         height, index]."""
         known = set(node_ids)
         merged: list[list] = []
-        where = {
-            **id_bounds(self.blocks, _BLOCK_MARGIN),
-            "timestamp_gte": str(self.start_ts),
-            "timestamp_lte": str(self.window_end_ts),
-        }
+        where = {**self._event_bounds(), "timestamp_gte": str(self.start_ts)}
         for entity, kind, value_field in (
             (POWER_TARGETS_BY_ID, "target", "newPowerTarget"),
             (POWER_STATES_BY_ID, "state", "newPowerState"),
@@ -413,8 +443,8 @@ class Builder:
                     r = Record(entity.field, item, where_label(offset, index, item, "id"))
                     node_id = r.int("nodeID")
                     ts = r.int("timestamp", bigint=True)
-                    if not self.start_ts <= ts <= self.window_end_ts:
-                        raise r.fail(f"timestamp {ts} is outside the requested window")
+                    if ts < self.start_ts:
+                        raise r.fail(f"timestamp {ts} is before the requested period start {self.start_ts}")
                     height, in_block = _position(r)
                     value = r.str(value_field, choices=("Up", "Down"))
                     rows.append([node_id, ts, kind, value, height, in_block])
@@ -429,6 +459,12 @@ class Builder:
                 merged.extend(row for row in page if row[0] in known)
         merged.sort(key=lambda row: (row[0], row[4], row[5]))
         return merged
+
+    def _event_bounds(self) -> dict[str, str]:
+        """Uptime and power events: from a margin before the period's first block through
+        minting's last post-period block, exactly (by height, not by time)."""
+        first, after = self.blocks
+        return {"id_gte": f"{max(first - _BLOCK_MARGIN, 0):010d}", "id_lt": f"{after:010d}"}
 
     def edges(self) -> tuple[dict, list[str]]:
         """The header's `blocks` and the notes on them (see edges.py)."""
@@ -467,12 +503,12 @@ class Builder:
             )
             if note is not None
         ]
-        read_through = self.blocks[1] - 1
-        if end.height + POST_PERIOD_BLOCKS > read_through:
-            notes.append(
-                f"minting reads post-period blocks through {end.height + POST_PERIOD_BLOCKS}; the indexer's "
-                f"events were read up to the period end + 27 h ({iso(self.window_end_ts)}, block {read_through}): "
-                f"reports in the blocks after it are not in the snapshot"
+        if end.height + POST_PERIOD_BLOCKS >= self.blocks[1]:
+            raise IndexerDataError(
+                "uptimeEvents",
+                "the period's blocks",
+                f"end block {end.height} is past the block of the first report after the end, "
+                f"from which the read was sized (through block {self.blocks[1] - 1})",
             )
         blocks = {
             "start": {"height": start.height, "timestamp": start.timestamp},
@@ -773,21 +809,29 @@ class Builder:
             "event_page_size": self.options.event_page_size,
             "nodes_per_chunk": self.options.nodes_per_chunk,
             "ids_per_query": self.options.ids_per_query,
-            "tfchain_rpc_url": self.options.rpc_url,
+            # the endpoint may carry credentials: the parts folder keeps only its digest
+            "tfchain_rpc_url": hashlib.sha256(self.options.rpc_url.encode()).hexdigest()
+            if self.options.rpc_url
+            else None,
         }
         self.parts = Parts(self.out.with_name(self.out.name + ".parts"), fingerprint)
         built_at = self.now().astimezone(UTC)
 
         policies = self.policies()
         nodes = self.nodes()
-        self.notes.extend(
-            resolve_policies(policies, nodes, supplied=self.options.policy_file, indexer_url=self.gql.url)
-        )
+        # a value neither the indexer nor the policy file has comes from TFChain's state at the
+        # period-end block, known once the events are read; without an endpoint it stops here
+        for_the_chain = policies_for_the_chain(policies, nodes, supplied=self.options.policy_file)
+        if not (for_the_chain and self.options.rpc_url):
+            self.notes.extend(
+                resolve_policies(policies, nodes, supplied=self.options.policy_file, indexer_url=self.gql.url)
+            )
         farms = self.farms()
         node_ids = [node["node_id"] for node in nodes]
         twin_ids = sorted({n["twin_id"] for n in nodes} | {f["twin_id"] for f in farms})
         twins = self.twins(twin_ids)
-        self.blocks = BlockSearch(self.pager).block_range(height, self.start_ts, self.window_end_ts)
+        self.blocks = BlockSearch(self.pager).block_range(height, self.start_ts, self.end_ts)
+        self.check_indexer_height(height, processed_ts)
         uptime, outside = self.uptime(node_ids)
         uptime_count = sum(len(columns[0]) for columns in uptime.values())
         power = self.power_events(node_ids)
@@ -796,6 +840,18 @@ class Builder:
         usage = self.consumption(nodes)
         blocks, edge_notes = self.edges()
         self.notes.extend(edge_notes)
+        from_chain: ChainPolicyValues | None = None
+        if for_the_chain and self.options.rpc_url:
+            from_chain = read_minimal_uptimes(self.options.rpc_url, for_the_chain, block_height=blocks["end"]["height"])
+            self.notes.extend(
+                resolve_policies(
+                    policies,
+                    nodes,
+                    supplied=self.options.policy_file,
+                    indexer_url=self.gql.url,
+                    from_chain=from_chain,
+                )
+            )
 
         self.references(nodes, farms, twins)
         if outside > 0:
@@ -842,12 +898,13 @@ class Builder:
                 "code_version": CODE_VERSION,
                 "graphql_url": self.gql.url,
                 "gridproxy_url": self.gridproxy_url,
-                "tfchain_rpc_url": self.rpc.url if self.rpc is not None else None,
+                "tfchain_rpc_url": url_without_credentials(self.rpc.url) if self.rpc is not None else None,
                 "indexer_height": height,
                 "indexer_processed_ts": processed_ts,
                 "window": {"start_ts": self.start_ts, "end_ts": self.end_ts, "window_end_ts": self.window_end_ts},
                 "built_at": built_at.isoformat(),
                 "policy_file": self.options.policy_file.source() if self.options.policy_file else None,
+                "policy_rpc": from_chain.source() if from_chain is not None else None,
             },
             "farming_policies": policies,
             "farms": farms,
