@@ -3,13 +3,13 @@
 A month holds about 1,100 reports per node, nearly all of them routine. The list keeps the
 unusual ones one by one (a reboot, a report claiming more uptime than time passed, a wake-up)
 and folds each run of routine ones (counted, or ignored while asleep or after the period) into
-one range: "1,080 reports every 39-41 min, all counted". Past `MAX_LISTED` single items, the
-rest is folded by outcome as well, so a flapping node's list stays small.
+one range: "1,080 reports every 39-41 min, all counted". Past `MAX_LINES` lines, the rest of
+the month is summed up by outcome, so a flapping node's list stays small.
 
 Item shapes (times are unix seconds, UTC):
     {"kind": "report", "t", "uptime_s", "gap_s", "outcome", "credited_s"}
-    {"kind": "power", "t", "outcome"}
-    {"kind": "range", "from", "to", "reports", "gap_s": [min, max], "outcome", "credited_s"}
+    {"kind": "power", "t", "outcome", "credited_s"}
+    {"kind": "range", "from", "to", "reports", "gap_s": [min, max], "outcome", "credited_s"[, "rest": true]}
 `gap_s` is the time since the previous report read (None for the first one).
 """
 
@@ -27,11 +27,11 @@ from payouts.periods import Period
 from payouts.snapshot.load import EventsNotGrouped, LoadedSnapshot
 from payouts.snapshot.schema import EVENT_UPTIME, Event, PowerAtStart, Twin
 
-#: single items listed per node-month before everything is folded into ranges
-MAX_LISTED = 120
+#: lines (single items and ranges) per node-month before the rest is summed up by outcome
+MAX_LINES = 120
 #: an outcome listed this many times in a row; its further repeats are folded into a range
 REPEATS_LISTED = 2
-#: outcomes folded into ranges even below MAX_LISTED: what happens to most reports
+#: outcomes folded into ranges from the first: what happens to most reports
 ROUTINE = frozenset({OUTCOME_COUNTED, OUTCOME_ASLEEP_IGNORED, OUTCOME_NOT_WOKEN, OUTCOME_LATE})
 
 
@@ -53,13 +53,13 @@ def node_month_events(
         window=window,
         wake_at_start_ts=wake_at_start_ts,
     )
-    items: list[dict] = []
-    listed = reports = 0
+    lines = _Lines()
+    reports = 0
     previous_t: int | None = None
     for index, outcome, credited_s in notes:
         t, kind, value = events[index]
         if kind != EVENT_UPTIME:
-            listed += _fold_or_list(items, {"kind": "power", "t": t, "outcome": outcome}, listed)
+            lines.add({"kind": "power", "t": t, "outcome": outcome, "credited_s": credited_s}, routine=False)
             continue
         reports += 1
         gap_s = None if previous_t is None else t - previous_t
@@ -72,57 +72,65 @@ def node_month_events(
             "outcome": outcome,
             "credited_s": credited_s,
         }
-        if outcome in ROUTINE:
-            _fold(items, item)
-        else:
-            listed += _fold_or_list(items, item, listed)
+        lines.add(item, routine=outcome in ROUTINE)
     return {
         "reports": reports,
         "measured_uptime_s": measurement.measured_uptime_s if measurement.has_report else 0,
-        "items": items,
+        "items": lines.items + list(lines.rest.values()),
     }
 
 
-def _fold_or_list(items: list[dict], item: dict, listed: int) -> int:
-    """List `item` on its own while fewer than MAX_LISTED are and it does not repeat the
-    outcome of the REPEATS_LISTED items before it (a node that lost its `last` is too low for
-    the rest of the month: one range says so); else fold it. 1 if listed."""
-    outcome = item["outcome"]
-    recent = items[-REPEATS_LISTED:]
-    repeats = len(recent) == REPEATS_LISTED and all(
-        previous["kind"] == item["kind"] and previous["outcome"] == outcome for previous in recent
-    )
-    continues_range = bool(items) and items[-1]["kind"] == "range" and items[-1]["outcome"] == outcome
-    if listed < MAX_LISTED and not repeats and not continues_range:
-        items.append(item)
-        return 1
-    _fold(items, item)
-    return 0
+class _Lines:
+    """The list being built: single items, ranges of neighbours with one outcome, and past
+    MAX_LINES one summary range per outcome for the rest of the month (`"rest": true`: its
+    reports are spread between the others from `from` to `to`)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict] = []
+        self.rest: dict[str, dict] = {}
+
+    def add(self, item: dict, *, routine: bool) -> None:
+        items = self.items
+        if self.rest or len(items) >= MAX_LINES:
+            summary = self.rest.get(item["outcome"])
+            if summary is None:
+                self.rest[item["outcome"]] = _range(item) | {"rest": True}
+            else:
+                _extend(summary, item)
+            return
+        last = items[-1] if items else None
+        if last is not None and last["kind"] == "range" and last["outcome"] == item["outcome"]:
+            _extend(last, item)
+            return
+        recent = items[-REPEATS_LISTED:]
+        repeats = len(recent) == REPEATS_LISTED and all(
+            previous["kind"] == item["kind"] and previous["outcome"] == item["outcome"] for previous in recent
+        )
+        # a node that lost its `last` is too low for the rest of the month: one range says so
+        items.append(_range(item) if routine or repeats else item)
 
 
-def _fold(items: list[dict], item: dict) -> None:
-    """Add the item to the range just before it when that range has its outcome, or start one."""
-    last = items[-1] if items else None
+def _range(item: dict) -> dict:
     gap_s = item.get("gap_s")
-    if last is not None and last["kind"] == "range" and last["outcome"] == item["outcome"]:
-        last["to"] = item["t"]
-        last["reports"] += item["kind"] == "report"
-        last["credited_s"] += item.get("credited_s", 0)
-        if gap_s is not None:
-            low, high = last["gap_s"] or (gap_s, gap_s)
-            last["gap_s"] = [min(low, gap_s), max(high, gap_s)]
-        return
-    items.append(
-        {
-            "kind": "range",
-            "from": item["t"],
-            "to": item["t"],
-            "reports": int(item["kind"] == "report"),
-            "gap_s": None if gap_s is None else [gap_s, gap_s],
-            "outcome": item["outcome"],
-            "credited_s": item.get("credited_s", 0),
-        }
-    )
+    return {
+        "kind": "range",
+        "from": item["t"],
+        "to": item["t"],
+        "reports": int(item["kind"] == "report"),
+        "gap_s": None if gap_s is None else [gap_s, gap_s],
+        "outcome": item["outcome"],
+        "credited_s": item.get("credited_s", 0),
+    }
+
+
+def _extend(line: dict, item: dict) -> None:
+    line["to"] = item["t"]
+    line["reports"] += item["kind"] == "report"
+    line["credited_s"] += item.get("credited_s", 0)
+    gap_s = item.get("gap_s")
+    if gap_s is not None:
+        low, high = line["gap_s"] or (gap_s, gap_s)
+        line["gap_s"] = [min(low, gap_s), max(high, gap_s)]
 
 
 def snapshot_node_events(snapshot: LoadedSnapshot) -> dict[int, dict]:
