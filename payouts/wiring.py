@@ -17,8 +17,8 @@ from sqlmodel import Session
 
 from config.settings import Settings
 from payouts.clock import Clock
-from payouts.export.rows import ExportFilter, iso_utc, iter_entries, periods_of_run_entries, runs_document
 from payouts.export.node_events import EventSource
+from payouts.export.rows import ExportFilter, iso_utc, iter_entries, periods_of_run_entries, runs_document
 from payouts.export.site import PublishReport, publish_site
 from payouts.export.writers import EXPORT_FORMAT, write_export
 from payouts.files import atomic_path

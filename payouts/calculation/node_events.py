@@ -163,4 +163,3 @@ def snapshot_node_events(snapshot: LoadedSnapshot) -> dict[int, dict]:
         return read(buffered=False)
     except EventsNotGrouped:
         return read(buffered=True)
-

@@ -37,6 +37,7 @@ import orjson
 from sqlmodel import Session
 
 from payouts import CODE_VERSION
+from payouts.export.node_events import EventSource, MonthEvents, site_events
 from payouts.export.rows import (
     FARMER_FIELDS,
     ExportFilter,
@@ -45,7 +46,6 @@ from payouts.export.rows import (
     next_retry_period,
     runs_document,
 )
-from payouts.export.node_events import EventSource, MonthEvents, site_events
 from payouts.export.wording import RUNNING_PERIOD, wording_document
 from payouts.export.writers import dumps_json
 from payouts.ledger.kinds import PaymentKind

@@ -49,7 +49,10 @@ EVENT_WORDS: dict[str, tuple[str, str]] = {
         "not counted: uptime went down",
         "the uptime went down, yet the node cannot have restarted since the previous report (InvalidReboot)",
     ),
-    "post_period": ("after the month: counted up to its end", "the first report after the month ends credits up to the end"),
+    "post_period": (
+        "after the month: counted up to its end",
+        "the first report after the month ends credits up to the end",
+    ),
     "late": ("after the month: not read", "only the first report after the month's end counts"),
     "woke": ("woke up: sleep counted", "the node woke in time after farmerbot's request: its sleep counts as uptime"),
     "woke_late": (

@@ -153,7 +153,7 @@ def test_each_node_month_lists_what_the_calculation_made_of_its_reports(site, ca
 
 
 def test_a_snapshot_whose_hash_differs_from_the_runs_is_not_used(calculated, tmp_path):
-    folder, url, frozen = calculated
+    _folder, url, frozen = calculated
     changed = tmp_path / "frozen"
     changed.mkdir()
     document = _snapshot_document()
@@ -167,9 +167,9 @@ def test_a_snapshot_whose_hash_differs_from_the_runs_is_not_used(calculated, tmp
             _publish(session, tmp_path / name, source)
             events = _node(tmp_path / name, REBOOTING)["events"][PERIOD.label]
             assert set(events) == {"unavailable"}, (name, events)
-            assert ("not the snapshot the run was calculated from" if name == "changed" else "not in the frozen folder") in (
-                events["unavailable"]
-            )
+            assert (
+                "not the snapshot the run was calculated from" if name == "changed" else "not in the frozen folder"
+            ) in (events["unavailable"])
         # nothing made from the changed file was kept for later publishes
         assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
         # the original file again: the lists are back
@@ -179,7 +179,7 @@ def test_a_snapshot_whose_hash_differs_from_the_runs_is_not_used(calculated, tmp
 
 
 def test_later_publishes_read_the_cached_lists_and_write_the_same_site(site, calculated, tmp_path):
-    folder, url, frozen = calculated
+    folder, url, _frozen = calculated
     assert len(list((folder / "cache").glob("*.json.gz"))) == 1
     moved = tmp_path / "frozen-gone"
     moved.mkdir()  # the frozen file is not there: only the cache can give the lists
@@ -286,7 +286,7 @@ def test_the_node_month_page_lists_a_reboot_and_a_too_early_report(browser, web,
 
 
 def test_the_page_says_events_unavailable_for_an_unverified_snapshot(browser, calculated, tmp_path):
-    folder, url, _frozen = calculated
+    _folder, url, _frozen = calculated
     changed = tmp_path / "frozen"
     changed.mkdir()
     document = _snapshot_document()
@@ -315,4 +315,3 @@ def _iso(ts: int) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
