@@ -64,6 +64,21 @@ def node_month_events(
         reports += 1
         gap_s = None if previous_t is None else t - previous_t
         previous_t = t
+        last = lines.items[-1] if lines.items and not lines.rest else None
+        if last is not None and last["kind"] == "range" and last["outcome"] == outcome:
+            # the common case, in place: one more report in the range before it
+            last["to"] = t
+            last["reports"] += 1
+            last["credited_s"] += credited_s
+            if gap_s is not None:
+                gaps = last["gap_s"]
+                if gaps is None:
+                    last["gap_s"] = [gap_s, gap_s]
+                elif gap_s < gaps[0]:
+                    gaps[0] = gap_s
+                elif gap_s > gaps[1]:
+                    gaps[1] = gap_s
+            continue
         item = {
             "kind": "report",
             "t": t,
@@ -91,16 +106,16 @@ class _Lines:
 
     def add(self, item: dict, *, routine: bool) -> None:
         items = self.items
+        last = items[-1] if items and not self.rest else None
+        if last is not None and last["kind"] == "range" and last["outcome"] == item["outcome"]:
+            _extend(last, item)
+            return
         if self.rest or len(items) >= MAX_LINES:
             summary = self.rest.get(item["outcome"])
             if summary is None:
                 self.rest[item["outcome"]] = _range(item) | {"rest": True}
             else:
                 _extend(summary, item)
-            return
-        last = items[-1] if items else None
-        if last is not None and last["kind"] == "range" and last["outcome"] == item["outcome"]:
-            _extend(last, item)
             return
         recent = items[-REPEATS_LISTED:]
         repeats = len(recent) == REPEATS_LISTED and all(

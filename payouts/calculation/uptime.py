@@ -80,6 +80,9 @@ def as_i64(value: int) -> int:
     return (value - _I64_MIN) % _U64 + _I64_MIN
 
 
+_as_i64 = as_i64  # the wrapping machine's default; a local name there may skip it
+
+
 class Window(NamedTuple):
     """The events read for a period: `events[start:split]` are in period, `events[split:stop]`
     post period."""
@@ -347,6 +350,7 @@ def _measure_wrapping(
     window: Window,
     wake_at_start_ts: int | None,
     notes: list[tuple[int, str, int]] | None = None,
+    wraps: bool = True,
 ) -> UptimeMeasurement:
     """The same machine with minting's integer semantics spelled out: timestamps and uptimes are
     u64, `current_time - reported_uptime` is a wrapping u64 difference read as i64, deltas are
@@ -356,7 +360,10 @@ def _measure_wrapping(
 
     `notes`, when given, receives (event index, outcome, seconds credited) for each event read,
     outcome one of the `OUTCOME_*` words: what the clauses made of it (the node-month's event
-    list). This machine is the one noted, not the fast one: it is off the calculation's path."""
+    list). This machine is the one noted, not the fast one: it is off the calculation's path.
+    `wraps=False` for a node whose values cannot wrap (`needs_wrapping`): i64 is then the
+    identity and the noting pass skips the arithmetic."""
+    as_i64 = _as_i64 if wraps else int
     start, end = period.start_ts, period.end_ts
     implied_wake = start if wake_at_start_ts is None else wake_at_start_ts
 
@@ -499,5 +506,6 @@ def note_uptime(
     notes: list[tuple[int, str, int]] = []
     if window is None:
         window = timestamp_window(events, period)
-    measurement = _measure_wrapping(events, period, power_at_start, twin, window, wake_at_start_ts, notes)
+    wraps = needs_wrapping(events, power_at_start)
+    measurement = _measure_wrapping(events, period, power_at_start, twin, window, wake_at_start_ts, notes, wraps)
     return measurement, notes

@@ -47,10 +47,16 @@ class EventSource:
 
 @dataclass(frozen=True)
 class MonthEvents:
-    """One period's event lists (node id -> list), or why there are none (`unavailable`)."""
+    """One period's event lists (node id -> list as JSON), or why there are none
+    (`unavailable`). Kept encoded: every month's lists are held while the site is written, and
+    a node's few hundred bytes of JSON are a tenth of the same list as Python objects."""
 
-    nodes: dict[int, dict]
+    nodes: dict[int, bytes]
     unavailable: str = ""
+
+    def node(self, node_id: int) -> dict | None:
+        encoded = self.nodes.get(node_id)
+        return None if encoded is None else orjson.loads(encoded)
 
 
 def site_events(session: Session, source: EventSource) -> dict[str, MonthEvents]:
@@ -70,7 +76,7 @@ def run_events(run: Run, source: EventSource) -> MonthEvents:
     if cache is not None and cache.is_file():
         cached = _read_cache(cache, sha256)
         if cached is not None:
-            return MonthEvents(cached)
+            return MonthEvents({node_id: orjson.dumps(events) for node_id, events in cached.items()})
     name = run.snapshot_name
     if not name or Path(name).name != name:
         return _unavailable(run, "the run does not name its snapshot file")
@@ -85,11 +91,13 @@ def run_events(run: Run, source: EventSource) -> MonthEvents:
             return _unavailable(run, f"the frozen {name} is for another period")
         nodes = snapshot_node_events(snapshot)
     except (SnapshotError, OSError) as exc:
-        return _unavailable(run, f"its snapshot {name} cannot be read: {exc}")
+        # the reason is published: the file's name only, the details (with paths) in the log
+        log.warning("site.node_events.unreadable", run_id=run.id, error=str(exc))
+        return _unavailable(run, f"its snapshot {name} cannot be read")
     if cache is not None:
         document = {"format": FORMAT, "snapshot_sha256": sha256, "nodes": nodes}
         write_atomic(cache, gzip.compress(orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS), compresslevel=6))
-    return MonthEvents(nodes)
+    return MonthEvents({node_id: orjson.dumps(events) for node_id, events in nodes.items()})
 
 
 def _read_cache(path: Path, sha256: str) -> dict[int, dict] | None:

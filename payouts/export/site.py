@@ -164,7 +164,7 @@ class _SiteWriter:
                 found[label] = {"unavailable": month.unavailable}
             else:
                 # a node without events in the snapshot reported nothing that month
-                found[label] = month.nodes.get(node_id) or {"reports": 0, "measured_uptime_s": 0, "items": []}
+                found[label] = month.node(node_id) or {"reports": 0, "measured_uptime_s": 0, "items": []}
         return found
 
     def farm(self, farm_id: int, entries: list[dict], signon: dict) -> None:

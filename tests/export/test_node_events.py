@@ -161,15 +161,21 @@ def test_a_snapshot_whose_hash_differs_from_the_runs_is_not_used(calculated, tmp
     factories.write(changed / FROZEN_NAME, document)
     missing = tmp_path / "empty"
     missing.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / FROZEN_NAME).write_bytes((frozen / FROZEN_NAME).read_bytes()[:5000])  # cut short
     engine = make_engine(url)
     with Session(engine) as session:
-        for name, source in (("changed", EventSource(changed, tmp_path / "cache")), ("missing", EventSource(missing))):
+        expected = {
+            "changed": (EventSource(changed, tmp_path / "cache"), "not the snapshot the run was calculated from"),
+            "missing": (EventSource(missing), "not in the frozen folder"),
+            "broken": (EventSource(broken), f"its snapshot {FROZEN_NAME} cannot be read"),
+        }
+        for name, (source, why) in expected.items():
             _publish(session, tmp_path / name, source)
             events = _node(tmp_path / name, REBOOTING)["events"][PERIOD.label]
             assert set(events) == {"unavailable"}, (name, events)
-            assert (
-                "not the snapshot the run was calculated from" if name == "changed" else "not in the frozen folder"
-            ) in (events["unavailable"])
+            assert why in events["unavailable"] and str(tmp_path) not in events["unavailable"], (name, events)
         # nothing made from the changed file was kept for later publishes
         assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
         # the original file again: the lists are back

@@ -638,6 +638,8 @@
       when.append(unixTime(item.from));
       if (item.to !== item.from) when.append(el('span', ' to '), unixTime(item.to));
       what = item.reports ? `${Number(item.reports).toLocaleString('en-US')} reports` : 'power events';
+      // past the list's length, the rest of the month is summed up by outcome, not in order
+      if (item.rest) what = `${what} more, between the lines above`;
       if (item.gap_s) {
         const [low, high] = item.gap_s;
         const [a, b] = [duration(low, true), duration(high, true)];
