@@ -17,8 +17,9 @@ from sqlmodel import Session
 
 from config.settings import Settings
 from payouts.clock import Clock
+from payouts.export.node_events import EventSource
 from payouts.export.rows import ExportFilter, iso_utc, iter_entries, periods_of_run_entries, runs_document
-from payouts.export.site import publish_site
+from payouts.export.site import PublishReport, publish_site
 from payouts.export.writers import EXPORT_FORMAT, write_export
 from payouts.files import atomic_path
 from payouts.ledger.identity import ledger_identity
@@ -212,6 +213,23 @@ def sweep_step(settings: Settings, units: UnitOfWorkFactory) -> Callable[[int], 
     return sweep
 
 
+def site_event_source(settings: Settings) -> EventSource:
+    """Where the status site reads node-month events: the runs' frozen snapshots, and the
+    lists already made from them."""
+    return EventSource(
+        frozen_dir=settings.state_dir / "frozen",
+        cache_dir=settings.state_dir / "site-events",
+        max_decompressed_bytes=settings.snapshot_max_bytes,
+    )
+
+
+def publish_status_site(settings: Settings, session: Session, out_dir: Path) -> PublishReport:
+    """The farmers' status site, the same from `payouts publish` and the reconciler."""
+    return publish_site(
+        session, out_dir, network=settings.network, horizon_url=settings.horizon_url, events=site_event_source(settings)
+    )
+
+
 def export_step(settings: Settings) -> Callable[[Session, Run], str]:
     """The period's farmer export (CSV and JSON) and the status site, written atomically."""
 
@@ -221,7 +239,7 @@ def export_step(settings: Settings) -> Callable[[Session, Run], str]:
         offsets = sorted({run.period_offset, *periods_of_run_entries(session, id_of(run))})
         for offset in offsets:
             _export_period(session, offset)
-        publish_site(session, export_dir(settings) / "site", network=settings.network, horizon_url=settings.horizon_url)
+        publish_status_site(settings, session, export_dir(settings) / "site")
         return str(export_dir(settings) / Period(run.period_offset).label)
 
     def _export_period(session: Session, period_offset: int) -> None:

@@ -46,6 +46,28 @@ MISSING_TWIN = "MissingTwin"
 MISSING_RELAY = "MissingRelay"
 INVALID_PUBLIC_KEY = "InvalidPublicKey"
 
+# What the clauses made of one event (the node-month's event list; `_measure_wrapping` notes them)
+OUTCOME_FIRST = "first"  # 3. the first report: credited from START, at most the cap
+OUTCOME_COUNTED = "counted"  # 4b. uptime rose with the time since the last report
+OUTCOME_CLOCK_SKEW = "clock_skew"  # 4b, counted, but the boot time moved by 2 minutes or more
+OUTCOME_REBOOT = "reboot"  # 4c. the node restarted: its new uptime is credited
+OUTCOME_TOO_EARLY = "too_early"  # 4a. more uptime than time since the last report (UptimeTooHigh)
+OUTCOME_TOO_LOW = "too_low"  # 4d. less uptime than time passed, yet no reboot (UptimeTooLow)
+OUTCOME_INVALID_REBOOT = "invalid_reboot"  # 4e. the uptime went down without a reboot
+OUTCOME_POST_PERIOD = "post_period"  # the first report after END: credits up to END
+OUTCOME_LATE = "late"  # after END and not the first report there: not read
+OUTCOME_WOKE = "woke"  # 1. woke after a request in time: the sleep is credited
+OUTCOME_WOKE_LATE = "woke_late"  # 1. booted more than 30 min after the request: a boot failure
+OUTCOME_SLEPT_TOO_LONG = "slept_too_long"  # 1. asleep for more than a day: the sleep is not credited
+OUTCOME_NOT_WOKEN = "not_woken"  # 1. a report from before the node slept: ignored
+OUTCOME_ASLEEP_IGNORED = "asleep_ignored"  # 2. asleep without a request (or a request while up): ignored
+OUTCOME_TARGET_UP = "target_up"  # farmerbot set the power target to Up
+OUTCOME_TARGET_DOWN = "target_down"  # ... to Down
+OUTCOME_WAKE_REQUEST = "wake_request"  # target Up while the node is down: the wake request
+OUTCOME_STATE_UP = "state_up"  # the node's power state became Up
+OUTCOME_STATE_DOWN = "state_down"  # ... Down
+OUTCOME_ASLEEP = "asleep"  # Down while the target is Down: sleeping, credited until the wake
+
 #: below this, no sum or difference of the machine's values leaves i64: no wrapping to do
 NARROW_LIMIT = NARROW_EVENT_LIMIT
 _I64_MIN = -(2**63)
@@ -56,6 +78,9 @@ def as_i64(value: int) -> int:
     """`value` wrapped into i64 (two's complement), as Rust's `as i64` and wrapping arithmetic
     give it: 2^64 - 1 -> -1, 2^63 -> -2^63."""
     return (value - _I64_MIN) % _U64 + _I64_MIN
+
+
+_as_i64 = as_i64  # the wrapping machine's default; a local name there may skip it
 
 
 class Window(NamedTuple):
@@ -324,12 +349,21 @@ def _measure_wrapping(
     twin: Twin | None,
     window: Window,
     wake_at_start_ts: int | None,
+    notes: list[tuple[int, str, int]] | None = None,
+    wraps: bool = True,
 ) -> UptimeMeasurement:
     """The same machine with minting's integer semantics spelled out: timestamps and uptimes are
     u64, `current_time - reported_uptime` is a wrapping u64 difference read as i64, deltas are
     wrapping i64 (`reported_uptime as i64 - last_reported_uptime as i64`), the reboot test is
     `reported_uptime as i64 <= report_delta`, credits take the u64 value. Where minting asserts
-    (a sleep mark after the report) the product's reading of the clause is kept."""
+    (a sleep mark after the report) the product's reading of the clause is kept.
+
+    `notes`, when given, receives (event index, outcome, seconds credited) for each event read,
+    outcome one of the `OUTCOME_*` words: what the clauses made of it (the node-month's event
+    list). This machine is the one noted, not the fast one: it is off the calculation's path.
+    `wraps=False` for a node whose values cannot wrap (`needs_wrapping`): i64 is then the
+    identity and the noting pass skips the arithmetic."""
+    as_i64 = _as_i64 if wraps else int
     start, end = period.start_ts, period.end_ts
     implied_wake = start if wake_at_start_ts is None else wake_at_start_ts
 
@@ -355,17 +389,28 @@ def _measure_wrapping(
         # i64::MIN.abs() wraps to itself in minting's build: never "at least 120"
         return skew != _I64_MIN and abs(skew) >= CLOCK_SKEW_S
 
+    noted = -1  # the event whose outcome is still to be noted
+    outcome = ""
+    before = 0
     for index in range(window.start, window.stop):
+        if notes is not None:
+            if noted >= 0:
+                notes.append((noted, outcome, total - before))
+            noted, before = index, total
         t, kind, value = events[index]
         in_period = index < window.split
         if kind == EVENT_POWER_TARGET:
+            outcome = OUTCOME_TARGET_UP if value else OUTCOME_TARGET_DOWN
             if value and not state_up and wake_request is None:
                 wake_request = t
+                outcome = OUTCOME_WAKE_REQUEST
             target_up = bool(value)
             continue
         if kind == EVENT_POWER_STATE:
+            outcome = OUTCOME_STATE_UP if value else OUTCOME_STATE_DOWN
             if state_up and not value and not target_up and asleep_since is None:
                 asleep_since = t
+                outcome = OUTCOME_ASLEEP
                 if in_period and has_last:
                     total += t - t_last
                     t_last, u_last = t, 0
@@ -375,13 +420,16 @@ def _measure_wrapping(
         u = int(value)
         new_boot = as_i64(t - u)
         if asleep_since is not None and wake_request is not None:
+            outcome = OUTCOME_NOT_WOKEN
             if in_period and not new_boot > asleep_since:
                 continue  # 1. it did not boot since it slept (in period only)
             if not in_period and has_last and t_last > end:
+                outcome = OUTCOME_LATE
                 continue
             slept_too_long = as_i64(t - asleep_since) > FARMERBOT_MAX_SLEEP_S
             boot_failed = as_i64(new_boot - wake_request) > FARMERBOT_MAX_BOOT_S
             boot_failures += boot_failed
+            outcome = OUTCOME_WOKE_LATE if boot_failed else OUTCOME_SLEPT_TOO_LONG if slept_too_long else OUTCOME_WOKE
             if not (boot_failed or slept_too_long):
                 if in_period:
                     total += t - start if asleep_since < start else t - asleep_since
@@ -394,30 +442,38 @@ def _measure_wrapping(
             boot = new_boot
             continue
         if asleep_since is not None or wake_request is not None:
+            outcome = OUTCOME_ASLEEP_IGNORED
             continue  # 2.
         if not has_last:
+            outcome = OUTCOME_FIRST if in_period else OUTCOME_LATE
             if in_period:
                 total = min(t - start, u, MAX_CREDIT_S)  # 3.
                 has_last, t_last, u_last = True, t, u
                 boot = new_boot
             continue
         if not in_period and t_last >= end:
+            outcome = OUTCOME_LATE
             continue  # post 3.
         rd = as_i64(t - t_last)
         ud = as_i64(u - u_last)
         if ud > rd + GRACE_S:  # 4a
+            outcome = OUTCOME_TOO_EARLY
             if violation is None:
                 violation = UPTIME_TOO_HIGH
             t_last, u_last = t, u
             continue
+        skewed = False
         if rd - GRACE_S <= ud:  # 4b
-            if skew_violation(t, u) and violation is None:
+            skewed = skew_violation(t, u)
+            if skewed and violation is None:
                 violation = CLOCK_SKEW
             if ud > 0:
+                outcome = OUTCOME_CLOCK_SKEW if skewed else OUTCOME_COUNTED if in_period else OUTCOME_POST_PERIOD
                 total += min(MAX_CREDIT_S, ud if in_period else end - t_last)
                 t_last, u_last = t, u
                 continue
         if as_i64(u) <= rd:  # 4c reboot
+            outcome = OUTCOME_REBOOT
             if in_period:
                 total += min(MAX_CREDIT_S, u)
             else:
@@ -427,7 +483,29 @@ def _measure_wrapping(
             t_last, u_last = t, u
             boot = new_boot
             continue
+        outcome = OUTCOME_TOO_LOW if u > u_last else OUTCOME_INVALID_REBOOT
         if violation is None:  # 4d / 4e: `last` does not change
             violation = UPTIME_TOO_LOW if u > u_last else INVALID_REBOOT
 
+    if notes is not None and noted >= 0:
+        notes.append((noted, outcome, total - before))
     return _finish(total, has_last, violation, boot_failures, wake_request, implied_wake, end, twin)
+
+
+def note_uptime(
+    events: list[Event],
+    *,
+    period: Period,
+    power_at_start: PowerAtStart | None,
+    twin: Twin | None,
+    window: Window | None = None,
+    wake_at_start_ts: int | None = None,
+) -> tuple[UptimeMeasurement, list[tuple[int, str, int]]]:
+    """The measurement and, per event read, (event index, outcome, seconds credited): minting's
+    machine with its clauses noted, for telling a farmer what became of each report."""
+    notes: list[tuple[int, str, int]] = []
+    if window is None:
+        window = timestamp_window(events, period)
+    wraps = needs_wrapping(events, power_at_start)
+    measurement = _measure_wrapping(events, period, power_at_start, twin, window, wake_at_start_ts, notes, wraps)
+    return measurement, notes

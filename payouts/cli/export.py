@@ -257,12 +257,12 @@ def publish(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the static site.")],
 ) -> None:
     """Write the farmers' status page: a static site with JSON shards, hostable anywhere."""
-    from payouts.export.site import publish_site
+    from payouts.wiring import publish_status_site
 
     cli = get_context(ctx)
     try:
         with cli.session() as session:
-            report = publish_site(session, out, network=cli.settings.network, horizon_url=cli.settings.horizon_url)
+            report = publish_status_site(cli.settings, session, out)
     except OSError as exc:
         abort(f"cannot publish the site to {out}: {exc.strerror or exc}")
     err_console.print(f"published {report.entries:,} entries ({report.nodes:,} nodes, {report.farms:,} farms) to {out}")

@@ -9,7 +9,8 @@ Layout of the output folder:
                                      held; the running month last (it has not ended yet)
     data/runs.json                   every live run's signed manifest and approvals
     data/farms.json                  [[farm id, farm name], ...] for searching farms by name
-    data/nodes/<node id>.json        a node's whole history (full entries, proofs included)
+    data/nodes/<node id>.json        a node's whole history (full entries, proofs included) and,
+                                     per month, its uptime and power events (node_events.py)
     data/farms/<farm id>.json        a farm's entries (the columns the table shows)
     data/addresses/<G...>.json       the farms that were paid to, or hold for, an address
     data/receipts/<2 hex>.json       receipt, retry, correction and memo hash -> node ids
@@ -36,6 +37,7 @@ import orjson
 from sqlmodel import Session
 
 from payouts import CODE_VERSION
+from payouts.export.node_events import EventSource, MonthEvents, site_events
 from payouts.export.rows import (
     FARMER_FIELDS,
     ExportFilter,
@@ -125,8 +127,9 @@ def _copy_static(out_dir: Path) -> None:
 class _SiteWriter:
     """Writes groups as they end; keeps only the small indexes (farms, addresses)."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, events: dict[str, MonthEvents] | None = None) -> None:
         self.data = data
+        self.events = events
         for folder in ("nodes", "farms", "addresses", "receipts", ".spill"):
             (data / folder).mkdir(parents=True)
         self.farm_names: dict[int, str] = {}
@@ -144,7 +147,25 @@ class _SiteWriter:
             entries = orjson.loads(path.read_bytes())["entries"] + entries
             entries.sort(key=lambda e: e["period"])
         self.nodes_written.add(node_id)
-        _write_json(path, {"node_id": node_id, "entries": entries})
+        document: dict = {"node_id": node_id, "entries": entries}
+        if self.events is not None:
+            document["events"] = self._node_events(node_id, entries)
+        _write_json(path, document)
+
+    def _node_events(self, node_id: int, entries: list[dict]) -> dict[str, dict]:
+        """Period label -> the node's events that month, or why they are unavailable."""
+        assert self.events is not None
+        found: dict[str, dict] = {}
+        for label in sorted({entry["period"] for entry in entries}):
+            month = self.events.get(label)
+            if month is None:
+                found[label] = {"unavailable": "no calculated run for this month"}
+            elif month.unavailable:
+                found[label] = {"unavailable": month.unavailable}
+            else:
+                # a node without events in the snapshot reported nothing that month
+                found[label] = month.node(node_id) or {"reports": 0, "measured_uptime_s": 0, "items": []}
+        return found
 
     def farm(self, farm_id: int, entries: list[dict], signon: dict) -> None:
         _write_json(
@@ -248,9 +269,10 @@ def _signon(entry: dict) -> dict:
     }
 
 
-def write_site(entries: Iterable[dict], data: Path) -> _SiteWriter:
-    """Group the farm-ordered entries into node and farm shards."""
-    writer = _SiteWriter(data)
+def write_site(entries: Iterable[dict], data: Path, events: dict[str, MonthEvents] | None = None) -> _SiteWriter:
+    """Group the farm-ordered entries into node and farm shards (with each node-month's
+    events when `events` is given)."""
+    writer = _SiteWriter(data, events)
     farm_id: int | None = None
     node_id: int | None = None
     farm_entries: list[dict] = []
@@ -286,15 +308,18 @@ def publish_site(
     network: str,
     horizon_url: str,
     generated_at: datetime | None = None,
+    events: EventSource | None = None,
 ) -> PublishReport:
-    """Write the whole site into `out_dir` (its `data/` folder is replaced as a whole)."""
+    """Write the whole site into `out_dir` (its `data/` folder is replaced as a whole). With
+    `events`, each node-month lists its uptime and power events from the run's frozen snapshot."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".data-new-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
     try:
         now = generated_at or utcnow()
-        writer = write_site(iter_entries(session, ExportFilter(), order="farm"), staging)
+        months = site_events(session, events) if events is not None else None
+        writer = write_site(iter_entries(session, ExportFilter(), order="farm"), staging, months)
         _write_json(staging / "runs.json", runs_document(session))
         _write_json(staging / "periods.json", writer.periods_document(now))
         _write_json(
@@ -311,6 +336,7 @@ def publish_site(
                 "running_period": Period.containing(int(now.timestamp())).label,
                 "wording": wording_document(),
                 "farmer_fields": list(FARMER_FIELDS),
+                "node_events": events is not None,
             },
         )
     except BaseException:

@@ -42,6 +42,48 @@ def claimable_note(until: datetime | None) -> str:
     when = f"{until.astimezone(UTC):%d %B %Y %H:%M} UTC" if until is not None else "the reclaim date"
     return f"sent as a claimable balance; claim it in your wallet before {when} (add the TFT trustline first)"
 
+#: what the calculation made of an uptime report or a power event (payouts/calculation/uptime.py's
+#: OUTCOME_* words), for a node-month's event list: (short, one sentence)
+EVENT_WORDS: dict[str, tuple[str, str]] = {
+    "first": ("counted: first report", "the month's first report: credited from the month's start, at most 41 minutes"),
+    "counted": ("counted", "the uptime rose with the time since the previous report"),
+    "clock_skew": ("counted, clock skew", "counted, but the boot time moved by 2 minutes or more (ClockSkew)"),
+    "reboot": ("reboot", "the node restarted: its uptime since the restart is credited"),
+    "too_early": (
+        "too early: more uptime than time passed",
+        "the uptime rose more than the time since the previous report (UptimeTooHigh)",
+    ),
+    "too_low": (
+        "not counted: uptime too low",
+        "the uptime rose less than the time passed, without a restart (UptimeTooLow)",
+    ),
+    "invalid_reboot": (
+        "not counted: uptime went down",
+        "the uptime went down, yet the node cannot have restarted since the previous report (InvalidReboot)",
+    ),
+    "post_period": (
+        "after the month: counted up to its end",
+        "the first report after the month ends credits up to the end",
+    ),
+    "late": ("after the month: not read", "only the first report after the month's end counts"),
+    "woke": ("woke up: sleep counted", "the node woke in time after farmerbot's request: its sleep counts as uptime"),
+    "woke_late": (
+        "woke up late: boot failure",
+        "the node booted more than 30 minutes after the wake-up request: the sleep is not counted",
+    ),
+    "slept_too_long": ("slept too long", "the node was asleep for more than a day: the sleep is not counted"),
+    "not_woken": ("ignored: not woken yet", "the report shows no restart since the node went to sleep"),
+    "asleep_ignored": (
+        "ignored: asleep",
+        "the node is asleep, or a wake-up is pending: reports count again once it wakes",
+    ),
+    "target_up": ("power target: on", "farmerbot set the node's power target to on"),
+    "target_down": ("power target: off", "farmerbot set the node's power target to off"),
+    "wake_request": ("wake-up request", "farmerbot asked the sleeping node to wake: it must boot within 30 minutes"),
+    "state_up": ("power state: on", "the node's power state became on"),
+    "state_down": ("power state: off", "the node's power state became off"),
+    "asleep": ("went to sleep", "the node powered off as farmerbot asked: the sleep counts if it wakes in time"),
+}
 
 #: shown for the period that is still running (no receipts until it ends)
 RUNNING_PERIOD = "this month has not ended yet"
@@ -62,5 +104,6 @@ def wording_document() -> dict[str, object]:
     return {
         "eligibility": {key: list(words) for key, words in ELIGIBILITY_WORDS.items()},
         "status": {key: list(words) for key, words in STATUS_WORDS.items()},
+        "event": {key: list(words) for key, words in EVENT_WORDS.items()},
         "running_period": RUNNING_PERIOD,
     }

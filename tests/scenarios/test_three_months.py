@@ -305,3 +305,14 @@ def _check_owed(exports: Path, site: Path, count: int, units: int, label: str) -
         periods = json.loads((published / "data" / "periods.json").read_text())
         assert sum(p.get("owed_tft_units", 0) for p in periods) == units, (label, periods)
         assert sum(p.get("held_tft_units", 0) for p in periods) == units, (label, periods)
+    # each node-month's events, read from the frozen snapshots: the same from both paths, and
+    # there for every month calculated so far
+    reconciled_nodes = sorted((exports / "site" / "data" / "nodes").glob("*.json"))
+    assert reconciled_nodes and [p.name for p in reconciled_nodes] == sorted(
+        p.name for p in (site / "data" / "nodes").glob("*.json")
+    )
+    for node_file in reconciled_nodes:
+        by_reconciler = json.loads(node_file.read_text())["events"]
+        by_publish = json.loads((site / "data" / "nodes" / node_file.name).read_text())["events"]
+        assert by_reconciler == by_publish, (label, node_file.name)
+        assert label in by_publish and all("items" in month for month in by_publish.values()), (label, by_publish)

@@ -592,8 +592,112 @@
     ]));
     box.append(back);
     for (const entry of entries) if (hasPayment(entry)) box.append(paymentBlock(entry, entries));
+    box.append(eventsBlock(shard, period));
     box.hidden = false;
     return undefined;
+  }
+
+  // ---- a node-month's uptime and power events (payouts/calculation/node_events.py) ----------
+
+  function duration(seconds, rough) {
+    // 45 -> "45 s", 200 -> "3 min 20 s" (rough: "3 min"), 2400 -> "40 min", 7300 -> "2 h 1 min",
+    // 200000 -> "2 d 7 h"
+    const s = Math.max(0, Math.round(Number(seconds) || 0));
+    if (s < 60) return `${s} s`;
+    if (s < 7200) {
+      if (rough || s % 60 === 0 || s >= 3600) return `${Math.round(s / 60)} min`;
+      return `${Math.floor(s / 60)} min ${s % 60} s`;
+    }
+    if (s < 172800) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+    return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+  }
+
+  function unixTime(seconds) {
+    const when = new Date(Number(seconds) * 1000);
+    const node = el('time', Number.isNaN(when.getTime()) ? '—' : `${utcTime(when.toISOString())} UTC`);
+    if (!Number.isNaN(when.getTime())) node.setAttribute('datetime', when.toISOString());
+    return node;
+  }
+
+  function outcomeNode(outcome) {
+    const word = words('event', outcome);
+    const node = el('span', null, `outcome outcome-${String(outcome).replace(/[^a-z_]/g, '')}`);
+    node.append(el('span', word.short, 'outcome-word'));
+    if (word.long) node.append(el('span', word.long, 'note'));
+    return node;
+  }
+
+  function eventRow(item) {
+    const tr = el('tr', null, `event event-${item.kind === 'range' ? 'range' : 'single'}`);
+    const when = el('td', null, 'c-when');
+    when.setAttribute('data-label', 'When (UTC)');
+    let what;
+    let uptime = '—';
+    let gap = '—';
+    if (item.kind === 'range') {
+      when.append(unixTime(item.from));
+      if (item.to !== item.from) when.append(el('span', ' to '), unixTime(item.to));
+      what = item.reports ? `${Number(item.reports).toLocaleString('en-US')} reports` : 'power events';
+      // past the list's length, the rest of the month is summed up by outcome, not in order
+      if (item.rest) what = `${what} more, between the lines above`;
+      if (item.gap_s) {
+        const [low, high] = item.gap_s;
+        const [a, b] = [duration(low, true), duration(high, true)];
+        gap = a === b ? `every ~${a}` : `every ${a} – ${b}`;
+      }
+    } else {
+      when.append(unixTime(item.t));
+      what = item.kind === 'power' ? 'Power event' : 'Uptime report';
+      if (item.kind === 'report') {
+        uptime = duration(item.uptime_s);
+        gap = item.gap_s === null || item.gap_s === undefined ? 'first read' : duration(item.gap_s);
+      }
+    }
+    tr.append(when);
+    tr.append(cell('td', what, 'c-event', 'Event'));
+    tr.append(cell('td', uptime, 'c-reported num', 'Reported uptime'));
+    tr.append(cell('td', gap, 'c-gap num', 'Since the previous report'));
+    const outcome = el('td', null, 'c-outcome');
+    outcome.setAttribute('data-label', 'What the calculation made of it');
+    outcome.append(outcomeNode(item.outcome));
+    tr.append(outcome);
+    const credited = item.kind === 'power' && !item.credited_s ? '—' : duration(item.credited_s || 0);
+    tr.append(cell('td', credited, 'c-credited num', 'Uptime credited'));
+    return tr;
+  }
+
+  function eventsBlock(shard, period) {
+    const box = el('section', null, 'events');
+    box.setAttribute('aria-labelledby', 'events-title');
+    const title = el('h3', 'Uptime and power events');
+    title.id = 'events-title';
+    box.append(title);
+    const month = shard.events ? shard.events[period] : undefined;
+    if (!month || month.unavailable) {
+      const why = month && month.unavailable ? `: ${month.unavailable}` : '';
+      box.append(el('p', `Events unavailable for this month${why}.`, 'events-unavailable'));
+      return box;
+    }
+    const items = Array.isArray(month.items) ? month.items : [];
+    box.append(el('p', `${Number(month.reports || 0).toLocaleString('en-US')} uptime reports read; ` +
+      `measured uptime ${duration(month.measured_uptime_s)}. Runs of ordinary reports are shown as one line.`, 'note'));
+    if (items.length === 0) return box;
+    const table = el('table', null, 'event-list');
+    const caption = el('caption', `Node ${shard.node_id}: events in ${monthName(period)}`, 'visually-hidden');
+    const head = el('thead');
+    const headRow = el('tr');
+    for (const [name, className] of [['When (UTC)', ''], ['Event', ''], ['Reported uptime', 'num'],
+      ['Since the previous report', 'num'], ['What the calculation made of it', ''], ['Uptime credited', 'num']]) {
+      const th = el('th', name, className);
+      th.setAttribute('scope', 'col');
+      headRow.append(th);
+    }
+    head.append(headRow);
+    const body = el('tbody');
+    for (const item of items) body.append(eventRow(item));
+    table.append(caption, head, body);
+    box.append(table);
+    return box;
   }
 
   // ---- searches ----------------------------------------------------------------------------
