@@ -65,6 +65,13 @@ gate "mypy" .venv/bin/mypy
 
 # --- tests -----------------------------------------------------------------------------------
 
+# Compiled modules are kept under .venv (not beside the sources), also where the environment
+# says not to write them: without them every test process, and every CLI, worker and server
+# process a test starts, compiles the project and rewrites the tests' asserts from source
+# again (some 15 s of CPU for each test process's collection alone).
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX="$PWD/.venv/pycache"
+
 FAST="not slow and not network and not postgres and not redis and not browser"
 # The whole suite mostly waits (ledgers closing, servers answering): 4 processes on 2 cores.
 # The fast tier is CPU-bound: 2 processes (each more would only collect the suite again).

@@ -42,49 +42,65 @@ def _columns(rows: list[tuple[int, int, int]], split: int) -> EventColumns:
     )
 
 
+# Strategies are built once: one built inside the drawing loop is checked and labelled again on
+# every draw, which costs more than the whole comparison of the two machines.
+_BOOLEANS = st.booleans()
+_START_JITTER = st.integers(-7200, 7200)
+_BOOTS_SMALL = st.sampled_from([0, 600, 10**6, 10**5])
+_BOOTS_BIG = st.sampled_from([0, 600, 10**6, NARROW_LIMIT - 10**9])
+_LENGTHS = st.integers(0, 60)
+_CHOICES = st.integers(0, 19)
+_BITS = st.integers(0, 1)
+_STEPS = st.sampled_from([2400, 2400, 2400, 2460, 2461, 1, 0, 60, 3000, 90_000, -5])
+_REBOOTS = st.integers(0, 3000)
+_CLOCK_DRIFTS = st.sampled_from(_DRIFTS)
+_RUNS = st.integers(1, 30)
+_UPTIME_DRIFTS = st.sampled_from(_DRIFTS[:7])
+_INTERVALS = st.sampled_from([2400, 2400, 2401, 2399, 2460, 2340])
+_POWER_AT_START = st.one_of(
+    st.none(),
+    st.builds(
+        PowerAtStart,
+        node_id=st.just(1),
+        state=st.sampled_from(["Up", "Down"]),
+        down_since=st.one_of(st.none(), st.integers(S - 10**5, S + 10**5)),
+        target=st.sampled_from(["Up", "Down"]),
+    ),
+)
+
+
 @st.composite
 def _streams(draw):
     """Adversarial event streams: long ordinary runs with drift at the grace and skew edges,
     reboots, uptime too high / too low, power target and state changes (sleep and wake), clock
     jumps backwards, values near the narrow limit, and the split anywhere."""
-    big = draw(st.booleans())
-    base = NARROW_LIMIT - 10**9 if big and draw(st.booleans()) else S
-    t = base + draw(st.integers(-7200, 7200))
-    boot = t - draw(st.sampled_from([0, 600, 10**6, (NARROW_LIMIT - 10**9) if big else 10**5]))
+    big = draw(_BOOLEANS)
+    base = NARROW_LIMIT - 10**9 if big and draw(_BOOLEANS) else S
+    t = base + draw(_START_JITTER)
+    boot = t - draw(_BOOTS_BIG if big else _BOOTS_SMALL)
     rows: list[tuple[int, int, int]] = []
-    for _ in range(draw(st.integers(0, 60))):
-        choice = draw(st.integers(0, 19))
+    for _ in range(draw(_LENGTHS)):
+        choice = draw(_CHOICES)
         if choice == 0:
-            rows.append((t, EVENT_POWER_TARGET, draw(st.integers(0, 1))))
+            rows.append((t, EVENT_POWER_TARGET, draw(_BITS)))
             continue
         if choice == 1:
-            rows.append((t, EVENT_POWER_STATE, draw(st.integers(0, 1))))
+            rows.append((t, EVENT_POWER_STATE, draw(_BITS)))
             continue
-        step = draw(st.sampled_from([2400, 2400, 2400, 2460, 2461, 1, 0, 60, 3000, 90_000, -5]))
+        step = draw(_STEPS)
         t += step
         if choice == 2:
-            boot = t - draw(st.integers(0, 3000))  # reboot
+            boot = t - draw(_REBOOTS)  # reboot
         elif choice == 3:
-            boot += draw(st.sampled_from(_DRIFTS))  # the clock drifts
-        run = draw(st.integers(1, 30)) if choice >= 10 else 1
+            boot += draw(_CLOCK_DRIFTS)  # the clock drifts
+        run = draw(_RUNS) if choice >= 10 else 1
         for _ in range(run):
-            uptime = t - boot + draw(st.sampled_from(_DRIFTS[:7]))
+            uptime = t - boot + draw(_UPTIME_DRIFTS)
             rows.append((max(t, 0), EVENT_UPTIME, min(max(uptime, 0), NARROW_LIMIT - 1)))
-            t += draw(st.sampled_from([2400, 2400, 2401, 2399, 2460, 2340]))
+            t += draw(_INTERVALS)
     rows = [(min(max(t, 0), NARROW_LIMIT - 1), kind, value) for t, kind, value in rows]
     split = draw(st.integers(0, len(rows)))
-    power = draw(
-        st.one_of(
-            st.none(),
-            st.builds(
-                PowerAtStart,
-                node_id=st.just(1),
-                state=st.sampled_from(["Up", "Down"]),
-                down_since=st.one_of(st.none(), st.integers(S - 10**5, S + 10**5)),
-                target=st.sampled_from(["Up", "Down"]),
-            ),
-        )
-    )
+    power = draw(_POWER_AT_START)
     return rows, split, power
 
 
@@ -135,34 +151,45 @@ def _ts(height: int) -> int:
     return BASE_TS + 6 * height
 
 
+_NODE_COUNTS = st.integers(1, 4)
+_FIRST_HEIGHTS = st.integers(-3, 3000)
+_MONTH_BOOTS = st.sampled_from([0, 600, 10**6])
+_EVENT_COUNTS = st.integers(0, 80)
+_HEIGHT_STEPS = st.sampled_from([1, 395, 400, 400, 400, 405, 410, 1200, 60_000])
+_MONTH_CHOICES = st.integers(0, 11)
+_MONTH_REBOOTS = st.integers(0, 2000)
+_UP_DOWN = st.sampled_from(["Up", "Down"])
+_DOWN_SINCE = st.one_of(st.none(), st.integers(S - 10**5, S - 1))
+
+
 @st.composite
 def _months(draw):
     nodes: dict[int, list[tuple[int, int, int, int, int]]] = {}
     power = {}
-    for node_id in range(1, draw(st.integers(1, 4)) + 1):
-        height = START_HEIGHT + draw(st.integers(-3, 3000))
-        boot = _ts(height) - draw(st.sampled_from([0, 600, 10**6]))
+    for node_id in range(1, draw(_NODE_COUNTS) + 1):
+        height = START_HEIGHT + draw(_FIRST_HEIGHTS)
+        boot = _ts(height) - draw(_MONTH_BOOTS)
         events = []
-        for _ in range(draw(st.integers(0, 80))):
-            height += draw(st.sampled_from([1, 395, 400, 400, 400, 405, 410, 1200, 60_000]))
+        for _ in range(draw(_EVENT_COUNTS)):
+            height += draw(_HEIGHT_STEPS)
             if height > END_HEIGHT + POST_PERIOD_BLOCKS + 3:
                 break
-            choice = draw(st.integers(0, 11))
+            choice = draw(_MONTH_CHOICES)
             if choice == 0:
-                events.append((height, 0, _ts(height), EVENT_POWER_TARGET, draw(st.integers(0, 1))))
+                events.append((height, 0, _ts(height), EVENT_POWER_TARGET, draw(_BITS)))
             elif choice == 1:
-                events.append((height, 0, _ts(height), EVENT_POWER_STATE, draw(st.integers(0, 1))))
+                events.append((height, 0, _ts(height), EVENT_POWER_STATE, draw(_BITS)))
             else:
                 if choice == 2:
-                    boot = _ts(height) - draw(st.integers(0, 2000))
-                drift = draw(st.sampled_from(_DRIFTS))
+                    boot = _ts(height) - draw(_MONTH_REBOOTS)
+                drift = draw(_CLOCK_DRIFTS)
                 events.append((height, 1, _ts(height), EVENT_UPTIME, max(_ts(height) - boot + drift, 0)))
         nodes[node_id] = events
-        if draw(st.booleans()):
+        if draw(_BOOLEANS):
             power[node_id] = {
-                "state": draw(st.sampled_from(["Up", "Down"])),
-                "down_since": draw(st.one_of(st.none(), st.integers(S - 10**5, S - 1))),
-                "target": draw(st.sampled_from(["Up", "Down"])),
+                "state": draw(_UP_DOWN),
+                "down_since": draw(_DOWN_SINCE),
+                "target": draw(_UP_DOWN),
             }
     return nodes, power
 

@@ -388,8 +388,11 @@ class UptimeTable:
                 self._by_id = by_id
             return self._by_id
 
-    def _id_ranges(self, where: dict, cap_ts: int) -> list[tuple[int, int]]:
-        """Refs of the reports an id-bounded filter selects, in id order."""
+    def _id_ranges(
+        self, where: dict, cap_ts: int, take: int | None = None, descending: bool = False
+    ) -> list[tuple[int, int]]:
+        """Refs of the reports an id-bounded filter selects, in id order (the first `take` of
+        them in that order or in reverse: a page reads no further than its own end)."""
         index = self.by_id()
         ids = self._ids
         lo = 0
@@ -408,11 +411,16 @@ class UptimeTable:
         nodes = {int(n) for n in rest.pop("nodeID_in")} if "nodeID_in" in rest else None
         if rest:
             raise GraphQLError(f"Field '{min(rest)}' is not supported by this test server")
-        refs = []
-        for _, node_id, i in index[lo:hi]:
+        refs: list[tuple[int, int]] = []
+        if take == 0:
+            return refs
+        for position in range(hi - 1, lo - 1, -1) if descending else range(lo, hi):
+            _, node_id, i = index[position]
             ts = self.by_node[node_id][0][i]
             if low <= ts <= high and (nodes is None or node_id in nodes):
                 refs.append((node_id, i))
+                if len(refs) == take:
+                    break
         return refs
 
     def add(self, node_id: int, ts: int, uptime: int, seq: int) -> None:
@@ -458,10 +466,8 @@ class UptimeTable:
         if any(key.startswith("id_") for key in where):
             if keys not in ([("id", False)], [("id", True)]):
                 raise GraphQLError("this test server answers id-bounded uptime queries in id order only")
-            refs = self._id_ranges(where, cap_ts)
-            if keys[0][1]:
-                refs.reverse()
-            return refs[offset : None if limit is None else offset + limit]
+            refs = self._id_ranges(where, cap_ts, None if limit is None else offset + limit, keys[0][1])
+            return refs[offset:]
         natural = [name for name, desc in keys if not desc] == [name for name, _ in keys] and [
             name for name, _ in keys
         ] in (["nodeID", "timestamp", "id"], ["nodeID", "timestamp"], ["nodeID"])
