@@ -76,9 +76,14 @@ def _integers(text: bytes, commas: int) -> Int64s | None:
     refused later)."""
     if not text:
         return None
-    if text.translate(None, _DIGITS_AND_COMMAS) or b",," in text or text[0] == 44 or text[-1] == 44:
+    if text.translate(None, _DIGITS_AND_COMMAS):
         return None
-    values = np.fromstring(text, dtype=np.int64, sep=",")
+    # an empty entry (",,", or a comma first) stops numpy's parse (an error), a comma last
+    # gives one value fewer than entries: either way the text is refused
+    try:
+        values = np.fromstring(text, dtype=np.int64, sep=",")
+    except ValueError:
+        return None
     if values.size != commas + 1:
         return None
     # no leading zero: a number after a comma (or first) starting with 0 is exactly 0, so the
