@@ -23,8 +23,8 @@ from payouts.calculation.columns import EventColumns
 from payouts.snapshot.schema import EVENT_UPTIME, NARROW_EVENT_LIMIT, U32_MAX
 
 Int64s = npt.NDArray[np.int64]
-#: height, index, timestamp, kind, value
-Table = tuple[Int64s, Int64s, Int64s, Int64s, Int64s]
+#: rows height, index, timestamp, kind, value (a 5 x events int64 array)
+Table = Int64s
 
 _EVENTS_KEY = b',"events":{"height":['
 _BETWEEN = (b'],"index":[', b'],"timestamp":[', b'],"kind":[', b'],"value":[')
@@ -58,14 +58,13 @@ def split_node_line(line: bytes) -> tuple[bytes, Table] | None:
     if not texts[0]:
         if any(texts):
             return None
-        table: Table = (_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY)
+        table: Table = np.zeros((5, 0), dtype=np.int64)
     else:
         # the five columns as one text: one pass of checks and one numpy parse for the line
         values = _integers(b",".join(texts), 5 * commas + 4)
         if values is None:
             return None
-        height, index, stamp, kind, value = values.reshape(5, commas + 1)
-        table = (height, index, stamp, kind, value)
+        table = values.reshape(5, commas + 1)
     # the record before the events, closed: a JSON object only when the events were its last member
     return line[:start] + b"}", table
 
@@ -103,11 +102,9 @@ def table_from_lists(heights: list, indexes: list, stamps: list, kinds: list, va
     if count and set(map(type, together)) != _INTEGERS_ONLY:
         return None
     try:
-        table = np.fromiter(together, dtype=np.int64, count=5 * count).reshape(5, count)
+        return np.fromiter(together, dtype=np.int64, count=5 * count).reshape(5, count)
     except OverflowError:  # past i64: not narrow
         return None
-    height, index, stamp, kind, value = table
-    return height, index, stamp, kind, value
 
 
 _INTEGERS_ONLY = {int}
@@ -116,22 +113,20 @@ _INTEGERS_ONLY = {int}
 def columns_from_table(table: Table, start_height: int, end_height: int, last_height: int) -> EventColumns | None:
     """The common case as whole columns: every value a narrow integer, events in chain order, no
     two at one place. None when anything is unusual (the checked reader then reads the line)."""
-    height, index, stamp, kind, value = table
-    if not height.size:
+    if not table.shape[1]:
         return EventColumns(_EMPTY, _EMPTY, _EMPTY, 0)
+    lows: list[int] = table.min(axis=1).tolist()
+    highs: list[int] = table.max(axis=1).tolist()
     if not (
-        int(height.min()) >= 0
-        and int(index.min()) >= 0
-        and int(stamp.min()) >= 0
-        and int(kind.min()) >= 0
-        and int(value.min()) >= 0
-        and int(height.max()) <= U32_MAX
-        and int(index.max()) <= U32_MAX
-        and int(stamp.max()) < NARROW_EVENT_LIMIT
-        and int(kind.max()) <= EVENT_UPTIME
-        and int(value.max()) < NARROW_EVENT_LIMIT
+        min(lows) >= 0
+        and highs[0] <= U32_MAX
+        and highs[1] <= U32_MAX
+        and highs[2] < NARROW_EVENT_LIMIT
+        and highs[3] <= EVENT_UPTIME
+        and highs[4] < NARROW_EVENT_LIMIT
     ):
         return None
+    height, index, stamp, kind, value = table
     if bool(((kind != EVENT_UPTIME) & (value > 1)).any()):
         return None
     read = (height >= start_height) & (height <= last_height)

@@ -302,7 +302,7 @@ class _Measuring:
             and not 0 <= at_start.down_since < NARROW_EVENT_LIMIT
         ):
             return False
-        if isinstance(columns, tuple):
+        if isinstance(columns, np.ndarray):
             table: Table | None = columns
         else:
             table = _table_of(columns)
