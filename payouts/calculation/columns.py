@@ -12,6 +12,7 @@ time. Both give identical results (tests/calculation/test_columns.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -54,6 +55,14 @@ class EventColumns(NamedTuple):
         ]
 
 
+def _never(_index: int) -> bool:
+    return False
+
+
+def _never_credited(_index: int) -> int:
+    raise AssertionError("credits are read only inside runs")
+
+
 def measure_uptime_columns(
     columns: EventColumns,
     *,
@@ -66,15 +75,17 @@ def measure_uptime_columns(
     with runs of ordinary in-period reports taken in one step."""
     stamps, kinds, values, split = columns
     stop = len(stamps)
-    ts_list: list[int] = stamps.tolist()
-    kind_list: list[int] = kinds.tolist()
-    value_list: list[int] = values.tolist()
+    # the loop visits only the events outside runs (a few dozen of a month's ~1,100): it reads
+    # single values (`item`, Python ints) instead of converting whole columns to lists
+    ts_at = stamps.item
+    kind_at = kinds.item
+    value_at = values.item
 
-    # ordinary[i] (0 < i < split): events i-1 and i are in-period reports and, taken from `last`
+    # ordinary(i) (0 < i < split): events i-1 and i are in-period reports and, taken from `last`
     # at report i-1, report i is clause 4b with a positive uptime delta.
-    ordinary: list[bool] = [False] * (stop + 1)
+    ordinary: Callable[[int], bool] = _never
     run_ends: Int64s = np.zeros(0, dtype=np.int64)
-    credits: list[int] = []
+    credit_at: Callable[[int], int] = _never_credited
     boots: Int64s = np.zeros(0, dtype=np.int64)
     if split >= 2:
         times, kinds_in, uptimes = stamps[:split], kinds[:split], values[:split]
@@ -89,11 +100,11 @@ def measure_uptime_columns(
         )
         marks = np.zeros(stop + 1, dtype=np.bool_)
         marks[1:split] = step
-        ordinary = marks.tolist()
+        ordinary = marks.item
         # run_ends: the indexes that are not ordinary (a run starting at i ends before the first one after i)
         run_ends = np.flatnonzero(~marks)
-        # credits[i]: the credit of reports 1..i-1 (prefix sums)
-        credits = np.concatenate(([0, 0], np.cumsum(np.minimum(uptime_steps, MAX_CREDIT_S)))).tolist()
+        # credit_at(i): the credit of reports 1..i-1 (prefix sums)
+        credit_at = np.concatenate(([0, 0], np.cumsum(np.minimum(uptime_steps, MAX_CREDIT_S)))).item
         boots = times - uptimes
 
     start, end = period.start_ts, period.end_ts
@@ -108,9 +119,9 @@ def measure_uptime_columns(
 
     index = 0
     while index < stop:
-        t = ts_list[index]
-        kind = kind_list[index]
-        value = value_list[index]
+        t = ts_at(index)
+        kind = kind_at(index)
+        value = value_at(index)
         in_period = index < split
         index += 1
 
@@ -148,15 +159,15 @@ def measure_uptime_columns(
                 boot = t - u
                 continue
             here = index - 1
-            if ordinary[here] and t_last == ts_list[here - 1] and u_last == value_list[here - 1]:
+            if ordinary(here) and t_last == ts_at(here - 1) and u_last == value_at(here - 1):
                 # a run of ordinary reports from `last`: here .. after - 1
                 after = int(run_ends[np.searchsorted(run_ends, here)])
-                total += credits[after] - credits[here]
+                total += credit_at(after) - credit_at(here)
                 if violation is None:
                     drifts = boots[here:after] - boot
                     if bool(((drifts >= CLOCK_SKEW_S) | (drifts <= -CLOCK_SKEW_S)).any()):
                         violation = CLOCK_SKEW
-                t_last, u_last = ts_list[after - 1], value_list[after - 1]
+                t_last, u_last = ts_at(after - 1), value_at(after - 1)
                 index = after
                 continue
             rd = t - t_last

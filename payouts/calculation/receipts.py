@@ -62,6 +62,21 @@ def format_f64(value: float) -> str:
         return "null"  # serde_json writes non-finite floats as null
     if value == 0:
         return "-0.0" if str(value).startswith("-") else "0.0"
+    # a month repeats many values (unit counts, utilizations); zero is never kept (0.0 == -0.0)
+    known = _F64_TEXTS.get(value)
+    if known is None:
+        if len(_F64_TEXTS) >= _F64_TEXTS_KEPT:
+            _F64_TEXTS.clear()
+        known = _F64_TEXTS[value] = _format_nonzero_f64(value)
+    return known
+
+
+#: format_f64's texts of non-zero finite values seen, at most _F64_TEXTS_KEPT
+_F64_TEXTS: dict[float, str] = {}
+_F64_TEXTS_KEPT = 100_000
+
+
+def _format_nonzero_f64(value: float) -> str:
     shown = repr(value)
     sign = shown.startswith("-")
     mantissa, _, power = shown.lstrip("-").partition("e")

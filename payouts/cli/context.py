@@ -36,9 +36,11 @@ class CliContext:
 
     def time(self) -> Clock:
         if self.clock is None:
-            from payouts.wiring import chain_clock  # the composition root, only when needed
+            # the chain's clock itself, not through the composition root: that one imports the
+            # payment side (Stellar SDK, review, export), which `calculate` and `freeze` need none of
+            from payouts.stellar.clock import ChainClock
 
-            self.clock = chain_clock(self.settings)
+            self.clock = ChainClock(self.settings.horizon_url)
         return self.clock
 
     def engine(self) -> Engine:

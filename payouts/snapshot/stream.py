@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gc
 import gzip
-import hashlib
 import json
 import re
 import zlib
@@ -32,14 +31,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from payouts.calculation.columns import EventColumns, measure_uptime_columns
 from payouts.calculation.uptime import UptimeMeasurement, Window
 from payouts.periods import Period
+from payouts.snapshot.event_columns import Table, columns_from_table, split_node_line, table_from_lists
+from payouts.snapshot.lines import Lines, raw_sha256
 from payouts.snapshot.load import (
     EventStats,
     LoadedSnapshot,
     SnapshotError,
     describe,
     header_error,
-    open_error,
-    too_large,
 )
 from payouts.snapshot.schema import (
     EVENT_POWER_STATE,
@@ -62,12 +61,6 @@ from payouts.snapshot.schema import (
 
 #: minting reads 27 hours of blocks after the end block: 600 blocks an hour
 POST_PERIOD_BLOCKS = 27 * 600
-#: one node line is held at a time; a month's longest is tens of kB
-MAX_LINE_BYTES = 64 * 2**20
-_READ_CHUNK_BYTES = 1 << 20
-#: stored bytes read, and decompressed bytes handed on, at a time (memory stays flat)
-_INFLATE_CHUNK_BYTES = 128 << 10
-_PIECE_BYTES = 256 << 10
 _FORMAT_2_START = re.compile(
     rb'\A(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"format"[ \t\r\n]*:[ \t\r\n]*"tfgrid-snapshot/2"'
 )
@@ -137,94 +130,6 @@ class _Inexact(Exception):
     line is read again with the standard library, which keeps every integer exact."""
 
 
-def raw_sha256(path: Path) -> str:
-    """SHA-256 of a file's stored bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_READ_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class _Lines:
-    """The decompressed lines of a file, with the size limit and the SHA-256."""
-
-    def __init__(self, path: Path, limit: int) -> None:
-        self.path = path
-        self.limit = limit
-        self.size = 0
-        self.digest = hashlib.sha256()
-        #: SHA-256 of the file's bytes as stored (compressed), taken as they are read
-        self.raw_digest = hashlib.sha256()
-
-    def _pieces(self) -> Iterator[bytes]:
-        """The decompressed bytes in pieces of at most _PIECE_BYTES (gzip members one after the
-        other, zero padding between them skipped, as the gzip module reads them), each stored
-        byte hashed as it is read."""
-        gzipped = self.path.name.endswith(".gz")
-        with self.path.open("rb") as raw:
-            inflater = None
-            while chunk := raw.read(_INFLATE_CHUNK_BYTES):
-                self.raw_digest.update(chunk)
-                if not gzipped:
-                    yield chunk
-                    continue
-                while chunk:
-                    if inflater is None:  # between members
-                        chunk = chunk.lstrip(b"\0")
-                        if not chunk:
-                            break
-                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    # bounded pieces: a gzip bomb never inflates past one piece at a time
-                    piece = inflater.decompress(chunk, _PIECE_BYTES)
-                    if piece:
-                        yield piece
-                    chunk = inflater.unconsumed_tail
-                    if inflater.eof:
-                        chunk, inflater = inflater.unused_data, None
-            if inflater is not None:
-                raise EOFError("compressed file ended before the end-of-stream marker was reached")
-
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        """(line number, line) for every non-empty line."""
-        number = 0
-        pending = bytearray()
-        try:
-            for piece in self._pieces():
-                self.size += len(piece)
-                if self.size > self.limit:
-                    raise too_large(self.path, self.limit)
-                self.digest.update(piece)
-                pending += piece
-                start = 0
-                while (end := pending.find(b"\n", start)) >= 0:
-                    number += 1
-                    line = bytes(pending[start : end + 1])
-                    start = end + 1
-                    if len(line) > MAX_LINE_BYTES + 1:
-                        raise self._too_long(number)
-                    if line.strip():
-                        yield number, line
-                del pending[:start]
-                if len(pending) > MAX_LINE_BYTES:
-                    raise self._too_long(number + 1)
-            if pending:
-                number += 1
-                if pending.strip():
-                    yield number, bytes(pending)
-        except SnapshotError:
-            raise
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise SnapshotError(self.path, "$", f"not a valid gzip file ({exc})") from None
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
-                raise open_error(self.path, exc) from None
-            raise SnapshotError(self.path, "$", f"not a valid gzip file or cannot be read ({exc})") from None
-
-    def _too_long(self, number: int) -> SnapshotError:
-        return SnapshotError(self.path, f"line {number}", f"longer than {MAX_LINE_BYTES:,} bytes; refused")
-
-
 def _parse(path: Path, number: int, line: bytes, *, exact: bool = False) -> dict:
     try:
         value = json.loads(line) if exact else orjson.loads(line)
@@ -250,7 +155,7 @@ def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnaps
 
 
 def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapshot:
-    lines = _Lines(path, max_decompressed_bytes)
+    lines = Lines(path, max_decompressed_bytes)
     header: Header2 | None = None
     nodes: list[Node] = []
     power: list[PowerAtStart] = []
@@ -258,6 +163,14 @@ def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapsho
     # the calculation then needs no second read of the file.
     measuring: _Measuring | None = None
     for number, line in lines:
+        if header is not None:
+            plain = _plain_node_line(line)
+            if plain is not None:
+                record, table = plain
+                at_start = _keep_node(record, nodes, power)
+                if measuring is not None and not measuring.node(record.node, at_start, table):
+                    measuring = None  # something unusual: the calculation reads the file again
+                continue
         document = _parse(path, number, line)
         if header is None:
             v1_keys = sorted({"nodes", "uptime_events", "power_events", "power_at_start"} & set(document))
@@ -279,18 +192,8 @@ def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapsho
             record = _validate(NodeLine, document, path, number, line)
         except ValidationError as exc:
             raise header_error(path, exc, FORMAT_2_TAG, prefix=f"line {number}") from None
-        nodes.append(record.node)
-        at_start_of_node: PowerAtStart | None = None
-        if record.power_at_start is not None:
-            at_start = record.power_at_start
-            at_start_of_node = PowerAtStart(
-                node_id=record.node.node_id,
-                state=at_start.state,
-                down_since=at_start.down_since,
-                target=at_start.target,
-            )
-            power.append(at_start_of_node)
-        if measuring is not None and not measuring.node(record.node, at_start_of_node, document.get("events")):
+        at_start = _keep_node(record, nodes, power)
+        if measuring is not None and not measuring.node(record.node, at_start, document.get("events")):
             measuring = None  # something unusual: the calculation reads the file again
     if header is None:
         raise SnapshotError(path, "$", "file is empty, expected a header line")
@@ -314,6 +217,65 @@ def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapsho
     return snapshot
 
 
+def _plain_node_line(line: bytes) -> tuple[NodeLine, Table] | None:
+    """A node line in the writer's plain shape, its record validated and its event columns read
+    from the bytes (`split_node_line`); None for any other line, and for any problem: the line
+    is then read as JSON with every rule, which names the problem as before."""
+    split = split_node_line(line)
+    if split is None:
+        return None
+    head, table = split
+    try:
+        document = orjson.loads(head)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or "events" in document:
+        return None
+    document["events"] = {}
+    try:
+        return NodeLine.model_validate(document), table
+    except ValidationError:
+        return None
+
+
+def _plain_columns(
+    line: bytes, start_height: int, end_height: int, last_height: int
+) -> tuple[int, EventColumns, Table] | None:
+    """(node id, the events read for the period, the line's event table) of a plain node line
+    whose events the columns reader takes; None otherwise (the line is read as JSON then)."""
+    split = split_node_line(line)
+    if split is None:
+        return None
+    head, table = split
+    try:
+        document = orjson.loads(head)
+    except ValueError:
+        return None
+    node = document.get("node") if isinstance(document, dict) and "events" not in document else None
+    node_id = node.get("node_id") if isinstance(node, dict) else None
+    if type(node_id) is not int:
+        return None
+    columns = columns_from_table(table, start_height, end_height, last_height)
+    return None if columns is None else (node_id, columns, table)
+
+
+def power_of(record: NodeLine) -> PowerAtStart | None:
+    at_start = record.power_at_start
+    if at_start is None:
+        return None
+    return PowerAtStart(
+        node_id=record.node.node_id, state=at_start.state, down_since=at_start.down_since, target=at_start.target
+    )
+
+
+def _keep_node(record: NodeLine, nodes: list[Node], power: list[PowerAtStart]) -> PowerAtStart | None:
+    nodes.append(record.node)
+    at_start = power_of(record)
+    if at_start is not None:
+        power.append(at_start)
+    return at_start
+
+
 class _Measuring:
     """Measures each node while the file is loaded, as the calculation would from the node's
     columns (`measure_uptime_columns`), as long as every line is ordinary: event columns the
@@ -330,13 +292,9 @@ class _Measuring:
         self.measured: dict[int, UptimeMeasurement] = {}
         self.stats = EventStats()
 
-    def node(self, node: Node, at_start: PowerAtStart | None, columns: object) -> bool:
-        if node.node_id in self.measured or not isinstance(columns, dict) or set(columns) != set(_EVENT_COLUMNS):
-            return False
-        heights, indexes, stamps, kinds, values = (columns[name] for name in _EVENT_COLUMNS)
-        if not all(isinstance(column, list) for column in (heights, indexes, stamps, kinds, values)):
-            return False
-        if not len(heights) == len(indexes) == len(stamps) == len(kinds) == len(values):
+    def node(self, node: Node, at_start: PowerAtStart | None, columns: Table | object) -> bool:
+        """`columns`: the line's event columns (a Table read from the bytes, or the JSON object)."""
+        if node.node_id in self.measured:
             return False
         if (
             at_start is not None
@@ -344,19 +302,17 @@ class _Measuring:
             and not 0 <= at_start.down_since < NARROW_EVENT_LIMIT
         ):
             return False
-        read = _columns_fast(
-            heights,
-            indexes,
-            stamps,
-            kinds,
-            values,
-            self.start_height,
-            self.end_height,
-            self.end_height + POST_PERIOD_BLOCKS,
-        )
+        if isinstance(columns, np.ndarray):
+            table: Table | None = columns
+        else:
+            table = _table_of(columns)
+        if table is None:
+            return False
+        read = columns_from_table(table, self.start_height, self.end_height, self.end_height + POST_PERIOD_BLOCKS)
         if read is None:
             return False
-        uptime_events = kinds.count(EVENT_UPTIME)
+        kinds = table[3]
+        uptime_events = int(np.count_nonzero(kinds == EVENT_UPTIME))
         self.stats.uptime_events += uptime_events
         self.stats.power_events += len(kinds) - uptime_events
         self.measured[node.node_id] = measure_uptime_columns(
@@ -367,6 +323,19 @@ class _Measuring:
             wake_at_start_ts=self.wake_at_start_ts,
         )
         return True
+
+
+def _table_of(columns: object) -> Table | None:
+    """The event columns of a line read as JSON, when they are five int lists of one length."""
+    if not isinstance(columns, dict) or set(columns) != set(_EVENT_COLUMNS):
+        return None
+    lists = [columns[name] for name in _EVENT_COLUMNS]
+    if not all(isinstance(column, list) for column in lists):
+        return None
+    heights, indexes, stamps, kinds, values = lists
+    if not len(heights) == len(indexes) == len(stamps) == len(kinds) == len(values):
+        return None
+    return table_from_lists(heights, indexes, stamps, kinds, values)
 
 
 def _validate(model: type[_M], document: dict, path: Path, number: int, line: bytes) -> _M:
@@ -410,9 +379,6 @@ def _check_blocks(path: Path, header: Header2) -> None:
         raise SnapshotError(path, "line 1: $.blocks", "the end block must come after the start block")
 
 
-_INTEGERS_ONLY = {int}
-
-
 def _columns_fast(
     heights: list,
     indexes: list,
@@ -423,41 +389,10 @@ def _columns_fast(
     end_height: int,
     last_height: int,
 ) -> EventColumns | None:
-    """The common case as whole columns: every value a narrow integer, events in chain order, no
-    two at one place. None when anything is unusual (the checked path then reads the line)."""
-    count = len(heights)
-    if not count:
-        return EventColumns(*(np.zeros(0, dtype=np.int64),) * 3, 0)
-    together = heights + indexes + stamps + kinds + values
-    # exactly int (not bool, not float, not str): the set of the values' types, in C
-    if set(map(type, together)) != _INTEGERS_ONLY:
-        return None
-    try:
-        table = np.fromiter(together, dtype=np.int64, count=5 * count).reshape(5, count)
-    except OverflowError:  # past i64: not narrow
-        return None
-    lows, highs = table.min(axis=1).tolist(), table.max(axis=1).tolist()
-    if not (
-        min(lows) >= 0
-        and highs[0] <= U32_MAX
-        and highs[1] <= U32_MAX
-        and highs[2] < NARROW_EVENT_LIMIT
-        and highs[3] <= EVENT_UPTIME
-        and highs[4] < NARROW_EVENT_LIMIT
-    ):
-        return None
-    height, index, stamp, kind, value = table
-    if bool(((kind != EVENT_UPTIME) & (value > 1)).any()):
-        return None
-    read = (height >= start_height) & (height <= last_height)
-    if not bool(read.all()):
-        height, index, stamp, kind, value = height[read], index[read], stamp[read], kind[read], value[read]
-    if height.size > 1:
-        step = np.diff(height)
-        if not bool(((step > 0) | ((step == 0) & (np.diff(index) > 0))).all()):
-            return None  # out of order, or the same place twice
-    split = int(np.searchsorted(height, end_height, side="right"))
-    return EventColumns(stamp, kind, value, split)
+    """The common case as whole columns (`columns_from_table`) from JSON lists; None when
+    anything is unusual (the checked path then reads the line)."""
+    table = table_from_lists(heights, indexes, stamps, kinds, values)
+    return None if table is None else columns_from_table(table, start_height, end_height, last_height)
 
 
 class StreamedSnapshot(LoadedSnapshot):
@@ -528,10 +463,18 @@ class StreamedSnapshot(LoadedSnapshot):
         start_height = self.blocks.start.height
         end_height = self.blocks.end.height
         last_height = end_height + POST_PERIOD_BLOCKS
-        reader = _Lines(self.path, self._limit)
+        reader = Lines(self.path, self._limit)
         lines = iter(reader)
         next(lines, None)  # the header
         for number, line in lines:
+            plain = _plain_columns(line, start_height, end_height, last_height)
+            if plain is not None:
+                node_id, columns, table = plain
+                uptime_events = int(np.count_nonzero(table[3] == EVENT_UPTIME))
+                self.stats.uptime_events += uptime_events
+                self.stats.power_events += table[3].size - uptime_events
+                yield node_id, columns
+                continue
             document = _parse(self.path, number, line)
             node = document.get("node")
             node_id = node.get("node_id") if isinstance(node, dict) else None
