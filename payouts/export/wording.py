@@ -42,6 +42,7 @@ def claimable_note(until: datetime | None) -> str:
     when = f"{until.astimezone(UTC):%d %B %Y %H:%M} UTC" if until is not None else "the reclaim date"
     return f"sent as a claimable balance; claim it in your wallet before {when} (add the TFT trustline first)"
 
+
 #: what the calculation made of an uptime report or a power event (payouts/calculation/uptime.py's
 #: OUTCOME_* words), for a node-month's event list: (short, one sentence)
 EVENT_WORDS: dict[str, tuple[str, str]] = {
