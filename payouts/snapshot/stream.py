@@ -477,9 +477,10 @@ class StreamedSnapshot(LoadedSnapshot):
                 continue
             document = _parse(self.path, number, line)
             node = document.get("node")
-            node_id = node.get("node_id") if isinstance(node, dict) else None
-            if type(node_id) is not int:
+            raw_id = node.get("node_id") if isinstance(node, dict) else None
+            if type(raw_id) is not int:
                 raise SnapshotError(self.path, f"line {number}: $.node.node_id", "missing or not an integer")
+            node_id = raw_id
             stats = self.stats
             counts = (stats.uptime_events, stats.power_events, stats.duplicates_dropped)
             read: EventColumns | tuple[list[Event], int]
