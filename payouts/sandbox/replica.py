@@ -15,14 +15,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from payouts.sandbox.chain import Chain
 from payouts.sandbox.entries import Account, LedgerHeader, TxRecord
-from payouts.sandbox.ledger import Ledger
 
 
 class ReadView:
     """The ledger as reads see it. `lag_s=0` is the chain itself."""
 
-    def __init__(self, ledger: Ledger, lag_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ledger: Chain, lag_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.ledger = ledger
         self.lag_s = 0.0
         #: history trimmed below this ledger (a Horizon with a retention window): lookups of

@@ -2,7 +2,7 @@
 /transactions_async, friendbot) here; reads in `routes` (records, paged collections) and
 `streaming` (server-sent events), as Horizon serves them.
 
-`SandboxServer` owns a `Ledger`, the view reads see (`replica`), a thread that closes ledgers
+`SandboxServer` owns a `Chain`, the view reads see (`replica`), a thread that closes ledgers
 on an interval, the optional state folder and the fault plan. `running_sandbox()` starts one
 on a free port for tests. Every error is an `application/problem+json` document; a handler
 that breaks answers a 500 problem without a traceback.
@@ -27,9 +27,9 @@ from stellar_sdk import Account as SdkAccount
 from stellar_sdk import FeeBumpTransactionEnvelope, Payment, StrKey, TransactionBuilder
 
 from payouts.sandbox import views
+from payouts.sandbox.chain import Chain
 from payouts.sandbox.entries import TxRecord
 from payouts.sandbox.faults import FaultPlan, FaultSpec, SubmitFault
-from payouts.sandbox.ledger import Ledger
 from payouts.sandbox.network import BASE_FEE_STROOPS, SANDBOX_NETWORK_PASSPHRASE, root_keypair
 from payouts.sandbox.replica import ReadView
 from payouts.sandbox.results import result_codes, transaction_result_xdr
@@ -71,7 +71,7 @@ class SandboxServer:
             config = SandboxConfig(**overrides)
         self.config = config
         self.faults = FaultPlan(config.faults, config.seed)
-        self.ledger = Ledger(network_passphrase=config.network_passphrase, ops_per_ledger=config.ops_per_ledger)
+        self.ledger = Chain(network_passphrase=config.network_passphrase, ops_per_ledger=config.ops_per_ledger)
         #: what reads see: the chain, or under the `lag` fault a replica behind it
         self.view = ReadView(self.ledger, lag_s=self.faults.spec.lag_s)
         self.faults.on_spec(lambda spec: self.view.set_lag(spec.lag_s))
@@ -147,7 +147,7 @@ class SandboxServer:
             self._unserve()
             self.ledger.drop_queue()
             if self.store is not None:
-                fresh = Ledger(
+                fresh = Chain(
                     network_passphrase=self.config.network_passphrase, ops_per_ledger=self.config.ops_per_ledger
                 )
                 self.store.load_into(fresh)

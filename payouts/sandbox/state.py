@@ -14,8 +14,8 @@ from pathlib import Path
 
 import orjson
 
+from payouts.sandbox.chain import Chain
 from payouts.sandbox.entries import Account, ClosedLedger, LedgerHeader, OpRecord, TxRecord
-from payouts.sandbox.ledger import Ledger
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,7 +49,7 @@ class StateStore:
     def is_empty(self) -> bool:
         return self._db.execute("SELECT count(*) FROM ledgers").fetchone()[0] == 0
 
-    def save_all(self, ledger: Ledger) -> None:
+    def save_all(self, ledger: Chain) -> None:
         """Write the whole ledger (first start, or after loading an older file)."""
         with ledger.lock:
             accounts = [a.clone() for a in ledger.accounts.values()]
@@ -108,7 +108,7 @@ class StateStore:
             [("network_passphrase", network_passphrase), ("clock_offset_s", str(offset))],
         )
 
-    def load_into(self, ledger: Ledger) -> None:
+    def load_into(self, ledger: Chain) -> None:
         with self._lock:
             db = self._db
             accounts = [Account.from_doc(orjson.loads(d)) for (d,) in db.execute("SELECT doc FROM accounts")]

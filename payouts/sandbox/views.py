@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import base64
 
+from payouts.sandbox.chain import Chain
 from payouts.sandbox.entries import Account, LedgerHeader, OpRecord, TxRecord, format_amount, rfc3339
-from payouts.sandbox.ledger import Ledger
 from payouts.sandbox.network import BASE_RESERVE_STROOPS, PROTOCOL_VERSION, TOTAL_COINS_STROOPS
 from payouts.sandbox.xdr_fields import header_xdr
 
@@ -160,7 +160,7 @@ ROOT_LINKS = (
 )
 
 
-def root(base: str, ledger: Ledger, latest: LedgerHeader, elder: int | None = None) -> dict:
+def root(base: str, ledger: Chain, latest: LedgerHeader, elder: int | None = None) -> dict:
     links: dict[str, dict] = {}
     for name, template in ROOT_LINKS:
         links[name] = {"href": f"{base}{template}"}
@@ -364,7 +364,7 @@ def page(self_href: str, next_href: str, prev_href: str, records: list[dict]) ->
     }
 
 
-def fee_stats(ledger: Ledger, last_ledgers: int = 5) -> dict:
+def fee_stats(ledger: Chain, last_ledgers: int = 5) -> dict:
     """Per-operation fees over the last few ledgers, as Horizon's /fee_stats reports them."""
     headers = ledger.headers[-last_ledgers:]
     wanted = {h.sequence for h in headers}

@@ -1,4 +1,4 @@
-"""The sandbox's ledger model: accounts, a transaction queue, and ledgers that close on a clock.
+"""The sandbox's Stellar chain model: accounts, a transaction queue, and ledgers that close on a clock.
 
 It follows stellar-core where the product can tell the difference:
 - at submission a transaction is checked as core's `checkValid` does (sequence, signatures
@@ -62,7 +62,7 @@ QUEUE_LEDGERS = 4
 # The ledger
 
 
-class Ledger:
+class Chain:
     """The whole sandbox network state. Thread-safe: one lock guards everything, and a
     condition wakes synchronous submitters when a ledger closes."""
 
@@ -653,9 +653,9 @@ def _memo_fields(memo) -> dict:
 __all__ = [
     "Accepted",
     "Account",
+    "Chain",
     "ClosedLedger",
     "EnvelopeMalformed",
-    "Ledger",
     "LedgerHeader",
     "OpRecord",
     "PendingTx",
