@@ -17,6 +17,7 @@ import typer
 
 from payouts.cli.console import abort, err_console, out_console
 from payouts.cli.context import CliContext
+from payouts.export.wording import waits_for_line
 from payouts.money import format_tft
 from payouts.periods import Period
 
@@ -142,7 +143,7 @@ def demo(
         table.add_row(key, value)
     out_console.print(table)
     if step.waits_for:
-        err_console.print(f"waits for: {step.waits_for}")
+        err_console.print(waits_for_line(step.waits_for))
     err_console.print(
         f"done in {time.perf_counter() - started:.1f} s; look around with: PAYOUTS_STATE_DIR={folder} payouts runs"
     )

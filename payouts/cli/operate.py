@@ -10,6 +10,7 @@ import typer
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import CliContext, get_context
 from payouts.cli.errors import mask_url
+from payouts.export.wording import waits_for_line
 from payouts.periods import Period, PeriodError, resolve_period
 
 
@@ -98,7 +99,7 @@ def run(
     run_text = f"run {step.run_id}" if step.run_id else "no run yet"
     out_console.print(f"{month}: {run_text}, {step.status or '-'}; did: {done}")
     if step.waits_for:
-        out_console.print(f"waits for: {step.waits_for}")
+        out_console.print(waits_for_line(step.waits_for))
 
 
 def _retries_now(cli: CliContext, *, in_process: bool, as_json: bool) -> None:
@@ -143,7 +144,7 @@ def _retries_now(cli: CliContext, *, in_process: bool, as_json: bool) -> None:
     done = ", ".join(step.did) or "nothing to do"
     out_console.print(f"off-cycle run {step.run_id} (beside {step.period}), {step.status or '-'}; did: {done}")
     if step.waits_for:
-        out_console.print(f"waits for: {step.waits_for}")
+        out_console.print(waits_for_line(step.waits_for))
 
 
 def _require_inputs(cli, month: Period, rehearsal: bool) -> None:

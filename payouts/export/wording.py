@@ -108,3 +108,17 @@ def wording_document() -> dict[str, object]:
         "event": {key: list(words) for key, words in EVENT_WORDS.items()},
         "running_period": RUNNING_PERIOD,
     }
+
+
+#: the one phrase for what a run or period needs before it moves on
+WAITS_FOR = "waits for"
+
+
+def waits_for_line(waits_for: str) -> str:
+    """The operator's line: 'waits for: two approvals'."""
+    return f"{WAITS_FOR}: {waits_for}"
+
+
+def not_paid_waiting(waits_for: str) -> str:
+    """The farmer's note for a payment whose run has not paid yet."""
+    return f"not paid yet: the run {WAITS_FOR} {waits_for}"

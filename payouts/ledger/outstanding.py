@@ -22,12 +22,12 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from payouts.ledger.models import Payment, Run
-from payouts.ledger.states import LIVE_RUN_STATUSES, PaymentStatus
+from payouts.ledger.states import HELD_PAYMENT_STATUSES, LIVE_RUN_STATUSES, OWED_PAYMENT_STATUSES, PaymentStatus
 
 #: a newest entry in one of these states is owed to the farmer and not paid yet
-OWED_STATUSES = (PaymentStatus.PENDING, PaymentStatus.SUBMITTED, PaymentStatus.HELD, PaymentStatus.FAILED)
+OWED_STATUSES = tuple(s for s in PaymentStatus if s in OWED_PAYMENT_STATUSES)
 #: a newest entry in one of these cannot be paid until the farmer fixes something
-HELD_STATUSES = (PaymentStatus.HELD, PaymentStatus.FAILED)
+HELD_STATUSES = tuple(s for s in PaymentStatus if s in HELD_PAYMENT_STATUSES)
 
 
 @dataclass(frozen=True)

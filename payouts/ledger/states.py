@@ -181,6 +181,34 @@ class PaymentStatus(StrEnum):
         """Owed to the farmer and not paid yet."""
         return self in (PaymentStatus.PENDING, PaymentStatus.HELD, PaymentStatus.SUBMITTED)
 
+    @property
+    def is_settled(self) -> bool:
+        """The money left the payout account for this entry (paid, claimable or since corrected)."""
+        return self in SETTLED_PAYMENT_STATUSES
+
+    @property
+    def is_in_flight(self) -> bool:
+        """In a live transaction whose outcome is not known yet."""
+        return self in IN_FLIGHT_PAYMENT_STATUSES
+
+    @property
+    def is_held(self) -> bool:
+        """Cannot be paid until the farmer fixes something."""
+        return self in HELD_PAYMENT_STATUSES
+
+    @property
+    def is_owed(self) -> bool:
+        """As a newest entry: owed to the farmer and not paid yet (a refusal included)."""
+        return self in OWED_PAYMENT_STATUSES
+
+
+SETTLED_PAYMENT_STATUSES = frozenset({PaymentStatus.PAID, PaymentStatus.CORRECTED, PaymentStatus.CLAIMABLE})
+IN_FLIGHT_PAYMENT_STATUSES = frozenset({PaymentStatus.SUBMITTED})
+HELD_PAYMENT_STATUSES = frozenset({PaymentStatus.HELD, PaymentStatus.FAILED})
+OWED_PAYMENT_STATUSES = frozenset(
+    {PaymentStatus.PENDING, PaymentStatus.SUBMITTED, PaymentStatus.HELD, PaymentStatus.FAILED}
+)
+
 
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     # preflight holds a failing destination; building puts it into a transaction

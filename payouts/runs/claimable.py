@@ -27,12 +27,12 @@ from sqlmodel import Session, col, select
 from stellar_sdk import Account, ClaimClaimableBalance, TransactionBuilder
 
 from payouts.ledger.events import record_event
-from payouts.ledger.kinds import HashKind, TransactionPurpose
-from payouts.ledger.models import Payment, Run, StellarTransaction, TransactionHash
+from payouts.ledger.kinds import TransactionPurpose
+from payouts.ledger.models import Payment, Run, StellarTransaction
 from payouts.ledger.outstanding import settled_by_retries
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import PaymentStatus, TransactionStatus, transition, transition_many
-from payouts.ledger.types import utcnow
+from payouts.ledger.transactions import record_transaction
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.runs.errors import RunsError
 from payouts.runs.payment.common import PayConfig
@@ -323,37 +323,22 @@ def _build(
         builder.append_operation(ClaimClaimableBalance(str(payment.claimable_balance_id)))
     envelope = builder.build()
     keys.sign(envelope)
-    now = utcnow()
-    tx = StellarTransaction(
+    return record_transaction(
+        session,
         run_id=run_id,
         purpose=RECLAIM_PURPOSE,
         source_account=payout,
         sequence=account.sequence + 1,
-        min_time=0,
+        envelope_xdr=envelope.to_xdr(),
+        tx_hash=envelope.hash_hex(),
+        fee_stroops=config.base_fee_stroops * len(payments),
+        memo_hash="",
         max_time=max_time,
         built_ledger=latest.sequence,
         max_ledger=max_ledger,
-        fee_stroops=config.base_fee_stroops * len(payments),
-        memo_hash="",
-        envelope_xdr=envelope.to_xdr(),
-        tx_hash=envelope.hash_hex(),
-        status=TransactionStatus.BUILT,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(tx)
-    session.flush()
-    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now))
-    record_event(
-        session,
-        entity="stellar_transactions",
-        entity_id=tx.id,
-        run_id=run_id,
         event="reclaim.built",
-        to_status=TransactionStatus.BUILT,
-        detail={"tx_hash": tx.tx_hash, "balances": [p.claimable_balance_id for p in payments]},
+        detail={"balances": [p.claimable_balance_id for p in payments]},
     )
-    return tx
 
 
 def _submit(session: Session, client: HorizonClient, tx: StellarTransaction, config: PayConfig) -> str:

@@ -18,12 +18,11 @@ from stellar_sdk import Keypair, StrKey, TransactionEnvelope
 from stellar_sdk.exceptions import BadSignatureError
 from stellar_sdk.operation import Payment as PaymentOperation
 
-from payouts.ledger.events import record_event
-from payouts.ledger.kinds import HashKind, TransactionPurpose
-from payouts.ledger.models import Run, StellarTransaction, TransactionHash
+from payouts.ledger.kinds import TransactionPurpose
+from payouts.ledger.models import Run, StellarTransaction
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import RunStatus, TransactionStatus, transition
-from payouts.ledger.types import utcnow
+from payouts.ledger.transactions import record_transaction
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.money import format_tft, parse_tft
 from payouts.runs.approvals import require_approved
@@ -270,35 +269,21 @@ def export_funding(
         max_time=max_time,
         max_ledger=max_ledger,
     )
-    now = utcnow()
-    tx = StellarTransaction(
+    tx = record_transaction(
+        session,
         run_id=id_of(run),
         purpose=TransactionPurpose.FUNDING,
         source_account=treasury,
         sequence=account.sequence + 1,
-        min_time=0,
+        envelope_xdr=envelope.to_xdr(),
+        tx_hash=envelope.hash_hex(),
+        fee_stroops=1000,
+        memo_hash=manifest.sha256.hex(),
         max_time=max_time,
         built_ledger=latest.sequence,
         max_ledger=max_ledger,
-        fee_stroops=1000,
-        memo_hash=manifest.sha256.hex(),
-        envelope_xdr=envelope.to_xdr(),
-        tx_hash=envelope.hash_hex(),
-        status=TransactionStatus.BUILT,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(tx)
-    session.flush()
-    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now))
-    record_event(
-        session,
-        entity="stellar_transactions",
-        entity_id=tx.id,
-        run_id=run.id,
         event="funding.exported",
-        to_status=TransactionStatus.BUILT,
-        detail={"tx_hash": tx.tx_hash, "amount_tft_units": manifest.total_tft_units},
+        detail={"amount_tft_units": manifest.total_tft_units},
     )
     transition(
         session,

@@ -14,7 +14,7 @@ from sqlmodel import Session, col
 
 from payouts.ledger.kinds import TransactionPurpose
 from payouts.ledger.models import LedgerEvent, Payment, StellarTransaction
-from payouts.ledger.states import PaymentStatus, TransactionStatus
+from payouts.ledger.states import HELD_PAYMENT_STATUSES, SETTLED_PAYMENT_STATUSES, PaymentStatus, TransactionStatus
 from payouts.money import format_tft_human
 
 #: the event the payment engine records for each submission whose outcome was unknown
@@ -57,8 +57,8 @@ class RunProgress:
 
 
 #: paid out: a claimable balance left the payout account too (the farmer claims it later)
-_PAID = (PaymentStatus.PAID, PaymentStatus.CORRECTED, PaymentStatus.CLAIMABLE)
-_HELD = (PaymentStatus.HELD, PaymentStatus.FAILED, PaymentStatus.RETRIED)
+_PAID = SETTLED_PAYMENT_STATUSES
+_HELD = HELD_PAYMENT_STATUSES | {PaymentStatus.RETRIED}
 
 
 def run_progress(session: Session, run_ids: Iterable[int]) -> dict[int, RunProgress]:

@@ -21,12 +21,11 @@ from sqlmodel import Session, col, select
 from stellar_sdk import FeeBumpTransactionEnvelope
 from stellar_sdk.operation import Payment as PaymentOperation
 
-from payouts.ledger.events import record_event
-from payouts.ledger.kinds import HashKind, TransactionPurpose
-from payouts.ledger.models import Payment, Run, StellarTransaction, TransactionHash
+from payouts.ledger.kinds import TransactionPurpose
+from payouts.ledger.models import Payment, Run, StellarTransaction
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus, transition
-from payouts.ledger.types import utcnow
+from payouts.ledger.transactions import record_transaction
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.money import format_tft, parse_tft
 from payouts.runs.payment.common import PayConfig
@@ -185,37 +184,24 @@ def adopt_chain_transaction(
 ) -> StellarTransaction:
     """Record a transaction of ours the chain has and the ledger lost, as confirmed."""
     transaction = record.get("transaction") or {}
-    now = utcnow()
     bounds = (transaction.get("preconditions") or {}).get("timebounds") or {}
-    tx = StellarTransaction(
+    return record_transaction(
+        session,
         run_id=run_id,
         purpose=purpose,
         source_account=transaction.get("source_account", record.get("from", "")),
         sequence=int(transaction.get("source_account_sequence", 0)),
-        min_time=int(bounds.get("min_time") or 0),
-        max_time=int(bounds.get("max_time") or 0),
-        fee_stroops=int(transaction.get("max_fee") or transaction.get("fee_charged") or 0),
-        memo_hash=memo_hex,
         envelope_xdr=transaction["envelope_xdr"],
         tx_hash=record["transaction_hash"],
-        status=TransactionStatus.CONFIRMED,
+        fee_stroops=int(transaction.get("max_fee") or transaction.get("fee_charged") or 0),
+        memo_hash=memo_hex,
+        min_time=int(bounds.get("min_time") or 0),
+        max_time=int(bounds.get("max_time") or 0),
         ledger=int(transaction["ledger"]) if transaction.get("ledger") is not None else None,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(tx)
-    session.flush()
-    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now))
-    record_event(
-        session,
-        entity="stellar_transactions",
-        entity_id=tx.id,
-        run_id=run_id,
+        status=TransactionStatus.CONFIRMED,
         event=event,
-        to_status=TransactionStatus.CONFIRMED,
-        detail={"tx_hash": tx.tx_hash, "amount": record.get("amount")},
+        detail={"amount": record.get("amount")},
     )
-    return tx
 
 
 #: a sweep that provably never landed (expired before inclusion) is rebuilt this often per call
@@ -360,37 +346,22 @@ def _build(
         max_ledger=max_ledger,
     )
     keys.sign(envelope)
-    now = utcnow()
-    tx = StellarTransaction(
+    return record_transaction(
+        session,
         run_id=id_of(run),
         purpose=SWEEP_PURPOSE,
         source_account=keys.payout_account,
         sequence=sequence,
-        min_time=0,
+        envelope_xdr=envelope.to_xdr(),
+        tx_hash=envelope.hash_hex(),
+        fee_stroops=config.base_fee_stroops,
+        memo_hash=memo_hex,
         max_time=max_time,
         built_ledger=latest.sequence,
         max_ledger=max_ledger,
-        fee_stroops=config.base_fee_stroops,
-        memo_hash=memo_hex,
-        envelope_xdr=envelope.to_xdr(),
-        tx_hash=envelope.hash_hex(),
-        status=TransactionStatus.BUILT,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(tx)
-    session.flush()
-    session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now))
-    record_event(
-        session,
-        entity="stellar_transactions",
-        entity_id=tx.id,
-        run_id=run.id,
         event="sweep.built",
-        to_status=TransactionStatus.BUILT,
-        detail={"tx_hash": tx.tx_hash, "amount_tft_units": amount, "to": treasury},
+        detail={"amount_tft_units": amount, "to": treasury},
     )
-    return tx
 
 
 def _submit(session: Session, client: HorizonClient, tx: StellarTransaction, config: PayConfig) -> SweepResult:

@@ -196,3 +196,25 @@ def test_a_kind_member_reads_back_as_the_stored_string(session):
     stored = session.execute(text("SELECT kind FROM runs WHERE id = :id"), {"id": run.id}).scalar_one()
     assert stored == "off_cycle" and type(stored) is str
     assert session.get(Run, run.id, populate_existing=True).kind == RunKind.OFF_CYCLE
+
+
+_PREDICATE_TABLE = {
+    # status: (is_settled, is_in_flight, is_held, is_owed)
+    PaymentStatus.PENDING: (False, False, False, True),
+    PaymentStatus.HELD: (False, False, True, True),
+    PaymentStatus.SUBMITTED: (False, True, False, True),
+    PaymentStatus.PAID: (True, False, False, False),
+    PaymentStatus.FAILED: (False, False, True, True),
+    PaymentStatus.RETRIED: (False, False, False, False),
+    PaymentStatus.CORRECTED: (True, False, False, False),
+    PaymentStatus.CLAIMABLE: (True, False, False, False),
+}
+
+
+def test_predicate_table_covers_every_payment_status() -> None:
+    assert set(_PREDICATE_TABLE) == set(PaymentStatus)
+
+
+@pytest.mark.parametrize("status", list(PaymentStatus))
+def test_payment_status_predicates(status: PaymentStatus) -> None:
+    assert (status.is_settled, status.is_in_flight, status.is_held, status.is_owed) == _PREDICATE_TABLE[status]

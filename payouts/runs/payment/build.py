@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from payouts.ledger.events import record_event
-from payouts.ledger.kinds import HashKind, PaymentDelivery
+from payouts.ledger.kinds import HashKind, PaymentDelivery, TransactionPurpose
 from payouts.ledger.models import Payment, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import (
@@ -18,6 +18,7 @@ from payouts.ledger.states import (
     transition,
     transition_many,
 )
+from payouts.ledger.transactions import record_transaction
 from payouts.ledger.types import utcnow
 from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.errors import RunsError
@@ -166,39 +167,21 @@ class Builder(EngineState):
         if refusal is not None:
             raise GateRefused(refusal)
         self.keys.sign(envelope)
-        now = utcnow()
-        tx = StellarTransaction(
+        tx = record_transaction(
+            session,
             run_id=run_id,
+            purpose=TransactionPurpose.PAYMENT,
             source_account=source,
             sequence=sequence,
-            min_time=0,
+            envelope_xdr=envelope.to_xdr(),
+            tx_hash=envelope.hash_hex(),
+            fee_stroops=self._fee_per_op * len(group),
+            memo_hash=memo.hex(),
             max_time=max_time,
             built_ledger=built_ledger,
             max_ledger=max_ledger,
-            fee_stroops=self._fee_per_op * len(group),
-            memo_hash=memo.hex(),
-            envelope_xdr=envelope.to_xdr(),
-            tx_hash=envelope.hash_hex(),
-            status=TransactionStatus.BUILT,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(tx)
-        session.flush()
-        session.add(TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now))
-        record_event(
-            session,
-            entity="stellar_transactions",
-            entity_id=tx.id,
-            run_id=run_id,
             event="transaction.built",
-            to_status=TransactionStatus.BUILT,
-            detail={
-                "tx_hash": tx.tx_hash,
-                "payments": len(group),
-                "sequence": tx.sequence,
-                "max_ledger": max_ledger,
-            },
+            detail={"payments": len(group), "sequence": sequence, "max_ledger": max_ledger},
         )
         transition_many(
             session,

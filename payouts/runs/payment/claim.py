@@ -30,11 +30,11 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from payouts.ledger.events import record_event
-from payouts.ledger.kinds import HashKind, TransactionPurpose
-from payouts.ledger.models import PayerClaim, StellarTransaction, TransactionHash
+from payouts.ledger.kinds import TransactionPurpose
+from payouts.ledger.models import PayerClaim, StellarTransaction
 from payouts.ledger.repository import id_of
 from payouts.ledger.states import TransactionStatus, transition
-from payouts.ledger.types import utcnow
+from payouts.ledger.transactions import record_transaction
 from payouts.runs.approvals import build_manifest
 from payouts.runs.errors import RunsError
 from payouts.runs.payment.common import EngineState, LeaseLost, ledger_window
@@ -155,29 +155,22 @@ class Claimer(EngineState):
         self.keys.sign(envelope)
         with self.units() as uow:
             session = uow.session
-            now = utcnow()
-            tx = StellarTransaction(
+            tx = record_transaction(
+                session,
                 run_id=run_id,
                 purpose=CLAIM_PURPOSE,
                 source_account=payout,
                 sequence=sequence,
-                min_time=0,
+                envelope_xdr=envelope.to_xdr(),
+                tx_hash=envelope.hash_hex(),
+                fee_stroops=self._fee_per_op,
+                memo_hash="",
                 max_time=max_time,
                 built_ledger=latest.sequence,
                 max_ledger=latest.sequence + ledger_window(self.config),
-                fee_stroops=self._fee_per_op,
-                memo_hash="",
-                envelope_xdr=envelope.to_xdr(),
-                tx_hash=envelope.hash_hex(),
                 status=TransactionStatus.SUBMITTED,
-                created_at=now,
-                updated_at=now,
             )
-            session.add(tx)
-            session.flush()
-            session.add(
-                TransactionHash(tx_hash=tx.tx_hash, transaction_id=id_of(tx), kind=HashKind.INNER, created_at=now)
-            )
+            now = tx.created_at
             claim = PayerClaim(
                 run_id=run_id,
                 data_name=name,
