@@ -5,7 +5,7 @@
 
 Everything is on loopback and started here: Redis, PostgreSQL (the ledger), the sandbox
 network with submission faults on, and real Celery worker processes. For each period the soak
-drops the period's snapshot into the drop folder, fires the reconciler (twice, like a doubled
+drops the period's snapshot into the drop folder, fires the monthly job (twice, like a doubled
 trigger), approves the run when it waits, and keeps firing while it pays. Meanwhile it kills
 workers with SIGKILL, restarts Redis, PostgreSQL and the sandbox at random, and turns on a
 lagging replica (reads some seconds behind the chain, landed submissions answered 504) until the
@@ -186,7 +186,7 @@ def main() -> int:
             }
             os.environ.update({k: v for k, v in env.items() if k.startswith("PAYOUTS_")})
             from tests.support.celery import use_settings
-            from workers.tasks import advance_due
+            from workers.tasks import monthly_job
 
             use_settings(settings)
 
@@ -220,7 +220,7 @@ def main() -> int:
 
             def trigger() -> None:
                 try:
-                    advance_due.delay()
+                    monthly_job.delay()
                 except Exception:  # noqa: BLE001 - Redis may be restarting: the next trigger comes
                     injected["trigger lost (broker down)"] += 1
 
@@ -370,7 +370,7 @@ def main() -> int:
                         else:
                             chaos()
                         next_chaos = time.monotonic() + args.chaos_every
-                        trigger()  # like beat: the reconciler picks up whatever a fault cost
+                        trigger()  # like beat: the monthly job picks up whatever a fault cost
                     time.sleep(0.5)
                 sandbox.faults.spec = FaultSpec.parse(None)
                 sandbox.view.set_lag(0.0)

@@ -106,10 +106,10 @@ class Settings(BaseSettings):
     claimable_reclaim_after_days: int = Field(default=90, ge=1, le=3650)
 
     #: The transition program: the first period paid from the treasury and an optional last
-    #: one (operators extend it month by month); the reconciler never touches a period outside.
+    #: one (operators extend it month by month); the monthly job never touches a period outside.
     first_period: str = "2025-11"
     last_period: str | None = None
-    #: When beat fires the reconciler (cron fields, UTC): daily at 02:00 by default.
+    #: When beat fires the monthly job (cron fields, UTC): daily at 02:00 by default.
     schedule_cron: str = "0 2 * * *"
     #: Fire every so many seconds instead of the cron schedule (rehearsals and tests).
     schedule_every_s: float | None = Field(default=None, gt=0)
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(default=60.0, gt=0)
     #: Optional webhook (POST, JSON) for approval reminders and stopped runs; never gets secrets.
     alert_webhook_url: str | None = None
-    #: Where the reconciler writes each period's farmer export; `state_dir`/exports by default.
+    #: Where the monthly job writes each period's farmer export; `state_dir`/exports by default.
     export_dir: Path | None = None
 
     log_format: Literal["auto", "console", "json"] = "auto"

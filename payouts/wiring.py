@@ -29,9 +29,9 @@ from payouts.ledger.states import RunStatus
 from payouts.ledger.types import utcnow
 from payouts.ledger.unit_of_work import UnitOfWorkFactory, UnitsOfWork
 from payouts.periods import Period, PeriodError, offset_for_label
-from payouts.runs.advance import Freezer, InputsUnavailable, Orchestrator, ProgramWindow
 from payouts.runs.approvals import required_approvals
 from payouts.runs.claimable import settle_balances
+from payouts.runs.monthly import Freezer, InputsUnavailable, MonthlyJob, ProgramWindow
 from payouts.runs.payment import PayConfig, PaymentEngine, RunStopped
 from payouts.runs.reconcile import reconcile_run, record_reconciliation
 from payouts.runs.retries_now import HoldCheck
@@ -163,7 +163,7 @@ def pay_with_engine(
             try:
                 return engine.pay(run_id, budget_s=budget_s).status
             except RunStopped:
-                return RunStatus.STOPPED  # on record with its reason; the reconciler alerts
+                return RunStatus.STOPPED  # on record with its reason; the monthly job alerts
 
     return pay
 
@@ -224,7 +224,7 @@ def site_event_source(settings: Settings) -> EventSource:
 
 
 def publish_status_site(settings: Settings, session: Session, out_dir: Path) -> PublishReport:
-    """The farmers' status site, the same from `payouts publish` and the reconciler."""
+    """The farmers' status site, the same from `payouts publish` and the monthly job."""
     return publish_site(
         session, out_dir, network=settings.network, horizon_url=settings.horizon_url, events=site_event_source(settings)
     )
@@ -286,13 +286,13 @@ def destination_holds(settings: Settings) -> HoldCheck:
     return holds
 
 
-def build_orchestrator(
+def build_monthly_job(
     settings: Settings, db: Engine, *, pay: Callable[[int], str] | None = None, clock: Clock | None = None
-) -> Orchestrator:
-    """The reconciler on the ledger `db`; `pay` defaults to paying in this process to the end,
+) -> MonthlyJob:
+    """The monthly job on the ledger `db`; `pay` defaults to paying in this process to the end,
     `clock` to the chain's time."""
     units = UnitsOfWork(db)
-    return Orchestrator(
+    return MonthlyJob(
         units=units,
         window=program_window(settings),
         freeze=freezer(settings),

@@ -3,7 +3,7 @@
 The unit of work is the task's first argument. What the task queues next is registered with
 `uow.after_commit` and sent only once the commit succeeded: a task that fails, retries or rolls
 back queues nothing. `self.units` is the factory for services that commit steps of their own
-(the payment engine, the reconciler's moves).
+(the payment engine, the monthly job's moves).
 """
 
 from __future__ import annotations

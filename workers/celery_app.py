@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_redirect_stdouts=False,
     )
     # beat: one active scheduler across processes (RedBeat's lock in Redis); it fires the
-    # reconciler, which is harmless when late, missed or doubled
+    # monthly job, which is harmless when late, missed or doubled
     minute, hour, day_of_month, month_of_year, day_of_week = _cron_fields(settings.schedule_cron)
     app.conf.update(
         beat_scheduler="redbeat.RedBeatScheduler",
@@ -52,9 +52,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         # a standby beat takes over once the active one's lock lapses
         redbeat_lock_timeout=settings.beat_lock_timeout_s,
         beat_max_loop_interval=max(1, settings.beat_lock_timeout_s // 5),
+        # RedBeat deletes a static entry no longer named here (the old "payouts-reconciler")
+        # when beat starts; a trigger it queued before runs under the old task name's alias
         beat_schedule={
-            "payouts-reconciler": {
-                "task": "payouts.advance_due",
+            "payouts-monthly-job": {
+                "task": "payouts.monthly_job",
                 "schedule": settings.schedule_every_s
                 or crontab(
                     minute=minute,

@@ -25,7 +25,7 @@ from payouts.snapshot.load import load_snapshot
 from payouts.sources.errors import IndexerUnreachable
 from payouts.stellar.horizon import HorizonUnavailable
 from payouts.stellar.keys import KeyFileError
-from payouts.wiring import build_orchestrator, horizon, pay_config, signing_keys
+from payouts.wiring import build_monthly_job, horizon, pay_config, signing_keys
 from workers.base import PayoutTask
 from workers.celery_app import app
 
@@ -57,18 +57,23 @@ def calculate_snapshot(uow: UnitOfWork, snapshot_path: str) -> dict:
     return {"run_id": run.id if run else None, "created": outcome.created, "status": run.status if run else None}
 
 
-@app.task(base=PayoutTask, name="payouts.advance_due")
-def advance_due(uow: UnitOfWork) -> dict:
+def _monthly_job(task: PayoutTask, uow: UnitOfWork) -> dict:
     """The daily trigger: queue one `advance_period` per due period of the program."""
-    periods = build_orchestrator(app.conf.payouts_settings, advance_due.engine).due_periods()
+    periods = build_monthly_job(app.conf.payouts_settings, task.engine).due_periods()
     for period in periods:
         uow.after_commit(partial(advance_period.delay, period.offset))
     # an open off-cycle run moves on by itself too, once approved (and funded)
     off_cycle = open_off_cycle_run(uow.session)
     if off_cycle is not None:
         uow.after_commit(partial(advance_run.delay, off_cycle.id))
-    log.info("reconciler.triggered", periods=[p.label for p in periods], off_cycle_run=off_cycle and off_cycle.id)
+    log.info("monthly_job.triggered", periods=[p.label for p in periods], off_cycle_run=off_cycle and off_cycle.id)
     return {"periods": [p.offset for p in periods], "off_cycle_run": off_cycle.id if off_cycle else None}
+
+
+monthly_job = app.task(base=PayoutTask, bind=True, name="payouts.monthly_job")(_monthly_job)
+#: the monthly job's task name before it was `payouts.monthly_job`: a message queued under it
+#: before a deploy (or fired by a beat entry saved then) still runs the same job
+monthly_job_under_old_name = app.task(base=PayoutTask, bind=True, name="payouts.advance_due")(_monthly_job)
 
 
 @app.task(
@@ -83,7 +88,7 @@ def advance_period(uow: UnitOfWork, period_offset: int, rehearsal: bool = False)
     """Bring one period forward until it waits; payment is queued as its own task (`rehearsal`:
     calculate before the inputs are complete, on the sandbox network only).
 
-    Each move of the period commits on its own (the reconciler takes the task's factory); the
+    Each move of the period commits on its own (the monthly job takes the task's factory); the
     payment task is sent once this task's unit of work committed.
     """
 
@@ -91,24 +96,24 @@ def advance_period(uow: UnitOfWork, period_offset: int, rehearsal: bool = False)
         uow.after_commit(partial(pay_run.delay, run_id))
         return require_run(uow.session, run_id).status
 
-    orchestrator = build_orchestrator(app.conf.payouts_settings, advance_period.engine, pay=queue_payment)
-    step = orchestrator.advance(period_offset, rehearsal=rehearsal)
+    monthly_job = build_monthly_job(app.conf.payouts_settings, advance_period.engine, pay=queue_payment)
+    step = monthly_job.advance(period_offset, rehearsal=rehearsal)
     log.info("period.advanced", **step.as_dict())
     return step.as_dict()
 
 
-def _queueing_orchestrator(uow: UnitOfWork, engine):
+def _queueing_monthly_job(uow: UnitOfWork, engine):
     def queue_payment(run_id: int) -> str:
         uow.after_commit(partial(pay_run.delay, run_id))
         return require_run(uow.session, run_id).status
 
-    return build_orchestrator(app.conf.payouts_settings, engine, pay=queue_payment)
+    return build_monthly_job(app.conf.payouts_settings, engine, pay=queue_payment)
 
 
 @app.task(base=PayoutTask, name="payouts.advance_run", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
 def advance_run(uow: UnitOfWork, run_id: int) -> dict:
     """Bring one run (an off-cycle run of retries) forward until it waits; payment is queued."""
-    step = _queueing_orchestrator(uow, advance_run.engine).advance_run(run_id)
+    step = _queueing_monthly_job(uow, advance_run.engine).advance_run(run_id)
     log.info("run.advanced", **step.as_dict())
     return step.as_dict()
 
@@ -118,7 +123,7 @@ def retries_now(uow: UnitOfWork) -> dict:
     """`payouts run --retries-now`: the open off-cycle run forward, or a new one of the held
     payments whose destinations can receive now."""
     try:
-        step = _queueing_orchestrator(uow, retries_now.engine).retries_now()
+        step = _queueing_monthly_job(uow, retries_now.engine).retries_now()
     except NothingToRetry as exc:
         log.info("retries_now.nothing", reason=str(exc))
         return {"run_id": None, "did": [], "waits_for": str(exc)}

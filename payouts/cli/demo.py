@@ -1,7 +1,7 @@
 """`payouts demo`: the monthly job end to end on the embedded defaults, in a clean folder.
 
 No external server: a sandbox Stellar network on loopback, a SQLite ledger, and the workers'
-services called in this process. The same reconciler the Celery workers run takes the period
+services called in this process. The same monthly job the Celery workers run takes the period
 from frozen inputs to an exported, reconciled run; the demo signs the approval a treasury
 operator would give with a throwaway approver key.
 """
@@ -48,7 +48,7 @@ def demo(
     from payouts.snapshot.synthetic import write_synthetic_snapshot
     from payouts.stellar.horizon import HorizonClient
     from payouts.stellar.keys import write_keypair
-    from payouts.wiring import build_orchestrator, export_dir
+    from payouts.wiring import build_monthly_job, export_dir
 
     started = time.perf_counter()
     if folder.exists():
@@ -91,9 +91,9 @@ def demo(
         cli = CliContext(settings=settings)
         ctx.find_root().obj = cli
         db = cli.engine()
-        orchestrator = build_orchestrator(settings, db)
+        monthly_job = build_monthly_job(settings, db)
 
-        step = orchestrator.advance(month.offset)  # freeze and calculate; then it waits for approvals
+        step = monthly_job.advance(month.offset)  # freeze and calculate; then it waits for approvals
         if step.run_id is None:
             abort(f"the period did not calculate: {step.waits_for}")
         with session_scope(db) as session:
@@ -109,7 +109,7 @@ def demo(
             )
         err_console.print(f"run {step.run_id} calculated and approved by {approver.public_key[:8]}…; paying")
         with err_console.status("paying on the sandbox, reconciling, exporting"):
-            step = orchestrator.advance(month.offset)
+            step = monthly_job.advance(month.offset)
         with HorizonClient(sandbox.url) as client:
             payout = document["payout"]["public_key"]
             on_chain = [r for r in client.payments(payout) if r.get("type") == "payment" and r.get("from") == payout]

@@ -275,7 +275,7 @@ def web(
     site: Annotated[
         Path | None,
         typer.Option(
-            help="Published site folder (payouts publish --out); default: the reconciler's, under the export dir."
+            help="Published site folder (payouts publish --out); default: the monthly job's, under the export dir."
         ),
     ] = None,
 ) -> None:
@@ -284,7 +284,7 @@ def web(
     from payouts.wiring import export_dir
 
     cli = get_context(ctx)
-    # the reconciler publishes each exported period's site here
+    # the monthly job publishes each exported period's site here
     site_dir = site if site is not None else export_dir(cli.settings) / "site"
     err_console.print(f"serving on http://{host}:{port} (site: {site_dir}); Ctrl-C stops")
     try:

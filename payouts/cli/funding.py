@@ -164,6 +164,6 @@ def submit(
         period = Period(run.period_offset).label
     settings = cli.settings
     err_console.print(
-        f"the run is paid when the reconciler next runs; "
+        f"the run is paid when the monthly job next runs; "
         f"{trigger_line(settings.schedule_cron, settings.schedule_every_s, period)}"
     )

@@ -56,7 +56,7 @@ def run(
     from payouts.sources.errors import SourceError
     from payouts.stellar.horizon import StellarError
     from payouts.stellar.keys import KeyFileError
-    from payouts.wiring import build_orchestrator
+    from payouts.wiring import build_monthly_job
 
     cli = get_context(ctx)
     if retries_now:
@@ -87,9 +87,9 @@ def run(
             out_console.print(f"queued period {month} for the workers (task {result.id}); follow it with: payouts runs")
         return
     try:
-        orchestrator = build_orchestrator(cli.settings, cli.engine(), clock=cli.time())
+        monthly_job = build_monthly_job(cli.settings, cli.engine(), clock=cli.time())
         with err_console.status(f"advancing {month}"):
-            step = orchestrator.advance(month.offset, rehearsal=rehearsal)
+            step = monthly_job.advance(month.offset, rehearsal=rehearsal)
     except (RunsError, SourceError, SnapshotError, StellarError, KeyFileError, ValueError) as exc:
         abort(str(exc))
     if as_json:
@@ -107,7 +107,7 @@ def _retries_now(cli: CliContext, *, in_process: bool, as_json: bool) -> None:
     from payouts.runs.retries_now import NothingToRetry
     from payouts.stellar.horizon import StellarError
     from payouts.stellar.keys import KeyFileError
-    from payouts.wiring import build_orchestrator
+    from payouts.wiring import build_monthly_job
 
     if not in_process:
         from workers.tasks import retries_now  # the broker is only needed here
@@ -127,9 +127,9 @@ def _retries_now(cli: CliContext, *, in_process: bool, as_json: bool) -> None:
             )
         return
     try:
-        orchestrator = build_orchestrator(cli.settings, cli.engine())
+        monthly_job = build_monthly_job(cli.settings, cli.engine())
         with err_console.status("off-cycle run of retries"):
-            step = orchestrator.retries_now()
+            step = monthly_job.retries_now()
     except NothingToRetry as exc:
         if as_json:
             print_json({"run_id": None, "did": [], "status": "", "waits_for": str(exc)})
@@ -219,8 +219,8 @@ def continue_(
 ) -> None:
     """Continue a stopped run exactly where it stopped, once its cause is fixed."""
     from payouts.ledger.repository import OFF_CYCLE_RUN
-    from payouts.runs.advance import continue_run
     from payouts.runs.errors import RunsError
+    from payouts.runs.monthly import continue_run
     from payouts.runs.service import require_run
 
     cli = get_context(ctx)

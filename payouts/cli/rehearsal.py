@@ -74,7 +74,7 @@ def new(
 
 
 def next_trigger(schedule_cron: str, every_s: float | None, now: datetime) -> datetime:
-    """When beat next fires the reconciler (UTC), from PAYOUTS_SCHEDULE_CRON or _EVERY_S."""
+    """When beat next fires the monthly job (UTC), from PAYOUTS_SCHEDULE_CRON or _EVERY_S."""
     if every_s:
         return now + timedelta(seconds=every_s)
     from celery.schedules import crontab

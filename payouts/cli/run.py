@@ -159,9 +159,9 @@ def runs(
     from payouts.ledger import repository
     from payouts.ledger.repository import OFF_CYCLE_RUN, id_of
     from payouts.ledger.states import RunStatus
-    from payouts.runs.advance import describe_wait
     from payouts.runs.approvals import required_approvals
     from payouts.runs.control import pause_state
+    from payouts.runs.monthly import describe_wait
     from payouts.runs.progress import run_progress
 
     #: runs whose payments have started: `runs` shows paid, held and pending counts

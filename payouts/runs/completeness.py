@@ -52,7 +52,7 @@ def due_text(period: Period) -> str:
 
 
 def is_complete(period: Period, now: datetime) -> bool:
-    """The same edge as the reconciler's due periods: the window's last second has come."""
+    """The same edge as the monthly job's due periods: the window's last second has come."""
     return period.window_end_ts <= int(now.timestamp())
 
 

@@ -15,7 +15,7 @@ from stellar_sdk import Keypair
 from payouts.ledger.db import session_scope
 from payouts.ledger.models import Payment, Run
 from payouts.ledger.states import PaymentStatus, RunStatus
-from payouts.runs.advance import continue_run
+from payouts.runs.monthly import continue_run
 from payouts.runs.payment import PaymentEngine, RunStopped
 from payouts.runs.service import calculate_run
 from tests.runs.conftest import paying  # noqa: F401

@@ -22,7 +22,7 @@ from payouts.runs.service import calculate_run
 from payouts.sandbox import running_sandbox
 from payouts.snapshot.load import load_snapshot
 from payouts.stellar.clock import ChainClock
-from payouts.wiring import build_orchestrator
+from payouts.wiring import build_monthly_job
 from tests import factories
 from tests.support.monthly import prepare_month
 
@@ -98,24 +98,24 @@ def sandbox():
         yield server
 
 
-def test_the_reconciler_waits_for_complete_inputs_and_carries_a_rehearsal_along(sandbox, sqlite_url, tmp_path):
+def test_the_monthly_job_waits_for_complete_inputs_and_carries_a_rehearsal_along(sandbox, sqlite_url, tmp_path):
     month = prepare_month(tmp_path, sandbox.url, sqlite_url)
     early = _at(month.period.end_ts + 3600)
-    orchestrator = build_orchestrator(month.settings, month.db, clock=early)
-    assert orchestrator.due_periods() == []
-    step = orchestrator.advance(month.period.offset)
+    monthly_job = build_monthly_job(month.settings, month.db, clock=early)
+    assert monthly_job.due_periods() == []
+    step = monthly_job.advance(month.period.offset)
     assert step.run_id is None and step.did == []
     assert step.waits_for.startswith(f"inputs: {due_text(month.period)}")
     with Session(month.db) as session:
         assert session.exec(select(Run)).all() == []
 
-    rehearsed = orchestrator.advance(month.period.offset, rehearsal=True)
+    rehearsed = monthly_job.advance(month.period.offset, rehearsal=True)
     assert rehearsed.did[0] == "calculate" and rehearsed.status == "calculated"
     with Session(month.db) as session:
         (run,) = session.exec(select(Run)).all()
         assert run.rehearsal is True and run.id == rehearsed.run_id
     # the daily trigger keeps a rehearsal moving although its period is not due by the clock
-    assert [p.offset for p in orchestrator.due_periods()] == [month.period.offset]
+    assert [p.offset for p in monthly_job.due_periods()] == [month.period.offset]
 
 
 def test_the_chain_clock_reads_the_latest_ledger_and_says_when_it_cannot(sandbox):

@@ -12,8 +12,8 @@ from stellar_sdk import Keypair
 from payouts.ledger.db import session_scope
 from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction
 from payouts.ledger.states import RunStatus, TransactionStatus
-from payouts.runs.advance import continue_run
 from payouts.runs.approvals import NotApproved
+from payouts.runs.monthly import continue_run
 from payouts.runs.payment import PaymentEngine, RunAlreadyPaid, RunNotPayable, RunStopped
 from payouts.sandbox.faults import SubmitFault
 from payouts.stellar.horizon import HorizonClient

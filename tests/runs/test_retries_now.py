@@ -21,9 +21,9 @@ from payouts.ledger.repository import OFF_CYCLE_RUN, live_run_for_period
 from payouts.ledger.states import PaymentStatus, RunStatus
 from payouts.ledger.types import utcnow
 from payouts.ledger.unit_of_work import UnitsOfWork
-from payouts.runs.advance import continue_run
 from payouts.runs.approvals import approve_run, build_manifest, reject_run, sign_manifest
 from payouts.runs.funding import export_funding, sign_funding, submit_funding
+from payouts.runs.monthly import continue_run
 from payouts.runs.payment import PayConfig, PaymentEngine, RunNotPayable, RunStopped
 from payouts.runs.retries_now import current_addresses, outstanding_held, record_off_cycle_run, select_receivable
 from payouts.runs.service import calculate_run

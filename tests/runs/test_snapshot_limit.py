@@ -13,7 +13,7 @@ from payouts.periods import Period
 from payouts.snapshot.load import SnapshotError
 from payouts.snapshot.synthetic import write_synthetic_snapshot
 from payouts.sources import freeze_snapshot
-from payouts.wiring import build_orchestrator
+from payouts.wiring import build_monthly_job
 
 P = Period(81)
 
@@ -47,6 +47,6 @@ def test_the_monthly_job_calculates_within_the_setting_only(tmp_path, month, eng
     # frozen already (frozen means frozen: not validated again), so the calculation reads it first
     shutil.copyfile(month, frozen / "tfgrid-snapshot-81.jsonl.gz")
     with pytest.raises(SnapshotError, match="PAYOUTS_SNAPSHOT_MAX_BYTES"):
-        build_orchestrator(settings, engine).advance(P.offset)
-    step = build_orchestrator(_settings(tmp_path, 10**9), engine).advance(P.offset, max_steps=1)
+        build_monthly_job(settings, engine).advance(P.offset)
+    step = build_monthly_job(_settings(tmp_path, 10**9), engine).advance(P.offset, max_steps=1)
     assert step.did == ["calculate"] and step.run_id is not None

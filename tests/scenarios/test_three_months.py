@@ -6,7 +6,7 @@ Each month: `run --period P --in-process` (its inputs judged complete by a clock
 CLI) calculates from the drop folder, `show` is reviewed, both approvers `approve`, the
 treasury signers `funding export/sign/submit`, then `pay` and `reconcile` (month 1) or `run
 --in-process` (pay, reconcile, sweep, export). After each month, `held`, `status --farm`, the
-export's farm summary, the site's farm JSON (the one the reconciler published and one from
+export's farm summary, the site's farm JSON (the one the monthly job published and one from
 `publish`), the funding amount, the statement and the chain's balances are compared with
 totals computed here from the ledger's canonical receipts alone (no payment rows, no states).
 """
@@ -209,7 +209,7 @@ def test_three_months_count_each_owed_receipt_once_fund_once_and_sweep_back(monk
                 assert reconciled["clean"] and reconciled["sweep"]["state"] == "swept", reconciled
                 exported = _json("run", "--period", label, "--in-process", clock=clock)
                 assert exported["did"] == ["export"] and exported["status"] == "exported", exported
-            else:  # the reconciler's way: pay, reconcile, sweep, export in one call
+            else:  # the monthly job's way: pay, reconcile, sweep, export in one call
                 moved = _json("run", "--period", label, "--in-process", clock=clock)
                 assert moved["did"] == ["pay", "reconcile", "export"] and moved["status"] == "exported", moved
             again = _json("reconcile", "--period", label)
@@ -245,7 +245,7 @@ def test_three_months_count_each_owed_receipt_once_fund_once_and_sweep_back(monk
             assert statement["funding_in_units"] == run_total and statement["swept_back_units"] == held_units
             assert statement["payout_change_units"] == 0
             beside = json.loads((exports / label / f"statement-{label}.json").read_text())
-            # the reconciler's exports, one per period (by the period a receipt was earned in):
+            # the monthly job's exports, one per period (by the period a receipt was earned in):
             # together they owe what is owed, and an earlier period's file is refreshed when a
             # later run pays its retries
             written_owed = 0
@@ -297,7 +297,7 @@ def _check_owed(exports: Path, site: Path, count: int, units: int, label: str) -
     (summary,) = [s for s in json.loads(summary_file.read_text())["entries"] if s["farm_id"] == HELD_FARM]
     assert summary["owed_tft_units"] == units and summary["held_tft_units"] == units, (label, summary)
     _cli("publish", "--out", str(site))
-    for published in (site, exports / "site"):  # `publish`, and the reconciler's export step
+    for published in (site, exports / "site"):  # `publish`, and the monthly job's export step
         shard = json.loads((published / "data" / "farms" / f"{HELD_FARM}.json").read_text())
         assert sum(e["owed_tft_units"] for e in shard["entries"]) == units, (label, published)
         held_rows = [e for e in shard["entries"] if e["status"] == "held"]
@@ -312,7 +312,7 @@ def _check_owed(exports: Path, site: Path, count: int, units: int, label: str) -
         p.name for p in (site / "data" / "nodes").glob("*.json")
     )
     for node_file in reconciled_nodes:
-        by_reconciler = json.loads(node_file.read_text())["events"]
+        by_monthly_job = json.loads(node_file.read_text())["events"]
         by_publish = json.loads((site / "data" / "nodes" / node_file.name).read_text())["events"]
-        assert by_reconciler == by_publish, (label, node_file.name)
+        assert by_monthly_job == by_publish, (label, node_file.name)
         assert label in by_publish and all("items" in month for month in by_publish.values()), (label, by_publish)

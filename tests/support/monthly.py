@@ -1,5 +1,5 @@
 """A grid month ready for the monthly job: sandbox accounts, a drop folder with the period's
-snapshot, settings for the reconciler, and helpers to approve and to watch the ledger."""
+snapshot, settings for the monthly job, and helpers to approve and to watch the ledger."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The monthly job on real Celery workers and a real Redis broker (no eager mode): a full run,
 doubled triggers, a run waiting for approvals, a worker killed mid-payment, Redis restarted
-mid-run, two beat processes."""
+mid-run, two beat processes, and the trigger under its old task name."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,11 +13,14 @@ import time
 
 import pytest
 import redis
+from celery import Celery
 from celery.contrib.testing.worker import start_worker
+from celery.schedules import schedule
+from redbeat import RedBeatSchedulerEntry
 
 from payouts.sandbox import running_sandbox
 from payouts.stellar.horizon import HorizonClient
-from payouts.wiring import build_orchestrator
+from payouts.wiring import build_monthly_job
 from tests.support.celery import use_settings
 from tests.support.monthly import Month, approve, count_events, paid_count, prepare_month, run_of, wait_until
 from tests.support.payments import check_invariants
@@ -104,18 +108,18 @@ def test_a_month_runs_end_to_end_on_workers_with_doubled_triggers(
 ):
     month = prepare_month(tmp_path, sandbox.url, ledger_url, broker_url=redis_server.url)
     thread_worker(month)
-    tasks.advance_due.delay()
+    tasks.monthly_job.delay()
     wait_until(lambda: _status(month) == "calculated", 60, "the period to be calculated")
     # triggers while the run waits for approvals touch nothing
     for _ in range(2):
-        tasks.advance_due.delay()
+        tasks.monthly_job.delay()
         tasks.advance_period.delay(month.period.offset)
     time.sleep(2)
     assert _status(month) == "calculated" and paid_count(month) == 0
 
     approve(month, run_of(month).id)
     tasks.advance_period.delay(month.period.offset)  # the trigger fired twice at once
-    tasks.advance_due.delay()
+    tasks.monthly_job.delay()
     wait_until(lambda: _status(month) == "exported", 120, "the run to be paid, reconciled and exported")
     time.sleep(1)  # let the doubled tasks finish
     assert count_events(month, "run.calculated") == 1
@@ -128,7 +132,7 @@ def test_a_month_runs_end_to_end_on_workers_with_doubled_triggers(
 def test_a_worker_killed_while_paying_comes_back_and_pays_nothing_twice(redis_server, sandbox, sqlite_url, tmp_path):
     month = prepare_month(tmp_path, sandbox.url, sqlite_url, broker_url=redis_server.url, nodes=120, channels=2)
     _use(month)
-    build_orchestrator(month.settings, month.db).advance(month.period.offset)  # calculate here
+    build_monthly_job(month.settings, month.db).advance(month.period.offset)  # calculate here
     approve(month, run_of(month).id)
     first = _worker_process(month, tmp_path, "first")
     try:
@@ -153,7 +157,7 @@ def test_a_worker_killed_while_paying_comes_back_and_pays_nothing_twice(redis_se
 
 def test_redis_restarted_mid_run_loses_nothing(redis_server, sandbox, sqlite_url, tmp_path, thread_worker):
     month = prepare_month(tmp_path, sandbox.url, sqlite_url, broker_url=redis_server.url, nodes=120, channels=2)
-    build_orchestrator(month.settings, month.db).advance(month.period.offset)
+    build_monthly_job(month.settings, month.db).advance(month.period.offset)
     approve(month, run_of(month).id)
     thread_worker(month)
     tasks.advance_period.delay(month.period.offset)
@@ -163,7 +167,7 @@ def test_redis_restarted_mid_run_loses_nothing(redis_server, sandbox, sqlite_url
     time.sleep(1)
     restarted = RedisServer.start(port=port, dir=folder)
     redis_server.process = restarted.process
-    tasks.advance_due.delay()  # the next daily trigger picks up whatever the restart cost
+    tasks.monthly_job.delay()  # the next daily trigger picks up whatever the restart cost
     wait_until(lambda: _status(month) == "exported", 180, "the run to finish after the restart")
     with HorizonClient(sandbox.url) as client:
         check_invariants(month.db, client, month.document, run_of(month).id)
@@ -216,3 +220,40 @@ def test_two_beat_processes_fire_the_trigger_from_one_at_a_time(redis_server, sa
 
 def _fired_from(tmp_path, index: int) -> bool:
     return "Sending due task" in (tmp_path / f"beat-{index}.log").read_text()
+
+
+def test_a_trigger_queued_under_the_old_task_name_runs_the_monthly_job(
+    redis_server, sandbox, sqlite_url, tmp_path, thread_worker
+):
+    month = prepare_month(tmp_path, sandbox.url, sqlite_url, broker_url=redis_server.url)
+    thread_worker(month)
+    app.send_task("payouts.advance_due")  # as a worker or beat from before the rename queued it
+    wait_until(lambda: _status(month) == "calculated", 60, "the period to be calculated")
+    assert count_events(month, "run.calculated") == 1
+
+
+def test_beat_replaces_the_entry_saved_under_the_old_name(redis_server, sandbox, sqlite_url, tmp_path):
+    month = prepare_month(tmp_path, sandbox.url, sqlite_url, broker_url=redis_server.url, schedule_every_s=1.0)
+    # what a beat from before the rename left in Redis: its static entry, firing the old task
+    before = Celery(broker=redis_server.url)
+    before.conf.update(redbeat_redis_url=redis_server.url, redbeat_key_prefix="payouts:redbeat")
+    old = RedBeatSchedulerEntry("payouts-reconciler", "payouts.advance_due", schedule(1.0), app=before)
+    old.save()
+    client = redis.Redis.from_url(redis_server.url)
+    client.sadd(before.redbeat_conf.statics_key, "payouts-reconciler")
+    assert client.exists(old.key)
+
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "-s", str(tmp_path / "beat")],
+        env={**os.environ, **month.environment()},
+        stdout=open(tmp_path / "beat.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: client.llen("celery") >= 3, 30, "three triggers")
+    finally:
+        _kill(beat)
+    assert not client.exists(old.key)
+    fired = {json.loads(message)["headers"]["task"] for message in client.lrange("celery", 0, -1)}
+    assert fired == {"payouts.monthly_job"}

@@ -1,4 +1,4 @@
-"""The reconciler in one process: each period moves forward once, waiting states are left
+"""The monthly job in one process: each period moves forward once, waiting states are left
 alone, pause stops payments, a stopped run continues where it stopped."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from payouts.ledger.db import session_scope
 from payouts.ledger.models import Run, StellarTransaction
 from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.periods import Period
-from payouts.runs.advance import ProgramWindow, continue_run
 from payouts.runs.control import set_paused
+from payouts.runs.monthly import ProgramWindow, continue_run
 from payouts.runs.payment import PaymentEngine
 from payouts.sandbox import running_sandbox
 from payouts.stellar.horizon import HorizonClient
-from payouts.wiring import build_orchestrator, export_dir, pay_config, signing_keys
+from payouts.wiring import build_monthly_job, export_dir, pay_config, signing_keys
 from tests.support.monthly import approve, count_events, prepare_month
 from tests.support.payments import check_invariants
 
@@ -59,20 +59,20 @@ def _transactions(db) -> list[StellarTransaction]:
 def test_a_period_goes_from_inputs_to_export_once_and_waits_for_approvals(sandbox, ledger_url, tmp_path, webhook):
     url, received = webhook
     month = prepare_month(tmp_path, sandbox.url, ledger_url, alert_webhook_url=url)
-    orchestrator = build_orchestrator(month.settings, month.db)
+    monthly_job = build_monthly_job(month.settings, month.db)
 
-    step = orchestrator.advance(month.period.offset)
+    step = monthly_job.advance(month.period.offset)
     assert step.did == ["calculate", "remind approvers"] and step.status == "calculated"
     assert step.waits_for.startswith("approvals: 0 of 1")
     assert [r["event"] for r in received] == ["run.awaiting_approval"]
     assert received[0]["run_id"] == step.run_id and received[0]["total_tft_units"] > 0
     for _ in range(3):  # triggers while it waits: nothing moves, no second reminder the same day
-        again = orchestrator.advance(month.period.offset)
+        again = monthly_job.advance(month.period.offset)
         assert again.status == "calculated" and again.did == []
     assert len(received) == 1 and _transactions(month.db) == []
 
     approve(month, step.run_id)
-    step = orchestrator.advance(month.period.offset)
+    step = monthly_job.advance(month.period.offset)
     assert step.did == ["pay", "reconcile", "export"] and step.status == "exported"
     assert count_events(month, "run.calculated") == 1
     with HorizonClient(sandbox.url) as client:
@@ -84,7 +84,7 @@ def test_a_period_goes_from_inputs_to_export_once_and_waits_for_approvals(sandbo
     assert exported["runs"][0]["run_id"] == step.run_id
     assert (export_dir(month.settings) / "site" / "index.html").exists()
     # done is done: another trigger changes nothing
-    assert orchestrator.advance(month.period.offset).did == []
+    assert monthly_job.advance(month.period.offset).did == []
     assert count_events(month, "run.exported") == 1
 
 
@@ -100,12 +100,12 @@ def test_only_periods_of_the_program_whose_window_closed_are_due():
 
 def test_a_period_outside_the_program_or_without_inputs_is_not_touched(sandbox, ledger_url, tmp_path):
     month = prepare_month(tmp_path, sandbox.url, ledger_url)
-    orchestrator = build_orchestrator(month.settings, month.db)
-    outside = orchestrator.advance(month.period.offset - 1)
+    monthly_job = build_monthly_job(month.settings, month.db)
+    outside = monthly_job.advance(month.period.offset - 1)
     assert "outside the transition program" in outside.waits_for and outside.run_id is None
     for path in month.settings.snapshot_drop_folder.iterdir():
         path.unlink()
-    missing = orchestrator.advance(month.period.offset)
+    missing = monthly_job.advance(month.period.offset)
     assert missing.waits_for.startswith("inputs:") and missing.run_id is None
     with Session(month.db) as session:
         assert session.exec(select(Run)).all() == []
@@ -113,24 +113,24 @@ def test_a_period_outside_the_program_or_without_inputs_is_not_touched(sandbox, 
 
 def test_pause_stops_payments_until_resume(sandbox, ledger_url, tmp_path):
     month = prepare_month(tmp_path, sandbox.url, ledger_url)
-    orchestrator = build_orchestrator(month.settings, month.db)
-    run_id = orchestrator.advance(month.period.offset).run_id
+    monthly_job = build_monthly_job(month.settings, month.db)
+    run_id = monthly_job.advance(month.period.offset).run_id
     approve(month, run_id)
     with session_scope(month.db) as session:
         set_paused(session, True, "treasury key rotation")
-    step = orchestrator.advance(month.period.offset)
+    step = monthly_job.advance(month.period.offset)
     assert step.status == "approved" and "paused: treasury key rotation" in step.waits_for
     assert _transactions(month.db) == []
     with session_scope(month.db) as session:
         set_paused(session, False)
-    assert orchestrator.advance(month.period.offset).status == "exported"
+    assert monthly_job.advance(month.period.offset).status == "exported"
 
 
 def test_a_stopped_run_waits_for_an_operator_and_continues_where_it_stopped(sandbox, ledger_url, tmp_path, webhook):
     url, received = webhook
     month = prepare_month(tmp_path, sandbox.url, ledger_url, alert_webhook_url=url)
-    orchestrator = build_orchestrator(month.settings, month.db)
-    run_id = orchestrator.advance(month.period.offset).run_id
+    monthly_job = build_monthly_job(month.settings, month.db)
+    run_id = monthly_job.advance(month.period.offset).run_id
     approve(month, run_id)
     # an underfunded payout account stops the run at preflight, before anything is sent
     with HorizonClient(sandbox.url) as client:
@@ -140,17 +140,17 @@ def test_a_stopped_run_waits_for_an_operator_and_continues_where_it_stopped(sand
             .balance_units
         )
     drain = _drain_payout(sandbox.url, month.document, balance)
-    step = orchestrator.advance(month.period.offset)
+    step = monthly_job.advance(month.period.offset)
     assert step.status == "stopped" and "short by" in step.waits_for and "payouts continue" in step.waits_for
     assert received[-1]["event"] == "run.stopped" and "short by" in received[-1]["reason"]
     alerts = len(received)
-    assert orchestrator.advance(month.period.offset).status == "stopped"  # waits; no second alert today
+    assert monthly_job.advance(month.period.offset).status == "stopped"  # waits; no second alert today
     assert len(received) == alerts and _transactions(month.db) == []
 
     _refill_payout(sandbox.url, month.document, balance)
     with session_scope(month.db) as session:
         assert continue_run(session, session.get(Run, run_id)) == "approved"
-    step = orchestrator.advance(month.period.offset)
+    step = monthly_job.advance(month.period.offset)
     # the chain scan finds the operator's own transfer out of the payout account before
     # anything is sent, and names it; the operator accepts it (payouts recover RUN --accept)
     assert step.status == "stopped" and "chain scan" in step.waits_for and drain in step.waits_for
@@ -164,7 +164,7 @@ def test_a_stopped_run_waits_for_an_operator_and_continues_where_it_stopped(sand
         )
         status, _scan = engine.recover(run_id, accept="ops, the transfer back to the treasury was ours (drill)")
     assert status == "paying"
-    step = orchestrator.advance(month.period.offset)
+    step = monthly_job.advance(month.period.offset)
     # paid, then reconciliation finds the operator's own transfer out of the payout account
     assert step.status == "stopped" and "reconciliation mismatch" in step.waits_for
     with HorizonClient(sandbox.url) as client:
@@ -174,7 +174,7 @@ def test_a_stopped_run_waits_for_an_operator_and_continues_where_it_stopped(sand
             session, session.get(Run, run_id), accept_differences="the transfer back to the treasury was ours (drill)"
         )
     assert status == "reconciled"
-    assert orchestrator.advance(month.period.offset).status == "exported"
+    assert monthly_job.advance(month.period.offset).status == "exported"
     with HorizonClient(sandbox.url) as client:
         check_invariants(month.db, client, month.document, run_id, outside=frozenset({drain}))  # none paid again
 

@@ -1,11 +1,11 @@
-"""The monthly job as a reconciler: bring every due period one state forward (SPEC 8).
+"""The monthly job: bring every due period one state forward (SPEC 8).
 
-Beat fires `advance_due` daily. It looks at every period of the transition program whose
+Beat fires `payouts.monthly_job` daily. It looks at every period of the transition program whose
 post-period window has closed and does the next thing that period needs: freeze its inputs and
 calculate, remind approvers, pay, reconcile, export. Each step is idempotent and reads the
 ledger first, so a missed, late or doubled trigger does no harm and a period is calculated
 once. Waiting states (approvals, funding, an operator after a stop, the pause switch) are left
-alone: the reconciler only says what they wait for.
+alone: the monthly job only says what they wait for.
 
 The orchestration is plain Python: Celery tasks and `payouts run --in-process` call the same
 functions, and payment is handed to a callback so that workers can queue it as its own task.
@@ -102,7 +102,7 @@ class Step:
 
 
 @dataclass
-class Orchestrator:
+class MonthlyJob:
     """Advances periods. `pay(run_id)` pays (or queues the payment of) a run and returns the
     run's status afterwards; `reconcile(session, run)` and `export(session, run)` do those
     steps in the session they are handed; `freeze(offset)` returns a frozen snapshot file or
@@ -392,11 +392,11 @@ class Orchestrator:
 
 #: the monthly job's step ladder: what it does for a run in each status within the ledger
 #: (a payable run is paid by `_pay`, outside any unit of work); every other status waits
-LADDER: dict[RunStatus, Callable[[Orchestrator, UnitOfWork, Run, Step], bool]] = {
-    RunStatus.CALCULATED: Orchestrator._remind_approvers,
-    RunStatus.PAID: Orchestrator._reconcile,
-    RunStatus.RECONCILED: Orchestrator._export,
-    RunStatus.STOPPED: Orchestrator._alert_stopped,
+LADDER: dict[RunStatus, Callable[[MonthlyJob, UnitOfWork, Run, Step], bool]] = {
+    RunStatus.CALCULATED: MonthlyJob._remind_approvers,
+    RunStatus.PAID: MonthlyJob._reconcile,
+    RunStatus.RECONCILED: MonthlyJob._export,
+    RunStatus.STOPPED: MonthlyJob._alert_stopped,
 }
 
 
