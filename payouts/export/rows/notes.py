@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import orjson
 
-from payouts.export.wording import claimable_note
+from payouts.export.wording import claimable_note, not_paid_waiting
 from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.outstanding import RetriedBy
 from payouts.ledger.states import PaymentStatus, RunStatus
@@ -108,7 +108,7 @@ def _note(row, status: str, retry_label: str, retried_by: RetriedBy | None = Non
         reason = _correction_reason(row["payment_receipt_bytes"])
         return f"correction recorded ({reason}); not paid yet: it joins the next run", "", ""
     waits_for = RunStatus(row["paying_run_status"]).waits_for
-    return f"not paid yet: the run waits for {waits_for}", "", ""
+    return not_paid_waiting(waits_for), "", ""
 
 
 def _correction_reason(receipt_bytes: bytes | None) -> str:
