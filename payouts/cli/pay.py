@@ -55,13 +55,7 @@ def pay(
             run = require_run(session, run_id)
         except RunsError as exc:
             abort(str(exc))
-        payable = len(
-            [
-                p
-                for p in repository.payments_of_run(session, run_id)
-                if p.status in (PaymentStatus.PENDING, PaymentStatus.SUBMITTED)
-            ]
-        )
+        payable = len([p for p in repository.payments_of_run(session, run_id) if PaymentStatus(p.status).is_payable])
     if run.network != settings.network:
         abort(f"run {run_id} was calculated for network {run.network!r}; PAYOUTS_NETWORK is {settings.network!r}")
     with cli.session() as session:

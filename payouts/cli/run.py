@@ -156,6 +156,7 @@ def runs(
     from rich.table import Table
 
     from payouts.cli.surplus import surplus_warning
+    from payouts.export.wording import WAITS_FOR
     from payouts.ledger import repository
     from payouts.ledger.repository import OFF_CYCLE_RUN, id_of
     from payouts.ledger.states import RunStatus
@@ -208,7 +209,7 @@ def runs(
         err_console.print(trigger_line(settings.schedule_cron, settings.schedule_every_s, None))
         return
     table = Table(title="Runs")
-    for column in ("run", "period", "status", "waits for", "nodes", "total TFT", "payments", "snapshot"):
+    for column in ("run", "period", "status", WAITS_FOR, "nodes", "total TFT", "payments", "snapshot"):
         table.add_column(column, justify="right" if column in ("run", "nodes", "total TFT") else "left")
     for row in rows:
         table.add_row(

@@ -179,7 +179,12 @@ class PaymentStatus(StrEnum):
     @property
     def is_outstanding(self) -> bool:
         """Owed to the farmer and not paid yet."""
-        return self in (PaymentStatus.PENDING, PaymentStatus.HELD, PaymentStatus.SUBMITTED)
+        return self in OUTSTANDING_PAYMENT_STATUSES
+
+    @property
+    def is_payable(self) -> bool:
+        """The payment engine still sends it or waits for its transaction's outcome."""
+        return self in PAYABLE_PAYMENT_STATUSES
 
     @property
     def is_settled(self) -> bool:
@@ -208,6 +213,8 @@ HELD_PAYMENT_STATUSES = frozenset({PaymentStatus.HELD, PaymentStatus.FAILED})
 OWED_PAYMENT_STATUSES = frozenset(
     {PaymentStatus.PENDING, PaymentStatus.SUBMITTED, PaymentStatus.HELD, PaymentStatus.FAILED}
 )
+OUTSTANDING_PAYMENT_STATUSES = frozenset({PaymentStatus.PENDING, PaymentStatus.HELD, PaymentStatus.SUBMITTED})
+PAYABLE_PAYMENT_STATUSES = frozenset({PaymentStatus.PENDING, PaymentStatus.SUBMITTED})
 
 
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {

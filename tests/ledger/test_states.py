@@ -199,15 +199,15 @@ def test_a_kind_member_reads_back_as_the_stored_string(session):
 
 
 _PREDICATE_TABLE = {
-    # status: (is_settled, is_in_flight, is_held, is_owed)
-    PaymentStatus.PENDING: (False, False, False, True),
-    PaymentStatus.HELD: (False, False, True, True),
-    PaymentStatus.SUBMITTED: (False, True, False, True),
-    PaymentStatus.PAID: (True, False, False, False),
-    PaymentStatus.FAILED: (False, False, True, True),
-    PaymentStatus.RETRIED: (False, False, False, False),
-    PaymentStatus.CORRECTED: (True, False, False, False),
-    PaymentStatus.CLAIMABLE: (True, False, False, False),
+    # status: (is_settled, is_in_flight, is_held, is_owed, is_outstanding, is_payable)
+    PaymentStatus.PENDING: (False, False, False, True, True, True),
+    PaymentStatus.HELD: (False, False, True, True, True, False),
+    PaymentStatus.SUBMITTED: (False, True, False, True, True, True),
+    PaymentStatus.PAID: (True, False, False, False, False, False),
+    PaymentStatus.FAILED: (False, False, True, True, False, False),
+    PaymentStatus.RETRIED: (False, False, False, False, False, False),
+    PaymentStatus.CORRECTED: (True, False, False, False, False, False),
+    PaymentStatus.CLAIMABLE: (True, False, False, False, False, False),
 }
 
 
@@ -217,4 +217,12 @@ def test_predicate_table_covers_every_payment_status() -> None:
 
 @pytest.mark.parametrize("status", list(PaymentStatus))
 def test_payment_status_predicates(status: PaymentStatus) -> None:
-    assert (status.is_settled, status.is_in_flight, status.is_held, status.is_owed) == _PREDICATE_TABLE[status]
+    predicates = (
+        status.is_settled,
+        status.is_in_flight,
+        status.is_held,
+        status.is_owed,
+        status.is_outstanding,
+        status.is_payable,
+    )
+    assert predicates == _PREDICATE_TABLE[status]

@@ -26,7 +26,7 @@ def _events(db, name: str) -> list[LedgerEvent]:
 def test_every_transaction_carries_time_and_ledger_bounds(paying):
     sandbox, _document, _db, run_id, engine = paying(ledger_close_s=0.1)
     engine.start(run_id)
-    tx = engine.build(run_id, engine.keys.channel_accounts[0])
+    tx = next(iter(engine.build_many(run_id, [engine.keys.channel_accounts[0]])), None)
     assert tx is not None
     # the bounds as the network reads them from the signed bytes
     record = sandbox.ledger.decode(tx.envelope_xdr).transaction.preconditions
@@ -115,7 +115,7 @@ def test_a_sequence_number_used_by_a_transaction_this_ledger_did_not_build_stops
     engine.start(run_id)
     channel = document["channels"][0]
     sandbox.faults.spec = FaultSpec.parse("504_without_apply=1")
-    ours = engine.build(run_id, channel["public_key"])
+    ours = next(iter(engine.build_many(run_id, [channel["public_key"]])), None)
     assert ours is not None
     # someone else, holding the channel key (a copied ledger's payer), uses the same number
     sandbox.faults.spec = FaultSpec.parse(None)
@@ -151,7 +151,7 @@ def test_a_fee_bumped_transaction_that_landed_under_an_earlier_bump_is_ours(payi
     sandbox, document, db, run_id, engine = paying(ledger_close_s=0.1, channels=1, max_fee_stroops=1000)
     engine.start(run_id)
     sandbox.faults.spec = FaultSpec.parse("504_without_apply=1")
-    tx = engine.build(run_id, document["channels"][0]["public_key"])
+    tx = next(iter(engine.build_many(run_id, [document["channels"][0]["public_key"]])), None)
     assert tx is not None
     with session_scope(db) as session:
         first = engine._bump_fee(session, session.get(StellarTransaction, tx.id))
@@ -167,7 +167,8 @@ def test_a_fee_bumped_transaction_that_landed_under_an_earlier_bump_is_ours(payi
     assert landed.tx_hash in hashes and hashes[landed.tx_hash] == "fee_bump"
     assert recorded.fee_bump_hash != landed.tx_hash  # the row names the later bump
     # the engine only knows it sent the second bump and got no answer
-    verdict = engine.resolve(run_id, tx.id, SubmitResult(Outcome.UNKNOWN, reason="timed out"), _report(run_id))
+    answers = [(tx.id, SubmitResult(Outcome.UNKNOWN, reason="timed out"))]
+    verdict = engine.resolve_many(run_id, answers, _report(run_id))[tx.id][0]
     assert verdict == "landed"
     with Session(db) as session:
         recorded = session.get(StellarTransaction, tx.id)

@@ -62,12 +62,6 @@ class Builder(EngineState):
     def _sources(self) -> list[str]:
         return self.keys.channel_accounts or [self.keys.payout_account]
 
-    def build(self, run_id: int, source: str) -> StellarTransaction | None:
-        """Put the next pending payments into a signed transaction from `source` (which holds
-        no live transaction), committed before anything is sent; None when nothing is pending."""
-        built = self.build_many(run_id, [source])
-        return built[0] if built else None
-
     def build_many(self, run_id: int, sources: list[str]) -> list[StellarTransaction]:
         """One transaction per free source, as far as pending payments go, in one commit.
 

@@ -174,9 +174,6 @@ class Resolver(EngineState):
     def _bump_fee(self, session: Session, tx: StellarTransaction) -> str | None:
         raise NotImplementedError
 
-    def resolve(self, run_id: int, tx_id: int, result: SubmitResult, report: PayReport) -> Verdict:
-        return self.resolve_many(run_id, [(tx_id, result)], report)[tx_id][0]
-
     def resolve_many(
         self, run_id: int, answers: list[tuple[int, SubmitResult]], report: PayReport
     ) -> dict[int, tuple[Verdict, str]]:
