@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import payouts
-from payouts.export.rows import _note
+from payouts.export.rows.notes import _note
 from payouts.export.wording import WAITS_FOR, not_paid_waiting, waits_for_line
 from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.states import RunStatus
