@@ -76,3 +76,49 @@ def test_a_claimable_balance_the_ledger_lost_is_adopted_not_paid_again(paying, t
         record_reconciliation(session, run, result)
     assert result.clean, (result.differences, result.unknown_on_chain)
     assert result.paid_in_ledger == result.paid_on_chain == first.paid + first.claimable
+
+
+def test_a_balance_from_the_payout_account_with_another_window_is_not_adopted(paying):  # noqa: F811
+    from stellar_sdk import Account as SdkAccount
+    from stellar_sdk import TransactionBuilder
+
+    from payouts.runs.payment import RunStopped
+    from payouts.stellar.claimable import claimable_balance_op
+
+    _sandbox, document, db, run_id, fixture_engine = paying(approve=False)
+    approver = Keypair.random()
+    engine = _engine(fixture_engine, approver, claimable_for_no_trustline=True)
+    _approve(db, run_id, engine, approver)
+    farmer = _farmer(document)
+    target = _payments_to(db, run_id, farmer["public_key"])[0]
+    payout = Keypair.from_secret(document["payout"]["secret"])
+    account = engine.client.account(payout.public_key)
+    # looks like ours (memo, farmer, amount) but the payout account may take it back in a minute
+    envelope = (
+        TransactionBuilder(SdkAccount(payout.public_key, account.sequence), document["network_passphrase"], 100)
+        .add_hash_memo(bytes.fromhex(target.receipt_hash))
+        .append_operation(
+            claimable_balance_op(
+                destination=target.destination,
+                payout_account=payout.public_key,
+                asset_code=document["asset"]["code"],
+                asset_issuer=document["asset"]["issuer"],
+                amount_units=target.amount_tft_units,
+                reclaim_after_s=60,
+            )
+        )
+        .set_timeout(120)
+        .build()
+    )
+    envelope.sign(payout)
+    landed = engine.client.submit(envelope.to_xdr())
+    assert landed.outcome == "success"
+    try:
+        _status, scan = engine.recover(run_id)
+    except RunStopped as stopped:
+        problems = str(stopped)
+    else:
+        problems = "; ".join(scan.problems)
+    assert landed.tx_hash in problems and "matches nothing" in problems
+    with Session(db) as session:
+        assert session.get(Payment, target.id).status == PaymentStatus.PENDING
