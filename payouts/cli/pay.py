@@ -395,14 +395,23 @@ def reclaim(
         config = pay_config(settings, settings.network)
     except (KeyFileError, ValueError, OSError) as exc:
         abort(str(exc), code=2)
+    treasury = settings.treasury_account if settings.two_tier else None
+    sweep = None
     with horizon(settings) as client:
         try:
             result = reclaim_run(cli.units(), run_id, client, keys, config)
+            if treasury is not None and result.state == "reclaimed":
+                # two-tier: what came back is no run's funding any more; it returns to the treasury
+                from payouts.runs.sweep import sweep_run
+
+                sweep = sweep_run(cli.units(), run_id, client, keys, config, treasury=treasury)
         except (RunsError, LedgerError, StellarError) as exc:
             abort(str(exc))
     if as_json:
-        print_json(result.__dict__)
+        print_json(result.__dict__ | ({"sweep": sweep.__dict__} if sweep is not None else {}))
     else:
         err_console.print(result.message)
+        if sweep is not None:
+            err_console.print(f"sweep: {sweep.message}")
     if result.state in ("failed", "waiting"):
         raise typer.Exit(1)

@@ -304,6 +304,7 @@ def print_review(review: Review) -> None:
         "nodes", f"{review.nodes:,}  (previous {review.previous_nodes if review.previous_nodes is not None else '—'})"
     )
     out_console.print(summary)
+    out_console.print(f"Claimable policy (as the manifest records it): {review.claimable_policy_text}")
     _print_signed(review)
     _print_approvals_and_balances(review)
 

@@ -219,8 +219,11 @@ PAYABLE_PAYMENT_STATUSES = frozenset({PaymentStatus.PENDING, PaymentStatus.SUBMI
 
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     # preflight holds a failing destination; building puts it into a transaction
-    # (or the chain scan finds it paid by a transaction this ledger lost: adopted as paid)
-    PaymentStatus.PENDING: frozenset({PaymentStatus.HELD, PaymentStatus.SUBMITTED, PaymentStatus.PAID}),
+    # (or the chain scan finds it paid by a transaction this ledger lost: adopted as paid, or
+    # as a claimable balance waiting to be claimed)
+    PaymentStatus.PENDING: frozenset(
+        {PaymentStatus.HELD, PaymentStatus.SUBMITTED, PaymentStatus.PAID, PaymentStatus.CLAIMABLE}
+    ),
     # a later run's retry payment settles it; a hold is never released back into its own
     # run, so a held payment and its retry can never both be paid
     PaymentStatus.HELD: frozenset({PaymentStatus.RETRIED, PaymentStatus.CORRECTED}),

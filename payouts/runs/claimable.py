@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -139,9 +140,17 @@ def settle_balances(
     if not waiting:
         return result  # nothing to ask Horizon
     now = _network_now(client)
+    counts = Counter(p.claimable_balance_id for p in waiting_payments(session) if p.claimable_balance_id)
     for payment in waiting:
         if not payment.claimable_balance_id:
             result.differences.append(f"payment {payment.id} is claimable in the ledger without a balance id")
+            continue
+        if counts[payment.claimable_balance_id] > 1:
+            # one balance settles one receipt: an edited row may name another payment's balance
+            result.differences.append(
+                f"payment {payment.id}: its claimable balance {payment.claimable_balance_id} is recorded for "
+                f"{counts[payment.claimable_balance_id]} payments; nothing settled"
+            )
             continue
         seen = read_balance(client, payment.claimable_balance_id, payout_account)
         if seen.state is BalanceState.LIVE:

@@ -208,9 +208,17 @@ def _compare_balances(
 ) -> None:
     """Each payment sent as a claimable balance against the operation that created it: made
     by the payout account in the payment's transaction, for its amount, to its destination."""
+    shared = _shared_balance_ids(payments)
     for payment in payments:
         result.ledger_total_units += payment.amount_tft_units
         result.paid_in_ledger += 1
+        if payment.claimable_balance_id in shared:
+            # one balance pays one receipt: an edited row may name another payment's balance
+            result.differences.append(
+                f"payment {payment.id}: its claimable balance {payment.claimable_balance_id} is recorded for "
+                f"payments {', '.join(str(i) for i in shared[payment.claimable_balance_id])}"
+            )
+            continue
         created = [
             op
             for op in client.claimable_balance_operations(payment.claimable_balance_id or "")
@@ -236,6 +244,15 @@ def _compare_balances(
             continue
         result.chain_total_units += payment.amount_tft_units
         result.paid_on_chain += 1
+
+
+def _shared_balance_ids(payments: list[Payment]) -> dict[str, list[int]]:
+    """Balance ids the ledger records for more than one payment, with those payments."""
+    by_id: dict[str, list[int]] = defaultdict(list)
+    for payment in payments:
+        if payment.claimable_balance_id:
+            by_id[payment.claimable_balance_id].append(id_of(payment))
+    return {balance: ids for balance, ids in by_id.items() if len(ids) > 1}
 
 
 def _memo_hex(memo_b64: str | None) -> str | None:

@@ -3,7 +3,9 @@
 Two-tier funding brings exactly the run's total into the payout account. Once the run is
 reconciled, what it did not pay (held payments included: their retries are funded again by the
 run that pays them) goes back to the treasury in one payment whose MEMO_HASH is the manifest's
-SHA-256, so the hot account holds only what is in flight. The sweep is one of our transactions
+SHA-256, so the hot account holds only what is in flight. TFT that comes back later (a claimable
+balance nobody claimed, reclaimed after its window) is that run's leftover again and goes back
+the same way, in another sweep with the same memo. The sweep is one of our transactions
 (purpose `sweep`) under the same exactly-once rules as payments and funding: committed before it
 is sent, looked up by hash on an unknown outcome, rebuilt only once it provably never lands,
 and a sweep the chain has but the ledger lost (a restored ledger) is adopted, never repeated.
@@ -255,39 +257,48 @@ def _sweep_once(
             .order_by(col(StellarTransaction.id))
         ).all()
         done = [tx for tx in sweeps if tx.status == TransactionStatus.CONFIRMED]
-        if done:
-            return SweepResult(
-                run_id,
-                "already swept",
-                envelope_amount_units(done[0].envelope_xdr),
-                done[0].tx_hash,
-                f"run {run_id}: swept already ({format_tft(envelope_amount_units(done[0].envelope_xdr))} TFT "
-                f"in {done[0].tx_hash})",
-            )
         live = next((tx for tx in sweeps if TransactionStatus(tx.status).is_live), None)
         if live is None:
+            # TFT a reclaimed claimable balance brought back makes a swept run's leftover again
+            amount = leftover_units(session, run_id)
+            if done and amount <= 0:
+                swept = swept_units(session, run_id)
+                return SweepResult(
+                    run_id,
+                    "already swept",
+                    swept,
+                    done[-1].tx_hash,
+                    f"run {run_id}: swept already ({format_tft(swept)} TFT in {', '.join(tx.tx_hash for tx in done)})",
+                )
             # a sweep the chain has but the ledger lost (a restored ledger) is adopted, never repeated
-            landed = find_on_chain(
-                client,
-                account=payout,
-                source=payout,
-                destination=treasury,
-                memo_hex=memo_hex,
-                asset_code=config.asset_code,
-                asset_issuer=config.asset_issuer,
-            )
+            known = {tx.tx_hash for tx in sweeps}
+            landed = [
+                record
+                for record in find_on_chain(
+                    client,
+                    account=payout,
+                    source=payout,
+                    destination=treasury,
+                    memo_hex=memo_hex,
+                    asset_code=config.asset_code,
+                    asset_issuer=config.asset_issuer,
+                )
+                if record["transaction_hash"] not in known
+            ]
             if landed:
-                tx = adopt_chain_transaction(session, run_id, SWEEP_PURPOSE, landed[0], memo_hex, "sweep.adopted")
-                amount = envelope_amount_units(tx.envelope_xdr)
+                adopted = [
+                    adopt_chain_transaction(session, run_id, SWEEP_PURPOSE, record, memo_hex, "sweep.adopted")
+                    for record in landed
+                ]
+                amount = sum(envelope_amount_units(tx.envelope_xdr) for tx in adopted)
                 return SweepResult(
                     run_id,
                     "adopted",
                     amount,
-                    tx.tx_hash,
-                    f"run {run_id}: the chain has its sweep ({format_tft(amount)} TFT in {tx.tx_hash}) "
-                    "the ledger lacked; recorded, nothing sent",
+                    adopted[0].tx_hash,
+                    f"run {run_id}: the chain has its sweep ({format_tft(amount)} TFT in "
+                    f"{', '.join(tx.tx_hash for tx in adopted)}) the ledger lacked; recorded, nothing sent",
                 )
-            amount = leftover_units(session, run_id)
             if amount <= 0:
                 return SweepResult(run_id, "nothing to sweep", 0, None, f"run {run_id}: its funding was all paid out")
             account = client.account(payout)
@@ -329,7 +340,8 @@ def _build(
     memo_hex: str,
 ) -> StellarTransaction:
     latest = client.latest_ledger()
-    max_time = int(time.time()) + config.tx_timeout_s
+    # the network's clock, not this machine's (a sweep after a reclaim comes a window later)
+    max_time = int(latest.closed_at.timestamp()) + config.tx_timeout_s
     max_ledger = latest.sequence + max(2, math.ceil(config.tx_timeout_s / config.ledger_close_s))
     envelope = build_payment_envelope(
         network_passphrase=config.network_passphrase,

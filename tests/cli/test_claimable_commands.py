@@ -207,6 +207,33 @@ def test_a_setting_changed_after_approval_changes_nothing_signed(operator, monke
     assert {h["reason"] for h in _cli("held", "--json")} == {"no_trustline"}
 
 
+def test_show_displays_the_claimable_policy_the_manifest_records(operator, monkeypatch):
+    _sandbox, _document, _client, run_id, _url, key = operator
+    before = _cli("show", str(run_id), "--json")
+    assert before["claimable_policy"] is None and before["claimable_reclaim_after_days"] is None
+    _cli("approve", str(run_id), "-k", str(key), "-y")
+    # this machine's setting changes after the approval: show tells what was signed, not the setting
+    monkeypatch.setenv("PAYOUTS_CLAIMABLE_FOR_NO_TRUSTLINE", "false")
+    monkeypatch.setenv("PAYOUTS_CLAIMABLE_RECLAIM_AFTER_DAYS", "7")
+    shown = _cli("show", str(run_id), "--json")
+    assert shown["claimable_policy"] == {"for": "no_trustline", "reclaim_after_s": WINDOW_DAYS * 86_400}
+    assert shown["claimable_reclaim_after_days"] == WINDOW_DAYS
+    text = " ".join(_cli("show", str(run_id)).stdout.split())
+    assert "Claimable policy (as the manifest records it)" in text
+    assert f"claimable balances on for destinations without a TFT trustline, reclaimed after {WINDOW_DAYS} days" in text
+
+
+def test_show_says_when_the_manifest_records_no_claimable_policy(operator, monkeypatch):
+    _sandbox, _document, _client, run_id, _url, key = operator
+    monkeypatch.setenv("PAYOUTS_CLAIMABLE_FOR_NO_TRUSTLINE", "false")
+    _cli("approve", str(run_id), "-k", str(key), "-y")
+    monkeypatch.setenv("PAYOUTS_CLAIMABLE_FOR_NO_TRUSTLINE", "true")
+    shown = _cli("show", str(run_id), "--json")
+    assert shown["claimable_policy"] is None and shown["claimable_reclaim_after_days"] is None
+    text = " ".join(_cli("show", str(run_id)).stdout.split())
+    assert "claimable balances off (a destination without a TFT trustline is held)" in text
+
+
 def test_a_bad_reclaim_window_is_named(operator, monkeypatch):
     _sandbox, _document, _client, run_id, _url, key = operator
     monkeypatch.setenv("PAYOUTS_CLAIMABLE_RECLAIM_AFTER_DAYS", "0")

@@ -9,7 +9,9 @@ hash) and the period's receipts:
 - an unknown one whose payments are exactly pending payments of the run (per receipt: memo =
   receipt hash, destination and amount; batch: the memo root recomputed from the receipts that
   match destination and amount in operation order) is adopted: those payments are paid, the
-  event names the chain transaction;
+  event names the chain transaction; a claimable balance it created for a pending payment
+  (to the farmer and the payout account, in TFT, with the run's signed reclaim window) is
+  adopted as `claimable` under the balance id the chain computed, never created again;
 - a batch whose receipts cannot be told apart (too many receipts share its destinations and
   amounts to try every choice) stops the run, and so does an outgoing
   transaction that matches nothing (naming it) unless an operator accepted it
@@ -29,21 +31,24 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import orjson
 import structlog
 from sqlmodel import Session, col, select
-from stellar_sdk import FeeBumpTransactionEnvelope, TransactionBuilder
+from stellar_sdk import Claimant, CreateClaimableBalance, FeeBumpTransactionEnvelope, TransactionBuilder
 from stellar_sdk.operation import Payment as PaymentOperation
+from stellar_sdk.operation.create_claimable_balance import ClaimPredicateType
 
 from payouts.ledger.events import record_event
+from payouts.ledger.kinds import PaymentDelivery
 from payouts.ledger.models import ChainCursor, LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.outstanding import settled_by_retries
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import PaymentStatus, transition_many
+from payouts.ledger.states import PaymentStatus, transition, transition_many
 from payouts.ledger.types import utcnow
 from payouts.money import parse_tft
+from payouts.runs.approvals import reclaim_after_s_of
 from payouts.runs.errors import RunsError
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.merkle import merkle_root
@@ -279,16 +284,28 @@ def _match(
         return False
     if tx_hash in accepted:
         return False
-    payments = [
-        (op["to"], parse_tft(op["amount"]))
-        for op in ours_paying
-        if op.get("type") == "payment"
-        and op.get("from") == payout_account
-        and op.get("asset_code") == asset_code
-        and op.get("asset_issuer") == asset_issuer
-    ]
+    window = reclaim_after_s_of(run.claimable_policy_json)
+    payments: list[tuple[str, int]] = []
+    balances: list[str | None] = []  # per operation: the balance id it created, if any
+    for op in ours_paying:
+        if op.get("asset_code") != asset_code or op.get("asset_issuer") != asset_issuer:
+            continue
+        if op.get("type") == "payment" and op.get("from") == payout_account:
+            payments.append((op["to"], parse_tft(op["amount"])))
+            balances.append(None)
+        elif (
+            op.get("type") == "create_claimable_balance"
+            and op.get("source_account") == payout_account
+            and op.get("balance_id")
+            and window is not None
+            and op.get("reclaim_after_s") == window
+            and len(op.get("claimants", [])) == 2
+            and op["claimants"][1] == payout_account
+        ):
+            payments.append((op["claimants"][0], parse_tft(op["amount"])))
+            balances.append(op["balance_id"])
     if payments and len(payments) == len(ours_paying) and memo is not None:
-        adopted, ambiguous = _adopt(session, run, pending, tx_hash, memo, payments, record)
+        adopted, ambiguous = _adopt(session, run, pending, tx_hash, memo, payments, record, balances, window)
         if adopted:
             result.adopted_payments += adopted
             result.adopted_transactions.append(tx_hash)
@@ -340,8 +357,11 @@ def _adopt(
     memo: str,
     payments: Sequence[tuple[str, int]],
     record: dict,
+    balances: Sequence[str | None] = (),
+    window_s: int | None = None,
 ) -> tuple[int, bool]:
-    """Adopt the run's pending payments this chain transaction paid; (adopted, ambiguous)."""
+    """Adopt the run's pending payments this chain transaction paid; (adopted, ambiguous).
+    `balances`: per operation, the claimable balance it created (None for a payment)."""
     chosen: list[Payment] = []
     ambiguous = False
     if len(payments) == 1:
@@ -371,10 +391,14 @@ def _adopt(
     if not chosen:
         return 0, ambiguous
     ledger = int(record["ledger"]) if record.get("ledger") is not None else None
+    closed_at = datetime.fromisoformat(record["created_at"])
+    # chosen[i] is what operation i paid
+    by_balance = list(balances) or [None] * len(chosen)
+    paid = [p for p, balance in zip(chosen, by_balance, strict=True) if balance is None]
     transition_many(
         session,
         Payment,
-        [id_of(p) for p in chosen],
+        [id_of(p) for p in paid],
         PaymentStatus.PENDING,
         PaymentStatus.PAID,
         event="payment.adopted",
@@ -382,13 +406,34 @@ def _adopt(
         detail={"tx_hash": tx_hash, "ledger": ledger},
         tx_hash=tx_hash,
         ledger=ledger,
-        paid_at=datetime.fromisoformat(record["created_at"]),
+        paid_at=closed_at,
     )
-    # an adopted retry settles its whole chain, as a retry paid by this ledger does
+    for payment, balance in zip(chosen, by_balance, strict=True):
+        if balance is None:
+            continue
+        # paid out and waiting for the farmer, as if this ledger had sent it (resolve.py)
+        transition(
+            session,
+            Payment,
+            id_of(payment),
+            PaymentStatus.PENDING,
+            PaymentStatus.CLAIMABLE,
+            event="payment.adopted",
+            run_id=id_of(run),
+            detail={"tx_hash": tx_hash, "ledger": ledger, "balance_id": balance},
+            tx_hash=tx_hash,
+            ledger=ledger,
+            paid_at=closed_at,
+            delivery=PaymentDelivery.CLAIMABLE_BALANCE,
+            claimable_balance_id=balance,
+            claimable_until=closed_at + timedelta(seconds=window_s or 0),
+        )
+    # an adopted retry settles its whole chain, as a retry paid by this ledger does (a claimable
+    # one once its balance is claimed: runs/claimable.py)
     transition_many(
         session,
         Payment,
-        settled_by_retries(session, [id_of(p) for p in chosen]),
+        settled_by_retries(session, [id_of(p) for p in paid]),
         PaymentStatus.HELD,
         PaymentStatus.RETRIED,
         event="payment.retried",
@@ -428,9 +473,9 @@ def _envelope_operations(record: dict) -> list[dict] | None:
         transaction = envelope.transaction
     tx_source = transaction.source.account_id
     operations: list[dict] = []
-    for op in transaction.operations:
+    for index, op in enumerate(transaction.operations):
         source = op.source.account_id if op.source is not None else tx_source
-        document: dict[str, str | None] = {"type": _SNAKE.sub("_", type(op).__name__).lower(), "source_account": source}
+        document: dict[str, object] = {"type": _SNAKE.sub("_", type(op).__name__).lower(), "source_account": source}
         if isinstance(op, PaymentOperation):
             document |= {
                 "from": source,
@@ -439,11 +484,37 @@ def _envelope_operations(record: dict) -> list[dict] | None:
                 "asset_code": op.asset.code,
                 "asset_issuer": op.asset.issuer,
             }
+        elif isinstance(op, CreateClaimableBalance):
+            document |= {
+                "amount": str(op.amount),
+                "asset_code": op.asset.code,
+                "asset_issuer": op.asset.issuer,
+                "claimants": [c.destination for c in op.claimants],
+                "reclaim_after_s": _reclaim_after_s(op.claimants),
+                # as the chain computes it (the transaction's source and sequence, the index)
+                "balance_id": transaction.get_claimable_balance_id(index),
+            }
         operations.append(document)
     return operations
 
 
 _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def _reclaim_after_s(claimants: Sequence[Claimant]) -> int | None:
+    """The window of a balance as we create it: the farmer unconditionally, the payout account
+    not before a relative time; None for any other shape (never adopted)."""
+    if len(claimants) != 2:
+        return None
+    farmer, reclaimer = claimants[0].predicate, claimants[1].predicate
+    if farmer.claim_predicate_type != ClaimPredicateType.CLAIM_PREDICATE_UNCONDITIONAL:
+        return None
+    if reclaimer.claim_predicate_type != ClaimPredicateType.CLAIM_PREDICATE_NOT or reclaimer.not_predicate is None:
+        return None
+    inner = reclaimer.not_predicate
+    if inner.claim_predicate_type != ClaimPredicateType.CLAIM_PREDICATE_BEFORE_RELATIVE_TIME:
+        return None
+    return inner.rel_before
 
 
 def _memo_hex(record: dict) -> str | None:

@@ -17,6 +17,7 @@ from payouts.ledger.models import Receipt, Run
 from payouts.ledger.repository import id_of
 from payouts.periods import Period
 from payouts.runs.approvals import build_manifest, valid_approvals
+from payouts.runs.claimable import describe_policy
 from payouts.runs.exceedances import Exceedance, accepted, uncovered
 from payouts.runs.review.balances import AccountLookup, Balance, read_balances
 from payouts.runs.review.flags import (
@@ -111,6 +112,11 @@ class Review:
     exceedances: list[Exceedance] = field(default_factory=list)
     accepted_exceedances: dict | None = None
     unaccepted_exceedances: list[Exceedance] = field(default_factory=list)
+    #: the claimable-balance policy as the manifest records it (None: not in the manifest, so a
+    #: destination without a TFT trustline is held), its reclaim window in days, and in words
+    claimable_policy: dict | None = None
+    claimable_reclaim_after_days: int | None = None
+    claimable_policy_text: str = ""
 
     def to_document(self) -> dict:
         document = asdict(self)
@@ -286,7 +292,15 @@ def build_review(
         exceedances=exceedances,
         accepted_exceedances=accepted(run),
         unaccepted_exceedances=uncovered(run, exceedances),
+        claimable_policy=orjson.loads(manifest.claimable_policy) if manifest.claimable_policy else None,
+        claimable_reclaim_after_days=_days(manifest.claimable_reclaim_after_s),
+        claimable_policy_text=describe_policy(manifest.claimable_policy),
     )
+
+
+def _days(seconds: int | None) -> int | None:
+    # the policy is written from whole days (PAYOUTS_CLAIMABLE_RECLAIM_AFTER_DAYS)
+    return None if seconds is None else seconds // 86_400
 
 
 _MONTHS = (

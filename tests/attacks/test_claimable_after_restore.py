@@ -1,0 +1,124 @@
+"""A claimable-balance transaction that landed while the ledger lost its row (the ledger restored
+from a backup taken before `pay`, then `payouts recover RUN`): the scan adopts the balance from
+the chain, as it adopts payments, and nothing is created twice. Before, the scan called it a
+transaction that matches nothing and stopped the run."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+from stellar_sdk import Keypair
+
+from payouts.ledger.db import make_engine, session_scope
+from payouts.ledger.kinds import PaymentDelivery
+from payouts.ledger.models import LedgerEvent, Payment, Run
+from payouts.ledger.states import PaymentStatus, RunStatus
+from payouts.ledger.unit_of_work import UnitsOfWork
+from payouts.runs.payment import PaymentEngine
+from payouts.runs.reconcile import reconcile_run, record_reconciliation
+from tests.runs.conftest import paying  # noqa: F401
+from tests.runs.test_chain_scan import _receipts_on_chain, restored_copy
+from tests.runs.test_claimable import _approve, _balances_of, _engine, _farmer, _payments_to
+
+
+def _rows(url: str, run_id: int, address: str) -> list[Payment]:
+    return _payments_to(make_engine(url), run_id, address)
+
+
+def test_a_claimable_balance_the_ledger_lost_is_adopted_not_paid_again(paying, tmp_path, ledger_url):  # noqa: F811
+    _sandbox, document, db, run_id, fixture_engine = paying(approve=False, tx_timeout_s=5)
+    approver = Keypair.random()
+    engine = _engine(fixture_engine, approver, claimable_for_no_trustline=True)
+    _approve(db, run_id, engine, approver)
+    before_pay = restored_copy(ledger_url, tmp_path)
+    first = engine.pay(run_id)
+    assert first.status == RunStatus.PAID and first.claimable == 2
+    farmer = _farmer(document)
+    sent = {p.receipt_hash: p for p in _rows(ledger_url, run_id, farmer["public_key"])}
+    balances = sorted(b["id"] for b in _balances_of(engine))
+    assert balances == sorted(p.claimable_balance_id for p in sent.values())
+    on_chain = _receipts_on_chain(engine.client, document)
+
+    # the operator restores the backup taken before `pay`, then recovers the run
+    restored = PaymentEngine(UnitsOfWork(make_engine(before_pay)), engine.client, engine.keys, engine.config)
+    _status, scan = restored.recover(run_id)
+    assert scan.problems == [], scan.problems
+    assert scan.adopted_payments == first.paid + first.claimable
+    adopted = {p.receipt_hash: p for p in _rows(before_pay, run_id, farmer["public_key"])}
+    assert adopted.keys() == sent.keys()
+    for receipt_hash, row in adopted.items():
+        original = sent[receipt_hash]
+        assert row.status == PaymentStatus.CLAIMABLE and row.delivery == PaymentDelivery.CLAIMABLE_BALANCE
+        assert row.claimable_balance_id == original.claimable_balance_id
+        assert row.tx_hash == original.tx_hash
+        assert row.claimable_until == original.claimable_until
+    with Session(make_engine(before_pay)) as session:
+        events = session.exec(select(LedgerEvent).where(LedgerEvent.event == "payment.adopted")).all()
+    assert {p.claimable_balance_id for p in adopted.values()} <= {
+        __import__("orjson").loads(e.detail_json).get("balance_id") for e in events
+    }
+
+    # paying again sends nothing: no second balance, no payment to the farmer
+    again = restored.pay(run_id)
+    assert again.status == RunStatus.PAID and again.transactions == 0, again
+    assert sorted(b["id"] for b in _balances_of(engine)) == balances
+    assert _receipts_on_chain(engine.client, document) == on_chain
+
+    with session_scope(make_engine(before_pay)) as session:
+        run = session.get(Run, run_id)
+        result = reconcile_run(
+            session,
+            run,
+            engine.client,
+            engine.keys.payout_account,
+            document["asset"]["code"],
+            document["asset"]["issuer"],
+        )
+        record_reconciliation(session, run, result)
+    assert result.clean, (result.differences, result.unknown_on_chain)
+    assert result.paid_in_ledger == result.paid_on_chain == first.paid + first.claimable
+
+
+def test_a_balance_from_the_payout_account_with_another_window_is_not_adopted(paying):  # noqa: F811
+    from stellar_sdk import Account as SdkAccount
+    from stellar_sdk import TransactionBuilder
+
+    from payouts.runs.payment import RunStopped
+    from payouts.stellar.claimable import claimable_balance_op
+
+    _sandbox, document, db, run_id, fixture_engine = paying(approve=False)
+    approver = Keypair.random()
+    engine = _engine(fixture_engine, approver, claimable_for_no_trustline=True)
+    _approve(db, run_id, engine, approver)
+    farmer = _farmer(document)
+    target = _payments_to(db, run_id, farmer["public_key"])[0]
+    payout = Keypair.from_secret(document["payout"]["secret"])
+    account = engine.client.account(payout.public_key)
+    # looks like ours (memo, farmer, amount) but the payout account may take it back in a minute
+    envelope = (
+        TransactionBuilder(SdkAccount(payout.public_key, account.sequence), document["network_passphrase"], 100)
+        .add_hash_memo(bytes.fromhex(target.receipt_hash))
+        .append_operation(
+            claimable_balance_op(
+                destination=target.destination,
+                payout_account=payout.public_key,
+                asset_code=document["asset"]["code"],
+                asset_issuer=document["asset"]["issuer"],
+                amount_units=target.amount_tft_units,
+                reclaim_after_s=60,
+            )
+        )
+        .set_timeout(120)
+        .build()
+    )
+    envelope.sign(payout)
+    landed = engine.client.submit(envelope.to_xdr())
+    assert landed.outcome == "success"
+    try:
+        _status, scan = engine.recover(run_id)
+    except RunStopped as stopped:
+        problems = str(stopped)
+    else:
+        problems = "; ".join(scan.problems)
+    assert landed.tx_hash in problems and "matches nothing" in problems
+    with Session(db) as session:
+        assert session.get(Payment, target.id).status == PaymentStatus.PENDING
