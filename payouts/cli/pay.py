@@ -400,7 +400,7 @@ def reclaim(
     with horizon(settings) as client:
         try:
             result = reclaim_run(cli.units(), run_id, client, keys, config)
-            if treasury is not None and result.state == "reclaimed":
+            if treasury is not None and result.state in ("reclaimed", "adopted"):
                 # two-tier: what came back is no run's funding any more; it returns to the treasury
                 from payouts.runs.sweep import sweep_run
 

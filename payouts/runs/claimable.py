@@ -107,6 +107,8 @@ class Settlement:
     #: live balances the payout account may take back now (`payouts reclaim RUN`), by run
     due: dict[int, list[int]] = field(default_factory=dict)
     differences: list[str] = field(default_factory=list)
+    #: the chain transactions that took reclaimed balances back (ours, or one a restored ledger lost)
+    reclaimed_by: list[str] = field(default_factory=list)
 
     def document(self) -> dict:
         return {
@@ -207,6 +209,8 @@ def settle_balances(
                 transaction_id=None,
             )
             result.reclaimed += 1
+            if seen.tx_hash and seen.tx_hash not in result.reclaimed_by:
+                result.reclaimed_by.append(seen.tx_hash)
     session.flush()
     if result.claimed or result.reclaimed:
         log.info("payment.claimable.settled", run_id=run_id, claimed=result.claimed, reclaimed=result.reclaimed)
@@ -222,7 +226,7 @@ def claimable_until(closed_at: datetime, reclaim_after_s: int) -> datetime:
 @dataclass(frozen=True)
 class ReclaimResult:
     run_id: int
-    #: reclaimed | nothing due | waiting | failed
+    #: reclaimed | adopted (the chain has a reclaim the ledger lacked) | nothing due | waiting | failed
     state: str
     reclaimed: int = 0
     claimed: int = 0
@@ -252,6 +256,10 @@ def reclaim_run(
         ).first()
         if live is None:
             due = before.due.get(run_id, [])[:MAX_OPERATIONS]
+            if not due and before.reclaimed:
+                # a restored ledger lost the reclaim: the chain has it, the receipts are owed again
+                # now (settle_balances), and nothing is sent: a second reclaim could only fail
+                return _adopted(run_id, before)
             if not due:
                 waiting = len(waiting_payments(session, run_id))
                 return ReclaimResult(
@@ -304,6 +312,20 @@ def reclaim_run(
         claimed,
         tx_hash,
         f"run {run_id}: the reclaim {tx_hash} may still land; run `payouts reclaim {run_id}` again to look it up",
+    )
+
+
+def _adopted(run_id: int, seen: Settlement) -> ReclaimResult:
+    hashes = ", ".join(seen.reclaimed_by) or "unknown"
+    log.warning("reclaim.adopted", run_id=run_id, reclaimed=seen.reclaimed, tx_hashes=seen.reclaimed_by)
+    return ReclaimResult(
+        run_id,
+        "adopted",
+        seen.reclaimed,
+        seen.claimed,
+        seen.reclaimed_by[0] if seen.reclaimed_by else None,
+        f"run {run_id}: the chain already took {seen.reclaimed} unclaimed balance(s) back ({hashes}), which "
+        "this ledger lacked; recorded, nothing sent. Their receipts are owed again and the next run pays them",
     )
 
 

@@ -8,10 +8,12 @@ transaction's memo (the receipt hash) stays the attribution, as for a payment.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-from stellar_sdk import Asset, Claimant, ClaimPredicate, CreateClaimableBalance, StrKey
+from stellar_sdk import Asset, Claimant, ClaimPredicate, CreateClaimableBalance, Keypair, StrKey
+from stellar_sdk import xdr as stellar_xdr
 
 from payouts.money import format_tft
 from payouts.stellar.build import MAX_AMOUNT_UNITS, BuildError
@@ -73,3 +75,27 @@ def read_balance(client: HorizonClient, balance_id: str, payout_account: str) ->
             state = BalanceState.RECLAIMED if claimant == payout_account else BalanceState.CLAIMED
             return BalanceSeen(state, claimant, str(op.get("transaction_hash", "")))
     return BalanceSeen(BalanceState.UNKNOWN)
+
+
+def balance_id_of(tx_source: str, tx_sequence: int, op_index: int) -> str:
+    """The id the chain gives the balance operation `op_index` (from 0) of a transaction
+    creates: the SHA-256 of the operation-id preimage (the transaction's source account and
+    sequence, the index), in Horizon's hex with the type prefix. A transaction record carries
+    its source and sequence even when Horizon leaves its envelope out."""
+    preimage = stellar_xdr.HashIDPreimage(
+        type=stellar_xdr.EnvelopeType.ENVELOPE_TYPE_OP_ID,
+        operation_id=stellar_xdr.HashIDPreimageOperationID(
+            source_account=Keypair.from_public_key(tx_source).xdr_account_id(),
+            seq_num=stellar_xdr.SequenceNumber(stellar_xdr.Int64(tx_sequence)),
+            op_num=stellar_xdr.Uint32(op_index),
+        ),
+    )
+    return "00000000" + hashlib.sha256(preimage.to_xdr_bytes()).hexdigest()
+
+
+def created_in(client: HorizonClient, balance_id: str, tx_hash: str) -> bool:
+    """Horizon lists the balance's creation in that transaction (the record outlives the balance)."""
+    return any(
+        op.get("type") == "create_claimable_balance" and op.get("transaction_hash") == tx_hash
+        for op in client.claimable_balance_operations(balance_id)
+    )

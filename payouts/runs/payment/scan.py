@@ -16,6 +16,8 @@ hash) and the period's receipts:
   amounts to try every choice) stops the run, and so does an outgoing
   transaction that matches nothing (naming it) unless an operator accepted it
   (`payouts recover RUN --accept "who, why"`);
+- a sweep (TFT payments from the payout account back to the treasury that funded a run, memo:
+  that run's manifest hash) is left to the sweep step, which adopts it (runs/sweep.py);
 - incoming payments (anyone can send dust with a receipt hash as memo) are ignored, with a
   warning.
 The paging cursor per account is kept in the ledger, so later scans read only what is new; it
@@ -41,15 +43,16 @@ from stellar_sdk.operation import Payment as PaymentOperation
 from stellar_sdk.operation.create_claimable_balance import ClaimPredicateType
 
 from payouts.ledger.events import record_event
-from payouts.ledger.kinds import PaymentDelivery
+from payouts.ledger.kinds import PaymentDelivery, TransactionPurpose
 from payouts.ledger.models import ChainCursor, LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.outstanding import settled_by_retries
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import PaymentStatus, transition, transition_many
+from payouts.ledger.states import PaymentStatus, TransactionStatus, transition, transition_many
 from payouts.ledger.types import utcnow
 from payouts.money import parse_tft
 from payouts.runs.approvals import reclaim_after_s_of
 from payouts.runs.errors import RunsError
+from payouts.stellar.claimable import balance_id_of, created_in
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.merkle import merkle_root
 
@@ -103,6 +106,34 @@ def known_hashes(session: Session) -> set[str]:
     return own | set(session.exec(select(TransactionHash.tx_hash)).all())
 
 
+def funded_by(session: Session) -> dict[str, str]:
+    """The treasury that funded each run, by the run's manifest hash (the funding memo)."""
+    return dict(
+        session.exec(
+            select(StellarTransaction.memo_hash, StellarTransaction.source_account).where(
+                StellarTransaction.purpose == TransactionPurpose.FUNDING,
+                StellarTransaction.status == TransactionStatus.CONFIRMED,
+            )
+        ).all()
+    )
+
+
+def _is_sweep(
+    operations: list[dict], memo: str | None, payout_account: str, asset: tuple[str, str], funded: dict[str, str]
+) -> bool:
+    """Every operation pays TFT from the payout account to the treasury that funded the run
+    whose manifest hash is the memo: a sweep, which only the payout key can send and which moves
+    TFT to our own treasury."""
+    treasury = funded.get(memo or "")
+    return treasury is not None and all(
+        op.get("type") == "payment"
+        and op.get("from") == payout_account
+        and op.get("to") == treasury
+        and (op.get("asset_code"), op.get("asset_issuer")) == asset
+        for op in operations
+    )
+
+
 def accepted_hashes(session: Session) -> set[str]:
     accepted: set[str] = set()
     for detail in session.exec(select(LedgerEvent.detail_json).where(LedgerEvent.event == ACCEPTED_EVENT)).all():
@@ -154,7 +185,7 @@ def read_history(
                 or _envelope_operations(record) is not None
             ):
                 continue
-            history.operations[tx_hash] = client.transaction_operations(tx_hash)
+            history.operations[tx_hash] = horizon_operations(client, record)
     return history
 
 
@@ -180,6 +211,7 @@ def scan_chain(
     receipt_hashes = set(session.exec(select(Payment.receipt_hash).where(Payment.run_id == run.id)).all())
     seen: set[str] = set()
     pending = PendingIndex(session, run)
+    funded = funded_by(session)
     for account in scan_order(payout_account, accounts):
         stored = session.get(ChainCursor, account)
         cursor = stored.cursor if stored is not None else None
@@ -209,6 +241,7 @@ def scan_chain(
                 asset_code,
                 asset_issuer,
                 history,
+                funded,
             )
             if problem:
                 blocked = True
@@ -250,6 +283,7 @@ def _match(
     asset_code: str,
     asset_issuer: str,
     history: ChainHistory | None = None,
+    funded: dict[str, str] | None = None,
 ) -> bool:
     """One chain transaction; True when it stops the run."""
     tx_hash = record["hash"]
@@ -268,7 +302,7 @@ def _match(
     operations = _envelope_operations(record)
     if operations is None:  # no envelope in the record: ask Horizon for the operations
         read = history.operations.get(tx_hash) if history is not None else None
-        operations = read if read is not None else client.transaction_operations(tx_hash)
+        operations = read if read is not None else horizon_operations(client, record)
         result.requests += 1
     ours_paying = [
         op
@@ -283,6 +317,10 @@ def _match(
                 log.warning("chain.incoming.receipt_memo", run_id=run.id, tx_hash=tx_hash, memo=memo)
         return False
     if tx_hash in accepted:
+        return False
+    if _is_sweep(ours_paying, memo, payout_account, (asset_code, asset_issuer), funded or {}):
+        # a sweep a restored ledger lost: the run's sweep step adopts it, never sends it again
+        log.warning("chain.sweep.left_to_sweep_step", run_id=run.id, tx_hash=tx_hash, memo=memo)
         return False
     window = reclaim_after_s_of(run.claimable_policy_json)
     payments: list[tuple[str, int]] = []
@@ -454,6 +492,49 @@ def record_acceptance(session: Session, run: Run, tx_hashes: list[str], accepted
         event=ACCEPTED_EVENT,
         detail={"tx_hashes": sorted(tx_hashes), "accepted_by": accepted_by},
     )
+
+
+def horizon_operations(client: HorizonClient, record: dict) -> list[dict]:
+    """A transaction's operations as Horizon's operation records give them, for a record that
+    carries no envelope, in the shape `_envelope_operations` reads from one. Horizon's record of
+    a claimable balance's creation names no balance id: it is worked out as the chain makes it
+    (the transaction's source and sequence, the operation's index) and kept only when Horizon
+    lists the balance's creation in this transaction."""
+    tx_hash = record["hash"]
+    operations = client.transaction_operations(tx_hash)
+    for position, op in enumerate(operations):
+        if op.get("type") != "create_claimable_balance":
+            continue
+        asset = str(op.get("asset", ""))
+        code, _, issuer = asset.partition(":")
+        claimants = op.get("claimants") or []
+        op["asset_code"], op["asset_issuer"] = (code, issuer) if issuer else (None, None)
+        op["claimants"] = [c.get("destination") for c in claimants]
+        op["reclaim_after_s"] = _horizon_reclaim_after_s([c.get("predicate") or {} for c in claimants])
+        index = _operation_index(op, position)
+        source, sequence = record.get("source_account"), record.get("source_account_sequence")
+        if source and sequence is not None:
+            balance_id = balance_id_of(str(source), int(sequence), index)
+            if created_in(client, balance_id, tx_hash):
+                op["balance_id"] = balance_id
+    return operations
+
+
+def _operation_index(op: dict, position: int) -> int:
+    """The operation's index in its transaction: the low 12 bits of Horizon's operation id are
+    the index from 1; where the id does not say, its place in the ordered list."""
+    text = str(op.get("id") or op.get("paging_token") or "")
+    return (int(text) & 0xFFF) - 1 if text.isdigit() and int(text) & 0xFFF else position
+
+
+def _horizon_reclaim_after_s(predicates: list[dict]) -> int | None:
+    """`_reclaim_after_s` for Horizon's JSON of the predicates as submitted."""
+    if len(predicates) != 2 or predicates[0] != {"unconditional": True}:
+        return None
+    inner = predicates[1].get("not") if set(predicates[1]) == {"not"} else None
+    if not isinstance(inner, dict) or set(inner) != {"rel_before"} or not str(inner["rel_before"]).isdigit():
+        return None
+    return int(inner["rel_before"])
 
 
 def _envelope_operations(record: dict) -> list[dict] | None:
