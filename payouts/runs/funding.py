@@ -30,7 +30,7 @@ from payouts.runs.errors import RunsError
 from payouts.runs.payment.resolve import chain_outcome
 from payouts.runs.sweep import adopt_chain_transaction, envelope_amount_units, find_on_chain
 from payouts.stellar.build import PaymentOp, build_payment_envelope
-from payouts.stellar.horizon import HorizonClient, Outcome
+from payouts.stellar.horizon import AccountInfo, HorizonClient, Outcome
 from payouts.stellar.submit import Verdict
 
 FUNDING_FORMAT = "tft-payouts-funding/1"
@@ -215,6 +215,21 @@ def export_funding(
     if account is None:
         raise FundingError(f"the treasury {treasury} does not exist on this network")
     signers, thresholds = treasury_signers(account)
+    if recorded is not None and superseded(client, account, recorded):
+        # another treasury transaction (a change of signers) used its sequence: it never lands
+        transition(
+            session,
+            StellarTransaction,
+            id_of(recorded),
+            TransactionStatus.BUILT,
+            TransactionStatus.DEAD,
+            event="funding.superseded",
+            run_id=run.id,
+            detail={"treasury_sequence": account.sequence, "tx_sequence": recorded.sequence},
+        )
+        _funding_again(session, run, {"superseded": recorded.tx_hash})
+        session.refresh(run)
+        recorded = None
     if recorded is not None:
         envelope = TransactionEnvelope.from_xdr(recorded.envelope_xdr, network_passphrase)
         op = envelope.transaction.operations[0]
@@ -450,6 +465,27 @@ def signature_weight(envelope: TransactionEnvelope, signers: list[dict]) -> tupl
     return weight, strangers
 
 
+def _funding_again(session: Session, run: Run, detail: dict) -> None:
+    """The run's funding transaction never lands: the run is approved again, for a new one."""
+    transition(
+        session, Run, id_of(run), RunStatus.FUNDING, RunStatus.APPROVED, event="run.funding.retry", detail=detail
+    )
+
+
+def superseded(client: HorizonClient, treasury: AccountInfo, recorded: StellarTransaction) -> bool:
+    """The treasury's sequence is at or past the funding transaction's and the chain does not
+    have the transaction: another treasury transaction (a change of signers, a transfer) used
+    its sequence, so it can never land (SPEC 5, rule 5)."""
+    return treasury.sequence >= recorded.sequence and client.lookup(recorded.tx_hash).info is None
+
+
+def _export_again(run_id: int) -> str:
+    return (
+        f"its sequence was used by another treasury transaction since it was exported, so it can never land: "
+        f"export a new one (`payouts funding export {run_id} --out FILE --force`) and collect the signatures again"
+    )
+
+
 def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: HorizonClient) -> str:
     """Submit once the treasury's medium threshold is met; the run becomes `funded` when the
     transaction is in a ledger. Returns the run's status.
@@ -480,6 +516,7 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
         chain_signers, chain_thresholds = treasury_signers(treasury)
         now_signing = ", ".join(f"{s['key']} (weight {s['weight']})" for s in chain_signers)
         changed = ""
+        stale = recorded.status == TransactionStatus.BUILT and superseded(client, treasury, recorded)
         if funding.signers and (chain_signers, chain_thresholds) != (
             sorted(funding.signers, key=lambda s: s["key"]),
             funding.thresholds,
@@ -492,13 +529,17 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
             raise FundingError(
                 "signatures by keys that are not treasury signers on chain "
                 f"({', '.join(named) if named else 'hints ' + ', '.join(strangers)}){changed}; "
-                f"the treasury's signers are {now_signing}"
+                f"the treasury's signers are {now_signing}" + (f"; {_export_again(funding.run_id)}" if stale else "")
             )
         needed = max(int(treasury.thresholds.get("med_threshold", 0)), 1)
         if weight < needed:
             raise FundingError(
                 f"the signatures weigh {weight}; the treasury needs {needed} to pay{changed}; "
-                f"its signers are {now_signing}"
+                f"its signers are {now_signing}" + (f"; {_export_again(funding.run_id)}" if stale else "")
+            )
+        if stale:
+            raise FundingError(
+                f"the funding transaction {funding.tx_hash} does not land: {_export_again(funding.run_id)}"
             )
         recorded_id = id_of(recorded)
         if recorded.status == TransactionStatus.BUILT:
@@ -564,15 +605,7 @@ def submit_funding(units: UnitOfWorkFactory, funding: FundingFile, client: Horiz
             run_id=run.id,
             detail={"result_codes": result.result_codes},
         )
-        transition(
-            session,
-            Run,
-            id_of(run),
-            RunStatus.FUNDING,
-            RunStatus.APPROVED,
-            event="run.funding.retry",
-            detail={"result_codes": result.result_codes},
-        )
+        _funding_again(session, run, {"result_codes": result.result_codes})
     # on record (the unit committed); now say so
     raise FundingError(
         f"the funding transaction did not land ({result.result_codes or result.reason}); export a new one"

@@ -29,8 +29,9 @@ def _rows(url: str, run_id: int, address: str) -> list[Payment]:
     return _payments_to(make_engine(url), run_id, address)
 
 
-def test_a_claimable_balance_the_ledger_lost_is_adopted_not_paid_again(paying, tmp_path, ledger_url):  # noqa: F811
-    _sandbox, document, db, run_id, fixture_engine = paying(approve=False, tx_timeout_s=5)
+def _paid_after_a_backup(paying, tmp_path, ledger_url):  # noqa: F811
+    """A run paid with two claimable balances, and a ledger restored from a backup taken before."""
+    sandbox, document, db, run_id, fixture_engine = paying(approve=False, tx_timeout_s=5)
     approver = Keypair.random()
     engine = _engine(fixture_engine, approver, claimable_for_no_trustline=True)
     _approve(db, run_id, engine, approver)
@@ -39,6 +40,25 @@ def test_a_claimable_balance_the_ledger_lost_is_adopted_not_paid_again(paying, t
     assert first.status == RunStatus.PAID and first.claimable == 2
     farmer = _farmer(document)
     sent = {p.receipt_hash: p for p in _rows(ledger_url, run_id, farmer["public_key"])}
+    return sandbox, document, run_id, engine, before_pay, first, farmer, sent
+
+
+def _adopted_as_sent(url: str, run_id: int, farmer: dict, sent: dict[str, Payment]) -> dict[str, Payment]:
+    """The restored ledger's rows of the farmer's balances, as the lost ones were recorded."""
+    adopted = {p.receipt_hash: p for p in _rows(url, run_id, farmer["public_key"])}
+    assert adopted.keys() == sent.keys()
+    for receipt_hash, row in adopted.items():
+        original = sent[receipt_hash]
+        assert row.status == PaymentStatus.CLAIMABLE and row.delivery == PaymentDelivery.CLAIMABLE_BALANCE
+        assert (row.claimable_balance_id, row.tx_hash) == (original.claimable_balance_id, original.tx_hash)
+        assert row.claimable_until == original.claimable_until
+    return adopted
+
+
+def test_a_claimable_balance_the_ledger_lost_is_adopted_not_paid_again(paying, tmp_path, ledger_url):  # noqa: F811
+    _sandbox, document, run_id, engine, before_pay, first, farmer, sent = _paid_after_a_backup(
+        paying, tmp_path, ledger_url
+    )
     balances = sorted(b["id"] for b in _balances_of(engine))
     assert balances == sorted(p.claimable_balance_id for p in sent.values())
     on_chain = _receipts_on_chain(engine.client, document)
@@ -48,14 +68,7 @@ def test_a_claimable_balance_the_ledger_lost_is_adopted_not_paid_again(paying, t
     _status, scan = restored.recover(run_id)
     assert scan.problems == [], scan.problems
     assert scan.adopted_payments == first.paid + first.claimable
-    adopted = {p.receipt_hash: p for p in _rows(before_pay, run_id, farmer["public_key"])}
-    assert adopted.keys() == sent.keys()
-    for receipt_hash, row in adopted.items():
-        original = sent[receipt_hash]
-        assert row.status == PaymentStatus.CLAIMABLE and row.delivery == PaymentDelivery.CLAIMABLE_BALANCE
-        assert row.claimable_balance_id == original.claimable_balance_id
-        assert row.tx_hash == original.tx_hash
-        assert row.claimable_until == original.claimable_until
+    adopted = _adopted_as_sent(before_pay, run_id, farmer, sent)
     with Session(make_engine(before_pay)) as session:
         events = session.exec(select(LedgerEvent).where(LedgerEvent.event == "payment.adopted")).all()
     assert {p.claimable_balance_id for p in adopted.values()} <= {
@@ -160,15 +173,9 @@ class WithoutEnvelopes(httpx.BaseTransport):
 
 
 def test_a_lost_balance_whose_transaction_comes_without_its_envelope_is_adopted(paying, tmp_path, ledger_url):  # noqa: F811
-    sandbox, document, db, run_id, fixture_engine = paying(approve=False, tx_timeout_s=5)
-    approver = Keypair.random()
-    engine = _engine(fixture_engine, approver, claimable_for_no_trustline=True)
-    _approve(db, run_id, engine, approver)
-    before_pay = restored_copy(ledger_url, tmp_path)
-    first = engine.pay(run_id)
-    assert first.status == RunStatus.PAID and first.claimable == 2
-    farmer = _farmer(document)
-    sent = {p.receipt_hash: p for p in _rows(ledger_url, run_id, farmer["public_key"])}
+    sandbox, document, run_id, engine, before_pay, first, farmer, sent = _paid_after_a_backup(
+        paying, tmp_path, ledger_url
+    )
     balances = sorted(b["id"] for b in _balances_of(engine))
 
     # the restored ledger recovers through a Horizon that serves no envelopes
@@ -179,13 +186,7 @@ def test_a_lost_balance_whose_transaction_comes_without_its_envelope_is_adopted(
     assert trimming.dropped > 0
     assert scan.problems == [], scan.problems
     assert scan.adopted_payments == first.paid + first.claimable
-    adopted = {p.receipt_hash: p for p in _rows(before_pay, run_id, farmer["public_key"])}
-    assert adopted.keys() == sent.keys()
-    for receipt_hash, row in adopted.items():
-        original = sent[receipt_hash]
-        assert row.status == PaymentStatus.CLAIMABLE and row.delivery == PaymentDelivery.CLAIMABLE_BALANCE
-        assert (row.claimable_balance_id, row.tx_hash) == (original.claimable_balance_id, original.tx_hash)
-        assert row.claimable_until == original.claimable_until
+    _adopted_as_sent(before_pay, run_id, farmer, sent)
 
     # nothing is created twice, and the adopted balances reconcile against the chain
     again = restored.pay(run_id)

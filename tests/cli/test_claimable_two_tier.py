@@ -108,7 +108,9 @@ def _pay_with_balances(monkeypatch, tmp_path, sandbox, ledger_url):
             session.exec(select(Payment).where(Payment.run_id == run_id, Payment.destination == no_trustline)).all()
         )
     assert sent and {p.status for p in sent} == {"claimable"}
-    return document, client, run_id, funding, sent
+    asset = (document["asset"]["code"], document["asset"]["issuer"])
+    payout, treasury = document["payout"]["public_key"], document["treasury"]["public_key"]
+    return client, run_id, funding, sent, asset, payout, treasury, sum(p.amount_tft_units for p in sent)
 
 
 def _pass_the_window(sandbox, client, sent) -> None:
@@ -138,10 +140,9 @@ def _sweeps_on_chain(client, payout: str, treasury: str) -> list[dict]:
 
 def test_a_reclaim_before_the_run_is_reconciled_is_swept_by_the_next_reconcile(monkeypatch, tmp_path, ledger_url):
     with running_sandbox(ledger_close_s=0.1) as sandbox:
-        document, client, run_id, funding, sent = _pay_with_balances(monkeypatch, tmp_path, sandbox, ledger_url)
-        asset = (document["asset"]["code"], document["asset"]["issuer"])
-        payout, treasury = document["payout"]["public_key"], document["treasury"]["public_key"]
-        sent_units = sum(p.amount_tft_units for p in sent)
+        client, run_id, funding, sent, asset, payout, treasury, sent_units = _pay_with_balances(
+            monkeypatch, tmp_path, sandbox, ledger_url
+        )
         label = Period(OFFSET).label
         assert _tft(client, payout, asset) == 0
         treasury_before = _tft(client, treasury, asset)
@@ -185,10 +186,9 @@ def test_a_reclaim_the_restored_ledger_lost_is_adopted_once(monkeypatch, tmp_pat
     """The backup was taken before `reclaim`; the chain has the reclaim and its sweep, the
     restored ledger still says the balances wait to be claimed."""
     with running_sandbox(ledger_close_s=0.1) as sandbox:
-        document, client, run_id, funding, sent = _pay_with_balances(monkeypatch, tmp_path, sandbox, ledger_url)
-        asset = (document["asset"]["code"], document["asset"]["issuer"])
-        payout, treasury = document["payout"]["public_key"], document["treasury"]["public_key"]
-        sent_units = sum(p.amount_tft_units for p in sent)
+        client, run_id, funding, sent, asset, payout, treasury, sent_units = _pay_with_balances(
+            monkeypatch, tmp_path, sandbox, ledger_url
+        )
         label = Period(OFFSET).label
         assert json.loads(_ok(["reconcile", "--period", label, "--json"]).stdout)["clean"]
         treasury_before = _tft(client, treasury, asset)
