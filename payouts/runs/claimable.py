@@ -17,7 +17,6 @@ read from `/claimable_balances` and their operations.
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,12 +36,11 @@ from payouts.ledger.transactions import record_transaction
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.runs.errors import RunsError
 from payouts.runs.payment.common import PayConfig
-from payouts.runs.payment.resolve import chain_outcome
+from payouts.runs.payment.send_own import Sent, send_recorded
 from payouts.stellar.build import MAX_OPERATIONS
 from payouts.stellar.claimable import BalanceState, read_balance
-from payouts.stellar.horizon import HorizonClient, Outcome
+from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
-from payouts.stellar.submit import Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -282,10 +280,10 @@ def reclaim_run(
                 run_id=run_id,
             )
             uow.commit_before_submit()
-        state, tx_hash = _submit(session, client, live, config), live.tx_hash
+        state, tx_hash = send_recorded(session, client, live, config, event_prefix="reclaim").state, live.tx_hash
         after = settle_balances(session, client, payout, run_id=run_id)
     claimed = before.claimed + after.claimed
-    if state == "landed":
+    if state is Sent.LANDED:
         return ReclaimResult(
             run_id,
             "reclaimed",
@@ -295,7 +293,7 @@ def reclaim_run(
             f"run {run_id}: {after.reclaimed} unclaimed balance(s) back in the payout account ({tx_hash}); "
             "their receipts are owed again and the next run pays them",
         )
-    if state == "failed":
+    if state is Sent.FAILED:
         return ReclaimResult(
             run_id,
             "failed",
@@ -370,45 +368,3 @@ def _build(
         event="reclaim.built",
         detail={"balances": [p.claimable_balance_id for p in payments]},
     )
-
-
-def _submit(session: Session, client: HorizonClient, tx: StellarTransaction, config: PayConfig) -> str:
-    """Send the recorded bytes; "landed", "failed" or "waiting" as the chain says."""
-    deadline = time.monotonic() + 2 * config.tx_timeout_s
-    result = client.submit(tx.envelope_xdr)
-    while True:
-        if result.outcome == Outcome.SUCCESS:
-            ledger, closed_at = result.ledger, result.closed_at
-            break
-        answer = chain_outcome(session, client, tx)
-        if answer.verdict is Verdict.LANDED and answer.info is not None:
-            ledger, closed_at = answer.info.ledger, answer.info.closed_at
-            break
-        if answer.verdict in (Verdict.FAILED, Verdict.NEVER):
-            transition(
-                session,
-                StellarTransaction,
-                id_of(tx),
-                TransactionStatus.SUBMITTED,
-                TransactionStatus.FAILED if answer.verdict is Verdict.FAILED else TransactionStatus.DEAD,
-                event="reclaim.not_landed",
-                run_id=tx.run_id,
-                detail={"result_codes": result.result_codes},
-            )
-            return "failed"
-        if answer.verdict is Verdict.FOREIGN or time.monotonic() > deadline:
-            return "waiting"
-        time.sleep(config.poll_interval_s)
-        result = client.submit(tx.envelope_xdr)  # the identical bytes only
-    transition(
-        session,
-        StellarTransaction,
-        id_of(tx),
-        TransactionStatus.SUBMITTED,
-        TransactionStatus.CONFIRMED,
-        event="reclaim.confirmed",
-        run_id=tx.run_id,
-        ledger=ledger,
-        closed_at=closed_at,
-    )
-    return "landed"

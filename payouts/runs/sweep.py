@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import math
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import func
@@ -31,11 +30,10 @@ from payouts.ledger.transactions import record_transaction
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.money import format_tft, parse_tft
 from payouts.runs.payment.common import PayConfig
-from payouts.runs.payment.resolve import chain_outcome
+from payouts.runs.payment.send_own import Sent, send_recorded
 from payouts.stellar.build import PaymentOp, build_payment_envelope, parse_envelope
-from payouts.stellar.horizon import HorizonClient, Outcome
+from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
-from payouts.stellar.submit import Verdict
 
 SWEEP_PURPOSE = TransactionPurpose.SWEEP
 FUNDING_PURPOSE = TransactionPurpose.FUNDING
@@ -380,58 +378,26 @@ def _submit(session: Session, client: HorizonClient, tx: StellarTransaction, con
     """Send the recorded bytes once; what the chain answers decides (never "failed" on doubt)."""
     run_id = tx.run_id
     amount = envelope_amount_units(tx.envelope_xdr)
-    # waits while the transaction may still land (it is bounded by its max ledger and time)
-    deadline = time.monotonic() + 2 * config.tx_timeout_s
-    result = client.submit(tx.envelope_xdr)
-    while True:
-        if result.outcome == Outcome.SUCCESS:
-            ledger, closed_at = result.ledger, result.closed_at
-            break
-        answer = chain_outcome(session, client, tx)
-        if answer.verdict is Verdict.LANDED and answer.info is not None:
-            ledger, closed_at = answer.info.ledger, answer.info.closed_at
-            break
-        if answer.verdict in (Verdict.FAILED, Verdict.NEVER):
-            transition(
-                session,
-                StellarTransaction,
-                id_of(tx),
-                TransactionStatus.SUBMITTED,
-                TransactionStatus.FAILED if answer.verdict is Verdict.FAILED else TransactionStatus.DEAD,
-                event="sweep.not_landed",
-                run_id=run_id,
-                detail={"result_codes": result.result_codes},
-            )
-            return SweepResult(
-                run_id,
-                "rebuild",
-                amount,
-                tx.tx_hash,
-                f"run {run_id}: the sweep {tx.tx_hash} did not land ({result.result_codes or result.reason}); "
-                "reconcile again to build a new one",
-            )
-        if answer.verdict is Verdict.FOREIGN or time.monotonic() > deadline:
-            return SweepResult(
-                run_id,
-                "waiting",
-                amount,
-                tx.tx_hash,
-                f"run {run_id}: the sweep {tx.tx_hash} may still land ({answer.reason or result.reason}); "
-                "reconcile again to look it up",
-            )
-        time.sleep(config.poll_interval_s)
-        result = client.submit(tx.envelope_xdr)  # the identical bytes only
-    transition(
-        session,
-        StellarTransaction,
-        id_of(tx),
-        TransactionStatus.SUBMITTED,
-        TransactionStatus.CONFIRMED,
-        event="sweep.confirmed",
-        run_id=run_id,
-        ledger=ledger,
-        closed_at=closed_at,
-    )
+    sent = send_recorded(session, client, tx, config, event_prefix="sweep")
+    result, answer = sent.result, sent.answer
+    if sent.state is Sent.FAILED:
+        return SweepResult(
+            run_id,
+            "rebuild",
+            amount,
+            tx.tx_hash,
+            f"run {run_id}: the sweep {tx.tx_hash} did not land ({result.result_codes or result.reason}); "
+            "reconcile again to build a new one",
+        )
+    if sent.state is Sent.WAITING:
+        why = (answer.reason if answer is not None else "") or result.reason
+        return SweepResult(
+            run_id,
+            "waiting",
+            amount,
+            tx.tx_hash,
+            f"run {run_id}: the sweep {tx.tx_hash} may still land ({why}); reconcile again to look it up",
+        )
     return SweepResult(
         run_id,
         "swept",
