@@ -24,12 +24,12 @@ from payouts.ledger.repository import id_of
 from payouts.ledger.states import RunStatus, TransactionStatus, transition
 from payouts.ledger.transactions import record_transaction
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
-from payouts.money import format_tft, parse_tft
+from payouts.money import format_tft
 from payouts.runs.approvals import require_approved
 from payouts.runs.errors import RunsError
 from payouts.runs.payment.resolve import chain_outcome
 from payouts.runs.sweep import adopt_chain_transaction, envelope_amount_units, find_on_chain
-from payouts.stellar.build import PaymentOp, build_payment_envelope
+from payouts.stellar.build import PaymentOp, build_payment_envelope, envelope_units
 from payouts.stellar.horizon import AccountInfo, HorizonClient, Outcome
 from payouts.stellar.submit import Verdict
 
@@ -103,7 +103,7 @@ class FundingFile:
             op = operations[0]
             if op.destination.account_id != self.payout_account:
                 problems.append("destination (payout account)")
-            if parse_tft(op.amount) != self.amount_tft_units:
+            if envelope_units(op.amount) != self.amount_tft_units:
                 problems.append("amount")
             if (op.asset.code, op.asset.issuer) != (self.asset_code, self.asset_issuer):
                 problems.append("asset")
@@ -242,7 +242,7 @@ def export_funding(
             payout_account,
             asset_code,
             asset_issuer,
-            parse_tft(op.amount),
+            envelope_units(op.amount),
             manifest.sha256.hex(),
             recorded.max_time,
             recorded.tx_hash,

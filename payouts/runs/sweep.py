@@ -28,10 +28,10 @@ from payouts.ledger.repository import id_of
 from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus, transition
 from payouts.ledger.transactions import record_transaction
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
-from payouts.money import format_tft, parse_tft
+from payouts.money import format_tft
 from payouts.runs.payment.common import PayConfig
 from payouts.runs.payment.send_own import Sent, send_recorded
-from payouts.stellar.build import PaymentOp, build_payment_envelope, parse_envelope
+from payouts.stellar.build import PaymentOp, build_payment_envelope, envelope_units, parse_envelope
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
 
@@ -101,7 +101,7 @@ def envelope_amount_units(envelope_xdr: str) -> int:
     envelope = parse_envelope(envelope_xdr, "")  # the passphrase matters for hashes only
     if isinstance(envelope, FeeBumpTransactionEnvelope):
         envelope = envelope.transaction.inner_transaction_envelope
-    return sum(parse_tft(op.amount) for op in envelope.transaction.operations if isinstance(op, PaymentOperation))
+    return sum(envelope_units(op.amount) for op in envelope.transaction.operations if isinstance(op, PaymentOperation))
 
 
 def leftover_units(session: Session, run_id: int) -> int:

@@ -6,6 +6,7 @@ The 7-decimal amount strings stellar-sdk wants are made only in this module.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from stellar_sdk import (
     Account,
@@ -17,7 +18,7 @@ from stellar_sdk import (
 )
 from stellar_sdk import xdr as stellar_xdr
 
-from payouts.money import format_tft
+from payouts.money import format_tft, parse_tft
 
 MAX_OPERATIONS = 100  # Stellar's limit per transaction (the SDK does not enforce it)
 MAX_AMOUNT_UNITS = 2**63 - 1  # int64 amounts on chain
@@ -114,6 +115,17 @@ def build_fee_bump_envelope(
         inner_transaction_envelope=inner,
         network_passphrase=network_passphrase,
     )
+
+
+def envelope_amount_text(amount: str) -> str:
+    """An operation's amount as read back from an envelope, in plain decimals: the SDK gives a
+    small one in exponent form (one unit reads "1E-7")."""
+    return format(Decimal(amount), "f")
+
+
+def envelope_units(amount: str) -> int:
+    """TFT units of an operation's amount read back from an envelope."""
+    return parse_tft(envelope_amount_text(amount))
 
 
 def parse_envelope(envelope_xdr: str, network_passphrase: str) -> TransactionEnvelope | FeeBumpTransactionEnvelope:

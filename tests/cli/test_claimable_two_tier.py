@@ -245,3 +245,51 @@ def test_a_reclaim_the_restored_ledger_lost_is_adopted_once(monkeypatch, tmp_pat
         statement = json.loads(_ok(["statement", "--period", label, "--json"]).stdout)
         assert statement["balances"] is True and statement["swept_back_units"] == sent_units, statement
         client.close()
+
+
+def test_only_a_payment_back_to_the_treasury_under_a_manifest_hash_passes_the_scan_as_a_sweep(
+    monkeypatch, tmp_path, ledger_url
+):
+    """The scan leaves a lost sweep to the sweep step; anything else from the payout account
+    still stops the run: TFT to the treasury under another memo, or to anyone else under the
+    manifest's memo."""
+    from stellar_sdk import Account as SdkAccount
+    from stellar_sdk import Asset as SdkAsset
+    from stellar_sdk import Keypair, TransactionBuilder
+
+    from payouts.money import format_tft
+
+    with running_sandbox(ledger_close_s=0.1) as sandbox:
+        document, client, _signers, month = _setup(monkeypatch, tmp_path, sandbox, ledger_url)
+        payout = Keypair.from_secret(document["payout"]["secret"])
+        treasury = document["treasury"]["public_key"]
+        stranger = document["farmers"][0]["public_key"]
+        run_id = month.calculate(OFFSET)
+        funding = month.fund(run_id)
+        _ok(["pay", str(run_id)])  # the held farmer's share stays in the payout account
+        asset = SdkAsset(document["asset"]["code"], document["asset"]["issuer"])
+        manifest = bytes.fromhex(funding["manifest_sha256"])
+        sent = []
+        for destination, memo in ((treasury, bytes(32)), (stranger, manifest)):
+            account = client.account(payout.public_key)
+            envelope = (
+                TransactionBuilder(SdkAccount(payout.public_key, account.sequence), document["network_passphrase"], 100)
+                .add_hash_memo(memo)
+                .append_payment_op(destination, asset, format_tft(1))
+                .add_time_bounds(0, 0)
+                .build()
+            )
+            envelope.sign(payout)
+            landed = client.submit(envelope.to_xdr())
+            assert landed.outcome == "success", landed
+            sent.append(landed.tx_hash)
+        stopped = runner.invoke(app, ["recover", str(run_id)])
+        words = " ".join(stopped.output.split())
+        assert stopped.exit_code == 1, stopped.output
+        assert all(f"chain transaction {tx_hash}" in words for tx_hash in sent), (
+            sent,
+            stopped.output,
+            repr(stopped.exception),
+        )
+        assert words.count("matches nothing this ledger knows") == 2
+        client.close()

@@ -52,6 +52,7 @@ from payouts.ledger.types import utcnow
 from payouts.money import parse_tft
 from payouts.runs.approvals import reclaim_after_s_of
 from payouts.runs.errors import RunsError
+from payouts.stellar.build import envelope_amount_text
 from payouts.stellar.claimable import balance_id_of, created_in
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.merkle import merkle_root
@@ -561,13 +562,13 @@ def _envelope_operations(record: dict) -> list[dict] | None:
             document |= {
                 "from": source,
                 "to": op.destination.account_id,
-                "amount": str(op.amount),
+                "amount": envelope_amount_text(op.amount),
                 "asset_code": op.asset.code,
                 "asset_issuer": op.asset.issuer,
             }
         elif isinstance(op, CreateClaimableBalance):
             document |= {
-                "amount": str(op.amount),
+                "amount": envelope_amount_text(op.amount),
                 "asset_code": op.asset.code,
                 "asset_issuer": op.asset.issuer,
                 "claimants": [c.destination for c in op.claimants],
