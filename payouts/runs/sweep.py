@@ -29,6 +29,7 @@ from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus, t
 from payouts.ledger.transactions import record_transaction
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.money import format_tft
+from payouts.runs.errors import RunsError
 from payouts.runs.payment.common import PayConfig
 from payouts.runs.payment.send_own import Sent, send_recorded
 from payouts.stellar.build import PaymentOp, build_payment_envelope, envelope_units, parse_envelope
@@ -184,6 +185,15 @@ def adopt_chain_transaction(
 ) -> StellarTransaction:
     """Record a transaction of ours the chain has and the ledger lost, as confirmed."""
     transaction = record.get("transaction") or {}
+    envelope_xdr = transaction.get("envelope_xdr") or record.get("envelope_xdr")
+    if not envelope_xdr:
+        # the amount and the memo are read from the signed envelope; a record without one cannot
+        # be recorded as ours, and guessing would book TFT the chain may not show
+        raise RunsError(
+            f"run {run_id}: the chain has {purpose} transaction {record.get('transaction_hash', '?')} of ours, "
+            "but Horizon served it without its envelope; point PAYOUTS_HORIZON_URL at a Horizon that "
+            "serves transaction envelopes and run the command again (nothing was recorded)"
+        )
     bounds = (transaction.get("preconditions") or {}).get("timebounds") or {}
     return record_transaction(
         session,
@@ -191,7 +201,7 @@ def adopt_chain_transaction(
         purpose=purpose,
         source_account=transaction.get("source_account", record.get("from", "")),
         sequence=int(transaction.get("source_account_sequence", 0)),
-        envelope_xdr=transaction["envelope_xdr"],
+        envelope_xdr=envelope_xdr,
         tx_hash=record["transaction_hash"],
         fee_stroops=int(transaction.get("max_fee") or transaction.get("fee_charged") or 0),
         memo_hash=memo_hex,
