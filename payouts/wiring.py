@@ -38,8 +38,6 @@ from payouts.runs.retries_now import HoldCheck
 from payouts.runs.review import Review, ReviewLimits, build_review
 from payouts.runs.statement import period_statement
 from payouts.runs.sweep import sweep_run
-from payouts.sources import freeze_snapshot
-from payouts.sources.errors import SnapshotUnavailable
 from payouts.stellar.clock import ChainClock
 from payouts.stellar.horizon import HorizonClient, StellarError
 from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
@@ -261,6 +259,9 @@ def export_step(settings: Settings) -> Callable[[Session, Run], str]:
 
 def freezer(settings: Settings) -> Freezer:
     def freeze(period_offset: int) -> Path:
+        # the snapshot builder (numpy) loads when a period's inputs are frozen, not for paying
+        from payouts.sources import SnapshotUnavailable, freeze_snapshot
+
         try:
             return freeze_snapshot(settings, period_offset, settings.state_dir / "frozen")
         except SnapshotUnavailable as exc:

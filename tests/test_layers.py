@@ -3,7 +3,7 @@ fails here, naming the file, the line and both layers.
 
 cli/ and workers/ -> wiring.py (with config/, read only at the edges) -> runs/ -> calculation/,
 snapshot/, ledger/, stellar/, sources/, export/ -> money, periods, redact, clock, strkey, retry,
-files. The sandbox is a product of its own: it may use stellar/ and money, and nothing of the payout service imports
+files, tls. The sandbox is a product of its own: it may use stellar/ and money, and nothing of the payout service imports
 it but the `payouts sandbox` commands and the demo.
 """
 
@@ -25,6 +25,7 @@ LAYER = {
     "strkey": 0,
     "retry": 0,
     "files": 0,
+    "tls": 0,
     "calculation": 1,
     "snapshot": 1,
     "ledger": 1,
@@ -38,7 +39,7 @@ LAYER = {
     "workers": 4,
 }
 #: the sandbox's own layer: beside the service, reachable from its edges only
-SANDBOX_MAY_IMPORT = {"sandbox", "stellar", "money", "redact", "files"}
+SANDBOX_MAY_IMPORT = {"sandbox", "stellar", "money", "redact", "files", "tls"}
 IMPORTS_SANDBOX = {"cli", "sandbox"}
 
 

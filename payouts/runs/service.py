@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 import structlog
@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from payouts import CODE_VERSION
-from payouts.calculation.engine import PeriodCalculation, calculate_period
 from payouts.clock import Clock, SystemClock
 from payouts.ledger import repository
 from payouts.ledger.events import record_event
@@ -32,6 +31,9 @@ from payouts.runs.completeness import require_complete
 from payouts.runs.errors import RunExistsForPeriod, RunNotFound, RunNotReplaceable
 from payouts.runs.retries import join_corrections, retry_rows
 from payouts.snapshot.load import LoadedSnapshot
+
+if TYPE_CHECKING:  # the calculation (numpy) loads when a period is calculated, not for paying
+    from payouts.calculation.engine import PeriodCalculation
 
 log = structlog.get_logger(__name__)
 
@@ -107,6 +109,8 @@ def calculate_run(
     if existing is not None and existing.snapshot_sha256 == snapshot.sha256:
         log.info("run.calculate.already_done", run_id=existing.id)
         return CalculationOutcome(period, snapshot.sha256, existing, None, created=False)
+
+    from payouts.calculation.engine import calculate_period
 
     calculation = calculate_period(snapshot, progress=progress, opted_out_since=_opt_outs(session))
     if dry_run:

@@ -22,6 +22,7 @@ from payouts.files import write_atomic
 from payouts.sandbox.entries import format_amount
 from payouts.sandbox.network import BASE_FEE_STROOPS, MAX_OPS_PER_TX, root_keypair
 from payouts.stellar.network import TFT_CODE
+from payouts.tls import tls_context
 
 ACCOUNTS_FORMAT = "tft-payouts-sandbox-accounts/1"
 #: Starting XLM per role, in stroops.
@@ -74,7 +75,7 @@ def init_sandbox(
     if not 1 <= threshold <= treasury_signers:
         raise ValueError(f"threshold must be between 1 and the number of treasury signers ({treasury_signers})")
     cosigners = [Keypair.random() for _ in range(treasury_signers - 1)]
-    with httpx.Client(base_url=horizon_url.rstrip("/"), timeout=30.0) as client:
+    with httpx.Client(base_url=horizon_url.rstrip("/"), timeout=30.0, verify=tls_context()) as client:
         passphrase = client.get("/").raise_for_status().json()["network_passphrase"]
         root = root_keypair(passphrase)
         issuer, treasury, payout = Keypair.random(), Keypair.random(), Keypair.random()
@@ -197,7 +198,7 @@ def fund_payout_account(horizon_url: str, document: dict, amount_units: int, *, 
     account. Returns the transaction hash."""
     treasury = Keypair.from_secret(document["treasury"]["secret"])
     tft = Asset(document["asset"]["code"], document["asset"]["issuer"])
-    with httpx.Client(base_url=horizon_url.rstrip("/"), timeout=30.0) as client:
+    with httpx.Client(base_url=horizon_url.rstrip("/"), timeout=30.0, verify=tls_context()) as client:
         sequence = int(client.get(f"/accounts/{treasury.public_key}").raise_for_status().json()["sequence"])
         tx = (
             TransactionBuilder(

@@ -19,6 +19,7 @@ import orjson
 from payouts import CODE_VERSION
 from payouts.retry import RetryPolicy, Transient, default_sleep, retry_after_s
 from payouts.sources.errors import IndexerQueryError, IndexerUnreachable, SourceError
+from payouts.tls import tls_context
 
 __all__ = ["USER_AGENT", "GraphQLClient", "JsonHttp", "RetryPolicy", "check_http_url"]
 
@@ -50,6 +51,7 @@ class JsonHttp:
             timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)),
             headers={"user-agent": USER_AGENT, "accept": "application/json"},
             follow_redirects=True,
+            verify=tls_context(),
         )
         #: HTTP requests sent, retries included, and the longest one's duration (answered or not).
         self.requests = 0

@@ -8,6 +8,7 @@ import httpx
 import structlog
 
 from payouts.clock import SystemClock
+from payouts.tls import tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -26,7 +27,9 @@ class ChainClock:
 
     def now(self) -> datetime:
         try:
-            with httpx.Client(base_url=self._url, timeout=LOOKUP_TIMEOUT_S, transport=self._transport) as client:
+            with httpx.Client(
+                base_url=self._url, timeout=LOOKUP_TIMEOUT_S, transport=self._transport, verify=tls_context()
+            ) as client:
                 response = client.get("/ledgers", params={"order": "desc", "limit": 1})
                 response.raise_for_status()
                 record = response.json()["_embedded"]["records"][0]

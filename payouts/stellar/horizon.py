@@ -21,6 +21,7 @@ import httpx
 
 from payouts.money import parse_tft
 from payouts.retry import RetryPolicy, Transient, default_sleep, retry_after_s
+from payouts.tls import tls_context
 
 MAX_READ_ATTEMPTS = 5
 
@@ -205,7 +206,9 @@ class HorizonClient:
     ) -> None:
         self._read_retry = RetryPolicy(attempts=max_read_attempts, backoff_s=0.5)
         self._sleep = sleep
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport, verify=tls_context()
+        )
         self._min_interval_s = 1.0 / max_requests_per_s if max_requests_per_s else 0.0
         self._next_request_at = 0.0
         self._pace_lock = threading.Lock()

@@ -20,6 +20,7 @@ indexer that has only processed the chain up to some time, and malformed records
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import re
 import socket
@@ -30,7 +31,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
@@ -423,6 +424,18 @@ class UptimeTable:
                     break
         return refs
 
+    def copy(self) -> UptimeTable:
+        """An independent table with the same reports (and the same id index, which is only
+        ever replaced, never changed in place)."""
+        clone = UptimeTable()
+        clone.by_node = {
+            node_id: (array("q", ts), array("q", up), array("q", seq))
+            for node_id, (ts, up, seq) in self.by_node.items()
+        }
+        with self._index_lock:
+            clone._ids, clone._by_id = self._ids, self._by_id
+        return clone
+
     def add(self, node_id: int, ts: int, uptime: int, seq: int) -> None:
         columns = self.by_node.setdefault(node_id, (array("q"), array("q"), array("q")))
         self._by_id = None
@@ -541,6 +554,16 @@ class IndexerData:
     @property
     def cap_ts(self) -> int:
         return self.processed_ts if self.processed_ts is not None else 2**62
+
+    def copy(self) -> IndexerData:
+        """An independent copy to edit: the records of a month take seconds to build from its
+        snapshot, a copy a fraction of that."""
+        return replace(
+            self,
+            tables=copy.deepcopy(self.tables),
+            uptime=self.uptime.copy(),
+            uptime_overrides=copy.deepcopy(self.uptime_overrides),
+        )
 
     @classmethod
     def from_snapshot(cls, path: str | Path) -> IndexerData:

@@ -82,27 +82,33 @@ def expected(synthetic):
 
 
 @pytest.fixture(scope="module")
-def real_indexer(synthetic, postgres_server, tmp_path_factory):
+def grid(synthetic):
+    """The synthetic month as the indexer's records, built once; each server gets a copy."""
+    return IndexerData.from_snapshot(synthetic)
+
+
+@pytest.fixture(scope="module")
+def real_indexer(grid, postgres_server, tmp_path_factory):
     """The indexer's own GraphQL server over tables seeded with the synthetic month."""
     log = tmp_path_factory.mktemp("indexer") / "graphql-server.log"
-    data = IndexerData.from_snapshot(synthetic)
+    data = grid.copy()
     with RealIndexer.create(postgres_server, data, log, name="indexer_build").start() as real:
         yield real, data
 
 
 @pytest.fixture
-def fake(synthetic, policies):
+def fake(grid, policies):
     """The fast fake, for tests that edit the records it serves."""
-    with IndexerServer(IndexerData.from_snapshot(synthetic)) as server:
+    with IndexerServer(grid.copy()) as server:
         server.policy_file = policies
         yield server
 
 
 @pytest.fixture(params=["fake", "real"])
-def server(request, synthetic, policies):
+def server(request, grid, policies):
     """The fast fake, and the real server behind a loopback proxy that injects the same faults."""
     if request.param == "fake":
-        with IndexerServer(IndexerData.from_snapshot(synthetic)) as server:
+        with IndexerServer(grid.copy()) as server:
             server.policy_file = policies
             yield server
         return
