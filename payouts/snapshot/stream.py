@@ -31,15 +31,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from payouts.calculation.columns import EventColumns, measure_uptime_columns
 from payouts.calculation.uptime import UptimeMeasurement, Window
 from payouts.periods import Period
+from payouts.snapshot.errors import SnapshotError, describe, header_error
 from payouts.snapshot.event_columns import Table, columns_from_table, split_node_line, table_from_lists
 from payouts.snapshot.lines import Lines, raw_sha256
-from payouts.snapshot.load import (
-    EventStats,
-    LoadedSnapshot,
-    SnapshotError,
-    describe,
-    header_error,
-)
+from payouts.snapshot.loaded import EventStats, LoadedSnapshot
 from payouts.snapshot.schema import (
     EVENT_POWER_STATE,
     EVENT_POWER_TARGET,
