@@ -1,4 +1,4 @@
-"""Load a snapshot file, whichever its format: `tfgrid-snapshot/2` (gzip JSON Lines, `stream`)
+"""Load a snapshot file, whichever its format: `tfgrid-snapshot/2` (gzip JSON Lines, `format2`, `stream`)
 or `tfgrid-snapshot/1` (JSON, or gzip when the name ends in `.gz`, `format1`).
 
 The names callers need from loading (the error, the loaded snapshot's interface, the size
@@ -35,7 +35,8 @@ def load_snapshot(path: str | Path, *, max_decompressed_bytes: int = DEFAULT_MAX
     Raises SnapshotError naming the file, the JSON path and the problem.
     """
     from payouts.snapshot.format1 import load_snapshot_1
-    from payouts.snapshot.stream import is_format_2, load_snapshot_2
+    from payouts.snapshot.format2 import is_format_2
+    from payouts.snapshot.stream import load_snapshot_2
 
     path = Path(path)
     if is_format_2(path):
