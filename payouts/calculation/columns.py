@@ -195,6 +195,14 @@ def measure_uptime_columns(
             continue
 
         # post period: as uptime.measure_uptime
+        if has_last and t_last > end:
+            # every later report leaves the measurement as it is (each branch below skips it,
+            # and none moves `last`): only the power events left can still change it
+            rest = np.flatnonzero(kinds[index:] != EVENT_UPTIME)
+            if not rest.size:
+                break
+            index += int(rest[0])
+            continue
         if asleep_since is not None and wake_request is not None:
             if has_last and t_last > end:
                 continue

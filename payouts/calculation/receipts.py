@@ -121,12 +121,19 @@ def _object(pairs: list[tuple[str, str]]) -> str:
     return "{" + ",".join(f"{texts[key] if key in texts else _string(key)}:{text}" for key, text in pairs) + "}"
 
 
+#: per group: its keys with their texts and colon (a month writes every group of every receipt)
+_GROUP_MEMBERS = {name: tuple((key, _KEY_TEXTS[key] + ":") for key in keys) for name, keys in _GROUP_KEYS.items()}
+_GROUP_KEY_SETS = {name: frozenset(keys) for name, keys in _GROUP_KEYS.items()}
+
+
 def _group(name: str, values: dict, floats: bool) -> str:
-    keys = _GROUP_KEYS[name]
-    missing = [key for key in keys if key not in values]
-    if missing:
+    if not _GROUP_KEY_SETS[name].issubset(values):
+        missing = [key for key in _GROUP_KEYS[name] if key not in values]
         raise ValueError(f"{name} lacks {', '.join(missing)}")
-    return _object([(key, format_f64(values[key]) if floats else _int(values[key])) for key in keys])
+    members = _GROUP_MEMBERS[name]
+    if floats:
+        return "{" + ",".join([lead + format_f64(values[key]) for key, lead in members]) + "}"
+    return "{" + ",".join([lead + _int(values[key]) for key, lead in members]) + "}"
 
 
 def minting_receipt_bytes(receipt: dict) -> bytes:

@@ -32,6 +32,9 @@ _CLOSE = b"]}}"
 _DIGITS_AND_COMMAS = b"0123456789,"
 _TRAILING_SPACE = b" \t\r\n"
 _EMPTY: Int64s = np.zeros(0, dtype=np.int64)
+_I64_MAX = 2**63 - 1
+#: 10 .. 10^18: a value's digits are one more than the powers of ten at or below it
+_POWERS_OF_TEN = np.array([10**power for power in range(1, 19)], dtype=np.int64)
 
 
 def split_node_line(line: bytes) -> tuple[bytes, Table] | None:
@@ -85,12 +88,21 @@ def _integers(text: bytes, commas: int) -> Int64s | None:
         return None
     if values.size != commas + 1:
         return None
-    # no leading zero: a number after a comma (or first) starting with 0 is exactly 0, so the
-    # text's ",0" starts are as many as its zero values, and no zero is written "00..."
+    # no leading zero: a number written in digits is at least as long as its shortest form, and
+    # as long only without a leading zero ("05", "00"), so the digits written add up to the
+    # shortest forms' exactly when no number has one. (A saturated value's written length is
+    # unknown: such a text is checked on its bytes.)
+    if int(values.max()) == _I64_MAX:
+        return values if _no_leading_zero(text, values) else None
+    shortest = values.size + int(np.searchsorted(_POWERS_OF_TEN, values, side="right").sum())
+    return values if shortest == len(text) - commas else None
+
+
+def _no_leading_zero(text: bytes, values: Int64s) -> bool:
+    """A number after a comma (or first) starting with 0 is exactly 0, so the text's ",0" starts
+    are as many as its zero values, and no zero is written "00..."."""
     zeros_written = text.count(b",0") + (text[0] == 48)
-    if b",00" in text or text.startswith(b"00") or zeros_written != int(np.count_nonzero(values == 0)):
-        return None
-    return values
+    return not (b",00" in text or text.startswith(b"00") or zeros_written != int(np.count_nonzero(values == 0)))
 
 
 def table_from_lists(heights: list, indexes: list, stamps: list, kinds: list, values: list) -> Table | None:

@@ -16,7 +16,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from payouts.snapshot.load import SnapshotError, open_error, too_large
+from payouts.snapshot.errors import SnapshotError
+from payouts.snapshot.limits import open_error, too_large
 
 #: one node line is held at a time; a month's longest is tens of kB
 MAX_LINE_BYTES = 64 * 2**20

@@ -16,113 +16,44 @@ needs no second read. Otherwise events are validated as the calculation reads th
 from __future__ import annotations
 
 import gc
-import gzip
 import json
-import re
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Literal, Self, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from payouts.calculation.columns import EventColumns, measure_uptime_columns
 from payouts.calculation.uptime import UptimeMeasurement, Window
 from payouts.periods import Period
+from payouts.snapshot.errors import SnapshotError, describe, header_error
 from payouts.snapshot.event_columns import Table, columns_from_table, split_node_line, table_from_lists
-from payouts.snapshot.lines import Lines, raw_sha256
-from payouts.snapshot.load import (
-    EventStats,
-    LoadedSnapshot,
-    SnapshotError,
-    describe,
-    header_error,
+from payouts.snapshot.format2 import (
+    EVENT_COLUMNS,
+    KINDS,
+    POST_PERIOD_BLOCKS,
+    Blocks,
+    Header2,
+    NodeLine,
+    check_blocks,
 )
+from payouts.snapshot.lines import Lines, raw_sha256
+from payouts.snapshot.loaded import EventStats, LoadedSnapshot
 from payouts.snapshot.schema import (
-    EVENT_POWER_STATE,
-    EVENT_POWER_TARGET,
     EVENT_UPTIME,
     FORMAT_2_TAG,
     NARROW_EVENT_LIMIT,
     U32_MAX,
     U64_MAX,
     Event,
-    Farm,
-    FarmingPolicy,
-    Network,
     Node,
     PowerAtStart,
-    PowerWord,
     SnapshotHeader,
-    Twin,
 )
-
-#: minting reads 27 hours of blocks after the end block: 600 blocks an hour
-POST_PERIOD_BLOCKS = 27 * 600
-_FORMAT_2_START = re.compile(
-    rb'\A(?:\xef\xbb\xbf)?[ \t\r\n]*\{[ \t\r\n]*"format"[ \t\r\n]*:[ \t\r\n]*"tfgrid-snapshot/2"'
-)
-_KINDS = (EVENT_POWER_TARGET, EVENT_POWER_STATE, EVENT_UPTIME)
-_EVENT_COLUMNS = ("height", "index", "timestamp", "kind", "value")
-
 
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class Block(_Strict):
-    height: int
-    timestamp: int
-
-
-class Blocks(_Strict):
-    """The first block after the period's start time and the first block after its end time."""
-
-    start: Block
-    end: Block
-
-
-class Header2(_Strict):
-    format: Literal["tfgrid-snapshot/2"]
-    network: Network
-    period_offset: int
-    blocks: Blocks
-    farming_policies: list[FarmingPolicy]
-    farms: list[Farm]
-    twins: list[Twin]
-    notes: list[str] = []
-    source: dict = {}
-
-
-class NodePower(_Strict):
-    state: PowerWord
-    down_since: int | None
-    target: PowerWord
-
-
-class NodeLine(_Strict):
-    node: Node
-    power_at_start: NodePower | None
-    events: dict
-
-
-def is_format_2(path: Path) -> bool:
-    """Whether the file starts like a `/2` header line (the format key comes first)."""
-    try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as stream:
-                head = stream.read(256)
-        else:
-            with path.open("rb") as plain:
-                head = plain.read(256)
-    except (OSError, EOFError, zlib.error):
-        return False  # the /1 reader reports the problem
-    return _FORMAT_2_START.match(head) is not None
 
 
 class _Inexact(Exception):
@@ -185,7 +116,7 @@ def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapsho
                 header = _validate(Header2, document, path, number, line)
             except ValidationError as exc:
                 raise header_error(path, exc, FORMAT_2_TAG, prefix="line 1") from None
-            _check_blocks(path, header)
+            check_blocks(path, header)
             measuring = _Measuring(header)
             continue
         try:
@@ -327,9 +258,9 @@ class _Measuring:
 
 def _table_of(columns: object) -> Table | None:
     """The event columns of a line read as JSON, when they are five int lists of one length."""
-    if not isinstance(columns, dict) or set(columns) != set(_EVENT_COLUMNS):
+    if not isinstance(columns, dict) or set(columns) != set(EVENT_COLUMNS):
         return None
-    lists = [columns[name] for name in _EVENT_COLUMNS]
+    lists = [columns[name] for name in EVENT_COLUMNS]
     if not all(isinstance(column, list) for column in lists):
         return None
     heights, indexes, stamps, kinds, values = lists
@@ -350,33 +281,6 @@ def _validate(model: type[_M], document: dict, path: Path, number: int, line: by
 
 def _without_events(document: dict) -> dict:
     return {**document, "events": {}} if "events" in document else document
-
-
-def _check_blocks(path: Path, header: Header2) -> None:
-    period = Period(header.period_offset)
-    start, end = header.blocks.start, header.blocks.end
-    for name, block in (("start", start), ("end", end)):
-        if not 0 <= block.height <= U32_MAX:
-            raise SnapshotError(path, f"line 1: $.blocks.{name}.height", f"{block.height} is outside the chain's u32")
-        if not 0 <= block.timestamp <= U64_MAX:
-            raise SnapshotError(
-                path, f"line 1: $.blocks.{name}.timestamp", f"{block.timestamp} is outside the chain's u64"
-            )
-    if not start.timestamp > period.start_ts:
-        raise SnapshotError(
-            path,
-            "line 1: $.blocks.start.timestamp",
-            f"the first block after the period's start ({period.start_ts}) must be stamped after it, "
-            f"got {start.timestamp}",
-        )
-    if not end.timestamp > period.end_ts:
-        raise SnapshotError(
-            path,
-            "line 1: $.blocks.end.timestamp",
-            f"the first block after the period's end ({period.end_ts}) must be stamped after it, got {end.timestamp}",
-        )
-    if not (start.height < end.height and start.timestamp < end.timestamp):
-        raise SnapshotError(path, "line 1: $.blocks", "the end block must come after the start block")
 
 
 def _columns_fast(
@@ -510,14 +414,14 @@ class StreamedSnapshot(LoadedSnapshot):
     ) -> EventColumns | tuple[list[Event], int]:
         if not isinstance(columns, dict):
             raise SnapshotError(self.path, f"line {number}: $.events", f"expected an object, got {describe(columns)}")
-        if set(columns) != set(_EVENT_COLUMNS):
-            missing = sorted(set(_EVENT_COLUMNS) - set(columns))
-            unknown = sorted(set(columns) - set(_EVENT_COLUMNS))
+        if set(columns) != set(EVENT_COLUMNS):
+            missing = sorted(set(EVENT_COLUMNS) - set(columns))
+            unknown = sorted(set(columns) - set(EVENT_COLUMNS))
             what = f"missing column {missing[0]!r}" if missing else f"unknown column {unknown[0]!r}"
             raise SnapshotError(self.path, f"line {number}: $.events", what)
-        heights, indexes, stamps, kinds, values = (columns[name] for name in _EVENT_COLUMNS)
+        heights, indexes, stamps, kinds, values = (columns[name] for name in EVENT_COLUMNS)
         count = len(heights) if isinstance(heights, list) else -1
-        for name in _EVENT_COLUMNS:
+        for name in EVENT_COLUMNS:
             column = columns[name]
             if not isinstance(column, list):
                 raise self._bad(number, name, f"expected an array, got {describe(column)}")
@@ -581,10 +485,10 @@ class StreamedSnapshot(LoadedSnapshot):
             if type(height) is not int or type(index) is not int or type(ts) is not int or type(value) is not int:
                 if float in (type(height), type(index), type(ts), type(value)) and not exact:
                     raise _Inexact
-                for name, item in zip(_EVENT_COLUMNS, (height, index, ts, kind, value), strict=True):
+                for name, item in zip(EVENT_COLUMNS, (height, index, ts, kind, value), strict=True):
                     if type(item) is not int:
                         raise self._bad(number, f"{name}[{position}]", f"expected an integer, got {describe(item)}")
-            if kind not in _KINDS or type(kind) is not int:
+            if kind not in KINDS or type(kind) is not int:
                 raise self._bad(number, f"kind[{position}]", f"expected 0, 1 or 2, got {describe(kind)}")
             if kind == EVENT_UPTIME:
                 stats.uptime_events += 1
@@ -646,47 +550,3 @@ class StreamedSnapshot(LoadedSnapshot):
             out.append(event)
             out_keys.append(key)
         return out, out_keys
-
-
-class Format2Writer:
-    """Writes a `/2` file: the header line, then one line per node (deterministic gzip when the
-    name ends in .gz: no name, no time in the gzip header)."""
-
-    def __init__(self, path: Path, header: dict) -> None:
-        self.path = path
-        self.bytes_written = 0
-        self._raw = path.open("wb")
-        self._out: IO[bytes] = (
-            gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=6, mtime=0)  # type: ignore[assignment]
-            if path.name.endswith(".gz")
-            else self._raw
-        )
-        self._emit({"format": FORMAT_2_TAG, **{k: v for k, v in header.items() if k != "format"}})
-
-    def _emit(self, document: dict) -> None:
-        try:
-            data = orjson.dumps(document)
-        except TypeError:  # integers past 64 bits: the standard library writes them exactly
-            data = json.dumps(document, separators=(",", ":")).encode()
-        self._out.write(data + b"\n")
-        self.bytes_written += len(data) + 1
-
-    def node(self, record: dict, power_at_start: dict | None, events: list[tuple[int, int, int, int, int]]) -> None:
-        """One node line; `events` are (height, index, timestamp, kind, value) in chain order
-        (value 1/0 for a power event's Up/Down)."""
-        columns: dict[str, list[int]] = {name: [] for name in _EVENT_COLUMNS}
-        for event in events:
-            for name, value in zip(_EVENT_COLUMNS, event, strict=True):
-                columns[name].append(value)
-        self._emit({"node": record, "power_at_start": power_at_start, "events": columns})
-
-    def close(self) -> None:
-        self._out.close()
-        if self._out is not self._raw:
-            self._raw.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

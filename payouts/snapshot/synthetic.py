@@ -21,8 +21,8 @@ import orjson
 from stellar_sdk import StrKey
 
 from payouts.periods import FIRST_PERIOD_START_TS, POST_PERIOD_WINDOW_S, Period
+from payouts.snapshot.format2_writer import Format2Writer
 from payouts.snapshot.schema import EVENT_POWER_STATE, EVENT_POWER_TARGET, EVENT_UPTIME
-from payouts.snapshot.stream import Format2Writer
 
 GIB = 2**30
 REPORT_INTERVAL_S = 2400  # nodes report every 40 minutes

@@ -20,9 +20,11 @@ from payouts.calculation.uptime import (
     measure_uptime,
 )
 from payouts.periods import Period
+from payouts.snapshot.format2 import POST_PERIOD_BLOCKS
+from payouts.snapshot.format2_writer import Format2Writer
 from payouts.snapshot.load import load_snapshot
 from payouts.snapshot.schema import EVENT_POWER_STATE, EVENT_POWER_TARGET, EVENT_UPTIME, PowerAtStart, Twin
-from payouts.snapshot.stream import POST_PERIOD_BLOCKS, Format2Writer, StreamedSnapshot
+from payouts.snapshot.stream import StreamedSnapshot
 from tests import factories
 
 P = Period(81)

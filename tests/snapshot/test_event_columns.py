@@ -48,6 +48,18 @@ def test_plain_integers_of_any_width_read_exactly_or_saturate_past_int64(values)
     assert read.tolist() == [min(value, I64_MAX) for value in values]
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**66), st.integers(0, 3)), min_size=1, max_size=30))
+def test_a_number_written_with_a_leading_zero_is_left_to_json(entries):
+    text = ",".join("0" * zeros + str(value) for value, zeros in entries)
+    read = _read(text)
+    if any(zeros for _value, zeros in entries):
+        assert read is None
+    else:
+        assert read is not None
+        assert read.tolist() == [min(value, I64_MAX) for value, _zeros in entries]
+
+
 @pytest.mark.parametrize(
     "text",
     ["01", "0,01", "5,007", "00", "0,00", "1,,2", ",1", "1,", "-0", "1.0", "1e3", "+1", " 1", "1 ", "0x1", "1,-2"],

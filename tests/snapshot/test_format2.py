@@ -16,8 +16,10 @@ from typer.testing import CliRunner
 from payouts.calculation.engine import calculate_period
 from payouts.cli.main import app
 from payouts.periods import Period
+from payouts.snapshot.format2 import POST_PERIOD_BLOCKS
+from payouts.snapshot.format2_writer import Format2Writer
 from payouts.snapshot.load import EventStats, SnapshotError, load_snapshot
-from payouts.snapshot.stream import POST_PERIOD_BLOCKS, Format2Writer, StreamedSnapshot
+from payouts.snapshot.stream import StreamedSnapshot
 from payouts.snapshot.synthetic import write_synthetic_snapshot
 from payouts.sources.drop_folder import freeze_from_drop_folder
 from tests import factories

@@ -193,7 +193,7 @@ def test_ungrouped_events_need_the_buffered_pass_which_gives_the_grouped_result(
 
 
 def test_events_are_read_in_chunks_across_boundaries(tmp_path, monkeypatch):
-    from payouts.snapshot import load as load_module
+    from payouts.snapshot import format1 as load_module
 
     monkeypatch.setattr(load_module, "_CHUNK_BYTES", 97)  # many cuts, some inside strings
     document = factories.snapshot(nodes=[factories.node(n) for n in range(1, 6)])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from payouts.snapshot.stream import POST_PERIOD_BLOCKS
+from payouts.snapshot.format2 import POST_PERIOD_BLOCKS
 from payouts.sources.errors import IndexerDataError, IndexerQueryError
 from payouts.sources.event_ids import event_position
 from payouts.sources.indexer.paging import Pager

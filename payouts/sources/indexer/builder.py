@@ -21,8 +21,8 @@ from pathlib import Path
 
 from payouts import CODE_VERSION
 from payouts.periods import Period
+from payouts.snapshot.format2 import POST_PERIOD_BLOCKS
 from payouts.snapshot.schema import FORMAT_2_TAG
-from payouts.snapshot.stream import POST_PERIOD_BLOCKS
 from payouts.sources.errors import IndexerBehind, IndexerDataError, IndexerQueryError
 from payouts.sources.event_ids import event_position
 from payouts.sources.graphql import GraphQLClient, JsonHttp

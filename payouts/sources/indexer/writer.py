@@ -6,8 +6,8 @@ from itertools import repeat
 from pathlib import Path
 
 from payouts.files import atomic_path
+from payouts.snapshot.format2_writer import Format2Writer
 from payouts.snapshot.schema import EVENT_POWER_STATE, EVENT_POWER_TARGET, EVENT_UPTIME
-from payouts.snapshot.stream import Format2Writer
 
 _KIND = {"target": EVENT_POWER_TARGET, "state": EVENT_POWER_STATE}
 
