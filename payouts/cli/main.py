@@ -30,6 +30,13 @@ class SeedSafeGroup(LazyGroup):
                     "this seed as exposed (shell history, process list) and rotate it.",
                     ctx,
                 )
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError as exc:  # bytes the locale could not decode (surrogateescape)
+                raise click_errors.UsageError(
+                    f"argument {position} is not valid UTF-8 text (at character {exc.start + 1}); nothing was done",
+                    ctx,
+                ) from None
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: ClickContext):
