@@ -111,7 +111,8 @@ def test_bad_input_a_nul_in_a_farm_name_is_refused_before_anything_is_written_on
     ("args", "words"),
     [
         (["--period", "9999-12"], "after the last period this program can date"),
-        (["--period-offset", str(10**20)], "after the last period this program can date"),
+        (["--period-offset", str(10**15)], "after the last period this program can date"),
+        (["--period-offset", str(10**20)], "the largest number the ledger holds"),
         (["--period-offset", "-1"], "negative"),
         (["--period", "2026-13"], "month 13"),
         (["--period", "２０２６-01"], "not a month label"),
@@ -120,8 +121,25 @@ def test_bad_input_a_nul_in_a_farm_name_is_refused_before_anything_is_written_on
 def test_bad_input_a_period_argument_nobody_can_date_is_refused_clearly(sqlite_url, args, words):
     result = payouts("run", *args, "--in-process", env={"PAYOUTS_DATABASE_URL": sqlite_url, "PAYOUTS_NETWORK": "dev"})
     assert result.returncode == 2, result.stdout + result.stderr
-    assert_short_failure(result, words)
+    assert_short_failure(result, words, max_lines=3)
     _nothing_recorded(sqlite_url)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["show", str(10**20)], ["status", "--node", str(2**63)], ["reject", str(-(2**64)), "--reason", "x"]],
+    ids=["show", "status_node", "reject"],
+)
+def test_bad_input_an_id_past_the_ledger_integers_is_refused_naming_the_argument(sqlite_url, args):
+    """Before, SQLite's driver crashed with OverflowError and a traceback (reject: quoted it)."""
+    result = payouts(*args, env={"PAYOUTS_DATABASE_URL": sqlite_url})
+    assert result.returncode == 2
+    assert_short_failure(
+        result,
+        f"argument {len(args) if args[0] == 'status' else 2} is",
+        "the largest number the ledger holds",
+        max_lines=3,
+    )
 
 
 def _set(*keys, value):
