@@ -209,7 +209,10 @@ class Settings(BaseSettings):
 
     def ledger_url_for_display(self) -> str:
         """The ledger URL with any password masked, safe for logs and error messages."""
-        return make_url(self.ledger_url()).render_as_string(hide_password=True)
+        url = make_url(self.ledger_url())
+        if url.host and "@" in url.host:  # a password holding "@": the parser split it at the first one
+            url = url.set(host=url.host.rpartition("@")[2])
+        return url.render_as_string(hide_password=True)
 
 
 def env_file_for(environ: dict[str, str] | None = None, state_dir: Path | None = None) -> Path:

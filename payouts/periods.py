@@ -15,7 +15,11 @@ FIRST_PERIOD_START_TS = 1_522_501_000  # 2018-03-31 12:56:40 UTC
 POST_PERIOD_WINDOW_S = 27 * 3600  # uptime reports read after the end to credit the last interval
 
 _JANUARY_2022_OFFSET = 45
-_LABEL_RE = re.compile(r"^(\d{4})-(\d{2})$")
+#: ASCII digits only: `\d` alone would read other scripts' digits as a month label
+_LABEL_RE = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
+#: the last period that, with the period after it (where its held receipts are retried) and its
+#: post-period window, ends before 9999-12-31 23:59:59 UTC, the last time a datetime holds
+LAST_OFFSET = (253_402_300_799 - FIRST_PERIOD_START_TS - POST_PERIOD_WINDOW_S) // PERIOD_LENGTH_S - 2
 
 
 class PeriodError(ValueError):
@@ -78,6 +82,10 @@ def offset_for_label(label: str) -> int:
     offset = _JANUARY_2022_OFFSET + 12 * (year - 2022) + (month - 1)
     if offset < 0:
         raise PeriodError(f"period {label!r} is before the first minting period (2018-04)")
+    if offset > LAST_OFFSET:
+        raise PeriodError(
+            f"period {label!r} is after the last period this program can date ({label_for_offset(LAST_OFFSET)})"
+        )
     return offset
 
 
@@ -97,4 +105,6 @@ def resolve_period(label: str | None = None, offset: int | None = None) -> Perio
     assert offset is not None
     if offset < 0:
         raise PeriodError(f"period offset {offset} is negative")
+    if offset > LAST_OFFSET:
+        raise PeriodError(f"period offset {offset} is after the last period this program can date ({LAST_OFFSET})")
     return Period(offset)

@@ -97,7 +97,9 @@ def describe(error: BaseException) -> str | None:
             f"cannot open the ledger at {where}: {_refused_or(str(error))}.\n"
             "Start the database or fix PAYOUTS_DATABASE_URL, then rerun (a rerun is safe)."
         )
-    if _is(error, "sqlalchemy.exc.ArgumentError", "sqlalchemy.exc.NoSuchModuleError"):
+    if _is(error, "sqlalchemy.exc.ArgumentError", "sqlalchemy.exc.NoSuchModuleError") or (
+        isinstance(error, ValueError) and _raised_in(error, "sqlalchemy/engine/url")  # a port like "abc"
+    ):
         return (
             "PAYOUTS_DATABASE_URL is not a ledger URL this program can open: use "
             "postgresql://user:password@host/db (or postgres://, postgresql+psycopg://) or sqlite:///path."

@@ -6,6 +6,7 @@ Commands are imported when used (payouts/cli/lazy.py): `payouts --help` and a co
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -15,6 +16,10 @@ from typer._click import exceptions as click_errors
 from payouts.cli.failures import open_root, run_app
 from payouts.cli.lazy import LazyGroup
 from payouts.redact import has_seed, redact
+
+#: ids and counts are the ledger's 64-bit signed integers; a larger one would crash its driver
+_LEDGER_INT_MAX = 2**63 - 1
+_INTEGER = re.compile(r"[-+]?[0-9]{1,4000}", re.ASCII)
 
 
 class SeedSafeGroup(LazyGroup):
@@ -28,6 +33,19 @@ class SeedSafeGroup(LazyGroup):
                     f"argument {position} is shaped like a Stellar secret seed (S...); seeds are read "
                     "from key files only (--key-file PATH), never given on the command line. Treat "
                     "this seed as exposed (shell history, process list) and rotate it.",
+                    ctx,
+                )
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError as exc:  # bytes the locale could not decode (surrogateescape)
+                raise click_errors.UsageError(
+                    f"argument {position} is not valid UTF-8 text (at character {exc.start + 1}); nothing was done",
+                    ctx,
+                ) from None
+            if _INTEGER.fullmatch(arg) and abs(int(arg)) > _LEDGER_INT_MAX:
+                raise click_errors.UsageError(
+                    f"argument {position} is {arg}, past {_LEDGER_INT_MAX:,}, the largest number the "
+                    "ledger holds; nothing was done",
                     ctx,
                 )
         return super().parse_args(ctx, args)

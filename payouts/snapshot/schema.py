@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from payouts.periods import LAST_OFFSET
 
 FORMAT_TAG = "tfgrid-snapshot/1"
 FORMAT_2_TAG = "tfgrid-snapshot/2"
@@ -37,6 +40,27 @@ NARROW_EVENT_LIMIT = 2**62
 
 #: node, farm, twin and policy ids are u32 on the chain
 ChainId = Annotated[int, Field(ge=0, le=U32_MAX)]
+#: a period this program can date (its bounds are shown as UTC datetimes)
+PeriodOffset = Annotated[int, Field(ge=0, le=LAST_OFFSET)]
+
+
+def _utf8(text: str) -> str:
+    """JSON's `\\ud800` escapes decode to lone surrogates, which no UTF-8 receipt can hold, and
+    `\\u0000` to NUL, which PostgreSQL's text columns refuse."""
+    if "\x00" in text:
+        raise PydanticCustomError("nul_character", "text holds a NUL character (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = ascii(exc.object[exc.start : exc.end])
+        raise PydanticCustomError(
+            "lone_surrogate", "text holds {char}, which is not a character", {"char": char}
+        ) from None
+    return text
+
+
+#: a string of the file: text that UTF-8 can hold (receipts, the ledger and exports are UTF-8)
+Text = Annotated[str, AfterValidator(_utf8)]
 
 EVENT_POWER_TARGET = 0
 EVENT_POWER_STATE = 1
@@ -56,7 +80,7 @@ class _Strict(BaseModel):
 
 class FarmingPolicy(_Strict):
     id: ChainId
-    name: str
+    name: Text
     cu: int  # mUSD per CU per period
     su: int  # mUSD per SU per period
     nu: int  # mUSD per NU (GiB of public traffic)
@@ -70,16 +94,16 @@ class FarmingPolicy(_Strict):
 
 class Farm(_Strict):
     farm_id: ChainId
-    name: str
+    name: Text
     twin_id: ChainId
     certification: FarmCertification
-    stellar_address: str  # as set at period end; "" when unset
+    stellar_address: Text  # as set at period end; "" when unset
 
 
 class Twin(_Strict):
     twin_id: ChainId
-    relay: str | None
-    pk: str | None  # hex, or null
+    relay: Text | None
+    pk: Text | None  # hex, or null
 
 
 class Resources(_Strict):
@@ -124,13 +148,13 @@ class SnapshotHeader(_Strict):
 
     format: Literal["tfgrid-snapshot/1", "tfgrid-snapshot/2"]
     network: Network
-    period_offset: int
+    period_offset: PeriodOffset
     farming_policies: list[FarmingPolicy]
     farms: list[Farm]
     twins: list[Twin]
     nodes: list[Node]
     power_at_start: list[PowerAtStart]
-    notes: list[str] = []
+    notes: list[Text] = []
     source: dict = {}
 
 
