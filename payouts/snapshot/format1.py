@@ -40,6 +40,7 @@ from payouts.snapshot.event_checks import (
     has_float,
     huge_int,
 )
+from payouts.snapshot.json_keys import DuplicateKey, loads_once_per_key
 from payouts.snapshot.json_scan import Scanner, line_col, ws_end
 from payouts.snapshot.limits import read_bytes
 from payouts.snapshot.loaded import EventStats, LoadedSnapshot
@@ -408,7 +409,9 @@ def load_snapshot_1(path: Path, *, max_decompressed_bytes: int) -> JsonSnapshot:
         try:
             # the standard library keeps integers of any size exact (orjson turns huge ones
             # into floats), so an impossible resource reaches the calculation as an odd value
-            header[key] = json.loads(data[start:end])
+            header[key] = loads_once_per_key(data[start:end], f"$.{key}")
+        except DuplicateKey as exc:
+            raise SnapshotError(path, exc.path, f"the key {exc.key!r} appears twice in one object") from None
         except (ValueError, RecursionError) as exc:
             raise SnapshotError(path, f"$.{key}", f"not valid JSON: {exc}") from None
     if "format" in header and header["format"] != FORMAT_TAG:
