@@ -18,7 +18,7 @@ from payouts.sandbox.replica import ReadView
 from payouts.sandbox.streaming import stream
 
 if TYPE_CHECKING:
-    from payouts.sandbox.server import _Handler
+    from payouts.sandbox.handler import Handler
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _COLLECTIONS = ("transactions", "operations", "payments", "effects")
@@ -46,7 +46,7 @@ class Router:
     """Answers one GET for a handler: a record, a page, or (with `Accept: text/event-stream`)
     a stream of a collection."""
 
-    def __init__(self, handler: _Handler, view: ReadView) -> None:
+    def __init__(self, handler: Handler, view: ReadView) -> None:
         self.handler = handler
         self.view = view
         self.ledger = view.ledger
@@ -386,7 +386,7 @@ class Router:
         return Collection(path, "", items, _effect_key, lambda item: views.effect(base, *item))
 
 
-def route_get(handler: _Handler, view: ReadView) -> None:
+def route_get(handler: Handler, view: ReadView) -> None:
     parsed = urllib.parse.urlsplit(handler.path)
     Router(handler, view).answer(parsed.path, urllib.parse.parse_qs(parsed.query))
 

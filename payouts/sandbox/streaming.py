@@ -21,7 +21,7 @@ from payouts.sandbox.paging import BadQuery, Collection, Paging, parse_cursor
 from payouts.sandbox.replica import ReadView
 
 if TYPE_CHECKING:
-    from payouts.sandbox.server import _Handler
+    from payouts.sandbox.handler import Handler
 
 #: the client's reconnection delay, in milliseconds (Horizon's)
 RETRY_MS = 1000
@@ -38,7 +38,7 @@ def event(record: dict) -> bytes:
 class _Chunked:
     """The body of an HTTP/1.1 response in chunks, flushed as written."""
 
-    def __init__(self, handler: _Handler) -> None:
+    def __init__(self, handler: Handler) -> None:
         self.wfile = handler.wfile
 
     def write(self, data: bytes) -> None:
@@ -50,7 +50,7 @@ class _Chunked:
         self.wfile.flush()
 
 
-def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Paging) -> None:
+def stream(handler: Handler, view: ReadView, collection: Collection, paging: Paging) -> None:
     if paging.order != "asc":
         raise BadQuery("order", "order: a stream goes in ascending order")
     generation = handler.sandbox.generation
@@ -69,7 +69,7 @@ def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Pa
         handler.close_connection = True
 
 
-def _serve(handler: _Handler, view: ReadView, collection: Collection, paging: Paging, generation: int) -> None:
+def _serve(handler: Handler, view: ReadView, collection: Collection, paging: Paging, generation: int) -> None:
     sandbox = handler.sandbox
     ledger = view.ledger
     stopping: threading.Event = sandbox.stopping
