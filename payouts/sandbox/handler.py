@@ -157,8 +157,8 @@ class Handler(BaseHTTPRequestHandler):
         account_id = query.get("addr", [""])[-1]
         if not StrKey.is_valid_ed25519_public_key(account_id):
             return self._problem(views.bad_request("addr", "addr: must be a G... account id"))
-        if self.sandbox.ledger.account(account_id) is not None:
+        if self.sandbox.chain.account(account_id) is not None:
             return self._problem(views.bad_request("addr", "account already funded"))
         envelope_xdr = self.sandbox.friendbot(account_id)
-        hash_hex = self.sandbox.ledger.decode(envelope_xdr).hash_hex()
+        hash_hex = self.sandbox.chain.decode(envelope_xdr).hash_hex()
         answer_included(self, hash_hex, envelope_xdr, fault=None)

@@ -59,9 +59,9 @@ class SandboxServer:
             config = SandboxConfig(**overrides)
         self.config = config
         self.faults = FaultPlan(config.faults, config.seed)
-        self.ledger = Chain(network_passphrase=config.network_passphrase, ops_per_ledger=config.ops_per_ledger)
+        self.chain = Chain(network_passphrase=config.network_passphrase, ops_per_ledger=config.ops_per_ledger)
         #: what reads see: the chain, or under the `lag` fault a replica behind it
-        self.view = ReadView(self.ledger, lag_s=self.faults.spec.lag_s)
+        self.view = ReadView(self.chain, lag_s=self.faults.spec.lag_s)
         self.faults.on_spec(lambda spec: self.view.set_lag(spec.lag_s))
         self.store: StateStore | None = None
         self.port = config.port
@@ -86,9 +86,9 @@ class SandboxServer:
             if saved is not None and saved != self.config.network_passphrase:
                 raise ValueError(f"state in {self.config.state_dir} belongs to network {saved!r}")
             if self.store.is_empty():
-                self.store.save_all(self.ledger)
+                self.store.save_all(self.chain)
             else:
-                self.store.load_into(self.ledger)
+                self.store.load_into(self.chain)
         self._serve()
         if self.config.ledger_close_s > 0:
             self._closer = threading.Thread(target=self._close_loop, name="sandbox-ledger-close", daemon=True)
@@ -96,7 +96,7 @@ class SandboxServer:
         log.info(
             "sandbox.started",
             url=self.url,
-            ledger=self.ledger.latest.sequence,
+            ledger=self.chain.latest.sequence,
             state_dir=str(self.config.state_dir) if self.config.state_dir else None,
         )
         return self
@@ -119,28 +119,28 @@ class SandboxServer:
 
     def stop(self) -> None:
         self.stopping.set()
-        with self.ledger.lock:  # streams waiting for a ledger end now
-            self.ledger.closed.notify_all()
+        with self.chain.lock:  # streams waiting for a ledger end now
+            self.chain.closed.notify_all()
         if self._closer is not None:
             self._closer.join(timeout=10)
         self._unserve()
         if self.store is not None:
             self.store.close()
-        log.info("sandbox.stopped", ledger=self.ledger.latest.sequence)
+        log.info("sandbox.stopped", ledger=self.chain.latest.sequence)
 
     def restart(self) -> None:
         """Stop serving, forget the queue, reload the saved state, serve again on the same port.
         Waiting submitters lose their connection, as they would with a real restart."""
         with self._restart_lock:
             self._unserve()
-            self.ledger.drop_queue()
+            self.chain.drop_queue()
             if self.store is not None:
                 fresh = Chain(
                     network_passphrase=self.config.network_passphrase, ops_per_ledger=self.config.ops_per_ledger
                 )
                 self.store.load_into(fresh)
-                with self.ledger.lock:
-                    self.ledger.load(
+                with self.chain.lock:
+                    self.chain.load(
                         accounts=list(fresh.accounts.values()),
                         headers=fresh.headers,
                         transactions=[fresh.transactions[h] for h in fresh.tx_order],
@@ -151,18 +151,18 @@ class SandboxServer:
             self._serve()
             # only now wake the submitters still waiting on the old server: they lose their
             # connection, and a client that retries at once finds the new one listening
-            with self.ledger.lock:
+            with self.chain.lock:
                 self.generation += 1
-                self.ledger.closed.notify_all()
-            log.info("sandbox.restarted", ledger=self.ledger.latest.sequence)
+                self.chain.closed.notify_all()
+            log.info("sandbox.restarted", ledger=self.chain.latest.sequence)
 
     def close_ledger(self):
         """Close one ledger now (also what the interval thread does) and save it."""
         with self._restart_lock:
-            closed = self.ledger.close_ledger()
+            closed = self.chain.close_ledger()
             if self.store is not None:
                 self.store.append(
-                    closed, network_passphrase=self.ledger.network_passphrase, clock_offset_s=self.ledger.clock_offset_s
+                    closed, network_passphrase=self.chain.network_passphrase, clock_offset_s=self.chain.clock_offset_s
                 )
             return closed
 
@@ -182,52 +182,52 @@ class SandboxServer:
         """A lookup by hash found nothing. Under the land_during_lookup fault a transaction still
         queued goes into a ledger closed now, before the 404 is sent: what a client sees when a
         ledger closes between its lookup and its next read."""
-        with self.ledger.lock:
-            pending = self.ledger.queue.get(hash_hex)
+        with self.chain.lock:
+            pending = self.chain.queue.get(hash_hex)
             if pending is None or not self.faults.land_during_lookup_now():
                 return
-            pending.not_before_ledger = min(pending.not_before_ledger, self.ledger.latest.sequence + 1)
-        self.close_ledger()  # takes the restart lock first: not under the ledger's lock
+            pending.not_before_ledger = min(pending.not_before_ledger, self.chain.latest.sequence + 1)
+        self.close_ledger()  # takes the restart lock first: not under the chain's lock
 
     def wait_for_ledger(self, sequence: int, timeout_s: float = 10.0) -> bool:
-        with self.ledger.lock:
-            return self.ledger.closed.wait_for(lambda: self.ledger.latest.sequence >= sequence, timeout_s)
+        with self.chain.lock:
+            return self.chain.closed.wait_for(lambda: self.chain.latest.sequence >= sequence, timeout_s)
 
     # ---- submission (used by the handler) ----
 
     def wait_for_outcome(self, hash_hex: str, timeout_s: float) -> TxRecord | SubmissionRejected | None:
         generation = self.generation
-        ledger = self.ledger
+        chain = self.chain
         outcome: list = []
 
         def done() -> bool:
             if self.generation != generation:
                 return True
-            record = ledger.transaction(hash_hex)
+            record = chain.transaction(hash_hex)
             if record is not None:
                 outcome.append(record)
                 return True
-            if hash_hex in ledger.dropped and hash_hex not in ledger.queue:
-                outcome.append(ledger.dropped[hash_hex])
+            if hash_hex in chain.dropped and hash_hex not in chain.queue:
+                outcome.append(chain.dropped[hash_hex])
                 return True
             return False
 
-        with ledger.lock:
-            finished = ledger.closed.wait_for(done, timeout_s)
+        with chain.lock:
+            finished = chain.closed.wait_for(done, timeout_s)
         if self.generation != generation:
             raise Dropped()
         return outcome[0] if finished and outcome else None
 
     def friendbot(self, account_id: str) -> str:
         """Fund a new account from the root account (a sandbox convenience, like testnet's)."""
-        root = root_keypair(self.ledger.network_passphrase)
-        with self.ledger.lock:
-            root_entry = self.ledger.accounts[root.public_key]
-            pending = sum(1 for p in self.ledger.queue.values() if p.source_id == root.public_key)
+        root = root_keypair(self.chain.network_passphrase)
+        with self.chain.lock:
+            root_entry = self.chain.accounts[root.public_key]
+            pending = sum(1 for p in self.chain.queue.values() if p.source_id == root.public_key)
             tx = (
                 TransactionBuilder(
                     SdkAccount(root.public_key, root_entry.seq_num + pending),
-                    self.ledger.network_passphrase,
+                    self.chain.network_passphrase,
                     base_fee=BASE_FEE_STROOPS * 10,
                 )
                 .append_create_account_op(account_id, FRIENDBOT_STARTING_XLM)
@@ -236,7 +236,7 @@ class SandboxServer:
             )
             tx.sign(root)
             envelope_xdr = tx.to_xdr()
-            self.ledger.submit(envelope_xdr)
+            self.chain.submit(envelope_xdr)
         return envelope_xdr
 
 
@@ -254,7 +254,7 @@ def running_sandbox(
     keep_alive_s: float = 5.0,
 ) -> Iterator[SandboxServer]:
     """A sandbox on a free loopback port for the length of the block: `server.url` is the
-    Horizon URL, `server.ledger` the model, `server.faults` the fault plan."""
+    Horizon URL, `server.chain` the model, `server.faults` the fault plan."""
     spec = FaultSpec.parse(faults) if isinstance(faults, str) or faults is None else faults
     server = SandboxServer(
         SandboxConfig(

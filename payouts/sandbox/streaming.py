@@ -71,7 +71,7 @@ def stream(handler: Handler, view: ReadView, collection: Collection, paging: Pag
 
 def _serve(handler: Handler, view: ReadView, collection: Collection, paging: Paging, generation: int) -> None:
     sandbox = handler.sandbox
-    ledger = view.ledger
+    chain = view.chain
     stopping: threading.Event = sandbox.stopping
     cursor = paging.cursor
     body = _Chunked(handler)
@@ -79,8 +79,8 @@ def _serve(handler: Handler, view: ReadView, collection: Collection, paging: Pag
     keep_alive_s = sandbox.config.keep_alive_s
     last_write = time.monotonic()
     while True:
-        with ledger.lock:
-            seen = ledger.latest.sequence
+        with chain.lock:
+            seen = chain.latest.sequence
         records = collection.page(view, Paging(cursor, "asc", paging.limit, paging.cursor_text))
         if records:
             body.write(b"".join(event(record) for record in records))
@@ -92,10 +92,10 @@ def _serve(handler: Handler, view: ReadView, collection: Collection, paging: Pag
             continue  # more are waiting
 
         def news(last: int = seen) -> bool:
-            return ledger.latest.sequence > last or sandbox.generation != generation or stopping.is_set()
+            return chain.latest.sequence > last or sandbox.generation != generation or stopping.is_set()
 
-        with ledger.lock:
-            ledger.closed.wait_for(news, max(0.0, last_write + keep_alive_s - time.monotonic()))
+        with chain.lock:
+            chain.closed.wait_for(news, max(0.0, last_write + keep_alive_s - time.monotonic()))
         if time.monotonic() - last_write >= keep_alive_s:
             body.write(KEEP_ALIVE)
             last_write = time.monotonic()

@@ -75,18 +75,18 @@ def route_post(handler: Handler) -> None:
 
 
 def _submit_sync(handler: Handler, envelope_xdr: str) -> None:
-    sandbox, ledger = handler.sandbox, handler.sandbox.ledger
+    sandbox, chain = handler.sandbox, handler.sandbox.chain
     try:
-        envelope = ledger.decode(envelope_xdr)
+        envelope = chain.decode(envelope_xdr)
     except EnvelopeMalformed:
         return handler._problem(views.transaction_malformed(envelope_xdr))
     hash_hex = envelope.hash_hex()
     known = sandbox.view.transaction(hash_hex)
     if known is not None:  # Horizon answers an included hash from its database
         return _answer_record(handler, known)
-    if ledger.transaction(hash_hex) is not None:  # included, but not yet in the lagging view
+    if chain.transaction(hash_hex) is not None:  # included, but not yet in the lagging view
         return handler._problem(views.submission_timeout(hash_hex, envelope_xdr))
-    fault = None if hash_hex in ledger.queue else sandbox.faults.next_submit_fault(pays=_pays(envelope))
+    fault = None if hash_hex in chain.queue else sandbox.faults.next_submit_fault(pays=_pays(envelope))
     if fault is None and sandbox.view.lagging:
         fault = SubmitFault.timeout_after_apply  # the replica never sees it in time
     if fault is SubmitFault.congestion:
@@ -95,7 +95,7 @@ def _submit_sync(handler: Handler, envelope_xdr: str) -> None:
         return handler._problem(views.submission_timeout(hash_hex, envelope_xdr))
     delay = sandbox.faults.spec.delay_ledgers if fault is SubmitFault.delay else 0
     try:
-        ledger.submit(envelope_xdr, delay_ledgers=delay)
+        chain.submit(envelope_xdr, delay_ledgers=delay)
     except EnvelopeMalformed:
         return handler._problem(views.transaction_malformed(envelope_xdr))
     except SubmissionRejected as exc:
@@ -131,13 +131,13 @@ def _congested(handler: Handler, envelope, envelope_xdr: str) -> None:
 
 
 def _submit_async(handler: Handler, envelope_xdr: str) -> None:
-    sandbox, ledger = handler.sandbox, handler.sandbox.ledger
+    sandbox, chain = handler.sandbox, handler.sandbox.chain
     try:
-        envelope = ledger.decode(envelope_xdr)
+        envelope = chain.decode(envelope_xdr)
     except EnvelopeMalformed:
         return handler._problem(views.transaction_malformed(envelope_xdr))
     hash_hex = envelope.hash_hex()
-    if ledger.transaction(hash_hex) is not None or hash_hex in ledger.queue:
+    if chain.transaction(hash_hex) is not None or hash_hex in chain.queue:
         return handler._send(409, {"tx_status": "DUPLICATE", "hash": hash_hex})
     fault = sandbox.faults.next_submit_fault(pays=_pays(envelope))
     if fault is SubmitFault.congestion:
@@ -147,7 +147,7 @@ def _submit_async(handler: Handler, envelope_xdr: str) -> None:
         return handler._send(503, {"tx_status": "TRY_AGAIN_LATER", "hash": hash_hex})
     delay = sandbox.faults.spec.delay_ledgers if fault is SubmitFault.delay else 0
     try:
-        ledger.submit(envelope_xdr, delay_ledgers=delay)
+        chain.submit(envelope_xdr, delay_ledgers=delay)
     except EnvelopeMalformed:
         return handler._problem(views.transaction_malformed(envelope_xdr))
     except SubmissionRejected as exc:
