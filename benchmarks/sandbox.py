@@ -54,7 +54,7 @@ def main() -> None:
                 envelopes.append(tx.to_xdr())
             build_s = time.perf_counter() - started
 
-        ledger_before = sandbox.ledger.latest.sequence
+        ledger_before = sandbox.chain.latest.sequence
         started = time.perf_counter()
 
         def post(envelope: str) -> int:
@@ -67,10 +67,10 @@ def main() -> None:
             statuses = [s for batch in pool.map(lambda batch: [post(e) for e in batch], by_source) for s in batch]
         accepted_s = time.perf_counter() - started
         assert all(status == 201 for status in statuses), statuses
-        with sandbox.ledger.lock:
-            sandbox.ledger.closed.wait_for(lambda: not sandbox.ledger.queue, 120)
+        with sandbox.chain.lock:
+            sandbox.chain.closed.wait_for(lambda: not sandbox.chain.queue, 120)
         applied_s = time.perf_counter() - started
-        ledger = sandbox.ledger
+        ledger = sandbox.chain
         successful = sum(1 for h in ledger.tx_order[-args.envelopes :] if ledger.transactions[h].successful)
         payments = args.envelopes * 100
     print(f"built and signed {args.envelopes} envelopes of 100 payments in {build_s:.2f} s (client side)")

@@ -234,7 +234,7 @@ def main() -> int:
                 workers.clear()
                 # what the killed workers sent lands (or not) before the restored ledger looks
                 settle = time.monotonic() + 30
-                while sandbox.ledger.queue and time.monotonic() < settle:
+                while sandbox.chain.queue and time.monotonic() < settle:
                     time.sleep(0.1)
                 time.sleep(0.5)
                 db.dispose()

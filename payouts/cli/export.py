@@ -14,7 +14,7 @@ import typer
 
 from payouts.cli.console import abort, err_console, out_console, print_json
 from payouts.cli.context import get_context
-from payouts.export.wording import eligibility_status
+from payouts.export.wording import EntryStatus, eligibility_status
 from payouts.files import atomic_path, write_atomic
 from payouts.money import format_tft
 from payouts.periods import Period, PeriodError, offset_for_label
@@ -197,6 +197,10 @@ def _describe(query: dict) -> str:
     )
 
 
+#: the colour of an entry's status in the status table (any other: yellow)
+_STATUS_STYLE = {EntryStatus.PAID: "green", EntryStatus.HELD: "red", EntryStatus.FAILED: "red"}
+
+
 def _print_status(query: dict, rows: list[dict]) -> None:
     from rich.table import Table
     from rich.text import Text
@@ -224,16 +228,16 @@ def _print_status(query: dict, rows: list[dict]) -> None:
     for r in rows:
         eligibility = Text("eligible" if r["eligible"] else eligibility_status(r["eligibility"]))
         eligibility.append("\n" + r["why"], style="dim")
-        state = Text(r["status"], style={"paid": "green", "held": "red", "failed": "red"}.get(r["status"], "yellow"))
+        state = Text(r["status"], style=_STATUS_STYLE.get(r["status"], "yellow"))
         if r["note"]:
             state.append("\n" + r["note"], style="dim")
         if r["what_to_fix"]:
             state.append("\nto fix: " + r["what_to_fix"])
         kind = "" if r["entry_kind"] == "receipt" else f"\n{r['entry_kind']}"
         amount = r["amount_tft"] if r["amount_tft_units"] else r["reward_tft"]
-        if r["status"] == "paid":
+        if r["status"] == EntryStatus.PAID:
             paid_units += r["amount_tft_units"]
-        if r["status"] == "claimable":
+        if r["status"] == EntryStatus.CLAIMABLE:
             claimable_units += r["amount_tft_units"]
         owed_units += r["owed_tft_units"]  # each owed receipt once (a retried entry owes nothing)
         table.add_row(

@@ -86,7 +86,7 @@ def up(
     while not stop.wait(0.5):
         pass
     server.stop()
-    err_console.print(f"stopped at ledger {server.ledger.latest.sequence}")
+    err_console.print(f"stopped at ledger {server.chain.latest.sequence}")
 
 
 @app.command("init")

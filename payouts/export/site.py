@@ -46,7 +46,7 @@ from payouts.export.rows import (
     next_retry_period,
     runs_document,
 )
-from payouts.export.wording import RUNNING_PERIOD, wording_document
+from payouts.export.wording import HELD_STATUSES, RUNNING_PERIOD, EntryStatus, wording_document
 from payouts.export.writers import dumps_json
 from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.types import utcnow
@@ -219,10 +219,10 @@ class _SiteWriter:
                 totals["rewarded_nodes"] += 1
                 totals["reward_tft_units"] += entry["reward_tft_units"]
                 totals["reward_musd"] += entry["reward_musd"]
-        if entry["status"] == "paid":
+        if entry["status"] == EntryStatus.PAID:
             totals["paid_count"] += 1
             totals["paid_tft_units"] += entry["amount_tft_units"]
-        elif entry["status"] in ("held", "failed"):
+        elif entry["status"] in HELD_STATUSES:
             totals["held_count"] += 1
             totals["held_tft_units"] += entry["amount_tft_units"]
         # each owed receipt once: a retried entry owes nothing, its newest retry carries it

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from sqlmodel import Session
 
 from payouts.export.rows import HOLD_WORDS, ExportFilter, iter_entries
+from payouts.export.wording import HOLD_REASON_STATUSES
 
 STATUS_FIELDS = (
     "period",
@@ -47,7 +48,7 @@ STATUS_FIELDS = (
 
 def _why(entry: dict) -> str:
     """The eligibility in words: the receipt's reason, or the hold's when it is held."""
-    if entry["status"] in ("held", "failed", "retried") and entry["hold_reason"]:
+    if entry["status"] in HOLD_REASON_STATUSES and entry["hold_reason"]:
         return HOLD_WORDS.get(entry["hold_reason"], entry["hold_reason"])
     if entry["reason"]:
         return entry["reason"]

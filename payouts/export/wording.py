@@ -5,6 +5,7 @@ holds every Eligibility and PaymentStatus to having words here."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 #: a node-month's eligibility, as a farmer reads it: (short status, one sentence)
 ELIGIBILITY_WORDS: dict[str, tuple[str, str]] = {
@@ -19,18 +20,54 @@ ELIGIBILITY_WORDS: dict[str, tuple[str, str]] = {
     "invalid_address": ("rewarded, but the address is invalid", "the farm's payout address is not a Stellar address"),
 }
 
+
+class EntryStatus(StrEnum):
+    """An export entry's status as the farmer export and the status site write it (SPEC 7):
+    the payment's state, with "calculated" (nothing sent, the run still needs its approvals)
+    and "approved" (approved, not sent yet) for a pending payment."""
+
+    CALCULATED = "calculated"
+    APPROVED = "approved"
+    SUBMITTED = "submitted"
+    PAID = "paid"
+    HELD = "held"
+    FAILED = "failed"
+    RETRIED = "retried"
+    CORRECTED = "corrected"
+    PENDING = "pending"
+    CLAIMABLE = "claimable"
+
+    @property
+    def shows_hold_reason(self) -> bool:
+        """The entry names why its payment was held (or refused)."""
+        return self in HOLD_REASON_STATUSES
+
+    @property
+    def counts_as_held(self) -> bool:
+        """The entry is owed and cannot be paid now: a month's held count and amount."""
+        return self in HELD_STATUSES
+
+
+#: entries whose hold reason is shown: held, refused, or held then retried by a later run
+HOLD_REASON_STATUSES = frozenset({EntryStatus.HELD, EntryStatus.FAILED, EntryStatus.RETRIED})
+#: entries a month counts as held
+HELD_STATUSES = frozenset({EntryStatus.HELD, EntryStatus.FAILED})
+
 #: an entry's payment state, as a farmer reads it: (short status, one sentence)
-STATUS_WORDS: dict[str, tuple[str, str]] = {
-    "calculated": ("calculated", "the reward is calculated; the run still needs its approvals"),
-    "approved": ("approved", "approved and about to be sent"),
-    "submitted": ("sent", "sent to Stellar; waiting for the ledger to confirm it"),
-    "paid": ("paid", "paid on Stellar"),
-    "held": ("held", "cannot be paid yet: something on the payout wallet needs fixing"),
-    "failed": ("refused", "the payout wallet refused the payment; it is retried once fixed"),
-    "retried": ("retried", "held at first, then retried by a later month's run: the note says whether it is paid"),
-    "corrected": ("corrected", "a correction entry supersedes this amount"),
-    "pending": ("calculated", "the reward is calculated; the run still needs its approvals"),
-    "claimable": (
+STATUS_WORDS: dict[EntryStatus, tuple[str, str]] = {
+    EntryStatus.CALCULATED: ("calculated", "the reward is calculated; the run still needs its approvals"),
+    EntryStatus.APPROVED: ("approved", "approved and about to be sent"),
+    EntryStatus.SUBMITTED: ("sent", "sent to Stellar; waiting for the ledger to confirm it"),
+    EntryStatus.PAID: ("paid", "paid on Stellar"),
+    EntryStatus.HELD: ("held", "cannot be paid yet: something on the payout wallet needs fixing"),
+    EntryStatus.FAILED: ("refused", "the payout wallet refused the payment; it is retried once fixed"),
+    EntryStatus.RETRIED: (
+        "retried",
+        "held at first, then retried by a later month's run: the note says whether it is paid",
+    ),
+    EntryStatus.CORRECTED: ("corrected", "a correction entry supersedes this amount"),
+    EntryStatus.PENDING: ("calculated", "the reward is calculated; the run still needs its approvals"),
+    EntryStatus.CLAIMABLE: (
         "sent as a claimable balance",
         "sent to your wallet as a claimable balance: add the TFT trustline and claim it before the date shown",
     ),
@@ -96,15 +133,18 @@ def eligibility_status(eligibility: str) -> str:
 
 
 def payment_status(status: str) -> str:
-    """'retried' -> 'paid by a retry' (an unknown value is shown as it is)."""
-    return STATUS_WORDS.get(status, (status, ""))[0]
+    """'failed' -> 'refused' (an unknown value is shown as it is)."""
+    try:
+        return STATUS_WORDS[EntryStatus(status)][0]
+    except ValueError:
+        return status
 
 
 def wording_document() -> dict[str, object]:
     """The words for the site's `data/meta.json`."""
     return {
         "eligibility": {key: list(words) for key, words in ELIGIBILITY_WORDS.items()},
-        "status": {key: list(words) for key, words in STATUS_WORDS.items()},
+        "status": {key.value: list(words) for key, words in STATUS_WORDS.items()},
         "event": {key: list(words) for key, words in EVENT_WORDS.items()},
         "running_period": RUNNING_PERIOD,
     }

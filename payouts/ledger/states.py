@@ -206,6 +206,17 @@ class PaymentStatus(StrEnum):
         """As a newest entry: owed to the farmer and not paid yet (a refusal included)."""
         return self in OWED_PAYMENT_STATUSES
 
+    @property
+    def is_on_chain(self) -> bool:
+        """Paid out by its run and still standing: reconciliation finds it on chain (a payment or
+        a claimable balance)."""
+        return self in ON_CHAIN_PAYMENT_STATUSES
+
+    @property
+    def is_paid_or_landing(self) -> bool:
+        """Paid, or in a transaction that may still land."""
+        return self in PAID_OR_LANDING_PAYMENT_STATUSES
+
 
 SETTLED_PAYMENT_STATUSES = frozenset({PaymentStatus.PAID, PaymentStatus.CORRECTED, PaymentStatus.CLAIMABLE})
 IN_FLIGHT_PAYMENT_STATUSES = frozenset({PaymentStatus.SUBMITTED})
@@ -215,6 +226,8 @@ OWED_PAYMENT_STATUSES = frozenset(
 )
 OUTSTANDING_PAYMENT_STATUSES = frozenset({PaymentStatus.PENDING, PaymentStatus.HELD, PaymentStatus.SUBMITTED})
 PAYABLE_PAYMENT_STATUSES = frozenset({PaymentStatus.PENDING, PaymentStatus.SUBMITTED})
+ON_CHAIN_PAYMENT_STATUSES = frozenset({PaymentStatus.PAID, PaymentStatus.CLAIMABLE})
+PAID_OR_LANDING_PAYMENT_STATUSES = frozenset({PaymentStatus.PAID, PaymentStatus.SUBMITTED})
 
 
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
@@ -252,6 +265,16 @@ class TransactionStatus(StrEnum):
     @property
     def is_live(self) -> bool:
         return self in (TransactionStatus.BUILT, TransactionStatus.SUBMITTED)
+
+    @property
+    def is_live_or_landed(self) -> bool:
+        """Landed successfully, or may still land."""
+        return self in LIVE_OR_LANDED_TRANSACTION_STATUSES
+
+
+LIVE_OR_LANDED_TRANSACTION_STATUSES = frozenset(
+    {TransactionStatus.BUILT, TransactionStatus.SUBMITTED, TransactionStatus.CONFIRMED}
+)
 
 
 TRANSACTION_TRANSITIONS: dict[TransactionStatus, frozenset[TransactionStatus]] = {

@@ -38,7 +38,12 @@ from payouts.ledger.identity import ledger_identity
 from payouts.ledger.kinds import TransactionPurpose
 from payouts.ledger.models import Approval, ApproverSet, Payment, Receipt, RejectedManifest, Run, StellarTransaction
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus, transition
+from payouts.ledger.states import (
+    LIVE_OR_LANDED_TRANSACTION_STATUSES,
+    PAID_OR_LANDING_PAYMENT_STATUSES,
+    RunStatus,
+    transition,
+)
 from payouts.ledger.types import utcnow
 from payouts.runs.derive import DerivationError, Derived, derive_payment
 from payouts.runs.errors import RunsError
@@ -374,7 +379,7 @@ def sent_on_chain(session: Session, run: Run) -> str | None:
     paid = session.exec(
         select(Payment.id).where(
             Payment.run_id == run.id,
-            col(Payment.status).in_([PaymentStatus.PAID, PaymentStatus.SUBMITTED]),
+            col(Payment.status).in_(sorted(PAID_OR_LANDING_PAYMENT_STATUSES)),
         )
     ).all()
     if paid:
@@ -383,9 +388,7 @@ def sent_on_chain(session: Session, run: Run) -> str | None:
         select(StellarTransaction.id).where(
             StellarTransaction.run_id == run.id,
             StellarTransaction.purpose == TransactionPurpose.PAYMENT,
-            col(StellarTransaction.status).in_(
-                [TransactionStatus.BUILT, TransactionStatus.SUBMITTED, TransactionStatus.CONFIRMED]
-            ),
+            col(StellarTransaction.status).in_(sorted(LIVE_OR_LANDED_TRANSACTION_STATUSES)),
         )
     ).all()
     if open_or_landed:

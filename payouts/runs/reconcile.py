@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from payouts.ledger.kinds import PaymentDelivery, TransactionPurpose
 from payouts.ledger.models import LedgerEvent, Payment, Run, StellarTransaction, TransactionHash
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import PaymentStatus, RunStatus, transition
+from payouts.ledger.states import ON_CHAIN_PAYMENT_STATUSES, RunStatus, transition
 from payouts.money import parse_tft
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.merkle import merkle_root
@@ -80,9 +80,7 @@ def reconcile_run(
         )
     ).first()
     everything_paid = session.exec(
-        select(Payment).where(
-            Payment.run_id == run.id, col(Payment.status).in_([PaymentStatus.PAID, PaymentStatus.CLAIMABLE])
-        )
+        select(Payment).where(Payment.run_id == run.id, col(Payment.status).in_(sorted(ON_CHAIN_PAYMENT_STATUSES)))
     ).all()
     # Horizon's payment history has no claimable balances: each is compared by its own record
     paid = [p for p in everything_paid if p.delivery != PaymentDelivery.CLAIMABLE_BALANCE]

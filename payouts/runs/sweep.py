@@ -25,7 +25,7 @@ from stellar_sdk.operation import Payment as PaymentOperation
 from payouts.ledger.kinds import TransactionPurpose
 from payouts.ledger.models import Payment, Run, StellarTransaction
 from payouts.ledger.repository import id_of
-from payouts.ledger.states import PaymentStatus, RunStatus, TransactionStatus, transition
+from payouts.ledger.states import SETTLED_PAYMENT_STATUSES, RunStatus, TransactionStatus, transition
 from payouts.ledger.transactions import record_transaction
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.money import format_tft
@@ -91,7 +91,7 @@ def paid_units(session: Session, run_id: int) -> int:
         select(func.coalesce(func.sum(Payment.amount_tft_units), 0)).where(
             Payment.run_id == run_id,
             col(Payment.paid_at).is_not(None),
-            col(Payment.status).in_([PaymentStatus.PAID, PaymentStatus.CORRECTED, PaymentStatus.CLAIMABLE]),
+            col(Payment.status).in_(sorted(SETTLED_PAYMENT_STATUSES)),
         )
     ).one()
     return int(total)

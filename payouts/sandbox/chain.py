@@ -14,10 +14,12 @@ It follows stellar-core where the product can tell the difference:
   transaction back (one result code per operation);
 - an included transaction is found again by hash, so resubmitting the same bytes is harmless.
 
+The checks at submission live in `validation`, applying an included transaction in
+`application`, and the Horizon document of it in `records`.
+
 Amounts are integers of 10^-7 (stroops for XLM, units for credit assets) everywhere in here.
 """
 
-import base64
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +29,8 @@ from stellar_sdk import (
     TransactionEnvelope,
 )
 from stellar_sdk import xdr as stellar_xdr
-from stellar_sdk.memo import HashMemo, IdMemo, NoneMemo, ReturnHashMemo, TextMemo
 
+from payouts.sandbox.application import apply_transaction
 from payouts.sandbox.entries import (
     Accepted,
     Account,
@@ -41,17 +43,9 @@ from payouts.sandbox.entries import (
     rfc3339,
     toid,
 )
-from payouts.sandbox.network import (
-    BASE_FEE_STROOPS,
-    MAX_OPS_PER_TX,
-    MAX_SIGNERS,
-    SANDBOX_NETWORK_PASSPHRASE,
-    TOTAL_COINS_STROOPS,
-    root_keypair,
-)
-from payouts.sandbox.operations import OperationApplier, op_kind, op_threshold, operation_doc, static_op_check
-from payouts.sandbox.results import OpResult, transaction_result_xdr
-from payouts.sandbox.validation import EnvelopeMalformed, PendingTx, SubmissionRejected, verified_keys
+from payouts.sandbox.network import BASE_FEE_STROOPS, SANDBOX_NETWORK_PASSPHRASE, TOTAL_COINS_STROOPS, root_keypair
+from payouts.sandbox.records import transaction_record, tx_participants
+from payouts.sandbox.validation import EnvelopeMalformed, PendingTx, SubmissionRejected, check_bounds, check_valid
 from payouts.sandbox.xdr_fields import fee_meta_xdr, header_hash_hex, tx_set_hash_hex
 
 #: A queue that holds this many ledgers' worth of operations is full: newcomers must outbid.
@@ -59,7 +53,7 @@ QUEUE_LEDGERS = 4
 
 
 # --------------------------------------------------------------------------------------------
-# The ledger
+# The chain
 
 
 class Chain:
@@ -161,160 +155,13 @@ class Chain:
         with self.lock:
             if self.transaction(hash_hex) is not None or hash_hex in self.queue:
                 return Accepted(hash_hex, duplicate=True)
-            pending = self._check_valid(envelope, envelope_xdr, hash_hex)
+            pending = check_valid(self, envelope, envelope_xdr, hash_hex, arrival=self._arrivals + 1)
+            self._arrivals = pending.arrival
             self._make_room(pending)
             pending.not_before_ledger = self.latest.sequence + 1 + delay_ledgers
             self.queue[hash_hex] = pending
             self.dropped.pop(hash_hex, None)
             return Accepted(hash_hex)
-
-    def _check_valid(self, envelope, envelope_xdr: str, hash_hex: str) -> PendingTx:
-        fee_bump = isinstance(envelope, FeeBumpTransactionEnvelope)
-        if fee_bump:
-            outer = envelope.transaction
-            inner_env = outer.inner_transaction_envelope
-            tx = inner_env.transaction
-            inner_hash = inner_env.hash()
-            fee_source_id = outer.fee_source.account_id
-            fee_bid = outer.fee
-        else:
-            inner_env = envelope
-            tx = envelope.transaction
-            inner_hash = None
-            fee_source_id = tx.source.account_id
-            fee_bid = tx.fee
-
-        def reject(code: str, ops: list[OpResult] | None = None, fee: int = 0, detail: str = ""):
-            return SubmissionRejected(
-                code, ops, fee_charged_stroops=fee, fee_bump=fee_bump, inner_hash=inner_hash, detail=detail
-            )
-
-        op_count = len(tx.operations)
-        if op_count == 0:
-            raise reject("tx_missing_operation")
-        if op_count > MAX_OPS_PER_TX:
-            raise EnvelopeMalformed(f"more than {MAX_OPS_PER_TX} operations")
-        if len(envelope.signatures) > MAX_SIGNERS or len(inner_env.signatures) > MAX_SIGNERS:
-            raise EnvelopeMalformed(f"more than {MAX_SIGNERS} signatures")
-        fee_ops = op_count + 1 if fee_bump else op_count
-        per_op_bid = fee_bid // fee_ops
-        min_fee = self.min_fee_per_op()
-        if fee_bump and tx.fee > fee_bid:
-            raise reject("tx_insufficient_fee", fee=tx.fee * fee_ops // op_count)
-        if per_op_bid < BASE_FEE_STROOPS or (not fee_bump and tx.fee < BASE_FEE_STROOPS * op_count):
-            raise reject("tx_insufficient_fee", fee=BASE_FEE_STROOPS * fee_ops)
-
-        self._check_bounds(tx, reject)
-
-        source_id = tx.source.account_id
-        source = self.accounts.get(source_id)
-        if source is None:
-            raise reject("tx_no_source_account")
-        expected_seq = source.seq_num + 1 + sum(1 for p in self.queue.values() if p.source_id == source_id)
-        if tx.sequence != expected_seq:
-            raise reject("tx_bad_seq", detail=f"expected sequence {expected_seq}")
-
-        # Signatures: every account the transaction speaks for can have signed.
-        op_sources = {op.source.account_id for op in tx.operations if op.source is not None}
-        candidates: set[str] = set()
-        for account_id in op_sources | {source_id}:
-            holder = self.accounts.get(account_id)
-            candidates.update(holder.signer_weights() if holder else ())
-            candidates.add(account_id)
-        inner_signed, unused = verified_keys(inner_env.hash(), inner_env.signatures, candidates)
-        if not source.meets(source.low_threshold, inner_signed):
-            raise reject("tx_bad_auth")
-        outer_signed: set[str] = set()
-        fee_source = self.accounts.get(fee_source_id)
-        if fee_bump:
-            if fee_source is None:
-                raise SubmissionRejected("tx_no_source_account", fee_bump=False)
-            outer_signed, outer_unused = verified_keys(
-                envelope.hash(), envelope.signatures, set(fee_source.signer_weights()) | {fee_source_id}
-            )
-            if not fee_source.meets(fee_source.low_threshold, outer_signed):
-                raise SubmissionRejected("tx_bad_auth", fee_bump=False)
-            if outer_unused:
-                raise SubmissionRejected("tx_bad_auth_extra", fee_bump=False)
-
-        ops, failed = self._check_ops(tx, source_id, inner_signed)
-        if failed:
-            raise reject("tx_failed", ops)
-        if unused:
-            raise reject("tx_bad_auth_extra")
-        if fee_source is None or fee_source.available_stroops() < fee_bid:
-            raise reject("tx_insufficient_balance")
-        if per_op_bid < min_fee:
-            raise reject(
-                "tx_insufficient_fee",
-                fee=min_fee * fee_ops,
-                detail="the transaction queue is full: bid above the cheapest queued fee",
-            )
-        self._arrivals += 1
-        return PendingTx(
-            hash_hex=hash_hex,
-            envelope=envelope,
-            envelope_xdr=envelope_xdr,
-            source_id=source_id,
-            fee_source_id=fee_source_id,
-            sequence=tx.sequence,
-            op_count=op_count,
-            fee_bid_stroops=fee_bid,
-            per_op_bid_stroops=per_op_bid,
-            arrival=self._arrivals,
-            inner_signed_by=inner_signed,
-            outer_signed_by=outer_signed,
-            inner_hash_hex=inner_hash.hex() if inner_hash else None,
-        )
-
-    def _check_bounds(self, tx, reject, *, ledger_seq: int | None = None, now_s: int | None = None) -> None:
-        now_s = self.now_s() if now_s is None else now_s
-        next_ledger = self.latest.sequence + 1 if ledger_seq is None else ledger_seq
-        pre = tx.preconditions
-        if pre is None:
-            return
-        if pre.time_bounds is not None:
-            if pre.time_bounds.min_time and pre.time_bounds.min_time > now_s:
-                raise reject("tx_too_early")
-            if pre.time_bounds.max_time and pre.time_bounds.max_time < now_s:
-                raise reject("tx_too_late")
-        if pre.ledger_bounds is not None:
-            if pre.ledger_bounds.min_ledger > next_ledger:
-                raise reject("tx_too_early")
-            # max_ledger is exclusive, as in CAP-21
-            if pre.ledger_bounds.max_ledger and next_ledger >= pre.ledger_bounds.max_ledger:
-                raise reject("tx_too_late")
-        if (
-            pre.min_sequence_number is not None
-            or pre.min_sequence_age
-            or pre.min_sequence_ledger_gap
-            or pre.extra_signers
-        ):
-            raise reject("tx_not_supported", detail="only time and ledger bounds are supported")
-
-    def _check_ops(self, tx, source_id: str, signed_by: set[str]) -> tuple[list[OpResult], bool]:
-        ops: list[OpResult] = []
-        failed = False
-        for op in tx.operations:
-            op_source_id = op.source.account_id if op.source is not None else source_id
-            kind = op_kind(op)
-            code = static_op_check(op, op_source_id)
-            if code is None:
-                holder = self.accounts.get(op_source_id)
-                if holder is None:
-                    code = "op_no_source_account"
-                else:
-                    level = op_threshold(op)
-                    threshold = {
-                        "low": holder.low_threshold,
-                        "med": holder.med_threshold,
-                        "high": holder.high_threshold,
-                    }[level]
-                    if not holder.meets(threshold, signed_by):
-                        code = "op_bad_auth"
-            ops.append(OpResult(kind, code or "op_success"))
-            failed = failed or code is not None
-        return ops, failed
 
     def _make_room(self, pending: PendingTx) -> None:
         """A full queue evicts its cheapest transactions for a better bid (core's surge queue)."""
@@ -360,10 +207,10 @@ class Chain:
                 if pending.sequence != source.seq_num + 1:
                     continue  # its predecessor from the same source goes first
                 try:
-                    self._check_bounds(
+                    check_bounds(
                         pending.transaction,
                         lambda code, _fee_bump=pending.fee_bump, **_: SubmissionRejected(code, fee_bump=_fee_bump),
-                        ledger_seq=seq,
+                        next_ledger=seq,
                         now_s=now_s,
                     )
                 except SubmissionRejected as exc:
@@ -391,7 +238,7 @@ class Chain:
                 tx_set_hash_hex=tx_set_hash_hex([p.hash_hex for p in chosen]),
             )
             if self.pre_state_sink is not None:
-                wanted = set().union(*(_participants(p) for p in chosen)) if chosen else set()
+                wanted = set().union(*(tx_participants(p) for p in chosen)) if chosen else set()
                 before = {a: (self.accounts[a].clone() if a in self.accounts else None) for a in wanted}
             touched: set[str] = set()
             records: list[TxRecord] = []
@@ -415,9 +262,11 @@ class Chain:
                     account.last_modified_ledger, account.last_modified_time_s = seq, now_s
                     touched.add(account.account_id)
             for order, pending in enumerate(chosen, start=1):
-                tx_code, op_results, op_docs, changed = self._apply(pending, seq, now_s)
+                tx_code, op_results, op_docs, changed = apply_transaction(
+                    self.accounts, pending, seq, now_s, find_sponsor=self.claimable_sponsor
+                )
                 touched.update(changed)
-                record = self._record(pending, seq, order, now_s, tx_code, op_results, fees[pending.hash_hex])
+                record = transaction_record(pending, seq, order, now_s, tx_code, op_results, fees[pending.hash_hex])
                 record.doc["fee_meta_xdr"] = fee_metas[pending.hash_hex]
                 records.append(record)
                 for index, (doc, participants, effects) in enumerate(op_docs, start=1):
@@ -471,120 +320,6 @@ class Chain:
         """The account that holds a live claimable balance."""
         return next((a.account_id for a in self.accounts.values() if balance_id in a.claimable), None)
 
-    # ---- apply ----
-
-    def _apply(self, pending: PendingTx, seq: int, now_s: int):
-        """Apply every operation; on any failure restore what the operations changed."""
-        tx = pending.transaction
-        originals: dict[str, Account | None] = {}
-
-        def load(account_id: str) -> Account | None:
-            return self.accounts.get(account_id)
-
-        def touch(account: Account) -> Account:
-            if account.account_id not in originals:
-                originals[account.account_id] = account.clone()
-            account.last_modified_ledger, account.last_modified_time_s = seq, now_s
-            return account
-
-        def create(account: Account) -> None:
-            originals.setdefault(account.account_id, None)
-            self.accounts[account.account_id] = account
-
-        source = self.accounts[pending.source_id]
-        op_docs: list[tuple[dict, tuple[str, ...], list[dict]]] = []
-        for op in tx.operations:
-            op_source_id = op.source.account_id if op.source is not None else pending.source_id
-            doc, participants = operation_doc(op, op_source_id)
-            op_docs.append(({**doc, "source_account": op_source_id}, participants, []))
-        # Signers may have changed since submission: weigh the verified keys again.
-        if not source.meets(source.low_threshold, pending.inner_signed_by):
-            ops = [OpResult(op_kind(op), "op_success") for op in tx.operations]
-            return "tx_bad_auth", ops, op_docs, set()
-        op_results: list[OpResult] = []
-        apply_op = OperationApplier(
-            load,
-            touch,
-            create,
-            seq,
-            now_s,
-            tx_source_id=pending.source_id,
-            tx_sequence=pending.sequence,
-            find_sponsor=self.claimable_sponsor,
-        )
-        for index, op in enumerate(tx.operations):
-            op_source_id = op.source.account_id if op.source is not None else pending.source_id
-            kind = op_kind(op)
-            code = apply_op(op, op_source_id, pending.inner_signed_by)
-            op_results.append(OpResult(kind, code, apply_op.created_balance_id))
-            op_docs[index][2].extend(apply_op.take_effects())
-        ok = all(result.code == "op_success" for result in op_results)
-        if not ok:
-            for account_id, original in originals.items():
-                if original is None:
-                    self.accounts.pop(account_id, None)
-                else:
-                    self.accounts[account_id] = original
-            return "tx_failed", op_results, op_docs, set()
-        return "tx_success", op_results, op_docs, set(originals)
-
-    def _record(
-        self,
-        pending: PendingTx,
-        seq: int,
-        order: int,
-        now_s: int,
-        tx_code: str,
-        op_results: list[OpResult],
-        fee_stroops: int,
-    ) -> TxRecord:
-        tx = pending.transaction
-        inner_hash = bytes.fromhex(pending.inner_hash_hex) if pending.inner_hash_hex else None
-        result_xdr = transaction_result_xdr(
-            fee_charged_stroops=fee_stroops, tx_code=tx_code, ops=op_results, inner_hash=inner_hash
-        )
-        participants = _participants(pending)
-        env = pending.envelope
-        inner_env = env.transaction.inner_transaction_envelope if isinstance(env, FeeBumpTransactionEnvelope) else env
-        doc: dict = {
-            "source_account": pending.source_id,
-            "source_account_sequence": str(pending.sequence),
-            "fee_account": pending.fee_source_id,
-            "fee_charged": str(fee_stroops),
-            "max_fee": str(pending.fee_bid_stroops),
-            "operation_count": pending.op_count,
-            "envelope_xdr": pending.envelope_xdr,
-            "result_xdr": result_xdr,
-            "signatures": [base64.b64encode(s.signature).decode() for s in env.signatures],
-            **_memo_fields(tx.memo),
-            "_participants": sorted(participants),
-        }
-        pre = tx.preconditions
-        if pre is not None and (pre.time_bounds is not None or pre.ledger_bounds is not None):
-            doc["preconditions"] = {}
-            if pre.time_bounds is not None:
-                doc["preconditions"]["timebounds"] = {
-                    "min_time": str(pre.time_bounds.min_time),
-                    "max_time": str(pre.time_bounds.max_time),
-                }
-            if pre.ledger_bounds is not None:
-                doc["preconditions"]["ledgerbounds"] = {
-                    "min_ledger": pre.ledger_bounds.min_ledger,
-                    "max_ledger": pre.ledger_bounds.max_ledger,
-                }
-            if pre.time_bounds is not None:
-                doc["valid_after"] = rfc3339(pre.time_bounds.min_time)
-                if pre.time_bounds.max_time:
-                    doc["valid_before"] = rfc3339(pre.time_bounds.max_time)
-        if pending.fee_bump:
-            doc["fee_bump_transaction"] = {"hash": pending.hash_hex, "signatures": doc["signatures"]}
-            doc["inner_transaction"] = {
-                "hash": pending.inner_hash_hex,
-                "signatures": [base64.b64encode(s.signature).decode() for s in inner_env.signatures],
-                "max_fee": str(tx.fee),
-            }
-        return TxRecord(pending.hash_hex, seq, order, now_s, tx_code == "tx_success", tx_code, op_results, doc)
-
     # ---- persistence hooks ----
 
     def load(
@@ -613,41 +348,6 @@ class Chain:
             for header in headers:
                 txs, ops = by_ledger.get(header.sequence, ([], []))
                 self._index(header, txs, ops)
-
-
-def _participants(pending: PendingTx) -> set[str]:
-    """Every account a transaction speaks for or pays: its sources and its operations' parties."""
-    participants = {pending.source_id, pending.fee_source_id}
-    for op in pending.transaction.operations:
-        if op.source is not None:
-            participants.add(op.source.account_id)
-        for attr in ("destination", "trustor"):
-            value = getattr(op, attr, None)
-            if value is not None:
-                participants.add(value if isinstance(value, str) else value.account_id)
-        participants.update(claimant.destination for claimant in getattr(op, "claimants", ()))
-    return participants
-
-
-def _memo_fields(memo) -> dict:
-    """Memos as Horizon shows them: text decoded (bytes also in base64), id as a decimal
-    string, hash and return as base64."""
-    if memo is None or isinstance(memo, NoneMemo):
-        return {"memo_type": "none"}
-    if isinstance(memo, TextMemo):
-        raw = memo.memo_text
-        return {
-            "memo_type": "text",
-            "memo": raw.decode("utf-8", errors="replace"),
-            "memo_bytes": base64.b64encode(raw).decode(),
-        }
-    if isinstance(memo, IdMemo):
-        return {"memo_type": "id", "memo": str(memo.memo_id)}
-    if isinstance(memo, HashMemo):
-        return {"memo_type": "hash", "memo": base64.b64encode(memo.memo_hash).decode()}
-    if isinstance(memo, ReturnHashMemo):
-        return {"memo_type": "return", "memo": base64.b64encode(memo.memo_return).decode()}
-    return {"memo_type": "none"}
 
 
 __all__ = [

@@ -75,7 +75,7 @@ class Collection:
     render: Callable[[Any], dict]
 
     def page(self, view: ReadView, paging: Paging) -> list[dict]:
-        with view.ledger.lock:
+        with view.chain.lock:
             items = self.items()
             keys = [self.key(item) for item in items]
             cap = bisect.bisect_left(keys, (view.token_limit(), 0))

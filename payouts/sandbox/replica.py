@@ -20,10 +20,10 @@ from payouts.sandbox.entries import Account, LedgerHeader, TxRecord
 
 
 class ReadView:
-    """The ledger as reads see it. `lag_s=0` is the chain itself."""
+    """The chain as reads see it. `lag_s=0` is the chain itself."""
 
-    def __init__(self, ledger: Chain, lag_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ledger = ledger
+    def __init__(self, chain: Chain, lag_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.chain = chain
         self.lag_s = 0.0
         #: history trimmed below this ledger (a Horizon with a retention window): lookups of
         #: older transactions answer 404 and the root names it as `history_elder_ledger`
@@ -35,9 +35,9 @@ class ReadView:
 
     def set_lag(self, lag_s: float) -> None:
         """Start (or stop, with 0) lagging; ledgers closed before this are all visible."""
-        with self.ledger.lock:
+        with self.chain.lock:
             self.lag_s = lag_s
-            self.ledger.pre_state_sink = self._closed if lag_s > 0 else None
+            self.chain.pre_state_sink = self._closed if lag_s > 0 else None
             if lag_s <= 0:
                 self._closed_at.clear()
                 self._before.clear()
@@ -47,7 +47,7 @@ class ReadView:
         return self.lag_s > 0
 
     def _closed(self, sequence: int, before: dict[str, Account | None]) -> None:
-        # called by the ledger, under its lock, after each close
+        # called by the chain, under its lock, after each close
         self._closed_at[sequence] = self._clock()
         self._before.append((sequence, before))
         visible = self.visible_sequence()
@@ -56,8 +56,8 @@ class ReadView:
 
     def visible_sequence(self) -> int:
         """The newest ledger reads may see."""
-        with self.ledger.lock:
-            latest = self.ledger.latest.sequence
+        with self.chain.lock:
+            latest = self.chain.latest.sequence
             if not self.lagging:
                 return latest
             horizon = self._clock() - self.lag_s
@@ -67,12 +67,12 @@ class ReadView:
             return sequence
 
     def latest(self) -> LedgerHeader:
-        with self.ledger.lock:
-            return self.header(self.visible_sequence()) or self.ledger.latest
+        with self.chain.lock:
+            return self.header(self.visible_sequence()) or self.chain.latest
 
     def header(self, sequence: int) -> LedgerHeader | None:
-        with self.ledger.lock:
-            headers = self.ledger.headers
+        with self.chain.lock:
+            headers = self.chain.headers
             if sequence > self.visible_sequence() or sequence < headers[0].sequence:
                 return None
             index = sequence - headers[0].sequence
@@ -81,25 +81,25 @@ class ReadView:
             return next((h for h in headers if h.sequence == sequence), None)
 
     def account(self, account_id: str) -> Account | None:
-        with self.ledger.lock:
+        with self.chain.lock:
             if self.lagging:
                 visible = self.visible_sequence()
                 for sequence, before in self._before:
                     if sequence > visible and account_id in before:
                         found = before[account_id]
                         return found.clone() if found is not None else None
-            return self.ledger.account(account_id)
+            return self.chain.account(account_id)
 
     def transaction(self, hash_hex: str) -> TxRecord | None:
-        record = self.ledger.transaction(hash_hex)
+        record = self.chain.transaction(hash_hex)
         if record is None or record.ledger_seq > self.visible_sequence() or record.ledger_seq < self.history_floor:
             return None
         return record
 
     def elder_ledger(self) -> int:
         """The oldest ledger reads can see (root `history_elder_ledger`)."""
-        with self.ledger.lock:
-            return max(self.ledger.headers[0].sequence, self.history_floor)
+        with self.chain.lock:
+            return max(self.chain.headers[0].sequence, self.history_floor)
 
     def token_limit(self) -> int:
         """Paging tokens at or above this belong to ledgers reads may not see yet."""

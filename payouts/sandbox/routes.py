@@ -18,7 +18,7 @@ from payouts.sandbox.replica import ReadView
 from payouts.sandbox.streaming import stream
 
 if TYPE_CHECKING:
-    from payouts.sandbox.server import _Handler
+    from payouts.sandbox.handler import Handler
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _COLLECTIONS = ("transactions", "operations", "payments", "effects")
@@ -46,10 +46,10 @@ class Router:
     """Answers one GET for a handler: a record, a page, or (with `Accept: text/event-stream`)
     a stream of a collection."""
 
-    def __init__(self, handler: _Handler, view: ReadView) -> None:
+    def __init__(self, handler: Handler, view: ReadView) -> None:
         self.handler = handler
         self.view = view
-        self.ledger = view.ledger
+        self.chain = view.chain
         self.base = handler.base
 
     def answer(self, path: str, query: dict[str, list[str]]) -> None:
@@ -66,14 +66,14 @@ class Router:
         parts = path.strip("/").split("/") if path != "/" else []
         handler = self.handler
         if not parts:
-            with self.ledger.lock:
+            with self.chain.lock:
                 return handler._send(
-                    200, views.root(self.base, self.ledger, self.view.latest(), self.view.elder_ledger())
+                    200, views.root(self.base, self.chain, self.view.latest(), self.view.elder_ledger())
                 )
         head, rest = parts[0], parts[1:]
         if head == "fee_stats" and not rest:
-            with self.ledger.lock:
-                return handler._send(200, views.fee_stats(self.ledger))
+            with self.chain.lock:
+                return handler._send(200, views.fee_stats(self.chain))
         if head == "friendbot" and not rest:
             return handler._friendbot(query)
         if len(rest) > 2 and not (head == "accounts" and len(rest) == 3 and rest[1] == "data"):
@@ -136,10 +136,10 @@ class Router:
             except ValueError:
                 raise BadQuery("cursor", "cursor: must be <ledger>-<balance id>") from None
             paging = Paging.parse({k: v for k, v in query.items() if k != "cursor"}, self.view)
-            with self.ledger.lock:
+            with self.chain.lock:
                 found = [
                     (claimable.sort_key(balance), claimable.record(self.base, balance, sponsor_id))
-                    for balance, sponsor_id in claimable.all_balances(self.ledger.accounts)
+                    for balance, sponsor_id in claimable.all_balances(self.chain.accounts)
                     if claimable.matches(balance, sponsor_id, query)
                 ]
             if paging.order == "desc":
@@ -168,17 +168,17 @@ class Router:
         if balance_id is None:
             raise BadQuery("id", "Invalid claimable balance ID")
         if len(rest) == 1:
-            with self.ledger.lock:
-                sponsor_id = self.ledger.claimable_sponsor(balance_id)
+            with self.chain.lock:
+                sponsor_id = self.chain.claimable_sponsor(balance_id)
                 if sponsor_id is None:
                     raise Missing()
-                balance = self.ledger.accounts[sponsor_id].claimable[balance_id]
+                balance = self.chain.accounts[sponsor_id].claimable[balance_id]
                 return self.handler._send(200, claimable.record(self.base, balance, sponsor_id))
         if rest[1] != "operations":
             raise Missing()
 
         def ops() -> list[OpRecord]:
-            return [op for op in self.ledger.operations if _concerns_balance(op, balance_id)]
+            return [op for op in self.chain.operations if _concerns_balance(op, balance_id)]
 
         path = f"/claimable_balances/{balance_id}/operations"
         return self._collection(self._operations(query, path, ops), query)
@@ -214,8 +214,8 @@ class Router:
         if not text.isdigit() or int(text) >= 1 << 63:
             raise BadQuery("id", "id: must be an operation id")
         op_id = int(text)
-        with self.ledger.lock:
-            operations = self.ledger.operations
+        with self.chain.lock:
+            operations = self.chain.operations
             index = bisect.bisect_left(operations, op_id, key=lambda op: op.toid)
             if index == len(operations) or operations[index].toid != op_id or op_id >= self.view.token_limit():
                 raise Missing()
@@ -243,20 +243,20 @@ class Router:
         if len(rest) > 1 or sub not in _COLLECTIONS:
             raise Missing()
         path = f"/accounts/{account_id}/{sub}"
-        ledger = self.ledger
+        chain = self.chain
 
         def ops() -> list[OpRecord]:
-            return [ledger.operations[i] for i in ledger.ops_by_account.get(account_id, [])]
+            return [chain.operations[i] for i in chain.ops_by_account.get(account_id, [])]
 
         Paging.parse(query, self.view)  # a bad parameter is a 400 even for an unknown account
-        with ledger.lock:
-            known = account_id in ledger.ops_by_account or account_id in ledger.txs_by_account
+        with chain.lock:
+            known = account_id in chain.ops_by_account or account_id in chain.txs_by_account
             if not known and self.view.account(account_id) is None:
                 raise Missing()
         if sub == "transactions":
 
             def txs() -> list[TxRecord]:
-                return [ledger.transactions[h] for h in ledger.txs_by_account.get(account_id, [])]
+                return [chain.transactions[h] for h in chain.txs_by_account.get(account_id, [])]
 
             return self._collection(self._transactions(query, path, txs), query)
         if sub == "effects":
@@ -266,11 +266,11 @@ class Router:
     # ---- collections ----
 
     def _ledgers(self, query: dict[str, list[str]]) -> Collection:
-        base, ledger = self.base, self.ledger
+        base, chain = self.base, self.chain
         return Collection(
             "/ledgers",
             "",
-            lambda: ledger.headers,
+            lambda: chain.headers,
             lambda header: (header.sequence << 32, 0),
             lambda header: views.ledger_record(base, header),
         )
@@ -280,10 +280,10 @@ class Router:
         return Collection(path, "", list, lambda item: (0, 0), dict)
 
     def _all_txs(self) -> list[TxRecord]:
-        return [self.ledger.transactions[h] for h in self.ledger.tx_order]
+        return [self.chain.transactions[h] for h in self.chain.tx_order]
 
     def _all_ops(self) -> list[OpRecord]:
-        return self.ledger.operations
+        return self.chain.operations
 
     def _ledger_range(self, sequence: int) -> tuple[int, int]:
         if self.view.header(sequence) is None:
@@ -295,10 +295,10 @@ class Router:
     ) -> None:
         """A ledger's or a transaction's transactions, operations, payments or effects."""
         low, high = span
-        ledger = self.ledger
+        chain = self.chain
 
         def ops() -> list[OpRecord]:
-            operations = ledger.operations
+            operations = chain.operations
             start = bisect.bisect_left(operations, low, key=lambda op: op.toid)
             end = bisect.bisect_left(operations, high, key=lambda op: op.toid)
             return operations[start:end]
@@ -354,7 +354,7 @@ class Router:
         join = query.get("join", [""])[-1]
         if join not in ("", "transactions"):
             raise BadQuery("join", "join: only transactions can be joined")
-        base, ledger = self.base, self.ledger
+        base, chain = self.base, self.chain
 
         def items() -> list[OpRecord]:
             return [op for op in source() if (include_failed or op.successful) and (not payments or op.is_payment)]
@@ -362,7 +362,7 @@ class Router:
         def render(op: OpRecord) -> dict:
             record = views.operation(base, op)
             if join == "transactions":  # Horizon's join: each operation carries its transaction
-                record["transaction"] = views.transaction(base, ledger.transactions[op.tx_hash_hex])
+                record["transaction"] = views.transaction(base, chain.transactions[op.tx_hash_hex])
             return record
 
         link_query = ("include_failed=true&" if include_failed and not nested else "") + (
@@ -386,7 +386,7 @@ class Router:
         return Collection(path, "", items, _effect_key, lambda item: views.effect(base, *item))
 
 
-def route_get(handler: _Handler, view: ReadView) -> None:
+def route_get(handler: Handler, view: ReadView) -> None:
     parsed = urllib.parse.urlsplit(handler.path)
     Router(handler, view).answer(parsed.path, urllib.parse.parse_qs(parsed.query))
 

@@ -21,7 +21,7 @@ from payouts.sandbox.paging import BadQuery, Collection, Paging, parse_cursor
 from payouts.sandbox.replica import ReadView
 
 if TYPE_CHECKING:
-    from payouts.sandbox.server import _Handler
+    from payouts.sandbox.handler import Handler
 
 #: the client's reconnection delay, in milliseconds (Horizon's)
 RETRY_MS = 1000
@@ -38,7 +38,7 @@ def event(record: dict) -> bytes:
 class _Chunked:
     """The body of an HTTP/1.1 response in chunks, flushed as written."""
 
-    def __init__(self, handler: _Handler) -> None:
+    def __init__(self, handler: Handler) -> None:
         self.wfile = handler.wfile
 
     def write(self, data: bytes) -> None:
@@ -50,7 +50,7 @@ class _Chunked:
         self.wfile.flush()
 
 
-def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Paging) -> None:
+def stream(handler: Handler, view: ReadView, collection: Collection, paging: Paging) -> None:
     if paging.order != "asc":
         raise BadQuery("order", "order: a stream goes in ascending order")
     generation = handler.sandbox.generation
@@ -69,9 +69,9 @@ def stream(handler: _Handler, view: ReadView, collection: Collection, paging: Pa
         handler.close_connection = True
 
 
-def _serve(handler: _Handler, view: ReadView, collection: Collection, paging: Paging, generation: int) -> None:
+def _serve(handler: Handler, view: ReadView, collection: Collection, paging: Paging, generation: int) -> None:
     sandbox = handler.sandbox
-    ledger = view.ledger
+    chain = view.chain
     stopping: threading.Event = sandbox.stopping
     cursor = paging.cursor
     body = _Chunked(handler)
@@ -79,8 +79,8 @@ def _serve(handler: _Handler, view: ReadView, collection: Collection, paging: Pa
     keep_alive_s = sandbox.config.keep_alive_s
     last_write = time.monotonic()
     while True:
-        with ledger.lock:
-            seen = ledger.latest.sequence
+        with chain.lock:
+            seen = chain.latest.sequence
         records = collection.page(view, Paging(cursor, "asc", paging.limit, paging.cursor_text))
         if records:
             body.write(b"".join(event(record) for record in records))
@@ -92,10 +92,10 @@ def _serve(handler: _Handler, view: ReadView, collection: Collection, paging: Pa
             continue  # more are waiting
 
         def news(last: int = seen) -> bool:
-            return ledger.latest.sequence > last or sandbox.generation != generation or stopping.is_set()
+            return chain.latest.sequence > last or sandbox.generation != generation or stopping.is_set()
 
-        with ledger.lock:
-            ledger.closed.wait_for(news, max(0.0, last_write + keep_alive_s - time.monotonic()))
+        with chain.lock:
+            chain.closed.wait_for(news, max(0.0, last_write + keep_alive_s - time.monotonic()))
         if time.monotonic() - last_write >= keep_alive_s:
             body.write(KEEP_ALIVE)
             last_write = time.monotonic()

@@ -12,4 +12,4 @@ def test_the_lag_fault_set_after_start_makes_reads_lag(paying):  # noqa: F811
     sandbox, _document, _db, _run_id, engine = paying(faults="lag=2", fund=False)
     time.sleep(0.5)
     assert sandbox.view.lagging
-    assert engine.client.lookup("0" * 64).latest_ledger < sandbox.ledger.latest.sequence
+    assert engine.client.lookup("0" * 64).latest_ledger < sandbox.chain.latest.sequence

@@ -143,7 +143,7 @@ def test_a_claimable_balance_from_approval_to_reclaim_and_the_next_run_pays_once
     from stellar_sdk import ClaimClaimableBalance
 
     _send(client, document, keypair, lambda b: b.append_operation(ClaimClaimableBalance(sent[0].claimable_balance_id)))
-    sandbox.ledger.advance_clock(WINDOW_DAYS * 86_400 + 60)
+    sandbox.chain.advance_clock(WINDOW_DAYS * 86_400 + 60)
     deadline = time.monotonic() + 10
     while client.latest_ledger().closed_at <= max(p.claimable_until for p in sent):
         assert time.monotonic() < deadline

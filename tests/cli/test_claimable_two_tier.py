@@ -57,7 +57,7 @@ def test_a_reclaimed_balance_goes_back_to_the_treasury_once(monkeypatch, tmp_pat
         assert _tft(client, payout, asset) == 0  # the balances left the hot account on time
         treasury_before = _tft(client, treasury, asset)
 
-        sandbox.ledger.advance_clock(WINDOW_DAYS * 86_400 + 60)
+        sandbox.chain.advance_clock(WINDOW_DAYS * 86_400 + 60)
         deadline = time.monotonic() + 10
         while client.latest_ledger().closed_at <= max(p.claimable_until for p in sent):
             assert time.monotonic() < deadline, "the sandbox closed no ledger past the window"

@@ -22,7 +22,7 @@ from payouts.calculation.engine import Eligibility
 from payouts.export.rows import FARMER_FIELDS, iter_entries
 from payouts.export.server import make_server, serve_in_thread
 from payouts.export.site import publish_site
-from payouts.export.wording import ELIGIBILITY_WORDS, RUNNING_PERIOD, STATUS_WORDS
+from payouts.export.wording import ELIGIBILITY_WORDS, RUNNING_PERIOD, STATUS_WORDS, EntryStatus, wording_document
 from payouts.export.writers import write_csv
 from payouts.ledger.db import make_engine, migrate
 from payouts.ledger.states import PaymentStatus
@@ -124,6 +124,14 @@ def test_every_eligibility_and_payment_state_has_plain_words():
     assert set(STATUS_WORDS) >= {s.value for s in PaymentStatus} | {"calculated", "approved"}
     for short, sentence in [*ELIGIBILITY_WORDS.values(), *STATUS_WORDS.values()]:
         assert short and sentence and "_" not in short
+
+
+def test_every_entry_status_has_words_and_every_payment_state_is_an_entry_status():
+    assert set(STATUS_WORDS) == set(EntryStatus)
+    assert {EntryStatus(s.value) for s in PaymentStatus} <= set(EntryStatus)
+    assert wording_document()["status"].keys() == {s.value for s in EntryStatus}
+    assert {s for s in EntryStatus if s.shows_hold_reason} == {"held", "failed", "retried"}
+    assert {s for s in EntryStatus if s.counts_as_held} == {"held", "failed"}
 
 
 def test_the_landing_page_lists_every_month_and_the_running_one(view, published):

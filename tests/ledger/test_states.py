@@ -215,6 +215,38 @@ def test_predicate_table_covers_every_payment_status() -> None:
     assert set(_PREDICATE_TABLE) == set(PaymentStatus)
 
 
+_CHAIN_TABLE = {
+    # status: (is_on_chain, is_paid_or_landing)
+    PaymentStatus.PENDING: (False, False),
+    PaymentStatus.HELD: (False, False),
+    PaymentStatus.SUBMITTED: (False, True),
+    PaymentStatus.PAID: (True, True),
+    PaymentStatus.FAILED: (False, False),
+    PaymentStatus.RETRIED: (False, False),
+    PaymentStatus.CORRECTED: (False, False),
+    PaymentStatus.CLAIMABLE: (True, False),
+}
+
+
+def test_every_payment_status_is_classified_for_the_chain() -> None:
+    assert set(_CHAIN_TABLE) == set(PaymentStatus)
+    for status, expected in _CHAIN_TABLE.items():
+        assert (status.is_on_chain, status.is_paid_or_landing) == expected, status
+
+
+def test_every_transaction_status_is_classified_live_or_landed() -> None:
+    expected = {
+        TransactionStatus.BUILT: True,
+        TransactionStatus.SUBMITTED: True,
+        TransactionStatus.CONFIRMED: True,
+        TransactionStatus.FAILED: False,
+        TransactionStatus.DEAD: False,
+    }
+    assert set(expected) == set(TransactionStatus)
+    for status, landed_or_live in expected.items():
+        assert status.is_live_or_landed is landed_or_live, status
+
+
 @pytest.mark.parametrize("status", list(PaymentStatus))
 def test_payment_status_predicates(status: PaymentStatus) -> None:
     predicates = (

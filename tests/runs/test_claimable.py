@@ -56,7 +56,7 @@ def _send(client, document: dict, keypair: Keypair, build) -> str:
 
 def _pass_the_window(sandbox, client, until) -> None:
     """Move the sandbox's clock past `until` and wait for a ledger closed after it."""
-    sandbox.ledger.advance_clock(WINDOW_DAYS * 86_400 + 60)
+    sandbox.chain.advance_clock(WINDOW_DAYS * 86_400 + 60)
     deadline = time.monotonic() + 10
     while client.latest_ledger().closed_at <= until:
         assert time.monotonic() < deadline, "the sandbox closed no ledger past the window"

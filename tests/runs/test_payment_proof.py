@@ -29,12 +29,12 @@ def test_every_transaction_carries_time_and_ledger_bounds(paying):
     tx = next(iter(engine.build_many(run_id, [engine.keys.channel_accounts[0]])), None)
     assert tx is not None
     # the bounds as the network reads them from the signed bytes
-    record = sandbox.ledger.decode(tx.envelope_xdr).transaction.preconditions
+    record = sandbox.chain.decode(tx.envelope_xdr).transaction.preconditions
     assert record.time_bounds.max_time == tx.max_time > 0
     assert record.ledger_bounds.max_ledger == tx.max_ledger
     # 30 s at 0.1 s a ledger, counted from the ledger the network was at
     assert tx.max_ledger == tx.built_ledger + 300
-    assert abs(tx.built_ledger - sandbox.ledger.latest.sequence) <= 5
+    assert abs(tx.built_ledger - sandbox.chain.latest.sequence) <= 5
 
 
 def test_a_lagging_replica_that_answers_504_to_landed_submissions_pays_no_receipt_twice(paying):
@@ -77,7 +77,7 @@ def test_a_horizon_whose_history_starts_after_the_transaction_was_built_makes_th
     engine.start(run_id)
     assert engine.claim(run_id) is None  # the period's claim first: this engine keeps it
     sandbox.faults.spec = FaultSpec.parse("504_without_apply=1")  # nothing sent reaches the queue
-    built = sandbox.ledger.latest.sequence
+    built = sandbox.chain.latest.sequence
     # a Horizon keeping only recent history: it starts after anything this test builds
     sandbox.view.history_floor = built + 1000
     outcome: dict = {}
@@ -90,13 +90,11 @@ def test_a_horizon_whose_history_starts_after_the_transaction_was_built_makes_th
         time.sleep(0.2)
         with Session(db) as session:
             live = session.exec(select(StellarTransaction).where(StellarTransaction.purpose == "payment")).all()
-        past = (
-            bool(live) and live[0].max_ledger is not None and live[0].max_ledger + 10 < sandbox.ledger.latest.sequence
-        )
+        past = bool(live) and live[0].max_ledger is not None and live[0].max_ledger + 10 < sandbox.chain.latest.sequence
         if past or time.monotonic() > deadline:
             break
     assert len(live) == 1 and live[0].status == TransactionStatus.SUBMITTED
-    assert live[0].max_ledger < sandbox.ledger.latest.sequence
+    assert live[0].max_ledger < sandbox.chain.latest.sequence
     assert live[0].built_ledger < sandbox.view.elder_ledger()
     assert not _events(db, "transaction.dead") and not _events(db, "payment.rebuild")
     # a Horizon with the full history again: the proof holds, the payments are rebuilt and paid
@@ -205,5 +203,5 @@ def test_the_sandbox_names_the_ledger_each_answer_is_as_of(paying):
     time.sleep(1.2)
     lookup = engine.client.lookup("0" * 64)
     assert lookup.info is None and lookup.latest_ledger is not None
-    assert lookup.latest_ledger < sandbox.ledger.latest.sequence  # the replica's, not the chain's
+    assert lookup.latest_ledger < sandbox.chain.latest.sequence  # the replica's, not the chain's
     assert orjson.loads(orjson.dumps({"elder": engine.client.history_elder_ledger()}))["elder"] >= 1

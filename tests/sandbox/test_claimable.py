@@ -121,7 +121,7 @@ def test_the_creator_reclaims_only_after_the_window(net, parties):
     assert codes(net.fail(_claim(net, payer, balance_id)))["operations"] == ["op_cannot_claim"]
     stranger = net.new_accounts(1)[0]
     assert codes(net.fail(_claim(net, stranger, balance_id)))["operations"] == ["op_cannot_claim"]
-    net.sandbox.ledger.advance_clock(WINDOW_S + 5)
+    net.sandbox.chain.advance_clock(WINDOW_S + 5)
     # the sandbox's clock moved on, this machine's did not: no time bounds
     net.submit(_claim(net, payer, balance_id, timeout_s=None))
     assert net.balance(payer, asset) == "1000.0000000"

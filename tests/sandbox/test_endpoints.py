@@ -119,7 +119,7 @@ def test_async_submission_then_duplicate(net, sandbox):
     assert first["tx_status"] == "PENDING" and first["hash"] == envelope.hash_hex()
     reply = httpx.post(f"{sandbox.url}/transactions_async", data={"tx": envelope.to_xdr()})
     assert reply.status_code == 409 and reply.json()["tx_status"] == "DUPLICATE"
-    assert sandbox.wait_for_ledger(sandbox.ledger.latest.sequence + 2)
+    assert sandbox.wait_for_ledger(sandbox.chain.latest.sequence + 2)
     assert net.horizon.transactions().transaction(envelope.hash_hex()).call()["successful"]
 
 

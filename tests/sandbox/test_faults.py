@@ -47,12 +47,12 @@ def test_504_without_apply_never_lands(net, sandbox):
     with pytest.raises(BadResponseError) as caught:
         net.submit(envelope)
     assert caught.value.status == 504 and caught.value.extras["hash"] == envelope.hash_hex()
-    assert sandbox.wait_for_ledger(sandbox.ledger.latest.sequence + 2)
+    assert sandbox.wait_for_ledger(sandbox.chain.latest.sequence + 2)
     with pytest.raises(NotFoundError):
         net.horizon.transactions().transaction(envelope.hash_hex()).call()
     # once the network clock is past max_time it provably cannot land
-    sandbox.ledger.advance_clock(60)
-    assert sandbox.wait_for_ledger(sandbox.ledger.latest.sequence + 1)
+    sandbox.chain.advance_clock(60)
+    assert sandbox.wait_for_ledger(sandbox.chain.latest.sequence + 1)
     root = net.horizon.root().call()
     assert root["history_latest_ledger_closed_at"] > time.strftime(
         "%Y-%m-%dT%H:%M:%SZ", time.gmtime(envelope.transaction.preconditions.time_bounds.max_time)
@@ -83,7 +83,7 @@ def test_delay_holds_inclusion_for_k_ledgers():
         alice, bob = net.new_accounts(2)
         envelope = payment(net, alice, bob)
         sandbox.faults.force(SubmitFault.delay)
-        submitted_at = sandbox.ledger.latest.sequence
+        submitted_at = sandbox.chain.latest.sequence
         record = net.submit(envelope)
         assert record["ledger"] >= submitted_at + 5
 
@@ -97,7 +97,7 @@ def test_delay_beyond_the_submission_timeout_is_504_then_lands():
         with pytest.raises(BadResponseError) as caught:
             net.submit(envelope)
         assert caught.value.status == 504
-        assert sandbox.wait_for_ledger(sandbox.ledger.latest.sequence + 7)
+        assert sandbox.wait_for_ledger(sandbox.chain.latest.sequence + 7)
         assert net.horizon.transactions().transaction(envelope.hash_hex()).call()["successful"]
 
 
@@ -110,7 +110,7 @@ def test_land_during_lookup_answers_not_found_while_the_ledger_including_it_clos
         sandbox.faults.force(SubmitFault.delay)
         with pytest.raises(BadResponseError) as caught:
             net.submit(envelope)
-        assert caught.value.status == 504 and envelope.hash_hex() in sandbox.ledger.queue
+        assert caught.value.status == 504 and envelope.hash_hex() in sandbox.chain.queue
         lookup = f"{sandbox.url}/transactions/{envelope.hash_hex()}"
         assert httpx.get(lookup).status_code == 404  # no fault drawn: still queued
         sandbox.faults.force_landing_during_lookup()
@@ -131,7 +131,7 @@ def test_congestion_is_insufficient_fee_and_nothing_queued(net, sandbox):
     sandbox.faults.force(SubmitFault.congestion)
     error = net.fail(envelope)
     assert error.status == 400 and error.extras["result_codes"] == {"transaction": "tx_insufficient_fee"}
-    assert envelope.hash_hex() not in sandbox.ledger.queue
+    assert envelope.hash_hex() not in sandbox.chain.queue
     assert net.submit(envelope)["successful"]  # the next try goes through
 
 
@@ -140,22 +140,22 @@ def test_restart_keeps_state_and_forgets_the_queue(tmp_path):
         net = make_net(sandbox)
         alice, bob = net.new_accounts(2)
         paid = net.submit(payment(net, alice, bob, amount="7"))
-        sandbox.ledger.ops_per_ledger = 0  # nothing lands while we restart
+        sandbox.chain.ops_per_ledger = 0  # nothing lands while we restart
         queued = payment(net, alice, bob)
         net.horizon.submit_transaction_async(queued, skip_memo_required_check=True)
         port = sandbox.port
         sandbox.restart()
-        sandbox.ledger.ops_per_ledger = 1000
+        sandbox.chain.ops_per_ledger = 1000
         assert sandbox.port == port and sandbox.restarts == 1
         assert net.native_balance(bob) == "107.0000000"
         assert net.horizon.transactions().transaction(paid["hash"]).call()["ledger"] == paid["ledger"]
-        assert queued.hash_hex() not in sandbox.ledger.queue
+        assert queued.hash_hex() not in sandbox.chain.queue
         assert net.submit(queued)["successful"]  # resubmitting the same bytes lands it
-        latest = sandbox.ledger.latest.sequence
+        latest = sandbox.chain.latest.sequence
     # a full stop and start from the same folder
     with running_sandbox(ledger_close_s=0.1, state_dir=tmp_path) as sandbox:
         net = make_net(sandbox)
-        assert sandbox.ledger.latest.sequence >= latest
+        assert sandbox.chain.latest.sequence >= latest
         assert net.native_balance(bob) == "108.0000000"
         page = net.horizon.payments().for_account(bob.public_key).call()["_embedded"]["records"]
         assert [r.get("amount") for r in page][-2:] == ["7.0000000", "1.0000000"]
@@ -180,7 +180,7 @@ def test_restart_fault_drops_a_waiting_submitter(tmp_path):
     with running_sandbox(ledger_close_s=0.1, state_dir=tmp_path, submission_timeout_s=3) as sandbox:
         net = make_net(sandbox)
         alice, bob = net.new_accounts(2)
-        sandbox.ledger.ops_per_ledger = 0
+        sandbox.chain.ops_per_ledger = 0
         envelope = payment(net, alice, bob)
         import threading
 
@@ -190,7 +190,7 @@ def test_restart_fault_drops_a_waiting_submitter(tmp_path):
             net.submit(envelope)
         restarting.join(30)  # the server may still be loading its state when the client sees the drop
         assert sandbox.restarts == 1
-        sandbox.ledger.ops_per_ledger = 1000
+        sandbox.chain.ops_per_ledger = 1000
         assert net.submit(envelope)["successful"]
 
 
@@ -252,7 +252,7 @@ def test_lagging_replica_reads_behind_and_answers_504_after_apply(net, sandbox):
     caught = net.fail(envelope)
     assert caught.status == 504 and caught.extras["hash"] == envelope.hash_hex()
     # the chain has it; the replica does not, yet
-    assert sandbox.ledger.transaction(envelope.hash_hex()).successful
+    assert sandbox.chain.transaction(envelope.hash_hex()).successful
     with pytest.raises(NotFoundError):
         net.horizon.transactions().transaction(envelope.hash_hex()).call()
     assert net.sequence(alice) == before
@@ -275,7 +275,7 @@ def test_lagging_replica_reads_behind_and_answers_504_after_apply(net, sandbox):
     assert time.monotonic() - started >= 1.5 and found["successful"]
     assert net.sequence(alice) == before + 1
     assert net.submit(envelope)["hash"] == envelope.hash_hex()  # now answered from the replica
-    assert sandbox.ledger.transaction(envelope.hash_hex()).ledger_seq == found["ledger"]
+    assert sandbox.chain.transaction(envelope.hash_hex()).ledger_seq == found["ledger"]
 
 
 def test_lag_fault_spec():

@@ -66,7 +66,7 @@ def test_too_late_at_submission_and_in_the_queue(net, sandbox):
     assert codes(net.fail(envelope)) == {"transaction": "tx_too_late"}
     assert net.sequence(alice) == int(envelope.transaction.sequence) - 1  # nothing consumed
     # ledger bounds: max_ledger is exclusive
-    builder = net.builder(alice, timeout_s=60).set_ledger_bounds(0, sandbox.ledger.latest.sequence)
+    builder = net.builder(alice, timeout_s=60).set_ledger_bounds(0, sandbox.chain.latest.sequence)
     envelope = net.signed(builder.append_payment_op(bob.public_key, Asset.native(), "1"), alice)
     assert codes(net.fail(envelope)) == {"transaction": "tx_too_late"}
 
@@ -296,7 +296,7 @@ def test_capacity_fee_order_and_full_queue():
         envelope = net.signed(builder, root)
         net.horizon.submit_transaction_async(envelope, skip_memo_required_check=True)
         sandbox.close_ledger()
-        sandbox.ledger.ops_per_ledger = 2
+        sandbox.chain.ops_per_ledger = 2
         fees = [100, 300, 200]
         sent = [
             net.signed(net.builder(k, base_fee=f).append_payment_op(root.public_key, Asset.native(), "1"), k)

@@ -183,7 +183,7 @@ def test_a_payment_stream_sees_every_payment_of_a_demo_month_once_across_a_resta
                 expected.append(
                     {
                         "hash": row.fee_bump_hash or row.tx_hash,
-                        "envelope_xdr": sandbox.ledger.transaction(row.tx_hash).doc["envelope_xdr"],
+                        "envelope_xdr": sandbox.chain.transaction(row.tx_hash).doc["envelope_xdr"],
                         "memo_hash": row.memo_hash,
                         "min_time": row.min_time,
                         "max_time": row.max_time,

@@ -99,7 +99,7 @@ def test_the_payout_account_reclaims_after_the_window(network):
     early = _builder(client, document, payout.public_key).append_operation(ClaimClaimableBalance(balance_id))
     refused = _send(client, early, payout)
     assert refused.outcome is Outcome.FAILED and refused.result_codes["operations"] == ["op_cannot_claim"]
-    sandbox.ledger.advance_clock(WINDOW_S + 1)
+    sandbox.chain.advance_clock(WINDOW_S + 1)
     # the sandbox's clock moved on, this machine's did not: no time bounds
     late = _builder(client, document, payout.public_key, timeout_s=None)
     late.append_operation(ClaimClaimableBalance(balance_id))

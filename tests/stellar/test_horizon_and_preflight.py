@@ -110,7 +110,7 @@ def test_timeout_and_dropped_connection_are_unknown_never_failed(network):
         result = client.submit(envelope.to_xdr())
         assert result.outcome == Outcome.UNKNOWN, fault
         # applied all the same: the hash tells
-        sandbox.wait_for_ledger(sandbox.ledger.latest.sequence + 1)
+        sandbox.wait_for_ledger(sandbox.chain.latest.sequence + 1)
         assert client.transaction(envelope.hash_hex()).successful
 
 

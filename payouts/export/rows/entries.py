@@ -27,6 +27,7 @@ from payouts.export.rows.columns import CURRENCY
 from payouts.export.rows.notes import _label, _note, farmer_status, uptime_percent
 from payouts.export.rows.proofs import ProofSource
 from payouts.export.rows.query import ExportFilter, _statement, next_retry_period
+from payouts.export.wording import EntryStatus
 from payouts.ledger.kinds import PaymentKind, PayoutBasis
 from payouts.ledger.models import (
     Approval,
@@ -136,7 +137,7 @@ def _entry(row, proofs: ProofSource, retry_label: str, chains: Chains, *, own: b
         "payout_basis": PayoutBasis.POC_TREASURY,
         "payout_address": row["stellar_payout_address"],
         "receipt_hash": row["receipt_hash"],
-        "status": "calculated",
+        "status": EntryStatus.CALCULATED,
         "hold_reason": "",
         "status_note": "",
         "what_to_fix": "",
@@ -173,8 +174,8 @@ def _entry(row, proofs: ProofSource, retry_label: str, chains: Chains, *, own: b
         in_manifest=bool(row["in_manifest"]),
     )
     retried_by = chains.retried_by.get(row["payment_id"])
-    if retried_by is not None and status != "corrected":
-        status = "retried"  # a later run's retry carries it: where it stands is on the retry
+    if retried_by is not None and status != EntryStatus.CORRECTED:
+        status = EntryStatus.RETRIED  # a later run's retry carries it: where it stands is on the retry
     entry.update(
         {
             "amount_tft_units": row["amount_tft_units"],
@@ -183,7 +184,7 @@ def _entry(row, proofs: ProofSource, retry_label: str, chains: Chains, *, own: b
             "payout_address": row["destination"],
             "receipt_hash": row["payment_receipt_hash"],
             "status": status,
-            "hold_reason": row["hold_reason"] if status in ("held", "failed", "retried") else "",
+            "hold_reason": row["hold_reason"] if status.shows_hold_reason else "",
             "paying_run_id": row["paying_run_id"],
             "paying_period": _label(row["paying_period_offset"]),
             "owed_tft_units": owed_units(

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import orjson
 
-from payouts.export.wording import claimable_note, not_paid_waiting
+from payouts.export.wording import EntryStatus, claimable_note, not_paid_waiting
 from payouts.ledger.kinds import PaymentKind
 from payouts.ledger.outstanding import RetriedBy
 from payouts.ledger.states import PaymentStatus, RunStatus
@@ -54,22 +54,22 @@ def uptime_percent(permille: int) -> str:
 
 def farmer_status(
     payment_status: str | None, run_status: str, *, corrected: bool, kind: str | None, in_manifest: bool
-) -> str:
+) -> EntryStatus:
     """The SPEC 7 word for an entry, from its payment's and run's states.
 
     A correction entry does not change the corrected payment's row (history is never edited,
     and reconciliation matches paid rows with the chain); the original reads "corrected".
     """
     if corrected:
-        return "corrected"
+        return EntryStatus.CORRECTED
     if payment_status is None:
-        return "calculated"  # no payment: nothing to pay for this receipt
+        return EntryStatus.CALCULATED  # no payment: nothing to pay for this receipt
     status = PaymentStatus(payment_status)
     if status is PaymentStatus.PENDING:
         if kind == PaymentKind.CORRECTION and not in_manifest:
-            return "calculated"  # recorded, joins the manifest of the next run
-        return "approved" if RunStatus(run_status) in _APPROVED_RUN else "calculated"
-    return status.value
+            return EntryStatus.CALCULATED  # recorded, joins the manifest of the next run
+        return EntryStatus.APPROVED if RunStatus(run_status) in _APPROVED_RUN else EntryStatus.CALCULATED
+    return EntryStatus(status.value)
 
 
 @lru_cache(maxsize=1024)
@@ -77,20 +77,20 @@ def _label(period_offset: int) -> str:
     return Period(period_offset).label
 
 
-def _note(row, status: str, retry_label: str, retried_by: RetriedBy | None = None) -> tuple[str, str, str]:
+def _note(row, status: EntryStatus, retry_label: str, retried_by: RetriedBy | None = None) -> tuple[str, str, str]:
     """What the status means for the farmer, what to fix, and when the next retry runs."""
     why = HOLD_WORDS.get(row["hold_reason"], row["hold_reason"])
     fix = HOLD_FIX.get(row["hold_reason"], "")
-    if status == "claimable":
+    if status == EntryStatus.CLAIMABLE:
         return claimable_note(row["claimable_until"]), HOLD_FIX["no_trustline"] + " and claim the balance", ""
-    if status == "paid":
+    if status == EntryStatus.PAID:
         day = row["paid_at"].astimezone(UTC).date().isoformat()
         return f"paid on {day} (Stellar ledger {row['ledger']})", "", ""
-    if status == "held":
+    if status == EntryStatus.HELD:
         return (f"held: {why}; the next period's run ({retry_label}) retries it once that is fixed", fix, retry_label)
-    if status == "failed":
+    if status == EntryStatus.FAILED:
         return (f"refused by the destination: {why}; a later run retries it once that is fixed", fix, retry_label)
-    if status == "retried":
+    if status == EntryStatus.RETRIED:
         held = f" ({why})" if why else ""
         if retried_by is None:
             return f"held{held}, then paid again by a retry in a later run (see the retry entry)", "", ""
@@ -100,9 +100,9 @@ def _note(row, status: str, retry_label: str, retried_by: RetriedBy | None = Non
         if retried_by.newest_status == PaymentStatus.CLAIMABLE:
             return f"{by}; the retry was sent as a claimable balance (see the retry entry)", "", ""
         return f"{by}; not paid yet (see the retry entry)", "", ""
-    if status == "corrected":
+    if status == EntryStatus.CORRECTED:
         return "superseded by a correction entry (see the correction)", "", ""
-    if status == "submitted":
+    if status == EntryStatus.SUBMITTED:
         return "sent to Stellar; not paid yet: waiting for the ledger to confirm it", "", ""
     if row["kind"] == PaymentKind.CORRECTION and not row["in_manifest"]:
         reason = _correction_reason(row["payment_receipt_bytes"])
