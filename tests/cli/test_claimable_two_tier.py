@@ -114,7 +114,7 @@ def _pay_with_balances(monkeypatch, tmp_path, sandbox, ledger_url):
 
 
 def _pass_the_window(sandbox, client, sent) -> None:
-    sandbox.ledger.advance_clock(WINDOW_DAYS * 86_400 + 60)
+    sandbox.chain.advance_clock(WINDOW_DAYS * 86_400 + 60)
     deadline = time.monotonic() + 10
     while client.latest_ledger().closed_at <= max(p.claimable_until for p in sent):
         assert time.monotonic() < deadline, "the sandbox closed no ledger past the window"
