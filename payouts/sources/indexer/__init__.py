@@ -2,8 +2,11 @@
 
 One job per module: `queries` (the GraphQL documents), `records` (type-checked fields),
 `paging` (pages, counts, primary-key ranges), `parts` (the resumable parts folder),
-`block_range` (the period's blocks), `policy_values` (minimal uptimes), `builder` (the steps
-and the snapshot's fields), `writer` (the atomic file write), `options`, `text`.
+`block_range` (the period's blocks), `policy_values` (minimal uptimes), `context` (what every
+step reads through), `status` (the indexer's status and totals), `grid_entities` (policies, nodes,
+farms, twins), `events` (uptime and power reports), `consumption` (contract usage),
+`period_edges` (the header's blocks), `builder` (the steps in order and the snapshot's header),
+`writer` (the atomic file write), `options`, `text`.
 """
 
 from payouts.sources.indexer.builder import DEFAULT_CONNECTION_PRICE_MUSD, Builder, build_snapshot

@@ -85,6 +85,12 @@ class BlockSearch:
         return first, found[0] + POST_PERIOD_BLOCKS + 1
 
 
+#: Blocks of margin around the period's blocks when an event table is paged by id: an hour for
+#: tables stamped with their block's time, three days for traffic reports (the node's own time).
+BLOCK_MARGIN = 600
+NRU_BLOCK_MARGIN = 3 * 14_400
+
+
 def id_bounds(blocks: tuple[int, int], margin_blocks: int) -> dict[str, str]:
     """`id_gte`/`id_lt` filters over the blocks (first, first after), with a margin each side."""
     first, after = blocks
