@@ -284,6 +284,7 @@ def held(
 
     from payouts.export.wording import claimable_note
     from payouts.ledger.outstanding import outstanding, waiting_to_be_claimed
+    from payouts.ledger.states import HELD_PAYMENT_STATUSES
 
     cli = get_context(ctx)
     max_retries = cli.settings.max_retries
@@ -356,7 +357,7 @@ def held(
             state = f"retried by the {e['carried_by_period']} run: {e['status']}"
         else:
             state = e["status"]
-        if e["reason"] and e["status"] in ("held", "failed"):
+        if e["reason"] and e["status"] in HELD_PAYMENT_STATUSES:
             state += f" ({e['reason']})"
         table.add_row(
             e["period"],
