@@ -8,7 +8,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from stellar_sdk import FeeBumpTransactionEnvelope, Payment
+from stellar_sdk import FeeBumpTransactionEnvelope, Payment, TransactionEnvelope
 
 from payouts.sandbox import views
 from payouts.sandbox.entries import TxRecord
@@ -74,12 +74,20 @@ def route_post(handler: Handler) -> None:
         _submit_async(handler, envelope_xdr)
 
 
+def _decoded(handler: Handler, envelope_xdr: str) -> TransactionEnvelope | FeeBumpTransactionEnvelope | None:
+    """The submitted envelope, or None once the malformed-transaction problem is answered."""
+    try:
+        return handler.sandbox.chain.decode(envelope_xdr)
+    except EnvelopeMalformed:
+        handler._problem(views.transaction_malformed(envelope_xdr))
+        return None
+
+
 def _submit_sync(handler: Handler, envelope_xdr: str) -> None:
     sandbox, chain = handler.sandbox, handler.sandbox.chain
-    try:
-        envelope = chain.decode(envelope_xdr)
-    except EnvelopeMalformed:
-        return handler._problem(views.transaction_malformed(envelope_xdr))
+    envelope = _decoded(handler, envelope_xdr)
+    if envelope is None:
+        return None
     hash_hex = envelope.hash_hex()
     known = sandbox.view.transaction(hash_hex)
     if known is not None:  # Horizon answers an included hash from its database
@@ -132,10 +140,9 @@ def _congested(handler: Handler, envelope, envelope_xdr: str) -> None:
 
 def _submit_async(handler: Handler, envelope_xdr: str) -> None:
     sandbox, chain = handler.sandbox, handler.sandbox.chain
-    try:
-        envelope = chain.decode(envelope_xdr)
-    except EnvelopeMalformed:
-        return handler._problem(views.transaction_malformed(envelope_xdr))
+    envelope = _decoded(handler, envelope_xdr)
+    if envelope is None:
+        return None
     hash_hex = envelope.hash_hex()
     if chain.transaction(hash_hex) is not None or hash_hex in chain.queue:
         return handler._send(409, {"tx_status": "DUPLICATE", "hash": hash_hex})

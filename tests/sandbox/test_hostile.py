@@ -20,9 +20,10 @@ def problem(reply: httpx.Response, status: int, slug: str) -> dict:
     return body
 
 
+@pytest.mark.parametrize("path", ["/transactions", "/transactions_async"])
 @pytest.mark.parametrize("tx", ["not base64 at all!", "AAAA", "QUJD" * 50, ""])
-def test_invalid_xdr(sandbox, tx):
-    reply = httpx.post(f"{sandbox.url}/transactions", data={"tx": tx})
+def test_invalid_xdr(sandbox, tx, path):
+    reply = httpx.post(f"{sandbox.url}{path}", data={"tx": tx})
     if tx:
         assert problem(reply, 400, "transaction_malformed")["extras"]["envelope_xdr"] == tx
     else:
