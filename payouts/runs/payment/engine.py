@@ -36,7 +36,6 @@ from payouts.ledger.states import (
     transition,
     transition_many,
 )
-from payouts.ledger.types import utcnow
 from payouts.ledger.unit_of_work import UnitOfWorkFactory
 from payouts.runs.approvals import Manifest, require_approved
 from payouts.runs.control import acquire_lease, lease_holder, pause_state, release_lease, renew_lease
@@ -378,10 +377,7 @@ class PaymentEngine(Claimer, Builder, Resolver):
                 raise RunBusy(
                     f"run {run_id} is being paid by {holder} (its lease runs until {until:%H:%M:%S} UTC unless renewed)"
                 )
-            # until the holder's lease runs out (a crashed payer's lapses then), looking again
-            # at least every second: a live holder renews it meanwhile
-            lapses_in_s = (until - utcnow()).total_seconds() + 0.05 if until is not None else 1.0
-            time.sleep(min(1.0, max(0.05, lapses_in_s), max(0.05, deadline - time.monotonic())))
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
         try:
             return self._pay(run_id, owner, progress, budget_s)
         except StaleStatus:
