@@ -40,7 +40,7 @@ from payouts.snapshot.event_checks import (
     has_float,
     huge_int,
 )
-from payouts.snapshot.json_keys import DuplicateKey, loads_once_per_key
+from payouts.snapshot.json_keys import StrictJsonError, loads_once_per_key, marked_problem, marking_decoder
 from payouts.snapshot.json_scan import Scanner, line_col, ws_end
 from payouts.snapshot.limits import read_bytes
 from payouts.snapshot.loaded import EventStats, LoadedSnapshot
@@ -163,7 +163,7 @@ class JsonSnapshot(LoadedSnapshot):
     def _locate_error(self, key: str, index: int, start: int, end: int) -> SnapshotError:
         """Find the first bad item between start and end and describe it precisely."""
         text = self._data[start:end].decode("utf-8", errors="replace")
-        decoder = json.JSONDecoder()
+        decoder = marking_decoder()
         pos = 0
         while True:
             while pos < len(text) and text[pos] in " \t\r\n,":
@@ -172,11 +172,16 @@ class JsonSnapshot(LoadedSnapshot):
                 problem = "not valid JSON (unterminated array, or a ']' inside a string)"
                 return SnapshotError(self.path, f"$.{key}[{index}]", problem)
             try:
-                _, pos = decoder.raw_decode(text, pos)
+                marked, pos = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
                 byte = start + len(text[: exc.pos].encode())
                 problem = f"not valid JSON: {exc.msg} at {line_col(self._data, byte)}"
                 return SnapshotError(self.path, f"$.{key}[{index}]", problem)
+            except RecursionError:
+                return SnapshotError(self.path, f"$.{key}[{index}]", "not valid JSON: nested too deeply")
+            found = marked_problem(marked, f"$.{key}[{index}]")
+            if found is not None:  # an integer too long to convert
+                return SnapshotError(self.path, found.path, found.problem)
             index += 1
 
     def _bad_event(self, key: str, index: int, item: object) -> SnapshotError:
@@ -410,8 +415,8 @@ def load_snapshot_1(path: Path, *, max_decompressed_bytes: int) -> JsonSnapshot:
             # the standard library keeps integers of any size exact (orjson turns huge ones
             # into floats), so an impossible resource reaches the calculation as an odd value
             header[key] = loads_once_per_key(data[start:end], f"$.{key}")
-        except DuplicateKey as exc:
-            raise SnapshotError(path, exc.path, f"the key {exc.key!r} appears twice in one object") from None
+        except StrictJsonError as exc:
+            raise SnapshotError(path, exc.path, exc.problem) from None
         except (ValueError, RecursionError) as exc:
             raise SnapshotError(path, f"$.{key}", f"not valid JSON: {exc}") from None
     if "format" in header and header["format"] != FORMAT_TAG:
@@ -425,4 +430,20 @@ def load_snapshot_1(path: Path, *, max_decompressed_bytes: int) -> JsonSnapshot:
         model = SnapshotHeader.model_validate(header)
     except ValidationError as exc:
         raise header_error(path, exc) from None
+    _one_start_state_per_node(path, model)
     return JsonSnapshot(path, data, model, spans, digest)
+
+
+def _one_start_state_per_node(path: Path, model: SnapshotHeader) -> None:
+    """Two `power_at_start` entries for one node give it two start states: which one is meant
+    cannot be told, so the file is refused naming the node."""
+    first: dict[int, int] = {}
+    for index, entry in enumerate(model.power_at_start):
+        earlier = first.setdefault(entry.node_id, index)
+        if earlier != index:
+            raise SnapshotError(
+                path,
+                f"$.power_at_start[{index}].node_id",
+                f"node {entry.node_id} has a second start state (the first is $.power_at_start[{earlier}]); "
+                "one entry per node",
+            )
