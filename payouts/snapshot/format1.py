@@ -40,7 +40,13 @@ from payouts.snapshot.event_checks import (
     has_float,
     huge_int,
 )
-from payouts.snapshot.json_keys import StrictJsonError, loads_once_per_key, marked_problem, marking_decoder
+from payouts.snapshot.json_keys import (
+    DuplicateKey,
+    StrictJsonError,
+    loads_once_per_key,
+    marked_problem,
+    marking_decoder,
+)
 from payouts.snapshot.json_scan import Scanner, line_col, ws_end
 from payouts.snapshot.limits import read_bytes
 from payouts.snapshot.loaded import EventStats, LoadedSnapshot
@@ -55,6 +61,10 @@ from payouts.snapshot.schema import (
 )
 
 _CHUNK_BYTES = 4 * 1024 * 1024
+#: quote characters of one well-formed event: two per key, and a power event's two words. A
+#: piece of events with any other count is checked exactly for a key written twice (readers
+#: disagree on which one wins); a count over the bytes costs about 1 % of a load.
+_EVENT_QUOTES = {"uptime_events": 2 * len(UPTIME_KEYS), "power_events": 2 * len(POWER_KEYS) + 4}
 #: A cut that lands inside a string makes the chunk unparsable; try this many later cuts
 #: before reporting the chunk as malformed.
 _MAX_CUT_RETRIES = 64
@@ -126,6 +136,8 @@ class JsonSnapshot(LoadedSnapshot):
             if items is None:
                 raise self._locate_error(key, index, pos, piece_end)
             self._piece = (pos, piece_end)
+            if data.count(b'"', pos, piece_end) != _EVENT_QUOTES[key] * len(items):
+                self._refuse_repeated_keys(key, index, pos, piece_end)
             yield index, items
             index += len(items)
             pos = ws_end(data, piece_end)
@@ -159,6 +171,17 @@ class JsonSnapshot(LoadedSnapshot):
         exact = self._exact_piece[1]
         position = next(i for i, other in enumerate(items) if other is item)
         return exact[position] if position < len(exact) else item
+
+    def _refuse_repeated_keys(self, key: str, index: int, start: int, end: int) -> None:
+        """The exact check of a piece whose quote count is not its events' (a key written twice
+        adds two); any other problem is named by the event checks."""
+        try:
+            loads_once_per_key(b"[" + self._data[start:end] + b"]", "$")
+        except DuplicateKey as exc:
+            position, rest = exc.path.removeprefix("$[").split("]", 1)
+            raise SnapshotError(self.path, f"$.{key}[{index + int(position)}]{rest}", exc.problem) from None
+        except (ValueError, RecursionError):
+            return
 
     def _locate_error(self, key: str, index: int, start: int, end: int) -> SnapshotError:
         """Find the first bad item between start and end and describe it precisely."""

@@ -4,11 +4,13 @@ line naming the file and the place (no traceback, nothing recorded), or gives th
 result.
 
 Found here and fixed: a key named twice in a `/2` line (or in its events) was read as the last
-one; NaN in a `/1` header's `source` was taken as a float; an integer past a double's range in a
-`/2` line (400 digits) was refused as "number is infinity" instead of read exactly (node
-`invalid_record`); an integer of 5,000 digits was named only by its line or top-level key; a
-5,000-digit number in `/1` events crashed the error report with a traceback (a ValueError the
-locator did not expect); a byte order mark was skipped in `/1`."""
+one; two `power_at_start` entries for one `/1` node were read as the last one; NaN in a `/1`
+header's `source` was taken as a float; a byte order mark was skipped in `/1`; a 5,000-digit
+number, or a deeply nested value, in `/1` events crashed the error report with a traceback (a
+ValueError and a RecursionError the locator did not expect); an integer past a double's range
+in a `/2` line (400 digits) refused the file as "number is infinity" instead of being read
+exactly (the node `invalid_record`); an integer of 5,000 digits was named only by its line or
+top-level key."""
 
 from __future__ import annotations
 

@@ -191,3 +191,43 @@ def test_an_integer_too_long_to_read_is_named_by_node_and_field_in_format_2(tmp_
     refused = _refused(_file2(tmp_path, lines))
     assert refused.json_path == where
     assert refused.problem == f"{words}an integer of 5,000 digits is too long to read (at most 4,300 digits)"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "words"),
+    [
+        ('"uptime": ', '"uptime": 1, "uptime": ', "$.uptime_events[0].uptime", "node 1: the key 'uptime'"),
+        ('"timestamp": ', '"timestamp": 5, "timestamp": ', "$.power_events[0].timestamp", "node 1: the key"),
+        ('"kind": "state"', '"kind": "target", "kind": "state"', "$.power_events[0].kind", "node 1: the key 'kind'"),
+        ('"value": "Down"', '"value": "Down", "value": "Up"', "$.power_events[0].value", "node 1: the key 'value'"),
+    ],
+)
+def test_a_key_named_twice_in_a_format_1_event_is_refused_naming_the_event(tmp_path, old, new, where, words):
+    power = [{"node_id": 1, "timestamp": factories.Period(81).start_ts + 60, "kind": "state", "value": "Down"}]
+    document = factories.snapshot(nodes=[factories.node(1)], power_events=power)
+    text = json.dumps(document)
+    path = tmp_path / "s.json"
+    path.write_text(text.replace(old, new, 1))
+    refused = _refused(path)
+    assert refused.json_path == where
+    assert words in refused.problem and "appears twice in one object" in refused.problem
+
+
+def test_a_format_1_month_of_many_pieces_needs_no_exact_check(tmp_path, monkeypatch):
+    """The quote count of well-formed events is their pieces' (the exact check stays off)."""
+    from payouts.snapshot import format1
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("the exact check ran")
+
+    monkeypatch.setattr(format1.JsonSnapshot, "_refuse_repeated_keys", refuse)
+    monkeypatch.setattr(format1, "_CHUNK_BYTES", 4096)
+    power = [
+        {"node_id": 1, "timestamp": factories.Period(81).start_ts + 60 * k, "kind": "state", "value": "Up"}
+        for k in range(1, 200)
+    ]
+    document = factories.snapshot(nodes=[factories.node(1), factories.node(2)], power_events=power)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(document, indent=2))
+    calculation = calculate_period(load_snapshot(path))
+    assert calculation.report.uptime_events > 1000 and calculation.report.power_events == 199
