@@ -18,6 +18,7 @@ from payouts.calculation.uptime import UptimeMeasurement
 from payouts.periods import Period
 from payouts.snapshot.event_columns import Table, columns_from_table, split_node_line, table_from_lists
 from payouts.snapshot.format2 import EVENT_COLUMNS, POST_PERIOD_BLOCKS, Header2, NodeLine
+from payouts.snapshot.line_keys import plain_head_quotes
 from payouts.snapshot.loaded import EventStats
 from payouts.snapshot.schema import EVENT_UPTIME, NARROW_EVENT_LIMIT, Node, PowerAtStart
 
@@ -50,6 +51,8 @@ def plain_node_line(line: bytes) -> tuple[NodeLine, Table] | None:
         return None
     if not isinstance(document, dict) or "events" in document:
         return None
+    if head.count(b'"') != plain_head_quotes(document):
+        return None  # a key named twice, or an escape: read exactly
     document["events"] = {}
     try:
         return NodeLine.model_validate(document), table

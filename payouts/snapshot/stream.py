@@ -16,7 +16,6 @@ needs no second read. Otherwise events are validated as the calculation reads th
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from payouts.calculation.columns import EventColumns
 from payouts.calculation.uptime import UptimeMeasurement, Window
-from payouts.snapshot.errors import SnapshotError, describe, header_error
+from payouts.snapshot.errors import BOM_PROBLEM, BYTE_ORDER_MARKS, SnapshotError, describe, header_error
 from payouts.snapshot.event_columns import Table, columns_from_table, split_node_line, table_from_lists
 from payouts.snapshot.format2 import (
     EVENT_COLUMNS,
@@ -38,6 +37,7 @@ from payouts.snapshot.format2 import (
     NodeLine,
     check_blocks,
 )
+from payouts.snapshot.json_keys import StrictJsonError, loads_once_per_key
 from payouts.snapshot.lines import Lines, raw_sha256
 from payouts.snapshot.loaded import EventStats, LoadedSnapshot
 from payouts.snapshot.measuring import Measuring, PlainLine, plain_node_line, power_of
@@ -63,13 +63,31 @@ class _Inexact(Exception):
 
 
 def _parse(path: Path, number: int, line: bytes, *, exact: bool = False) -> dict:
-    try:
-        value = json.loads(line) if exact else orjson.loads(line)
-    except (ValueError, RecursionError) as exc:
-        raise SnapshotError(path, f"line {number}", f"not valid JSON: {exc}") from None
+    if exact:
+        value = _strict(path, number, line)
+    else:
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            # orjson refuses an integer past a double's range: the exact reader reads it, or
+            # names what is wrong and where
+            value = _strict(path, number, line)
     if not isinstance(value, dict):
         raise SnapshotError(path, f"line {number}", f"expected a JSON object, got {describe(value)}")
     return value
+
+
+def _strict(path: Path, number: int, line: bytes) -> object:
+    """The line read exactly, with every rule of `loads_once_per_key` (a key twice, NaN, an
+    integer too long to read: refused naming the place)."""
+    try:
+        return loads_once_per_key(line, "$")
+    except StrictJsonError as exc:
+        raise SnapshotError(path, f"line {number}: {exc.path}", exc.problem) from None
+    except RecursionError:
+        raise SnapshotError(path, f"line {number}", "not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise SnapshotError(path, f"line {number}", f"not valid JSON: {exc}") from None
 
 
 def load_snapshot_2(path: Path, *, max_decompressed_bytes: int, processes: int = 1) -> StreamedSnapshot:
@@ -129,7 +147,9 @@ def _load_snapshot_2(path: Path, max_decompressed_bytes: int, pool: Workers | No
                 if measuring is not None and not measuring.take(plain.record.node, plain.measured):
                     measuring = None  # something unusual: the calculation reads the file again
                 continue
-        document = _parse(path, number, line)
+        if number == 1 and line.startswith(BYTE_ORDER_MARKS):
+            raise SnapshotError(path, "line 1", BOM_PROBLEM)
+        document = _parse(path, number, line, exact=True)  # every rule: a key once, integers exact
         if header is None:
             v1_keys = sorted({"nodes", "uptime_events", "power_events", "power_at_start"} & set(document))
             if v1_keys:
