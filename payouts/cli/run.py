@@ -44,6 +44,7 @@ def calculate(
         typer.Option(
             "--processes",
             min=1,
+            max=64,  # as the calculation_processes setting: each process holds a few chunks of lines
             help="Processes reading a large /2 month (default: the calculation_processes setting); "
             "1 reads in one process. The result is the same.",
         ),

@@ -11,7 +11,10 @@ itself, in its turn, so the result and any error are the same as reading in one 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,6 +30,8 @@ _CHUNK_BYTES = 2 << 20
 _AHEAD_PER_WORKER = 2
 #: stored bytes below which a month is read in one process (starting workers costs more)
 MIN_STORED_BYTES = 8 << 20
+#: how often a worker checks that the loading process is still there
+_PARENT_CHECK_SECONDS = 0.5
 
 
 class Unread:
@@ -38,11 +43,20 @@ UNREAD = Unread()
 _measuring: Measuring | None = None
 
 
-def _start_worker(measuring: Measuring) -> None:
+def _start_worker(measuring: Measuring, loading_process: int) -> None:
     global _measuring
     _measuring = measuring
     # Ctrl-C reaches the whole process group: the loading process stops the workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a loading process that is killed (SIGKILL, out of memory) cannot stop its workers, and a
+    # worker waiting for its next chunk would wait forever: it ends when its parent is gone
+    threading.Thread(target=_end_without, args=(loading_process,), name="parent-watch", daemon=True).start()
+
+
+def _end_without(loading_process: int) -> None:
+    while os.getppid() == loading_process:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 def _ready() -> bool:
@@ -147,7 +161,7 @@ def _start(measuring: Measuring, processes: int) -> ProcessPoolExecutor | None:
             processes,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_start_worker,
-            initargs=(measuring,),
+            initargs=(measuring, os.getpid()),
         )
         executor.submit(_ready).result()  # fork now, while this is the only thread
     except (OSError, RuntimeError):

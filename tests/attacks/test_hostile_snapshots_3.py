@@ -1,0 +1,374 @@
+"""Hostile `/2` months read by worker processes: a month above the size at which workers read
+its node lines (`node_lines.MIN_STORED_BYTES`), with one hostile line first after the header,
+in the middle or last, gives what one process gives: the same error naming the same line, or
+the same receipts. A truncated file, the size limit crossed while workers read, a worker that
+raises or is slow: the same result, and no worker process left behind.
+
+Found here and fixed: `payouts calculate --processes 1000` started a thousand processes (the
+setting stops at 64, the option did not); worker processes outlived a loading process that was
+killed (SIGKILL, the out-of-memory killer), waiting for work forever."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from payouts.calculation.engine import calculate_period
+from payouts.periods import Period
+from payouts.snapshot import lines as lines_module
+from payouts.snapshot import node_lines
+from payouts.snapshot.load import SnapshotError, load_snapshot
+from payouts.snapshot.measuring import Measuring
+from payouts.snapshot.synthetic import write_synthetic_snapshot
+from tests.cli.test_operator_failures import ROOT, assert_short_failure, payouts
+
+PERIOD = Period.from_label("2025-11")
+NODES = 760
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory) -> list[bytes]:
+    """A synthetic `/2` month of 760 nodes (about 9 MB stored, 29 MB of lines)."""
+    path = tmp_path_factory.mktemp("big") / "month.jsonl.gz"
+    write_synthetic_snapshot(path, nodes=NODES, period=PERIOD, seed=5, snapshot_format=2)
+    assert path.stat().st_size > node_lines.MIN_STORED_BYTES
+    return gzip.decompress(path.read_bytes()).splitlines(keepends=True)
+
+
+_packed: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+
+
+def _around(month: list[bytes], number: int) -> tuple[bytes, bytes]:
+    """The month's lines before and after line `number`, each as a gzip member (kept: the
+    same month is cut at a few places only)."""
+    key = (id(month), number)
+    if key not in _packed:
+        before = gzip.compress(b"".join(month[: number - 1]), compresslevel=1, mtime=0)
+        after = gzip.compress(b"".join(month[number:]), compresslevel=1, mtime=0)
+        _packed[key] = (before, after)
+    return _packed[key]
+
+
+def _with_line(tmp_path: Path, month: list[bytes], number: int, line: bytes, name: str = "hostile.jsonl.gz") -> Path:
+    """The month with line `number` replaced (gzip members one after the other: one stream)."""
+    before, after = _around(month, number)
+    path = tmp_path / name
+    path.write_bytes(before + gzip.compress(line, mtime=0) + after)
+    assert path.stat().st_size > node_lines.MIN_STORED_BYTES
+    return path
+
+
+@pytest.fixture
+def started(monkeypatch) -> list[bool]:
+    """Whether workers were started, per load (they must be, for these tests to mean anything)."""
+    record: list[bool] = []
+    real_start = node_lines._start
+
+    def start(measuring, processes):
+        executor = real_start(measuring, processes)
+        record.append(executor is not None)
+        return executor
+
+    monkeypatch.setattr(node_lines, "_start", start)
+    return record
+
+
+def _outcome(path: Path, processes: int, **limits) -> tuple:
+    try:
+        snapshot = load_snapshot(path, processes=processes, **limits)
+        calculation = calculate_period(snapshot)
+    except SnapshotError as exc:
+        return ("refused", exc.json_path, exc.problem, str(exc))
+    finally:
+        assert multiprocessing.active_children() == []  # no worker left behind
+    return (
+        "accepted",
+        snapshot.sha256,
+        [dataclasses.astuple(receipt) for receipt in calculation.receipts],
+        [receipt.receipt_bytes for receipt in calculation.receipts],
+        calculation.totals,
+    )
+
+
+def _sub(pattern: bytes, new: bytes):
+    def mutate(line: bytes) -> bytes:
+        changed, count = re.subn(pattern, new, line, count=1)
+        assert count == 1, pattern
+        return changed
+
+    return mutate
+
+
+#: (case, the line changed, json path after "line N", words of the problem)
+REFUSED = [
+    ("a key twice", _sub(rb'("node_id":\d+,)', rb"\1\1"), ": $.node.node_id", "appears twice"),
+    (
+        "a key twice, once escaped",
+        _sub(rb'"node_id":(\d+),', rb'"node_id":\1,"node\\u005fid":\1,'),
+        ": $.node.node_id",
+        "appears twice",
+    ),
+    (
+        "a top-level key twice, spelt with escapes",
+        _sub(rb'"power_at_start":', rb'"power\\u005fat_start":null,"\\u0070ower_at_start":'),
+        ": $.power_at_start",
+        "appears twice",
+    ),
+    (
+        "a key twice, its quotes balanced by a missing key",
+        lambda line: _sub(rb',"hru":\d+', b"")(_sub(rb'("cru":\d+,)', rb"\1\1")(line)),
+        ": $.node.resources.cru",
+        "appears twice",
+    ),
+    (
+        "a key twice, its quotes balanced by a word written bare",
+        lambda line: _sub(rb'"certification":"\w+"', b'"certification":1')(_sub(rb'("cru":\d+,)', rb"\1\1")(line)),
+        ": $.node.resources.cru",
+        "appears twice",
+    ),
+    ("a key with an escaped quote", _sub(rb'"twin_id"', rb'"twin\"_id"'), ": $.node", "twin"),
+    ("a key with a \\u0022 quote", _sub(rb'"twin_id"', rb'"twin\\u0022id"'), ": $.node", "twin"),
+    ("the events twice", _sub(rb',"events":\{', rb',"events":{},"events":{'), ": $.events", "appears twice"),
+    (
+        "NaN in a record",
+        _sub(rb'"connection_price":\d+', rb'"connection_price":NaN'),
+        ": $.node.connection_price",
+        "NaN",
+    ),
+    ("Infinity in an event", _sub(rb'"value":\[\d+', rb'"value":[Infinity'), ": $.events.value[0]", "Infinity"),
+    ("a 5000-digit integer", _sub(rb'"cru":\d+', b'"cru":' + b"9" * 5000), ": $.node.resources.cru", "5,000 digits"),
+    ("a byte order mark on a node line", lambda line: b"\xef\xbb\xbf" + line, "", "not valid JSON"),
+    ("invalid UTF-8", _sub(rb'"certification":"', b'"certification":"\xff'), "", "utf-8"),
+    ("a string node id", _sub(rb'"node_id":(\d+)', rb'"node_id":"\1"'), ": $.node.node_id", "string"),
+    ("an unknown key", _sub(rb'\{"node":\{', rb'{"node":{"colour":"red",'), ": $.node.colour", "unknown key"),
+    ("not JSON", lambda line: b"{not json\n", "", "not valid JSON"),
+    ("an array", lambda line: b"[1, 2, 3]\n", "", "expected a JSON object, got array"),
+    ("extra data after the object", _sub(rb"\}\}\n", b"}} {}\n"), "", "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize(("case", "mutate", "path", "words"), REFUSED, ids=[row[0] for row in REFUSED])
+def test_bad_input_a_hostile_line_read_by_workers_is_the_same_error_naming_the_line(
+    tmp_path, month, started, where, case, mutate, path, words
+):
+    number = {"first": 2, "middle": NODES // 2, "last": NODES + 1}[where]
+    hostile = _with_line(tmp_path, month, number, mutate(month[number - 1]))
+    one = _outcome(hostile, 1)
+    two = _outcome(hostile, 2)
+    assert started == [True]
+    assert one[0] == "refused", one
+    assert one[1] == f"line {number}{path}", one
+    assert words in one[2], one
+    assert two == one
+
+
+def _escaped_word(line: bytes) -> bytes:
+    """The certification word's first letter written as a JSON escape."""
+    return re.sub(rb'"certification":"(\w)', lambda m: b'"certification":"\\u%04x' % m[1][0], line, count=1)
+
+
+#: (case, the line changed): the same node, spelt otherwise
+EQUAL = [
+    ("a key spelt with escapes", _sub(rb'"node_id"', rb'"\\u006eode_id"')),
+    ("a word spelt with escapes", _escaped_word),
+    ("spaces and tabs in the record", _sub(rb'\{"node":\{', b'{ "node" :\t{ ')),
+    ("a carriage return before the line end", _sub(rb"\n$", b"\r\n")),
+    ("-0 for 0", _sub(rb'":0([,}])', rb'":-0\1')),
+]
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+@pytest.mark.parametrize(("case", "mutate"), EQUAL, ids=[row[0] for row in EQUAL])
+def test_an_odd_but_equal_spelling_read_by_workers_gives_the_same_receipts(
+    tmp_path, month, started, where, case, mutate
+):
+    number = {"first": 2, "last": NODES + 1}[where]
+    plain = _outcome(_with_line(tmp_path, month, number, month[number - 1], "plain.jsonl.gz"), 1)
+    odd = _with_line(tmp_path, month, number, mutate(month[number - 1]))
+    one = _outcome(odd, 1)
+    two = _outcome(odd, 2)
+    assert started == [True]
+    assert one[0] == "accepted" and one[2] == plain[2] and one[4] == plain[4]
+    assert two == one
+
+
+def test_a_wide_integer_read_by_workers_makes_the_same_node_invalid(tmp_path, month, started):
+    number = NODES // 2
+    wide = _with_line(tmp_path, month, number, _sub(rb'"value":\[\d+', b'"value":[' + b"9" * 400)(month[number - 1]))
+    one = _outcome(wide, 1)
+    assert one[0] == "accepted"
+    invalid = [row for row in one[2] if "invalid_record" in row]
+    assert len(invalid) == 1
+    assert _outcome(wide, 2) == one
+    assert started == [True]
+
+
+def test_a_node_line_twice_read_by_workers_is_the_same_duplicate(tmp_path, month, started):
+    number = NODES + 1
+    twin = _with_line(tmp_path, month, number, month[1])  # node 1 again, last
+    one = _outcome(twin, 1)
+    assert one[0] == "accepted"
+    assert sum("invalid_record" in row for row in one[2]) == 1
+    assert _outcome(twin, 2) == one
+    assert started == [True]
+
+
+def test_a_line_past_the_longest_read_by_workers_is_the_same_error(tmp_path, month, started, monkeypatch):
+    monkeypatch.setattr(lines_module, "MAX_LINE_BYTES", max(len(line) for line in month) + 10)
+    number = NODES // 2
+    longer = _with_line(tmp_path, month, number, month[number - 1].rstrip(b"\n") + b" " * 100_000 + b"\n")
+    one = _outcome(longer, 1)
+    assert one[:2] == ("refused", f"line {number}") and "longer than" in one[2]
+    assert _outcome(longer, 2) == one
+    assert started == [True]
+
+
+@pytest.mark.parametrize("left_off", ["most", "40 bytes"])
+def test_a_file_cut_mid_gzip_read_by_workers_is_the_same_error(tmp_path, month, started, left_off):
+    path = _with_line(tmp_path, month, 2, month[1])
+    data = path.read_bytes()
+    kept = node_lines.MIN_STORED_BYTES + 1000 if left_off == "most" else len(data) - 40
+    path.write_bytes(data[:kept])
+    one = _outcome(path, 1)
+    assert one[:2] == ("refused", "$") and "not a valid gzip file" in one[2], one
+    assert _outcome(path, 2) == one
+    assert started == [True]
+
+
+def test_the_size_limit_crossed_while_workers_read_is_the_same_error(tmp_path, month, started):
+    path = _with_line(tmp_path, month, 2, month[1])
+    limit = len(b"".join(month)) // 2
+    one = _outcome(path, 1, max_decompressed_bytes=limit)
+    assert one[:2] == ("refused", "$") and "decompresses to more than" in one[2], one
+    assert _outcome(path, 2, max_decompressed_bytes=limit) == one
+    assert started == [True]
+
+
+def test_a_worker_that_raises_mid_chunk_leaves_its_lines_to_the_loading_process(tmp_path, month, started, monkeypatch):
+    path = _with_line(tmp_path, month, 2, month[1])
+    one = _outcome(path, 1)
+    loading_process = os.getpid()
+    real_read_line = Measuring.read_line
+
+    def read_line(self, line):
+        if os.getpid() != loading_process and b'"node_id":300,' in line:
+            raise MemoryError("a worker out of memory")
+        return real_read_line(self, line)
+
+    monkeypatch.setattr(Measuring, "read_line", read_line)
+    assert _outcome(path, 2) == one
+    assert started == [True]
+
+
+def test_chunks_finished_out_of_order_are_merged_in_file_order(tmp_path, month, started, monkeypatch):
+    path = _with_line(tmp_path, month, 2, month[1])
+    one = _outcome(path, 1)
+    loading_process = os.getpid()
+    real_read_line = Measuring.read_line
+
+    def read_line(self, line):
+        if os.getpid() != loading_process and b'{"node":{"node_id":1,' in line:
+            time.sleep(1.5)  # the first chunk comes back after the ones behind it
+        return real_read_line(self, line)
+
+    monkeypatch.setattr(Measuring, "read_line", read_line)
+    assert _outcome(path, 2) == one
+    assert started == [True]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and the parent-death signal are Linux's")
+def test_workers_end_when_the_loading_process_is_killed(tmp_path, month):
+    path = _with_line(tmp_path, month, 2, month[1])
+    script = textwrap.dedent(
+        f"""
+        import time
+        from payouts.snapshot import node_lines
+        from payouts.snapshot.load import load_snapshot
+        from payouts.snapshot.measuring import Measuring
+
+        real_start, real_read_line = node_lines._start, Measuring.read_line
+
+        def start(measuring, processes):
+            executor = real_start(measuring, processes)
+            print(*executor._processes, flush=True)
+            return executor
+
+        def read_line(self, line):
+            time.sleep(0.2)
+            return real_read_line(self, line)
+
+        node_lines._start, Measuring.read_line = start, read_line
+        load_snapshot({str(path)!r}, processes=2)
+        """
+    )
+    loading = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert loading.stdout is not None
+        worker_pids = [int(pid) for pid in loading.stdout.readline().split()]
+        assert len(worker_pids) == 2 and all(_alive(pid) for pid in worker_pids)
+        time.sleep(1)  # the workers are reading
+        loading.send_signal(signal.SIGKILL)
+        loading.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in worker_pids if _alive(pid)]
+    finally:
+        if loading.poll() is None:
+            loading.kill()
+            loading.wait()
+    for pid in left:  # ended here so that a failure leaves nothing behind
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("0", "--processes"),
+        ("-1", "--processes"),
+        ("65", "--processes"),
+        ("1000", "--processes"),
+        ("two", "--processes"),
+        ("1.5", "--processes"),
+    ],
+)
+def test_bad_input_the_number_of_processes_is_refused_clearly(tmp_path, sqlite_url, value, words):
+    snapshot = tmp_path / "absent.jsonl.gz"  # refused before the file is opened
+    result = payouts(
+        "calculate",
+        "--snapshot",
+        str(snapshot),
+        "--dry-run",
+        "--processes",
+        value,
+        env={"PAYOUTS_DATABASE_URL": sqlite_url},
+    )
+    assert result.returncode == 2
+    text = assert_short_failure(result, words, max_lines=8)
+    assert "file not found" not in text, text
