@@ -179,6 +179,37 @@ def _escaped_word(line: bytes) -> bytes:
     return re.sub(rb'"certification":"(\w)', lambda m: b'"certification":"\\u%04x' % m[1][0], line, count=1)
 
 
+HEADER_REFUSED = [
+    # (case, the header changed, json path, words): the workers are not started on a header
+    # the loading pass refuses, or are started on orjson's reading of it and the pass refuses it
+    ("a byte order mark", lambda line: b"\xef\xbb\xbf" + line, "line 1", "byte order mark"),
+    ("a key twice", _sub(rb'("network":"\w+",)', rb"\1\1"), "line 1: $.network", "appears twice"),
+    (
+        "a key twice, the first one wrong",
+        _sub(rb'"period_offset":', rb'"period_offset":0,"period_offset":'),
+        "line 1: $.period_offset",
+        "appears twice",
+    ),
+    ("Infinity", _sub(rb'"period_offset":\d+', b'"period_offset":Infinity'), "line 1: $.period_offset", "Infinity"),
+    (
+        "a 5000-digit height",
+        _sub(rb'"height":\d+', b'"height":' + b"9" * 5000),
+        "line 1: $.blocks.start.height",
+        "5,000",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "mutate", "path", "words"), HEADER_REFUSED, ids=[row[0] for row in HEADER_REFUSED])
+def test_bad_input_a_hostile_header_read_with_workers_is_the_same_error(tmp_path, month, case, mutate, path, words):
+    hostile = _with_line(tmp_path, month, 1, mutate(month[0]))
+    one = _outcome(hostile, 1)
+    assert one[0] == "refused", one
+    assert one[1] == path, one
+    assert words in one[2], one
+    assert _outcome(hostile, 2) == one
+
+
 #: (case, the line changed): the same node, spelt otherwise
 EQUAL = [
     ("a key spelt with escapes", _sub(rb'"node_id"', rb'"\\u006eode_id"')),
