@@ -28,6 +28,10 @@ _CHUNK_LINES = 48
 _CHUNK_BYTES = 2 << 20
 #: chunks in flight per worker (read ahead of the merge)
 _AHEAD_PER_WORKER = 2
+#: bytes in flight per worker besides the oldest chunk: a chunk is up to 2 MB and a line over,
+#: so ordinary chunks are never held back, and lines longer than a chunk are not held a few
+#: per worker (a hostile month's, each up to MAX_LINE_BYTES)
+_AHEAD_BYTES_PER_WORKER = 2 * _AHEAD_PER_WORKER * _CHUNK_BYTES
 #: stored bytes below which a month is read in one process (starting workers costs more)
 MIN_STORED_BYTES = 8 << 20
 #: how often a worker checks that the loading process is still there
@@ -95,6 +99,8 @@ class Workers:
         chunk: list[bytes] = []
         size = 0
         ahead = self.processes * _AHEAD_PER_WORKER
+        ahead_bytes = self.processes * _AHEAD_BYTES_PER_WORKER
+        in_flight = 0  # bytes of the chunks handed out and not merged yet
         try:
             for number, line in lines:
                 numbers.append(number)
@@ -102,9 +108,12 @@ class Workers:
                 size += len(line)
                 if len(chunk) >= _CHUNK_LINES or size >= _CHUNK_BYTES:
                     pending.append((numbers, chunk, self._submit(chunk)))
+                    in_flight += size
                     numbers, chunk, size = [], [], 0
-                    while len(pending) > ahead:
-                        yield from _merged(*pending.popleft())
+                    while len(pending) > ahead or (len(pending) > 1 and in_flight > ahead_bytes):
+                        done = pending.popleft()
+                        in_flight -= sum(map(len, done[1]))
+                        yield from _merged(*done)
         except SnapshotError:
             # the lines before the problem come first, as when reading in one process
             pending.append((numbers, chunk, None))

@@ -6,7 +6,9 @@ raises or is slow: the same result, and no worker process left behind.
 
 Found here and fixed: `payouts calculate --processes 1000` started a thousand processes (the
 setting stops at 64, the option did not); worker processes outlived a loading process that was
-killed (SIGKILL, the out-of-memory killer), waiting for work forever."""
+killed (SIGKILL, the out-of-memory killer), waiting for work forever; lines longer than a
+chunk were held a few per worker (five 12 MB lines in flight with two workers, 64 MB lines
+times 128 with 64), where one process holds one."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import pytest
 from payouts.calculation.engine import calculate_period
 from payouts.periods import Period
 from payouts.snapshot import lines as lines_module
-from payouts.snapshot import node_lines
+from payouts.snapshot import node_lines, stream
 from payouts.snapshot.load import SnapshotError, load_snapshot
 from payouts.snapshot.measuring import Measuring
 from payouts.snapshot.synthetic import write_synthetic_snapshot
@@ -403,3 +405,35 @@ def test_bad_input_the_number_of_processes_is_refused_clearly(tmp_path, sqlite_u
     assert result.returncode == 2
     text = assert_short_failure(result, words, max_lines=8)
     assert "file not found" not in text, text
+
+
+def test_lines_longer_than_a_chunk_keep_the_bytes_in_flight_bounded(tmp_path, month, started, monkeypatch):
+    """A chunk is 48 lines or 2 MB, and a few are in flight per worker: a month of lines of
+    several MB (a hostile one: up to 64 MB each, with --processes 64) must not hold a few
+    chunks' worth of such lines per worker, but about one line more than one process holds."""
+    monkeypatch.setattr(stream, "MIN_STORED_BYTES", 0)
+    longest = 12 << 20
+    long_lines = [line.rstrip(b"\n").ljust(longest) + b"\n" for line in month[1:9]]
+    path = tmp_path / "long.jsonl.gz"
+    path.write_bytes(gzip.compress(b"".join([month[0], *long_lines, *month[9:40]]), mtime=0))
+    in_flight = [0]
+    most = [0]
+    real_submit, real_merged = node_lines.Workers._submit, node_lines._merged
+
+    def submit(self, chunk):
+        in_flight[0] += sum(map(len, chunk))
+        most[0] = max(most[0], in_flight[0])
+        return real_submit(self, chunk)
+
+    def merged(numbers, chunk, future):
+        if future is not None:
+            in_flight[0] -= sum(map(len, chunk))
+        return real_merged(numbers, chunk, future)
+
+    one = _outcome(path, 1)
+    monkeypatch.setattr(node_lines.Workers, "_submit", submit)
+    monkeypatch.setattr(node_lines, "_merged", merged)
+    assert _outcome(path, 2) == one
+    assert started == [True]
+    ahead_bytes = 2 * 2 * node_lines._AHEAD_PER_WORKER * node_lines._CHUNK_BYTES  # two workers
+    assert most[0] <= ahead_bytes + 2 * (longest + 1), most[0]
