@@ -165,6 +165,7 @@ def workers(measuring: Measuring | None, header_line: bytes, processes: int) -> 
 def _start(measuring: Measuring, processes: int) -> ProcessPoolExecutor | None:
     if "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
         return None  # a daemon process (a worker pool's) cannot start processes of its own
+    before = set(multiprocessing.active_children())
     try:
         executor = ProcessPoolExecutor(
             processes,
@@ -172,7 +173,16 @@ def _start(measuring: Measuring, processes: int) -> ProcessPoolExecutor | None:
             initializer=_start_worker,
             initargs=(measuring, os.getpid()),
         )
+    except OSError:  # no pipes left (open files at their limit)
+        return None
+    try:
         executor.submit(_ready).result()  # fork now, while this is the only thread
     except (OSError, RuntimeError):
+        # a fork refused at a process limit after others succeeded: those would wait for work,
+        # and the process would hang at its exit joining them
+        executor.shutdown(wait=False, cancel_futures=True)
+        for worker in set(multiprocessing.active_children()) - before:
+            worker.terminate()
+            worker.join()
         return None
     return executor

@@ -8,11 +8,13 @@ Found here and fixed: `payouts calculate --processes 1000` started a thousand pr
 setting stops at 64, the option did not); worker processes outlived a loading process that was
 killed (SIGKILL, the out-of-memory killer), waiting for work forever; lines longer than a
 chunk were held a few per worker (five 12 MB lines in flight with two workers, 64 MB lines
-times 128 with 64), where one process holds one."""
+times 128 with 64), where one process holds one; at a process limit, a first worker forked
+before the second fork failed was left waiting, and the command hung at its exit."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gzip
 import multiprocessing
 import os
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from multiprocessing.context import ForkProcess
 from pathlib import Path
 
 import pytest
@@ -437,3 +440,23 @@ def test_lines_longer_than_a_chunk_keep_the_bytes_in_flight_bounded(tmp_path, mo
     assert started == [True]
     ahead_bytes = 2 * 2 * node_lines._AHEAD_PER_WORKER * node_lines._CHUNK_BYTES  # two workers
     assert most[0] <= ahead_bytes + 2 * (longest + 1), most[0]
+
+
+def test_a_second_worker_that_cannot_be_started_leaves_no_first_one_behind(tmp_path, month, started, monkeypatch):
+    """At a process limit (ulimit -u, a container's pids limit) the first fork may succeed and
+    the second fail: the month is read in one process, and the first worker must not be left
+    waiting for work (the command would then hang at its exit, joining it)."""
+    path = _with_line(tmp_path, month, 2, month[1])
+    one = _outcome(path, 1)
+    real_start = ForkProcess.start
+    forks = [0]
+
+    def start(self):
+        forks[0] += 1
+        if forks[0] == 2:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        return real_start(self)
+
+    monkeypatch.setattr(ForkProcess, "start", start)
+    assert _outcome(path, 2) == one  # no worker left: checked in _outcome
+    assert started == [False] and forks[0] == 2
