@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import gzip
+import json
 import multiprocessing
 import os
 import re
@@ -36,6 +37,7 @@ from payouts.snapshot import node_lines, stream
 from payouts.snapshot.load import SnapshotError, load_snapshot
 from payouts.snapshot.measuring import Measuring
 from payouts.snapshot.synthetic import write_synthetic_snapshot
+from tests.attacks.test_hostile_command_inputs import _nothing_recorded
 from tests.cli.test_operator_failures import ROOT, assert_short_failure, payouts
 
 PERIOD = Period.from_label("2025-11")
@@ -460,3 +462,24 @@ def test_a_second_worker_that_cannot_be_started_leaves_no_first_one_behind(tmp_p
     monkeypatch.setattr(ForkProcess, "start", start)
     assert _outcome(path, 2) == one  # no worker left: checked in _outcome
     assert started == [False] and forks[0] == 2
+
+
+def test_bad_input_the_command_with_workers_refuses_a_hostile_month_in_one_line(tmp_path, sqlite_url, month):
+    """Through a real `payouts calculate` process: the same document with 1 and 2 processes for
+    the month, and a key named twice in its middle refused in one line, nothing recorded."""
+    env = {"PAYOUTS_DATABASE_URL": sqlite_url}
+    good = _with_line(tmp_path, month, 2, month[1], "good.jsonl.gz")
+    documents = []
+    for processes in ("1", "2"):
+        done = payouts("calculate", "-s", str(good), "--dry-run", "--json", "--processes", processes, env=env)
+        assert done.returncode == 0, done.stderr
+        documents.append(json.loads(done.stdout))
+    assert len(documents[0]["receipts"]) == NODES
+    assert documents[1] == documents[0]
+    number = NODES // 2
+    hostile = _with_line(tmp_path, month, number, _sub(rb'("node_id":\d+,)', rb"\1\1")(month[number - 1]))
+    for extra in (["--dry-run"], []):
+        refused = payouts("calculate", "-s", str(hostile), "--processes", "2", *extra, env=env)
+        assert refused.returncode == 2
+        assert_short_failure(refused, str(hostile), f"line {number}: $.node.node_id", "appears twice")
+    _nothing_recorded(sqlite_url)
