@@ -161,6 +161,8 @@ REFUSED = [
     ("an unknown key", _sub(rb'\{"node":\{', rb'{"node":{"colour":"red",'), ": $.node.colour", "unknown key"),
     ("not JSON", lambda line: b"{not json\n", "", "not valid JSON"),
     ("an array", lambda line: b"[1, 2, 3]\n", "", "expected a JSON object, got array"),
+    ("nested too deeply", lambda line: b'{"node":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", "", "nested too deeply"),
+    ("columns of different lengths", _sub(rb'"value":\[\d+,', b'"value":['), ": $.events.value", "entries, expected"),
     ("extra data after the object", _sub(rb"\}\}\n", b"}} {}\n"), "", "not valid JSON"),
 ]
 
