@@ -167,6 +167,7 @@ REFUSED = [
 ]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 @pytest.mark.parametrize(("case", "mutate", "path", "words"), REFUSED, ids=[row[0] for row in REFUSED])
 def test_bad_input_a_hostile_line_read_by_workers_is_the_same_error_naming_the_line(
@@ -209,6 +210,7 @@ HEADER_REFUSED = [
 ]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 @pytest.mark.parametrize(("case", "mutate", "path", "words"), HEADER_REFUSED, ids=[row[0] for row in HEADER_REFUSED])
 def test_bad_input_a_hostile_header_read_with_workers_is_the_same_error(tmp_path, month, case, mutate, path, words):
     hostile = _with_line(tmp_path, month, 1, mutate(month[0]))
@@ -229,6 +231,7 @@ EQUAL = [
 ]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 @pytest.mark.parametrize("where", ["first", "last"])
 @pytest.mark.parametrize(("case", "mutate"), EQUAL, ids=[row[0] for row in EQUAL])
 def test_an_odd_but_equal_spelling_read_by_workers_gives_the_same_receipts(
@@ -244,6 +247,7 @@ def test_an_odd_but_equal_spelling_read_by_workers_gives_the_same_receipts(
     assert two == one
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 def test_a_wide_integer_read_by_workers_makes_the_same_node_invalid(tmp_path, month, started):
     number = NODES // 2
     wide = _with_line(tmp_path, month, number, _sub(rb'"value":\[\d+', b'"value":[' + b"9" * 400)(month[number - 1]))
@@ -255,6 +259,7 @@ def test_a_wide_integer_read_by_workers_makes_the_same_node_invalid(tmp_path, mo
     assert started == [True]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 def test_a_node_line_twice_read_by_workers_is_the_same_duplicate(tmp_path, month, started):
     number = NODES + 1
     twin = _with_line(tmp_path, month, number, month[1])  # node 1 again, last
@@ -265,6 +270,7 @@ def test_a_node_line_twice_read_by_workers_is_the_same_duplicate(tmp_path, month
     assert started == [True]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 def test_a_line_past_the_longest_read_by_workers_is_the_same_error(tmp_path, month, started, monkeypatch):
     monkeypatch.setattr(lines_module, "MAX_LINE_BYTES", max(len(line) for line in month) + 10)
     number = NODES // 2
@@ -275,6 +281,7 @@ def test_a_line_past_the_longest_read_by_workers_is_the_same_error(tmp_path, mon
     assert started == [True]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 @pytest.mark.parametrize("left_off", ["most", "40 bytes"])
 def test_a_file_cut_mid_gzip_read_by_workers_is_the_same_error(tmp_path, month, started, left_off):
     path = _with_line(tmp_path, month, 2, month[1])
@@ -287,6 +294,7 @@ def test_a_file_cut_mid_gzip_read_by_workers_is_the_same_error(tmp_path, month, 
     assert started == [True]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 def test_the_size_limit_crossed_while_workers_read_is_the_same_error(tmp_path, month, started):
     path = _with_line(tmp_path, month, 2, month[1])
     limit = len(b"".join(month)) // 2
@@ -296,6 +304,7 @@ def test_the_size_limit_crossed_while_workers_read_is_the_same_error(tmp_path, m
     assert started == [True]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 def test_a_worker_that_raises_mid_chunk_leaves_its_lines_to_the_loading_process(tmp_path, month, started, monkeypatch):
     path = _with_line(tmp_path, month, 2, month[1])
     one = _outcome(path, 1)
@@ -312,6 +321,7 @@ def test_a_worker_that_raises_mid_chunk_leaves_its_lines_to_the_loading_process(
     assert started == [True]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 def test_chunks_finished_out_of_order_are_merged_in_file_order(tmp_path, month, started, monkeypatch):
     path = _with_line(tmp_path, month, 2, month[1])
     one = _outcome(path, 1)
@@ -336,6 +346,7 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and the parent-death signal are Linux's")
 def test_workers_end_when_the_loading_process_is_killed(tmp_path, month):
     path = _with_line(tmp_path, month, 2, month[1])
@@ -414,6 +425,7 @@ def test_bad_input_the_number_of_processes_is_refused_clearly(tmp_path, sqlite_u
     assert "file not found" not in text, text
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 def test_lines_longer_than_a_chunk_keep_the_bytes_in_flight_bounded(tmp_path, month, started, monkeypatch):
     """A chunk is 48 lines or 2 MB, and a few are in flight per worker: a month of lines of
     several MB (a hostile one: up to 64 MB each, with --processes 64) must not hold a few
@@ -446,6 +458,7 @@ def test_lines_longer_than_a_chunk_keep_the_bytes_in_flight_bounded(tmp_path, mo
     assert most[0] <= ahead_bytes + 2 * (longest + 1), most[0]
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 def test_a_second_worker_that_cannot_be_started_leaves_no_first_one_behind(tmp_path, month, started, monkeypatch):
     """At a process limit (ulimit -u, a container's pids limit) the first fork may succeed and
     the second fail: the month is read in one process, and the first worker must not be left
@@ -466,6 +479,7 @@ def test_a_second_worker_that_cannot_be_started_leaves_no_first_one_behind(tmp_p
     assert started == [False] and forks[0] == 2
 
 
+@pytest.mark.slow  # reads a month of 29 MB twice
 def test_bad_input_the_command_with_workers_refuses_a_hostile_month_in_one_line(tmp_path, sqlite_url, month):
     """Through a real `payouts calculate` process: the same document with 1 and 2 processes for
     the month, and a key named twice in its middle refused in one line, nothing recorded."""
