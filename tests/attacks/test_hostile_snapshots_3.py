@@ -1,5 +1,6 @@
-"""Hostile `/2` months read by worker processes: a month above the size at which workers read
-its node lines (`node_lines.MIN_STORED_BYTES`), with one hostile line first after the header,
+"""Hostile `/2` months read by worker processes: a month of a few chunks read by workers whatever
+its size (one above the size at which workers read a month's node lines,
+`node_lines.MIN_STORED_BYTES`, through the command), with one hostile line first after the header,
 in the middle or last, gives what one process gives: the same error naming the same line, or
 the same receipts. A truncated file, the size limit crossed while workers read, a worker that
 raises or is slow: the same result, and no worker process left behind.
@@ -41,16 +42,30 @@ from tests.attacks.test_hostile_command_inputs import _nothing_recorded
 from tests.cli.test_operator_failures import ROOT, assert_short_failure, payouts
 
 PERIOD = Period.from_label("2025-11")
-NODES = 760
+#: Four chunks of node lines (`node_lines._CHUNK_LINES`): a hostile line in the first, a middle
+#: or the last chunk
+NODES = 170
+#: About 9 MB stored, 29 MB of lines: above the size at which workers read a month
+BIG_NODES = 760
+
+
+def _month_lines(path: Path, nodes: int) -> list[bytes]:
+    write_synthetic_snapshot(path, nodes=nodes, period=PERIOD, seed=5, snapshot_format=2)
+    return gzip.decompress(path.read_bytes()).splitlines(keepends=True)
 
 
 @pytest.fixture(scope="module")
 def month(tmp_path_factory) -> list[bytes]:
-    """A synthetic `/2` month of 760 nodes (about 9 MB stored, 29 MB of lines)."""
-    path = tmp_path_factory.mktemp("big") / "month.jsonl.gz"
-    write_synthetic_snapshot(path, nodes=NODES, period=PERIOD, seed=5, snapshot_format=2)
-    assert path.stat().st_size > node_lines.MIN_STORED_BYTES
-    return gzip.decompress(path.read_bytes()).splitlines(keepends=True)
+    """A synthetic `/2` month of 170 nodes (7 MB of lines), read by workers whatever its size."""
+    lines = _month_lines(tmp_path_factory.mktemp("month") / "month.jsonl.gz", NODES)
+    assert len(lines) - 1 > 3 * node_lines._CHUNK_LINES
+    return lines
+
+
+@pytest.fixture(scope="module")
+def big_month(tmp_path_factory) -> list[bytes]:
+    """A synthetic `/2` month of 760 nodes, above the size at which workers read a month."""
+    return _month_lines(tmp_path_factory.mktemp("big") / "month.jsonl.gz", BIG_NODES)
 
 
 _packed: dict[tuple[int, int], tuple[bytes, bytes]] = {}
@@ -72,13 +87,14 @@ def _with_line(tmp_path: Path, month: list[bytes], number: int, line: bytes, nam
     before, after = _around(month, number)
     path = tmp_path / name
     path.write_bytes(before + gzip.compress(line, mtime=0) + after)
-    assert path.stat().st_size > node_lines.MIN_STORED_BYTES
     return path
 
 
 @pytest.fixture
 def started(monkeypatch) -> list[bool]:
-    """Whether workers were started, per load (they must be, for these tests to mean anything)."""
+    """Whether workers were started, per load (they must be, for these tests to mean anything);
+    workers read the month whatever its size."""
+    monkeypatch.setattr(stream, "MIN_STORED_BYTES", 0)
     record: list[bool] = []
     real_start = node_lines._start
 
@@ -167,7 +183,7 @@ REFUSED = [
 ]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 @pytest.mark.parametrize(("case", "mutate", "path", "words"), REFUSED, ids=[row[0] for row in REFUSED])
 def test_bad_input_a_hostile_line_read_by_workers_is_the_same_error_naming_the_line(
@@ -210,9 +226,11 @@ HEADER_REFUSED = [
 ]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 @pytest.mark.parametrize(("case", "mutate", "path", "words"), HEADER_REFUSED, ids=[row[0] for row in HEADER_REFUSED])
-def test_bad_input_a_hostile_header_read_with_workers_is_the_same_error(tmp_path, month, case, mutate, path, words):
+def test_bad_input_a_hostile_header_read_with_workers_is_the_same_error(
+    tmp_path, month, started, case, mutate, path, words
+):
     hostile = _with_line(tmp_path, month, 1, mutate(month[0]))
     one = _outcome(hostile, 1)
     assert one[0] == "refused", one
@@ -231,7 +249,7 @@ EQUAL = [
 ]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 @pytest.mark.parametrize("where", ["first", "last"])
 @pytest.mark.parametrize(("case", "mutate"), EQUAL, ids=[row[0] for row in EQUAL])
 def test_an_odd_but_equal_spelling_read_by_workers_gives_the_same_receipts(
@@ -247,7 +265,7 @@ def test_an_odd_but_equal_spelling_read_by_workers_gives_the_same_receipts(
     assert two == one
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 def test_a_wide_integer_read_by_workers_makes_the_same_node_invalid(tmp_path, month, started):
     number = NODES // 2
     wide = _with_line(tmp_path, month, number, _sub(rb'"value":\[\d+', b'"value":[' + b"9" * 400)(month[number - 1]))
@@ -259,7 +277,7 @@ def test_a_wide_integer_read_by_workers_makes_the_same_node_invalid(tmp_path, mo
     assert started == [True]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 def test_a_node_line_twice_read_by_workers_is_the_same_duplicate(tmp_path, month, started):
     number = NODES + 1
     twin = _with_line(tmp_path, month, number, month[1])  # node 1 again, last
@@ -270,7 +288,7 @@ def test_a_node_line_twice_read_by_workers_is_the_same_duplicate(tmp_path, month
     assert started == [True]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 def test_a_line_past_the_longest_read_by_workers_is_the_same_error(tmp_path, month, started, monkeypatch):
     monkeypatch.setattr(lines_module, "MAX_LINE_BYTES", max(len(line) for line in month) + 10)
     number = NODES // 2
@@ -281,12 +299,12 @@ def test_a_line_past_the_longest_read_by_workers_is_the_same_error(tmp_path, mon
     assert started == [True]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 @pytest.mark.parametrize("left_off", ["most", "40 bytes"])
 def test_a_file_cut_mid_gzip_read_by_workers_is_the_same_error(tmp_path, month, started, left_off):
     path = _with_line(tmp_path, month, 2, month[1])
     data = path.read_bytes()
-    kept = node_lines.MIN_STORED_BYTES + 1000 if left_off == "most" else len(data) - 40
+    kept = len(data) // 2 if left_off == "most" else len(data) - 40
     path.write_bytes(data[:kept])
     one = _outcome(path, 1)
     assert one[:2] == ("refused", "$") and "not a valid gzip file" in one[2], one
@@ -294,7 +312,7 @@ def test_a_file_cut_mid_gzip_read_by_workers_is_the_same_error(tmp_path, month, 
     assert started == [True]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 def test_the_size_limit_crossed_while_workers_read_is_the_same_error(tmp_path, month, started):
     path = _with_line(tmp_path, month, 2, month[1])
     limit = len(b"".join(month)) // 2
@@ -304,7 +322,7 @@ def test_the_size_limit_crossed_while_workers_read_is_the_same_error(tmp_path, m
     assert started == [True]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 def test_a_worker_that_raises_mid_chunk_leaves_its_lines_to_the_loading_process(tmp_path, month, started, monkeypatch):
     path = _with_line(tmp_path, month, 2, month[1])
     one = _outcome(path, 1)
@@ -312,7 +330,7 @@ def test_a_worker_that_raises_mid_chunk_leaves_its_lines_to_the_loading_process(
     real_read_line = Measuring.read_line
 
     def read_line(self, line):
-        if os.getpid() != loading_process and b'"node_id":300,' in line:
+        if os.getpid() != loading_process and b'"node_id":%d,' % (NODES // 2) in line:
             raise MemoryError("a worker out of memory")
         return real_read_line(self, line)
 
@@ -321,7 +339,7 @@ def test_a_worker_that_raises_mid_chunk_leaves_its_lines_to_the_loading_process(
     assert started == [True]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 def test_chunks_finished_out_of_order_are_merged_in_file_order(tmp_path, month, started, monkeypatch):
     path = _with_line(tmp_path, month, 2, month[1])
     one = _outcome(path, 1)
@@ -346,14 +364,14 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and the parent-death signal are Linux's")
 def test_workers_end_when_the_loading_process_is_killed(tmp_path, month):
     path = _with_line(tmp_path, month, 2, month[1])
     script = textwrap.dedent(
         f"""
         import time
-        from payouts.snapshot import node_lines
+        from payouts.snapshot import node_lines, stream
         from payouts.snapshot.load import load_snapshot
         from payouts.snapshot.measuring import Measuring
 
@@ -369,6 +387,7 @@ def test_workers_end_when_the_loading_process_is_killed(tmp_path, month):
             return real_read_line(self, line)
 
         node_lines._start, Measuring.read_line = start, read_line
+        stream.MIN_STORED_BYTES = 0
         load_snapshot({str(path)!r}, processes=2)
         """
     )
@@ -425,7 +444,7 @@ def test_bad_input_the_number_of_processes_is_refused_clearly(tmp_path, sqlite_u
     assert "file not found" not in text, text
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 def test_lines_longer_than_a_chunk_keep_the_bytes_in_flight_bounded(tmp_path, month, started, monkeypatch):
     """A chunk is 48 lines or 2 MB, and a few are in flight per worker: a month of lines of
     several MB (a hostile one: up to 64 MB each, with --processes 64) must not hold a few
@@ -458,7 +477,7 @@ def test_lines_longer_than_a_chunk_keep_the_bytes_in_flight_bounded(tmp_path, mo
     assert most[0] <= ahead_bytes + 2 * (longest + 1), most[0]
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
+@pytest.mark.slow  # reads a month twice, the second time with workers
 def test_a_second_worker_that_cannot_be_started_leaves_no_first_one_behind(tmp_path, month, started, monkeypatch):
     """At a process limit (ulimit -u, a container's pids limit) the first fork may succeed and
     the second fail: the month is read in one process, and the first worker must not be left
@@ -479,21 +498,23 @@ def test_a_second_worker_that_cannot_be_started_leaves_no_first_one_behind(tmp_p
     assert started == [False] and forks[0] == 2
 
 
-@pytest.mark.slow  # reads a month of 29 MB twice
-def test_bad_input_the_command_with_workers_refuses_a_hostile_month_in_one_line(tmp_path, sqlite_url, month):
+@pytest.mark.slow  # reads a month twice, the second time with workers
+def test_bad_input_the_command_with_workers_refuses_a_hostile_month_in_one_line(tmp_path, sqlite_url, big_month):
     """Through a real `payouts calculate` process: the same document with 1 and 2 processes for
-    the month, and a key named twice in its middle refused in one line, nothing recorded."""
+    a month above the size at which workers read it, and a key named twice in its middle
+    refused in one line, nothing recorded."""
     env = {"PAYOUTS_DATABASE_URL": sqlite_url}
-    good = _with_line(tmp_path, month, 2, month[1], "good.jsonl.gz")
+    good = _with_line(tmp_path, big_month, 2, big_month[1], "good.jsonl.gz")
+    assert good.stat().st_size > node_lines.MIN_STORED_BYTES
     documents = []
     for processes in ("1", "2"):
         done = payouts("calculate", "-s", str(good), "--dry-run", "--json", "--processes", processes, env=env)
         assert done.returncode == 0, done.stderr
         documents.append(json.loads(done.stdout))
-    assert len(documents[0]["receipts"]) == NODES
+    assert len(documents[0]["receipts"]) == BIG_NODES
     assert documents[1] == documents[0]
-    number = NODES // 2
-    hostile = _with_line(tmp_path, month, number, _sub(rb'("node_id":\d+,)', rb"\1\1")(month[number - 1]))
+    number = BIG_NODES // 2
+    hostile = _with_line(tmp_path, big_month, number, _sub(rb'("node_id":\d+,)', rb"\1\1")(big_month[number - 1]))
     for extra in (["--dry-run"], []):
         refused = payouts("calculate", "-s", str(hostile), "--processes", "2", *extra, env=env)
         assert refused.returncode == 2
