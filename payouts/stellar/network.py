@@ -26,6 +26,10 @@ PASSPHRASES = {
     "dev": SANDBOX_NETWORK_PASSPHRASE,
 }
 
+#: the ledger close interval of the public networks (protocol target); the dev network (the
+#: sandbox) closes at whatever interval it was started with, so it is measured there
+LEDGER_CLOSE_S = {"main": 5.0, "test": 5.0}
+
 
 def tft_issuer(network: str, configured: str | None, accounts_file: Path | None) -> str:
     if configured:
