@@ -26,7 +26,7 @@ LAG_S = 2.0
 
 
 def test_recover_behind_a_lagging_horizon_takes_the_claim_over_and_pays_each_receipt_once(paying, tmp_path, ledger_url):
-    sandbox, document, db, run_id, engine = paying(channels=1, tx_timeout_s=TIMEOUT_S)
+    sandbox, document, _db, run_id, engine = paying(channels=1, tx_timeout_s=TIMEOUT_S)
     sandbox.wait_for_ledger(50)  # 5 s of ledgers: enough for Horizon's close times to tell
     settings = Settings(network="dev", horizon_url=sandbox.url, stellar_accounts_file=tmp_path / "accounts.json")
     close_s = pay_config(settings, "dev").ledger_close_s
