@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 
-def measure(snapshot_path: Path) -> dict:
+def measure(snapshot_path: Path, processes: int) -> dict:
     from payouts.ledger.db import make_engine, migrate, session_scope
     from payouts.runs.service import calculate_run
     from payouts.snapshot.load import load_snapshot
@@ -35,12 +35,13 @@ def measure(snapshot_path: Path) -> dict:
         migrate(engine)
         started = time.perf_counter()
         cpu_started = time.process_time()
-        snapshot = load_snapshot(snapshot_path)
+        snapshot = load_snapshot(snapshot_path, processes=processes)
         loaded = time.perf_counter()
         with session_scope(engine) as session:
             outcome = calculate_run(session, snapshot)
         finished = time.perf_counter()
         cpu_s = time.process_time() - cpu_started
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
     stats = snapshot.stats
     events = stats.uptime_events + stats.power_events
     return {
@@ -51,8 +52,12 @@ def measure(snapshot_path: Path) -> dict:
         "wall_s": round(finished - started, 2),
         # every thread's CPU time: on a shared machine, steadier than wall time
         "cpu_s": round(cpu_s, 2),
+        # the worker processes reading node lines (`--processes`), all of them
+        "workers_cpu_s": round(workers.ru_utime + workers.ru_stime, 2),
         "events_per_s": round(events / (finished - started)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # the largest worker's own peak (forked: much of it shared with this process)
+        "workers_peak_rss_mb": round(workers.ru_maxrss / 1024),
     }
 
 
@@ -81,7 +86,7 @@ def naive_loop(snapshot_path: Path) -> dict:
     }
 
 
-def cli_dry_run(snapshot_path: Path) -> dict:
+def cli_dry_run(snapshot_path: Path, processes: int) -> dict:
     """Wall time of `payouts calculate --snapshot FILE --dry-run --json`, process start to exit."""
     from payouts.ledger.db import make_engine, migrate
 
@@ -95,7 +100,9 @@ def cli_dry_run(snapshot_path: Path) -> dict:
         subprocess.run([command[0], "--help"], check=True, stdout=subprocess.DEVNULL, env=env)
         started = time.perf_counter()
         with open(os.devnull, "wb") as sink:
-            subprocess.run([*command, "--dry-run", "--json"], check=True, stdout=sink, env=env)
+            subprocess.run(
+                [*command, "--dry-run", "--json", "--processes", str(processes)], check=True, stdout=sink, env=env
+            )
         return {"cli_dry_run_s": round(time.perf_counter() - started, 2)}
 
 
@@ -109,11 +116,14 @@ def main() -> None:
     parser.add_argument("--naive", action="store_true", help="also time a plain json per-event loop over /1")
     parser.add_argument("--cli", action="store_true", help="also time `payouts calculate --dry-run --json`")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each measurement, interleaved; best kept")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="processes reading a large /2 month (as `calculate --processes`)"
+    )
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--naive-one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one)))
+        print(json.dumps(measure(args.one, args.processes)))
         return
     if args.naive_one:
         print(json.dumps(naive_loop(args.naive_one)))
@@ -137,7 +147,10 @@ def main() -> None:
         best: dict = {}
         for _ in range(args.repeat):
             result = subprocess.run(
-                [sys.executable, __file__, "--one", str(path)], check=True, capture_output=True, text=True
+                [sys.executable, __file__, "--one", str(path), "--processes", str(args.processes)],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             line = json.loads(result.stdout.strip().splitlines()[-1])
             if args.naive:
@@ -146,7 +159,7 @@ def main() -> None:
                 )
                 line.update(json.loads(naive.stdout.strip().splitlines()[-1]))
             if args.cli:
-                line.update(cli_dry_run(path))
+                line.update(cli_dry_run(path, args.processes))
             # times: the best run; memory: the largest
             best = (
                 line

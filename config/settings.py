@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     #: Largest snapshot read, in bytes after gzip decompression: a larger file is refused
     #: before it fills memory (a gzip bomb). `/2` files stream; `/1` files are held whole.
     snapshot_max_bytes: int = Field(default=4 * 2**30, ge=1)
+    #: Processes that read a large `/2` month's node lines for `payouts calculate` (the result
+    #: is the same); 1 reads in one process.
+    calculation_processes: int = Field(default=2, ge=1, le=64)
     #: Indexer and grid proxy URLs; None means the network's public endpoints.
     graphql_url: str | None = None
     gridproxy_url: str | None = None

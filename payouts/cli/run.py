@@ -39,6 +39,15 @@ def calculate(
             "marked as a rehearsal and is otherwise like any run.",
         ),
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="Processes reading a large /2 month (default: the calculation_processes setting); "
+            "1 reads in one process. The result is the same.",
+        ),
+    ] = None,
 ) -> None:
     """Calculate every node's reward for the snapshot's period and record the run.
 
@@ -62,7 +71,11 @@ def calculate(
         except RehearsalRefused as exc:
             abort(str(exc), code=2)
     try:
-        snapshot = load_snapshot(snapshot_path, max_decompressed_bytes=cli.settings.snapshot_max_bytes)
+        snapshot = load_snapshot(
+            snapshot_path,
+            max_decompressed_bytes=cli.settings.snapshot_max_bytes,
+            processes=processes or cli.settings.calculation_processes,
+        )
     except SnapshotError as exc:
         abort(f"snapshot refused: {exc}", code=2)
     node_count = len(snapshot.header.nodes)

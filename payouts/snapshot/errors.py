@@ -10,6 +10,15 @@ from pydantic import ValidationError
 
 from payouts.snapshot.schema import FORMAT_TAG
 
+#: UTF-8's, then UTF-16's and UTF-32's byte order marks
+BYTE_ORDER_MARKS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+#: RFC 8259 lets a reader ignore a byte order mark, but a mark says someone's editor re-saved
+#: the frozen inputs: such a file is refused rather than read as something it may not be.
+BOM_PROBLEM = (
+    "starts with a byte order mark; a snapshot is UTF-8 without one (RFC 8259): "
+    "freeze it again, or remove the mark (the file's SHA-256 changes)"
+)
+
 
 class SnapshotError(ValueError):
     """A snapshot file that is refused; names the file, the JSON path and the problem."""

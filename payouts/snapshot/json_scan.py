@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from payouts.snapshot.errors import SnapshotError, describe
+from payouts.snapshot.errors import BOM_PROBLEM, BYTE_ORDER_MARKS, SnapshotError, describe
 from payouts.snapshot.schema import EVENT_ARRAY_KEYS, OPTIONAL_KEYS, REQUIRED_KEYS
 
 _WS = re.compile(rb"[ \t\n\r]*")
@@ -46,9 +46,9 @@ class Scanner:
 
     def top_level(self) -> dict[str, tuple[int, int]]:
         data = self.data
+        if data.startswith(BYTE_ORDER_MARKS):
+            raise SnapshotError(self.path, "$", BOM_PROBLEM)
         pos = self.skip_ws(0)
-        if data[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark is harmless
-            pos = self.skip_ws(3)
         if pos >= len(data):
             raise SnapshotError(self.path, "$", "file is empty, expected a JSON object")
         if data[pos : pos + 1] != b"{":

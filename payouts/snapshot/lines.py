@@ -13,7 +13,7 @@ import hashlib
 import queue
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from payouts.snapshot.errors import SnapshotError
@@ -118,7 +118,7 @@ class Lines:
                 except queue.Empty:
                     reader.join(0.05)
 
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+    def __iter__(self) -> Generator[tuple[int, bytes], None, None]:
         """(line number, line) for every non-empty line."""
         number = 0
         pending = bytearray()

@@ -27,10 +27,13 @@ __all__ = [
 ]
 
 
-def load_snapshot(path: str | Path, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES) -> LoadedSnapshot:
+def load_snapshot(
+    path: str | Path, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES, processes: int = 1
+) -> LoadedSnapshot:
     """Read a snapshot file (`tfgrid-snapshot/1` or `/2`) and validate its structure; events are
     checked as they are read. A file larger than `max_decompressed_bytes` once decompressed is
-    refused.
+    refused. `processes` above 1 lets a large `/2` month be read by that many processes (the
+    result is the same).
 
     Raises SnapshotError naming the file, the JSON path and the problem.
     """
@@ -40,5 +43,5 @@ def load_snapshot(path: str | Path, *, max_decompressed_bytes: int = DEFAULT_MAX
 
     path = Path(path)
     if is_format_2(path):
-        return load_snapshot_2(path, max_decompressed_bytes=max_decompressed_bytes)
+        return load_snapshot_2(path, max_decompressed_bytes=max_decompressed_bytes, processes=processes)
     return load_snapshot_1(path, max_decompressed_bytes=max_decompressed_bytes)

@@ -16,7 +16,6 @@ needs no second read. Otherwise events are validated as the calculation reads th
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -25,10 +24,9 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from payouts.calculation.columns import EventColumns, measure_uptime_columns
+from payouts.calculation.columns import EventColumns
 from payouts.calculation.uptime import UptimeMeasurement, Window
-from payouts.periods import Period
-from payouts.snapshot.errors import SnapshotError, describe, header_error
+from payouts.snapshot.errors import BOM_PROBLEM, BYTE_ORDER_MARKS, SnapshotError, describe, header_error
 from payouts.snapshot.event_columns import Table, columns_from_table, split_node_line, table_from_lists
 from payouts.snapshot.format2 import (
     EVENT_COLUMNS,
@@ -39,8 +37,11 @@ from payouts.snapshot.format2 import (
     NodeLine,
     check_blocks,
 )
+from payouts.snapshot.json_keys import StrictJsonError, loads_once_per_key
 from payouts.snapshot.lines import Lines, raw_sha256
 from payouts.snapshot.loaded import EventStats, LoadedSnapshot
+from payouts.snapshot.measuring import Measuring, PlainLine, plain_node_line, power_of
+from payouts.snapshot.node_lines import MIN_STORED_BYTES, UNREAD, Unread, Workers, workers
 from payouts.snapshot.schema import (
     EVENT_UPTIME,
     FORMAT_2_TAG,
@@ -62,47 +63,93 @@ class _Inexact(Exception):
 
 
 def _parse(path: Path, number: int, line: bytes, *, exact: bool = False) -> dict:
-    try:
-        value = json.loads(line) if exact else orjson.loads(line)
-    except (ValueError, RecursionError) as exc:
-        raise SnapshotError(path, f"line {number}", f"not valid JSON: {exc}") from None
+    if exact:
+        value = _strict(path, number, line)
+    else:
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            # orjson refuses an integer past a double's range: the exact reader reads it, or
+            # names what is wrong and where
+            value = _strict(path, number, line)
     if not isinstance(value, dict):
         raise SnapshotError(path, f"line {number}", f"expected a JSON object, got {describe(value)}")
     return value
 
 
-def load_snapshot_2(path: Path, *, max_decompressed_bytes: int) -> StreamedSnapshot:
+def _strict(path: Path, number: int, line: bytes) -> object:
+    """The line read exactly, with every rule of `loads_once_per_key` (a key twice, NaN, an
+    integer too long to read: refused naming the place)."""
+    try:
+        return loads_once_per_key(line, "$")
+    except StrictJsonError as exc:
+        raise SnapshotError(path, f"line {number}: {exc.path}", exc.problem) from None
+    except RecursionError:
+        raise SnapshotError(path, f"line {number}", "not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise SnapshotError(path, f"line {number}", f"not valid JSON: {exc}") from None
+
+
+def load_snapshot_2(path: Path, *, max_decompressed_bytes: int, processes: int = 1) -> StreamedSnapshot:
     """Read and validate a `/2` file's header and node records (one pass, flat memory).
+
+    `processes` above 1 lets a large month's node lines be read by that many worker processes
+    (`node_lines`); the result is the same as in one process.
 
     Raises SnapshotError naming the file, the line or JSON path and the problem.
     """
     collecting = gc.isenabled()
     gc.disable()  # the pass makes millions of short-lived integers and no cycles
     try:
-        return _load_snapshot_2(path, max_decompressed_bytes)
+        measuring, header_line = _header_for_workers(path, max_decompressed_bytes, processes)
+        with workers(measuring, header_line, processes) as pool:
+            return _load_snapshot_2(path, max_decompressed_bytes, pool)
     finally:
         if collecting:
             gc.enable()
 
 
-def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapshot:
+def _header_for_workers(path: Path, limit: int, processes: int) -> tuple[Measuring | None, bytes]:
+    """The measuring the workers start with, from the header line read ahead; None (one
+    process) for a small month, or when the header has any problem (the pass reports it)."""
+    if processes < 2:
+        return None, b""
+    try:
+        if path.stat().st_size < MIN_STORED_BYTES:
+            return None, b""
+        first = iter(Lines(path, limit))
+        try:
+            number, line = next(first)
+        finally:
+            first.close()  # stops the reader thread before the workers are forked
+        header = _validate(Header2, _parse(path, number, line), path, number, line)
+        check_blocks(path, header)
+    except (OSError, StopIteration, SnapshotError, ValidationError):
+        return None, b""
+    return Measuring(header), line
+
+
+def _load_snapshot_2(path: Path, max_decompressed_bytes: int, pool: Workers | None) -> StreamedSnapshot:
     lines = Lines(path, max_decompressed_bytes)
+    changed = SnapshotError(path, "$", "the file changed while it was being read; calculate again")
+    source = pool.lines(iter(lines), changed) if pool is not None else _unread(lines)
     header: Header2 | None = None
     nodes: list[Node] = []
     power: list[PowerAtStart] = []
-    # Every node is measured in this same pass while every line is ordinary (see _Measuring);
+    # Every node is measured in this same pass while every line is ordinary (see Measuring);
     # the calculation then needs no second read of the file.
-    measuring: _Measuring | None = None
-    for number, line in lines:
+    measuring: Measuring | None = None
+    for number, line, read in source:
         if header is not None:
-            plain = _plain_node_line(line)
+            plain = _read_here(measuring, line) if isinstance(read, Unread) else read
             if plain is not None:
-                record, table = plain
-                at_start = _keep_node(record, nodes, power)
-                if measuring is not None and not measuring.node(record.node, at_start, table):
+                _keep_node(plain.record, nodes, power)
+                if measuring is not None and not measuring.take(plain.record.node, plain.measured):
                     measuring = None  # something unusual: the calculation reads the file again
                 continue
-        document = _parse(path, number, line)
+        if number == 1 and line.startswith(BYTE_ORDER_MARKS):
+            raise SnapshotError(path, "line 1", BOM_PROBLEM)
+        document = _parse(path, number, line, exact=True)  # every rule: a key once, integers exact
         if header is None:
             v1_keys = sorted({"nodes", "uptime_events", "power_events", "power_at_start"} & set(document))
             if v1_keys:
@@ -117,7 +164,7 @@ def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapsho
             except ValidationError as exc:
                 raise header_error(path, exc, FORMAT_2_TAG, prefix="line 1") from None
             check_blocks(path, header)
-            measuring = _Measuring(header)
+            measuring = Measuring(header)
             continue
         try:
             record = _validate(NodeLine, document, path, number, line)
@@ -148,25 +195,17 @@ def _load_snapshot_2(path: Path, max_decompressed_bytes: int) -> StreamedSnapsho
     return snapshot
 
 
-def _plain_node_line(line: bytes) -> tuple[NodeLine, Table] | None:
-    """A node line in the writer's plain shape, its record validated and its event columns read
-    from the bytes (`split_node_line`); None for any other line, and for any problem: the line
-    is then read as JSON with every rule, which names the problem as before."""
-    split = split_node_line(line)
-    if split is None:
-        return None
-    head, table = split
-    try:
-        document = orjson.loads(head)
-    except ValueError:
-        return None
-    if not isinstance(document, dict) or "events" in document:
-        return None
-    document["events"] = {}
-    try:
-        return NodeLine.model_validate(document), table
-    except ValidationError:
-        return None
+def _unread(lines: Lines) -> Iterator[tuple[int, bytes, Unread]]:
+    for number, line in lines:
+        yield number, line, UNREAD
+
+
+def _read_here(measuring: Measuring | None, line: bytes) -> PlainLine | None:
+    """A node line read in this process: measured only while every line so far was ordinary."""
+    if measuring is not None:
+        return measuring.read_line(line)
+    plain = plain_node_line(line)
+    return None if plain is None else PlainLine(plain[0], None)
 
 
 def _plain_columns(
@@ -190,83 +229,12 @@ def _plain_columns(
     return None if columns is None else (node_id, columns, table)
 
 
-def power_of(record: NodeLine) -> PowerAtStart | None:
-    at_start = record.power_at_start
-    if at_start is None:
-        return None
-    return PowerAtStart(
-        node_id=record.node.node_id, state=at_start.state, down_since=at_start.down_since, target=at_start.target
-    )
-
-
 def _keep_node(record: NodeLine, nodes: list[Node], power: list[PowerAtStart]) -> PowerAtStart | None:
     nodes.append(record.node)
     at_start = power_of(record)
     if at_start is not None:
         power.append(at_start)
     return at_start
-
-
-class _Measuring:
-    """Measures each node while the file is loaded, as the calculation would from the node's
-    columns (`measure_uptime_columns`), as long as every line is ordinary: event columns the
-    columns reader takes, no node id twice, no sleep mark wide enough for wrapping arithmetic.
-    `node()` returns False at the first line that is not; the calculation then reads the file
-    again with every rule (and reports any problem there, as before)."""
-
-    def __init__(self, header: Header2) -> None:
-        self.period = Period(header.period_offset)
-        self.twins = {twin.twin_id: twin for twin in header.twins}
-        self.wake_at_start_ts = header.blocks.start.timestamp
-        self.start_height = header.blocks.start.height
-        self.end_height = header.blocks.end.height
-        self.measured: dict[int, UptimeMeasurement] = {}
-        self.stats = EventStats()
-
-    def node(self, node: Node, at_start: PowerAtStart | None, columns: Table | object) -> bool:
-        """`columns`: the line's event columns (a Table read from the bytes, or the JSON object)."""
-        if node.node_id in self.measured:
-            return False
-        if (
-            at_start is not None
-            and at_start.down_since is not None
-            and not 0 <= at_start.down_since < NARROW_EVENT_LIMIT
-        ):
-            return False
-        if isinstance(columns, np.ndarray):
-            table: Table | None = columns
-        else:
-            table = _table_of(columns)
-        if table is None:
-            return False
-        read = columns_from_table(table, self.start_height, self.end_height, self.end_height + POST_PERIOD_BLOCKS)
-        if read is None:
-            return False
-        kinds = table[3]
-        uptime_events = int(np.count_nonzero(kinds == EVENT_UPTIME))
-        self.stats.uptime_events += uptime_events
-        self.stats.power_events += len(kinds) - uptime_events
-        self.measured[node.node_id] = measure_uptime_columns(
-            read,
-            period=self.period,
-            power_at_start=at_start,
-            twin=self.twins.get(node.twin_id),
-            wake_at_start_ts=self.wake_at_start_ts,
-        )
-        return True
-
-
-def _table_of(columns: object) -> Table | None:
-    """The event columns of a line read as JSON, when they are five int lists of one length."""
-    if not isinstance(columns, dict) or set(columns) != set(EVENT_COLUMNS):
-        return None
-    lists = [columns[name] for name in EVENT_COLUMNS]
-    if not all(isinstance(column, list) for column in lists):
-        return None
-    heights, indexes, stamps, kinds, values = lists
-    if not len(heights) == len(indexes) == len(stamps) == len(kinds) == len(values):
-        return None
-    return table_from_lists(heights, indexes, stamps, kinds, values)
 
 
 def _validate(model: type[_M], document: dict, path: Path, number: int, line: bytes) -> _M:
