@@ -269,12 +269,15 @@ class HorizonClient:
         they span under 2 s (a close time has whole seconds only: too coarse to tell)."""
         response = self._get("/ledgers", {"order": "desc", "limit": ledgers})
         response.raise_for_status()
-        records = response.json()["_embedded"]["records"]
-        if len(records) < 2:
-            return None
-        newest, oldest = records[0], records[-1]
-        span_s = (_time(newest["closed_at"]) - _time(oldest["closed_at"])).total_seconds()
-        closed = int(newest["sequence"]) - int(oldest["sequence"])
+        try:
+            records = response.json()["_embedded"]["records"]
+            if len(records) < 2:
+                return None
+            newest, oldest = records[0], records[-1]
+            span_s = (_time(newest["closed_at"]) - _time(oldest["closed_at"])).total_seconds()
+            closed = int(newest["sequence"]) - int(oldest["sequence"])
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            return None  # not ledger records: nothing to tell from
         if span_s < 2 or closed <= 0:
             return None
         return span_s / closed
