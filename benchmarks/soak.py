@@ -237,6 +237,21 @@ def main() -> int:
                 while sandbox.chain.queue and time.monotonic() < settle:
                     time.sleep(0.1)
                 time.sleep(0.5)
+                with sandbox.chain.lock:
+                    queued = [
+                        (p.source_id[:6], p.sequence, p.not_before_ledger, p.hash_hex[:10])
+                        for p in sandbox.chain.queue.values()
+                    ]
+                    accounts = {
+                        a[:6]: sandbox.chain.accounts[a].seq_num
+                        for a in {p.source_id for p in sandbox.chain.queue.values()}
+                        if a in sandbox.chain.accounts
+                    }
+                with open(folder / "restores.log", "a") as note:
+                    note.write(
+                        f"{time.strftime('%H:%M:%S')} run {run_id}: ledger {sandbox.chain.latest.sequence} "
+                        f"lag {sandbox.view.lag_s} queue {queued} seq {accounts}\n"
+                    )
                 db.dispose()
                 with psycopg.connect(
                     f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres", autocommit=True
@@ -257,6 +272,7 @@ def main() -> int:
                     text=True,
                     timeout=300,
                 )
+                (folder / f"recover-{run_id}.log").write_text(done.stdout + done.stderr)
                 recovered.append(f"run {run_id}: exit {done.returncode}: {(done.stdout + done.stderr).strip()[-300:]}")
                 if done.returncode != 0:
                     violations.append(f"payouts recover {run_id} failed: {recovered[-1]}")

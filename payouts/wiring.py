@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import orjson
 import structlog
 from sqlalchemy import Engine
@@ -41,7 +42,7 @@ from payouts.runs.sweep import sweep_run
 from payouts.stellar.clock import ChainClock
 from payouts.stellar.horizon import HorizonClient, StellarError
 from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
-from payouts.stellar.network import PASSPHRASES, TFT_CODE, tft_issuer
+from payouts.stellar.network import LEDGER_CLOSE_S, PASSPHRASES, TFT_CODE, bounded_ledger_close_s, tft_issuer
 from payouts.stellar.preflight import Asset, check_destinations
 
 log = structlog.get_logger(__name__)
@@ -68,6 +69,26 @@ def payout_public_key(settings: Settings) -> str | None:
     return None
 
 
+def ledger_close_s(settings: Settings, network: str, *, transport: httpx.BaseTransport | None = None) -> float:
+    """The close interval a transaction's ledger bound counts in: the public networks' own; on
+    the dev network the sandbox's, measured from Horizon, since a bound counted in 5 s ledgers
+    there (0.2 s apart, say) lasts a fraction of the timeout and a Horizon a few ledgers behind
+    makes every transaction too late before it is sent. 5 s when Horizon cannot tell; within
+    bounded_ledger_close_s's range whatever Horizon says."""
+    if network in LEDGER_CLOSE_S:
+        return LEDGER_CLOSE_S[network]
+    try:
+        with HorizonClient(settings.horizon_url, timeout_s=10, max_read_attempts=2, transport=transport) as client:
+            measured = client.ledger_close_s()
+    except (StellarError, httpx.HTTPError) as exc:
+        log.warning("ledger_close.unmeasured", network=network, error=type(exc).__name__)
+        measured = None
+    bounded = bounded_ledger_close_s(measured)
+    if measured is not None and bounded != measured:
+        log.warning("ledger_close.out_of_range", network=network, measured_s=measured, used_s=bounded)
+    return bounded
+
+
 def pay_config(settings: Settings, network: str) -> PayConfig:
     return PayConfig(
         network_passphrase=PASSPHRASES[settings.network],
@@ -81,6 +102,7 @@ def pay_config(settings: Settings, network: str) -> PayConfig:
         base_fee_stroops=settings.base_fee_stroops,
         max_fee_stroops=settings.max_fee_stroops,
         tx_timeout_s=settings.tx_timeout_s,
+        ledger_close_s=ledger_close_s(settings, network),
         two_tier=settings.two_tier,
         lease_ttl_s=settings.lease_ttl_s,
         claimable_for_no_trustline=settings.claimable_for_no_trustline,

@@ -74,6 +74,7 @@ def export(
                 network_passphrase=config.network_passphrase,
                 approvers=list(config.approvers),
                 required=config.approvals_required,
+                ledger_close_s=config.ledger_close_s,
             )
     except (RunsError, StellarError, KeyFileError, ValueError) as exc:
         abort(str(exc))

@@ -31,6 +31,7 @@ from payouts.runs.payment.resolve import chain_outcome
 from payouts.runs.sweep import adopt_chain_transaction, envelope_amount_units, find_on_chain
 from payouts.stellar.build import PaymentOp, build_payment_envelope, envelope_units
 from payouts.stellar.horizon import AccountInfo, HorizonClient, Outcome
+from payouts.stellar.network import DEFAULT_LEDGER_CLOSE_S
 from payouts.stellar.submit import Verdict
 
 FUNDING_FORMAT = "tft-payouts-funding/1"
@@ -200,7 +201,7 @@ def export_funding(
     approvers: list[str],
     required: int,
     validity_s: int = FUNDING_VALIDITY_S,
-    ledger_close_s: float = 5.0,
+    ledger_close_s: float = DEFAULT_LEDGER_CLOSE_S,
 ) -> FundingFile:
     """Build (or return the already recorded) funding transaction of an approved run."""
     recorded = session.exec(

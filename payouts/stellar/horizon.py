@@ -263,6 +263,25 @@ class HorizonClient:
         record = response.json()["_embedded"]["records"][0]
         return LedgerInfo(sequence=int(record["sequence"]), closed_at=_time(record["closed_at"]))
 
+    def ledger_close_s(self, ledgers: int = 100) -> float | None:
+        """The network's recent close interval, from Horizon's latest ledgers: the seconds
+        between the oldest and the newest of them over the ledgers closed meanwhile. None when
+        they span under 2 s (a close time has whole seconds only: too coarse to tell)."""
+        response = self._get("/ledgers", {"order": "desc", "limit": ledgers})
+        response.raise_for_status()
+        try:
+            records = response.json()["_embedded"]["records"]
+            if len(records) < 2:
+                return None
+            newest, oldest = records[0], records[-1]
+            span_s = (_time(newest["closed_at"]) - _time(oldest["closed_at"])).total_seconds()
+            closed = int(newest["sequence"]) - int(oldest["sequence"])
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            return None  # not ledger records: nothing to tell from
+        if span_s < 2 or closed <= 0:
+            return None
+        return span_s / closed
+
     def transaction(self, tx_hash: str) -> TransactionInfo | None:
         return self.lookup(tx_hash).info
 

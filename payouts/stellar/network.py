@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 #: The sandbox is a network of its own: envelopes signed for testnet or mainnet fail there with
@@ -25,6 +26,26 @@ PASSPHRASES = {
     "test": "Test SDF Network ; September 2015",
     "dev": SANDBOX_NETWORK_PASSPHRASE,
 }
+
+#: the ledger close interval of the public networks (protocol target); the dev network (the
+#: sandbox) closes at whatever interval it was started with, so it is measured there
+DEFAULT_LEDGER_CLOSE_S = 5.0
+LEDGER_CLOSE_S = {"main": DEFAULT_LEDGER_CLOSE_S, "test": DEFAULT_LEDGER_CLOSE_S}
+#: the shortest close interval a measured one is taken as
+MIN_LEDGER_CLOSE_S = 0.1
+
+
+def bounded_ledger_close_s(measured: float | None) -> float:
+    """A measured close interval kept within MIN_LEDGER_CLOSE_S..DEFAULT_LEDGER_CLOSE_S; the
+    default when there is none, or it is not a positive number. The measurement comes from a
+    Horizon that may lag or lie, and a transaction's ledger bound counts in it: far too short
+    would keep a transaction's fate open for a very long time, far too long would make every
+    transaction too late before it lands. Neither can pay twice (whether a transaction can still
+    land is decided by the ledgers seen against its bound, never by time); the range keeps both
+    away."""
+    if measured is None or not math.isfinite(measured) or measured <= 0:
+        return DEFAULT_LEDGER_CLOSE_S
+    return min(max(measured, MIN_LEDGER_CLOSE_S), DEFAULT_LEDGER_CLOSE_S)
 
 
 def tft_issuer(network: str, configured: str | None, accounts_file: Path | None) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from stellar_sdk import Keypair
+from stellar_sdk import Keypair, TransactionEnvelope
 from typer.testing import CliRunner
 
 from payouts.cli.main import app
+from payouts.runs.funding import FUNDING_VALIDITY_S
 from payouts.sandbox import running_sandbox
 from payouts.sandbox.accounts import init_sandbox
 from payouts.stellar.horizon import HorizonClient
@@ -45,9 +46,16 @@ def test_two_tier_funding_through_the_cli(monkeypatch, tmp_path, sqlite_url):
         refused = runner.invoke(app, ["pay", str(run_id)])
         assert refused.exit_code == 1 and "not funded" in refused.stderr
         funding_file = tmp_path / "funding.json"
+        sandbox.wait_for_ledger(30)  # 3 s of ledgers: enough for Horizon's close times to tell
         exported = runner.invoke(app, ["funding", "export", str(run_id), "--out", str(funding_file)])
         assert exported.exit_code == 0, exported.output
         assert "from treasury" in exported.stdout
+        # its 7 days counted in the sandbox's measured 0.1 s ledgers, as a payment's bound is, not in 5 s ones
+        exported_xdr = json.loads(funding_file.read_text())["envelope_xdr"]
+        bounds = TransactionEnvelope.from_xdr(exported_xdr, document["network_passphrase"]).transaction
+        assert bounds.preconditions is not None and bounds.preconditions.ledger_bounds is not None
+        window = bounds.preconditions.ledger_bounds.max_ledger - client.latest_ledger().sequence
+        assert FUNDING_VALIDITY_S / 0.2 < window <= FUNDING_VALIDITY_S / 0.05
         signed = runner.invoke(app, ["funding", "sign", str(funding_file), "-k", str(tmp_path / "signer0.key"), "-y"])
         assert signed.exit_code == 0 and "amount" in signed.stdout
         short = runner.invoke(app, ["funding", "submit", str(funding_file)])

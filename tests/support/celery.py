@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from config.settings import Settings
 from workers.base import PayoutTask
-from workers.celery_app import app
+from workers.celery_app import app, broker_transport_options
 
 
 def use_settings(settings: Settings) -> None:
     app.conf.update(
         broker_url=settings.broker_url.get_secret_value(),
         payouts_settings=settings,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options=broker_transport_options(settings.visibility_timeout_s),
     )
     if app._pool is not None:  # connections to an earlier test's broker
         app._pool.force_close_all()

@@ -88,7 +88,7 @@ class Claimer(EngineState):
             run = require_run(uow.session, run_id)
             name = claim_name(self.config.network_passphrase, run.period_offset)
             manifest_sha256 = build_manifest(uow.session, run).sha256
-        taken = 0
+        taken = late = 0
         for _attempt in range(CLAIM_ATTEMPTS * 3):
             seen = read_claim(self.client, payout, name)
             if seen is None:
@@ -104,7 +104,10 @@ class Claimer(EngineState):
                     self._wait_out_previous_payer(run_id, outcome)
                 return None
             if outcome == "late":
-                continue  # its bounds passed before it was applied: nothing took its number
+                # its bounds passed before it was applied: nothing took its number
+                late += 1
+                time.sleep(self.config.poll_interval_s)
+                continue
             now = self._after_sequence(name, seen.account_sequence + 1)
             if now is not None and now.value_b64 != seen.value_b64:
                 log.error("claim.lost", run_id=run_id, name=name)
@@ -114,6 +117,11 @@ class Claimer(EngineState):
             if taken >= CLAIM_ATTEMPTS:
                 break
             time.sleep(self.config.poll_interval_s)
+        if taken < CLAIM_ATTEMPTS:
+            raise RunsError(
+                f"run {run_id}: the claim on {name} did not land: its bounds had passed when the network came to "
+                f"apply it, {late} times (is Horizon's latest ledger behind the network's?)"
+            )
         raise RunsError(
             f"run {run_id}: the claim on {name} did not land; the payout account's sequence number keeps "
             "moving (is another program sending from it?)"
@@ -201,6 +209,7 @@ class Claimer(EngineState):
                 return self._claim_settled(tx_id, claim_id, name, sequence, result.ledger, result.closed_at)
             if result.outcome == Outcome.FAILED and code in ("tx_bad_seq", "tx_too_late"):
                 # refused for good: the account's number is past ours, or the time bound passed
+                log.warning("claim.refused", run_id=run_id, sequence=sequence, code=code, reason=result.reason)
                 with self.units() as uow:
                     self._claim_failed(uow.session, tx_id, claim_id, TransactionStatus.DEAD, result.result_codes)
                 return "taken" if code == "tx_bad_seq" else "late"
@@ -222,6 +231,7 @@ class Claimer(EngineState):
                     info = answer.info
                     break
                 if answer.verdict is not Verdict.MAYBE:
+                    log.warning("claim.not_landed", run_id=run_id, sequence=sequence, verdict=str(answer.verdict))
                     with self.units() as uow:
                         failed = answer.verdict is Verdict.FAILED
                         status = TransactionStatus.FAILED if failed else TransactionStatus.DEAD

@@ -19,6 +19,7 @@ from payouts.runs.payment import queries
 from payouts.stellar.build import MAX_OPERATIONS
 from payouts.stellar.horizon import HorizonClient
 from payouts.stellar.keys import SigningKeys
+from payouts.stellar.network import DEFAULT_LEDGER_CLOSE_S
 from payouts.stellar.preflight import Asset
 
 
@@ -62,7 +63,7 @@ class PayConfig:
     tx_timeout_s: int = 300
     #: the network's usual ledger close time: a transaction's ledger bound is its timeout in
     #: ledgers (5 s on the public and test networks)
-    ledger_close_s: float = 5.0
+    ledger_close_s: float = DEFAULT_LEDGER_CLOSE_S
     poll_interval_s: float = 0.5
     #: a multisig treasury funds the hot payout account per run before anything is paid
     two_tier: bool = False
