@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from payouts import retry
 from payouts.ledger.db import make_engine, migrate
-from tests.support.markers import mark_items
+from tests.support.markers import GroupNodeIds, mark_items
 from tests.support.servers import PostgresServer
 
 
@@ -42,6 +42,7 @@ def pytest_configure_node(node) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(GroupNodeIds(), "group-node-ids")
     terminal_env = getattr(config, "workerinput", {}).get("terminal_env")
     for name, value in (terminal_env or {}).items():
         if value is None:

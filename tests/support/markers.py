@@ -25,6 +25,7 @@ import types
 from collections.abc import Iterable
 
 import pytest
+from _pytest.nodeid import NodeId
 from selenium import webdriver
 
 from payouts.export.server import make_server, serve_in_thread
@@ -149,3 +150,29 @@ def mark_items(config: pytest.Config, items: list[pytest.Item]) -> None:
                 weight = 2
             rank[module] = min(rank.get(module, 2), weight)
         items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])
+
+
+class GroupNodeIds:
+    """xdist's `loadgroup` reads a test's group from a `@group` suffix that its worker appends
+    to the test's node id. xdist 3.8 writes that suffix where pytest 9.2 no longer keeps node ids
+    (pytest-dev/pytest-xdist#1386), so every group was silently spread over all workers and each
+    module's shared server started once per worker. The suffix is written here, after xdist's own
+    hook, in pytest's structured node id, unless it is already there."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not getattr(config.option, "loadgroup", False):
+            return
+        for item in items:
+            names = sorted(
+                {
+                    str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in item.iter_markers("xdist_group")
+                }
+            )
+            if not names:
+                continue
+            suffix = "@" + "_".join(names)
+            if item.nodeid.endswith(suffix):
+                continue
+            item._id = NodeId.parse(item.nodeid + suffix)  # type: ignore[attr-defined]
