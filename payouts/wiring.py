@@ -40,7 +40,7 @@ from payouts.runs.review import Review, ReviewLimits, build_review
 from payouts.runs.statement import period_statement
 from payouts.runs.sweep import sweep_run
 from payouts.stellar.clock import ChainClock
-from payouts.stellar.horizon import HorizonClient, StellarError
+from payouts.stellar.horizon import HorizonClient, HorizonUnavailable, StellarError
 from payouts.stellar.keys import KeyFileError, SigningKeys, load_keypair
 from payouts.stellar.network import LEDGER_CLOSE_S, PASSPHRASES, TFT_CODE, bounded_ledger_close_s, tft_issuer
 from payouts.stellar.preflight import Asset, check_destinations
@@ -81,7 +81,10 @@ def ledger_close_s(settings: Settings, network: str, *, transport: httpx.BaseTra
         with HorizonClient(settings.horizon_url, timeout_s=10, max_read_attempts=2, transport=transport) as client:
             measured = client.ledger_close_s()
     except (StellarError, httpx.HTTPError) as exc:
-        log.warning("ledger_close.unmeasured", network=network, error=type(exc).__name__)
+        # a Horizon that does not answer fails the command that needs it next, with the URL
+        # and what to do; a second line for the same outage only buries that one
+        level = log.debug if isinstance(exc, HorizonUnavailable | httpx.TransportError) else log.warning
+        level("ledger_close.unmeasured", network=network, error=type(exc).__name__)
         measured = None
     bounded = bounded_ledger_close_s(measured)
     if measured is not None and bounded != measured:

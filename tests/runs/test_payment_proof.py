@@ -34,7 +34,9 @@ def test_every_transaction_carries_time_and_ledger_bounds(paying):
     assert record.ledger_bounds.max_ledger == tx.max_ledger
     # 30 s at 0.1 s a ledger, counted from the ledger the network was at
     assert tx.max_ledger == tx.built_ledger + 300
-    assert abs(tx.built_ledger - sandbox.chain.latest.sequence) <= 5
+    # the ledger the network was at when built: behind the latest by no more than the time since
+    # (the sandbox closes ten a second; a loaded machine takes a few seconds to get here)
+    assert 0 <= sandbox.chain.latest.sequence - tx.built_ledger <= 50
 
 
 def test_a_lagging_replica_that_answers_504_to_landed_submissions_pays_no_receipt_twice(paying):
