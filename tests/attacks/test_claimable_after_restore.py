@@ -23,6 +23,7 @@ from payouts.stellar.horizon import HorizonClient
 from tests.runs.conftest import paying  # noqa: F401
 from tests.runs.test_chain_scan import _receipts_on_chain, restored_copy
 from tests.runs.test_claimable import _approve, _balances_of, _engine, _farmer, _payments_to
+from tests.support.network_time import takeover_waits_passed
 
 
 def _rows(url: str, run_id: int, address: str) -> list[Payment]:
@@ -56,7 +57,7 @@ def _adopted_as_sent(url: str, run_id: int, farmer: dict, sent: dict[str, Paymen
 
 
 def test_a_claimable_balance_the_ledger_lost_is_adopted_not_paid_again(paying, tmp_path, ledger_url):  # noqa: F811
-    _sandbox, document, run_id, engine, before_pay, first, farmer, sent = _paid_after_a_backup(
+    sandbox, document, run_id, engine, before_pay, first, farmer, sent = _paid_after_a_backup(
         paying, tmp_path, ledger_url
     )
     balances = sorted(b["id"] for b in _balances_of(engine))
@@ -65,7 +66,9 @@ def test_a_claimable_balance_the_ledger_lost_is_adopted_not_paid_again(paying, t
 
     # the operator restores the backup taken before `pay`, then recovers the run
     restored = PaymentEngine(UnitsOfWork(make_engine(before_pay)), engine.client, engine.keys, engine.config)
-    _status, scan = restored.recover(run_id)
+    with takeover_waits_passed(sandbox, before_pay) as waited_for:
+        _status, scan = restored.recover(run_id)
+    assert len(waited_for) == 1, waited_for
     assert scan.problems == [], scan.problems
     assert scan.adopted_payments == first.paid + first.claimable
     adopted = _adopted_as_sent(before_pay, run_id, farmer, sent)
@@ -182,7 +185,9 @@ def test_a_lost_balance_whose_transaction_comes_without_its_envelope_is_adopted(
     trimming = WithoutEnvelopes()
     client = HorizonClient(sandbox.url, timeout_s=10, transport=trimming)
     restored = PaymentEngine(UnitsOfWork(make_engine(before_pay)), client, engine.keys, engine.config)
-    _status, scan = restored.recover(run_id)
+    with takeover_waits_passed(sandbox, before_pay) as waited_for:
+        _status, scan = restored.recover(run_id)
+    assert len(waited_for) == 1, waited_for
     assert trimming.dropped > 0
     assert scan.problems == [], scan.problems
     assert scan.adopted_payments == first.paid + first.claimable

@@ -20,6 +20,7 @@ from payouts.runs.claimable import NOT_CLAIMED
 from payouts.sandbox import running_sandbox
 from tests.cli.test_treasury_months import _setup, _tft
 from tests.runs.test_chain_scan import restored_copy
+from tests.support.network_time import takeover_waits_passed
 
 runner = CliRunner()
 WINDOW_DAYS = 30
@@ -204,8 +205,10 @@ def test_a_reclaim_the_restored_ledger_lost_is_adopted_once(monkeypatch, tmp_pat
         monkeypatch.setenv("PAYOUTS_DATABASE_URL", before_reclaim)
         with Session(make_engine(before_reclaim)) as session:
             assert {session.get(Payment, p.id).status for p in sent} == {"claimable"}
-        recovered = runner.invoke(app, ["recover", str(run_id)])
+        with takeover_waits_passed(sandbox, before_reclaim) as waited_for:
+            recovered = runner.invoke(app, ["recover", str(run_id)])
         assert recovered.exit_code == 0, recovered.output
+        assert len(waited_for) == 1, waited_for  # the restored ledger's payer took the claim over
         sequence = client.account(payout).sequence
 
         if then == "reclaim":

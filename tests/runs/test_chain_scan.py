@@ -21,6 +21,7 @@ from payouts.ledger.states import PaymentStatus, RunStatus
 from payouts.ledger.unit_of_work import UnitsOfWork
 from payouts.runs.payment import PaymentEngine, RunStopped
 from payouts.stellar.horizon import HorizonClient
+from tests.support.network_time import takeover_waits_passed
 from tests.support.payments import chain_payments, check_invariants
 
 
@@ -80,7 +81,9 @@ def _restore_then_pay_again(paying, tmp_path, ledger_url, **options):
 
     # the operator restores the backup taken before `pay`, and the run is paid again
     restored = PaymentEngine(UnitsOfWork(make_engine(before_pay)), engine.client, engine.keys, engine.config)
-    again = restored.pay(run_id)
+    with takeover_waits_passed(sandbox, before_pay) as waited_for:
+        again = restored.pay(run_id)
+    assert len(waited_for) == 1, waited_for
     assert again.status == RunStatus.PAID
     assert again.adopted == 8 and again.transactions == 0  # nothing sent: the chain said it was paid
     assert _receipts_on_chain(engine.client, document) == on_chain

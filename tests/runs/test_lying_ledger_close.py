@@ -24,6 +24,7 @@ from payouts.stellar.network import DEFAULT_LEDGER_CLOSE_S, MIN_LEDGER_CLOSE_S, 
 from payouts.wiring import ledger_close_s
 from tests.runs.test_chain_scan import restored_copy
 from tests.runs.test_payer_claim import paid_receipts, receipts_paid_on_chain
+from tests.support.network_time import takeover_waits_passed
 
 #: a ledger record of Horizon's /ledgers page, rewritten in place (its position: 0 the newest)
 Rewrite = Callable[[dict, int, int], None]
@@ -160,10 +161,12 @@ def test_a_run_paid_and_recovered_under_a_lying_close_interval_pays_each_receipt
     # the backup restored, `payouts recover`, and the rest paid: the chain decides what landed
     restored_db = make_engine(before_pay)
     restored = PaymentEngine(UnitsOfWork(restored_db), engine.client, engine.keys, config)
-    _status, scan = restored.recover(run_id)
-    assert not scan.problems, scan.problems
-    assert scan.adopted_payments == first.paid
-    assert restored.pay(run_id).status == RunStatus.PAID
+    with takeover_waits_passed(sandbox, before_pay) as waited_for:
+        _status, scan = restored.recover(run_id)
+        assert not scan.problems, scan.problems
+        assert scan.adopted_payments == first.paid
+        assert restored.pay(run_id).status == RunStatus.PAID
+    assert len(waited_for) == 1, waited_for
     payable = paid_receipts(restored_db, run_id)
     assert len(payable) == 8
     assert receipts_paid_on_chain(engine.client, document) == Counter(dict.fromkeys(payable, 1))
