@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing, runs the gates (lint, format, types),
 # then runs the whole suite in parallel.
-#   bash tests/run.sh [pytest arguments]     the whole suite (6 processes; -n 0 for one)
+#   bash tests/run.sh [pytest arguments]     the whole suite (4 processes; -n 0 for one)
 #   bash tests/run.sh --fast [arguments]     the fast tier: pure and SQLite tests, no servers
 #                                            (2 processes)
 # The suite starts its own PostgreSQL and Redis servers on loopback; nothing else is required.
@@ -73,9 +73,10 @@ unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX="$PWD/.venv/pycache"
 
 FAST="not slow and not network and not postgres and not redis and not browser"
-# The whole suite mostly waits (ledgers closing, servers answering): 6 processes on 2 cores.
+# The whole suite mostly waits (ledgers closing, servers answering): 4 processes on 2 cores
+# (6 took as long: the waits left are short, and the CPU of two cores is then the limit).
 # The fast tier is CPU-bound: 2 processes (each more would only collect the suite again).
-workers=6
+workers=4
 args=()
 if [ "${1:-}" = "--fast" ]; then
   shift
