@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
