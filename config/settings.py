@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from config.errors import describe_settings
 from payouts.redact import has_seed, redact
@@ -200,6 +199,8 @@ class Settings(BaseSettings):
 
     def sqlite_ledger_path(self) -> Path | None:
         """The SQLite ledger file, or None when the ledger is another database."""
+        from sqlalchemy.engine import make_url  # a command that never opens the ledger starts without it
+
         url = make_url(self.ledger_url())
         if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
             return None
@@ -212,6 +213,8 @@ class Settings(BaseSettings):
 
     def ledger_url_for_display(self) -> str:
         """The ledger URL with any password masked, safe for logs and error messages."""
+        from sqlalchemy.engine import make_url
+
         url = make_url(self.ledger_url())
         if url.host and "@" in url.host:  # a password holding "@": the parser split it at the first one
             url = url.set(host=url.host.rpartition("@")[2])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 
 from payouts.cli.context import CliContext
-from payouts.runs.sweep import Surplus, payout_surplus
-from payouts.stellar.horizon import HorizonClient, StellarError
-from payouts.stellar.keys import KeyFileError
-from payouts.wiring import horizon, pay_config, signing_keys
+
+if TYPE_CHECKING:  # the payment side (stellar_sdk) loads only in two-tier, where a line is due
+    from payouts.runs.sweep import Surplus
+    from payouts.stellar.horizon import HorizonClient
 
 
 def payout_surplus_now(cli: CliContext, client: HorizonClient | None = None) -> Surplus | None:
@@ -16,6 +18,9 @@ def payout_surplus_now(cli: CliContext, client: HorizonClient | None = None) -> 
     settings = cli.settings
     if not settings.two_tier:
         return None
+    from payouts.runs.sweep import payout_surplus
+    from payouts.wiring import horizon, pay_config, signing_keys
+
     payout = signing_keys(settings).payout_account
     config = pay_config(settings, settings.network)
     if client is None:
@@ -31,6 +36,11 @@ def payout_surplus_now(cli: CliContext, client: HorizonClient | None = None) -> 
 def surplus_warning(cli: CliContext) -> str | None:
     """One line when the payout account holds TFT no open run needs (best effort: no line when
     the chain or the keys cannot be read)."""
+    if not cli.settings.two_tier:
+        return None
+    from payouts.stellar.horizon import StellarError
+    from payouts.stellar.keys import KeyFileError
+
     try:
         surplus = payout_surplus_now(cli)
     except (StellarError, KeyFileError, ValueError, OSError, httpx.HTTPError):
